@@ -1,0 +1,5 @@
+import sys
+
+from geex.cli import main
+
+sys.exit(main())

@@ -1,0 +1,58 @@
+"""The ``geex`` command: one subcommand per stage.
+
+Each stage's module here only parses its arguments and calls the library; nothing in this
+package computes anything itself.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import sys
+
+from geex import __version__
+from geex.errors import GeexError
+
+# Subcommand modules, each with ``register(subparsers)``; a module that is not there yet is
+# simply not offered.
+_STAGES = ("data", "tokenizer", "model", "convert", "train", "plot", "generate", "eval", "serve", "run")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="geex",
+        description="Build multilingual code models from 0 to 1: data, tokenizer, model, "
+        "training, evaluation, serving.",
+    )
+    parser.add_argument("--version", action="version", version=f"geex {__version__}")
+    subparsers = parser.add_subparsers(dest="command", metavar="COMMAND")
+    for stage in _STAGES:
+        try:
+            module = importlib.import_module(f"geex.cli.{stage}")
+        except ModuleNotFoundError as err:
+            if err.name == f"geex.cli.{stage}":
+                continue
+            raise
+        module.register(subparsers)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if not getattr(args, "handler", None):
+        parser.print_help()
+        return 2
+    try:
+        result = args.handler(args)
+    except GeexError as err:
+        print(f"geex {args.command}: error: {err}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print(f"geex {args.command}: interrupted", file=sys.stderr)
+        return 130
+    return int(result or 0)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
