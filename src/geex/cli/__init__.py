@@ -15,7 +15,18 @@ from geex.errors import GeexError
 
 # Subcommand modules, each with ``register(subparsers)``; a module that is not there yet is
 # simply not offered.
-_STAGES = ("data", "tokenizer", "model", "convert", "train", "plot", "generate", "eval", "serve", "run")
+_STAGES = (
+    "data",
+    "tokenizer",
+    "model",
+    "convert",
+    "train",
+    "plot",
+    "generate",
+    "eval",
+    "serve",
+    "run",
+)
 
 
 def build_parser() -> argparse.ArgumentParser:

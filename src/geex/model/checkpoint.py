@@ -1,0 +1,219 @@
+"""The Geex checkpoint format: safetensors weights + a JSON config (+ the tokenizer).
+
+A folder holds::
+
+    config.json                   {"format": "geex", "format_version": 1, "model": {...}, "dtype": ...}
+    model.safetensors             weights, or shards model-00001-of-0000N.safetensors
+    model.safetensors.index.json  with shards: which tensor lives in which file (Hugging Face layout)
+    tokenizer.json ...            when a tokenizer was saved alongside
+
+Parameter names are the model's own (``layers.0.attention.query.weight``): wrappers added by
+``torch.compile``, activation checkpointing or DDP are stripped on save. Every file is written
+to a temporary name and renamed into place, so a crash never leaves a half-written file.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+
+import torch
+from safetensors import safe_open
+from safetensors.torch import save_file
+
+from geex.errors import GeexError
+from geex.model.codegeex import CodeGeeX, build_model
+from geex.model.config import ModelConfig
+
+FORMAT = "geex"
+FORMAT_VERSION = 1
+CONFIG_FILE = "config.json"
+WEIGHTS_FILE = "model.safetensors"
+INDEX_FILE = "model.safetensors.index.json"
+DEFAULT_SHARD_BYTES = 5 * 2**30
+
+# Name components that wrappers insert into the model's own parameter names; DDP's "module."
+# is only ever a leading one.
+_WRAPPER_COMPONENTS = {"_orig_mod", "_checkpoint_wrapped_module", "_fsdp_wrapped_module"}
+
+
+def clean_state_dict(state_dict: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    """The model's own names and full, contiguous, CPU tensors, whatever wrapped it."""
+    clean = {}
+    for name, tensor in state_dict.items():
+        parts = [p for p in name.removeprefix("module.").split(".") if p not in _WRAPPER_COMPONENTS]
+        if hasattr(tensor, "full_tensor"):  # a DTensor from tensor parallel or FSDP2
+            tensor = tensor.full_tensor()
+        clean[".".join(parts)] = tensor.detach().to("cpu").contiguous()
+    return clean
+
+
+def save_checkpoint(
+    model: CodeGeeX | torch.nn.Module,
+    folder: str | os.PathLike,
+    *,
+    config: ModelConfig | None = None,
+    tokenizer=None,
+    dtype: torch.dtype | None = None,
+    max_shard_bytes: int = DEFAULT_SHARD_BYTES,
+    metadata: dict | None = None,
+) -> Path:
+    """Write ``model`` (and optionally its tokenizer) as a Geex checkpoint folder."""
+    folder = Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    config = config or _unwrap(model).config
+    tensors = clean_state_dict(model.state_dict())
+    if dtype is not None:
+        tensors = {k: v.to(dtype) for k, v in tensors.items()}
+    saved_dtype = str(next(iter(tensors.values())).dtype).removeprefix("torch.")
+
+    shards = _split_into_shards(tensors, max_shard_bytes)
+    names = (
+        [WEIGHTS_FILE]
+        if len(shards) == 1
+        else [f"model-{i + 1:05d}-of-{len(shards):05d}.safetensors" for i in range(len(shards))]
+    )
+    for name, shard in zip(names, shards, strict=True):
+        _atomic_write(
+            folder / name, lambda tmp, shard=shard: save_file(shard, tmp, {"format": "pt"})
+        )
+    if len(shards) > 1:
+        index = {
+            "metadata": {"total_size": sum(t.numel() * t.element_size() for t in tensors.values())},
+            "weight_map": {k: n for n, shard in zip(names, shards, strict=True) for k in shard},
+        }
+        _atomic_write_text(folder / INDEX_FILE, json.dumps(index, indent=2))
+    keep = {*names, INDEX_FILE} if len(shards) > 1 else set(names)
+    for path in [
+        *folder.glob("model-*-of-*.safetensors"),
+        folder / WEIGHTS_FILE,
+        folder / INDEX_FILE,
+    ]:
+        if path.name not in keep:
+            path.unlink(missing_ok=True)
+
+    header = {
+        "format": FORMAT,
+        "format_version": FORMAT_VERSION,
+        "architecture": "codegeex",
+        "dtype": saved_dtype,
+        "model": config.to_dict(),
+        **(metadata or {}),
+    }
+    _atomic_write_text(folder / CONFIG_FILE, json.dumps(header, indent=2))
+    if tokenizer is not None:
+        tokenizer.save(folder)
+    return folder
+
+
+def read_config(folder: str | os.PathLike) -> ModelConfig:
+    """The model config of a Geex checkpoint folder."""
+    path = Path(folder) / CONFIG_FILE
+    if not path.is_file():
+        raise GeexError(f"{folder} is not a Geex checkpoint: {CONFIG_FILE} is missing")
+    try:
+        header = json.loads(path.read_text())
+    except json.JSONDecodeError as err:
+        raise GeexError(f"{path} is not valid JSON: {err}") from None
+    if header.get("format") != FORMAT:
+        hint = (
+            " (a Hugging Face export? load it with transformers)" if "model_type" in header else ""
+        )
+        raise GeexError(f"{path} is not a Geex checkpoint config{hint}")
+    if header.get("format_version", 0) > FORMAT_VERSION:
+        raise GeexError(
+            f"{path} has format_version {header['format_version']}; this Geex reads up to "
+            f"{FORMAT_VERSION}: upgrade Geex"
+        )
+    return ModelConfig.from_dict(header["model"])
+
+
+def load_state_dict(folder: str | os.PathLike) -> dict[str, torch.Tensor]:
+    """All tensors of a checkpoint folder, single-file or sharded."""
+    folder = Path(folder)
+    if (folder / INDEX_FILE).is_file():
+        weight_map = json.loads((folder / INDEX_FILE).read_text())["weight_map"]
+        files = sorted(set(weight_map.values()))
+    elif (folder / WEIGHTS_FILE).is_file():
+        files = [WEIGHTS_FILE]
+    else:
+        raise GeexError(f"{folder} holds no weights ({WEIGHTS_FILE} or {INDEX_FILE})")
+    tensors = {}
+    for name in files:
+        with safe_open(folder / name, framework="pt") as f:
+            tensors.update({key: f.get_tensor(key) for key in f.keys()})  # noqa: SIM118
+    return tensors
+
+
+def load_model(
+    folder: str | os.PathLike,
+    *,
+    device: str | torch.device = "cpu",
+    dtype: torch.dtype | None = None,
+) -> CodeGeeX:
+    """Rebuild the model saved in ``folder``, in eval mode, on ``device``."""
+    config = read_config(folder)
+    model = build_model(config, device="meta")
+    load_weights(model, load_state_dict(folder), source=str(folder))
+    return model.to(device=device, dtype=dtype).eval()
+
+
+def load_weights(model: CodeGeeX, tensors: dict[str, torch.Tensor], *, source: str) -> None:
+    """Assign ``tensors`` to ``model``'s parameters, checking names and shapes first."""
+    expected = {k: v.shape for k, v in model.state_dict().items()}
+    missing = sorted(set(expected) - set(tensors))
+    unexpected = sorted(set(tensors) - set(expected))
+    wrong = [
+        f"{k}: {tuple(tensors[k].shape)} != {tuple(shape)}"
+        for k, shape in expected.items()
+        if k in tensors and tensors[k].shape != shape
+    ]
+    problems = []
+    if missing:
+        problems.append(f"missing {_some(missing)}")
+    if unexpected:
+        problems.append(f"unexpected {_some(unexpected)}")
+    if wrong:
+        problems.append(f"wrong shapes {_some(wrong)}")
+    if problems:
+        raise GeexError(f"weights in {source} do not fit the model: " + "; ".join(problems))
+    model.load_state_dict(tensors, assign=True)
+
+
+def _some(items: list[str], limit: int = 5) -> str:
+    more = f" (+{len(items) - limit} more)" if len(items) > limit else ""
+    return ", ".join(items[:limit]) + more
+
+
+def _unwrap(model: torch.nn.Module) -> torch.nn.Module:
+    while not hasattr(model, "config") and hasattr(model, "module"):
+        model = model.module
+    return getattr(model, "_orig_mod", model)
+
+
+def _split_into_shards(tensors: dict[str, torch.Tensor], max_bytes: int) -> list[dict]:
+    shards, current, size = [], {}, 0
+    for name, tensor in tensors.items():
+        nbytes = tensor.numel() * tensor.element_size()
+        if current and size + nbytes > max_bytes:
+            shards.append(current)
+            current, size = {}, 0
+        current[name] = tensor
+        size += nbytes
+    return [*shards, current]
+
+
+def _atomic_write(path: Path, write) -> None:
+    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
+    try:
+        write(str(tmp))
+        with open(tmp, "rb") as f:
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)
+
+
+def _atomic_write_text(path: Path, text: str) -> None:
+    _atomic_write(path, lambda tmp: Path(tmp).write_text(text + "\n"))

@@ -1,0 +1,296 @@
+"""The CodeGeeX decoder, single-device and readable top to bottom.
+
+CodeGeeX (Zeng et al., 2023) is a GPT decoder with a few particulars, all reproduced here:
+
+* learned absolute position embeddings added to the word embeddings;
+* pre-LayerNorm blocks (eps 1e-5) with separate query, key, value and output projections, all
+  with biases, and an MLP of width 4h with FastGELU;
+* a final LayerNorm after the last block, then the **top query layer**: one more block whose
+  attention queries come from a second learned position table, ``top_query_embeddings``, while
+  its keys and values come from the normalised hidden states. Nothing normalises its output;
+* logits from the word-embedding matrix (tied), over a vocabulary padded for tensor parallelism.
+
+Precision: LayerNorm and the attention softmax run in fp32 whatever the compute dtype, as in
+CodeGeeX's fp16 recipe (the loss, too: see :mod:`geex.model.loss`). Parallelism, activation
+checkpointing and compilation are applied from outside (``geex.train.parallel``); the layers
+sit in an ``nn.ModuleDict`` keyed "0".."L-1" so parameter names survive sharding.
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from geex.model.config import ModelConfig
+
+
+def fast_gelu(x: torch.Tensor) -> torch.Tensor:
+    """CodeGeeX's FastGELU, ``x * sigmoid(1.702 x)``.
+
+    ``torch.sigmoid`` saturates instead of overflowing, so this is finite for every finite input
+    in fp16 too (the naive ``x / (1 + exp(-1.702 x))`` overflows below x = -6.5 in fp16).
+    """
+    return x * torch.sigmoid(1.702 * x)
+
+
+class LayerNorm(nn.LayerNorm):
+    """LayerNorm computed in fp32 and returned in the input's dtype.
+
+    In fp16 the mean of squares overflows and loses precision; CodeGeeX normalised in fp32, and
+    CPU autocast would not upcast this for us.
+    """
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        y = F.layer_norm(
+            x.float(), self.normalized_shape, self.weight.float(), self.bias.float(), self.eps
+        )
+        return y.to(x.dtype)
+
+
+class KVCache:
+    """Keys and values of every attention layer, preallocated for incremental decoding.
+
+    Index ``i`` in ``range(n_layer)`` is an ordinary block; the last index is the top query
+    layer, whose keys and values are cached like any other's.
+    """
+
+    def __init__(self, config: ModelConfig, batch_size: int, max_len: int, *, dtype, device):
+        shape = (config.n_attention_layers, batch_size, config.n_head, max_len, config.head_dim)
+        self.keys = torch.zeros(shape, dtype=dtype, device=device)
+        self.values = torch.zeros(shape, dtype=dtype, device=device)
+        self.length = 0  # positions already stored
+
+    @property
+    def max_len(self) -> int:
+        return self.keys.shape[3]
+
+    def update(self, layer: int, k: torch.Tensor, v: torch.Tensor):
+        """Store the new positions' keys and values; return all of them so far."""
+        start, end = self.length, self.length + k.shape[2]
+        if end > self.max_len:
+            raise ValueError(f"KV cache holds {self.max_len} positions; {end} were asked for")
+        self.keys[layer, :, :, start:end] = k
+        self.values[layer, :, :, start:end] = v
+        return self.keys[layer, :, :, :end], self.values[layer, :, :, :end]
+
+    def advance(self, n: int) -> None:
+        self.length += n
+
+    def select(self, rows: torch.Tensor) -> None:
+        """Keep (or repeat) batch rows, e.g. drop finished samples or fan one prompt out."""
+        self.keys = self.keys.index_select(1, rows)
+        self.values = self.values.index_select(1, rows)
+
+
+class SelfAttention(nn.Module):
+    def __init__(self, config: ModelConfig):
+        super().__init__()
+        d = config.d_model
+        self.n_head = config.n_head
+        self.dropout = config.dropout
+        self.query = nn.Linear(d, d)
+        self.key = nn.Linear(d, d)
+        self.value = nn.Linear(d, d)
+        self.dense = nn.Linear(d, d)
+
+    def _split_heads(self, x: torch.Tensor) -> torch.Tensor:
+        batch, seq, _ = x.shape
+        return x.view(batch, seq, self.n_head, -1).transpose(1, 2)
+
+    def forward(self, x, query_input, *, kv_cache, layer_index, attn_mask, is_causal):
+        q = self._split_heads(self.query(query_input))
+        k = self._split_heads(self.key(x))
+        v = self._split_heads(self.value(x))
+        if kv_cache is not None:
+            k, v = kv_cache.update(layer_index, k, v)
+        # SDPA's kernels (flash, memory-efficient, and the math path since PyTorch 2.5) compute
+        # the softmax in fp32 for fp16/bf16 inputs, as CodeGeeX's attention_softmax_in_fp32 did.
+        y = F.scaled_dot_product_attention(
+            q,
+            k,
+            v,
+            attn_mask=attn_mask,
+            is_causal=is_causal,
+            dropout_p=self.dropout if self.training else 0.0,
+        )
+        batch, _, seq, _ = y.shape
+        return self.dense(y.transpose(1, 2).reshape(batch, seq, -1))
+
+
+class MLP(nn.Module):
+    def __init__(self, config: ModelConfig):
+        super().__init__()
+        self.dense_h_to_4h = nn.Linear(config.d_model, config.d_ffn)
+        self.dense_4h_to_h = nn.Linear(config.d_ffn, config.d_model)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.dense_4h_to_h(fast_gelu(self.dense_h_to_4h(x)))
+
+
+class Block(nn.Module):
+    """A pre-LN transformer block; as the top query layer, its queries come from ``query_input``."""
+
+    def __init__(self, config: ModelConfig):
+        super().__init__()
+        self.dropout = config.dropout
+        self.input_layernorm = LayerNorm(config.d_model, eps=config.layernorm_eps)
+        self.attention = SelfAttention(config)
+        self.post_attention_layernorm = LayerNorm(config.d_model, eps=config.layernorm_eps)
+        self.mlp = MLP(config)
+
+    def forward(
+        self,
+        x,
+        query_input=None,
+        *,
+        kv_cache=None,
+        layer_index=0,
+        attn_mask=None,
+        is_causal=False,
+    ):
+        h = self.input_layernorm(x)
+        attn = self.attention(
+            h,
+            h if query_input is None else query_input,
+            kv_cache=kv_cache,
+            layer_index=layer_index,
+            attn_mask=attn_mask,
+            is_causal=is_causal,
+        )
+        x = x + F.dropout(attn, self.dropout, self.training)
+        mlp = self.mlp(self.post_attention_layernorm(x))
+        return x + F.dropout(mlp, self.dropout, self.training)
+
+
+class CodeGeeX(nn.Module):
+    def __init__(self, config: ModelConfig):
+        super().__init__()
+        self.config = config
+        d = config.d_model
+        self.word_embeddings = nn.Embedding(config.padded_vocab_size, d)
+        self.position_embeddings = nn.Embedding(config.max_seq_len, d)
+        self.top_query_embeddings = nn.Embedding(config.max_seq_len, d)
+        self.layers = nn.ModuleDict({str(i): Block(config) for i in range(config.n_layer)})
+        self.final_layernorm = LayerNorm(d, eps=config.layernorm_eps)
+        self.top_query_layer = Block(config)
+
+    def forward(
+        self,
+        input_ids: torch.Tensor,
+        position_ids: torch.Tensor | None = None,
+        *,
+        kv_cache: KVCache | None = None,
+        attn_mask: torch.Tensor | None = None,
+    ) -> torch.Tensor:
+        """Logits ``(batch, seq, padded_vocab_size)`` for ``input_ids`` ``(batch, seq)``.
+
+        ``position_ids`` default to the positions after what ``kv_cache`` holds. ``attn_mask``
+        (boolean, True = may attend, broadcastable to ``(batch, 1, seq, keys)``) replaces the
+        causal mask, e.g. for left-padded batches or attention reset at document boundaries.
+        """
+        seq = input_ids.shape[1]
+        past = kv_cache.length if kv_cache is not None else 0
+        if position_ids is None:
+            position_ids = torch.arange(past, past + seq, device=input_ids.device)[None]
+        if attn_mask is None:
+            attn_mask, is_causal = _causal_mask(seq, past, input_ids.device)
+        else:
+            is_causal = False
+        attend = dict(kv_cache=kv_cache, attn_mask=attn_mask, is_causal=is_causal)
+
+        x = self.word_embeddings(input_ids) + self.position_embeddings(position_ids)
+        for i, layer in enumerate(self.layers.values()):
+            x = layer(x, layer_index=i, **attend)
+        x = self.final_layernorm(x)
+        x = self.top_query_layer(
+            x, self.top_query_embeddings(position_ids), layer_index=self.config.n_layer, **attend
+        )
+        if kv_cache is not None:
+            kv_cache.advance(seq)
+        return F.linear(x, self.word_embeddings.weight)
+
+    @torch.no_grad()
+    def init_weights(self, generator: torch.Generator | None = None) -> None:
+        """Megatron's initialisation: N(0, std) everywhere, output projections scaled down by
+        sqrt(2 * n_layer), zero biases, unit LayerNorm gains. Works after ``to_empty()``."""
+        std = self.config.init_std
+        for module in self.modules():
+            if isinstance(module, LayerNorm):
+                nn.init.ones_(module.weight)
+                nn.init.zeros_(module.bias)
+            elif isinstance(module, (nn.Linear, nn.Embedding)):
+                nn.init.normal_(module.weight, 0.0, std, generator=generator)
+                if getattr(module, "bias", None) is not None:
+                    nn.init.zeros_(module.bias)
+        output_std = std / math.sqrt(2 * self.config.n_layer)
+        for block in (*self.layers.values(), self.top_query_layer):
+            for linear in (block.attention.dense, block.mlp.dense_4h_to_h):
+                nn.init.normal_(linear.weight, 0.0, output_std, generator=generator)
+
+    def num_params(self) -> int:
+        return sum(p.numel() for p in self.parameters())
+
+    def estimate_flops(self, seq_len: int | None = None) -> int:
+        """Training FLOPs per token: 6N + 12 L H Q T (PaLM, appendix B).
+
+        N counts the parameters that take part in matmuls: the position tables are lookups and
+        are left out, the word embeddings are counted once, for the tied output projection.
+        L counts every attending block (the top query layer included), H Q = d_model.
+        """
+        return flops_per_token(self.config, seq_len)
+
+
+def flops_per_token(config: ModelConfig, seq_len: int | None = None) -> int:
+    """:meth:`CodeGeeX.estimate_flops` from the config alone."""
+    seq_len = config.max_seq_len if seq_len is None else seq_len
+    matmul_params = num_params(config) - 2 * config.max_seq_len * config.d_model
+    attention = 12 * config.n_attention_layers * config.d_model * seq_len
+    return 6 * matmul_params + attention
+
+
+def num_params(config: ModelConfig) -> int:
+    """The parameter count of a model of this shape, without building it."""
+    d, f = config.d_model, config.d_ffn
+    block = 2 * 2 * d + 4 * (d * d + d) + (d * f + f) + (f * d + d)
+    embeddings = (config.padded_vocab_size + 2 * config.max_seq_len) * d
+    return embeddings + config.n_attention_layers * block + 2 * d
+
+
+def _causal_mask(seq: int, past: int, device) -> tuple[torch.Tensor | None, bool]:
+    """The mask for ``seq`` new queries after ``past`` cached positions, as (mask, is_causal)."""
+    if past == 0:
+        return None, seq > 1
+    if seq == 1:
+        return None, False  # one new query may see every cached position
+    # Query i sits at position past + i: aligned to the bottom right, unlike is_causal.
+    mask = torch.ones(seq, past + seq, dtype=torch.bool, device=device).tril(diagonal=past)
+    return mask, False
+
+
+def build_model(
+    config: ModelConfig,
+    *,
+    device: str | torch.device = "cpu",
+    dtype: torch.dtype | None = None,
+    seed: int | None = None,
+) -> CodeGeeX:
+    """Build on the meta device, then materialise and initialise on ``device``.
+
+    One path for every size: ``device="meta"`` returns the bare skeleton (shapes only, no
+    memory), which is how the 13B is inspected on a laptop and sharded before materialising.
+    """
+    with torch.device("meta"):
+        model = CodeGeeX(config)
+    if torch.device(device).type == "meta":
+        return model
+    model.to_empty(device=device)
+    generator = None
+    if seed is not None:
+        generator = torch.Generator(device=device).manual_seed(seed)
+    model.init_weights(generator)
+    if dtype is not None:
+        model.to(dtype)
+    return model

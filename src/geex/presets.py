@@ -1,0 +1,49 @@
+"""Every named preset, in one place.
+
+Model presets follow the GPT-3 family's widths and depths (as CodeGeeX did) with CodeGeeX's
+layout: the depth given is the number of ordinary blocks, the top query layer comes on top.
+"""
+
+from __future__ import annotations
+
+from geex.errors import ConfigError
+from geex.model.config import ModelConfig
+
+CODEGEEX_VOCAB_SIZE = 50_400  # GPT-2's 50,257 + 143 <|extratoken_N|>
+
+MODEL_PRESETS: dict[str, ModelConfig] = {
+    # Trains usefully in minutes on a 2-core CPU, with a tokenizer of 8,192 ids trained on the
+    # local corpus (`geex tokenizer train` defaults to that size).
+    "tiny": ModelConfig(n_layer=3, n_head=4, d_model=256, max_seq_len=256, vocab_size=8192),
+    # GPT-3 Small/Medium/XL widths and depths, CodeGeeX tokenizer, 2,048 positions.
+    "small": ModelConfig(
+        n_layer=11, n_head=12, d_model=768, max_seq_len=2048, vocab_size=CODEGEEX_VOCAB_SIZE
+    ),
+    "350m": ModelConfig(
+        n_layer=23, n_head=16, d_model=1024, max_seq_len=2048, vocab_size=CODEGEEX_VOCAB_SIZE
+    ),
+    "1.3b": ModelConfig(
+        n_layer=23, n_head=16, d_model=2048, max_seq_len=2048, vocab_size=CODEGEEX_VOCAB_SIZE
+    ),
+    # CodeGeeX-13B exactly: 39 blocks + the top query layer, vocabulary padded to 52,224
+    # (CodeGeeX ran Megatron with make_vocab_size_divisible_by=52224).
+    "codegeex-13b": ModelConfig(
+        n_layer=39,
+        n_head=40,
+        d_model=5120,
+        d_ffn=20480,
+        max_seq_len=2048,
+        vocab_size=CODEGEEX_VOCAB_SIZE,
+        padded_vocab_size=52_224,
+    ),
+}
+
+
+def model_preset(name: str) -> ModelConfig:
+    """A fresh copy of a model preset (callers may change it freely)."""
+    try:
+        return MODEL_PRESETS[name].replace()
+    except KeyError:
+        raise ConfigError(
+            f"unknown model preset {name!r}; known presets: {', '.join(MODEL_PRESETS)}"
+        ) from None
