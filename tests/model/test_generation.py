@@ -1,0 +1,133 @@
+"""Decoding with the KV cache: greedy equals a naive loop, batching and sampling behave. `pytest tests/model`."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from geex.errors import ConfigError, GeexError
+from geex.model import ModelConfig, build_model
+from geex.model.generation import SamplingConfig, generate, sample_next
+
+CONFIG = ModelConfig(n_layer=2, n_head=4, d_model=64, max_seq_len=48, vocab_size=100)
+
+
+@pytest.fixture(scope="module")
+def model():
+    return build_model(CONFIG, seed=0).eval()
+
+
+def naive_greedy(model, prompt, steps):
+    """Recompute the whole sequence for every new token: slow, obviously right."""
+    ids = list(prompt)
+    with torch.no_grad():
+        for _ in range(steps):
+            logits = model(torch.tensor([ids]))[0, -1, : CONFIG.vocab_size]
+            ids.append(int(logits.argmax()))
+    return ids[len(prompt) :]
+
+
+def prompts_of(*lengths, seed=0):
+    g = torch.Generator().manual_seed(seed)
+    return [torch.randint(0, 100, (n,), generator=g).tolist() for n in lengths]
+
+
+def test_greedy_with_cache_equals_naive_recomputation(model):
+    (prompt,) = prompts_of(9)
+    out = generate(model, [prompt], SamplingConfig(max_new_tokens=25))
+    assert out[0][0] == naive_greedy(model, prompt, 25)
+
+
+def test_left_padded_batch_equals_prompts_one_by_one(model):
+    prompts = prompts_of(3, 11, 1, 7)
+    batched = generate(model, prompts, SamplingConfig(max_new_tokens=12))
+    for prompt, out in zip(prompts, batched, strict=True):
+        assert out[0] == naive_greedy(model, prompt, 12)
+
+
+def test_samples_are_reproducible_with_a_seed_and_differ_between_rows(model):
+    sampling = SamplingConfig(max_new_tokens=16, temperature=1.5, num_samples=4, seed=7)
+    a = generate(model, prompts_of(5), sampling)
+    b = generate(model, prompts_of(5), sampling)
+    assert a == b
+    assert len(a[0]) == 4 and len({tuple(s) for s in a[0]}) > 1
+
+
+def test_top_k_1_and_tiny_top_p_are_greedy(model):
+    prompts = prompts_of(6)
+    greedy = generate(model, prompts, SamplingConfig(max_new_tokens=10))
+    for sampling in (
+        SamplingConfig(max_new_tokens=10, temperature=2.0, top_k=1, seed=0),
+        SamplingConfig(max_new_tokens=10, temperature=2.0, top_p=1e-6, seed=0),
+    ):
+        assert generate(model, prompts, sampling) == greedy
+
+
+def test_top_k_and_top_p_only_sample_from_the_allowed_set():
+    logits = torch.tensor([[4.0, 3.0, 2.0, 1.0, 0.0]]).repeat(2000, 1)
+    g = torch.Generator().manual_seed(0)
+    top_k = sample_next(logits, SamplingConfig(temperature=1.0, top_k=2), g)
+    assert set(top_k.tolist()) == {0, 1}
+    # softmax([4, 3, 2, ...]) = [0.64, 0.24, 0.09, ...]: top_p 0.8 keeps exactly the first two.
+    top_p = sample_next(logits, SamplingConfig(temperature=1.0, top_p=0.8), g)
+    assert set(top_p.tolist()) == {0, 1}
+
+
+def test_eos_ends_a_sample_and_is_not_returned(model):
+    (prompt,) = prompts_of(4)
+    reference = naive_greedy(model, prompt, 10)
+    eos = reference[3]
+    out = generate(model, [prompt], SamplingConfig(max_new_tokens=10), eos_id=eos)
+    assert out[0][0] == reference[: reference.index(eos)]
+
+
+def test_a_stopped_row_leaves_the_batch_without_changing_the_others(model):
+    prompts = prompts_of(5, 8, 2)
+    sampling = SamplingConfig(max_new_tokens=14)
+    full = generate(model, prompts, sampling)
+    stopped = generate(
+        model, prompts, sampling, should_stop=lambda row, ids: row == 1 and len(ids) == 3
+    )
+    assert stopped[1][0] == full[1][0][:3]
+    assert stopped[0] == full[0] and stopped[2] == full[2]
+
+
+def test_padding_rows_of_the_vocabulary_are_never_sampled():
+    model = build_model(CONFIG, seed=0).eval()
+    (prompt,) = prompts_of(3)
+    logits = model(torch.tensor([prompt]))[0, -1]
+    with torch.no_grad():  # make padding id 120 the overwhelming favourite of the full logits
+        best = int(logits.argmax())
+        model.word_embeddings.weight[120] = (
+            model.word_embeddings.weight[best] * 100 * logits[best].sign()
+        )
+    assert int(model(torch.tensor([prompt]))[0, -1].argmax()) == 120
+    for sampling in (
+        SamplingConfig(max_new_tokens=8),
+        SamplingConfig(max_new_tokens=8, temperature=1.0),
+    ):
+        out = generate(model, [prompt], sampling)
+        assert all(t < CONFIG.vocab_size for t in out[0][0])
+
+
+def test_streaming_sees_every_token_in_order(model):
+    seen: dict[int, list[int]] = {}
+
+    def sink(rows, tokens):
+        for row, token in zip(rows, tokens, strict=True):
+            seen.setdefault(row, []).append(token)
+
+    sampling = SamplingConfig(max_new_tokens=6, temperature=1.0, num_samples=2, seed=1)
+    out = generate(model, prompts_of(4, 2), sampling, on_tokens=sink)
+    assert [seen[r] for r in range(4)] == [out[p][s] for p in range(2) for s in range(2)]
+
+
+def test_context_overflow_and_bad_settings_are_clear_errors(model):
+    with pytest.raises(GeexError, match="no room"):
+        generate(model, [[1] * 48], SamplingConfig())
+    out = generate(model, [[1] * 40], SamplingConfig(max_new_tokens=100))
+    assert len(out[0][0]) == 8  # clipped to the context
+    with pytest.raises(ConfigError, match="temperature > 0"):
+        SamplingConfig(num_samples=3)
+    with pytest.raises(ConfigError, match="top_p"):
+        SamplingConfig(top_p=0)
