@@ -1,0 +1,110 @@
+"""`geex generate`: complete code with a Geex checkpoint, streamed to the terminal."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+from geex.errors import GeexError
+
+
+def register(subparsers) -> None:
+    parser = subparsers.add_parser(
+        "generate",
+        help="complete code with a trained model",
+        description="Complete a prompt with a Geex checkpoint. The language tag line "
+        "(e.g. '# language: Python') is added to the prompt unless --no-tag; the language's "
+        "stop rules end each completion.",
+    )
+    parser.add_argument("--model", required=True, metavar="DIR", help="Geex checkpoint folder")
+    parser.add_argument(
+        "--tokenizer", metavar="PATH", help="tokenizer (default: the one saved with the model)"
+    )
+    prompt = parser.add_mutually_exclusive_group()
+    prompt.add_argument("--prompt", "-p", help="the prompt text (default: read from stdin)")
+    prompt.add_argument("--prompt-file", metavar="FILE", help="read the prompt from FILE")
+    parser.add_argument("--language", "-l", help="language of the code, e.g. python, cpp, go")
+    parser.add_argument("--no-tag", action="store_true", help="do not add the language tag line")
+    parser.add_argument("--max-new-tokens", type=int, default=256)
+    parser.add_argument("--temperature", "-t", type=float, default=0.0, help="0 = greedy")
+    parser.add_argument("--top-p", type=float, default=1.0)
+    parser.add_argument("--top-k", type=int, default=0)
+    parser.add_argument("-n", "--num-samples", type=int, default=1)
+    parser.add_argument("--seed", type=int)
+    parser.add_argument("--stop", action="append", default=[], help="extra stop sequence")
+    parser.add_argument("--device", default="auto", help="cpu, cuda, cuda:1, ... (default auto)")
+    parser.add_argument("--dtype", choices=["auto", "fp32", "bf16", "fp16"], default="auto")
+    parser.add_argument("--json", action="store_true", help="print one JSON line per sample")
+    parser.set_defaults(handler=_generate)
+
+
+def _read_prompt(args: argparse.Namespace) -> str:
+    if args.prompt is not None:
+        return args.prompt.replace("\\n", "\n")
+    if args.prompt_file:
+        try:
+            return Path(args.prompt_file).read_text()
+        except OSError as err:
+            raise GeexError(f"cannot read --prompt-file: {err}") from None
+    if sys.stdin.isatty():
+        raise GeexError("give a prompt with --prompt, --prompt-file, or on stdin")
+    return sys.stdin.read()
+
+
+def _generate(args: argparse.Namespace) -> int:
+    from geex.model.checkpoint import load_model
+    from geex.model.device import resolve_device, resolve_dtype
+    from geex.model.generation import SamplingConfig
+    from geex.serve.completion import complete
+    from geex.tokenizer import load_tokenizer
+
+    sampling = SamplingConfig(
+        max_new_tokens=args.max_new_tokens,
+        temperature=args.temperature,
+        top_p=args.top_p,
+        top_k=args.top_k,
+        num_samples=args.num_samples,
+        seed=args.seed,
+    )
+    prompt = _read_prompt(args)
+    device = resolve_device(args.device)
+    model = load_model(args.model, device=device, dtype=resolve_dtype(args.dtype, device))
+    tokenizer_path = args.tokenizer or args.model
+    tokenizer = load_tokenizer(tokenizer_path)
+
+    stream = sampling.num_samples == 1 and not args.json
+    if stream:
+        sys.stdout.write(prompt)
+        sys.stdout.flush()
+
+    def on_text(row: int, text: str) -> None:
+        sys.stdout.write(text)
+        sys.stdout.flush()
+
+    (samples,) = complete(
+        model,
+        tokenizer,
+        prompt,
+        language=args.language,
+        sampling=sampling,
+        stop=args.stop,
+        add_tag=not args.no_tag,
+        on_text=on_text if stream else None,
+    )
+    if stream:
+        sys.stdout.write("\n")
+        print(f"[{samples[0].num_tokens} tokens, {samples[0].finish_reason}]", file=sys.stderr)
+        return 0
+    for i, sample in enumerate(samples):
+        if args.json:
+            record = {"sample": i, "completion": sample.text, "tokens": sample.num_tokens}
+            print(json.dumps({**record, "finish_reason": sample.finish_reason}))
+        else:
+            print(
+                f"--- sample {i + 1}/{len(samples)} ({sample.num_tokens} tokens, "
+                f"{sample.finish_reason}) ---"
+            )
+            print(prompt + sample.text)
+    return 0
