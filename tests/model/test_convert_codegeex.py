@@ -284,6 +284,17 @@ def test_partitions_merge_with_equal_logits(ranks, fused, checkpoint, input_ids,
     convert_and_compare(files, tmp_path / "geex2", checkpoint, input_ids)
 
 
+def test_deepspeed_latest_tag_and_legacy_pickles_are_followed(checkpoint, input_ids, tmp_path):
+    tagged = tmp_path / "run" / "global_step5"
+    tagged.mkdir(parents=True)
+    (tmp_path / "run" / "latest").write_text("global_step5\n")
+    for r, part in enumerate(split_partitions(checkpoint, 2)):
+        # The pre-1.6 pickle format, which cannot be memory-mapped.
+        path = tagged / f"mp_rank_{r:02d}_model_states.pt"
+        torch.save(part, path, _use_new_zipfile_serialization=False)
+    convert_and_compare([tmp_path / "run"], tmp_path / "geex", checkpoint, input_ids)
+
+
 def test_dtype_option_and_vocab_size(checkpoint, tmp_path):
     torch.save(checkpoint, tmp_path / "ckpt.pt")
     convert_codegeex(

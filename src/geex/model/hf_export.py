@@ -1,0 +1,222 @@
+"""Hugging Face format: export a Geex checkpoint for ``transformers``, and import one back.
+
+No standard transformers architecture has CodeGeeX's top query layer, so the exported folder
+carries its own model code (``trust_remote_code=True``)::
+
+    config.json                    model_type "codegeex", auto_map -> the two files below
+    configuration_codegeex.py      copied from geex/model/hf_remote: torch + transformers only,
+    modeling_codegeex.py           no geex import
+    model.safetensors              or model-0000N-of-0000M.safetensors + .index.json
+    generation_config.json         special tokens; the padded vocabulary rows suppressed
+    tokenizer.json ...             when the Geex folder has a tokenizer
+
+Tensor names are ``transformer.`` + the Geex name; ``lm_head.weight`` is tied to
+``transformer.word_embeddings.weight`` and not stored. ``vocab_size`` in config.json is the
+*padded* vocabulary (the embedding rows, the number of logits); ``unpadded_vocab_size`` the
+tokenizer's. ``num_hidden_layers`` counts the top query layer too (13B: 40).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+from pathlib import Path
+
+import torch
+from safetensors.torch import save_file
+
+from geex.errors import GeexError
+from geex.model.checkpoint import (
+    INDEX_FILE,
+    WEIGHTS_FILE,
+    _atomic_write,
+    _atomic_write_text,
+    _split_into_shards,
+    load_state_dict,
+    load_weights,
+    read_config,
+    save_checkpoint,
+)
+from geex.model.codegeex import build_model
+from geex.model.config import ModelConfig
+
+REMOTE_CODE_DIR = Path(__file__).parent / "hf_remote"
+REMOTE_CODE_FILES = ("configuration_codegeex.py", "modeling_codegeex.py")
+TOKENIZER_FILES = ("tokenizer.json", "tokenizer_config.json", "special_tokens_map.json")
+MODEL_TYPE = "codegeex"
+HF_PREFIX = "transformer."
+TIED_OUTPUT = "lm_head.weight"
+END_OF_TEXT = "<|endoftext|>"  # CodeGeeX's end-of-document, BOS and padding token
+DEFAULT_SHARD_BYTES = 5 * 2**30
+
+
+def hf_config(config: ModelConfig, *, dtype: str, eos_token_id: int | None = None) -> dict:
+    """config.json for :class:`CodeGeeXConfig`, from a Geex model config."""
+    return {
+        "model_type": MODEL_TYPE,
+        "architectures": ["CodeGeeXForCausalLM"],
+        "auto_map": {
+            "AutoConfig": "configuration_codegeex.CodeGeeXConfig",
+            "AutoModel": "modeling_codegeex.CodeGeeXModel",
+            "AutoModelForCausalLM": "modeling_codegeex.CodeGeeXForCausalLM",
+        },
+        "vocab_size": config.padded_vocab_size,
+        "unpadded_vocab_size": config.vocab_size,
+        "hidden_size": config.d_model,
+        "num_hidden_layers": config.n_attention_layers,
+        "num_attention_heads": config.n_head,
+        "intermediate_size": config.d_ffn,
+        "max_position_embeddings": config.max_seq_len,
+        "layer_norm_eps": config.layernorm_eps,
+        "initializer_range": config.init_std,
+        "dropout": config.dropout,
+        "tie_word_embeddings": True,
+        "use_cache": True,
+        "bos_token_id": eos_token_id,
+        "eos_token_id": eos_token_id,
+        "dtype": dtype,  # transformers 5 reads "dtype", 4.x "torch_dtype"
+        "torch_dtype": dtype,
+    }
+
+
+def model_config_from_hf(fields: dict) -> ModelConfig:
+    """The Geex model config of a CodeGeeX config.json."""
+    if fields.get("model_type") != MODEL_TYPE:
+        raise GeexError(f"model_type is {fields.get('model_type')!r}, not {MODEL_TYPE!r}")
+    try:
+        return ModelConfig(
+            n_layer=fields["num_hidden_layers"] - 1,
+            n_head=fields["num_attention_heads"],
+            d_model=fields["hidden_size"],
+            max_seq_len=fields["max_position_embeddings"],
+            vocab_size=fields.get("unpadded_vocab_size") or fields["vocab_size"],
+            padded_vocab_size=fields["vocab_size"],
+            d_ffn=fields["intermediate_size"],
+            layernorm_eps=fields.get("layer_norm_eps", 1e-5),
+            init_std=fields.get("initializer_range", 0.02),
+            dropout=fields.get("dropout", 0.0),
+        )
+    except KeyError as err:
+        raise GeexError(f"config.json lacks {err}") from None
+
+
+def export_hf(
+    geex_dir: str | os.PathLike,
+    out_dir: str | os.PathLike,
+    *,
+    dtype: torch.dtype | None = None,
+    max_shard_bytes: int = DEFAULT_SHARD_BYTES,
+) -> Path:
+    """Write a Geex checkpoint as a folder ``AutoModelForCausalLM`` loads with remote code."""
+    geex_dir, out_dir = Path(geex_dir), Path(out_dir)
+    config = read_config(geex_dir)
+    tensors = load_state_dict(geex_dir)
+    if dtype is not None:
+        tensors = {k: v.to(dtype) for k, v in tensors.items()}
+    saved_dtype = str(next(iter(tensors.values())).dtype).removeprefix("torch.")
+    out_dir.mkdir(parents=True, exist_ok=True)
+
+    _write_weights(
+        {HF_PREFIX + k: v.contiguous() for k, v in tensors.items()}, out_dir, max_shard_bytes
+    )
+    for name in REMOTE_CODE_FILES:
+        shutil.copyfile(REMOTE_CODE_DIR / name, out_dir / name)
+    _copy_tokenizer(geex_dir, out_dir, config)
+    eos = _token_id(out_dir / "tokenizer.json", END_OF_TEXT)
+    fields = hf_config(config, dtype=saved_dtype, eos_token_id=eos)
+    _atomic_write_text(out_dir / "config.json", json.dumps(fields, indent=2))
+    generation = {
+        "bos_token_id": eos,
+        "eos_token_id": eos,
+        # Padding rows of the embedding are no tokens: never generate them.
+        "suppress_tokens": list(range(config.vocab_size, config.padded_vocab_size)) or None,
+    }
+    generation = {k: v for k, v in generation.items() if v is not None}
+    _atomic_write_text(out_dir / "generation_config.json", json.dumps(generation, indent=2))
+    return out_dir
+
+
+def import_hf(
+    hf_dir: str | os.PathLike, out_dir: str | os.PathLike, *, dtype: torch.dtype | None = None
+) -> Path:
+    """Write a CodeGeeX Hugging Face folder (as :func:`export_hf` makes) as a Geex checkpoint."""
+    hf_dir = Path(hf_dir)
+    path = hf_dir / "config.json"
+    if not path.is_file():
+        raise GeexError(f"{hf_dir} is not a Hugging Face model folder: config.json is missing")
+    try:
+        config = model_config_from_hf(json.loads(path.read_text()))
+    except (GeexError, json.JSONDecodeError) as err:
+        raise GeexError(f"{path}: {err}") from None
+    hf_tensors = load_state_dict(hf_dir)
+    output = hf_tensors.pop(TIED_OUTPUT, None)  # a save_pretrained() copy of the tied weights
+    word = hf_tensors.get(HF_PREFIX + "word_embeddings.weight")
+    if output is not None and (word is None or not torch.equal(output, word)):
+        raise GeexError(f"{hf_dir}: {TIED_OUTPUT} differs from the word embeddings; Geex ties them")
+    unexpected = sorted(name for name in hf_tensors if not name.startswith(HF_PREFIX))
+    if unexpected:
+        raise GeexError(f"{hf_dir}: unexpected tensors {', '.join(unexpected[:5])}")
+    tensors = {name.removeprefix(HF_PREFIX): t for name, t in hf_tensors.items()}
+    if dtype is not None:
+        tensors = {k: v.to(dtype) for k, v in tensors.items()}
+    model = build_model(config, device="meta")
+    load_weights(model, tensors, source=str(hf_dir))
+    out_dir = save_checkpoint(
+        model,
+        out_dir,
+        config=config,
+        metadata={"converted_from": {"format": "hf", "folder": str(hf_dir)}},
+    )
+    for name in TOKENIZER_FILES:
+        if (hf_dir / name).is_file():
+            shutil.copyfile(hf_dir / name, Path(out_dir) / name)
+    return out_dir
+
+
+def _write_weights(tensors: dict[str, torch.Tensor], out_dir: Path, max_shard_bytes: int) -> None:
+    shards = _split_into_shards(tensors, max_shard_bytes)
+    if len(shards) == 1:
+        names = [WEIGHTS_FILE]
+    else:
+        names = [f"model-{i + 1:05d}-of-{len(shards):05d}.safetensors" for i in range(len(shards))]
+    for name, shard in zip(names, shards, strict=True):
+        # transformers refuses safetensors files without {"format": "pt"}.
+        _atomic_write(
+            out_dir / name, lambda tmp, shard=shard: save_file(shard, tmp, {"format": "pt"})
+        )
+    if len(shards) > 1:
+        index = {
+            "metadata": {"total_size": sum(t.numel() * t.element_size() for t in tensors.values())},
+            "weight_map": {k: n for n, shard in zip(names, shards, strict=True) for k in shard},
+        }
+        _atomic_write_text(out_dir / INDEX_FILE, json.dumps(index, indent=2))
+
+
+def _copy_tokenizer(geex_dir: Path, out_dir: Path, config: ModelConfig) -> None:
+    """Copy the tokenizer files; without tokenizer_config.json, write one for the fast class."""
+    if not (geex_dir / "tokenizer.json").is_file():
+        return
+    for name in TOKENIZER_FILES:
+        if (geex_dir / name).is_file():
+            shutil.copyfile(geex_dir / name, out_dir / name)
+    if not (out_dir / "tokenizer_config.json").is_file():
+        fields = {
+            "tokenizer_class": "PreTrainedTokenizerFast",
+            "model_max_length": config.max_seq_len,
+        }
+        if _token_id(out_dir / "tokenizer.json", END_OF_TEXT) is not None:
+            fields.update(bos_token=END_OF_TEXT, eos_token=END_OF_TEXT)
+        _atomic_write_text(out_dir / "tokenizer_config.json", json.dumps(fields, indent=2))
+
+
+def _token_id(tokenizer_json: Path, token: str) -> int | None:
+    """The id of ``token`` in a tokenizers JSON file, if it has it."""
+    if not tokenizer_json.is_file():
+        return None
+    spec = json.loads(tokenizer_json.read_text())
+    for added in spec.get("added_tokens") or []:
+        if added.get("content") == token:
+            return added.get("id")
+    vocab = (spec.get("model") or {}).get("vocab")
+    return vocab.get(token) if isinstance(vocab, dict) else None
