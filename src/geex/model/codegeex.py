@@ -19,6 +19,7 @@ sit in an ``nn.ModuleDict`` keyed "0".."L-1" so parameter names survive sharding
 from __future__ import annotations
 
 import math
+import zlib
 
 import torch
 import torch.nn.functional as F
@@ -89,7 +90,7 @@ class SelfAttention(nn.Module):
     def __init__(self, config: ModelConfig):
         super().__init__()
         d = config.d_model
-        self.n_head = config.n_head
+        self.head_dim = config.head_dim
         self.dropout = config.dropout
         self.query = nn.Linear(d, d)
         self.key = nn.Linear(d, d)
@@ -97,8 +98,10 @@ class SelfAttention(nn.Module):
         self.dense = nn.Linear(d, d)
 
     def _split_heads(self, x: torch.Tensor) -> torch.Tensor:
+        # Heads counted from the width, not the config: under tensor parallel a rank holds
+        # n_head / tp of them.
         batch, seq, _ = x.shape
-        return x.view(batch, seq, self.n_head, -1).transpose(1, 2)
+        return x.view(batch, seq, -1, self.head_dim).transpose(1, 2)
 
     def forward(self, x, query_input, *, kv_cache, layer_index, attn_mask, is_causal):
         q = self._split_heads(self.query(query_input))
@@ -213,22 +216,29 @@ class CodeGeeX(nn.Module):
         return F.linear(x, self.word_embeddings.weight)
 
     @torch.no_grad()
-    def init_weights(self, generator: torch.Generator | None = None) -> None:
-        """Megatron's initialisation: N(0, std) everywhere, output projections scaled down by
-        sqrt(2 * n_layer), zero biases, unit LayerNorm gains. Works after ``to_empty()``."""
+    def init_weights(self, seed: int = 0) -> None:
+        """Initialise every parameter from its :meth:`initial_value`. Works after ``to_empty()``."""
+        for name, param in self.named_parameters():
+            param.copy_(self.initial_value(name, seed))
+
+    def initial_value(self, name: str, seed: int = 0) -> torch.Tensor:
+        """The initial fp32 value of parameter ``name``, full size, on the CPU.
+
+        Megatron's scheme: N(0, init_std) for weights, output projections scaled down by
+        sqrt(2 * n_layer), zero biases, unit LayerNorm gains. Each parameter draws from its own
+        generator seeded by (seed, name), so the value depends on nothing else: a sharded model
+        initialises exactly like the single-device one, whatever the layout.
+        """
+        shape = self.get_parameter(name).shape
+        if "layernorm" in name:
+            return torch.ones(shape) if name.endswith("weight") else torch.zeros(shape)
+        if name.endswith("bias"):
+            return torch.zeros(shape)
         std = self.config.init_std
-        for module in self.modules():
-            if isinstance(module, LayerNorm):
-                nn.init.ones_(module.weight)
-                nn.init.zeros_(module.bias)
-            elif isinstance(module, (nn.Linear, nn.Embedding)):
-                nn.init.normal_(module.weight, 0.0, std, generator=generator)
-                if getattr(module, "bias", None) is not None:
-                    nn.init.zeros_(module.bias)
-        output_std = std / math.sqrt(2 * self.config.n_layer)
-        for block in (*self.layers.values(), self.top_query_layer):
-            for linear in (block.attention.dense, block.mlp.dense_4h_to_h):
-                nn.init.normal_(linear.weight, 0.0, output_std, generator=generator)
+        if name.endswith(("attention.dense.weight", "mlp.dense_4h_to_h.weight")):
+            std /= math.sqrt(2 * self.config.n_layer)
+        generator = torch.Generator().manual_seed(seed * 1_000_003 + zlib.crc32(name.encode()))
+        return torch.randn(shape, generator=generator) * std
 
     def num_params(self) -> int:
         return sum(p.numel() for p in self.parameters())
@@ -287,10 +297,7 @@ def build_model(
     if torch.device(device).type == "meta":
         return model
     model.to_empty(device=device)
-    generator = None
-    if seed is not None:
-        generator = torch.Generator(device=device).manual_seed(seed)
-    model.init_weights(generator)
+    model.init_weights(seed or 0)
     if dtype is not None:
         model.to(dtype)
     return model
