@@ -1,0 +1,95 @@
+"""`geex tokenizer train|encode|info|convert` work end to end and report user errors in one line. `pytest tests/tokenizer`."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from geex.cli import main
+from geex.tokenizer import load_tokenizer
+
+REPO = Path(__file__).resolve().parents[2]
+CODEGEEX_DIR = REPO / ".." / "shared" / "data" / "codegeex-tokenizer"
+
+
+def geex(command: str, **paths) -> int:
+    """Run ``geex tokenizer ...`` given as one string; {name} fields are filled from paths."""
+    return main(["tokenizer", *(word.format(**paths) for word in command.split())])
+
+
+@pytest.fixture(scope="module")
+def trained_dir(tmp_path_factory):
+    out = tmp_path_factory.mktemp("tok")
+    assert geex("train {src} --vocab-size 700 --out {out}", src=REPO / "src" / "geex", out=out) == 0
+    return out
+
+
+def test_train_writes_a_loadable_tokenizer_of_the_asked_size(trained_dir, capsys):
+    tokenizer = load_tokenizer(trained_dir)
+    assert tokenizer.kind == "trained" and tokenizer.vocab_size == 700
+    text = "# language: Python\nimport os\n"
+    assert tokenizer.decode(tokenizer.encode(text)) == text
+
+
+def test_train_with_a_language_subset(tmp_path, capsys):
+    source = tmp_path / "a.py"
+    source.write_text("def f():\n    return 1\n" * 50)
+    out = tmp_path / "tok"
+    command = "train {source} --vocab-size 400 --out {out} --languages python,go"
+    assert geex(command, source=source, out=out) == 0
+    assert set(load_tokenizer(out).language_tag_ids()) == {"# language: Python", "// language: Go"}
+    assert "note: the text ran out of merges" in capsys.readouterr().out  # 400 > what it holds
+
+
+def test_encode_prints_ids_then_tokens(trained_dir, capsys):
+    assert (
+        main(["tokenizer", "encode", "--tokenizer", str(trained_dir), "x = '<|endoftext|>'"]) == 0
+    )
+    lines = capsys.readouterr().out.splitlines()
+    ids = [int(i) for i in lines[0].split()]
+    assert ids == load_tokenizer(trained_dir).encode("x = '<|endoftext|>'") and 0 not in ids
+    assert lines[1] == f"{len(ids)} tokens, 19 bytes" and len(lines) == 2 + len(ids)
+    command = "encode --tokenizer {tok} --allow-special --ids-only <|endoftext|>"
+    assert geex(command, tok=trained_dir) == 0
+    assert capsys.readouterr().out == "0\n"
+
+
+def test_info_describes_special_ids(trained_dir, capsys):
+    assert geex("info {tok}", tok=trained_dir) == 0
+    out = capsys.readouterr().out
+    assert "kind:                   trained" in out
+    assert "<|endoftext|> = 0" in out and "prefix 1, middle 2, suffix 3, pad 4" in out
+
+
+def test_convert_codegeex_files_to_tokenizer_json(tmp_path, capsys):
+    if not CODEGEEX_DIR.exists():
+        pytest.skip(f"needs the CodeGeeX tokenizer files at {CODEGEEX_DIR.resolve()}")
+    assert geex("convert {src} --out {out}", src=CODEGEEX_DIR, out=tmp_path) == 0
+    assert (tmp_path / "tokenizer.json").is_file() and not (tmp_path / "vocab.json").exists()
+    assert geex("info {out}", out=tmp_path) == 0
+    out = capsys.readouterr().out
+    assert "50,400" in out and "whitespace-run tokens:  9 (ids 50266..50274)" in out
+
+
+@pytest.mark.parametrize(
+    ("command", "message"),
+    [
+        ("train {empty} --out {tmp}/o", "no input files"),
+        ("train {tmp}/missing.py --out {tmp}/o", "no such file or folder"),
+        ("train {code} --vocab-size 100 --out {tmp}/o", "vocab size 100 is too small"),
+        ("info {empty}", "not a tokenizer; expected a tokenizer.json"),
+    ],
+)
+def test_user_errors_are_one_line(tmp_path, capsys, command, message):
+    (tmp_path / "empty").mkdir()
+    (tmp_path / "code").mkdir()
+    (tmp_path / "code" / "a.py").write_text("x = 1\n")
+    assert geex(command, empty=tmp_path / "empty", code=tmp_path / "code", tmp=tmp_path) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("geex tokenizer: error: ") and message in err and err.count("\n") == 1
+
+
+def test_bare_tokenizer_command_prints_help(capsys):
+    assert main(["tokenizer"]) == 2
+    assert "train" in capsys.readouterr().out
