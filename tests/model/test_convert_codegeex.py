@@ -9,6 +9,7 @@ import math
 import numpy as np
 import pytest
 import torch
+from safetensors.torch import save_file
 
 import geex
 from geex.cli import main as geex_main
@@ -256,17 +257,22 @@ def convert_and_compare(sources, out, checkpoint, input_ids, **options):
     return model
 
 
-@pytest.mark.parametrize("variant", ["plain", "fused", "flattened", "no-module-level"])
+@pytest.mark.parametrize(
+    "variant", ["plain", "fused", "flattened", "no-module-level", "safetensors"]
+)
 def test_single_file_converts_with_equal_logits(variant, checkpoint, input_ids, tmp_path):
     source = fuse_qkv(checkpoint) if variant == "fused" else checkpoint
+    path = tmp_path / "ckpt.pt"
     if variant == "flattened":
-        saved = flatten(source)
+        torch.save(flatten(source), path)
     elif variant == "no-module-level":
-        saved = source["module"]
+        torch.save(source["module"], path)
+    elif variant == "safetensors":
+        path = tmp_path / "ckpt.safetensors"
+        save_file({k: v.contiguous() for k, v in flatten(source["module"]).items()}, path)
     else:
-        saved = source
-    torch.save(saved, tmp_path / "ckpt.pt")
-    model = convert_and_compare([tmp_path / "ckpt.pt"], tmp_path / "geex", source, input_ids)
+        torch.save(source, path)
+    model = convert_and_compare([path], tmp_path / "geex", source, input_ids)
     config = model.config
     assert (config.n_layer, config.d_model, config.max_seq_len) == (N_LAYER, D_MODEL, MAX_POS)
     assert (config.padded_vocab_size, config.vocab_size, config.d_ffn) == (64, 64, 4 * D_MODEL)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import ast
 import json
 import os
 
@@ -71,8 +72,16 @@ def test_exported_folder_is_self_describing(folders):
     assert fields["auto_map"]["AutoModelForCausalLM"] == "modeling_codegeex.CodeGeeXForCausalLM"
     assert (fields["vocab_size"], fields["unpadded_vocab_size"]) == (64, 60)
     assert fields["num_hidden_layers"] == CONFIG.n_layer + 1  # the top query layer counts
-    code = (folders / "hf" / "modeling_codegeex.py").read_text()
-    assert "geex." not in code.replace("codegeex.", "")  # standalone: no import of geex
+    for name in ("modeling_codegeex.py", "configuration_codegeex.py"):  # standalone code
+        tree = ast.parse((folders / "hf" / name).read_text())
+        imported = {
+            (node.module or "") if isinstance(node, ast.ImportFrom) else alias.name
+            for node in ast.walk(tree)
+            if isinstance(node, (ast.Import, ast.ImportFrom))
+            for alias in node.names
+        }
+        roots = {module.split(".")[0] for module in imported}
+        assert roots <= {"torch", "transformers", "typing", "configuration_codegeex"}, roots
 
 
 def test_logits_equal_geex(geex_model, hf_model):
@@ -184,6 +193,18 @@ def test_tokenizer_files_travel_and_load(folders, tmp_path):
     assert (tmp_path / "back" / "tokenizer.json").read_bytes() == (
         geex_dir / "tokenizer.json"
     ).read_bytes()
+
+
+def test_the_codegeex_tokenizer_encodes_alike_after_export(codegeex_tokenizer_dir, tmp_path):
+    tokenizer_module = pytest.importorskip("geex.tokenizer")
+    tokenizer = tokenizer_module.load_tokenizer(codegeex_tokenizer_dir)
+    save_checkpoint(build_model(CONFIG, seed=0), tmp_path / "geex", tokenizer=tokenizer)
+    export_hf(tmp_path / "geex", tmp_path / "hf")
+    hf_tokenizer = transformers.AutoTokenizer.from_pretrained(tmp_path / "hf")
+    code = "# language: Python\ndef add(a, b):\n        return a + b\n"
+    assert hf_tokenizer(code)["input_ids"] == tokenizer.encode(code)
+    fields = json.loads((tmp_path / "hf" / "config.json").read_text())
+    assert fields["eos_token_id"] == 50256  # <|endoftext|>
 
 
 def test_from_hf_refuses_other_models(tmp_path):

@@ -48,11 +48,17 @@ MODEL_TYPE = "codegeex"
 HF_PREFIX = "transformer."
 TIED_OUTPUT = "lm_head.weight"
 END_OF_TEXT = "<|endoftext|>"  # CodeGeeX's end-of-document, BOS and padding token
+SPECIAL_ROLES = ("bos", "eos", "pad")
 DEFAULT_SHARD_BYTES = 5 * 2**30
 
 
-def hf_config(config: ModelConfig, *, dtype: str, eos_token_id: int | None = None) -> dict:
-    """config.json for :class:`CodeGeeXConfig`, from a Geex model config."""
+def hf_config(
+    config: ModelConfig, *, dtype: str, special_token_ids: dict[str, int | None] | None = None
+) -> dict:
+    """config.json for :class:`CodeGeeXConfig`, from a Geex model config.
+
+    ``special_token_ids``: ``bos_token_id``, ``eos_token_id``, ``pad_token_id`` (None: unset).
+    """
     return {
         "model_type": MODEL_TYPE,
         "architectures": ["CodeGeeXForCausalLM"],
@@ -73,8 +79,8 @@ def hf_config(config: ModelConfig, *, dtype: str, eos_token_id: int | None = Non
         "dropout": config.dropout,
         "tie_word_embeddings": True,
         "use_cache": True,
-        "bos_token_id": eos_token_id,
-        "eos_token_id": eos_token_id,
+        **{f"{role}_token_id": None for role in SPECIAL_ROLES},
+        **(special_token_ids or {}),
         "dtype": dtype,  # transformers 5 reads "dtype", 4.x "torch_dtype"
         "torch_dtype": dtype,
     }
@@ -123,16 +129,13 @@ def export_hf(
     for name in REMOTE_CODE_FILES:
         shutil.copyfile(REMOTE_CODE_DIR / name, out_dir / name)
     _copy_tokenizer(geex_dir, out_dir, config)
-    eos = _token_id(out_dir / "tokenizer.json", END_OF_TEXT)
-    fields = hf_config(config, dtype=saved_dtype, eos_token_id=eos)
+    special = _special_token_ids(out_dir)
+    fields = hf_config(config, dtype=saved_dtype, special_token_ids=special)
     _atomic_write_text(out_dir / "config.json", json.dumps(fields, indent=2))
-    generation = {
-        "bos_token_id": eos,
-        "eos_token_id": eos,
+    generation = {k: v for k, v in special.items() if v is not None}
+    if config.padded_vocab_size > config.vocab_size:
         # Padding rows of the embedding are no tokens: never generate them.
-        "suppress_tokens": list(range(config.vocab_size, config.padded_vocab_size)) or None,
-    }
-    generation = {k: v for k, v in generation.items() if v is not None}
+        generation["suppress_tokens"] = list(range(config.vocab_size, config.padded_vocab_size))
     _atomic_write_text(out_dir / "generation_config.json", json.dumps(generation, indent=2))
     return out_dir
 
@@ -180,6 +183,13 @@ def _write_weights(tensors: dict[str, torch.Tensor], out_dir: Path, max_shard_by
         names = [WEIGHTS_FILE]
     else:
         names = [f"model-{i + 1:05d}-of-{len(shards):05d}.safetensors" for i in range(len(shards))]
+    for stale in [
+        *out_dir.glob("model-*-of-*.safetensors"),
+        out_dir / WEIGHTS_FILE,
+        out_dir / INDEX_FILE,
+    ]:
+        if stale.name not in names:
+            stale.unlink(missing_ok=True)  # an earlier export's: would be loaded alongside
     for name, shard in zip(names, shards, strict=True):
         # transformers refuses safetensors files without {"format": "pt"}.
         _atomic_write(
@@ -205,16 +215,29 @@ def _copy_tokenizer(geex_dir: Path, out_dir: Path, config: ModelConfig) -> None:
             "tokenizer_class": "PreTrainedTokenizerFast",
             "model_max_length": config.max_seq_len,
         }
-        if _token_id(out_dir / "tokenizer.json", END_OF_TEXT) is not None:
+        if _token_id(json.loads((out_dir / "tokenizer.json").read_text()), END_OF_TEXT) is not None:
             fields.update(bos_token=END_OF_TEXT, eos_token=END_OF_TEXT)
         _atomic_write_text(out_dir / "tokenizer_config.json", json.dumps(fields, indent=2))
 
 
-def _token_id(tokenizer_json: Path, token: str) -> int | None:
-    """The id of ``token`` in a tokenizers JSON file, if it has it."""
-    if not tokenizer_json.is_file():
-        return None
-    spec = json.loads(tokenizer_json.read_text())
+def _special_token_ids(folder: Path) -> dict[str, int | None]:
+    """``{bos,eos,pad}_token_id`` of the tokenizer in ``folder``, from tokenizer_config.json."""
+    ids: dict[str, int | None] = {f"{role}_token_id": None for role in SPECIAL_ROLES}
+    spec_file, settings_file = folder / "tokenizer.json", folder / "tokenizer_config.json"
+    if not spec_file.is_file() or not settings_file.is_file():
+        return ids
+    spec, settings = json.loads(spec_file.read_text()), json.loads(settings_file.read_text())
+    for role in SPECIAL_ROLES:
+        token = settings.get(f"{role}_token")
+        if isinstance(token, dict):  # an AddedToken written out
+            token = token.get("content")
+        if token:
+            ids[f"{role}_token_id"] = _token_id(spec, token)
+    return ids
+
+
+def _token_id(spec: dict, token: str) -> int | None:
+    """The id of ``token`` in a parsed tokenizers JSON file, if it has it."""
     for added in spec.get("added_tokens") or []:
         if added.get("content") == token:
             return added.get("id")
