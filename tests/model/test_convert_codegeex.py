@@ -16,7 +16,8 @@ from geex.cli import main as geex_main
 from geex.errors import GeexError
 from geex.model import ModelConfig, build_model
 from geex.model.checkpoint import load_state_dict, read_config, save_checkpoint
-from geex.model.convert_codegeex import convert_codegeex, export_codegeex
+from geex.model.convert_codegeex import convert_codegeex, export_codegeex, infer_config
+from geex.presets import model_preset
 
 # Tiny, but every dimension a partition splits is divisible by 4.
 N_LAYER, N_HEAD, D_MODEL, MAX_POS, PADDED_VOCAB = 2, 4, 32, 16, 64
@@ -299,6 +300,19 @@ def test_deepspeed_latest_tag_and_legacy_pickles_are_followed(checkpoint, input_
         path = tagged / f"mp_rank_{r:02d}_model_states.pt"
         torch.save(part, path, _use_new_zipfile_serialization=False)
     convert_and_compare([tmp_path / "run"], tmp_path / "geex", checkpoint, input_ids)
+
+
+def test_the_13b_shapes_give_the_13b_preset_without_options():
+    """Shapes only (meta tensors): heads and vocabulary default to CodeGeeX-13B's."""
+    d, f, layers = 5120, 20480, 39
+    shapes = {
+        "word_embeddings.weight": (52224, d),
+        "position_embeddings.weight": (2048, d),
+        "top_query_embeddings.weight": (2048, d),
+        **{f"layers.{i}.mlp.dense_h_to_4h.weight": (f, d) for i in range(layers)},
+    }
+    tensors = {name: torch.empty(shape, device="meta") for name, shape in shapes.items()}
+    assert infer_config(tensors) == model_preset("codegeex-13b")
 
 
 def test_dtype_option_and_vocab_size(checkpoint, tmp_path):
