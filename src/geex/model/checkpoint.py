@@ -38,14 +38,19 @@ DEFAULT_SHARD_BYTES = 5 * 2**30
 _WRAPPER_COMPONENTS = {"_orig_mod", "_checkpoint_wrapped_module", "_fsdp_wrapped_module"}
 
 
+def clean_name(name: str) -> str:
+    """A parameter's name in the bare model, whatever wrapped it."""
+    parts = name.removeprefix("module.").split(".")
+    return ".".join(p for p in parts if p not in _WRAPPER_COMPONENTS)
+
+
 def clean_state_dict(state_dict: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
     """The model's own names and full, contiguous, CPU tensors, whatever wrapped it."""
     clean = {}
     for name, tensor in state_dict.items():
-        parts = [p for p in name.removeprefix("module.").split(".") if p not in _WRAPPER_COMPONENTS]
         if hasattr(tensor, "full_tensor"):  # a DTensor from tensor parallel or FSDP2
             tensor = tensor.full_tensor()
-        clean[".".join(parts)] = tensor.detach().to("cpu").contiguous()
+        clean[clean_name(name)] = tensor.detach().to("cpu").contiguous()
     return clean
 
 
@@ -60,10 +65,30 @@ def save_checkpoint(
     metadata: dict | None = None,
 ) -> Path:
     """Write ``model`` (and optionally its tokenizer) as a Geex checkpoint folder."""
+    return save_weights(
+        clean_state_dict(model.state_dict()),
+        folder,
+        config=config or _unwrap(model).config,
+        tokenizer=tokenizer,
+        dtype=dtype,
+        max_shard_bytes=max_shard_bytes,
+        metadata=metadata,
+    )
+
+
+def save_weights(
+    tensors: dict[str, torch.Tensor],
+    folder: str | os.PathLike,
+    *,
+    config: ModelConfig,
+    tokenizer=None,
+    dtype: torch.dtype | None = None,
+    max_shard_bytes: int = DEFAULT_SHARD_BYTES,
+    metadata: dict | None = None,
+) -> Path:
+    """Write full tensors under the model's own names as a Geex checkpoint folder."""
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
-    config = config or _unwrap(model).config
-    tensors = clean_state_dict(model.state_dict())
     if dtype is not None:
         tensors = {k: v.to(dtype) for k, v in tensors.items()}
     saved_dtype = str(next(iter(tensors.values())).dtype).removeprefix("torch.")

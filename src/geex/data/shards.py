@@ -1,0 +1,216 @@
+"""Packed token shards: what ``geex data`` writes and ``geex train`` reads.
+
+A dataset folder::
+
+    dataset.json         the manifest (below); written last, so a folder without it is unfinished
+    tokenizer.json       the tokenizer the ids come from (when the writer was given one)
+    train-00000.bin      token ids, little-endian uint16 (uint32 when the vocabulary needs it);
+                         every document is followed by the end-of-document id
+    train-00000.idx.npy  one row per document: offset (uint64, in tokens, into the .bin),
+                         length (uint32, tokens including the end-of-document id),
+                         language (uint16, an index into the manifest's "languages")
+    validation-00000.*   the same for the validation split
+
+``dataset.json``::
+
+    {"format": "geex-shards", "format_version": 1, "token_dtype": "uint16",
+     "vocab_size": 8192, "eod_id": 0, "languages": ["python", "cpp", ...],
+     "splits": {"train": {"shards": ["train-00000"], "documents": 812, "tokens": 1048576},
+                "validation": {...}}}
+
+The .bin files are read with ``numpy.memmap``: a reader touches only the pages it needs, so
+terabyte datasets train from disk and every data-parallel rank opens the same files.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from geex.errors import GeexError
+
+FORMAT = "geex-shards"
+FORMAT_VERSION = 1
+MANIFEST = "dataset.json"
+INDEX_DTYPE = np.dtype([("offset", "<u8"), ("length", "<u4"), ("language", "<u2")])
+DEFAULT_SHARD_TOKENS = 256 * 2**20  # 512 MiB of uint16 per file
+
+
+def token_dtype(vocab_size: int) -> np.dtype:
+    """uint16 while every id fits (GPT-2's 50,400 ids do), uint32 beyond."""
+    return np.dtype("<u2") if vocab_size <= 2**16 else np.dtype("<u4")
+
+
+@dataclass
+class _SplitWriter:
+    name: str
+    shards: list[str] = field(default_factory=list)
+    documents: int = 0
+    tokens: int = 0
+    buffer: list[np.ndarray] = field(default_factory=list)
+    index: list[tuple[int, int, int]] = field(default_factory=list)
+    buffered_tokens: int = 0
+
+
+class ShardWriter:
+    """Appends tokenized documents to a dataset folder, shard by shard.
+
+    Shard files are written under temporary names and renamed when complete; the manifest is
+    written by :meth:`close`, so an interrupted writer never leaves a dataset that looks whole.
+    """
+
+    def __init__(
+        self,
+        folder: str | os.PathLike,
+        *,
+        vocab_size: int,
+        eod_id: int,
+        languages: Iterable[str] = (),
+        shard_tokens: int = DEFAULT_SHARD_TOKENS,
+    ):
+        self.folder = Path(folder)
+        self.folder.mkdir(parents=True, exist_ok=True)
+        (self.folder / MANIFEST).unlink(missing_ok=True)
+        self.vocab_size, self.eod_id = vocab_size, eod_id
+        self.dtype = token_dtype(vocab_size)
+        self.languages = list(languages)
+        self.shard_tokens = shard_tokens
+        self._splits: dict[str, _SplitWriter] = {}
+
+    def add(self, tokens: Iterable[int] | np.ndarray, language: str, split: str = "train") -> None:
+        """One document's token ids (without the end-of-document id: it is added here)."""
+        ids = np.asarray(tokens, dtype=np.int64)
+        if ids.size and (ids.min() < 0 or ids.max() >= self.vocab_size):
+            raise GeexError(
+                f"token ids must be in [0, {self.vocab_size}); got {ids.min()}..{ids.max()}"
+            )
+        if language not in self.languages:
+            self.languages.append(language)
+        writer = self._splits.setdefault(split, _SplitWriter(split))
+        doc = np.append(ids, self.eod_id).astype(self.dtype)
+        writer.index.append((writer.buffered_tokens, doc.size, self.languages.index(language)))
+        writer.buffer.append(doc)
+        writer.buffered_tokens += doc.size
+        writer.documents += 1
+        writer.tokens += doc.size
+        if writer.buffered_tokens >= self.shard_tokens:
+            self._flush(writer)
+
+    def _flush(self, writer: _SplitWriter) -> None:
+        if not writer.buffer:
+            return
+        name = f"{writer.name}-{len(writer.shards):05d}"
+        index = np.array(writer.index, dtype=INDEX_DTYPE)
+        _atomic(self.folder / f"{name}.bin", lambda f: np.concatenate(writer.buffer).tofile(f))
+        _atomic(self.folder / f"{name}.idx.npy", lambda f: np.save(f, index))
+        writer.shards.append(name)
+        writer.buffer, writer.index, writer.buffered_tokens = [], [], 0
+
+    def close(self, extra: dict | None = None) -> Path:
+        for writer in self._splits.values():
+            self._flush(writer)
+        manifest = {
+            "format": FORMAT,
+            "format_version": FORMAT_VERSION,
+            "token_dtype": self.dtype.name,
+            "vocab_size": self.vocab_size,
+            "eod_id": self.eod_id,
+            "languages": self.languages,
+            "splits": {
+                w.name: {"shards": w.shards, "documents": w.documents, "tokens": w.tokens}
+                for w in self._splits.values()
+            },
+            **(extra or {}),
+        }
+        text = json.dumps(manifest, indent=2) + "\n"
+        _atomic(self.folder / MANIFEST, lambda f: f.write(text.encode()))
+        return self.folder
+
+
+def _atomic(path: Path, write) -> None:
+    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
+    try:
+        with open(tmp, "wb") as f:
+            write(f)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)
+
+
+class TokenShards:
+    """One split of a dataset folder as a single stream of tokens, memory-mapped."""
+
+    def __init__(self, folder: str | os.PathLike, split: str = "train"):
+        self.folder = Path(folder)
+        self.manifest = read_manifest(self.folder)
+        splits = self.manifest["splits"]
+        if split not in splits:
+            raise GeexError(
+                f"{self.folder} has no '{split}' split (it has: {', '.join(splits) or 'none'})"
+            )
+        dtype = np.dtype(self.manifest["token_dtype"])
+        self.languages: list[str] = self.manifest["languages"]
+        self.eod_id: int = self.manifest["eod_id"]
+        self.vocab_size: int = self.manifest["vocab_size"]
+        self._tokens, self._starts, documents = [], [0], []
+        for name in splits[split]["shards"]:
+            path = self.folder / f"{name}.bin"
+            try:
+                tokens = np.memmap(path, dtype=dtype, mode="r")
+                index = np.load(self.folder / f"{name}.idx.npy")
+            except (OSError, ValueError) as err:
+                raise GeexError(f"cannot read shard {name} of {self.folder}: {err}") from None
+            index = index.copy()
+            index["offset"] += self._starts[-1]
+            documents.append(index)
+            self._tokens.append(tokens)
+            self._starts.append(self._starts[-1] + tokens.size)
+        self.documents = np.concatenate(documents) if documents else np.zeros(0, INDEX_DTYPE)
+
+    def __len__(self) -> int:
+        return self._starts[-1]
+
+    def read(self, start: int, length: int) -> np.ndarray:
+        """Tokens ``[start, start + length)`` of the stream, across shard boundaries, as int64."""
+        if start < 0 or start + length > len(self):
+            raise IndexError(f"tokens [{start}, {start + length}) outside [0, {len(self)})")
+        out = np.empty(length, dtype=np.int64)
+        filled = 0
+        shard = int(np.searchsorted(self._starts, start, side="right")) - 1
+        while filled < length:
+            local = start + filled - self._starts[shard]
+            take = min(length - filled, self._tokens[shard].size - local)
+            out[filled : filled + take] = self._tokens[shard][local : local + take]
+            filled += take
+            shard += 1
+        return out
+
+    def documents_of(self, language: str) -> np.ndarray:
+        """Index rows of the documents in ``language``."""
+        if language not in self.languages:
+            return self.documents[:0]
+        return self.documents[self.documents["language"] == self.languages.index(language)]
+
+
+def read_manifest(folder: str | os.PathLike) -> dict:
+    path = Path(folder) / MANIFEST
+    if not path.is_file():
+        hint = ""
+        if Path(folder).is_dir() and any(Path(folder).glob("*.bin")):
+            hint = " (an unfinished `geex data` run? run it again to finish)"
+        raise GeexError(f"{folder} is not a Geex dataset: {MANIFEST} is missing{hint}")
+    manifest = json.loads(path.read_text())
+    if manifest.get("format") != FORMAT:
+        raise GeexError(f"{path} is not a Geex dataset manifest")
+    if manifest.get("format_version", 0) > FORMAT_VERSION:
+        raise GeexError(
+            f"{path} is a newer dataset format ({manifest['format_version']}): upgrade Geex"
+        )
+    return manifest

@@ -1,0 +1,46 @@
+"""AdamW with CodeGeeX's parameter groups, and the learning-rate schedule."""
+
+from __future__ import annotations
+
+import math
+
+import torch
+from torch import nn
+
+from geex.train.config import OptimConfig
+
+
+def parameter_groups(model: nn.Module, config: OptimConfig) -> list[dict]:
+    """Weight decay on matmul weights (and embeddings if configured); never on biases or
+    LayerNorm parameters, whose scale decay would only fight."""
+    decay, no_decay = [], []
+    for module in model.modules():
+        for name, param in module.named_parameters(recurse=False):
+            if not param.requires_grad:
+                continue
+            exempt = name == "bias" or isinstance(module, nn.LayerNorm)
+            if isinstance(module, nn.Embedding):
+                exempt = not config.decay_embeddings
+            (no_decay if exempt else decay).append(param)
+    return [
+        {"params": decay, "weight_decay": config.weight_decay},
+        {"params": no_decay, "weight_decay": 0.0},
+    ]
+
+
+def build_optimizer(model: nn.Module, config: OptimConfig) -> torch.optim.AdamW:
+    groups = [g for g in parameter_groups(model, config) if g["params"]]
+    # foreach keeps the step to a few fused kernels; fused is CUDA-only for DTensor params.
+    return torch.optim.AdamW(groups, lr=config.lr, betas=config.betas, eps=config.eps, foreach=True)
+
+
+def learning_rate(step: int, config: OptimConfig, max_steps: int | None) -> float:
+    """Linear warm-up to ``lr`` over ``warmup_steps``, then cosine decay to ``min_lr`` at
+    ``decay_steps`` (default: the run's last step), flat after that."""
+    if step < config.warmup_steps:
+        return config.lr * (step + 1) / config.warmup_steps
+    decay_steps = config.decay_steps or max_steps
+    if not decay_steps or decay_steps <= config.warmup_steps:
+        return config.lr
+    progress = min(1.0, (step - config.warmup_steps) / (decay_steps - config.warmup_steps))
+    return config.min_lr + 0.5 * (config.lr - config.min_lr) * (1 + math.cos(math.pi * progress))

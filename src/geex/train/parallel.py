@@ -1,0 +1,111 @@
+"""``parallelize()``: spread a single-device CodeGeeX over the ranks of a run, from outside.
+
+The order is torchtitan's: tensor parallel, then activation checkpointing, then
+``torch.compile``, then data parallel (FSDP2 or DDP). The model code knows none of this; its
+parameter names survive every step, so checkpoints load at any layout.
+
+Tensor parallel follows Megatron (as CodeGeeX ran it, 8-way): in every block, including the
+top query layer, query/key/value and the MLP's first matmul are split by output columns and
+the attention and MLP output projections by input rows, so each block costs two all-reduces.
+The embeddings (tied to the output head) stay replicated across tensor-parallel ranks; FSDP
+shards them over the data-parallel ranks.
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+from torch.distributed.algorithms._checkpoint.checkpoint_wrapper import checkpoint_wrapper
+from torch.distributed.fsdp import fully_shard
+from torch.distributed.tensor import DTensor, distribute_tensor
+from torch.distributed.tensor.parallel import (
+    ColwiseParallel,
+    RowwiseParallel,
+    parallelize_module,
+)
+from torch.nn.parallel import DistributedDataParallel
+
+from geex.errors import ConfigError
+from geex.model.checkpoint import clean_name
+from geex.model.codegeex import CodeGeeX
+from geex.train.config import ParallelConfig
+from geex.train.distributed import World
+
+BLOCK_TP_PLAN = {
+    "attention.query": ColwiseParallel(),
+    "attention.key": ColwiseParallel(),
+    "attention.value": ColwiseParallel(),
+    "attention.dense": RowwiseParallel(),
+    "mlp.dense_h_to_4h": ColwiseParallel(),
+    "mlp.dense_4h_to_h": RowwiseParallel(),
+}
+
+
+def blocks(model: CodeGeeX) -> list[tuple[nn.Module, str, nn.Module]]:
+    """(parent, attribute, block) for every block, the top query layer last."""
+    return [(model.layers, name, block) for name, block in model.layers.items()] + [
+        (model, "top_query_layer", model.top_query_layer)
+    ]
+
+
+def parallelize(model: CodeGeeX, world: World, config: ParallelConfig) -> nn.Module:
+    """Apply tensor parallel, activation checkpointing, compile and FSDP2 in place; return the
+    module to train (``model`` itself, or its DDP wrapper). Call it on the meta device, then
+    :func:`materialize`, then wrap with DDP via :func:`wrap_data_parallel`."""
+    _check(model, world, config)
+    if config.tp > 1:
+        tp_mesh = world.mesh["tp"]
+        for _, _, block in blocks(model):
+            parallelize_module(block, tp_mesh, BLOCK_TP_PLAN)
+    for parent, name, block in blocks(model):
+        if config.activation_checkpointing:
+            block = checkpoint_wrapper(block)
+        if config.compile:
+            block.compile()
+        setattr(parent, name, block)
+    if config.fsdp:
+        dp_mesh = world.mesh["dp"] if world.mesh is not None else None
+        for _, _, block in blocks(model):
+            fully_shard(block, mesh=dp_mesh)
+        fully_shard(model, mesh=dp_mesh)
+    return model
+
+
+def materialize(model: CodeGeeX, device: torch.device, seed: int) -> None:
+    """Allocate the (possibly sharded) parameters on ``device`` and give each its initial value.
+
+    Every rank computes the same full value for a parameter and keeps its own slice, so the
+    result equals the single-device initialisation whatever the layout.
+    """
+    model.to_empty(device=device)
+    with torch.no_grad():
+        for name, param in model.named_parameters():
+            full = model.initial_value(clean_name(name), seed).to(device)
+            if isinstance(param, DTensor):
+                full = distribute_tensor(
+                    full, param.device_mesh, param.placements, src_data_rank=None
+                )
+            param.copy_(full)
+
+
+def wrap_data_parallel(model: nn.Module, world: World, config: ParallelConfig) -> nn.Module:
+    """Plain data parallel (DDP) when there are several data-parallel ranks and no FSDP."""
+    if world.dp == 1 or config.fsdp:
+        return model
+    device_ids = [world.device.index] if world.device.type == "cuda" else None
+    return DistributedDataParallel(model, device_ids=device_ids)
+
+
+def _check(model: CodeGeeX, world: World, config: ParallelConfig) -> None:
+    if config.tp > 1:
+        if model.config.n_head % config.tp:
+            raise ConfigError(
+                f"parallel.tp={config.tp} must divide the number of heads ({model.config.n_head})"
+            )
+        if model.config.d_ffn % config.tp:
+            raise ConfigError(f"parallel.tp={config.tp} must divide d_ffn ({model.config.d_ffn})")
+        if world.dp > 1 and not config.fsdp:
+            raise ConfigError(
+                "tensor parallel with several data-parallel ranks needs FSDP (parallel.fsdp / "
+                "--fsdp): DDP does not replicate DTensor parameters"
+            )

@@ -1,0 +1,69 @@
+"""Mixed precision: autocast over fp32 master weights, and dynamic loss scaling for fp16.
+
+Parameters, gradients and optimizer state stay fp32 in every mode ("master weights"); matmuls
+run in bf16 or fp16 under autocast, while LayerNorm, the attention softmax and the loss are
+computed in fp32 by the model itself. In fp16 the loss is multiplied by a scale before
+backward so small gradients do not flush to zero; an overflow skips the step and halves the
+scale, and a run of good steps doubles it (Megatron's DynamicGradScaler, as CodeGeeX used).
+"""
+
+from __future__ import annotations
+
+import contextlib
+
+import torch
+
+AUTOCAST_DTYPES = {"bf16": torch.bfloat16, "fp16": torch.float16}
+
+
+def autocast(precision: str, device: torch.device):
+    if precision == "fp32":
+        return contextlib.nullcontext()
+    return torch.autocast(device_type=device.type, dtype=AUTOCAST_DTYPES[precision])
+
+
+class DynamicLossScaler:
+    """The loss scale for fp16 training, and what it does after a step.
+
+    The overflow test is the global gradient norm (computed over all ranks for clipping): it is
+    the same number on every rank, so an overflow anywhere skips the step everywhere.
+    """
+
+    def __init__(
+        self,
+        initial_scale: float = 2.0**16,
+        growth_interval: int = 1000,
+        hysteresis: int = 2,
+        min_scale: float = 1.0,
+    ):
+        self.scale = initial_scale
+        self.growth_interval = growth_interval
+        self.hysteresis = hysteresis
+        self.min_scale = min_scale
+        self._good_steps = 0
+        self._overflows_left = hysteresis
+
+    def update(self, overflow: bool) -> None:
+        if overflow:
+            self._good_steps = 0
+            self._overflows_left -= 1
+            if self._overflows_left <= 0:
+                self.scale = max(self.scale / 2, self.min_scale)
+                self._overflows_left = self.hysteresis
+            return
+        self._good_steps += 1
+        if self._good_steps % self.growth_interval == 0:
+            self.scale *= 2
+            self._overflows_left = self.hysteresis
+
+    def state_dict(self) -> dict:
+        return {
+            "scale": self.scale,
+            "good_steps": self._good_steps,
+            "overflows_left": self._overflows_left,
+        }
+
+    def load_state_dict(self, state: dict) -> None:
+        self.scale = state["scale"]
+        self._good_steps = state["good_steps"]
+        self._overflows_left = state["overflows_left"]

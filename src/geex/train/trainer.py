@@ -1,0 +1,396 @@
+"""The training loop: CodeGeeX's recipe on one CPU or on many GPUs, resumable at any step.
+
+``train(config)`` is the whole of ``geex train``. Run the same config again on the same run
+folder and it continues from the last checkpoint; SIGTERM or Ctrl-C (a preempted Slurm job)
+writes a checkpoint before exiting.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import math
+import signal
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+import torch.distributed as dist
+import yaml
+from torch.distributed.checkpoint.state_dict import StateDictOptions, get_model_state_dict
+from torch.distributed.tensor import DTensor
+
+from geex.data.shards import TokenShards
+from geex.errors import ConfigError, GeexError
+from geex.model.checkpoint import clean_state_dict, read_config, save_weights
+from geex.model.codegeex import CodeGeeX, build_model, flops_per_token
+from geex.model.config import ModelConfig
+from geex.model.loss import lm_loss
+from geex.presets import model_preset
+from geex.train.checkpoint import CheckpointManager, load_model_weights
+from geex.train.config import TrainConfig
+from geex.train.data import PackedSamples, document_positions_and_mask, micro_batch_start
+from geex.train.distributed import World, close_world, init_world
+from geex.train.monitor import MetricsLog, Progress, peak_flops
+from geex.train.optim import build_optimizer, learning_rate
+from geex.train.parallel import materialize, parallelize, wrap_data_parallel
+from geex.train.precision import DynamicLossScaler, autocast
+from geex.train.validate import Validation
+
+
+@dataclass
+class TrainResult:
+    out: Path
+    steps: int
+    tokens: int
+    last_loss: float | None
+    stopped_early: bool  # interrupted (signal) before the budget was spent
+
+
+def train(config: TrainConfig, *, show_progress: bool = True) -> TrainResult:
+    world = init_world(config.device, config.parallel.tp)
+    try:
+        return Trainer(config, world, show_progress=show_progress).run()
+    finally:
+        close_world(world)
+
+
+def model_config_for(config: TrainConfig, vocab_size: int) -> ModelConfig:
+    """The model to train: the checkpoint's when fine-tuning, else the preset sized to the data."""
+    if config.init_from:
+        model_config = read_config(config.init_from)
+        if model_config.padded_vocab_size < vocab_size:
+            raise GeexError(
+                f"the data uses {vocab_size:,} token ids but {config.init_from} embeds only "
+                f"{model_config.padded_vocab_size:,}: tokenize the data with the model's tokenizer"
+            )
+        return model_config.replace(dropout=config.dropout)
+    model_config = model_preset(config.preset).replace(
+        vocab_size=vocab_size, dropout=config.dropout
+    )
+    if config.seq_len and config.seq_len > model_config.max_seq_len:
+        model_config = model_config.replace(max_seq_len=config.seq_len)
+    return model_config
+
+
+class Trainer:
+    def __init__(self, config: TrainConfig, world: World, *, show_progress: bool = True):
+        if not config.data or not config.out:
+            raise ConfigError(
+                "both data (the `geex data` folder) and out (the run folder) are needed"
+            )
+        self.config, self.world = config, world
+        self.out = Path(config.out)
+        self.shards = TokenShards(config.data, "train")
+        self.model_config = model_config_for(config, self.shards.vocab_size)
+        self.seq_len = config.seq_len or self.model_config.max_seq_len
+        self._batch_geometry()
+        self.samples = PackedSamples(self.shards, self.seq_len, config.seed)
+        self.validation = None
+        held_out = _validation_split(config.data) if config.eval_every else None
+        if held_out is not None:
+            self.validation = Validation(held_out, self.seq_len, config.eval_tokens)
+
+        torch.manual_seed(config.seed)
+        self.raw_model: CodeGeeX = build_model(self.model_config, device="meta")
+        parallelize(self.raw_model, world, config.parallel)
+        materialize(self.raw_model, world.device, config.seed)
+        if config.init_from:
+            load_model_weights(self.raw_model, config.init_from)
+        self.model = wrap_data_parallel(self.raw_model, world, config.parallel)
+        self.optimizer = build_optimizer(self.raw_model, config.optim)
+        self.scaler = DynamicLossScaler() if config.precision == "fp16" else None
+        self.checkpoints = CheckpointManager(
+            self.out / "checkpoints", world, config.keep_checkpoints
+        )
+        self.metrics = MetricsLog(self.out / "metrics.jsonl", enabled=world.is_main)
+        self.show_progress = show_progress and world.is_main
+        self.flops_per_token = flops_per_token(self.model_config, self.seq_len)
+        self.peak = peak_flops(world.device, config.precision)
+        self.step = 0
+        self.planned_steps = self._planned_steps()
+        self._stop_requested = False
+
+    def _batch_geometry(self) -> None:
+        c, dp = self.config, self.world.dp
+        self.global_batch = max(1, c.global_batch_tokens // self.seq_len)
+        per_step = c.micro_batch_size * dp
+        if self.global_batch % per_step:
+            lower = max(per_step, self.global_batch // per_step * per_step)
+            raise ConfigError(
+                f"global batch of {self.global_batch} sequences ({c.global_batch_tokens:,} tokens "
+                f"/ seq_len {self.seq_len}) is not a multiple of micro_batch_size "
+                f"{c.micro_batch_size} x {dp} data-parallel ranks; try global_batch_tokens "
+                f"{lower * self.seq_len:,} or {(lower + per_step) * self.seq_len:,}"
+            )
+        self.accumulation = self.global_batch // per_step
+        self.tokens_per_step = self.global_batch * self.seq_len
+
+    def _planned_steps(self) -> int | None:
+        c = self.config
+        budgets = []
+        if c.max_steps is not None:
+            budgets.append(c.max_steps)
+        if c.max_tokens is not None:
+            budgets.append(math.ceil(c.max_tokens / self.tokens_per_step))
+        if not budgets and c.max_time is None:
+            raise ConfigError("give a budget: max_steps, max_tokens or max_time")
+        return min(budgets) if budgets else None  # a time budget is planned after a few steps
+
+    # -- the loop ------------------------------------------------------------------------------
+
+    def run(self) -> TrainResult:
+        self._write_run_config()
+        self._resume()
+        progress = Progress(self.planned_steps, self.step, enabled=self.show_progress)
+        handlers = self._catch_signals()
+        last_loss, started, step_times = None, time.monotonic(), []
+        try:
+            while self.planned_steps is None or self.step < self.planned_steps:
+                t0 = time.monotonic()
+                record = self._train_step()
+                step_time = time.monotonic() - t0
+                step_times.append(step_time)
+                self._plan_time_budget(started, step_times, progress)
+                record.update(self._throughput(step_time))
+                if self._due(self.config.eval_every) and self.validation is not None:
+                    record["val_loss"] = self.validation.losses(
+                        self.model, self.config.precision, self.config.micro_batch_size, self.world
+                    )
+                self.metrics.write(record)
+                progress.update(self.step, record)
+                last_loss = record["loss"]
+                self.step += 1
+                if self._interrupted():
+                    self._save()
+                    return TrainResult(self.out, self.step, self._tokens(), last_loss, True)
+                if self._due(self.config.checkpoint_every, after=True):
+                    self._save()
+        finally:
+            progress.close()
+            self._restore_signals(handlers)
+        if not self.checkpoints.latest() or self._latest_step() != self.step:
+            self._save()
+        self._export()
+        return TrainResult(self.out, self.step, self._tokens(), last_loss, False)
+
+    def _train_step(self) -> dict:
+        c, world = self.config, self.world
+        lr = learning_rate(self.step, c.optim, self.planned_steps)
+        for group in self.optimizer.param_groups:
+            group["lr"] = lr
+        scale = self.scaler.scale if self.scaler else 1.0
+        loss_sum = torch.zeros((), device=world.device)
+        self.model.train()
+        for micro in range(self.accumulation):
+            start = micro_batch_start(
+                self.step,
+                micro,
+                world.dp_rank,
+                global_batch=self.global_batch,
+                micro_batch=c.micro_batch_size,
+                accumulation=self.accumulation,
+            )
+            batch = self.samples.batch(start, c.micro_batch_size).to(world.device)
+            inputs, targets = batch[:, :-1], batch[:, 1:]
+            kwargs = {}
+            if c.reset_at_documents:
+                positions, mask = document_positions_and_mask(inputs, self.shards.eod_id)
+                kwargs = {"position_ids": positions, "attn_mask": mask}
+            with self._gradient_sync(micro == self.accumulation - 1):
+                with autocast(c.precision, world.device):
+                    loss = lm_loss(self.model(inputs, **kwargs), targets)
+                (loss * (scale / self.accumulation)).backward()
+            loss_sum += loss.detach()
+
+        grads = [p.grad for p in self.raw_model.parameters() if p.grad is not None]
+        if scale != 1.0:
+            for g in grads:
+                g.mul_(1.0 / scale)
+        norm = _global_norm(grads)
+        overflow = not math.isfinite(norm)
+        if self.scaler is not None:
+            self.scaler.update(overflow)
+        if not overflow:
+            if c.optim.grad_clip and norm > c.optim.grad_clip:
+                for g in grads:
+                    g.mul_(c.optim.grad_clip / (norm + 1e-6))
+            self.optimizer.step()
+        self.optimizer.zero_grad(set_to_none=True)
+
+        loss = self._mean_over_data_ranks(loss_sum / self.accumulation)
+        record = {"step": self.step, "loss": loss, "lr": lr, "grad_norm": norm}
+        record["tokens"] = self._tokens(after_step=self.step + 1)
+        if self.scaler is not None:
+            record.update(loss_scale=scale, skipped=overflow)
+        return record
+
+    def _gradient_sync(self, sync: bool):
+        """Reduce gradients over data-parallel ranks only on the last micro-batch."""
+        if sync:
+            return contextlib.nullcontext()
+        if hasattr(self.model, "no_sync"):  # DDP
+            return self.model.no_sync()
+        if hasattr(self.model, "set_requires_gradient_sync"):  # FSDP2
+            self.model.set_requires_gradient_sync(False)
+            return _ResumeGradientSync(self.model)
+        return contextlib.nullcontext()
+
+    def _mean_over_data_ranks(self, value: torch.Tensor) -> float:
+        if self.world.mesh is None:
+            return float(value)
+        value = value.detach().clone()
+        dist.all_reduce(value, group=self.world.mesh["dp"].get_group())
+        return float(value) / self.world.dp
+
+    # -- budget, throughput ----------------------------------------------------------------------
+
+    def _plan_time_budget(self, started: float, step_times: list[float], progress) -> None:
+        """With only a time budget, fix the number of steps (and so the schedule) from the
+        first steps' speed; the plan is saved with checkpoints so a resumed run keeps it."""
+        c = self.config
+        if self.planned_steps is not None or c.max_time is None or len(step_times) < 4:
+            return
+        per_step = sorted(step_times[1:])[len(step_times[1:]) // 2]  # median, first one excluded
+        remaining = c.max_time - (time.monotonic() - started)
+        steps = self.step + 1 + max(0, int(remaining / per_step))
+        self.planned_steps = int(self.world.broadcast_object(steps))
+        progress.set_total(self.planned_steps)
+
+    def _throughput(self, step_time: float) -> dict:
+        tokens_per_s = self.tokens_per_step / step_time
+        mfu = None
+        if self.peak:
+            mfu = self.flops_per_token * tokens_per_s / (self.peak * self.world.world_size)
+        return {"tokens_per_s": tokens_per_s, "mfu": mfu, "step_time": step_time}
+
+    def _tokens(self, after_step: int | None = None) -> int:
+        return (self.step if after_step is None else after_step) * self.tokens_per_step
+
+    def _due(self, every: int, after: bool = False) -> bool:
+        if not every:
+            return False
+        done = self.step if after else self.step + 1
+        return done % every == 0
+
+    # -- checkpoints -------------------------------------------------------------------------
+
+    def _trainer_state(self) -> dict:
+        return {
+            "step": self.step,
+            "samples": self.step * self.global_batch,
+            "planned_steps": self.planned_steps,
+            "tokens": self._tokens(),
+            "seq_len": self.seq_len,
+            "global_batch": self.global_batch,
+            "seed": self.config.seed,
+            "scaler": self.scaler.state_dict() if self.scaler else None,
+        }
+
+    def _save(self) -> None:
+        self.checkpoints.save(self.step, self.model, self.optimizer, self._trainer_state())
+
+    def _latest_step(self) -> int | None:
+        latest = self.checkpoints.latest()
+        return int(latest.name.removeprefix("step-")) if latest else None
+
+    def _resume(self) -> None:
+        latest = self.checkpoints.latest()
+        if latest is None:
+            self.metrics.truncate_after(-1)
+            return
+        state = self.checkpoints.load(latest, self.model, self.optimizer)
+        for key, mine in (
+            ("seq_len", self.seq_len),
+            ("global_batch", self.global_batch),
+            ("seed", self.config.seed),
+        ):
+            if state[key] != mine:
+                raise ConfigError(
+                    f"{latest} was trained with {key}={state[key]}, this run asks for {mine}: "
+                    f"use a new run folder to change it"
+                )
+        self.step = state["step"]
+        if self.planned_steps is None:
+            self.planned_steps = state["planned_steps"]
+        if self.scaler is not None and state.get("scaler"):
+            self.scaler.load_state_dict(state["scaler"])
+        self.metrics.truncate_after(self.step - 1)
+
+    def _write_run_config(self) -> None:
+        if self.world.is_main:
+            self.out.mkdir(parents=True, exist_ok=True)
+            text = yaml.safe_dump(self.config.to_dict(), sort_keys=False)
+            (self.out / "config.yaml").write_text(text)
+
+    def _export(self) -> None:
+        """The final weights as a Geex checkpoint (safetensors + config + tokenizer) in RUN/model."""
+        options = StateDictOptions(full_state_dict=True, cpu_offload=True)
+        state = get_model_state_dict(self.model, options=options)
+        if not self.world.is_main:
+            return
+        tokenizer = _dataset_tokenizer(self.config.data)
+        save_weights(
+            clean_state_dict(state),
+            self.out / "model",
+            config=self.model_config,
+            tokenizer=tokenizer,
+            metadata={"trained_steps": self.step, "trained_tokens": self._tokens()},
+        )
+
+    # -- signals -------------------------------------------------------------------------------
+
+    def _catch_signals(self):
+        def request_stop(signum, frame):
+            if self._stop_requested:  # a second signal: stop now
+                raise KeyboardInterrupt
+            self._stop_requested = True
+
+        previous = {}
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            with contextlib.suppress(ValueError):  # not the main thread
+                previous[sig] = signal.signal(sig, request_stop)
+        return previous
+
+    def _restore_signals(self, previous) -> None:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+
+    def _interrupted(self) -> bool:
+        return bool(self.world.all_reduce_max(float(self._stop_requested)))
+
+
+class _ResumeGradientSync:
+    def __init__(self, model):
+        self.model = model
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.model.set_requires_gradient_sync(True)
+
+
+def _global_norm(grads: list[torch.Tensor]) -> float:
+    """The L2 norm of all gradients together, reduced over ranks where they are sharded."""
+    total = None
+    for g in grads:
+        square = g.float().pow(2).sum()
+        if isinstance(square, DTensor):
+            square = square.full_tensor()
+        total = square if total is None else total + square
+    return 0.0 if total is None else float(total.sqrt())
+
+
+def _validation_split(folder: str) -> TokenShards | None:
+    try:
+        return TokenShards(folder, "validation")
+    except GeexError:
+        return None
+
+
+def _dataset_tokenizer(folder: str):
+    from geex.tokenizer import load_tokenizer
+
+    path = Path(folder) / "tokenizer.json"
+    return load_tokenizer(path) if path.is_file() else None
