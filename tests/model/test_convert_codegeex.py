@@ -352,6 +352,13 @@ def test_a_file_that_is_no_checkpoint_is_refused(tmp_path):
         convert_codegeex([tmp_path / "notes.pt"], tmp_path / "out", n_head=N_HEAD)
 
 
+def test_random_bytes_are_refused(tmp_path):
+    noise = np.random.default_rng(0).integers(0, 256, 999, dtype=np.uint8).tobytes()
+    (tmp_path / "noise.pt").write_bytes(b"\x80\x02" + noise)  # a pickle header, then noise
+    with pytest.raises(GeexError, match="not a PyTorch checkpoint"):
+        convert_codegeex([tmp_path / "noise.pt"], tmp_path / "out", n_head=N_HEAD)
+
+
 def test_a_truncated_checkpoint_is_refused(checkpoint, tmp_path):
     torch.save(checkpoint, tmp_path / "ckpt.pt")
     data = (tmp_path / "ckpt.pt").read_bytes()
@@ -386,9 +393,11 @@ def test_a_vocab_size_above_the_rows_is_refused(checkpoint, tmp_path):
         convert_codegeex([tmp_path / "ckpt.pt"], tmp_path / "out", n_head=N_HEAD, vocab_size=65)
 
 
-def test_arbitrary_objects_need_unsafe_pickle(checkpoint, input_ids, tmp_path):
-    torch.save({**checkpoint, "custom": fractions.Fraction(1, 3)}, tmp_path / "ckpt.pt")
-    with pytest.raises(GeexError, match="--unsafe-pickle"):
+@pytest.mark.parametrize("zipped", [True, False])
+def test_arbitrary_objects_need_unsafe_pickle(zipped, checkpoint, input_ids, tmp_path):
+    with_object = {**checkpoint, "custom": fractions.Fraction(1, 3)}
+    torch.save(with_object, tmp_path / "ckpt.pt", _use_new_zipfile_serialization=zipped)
+    with pytest.raises(GeexError, match=r"fractions\.Fraction.*--unsafe-pickle"):
         convert_codegeex([tmp_path / "ckpt.pt"], tmp_path / "out", n_head=N_HEAD)
     convert_and_compare(
         [tmp_path / "ckpt.pt"], tmp_path / "out", checkpoint, input_ids, unsafe_pickle=True

@@ -51,6 +51,7 @@ _RENAMES = (
 # Fused projections of the inference layout, and the parts they concatenate on dim 0.
 _FUSED = {"query_key_value": ("query", "key", "value"), "key_value": ("key", "value")}
 _RANK = re.compile(r"mp_rank_(\d+)(_\d+)?")
+_REFUSED_GLOBAL = re.compile(r"Unsupported global: GLOBAL (\S+)")  # torch's weights_only error
 
 
 # --- Reading files -------------------------------------------------------------------------
@@ -113,7 +114,7 @@ def _partition_files_in(folder: Path) -> list[Path]:
         return _partition_files_in(folder / (folder / "latest").read_text().strip())
     if (folder / "latest_checkpointed_iteration.txt").is_file():  # Megatron-LM
         iteration = (folder / "latest_checkpointed_iteration.txt").read_text().strip()
-        tag = "release" if iteration == "release" else f"iter_{int(iteration):07d}"
+        tag = "release" if iteration == "release" else f"iter_{iteration:0>7}"
         return _partition_files_in(folder / tag)
     raise GeexError(
         f"{folder} holds no mp_rank_XX_model_states.pt (or mp_rank_XX/model_optim_rng.pt) files"
@@ -143,7 +144,7 @@ def load_checkpoint_file(path: str | os.PathLike, *, unsafe_pickle: bool = False
             with torch.serialization.safe_globals(_safe_globals()):
                 loaded = torch.load(path, map_location="cpu", mmap=is_zip, weights_only=True)
     except pickle.UnpicklingError as err:
-        unsafe = _unsafe_globals(path) if is_zip and not unsafe_pickle else []
+        unsafe = [] if unsafe_pickle else _unsafe_globals(path, err, is_zip=is_zip)
         if unsafe:
             raise GeexError(
                 f"{path} holds Python objects that are not loaded without --unsafe-pickle "
@@ -184,11 +185,14 @@ def _safe_globals() -> list:
     return allowed
 
 
-def _unsafe_globals(path: Path) -> list[str]:
-    try:
-        return torch.serialization.get_unsafe_globals_in_checkpoint(path)
-    except Exception:
-        return []
+def _unsafe_globals(path: Path, err: Exception, *, is_zip: bool) -> list[str]:
+    """The classes the safe loader refused: all of them for zip files, else the first one."""
+    if is_zip:
+        try:
+            return torch.serialization.get_unsafe_globals_in_checkpoint(path)
+        except Exception:
+            pass
+    return _REFUSED_GLOBAL.findall(str(err))
 
 
 def _first_line(err: BaseException) -> str:
