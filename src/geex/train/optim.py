@@ -6,6 +6,7 @@ import math
 
 import torch
 from torch import nn
+from torch.distributed.tensor import DTensor
 
 from geex.train.config import OptimConfig
 
@@ -29,7 +30,14 @@ def parameter_groups(model: nn.Module, config: OptimConfig) -> list[dict]:
 
 
 def build_optimizer(model: nn.Module, config: OptimConfig) -> torch.optim.AdamW:
-    groups = [g for g in parameter_groups(model, config) if g["params"]]
+    # Under tensor parallel alone, sharded weights are DTensors and replicated ones (LayerNorm,
+    # embeddings) plain tensors; foreach kernels take one kind at a time, so each gets a group.
+    groups = []
+    for group in parameter_groups(model, config):
+        for is_dtensor in (False, True):
+            params = [p for p in group["params"] if isinstance(p, DTensor) == is_dtensor]
+            if params:
+                groups.append({**group, "params": params})
     # foreach keeps the step to a few fused kernels; fused is CUDA-only for DTensor params.
     return torch.optim.AdamW(groups, lr=config.lr, betas=config.betas, eps=config.eps, foreach=True)
 

@@ -1,0 +1,12 @@
+"""Fixtures for training tests: a small byte-level dataset, built once per session."""
+
+from __future__ import annotations
+
+import pytest
+
+from tests.train.corpus import write_byte_shards
+
+
+@pytest.fixture(scope="session")
+def byte_dataset(tmp_path_factory):
+    return write_byte_shards(tmp_path_factory.mktemp("byte-data"))
