@@ -45,7 +45,7 @@ class Tokenizer:
     """Encodes text to ids and back; ``decode(encode(text)) == text`` for any text.
 
     ``kind`` says where the vocabulary came from: "codegeex" (CodeGeeX-13B's, rebuilt from its
-    files) or "trained" (``train_tokenizer``).
+    files), "trained" (``train_tokenizer``) or "external" (a tokenizer.json Geex did not write).
     """
 
     def __init__(
