@@ -1,0 +1,209 @@
+"""`geex eval`: judge code completions on HumanEval-X or Geex's embedded set, sandboxed."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+import sys
+
+from geex.errors import GeexError
+
+
+def register(subparsers) -> None:
+    parser = subparsers.add_parser(
+        "eval",
+        help="evaluate completions on HumanEval-X or the embedded set",
+        description="Compile and run completions against benchmark tests in a sandbox and "
+        "report pass@k per language.",
+    )
+    benchmarks = parser.add_subparsers(dest="benchmark", metavar="BENCHMARK")
+
+    humanevalx = benchmarks.add_parser(
+        "humanevalx",
+        help="HumanEval-X (Python, C++, Java, JavaScript, Go, Rust)",
+        description="Judge completions on HumanEval-X. The data is not shipped: give a folder "
+        "of humaneval_<lang>.jsonl(.gz) files with --data, or set GEEX_HUMANEVALX_DIR; "
+        "without either it is loaded from the Hugging Face Hub (THUDM/humaneval-x).",
+    )
+    humanevalx.add_argument("--data", metavar="DIR", help="folder of humaneval_<lang>.jsonl(.gz)")
+    _add_run_arguments(humanevalx)
+    humanevalx.set_defaults(handler=_humanevalx)
+
+    embedded = benchmarks.add_parser(
+        "embedded",
+        help="Geex's own small set, shipped in the package (10 problems per language)",
+        description="Judge completions on Geex's embedded evaluation set: nothing to download.",
+    )
+    _add_run_arguments(embedded)
+    embedded.set_defaults(handler=_embedded)
+
+    prepare = benchmarks.add_parser(
+        "prepare",
+        help="check toolchains and the sandbox, and warm the compiler caches",
+        description="Report which languages can be judged here and which sandbox is used; "
+        "build the caches (C++ precompiled header, Rust crates, Java compile server, Go "
+        "build cache) so that the first evaluation does not pay for them.",
+    )
+    prepare.add_argument("--languages", nargs="+", metavar="LANG", help="default: all six")
+    prepare.add_argument(
+        "--npm", action="store_true", help="also install js-md5 (JavaScript/162) with npm"
+    )
+    prepare.set_defaults(handler=_prepare)
+    parser.set_defaults(handler=lambda args: parser.print_help() or 2)
+
+
+def _add_run_arguments(parser: argparse.ArgumentParser) -> None:
+    source = parser.add_mutually_exclusive_group()
+    source.add_argument(
+        "--canonical", action="store_true", help="judge the canonical solutions (checks the judge)"
+    )
+    source.add_argument(
+        "--samples",
+        metavar="FILE",
+        help="judge completions made elsewhere: .jsonl(.gz) lines with task_id and generation",
+    )
+    parser.add_argument(
+        "--languages", nargs="+", metavar="LANG", help="e.g. python cpp js (default: all)"
+    )
+    parser.add_argument("--task", choices=["generation", "translation"], default="generation")
+    parser.add_argument(
+        "--out", metavar="DIR", help="write results.jsonl and reports here; resumes"
+    )
+    parser.add_argument("--workers", type=int, default=os.cpu_count() or 1)
+    parser.add_argument(
+        "--timeout", type=float, default=10.0, help="seconds for one program's tests"
+    )
+    parser.add_argument("--limit", type=int, help="only the first N problems of each language")
+    parser.add_argument(
+        "--example-test", action="store_true", help="use the prompt's examples as the tests"
+    )
+    parser.add_argument("--no-progress", action="store_true", help="no progress bar")
+
+
+def _humanevalx(args: argparse.Namespace) -> int:
+    from geex.eval.problems import load_hub, load_problems
+
+    data = args.data or os.environ.get("GEEX_HUMANEVALX_DIR")
+    problems = load_problems(data, args.languages) if data else load_hub(args.languages)
+    return _run(args, problems, "HumanEval-X", known=True)
+
+
+def _embedded(args: argparse.Namespace) -> int:
+    from geex.eval.problems import load_embedded
+
+    return _run(args, load_embedded(args.languages), "Geex embedded set", known=False)
+
+
+def _run(args: argparse.Namespace, problems, benchmark: str, *, known: bool) -> int:
+    from geex.eval.backends import canonical_samples, read_samples
+    from geex.eval.evaluator import EvalConfig, Evaluator
+    from geex.eval.run import evaluate
+    from geex.eval.runners import RunSettings
+    from geex.eval.tasks import build_tasks
+
+    if not args.canonical and not args.samples:
+        raise GeexError(
+            "say what to judge: --canonical (the reference solutions) or --samples FILE "
+            "(completions made elsewhere)"
+        )
+    if args.timeout <= 0:
+        raise GeexError("--timeout must be positive")
+    if args.limit is not None:
+        problems = [p for p in problems if int(p.number) < args.limit]
+    tasks = build_tasks(problems, args.task)
+    logging.basicConfig(level=logging.WARNING, format="geex eval: %(message)s")
+    config = EvalConfig(workers=args.workers, settings=RunSettings(timeout=args.timeout),
+                        example_test=args.example_test)  # fmt: skip
+    with Evaluator(config) as evaluator:
+        languages = sorted({t.language.key for t in tasks})
+        missing = evaluator.missing_toolchains(languages)
+        if missing:
+            lines = "; ".join(f"{key}: {why}" for key, why in missing.items())
+            raise GeexError(f"{lines} (or leave them out with --languages)")
+        samples = canonical_samples(tasks) if args.canonical else read_samples(args.samples, tasks)
+        title = f"{benchmark}, {args.task}" + (", canonical solutions" if args.canonical else "")
+        run = evaluate(
+            evaluator, tasks, samples, out_dir=args.out, title=title,
+            progress=not args.no_progress and sys.stderr.isatty(),
+        )  # fmt: skip
+        js_md5 = evaluator.runner("javascript").find_module("js-md5") is not None
+    _print_summary(run)
+    if args.out:
+        print(f"\nresults, report.md and report.html in {args.out}")
+    if args.canonical and known and args.task == "generation" and not args.example_test:
+        return _check_canonical(run, js_md5)
+    return 0
+
+
+def _print_summary(run) -> None:
+    from rich.console import Console
+    from rich.table import Table
+
+    from geex.eval.verdicts import VERDICTS
+
+    ks = sorted({k for g in run.scores.groups.values() for k in g.pass_at})
+    table = Table(title=run.title)
+    for column in ["", "problems", "samples", *[f"pass@{k}" for k in ks], *VERDICTS]:
+        table.add_column(column, justify="left" if not column else "right")
+    rows = [*run.scores.groups.items(), ("all", run.scores.overall)]
+    for name, g in rows:
+        cells = [name, str(g.problems), str(g.samples)]
+        cells += [f"{100 * g.pass_at[k]:.2f}%" if k in g.pass_at else "-" for k in ks]
+        cells += [str(g.verdicts.get(v, 0) or "") for v in VERDICTS]
+        table.add_row(*cells)
+    console = Console()
+    console.print(table)
+    console.print(
+        f"sandbox: {run.sandbox}; {run.seconds:.1f} s"
+        + (f"; {run.resumed} resumed" if run.resumed else "")
+    )
+    for note in run.notes:
+        console.print(f"[yellow]warning:[/yellow] {note}")
+
+
+def _check_canonical(run, js_md5: bool) -> int:
+    from geex.eval.known import KNOWN_CANONICAL, expected_canonical
+
+    unexpected = []
+    print("\nCanonical solutions that do not pass:")
+    for result in run.results:
+        expected = expected_canonical(result.task_id, js_md5=js_md5)
+        if result.verdict != expected:
+            unexpected.append(result)
+        elif result.task_id in KNOWN_CANONICAL and result.verdict != "passed":
+            print(
+                f"  {result.task_id}: {result.verdict} (known: {KNOWN_CANONICAL[result.task_id][1]})"
+            )
+    for result in unexpected:
+        print(f"  {result.task_id}: {result.verdict} UNEXPECTED ({result.detail})", file=sys.stderr)
+    if unexpected:
+        print(
+            f"{len(unexpected)} canonical verdict(s) differ from the expected ones", file=sys.stderr
+        )
+        return 1
+    print("all canonical verdicts are as expected")
+    return 0
+
+
+def _prepare(args: argparse.Namespace) -> int:
+    from geex.eval.evaluator import EvalConfig, Evaluator
+    from geex.eval.problems import LANGUAGE_ORDER, humanevalx_language
+
+    keys = [humanevalx_language(name).key for name in (args.languages or LANGUAGE_ORDER)]
+    with Evaluator(EvalConfig()) as evaluator:
+        print(f"sandbox: {evaluator.sandbox.mode}")
+        if evaluator.sandbox.warning:
+            print(f"warning: {evaluator.sandbox.warning}")
+        print(f"caches: {evaluator.cache_dir}")
+        if args.npm:
+            evaluator.runner("javascript").install_npm_packages()
+        missing = evaluator.missing_toolchains(keys)
+        for key in keys:
+            if key in missing:
+                print(f"  {key:<11} unavailable: {missing[key]}")
+                continue
+            runner = evaluator.runner(key)
+            runner.prepare()
+            print(f"  {key:<11} ready" + (f" ({runner.note()})" if runner.note() else ""))
+    return 1 if missing else 0

@@ -1,0 +1,190 @@
+"""Where completions come from: canonical solutions, a samples file, or a model backend.
+
+A model backend is anything with ``generate(prompts, stops, sampling)`` that returns, per
+prompt, ``sampling.n`` completions (text after the prompt). Geex checkpoints, Hugging Face
+models and OpenAI-compatible endpoints plug in here; ``generate_samples`` asks only for the
+samples a resumed run still lacks and cuts each completion with the language's stop rule,
+whether or not the backend honoured it.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Protocol
+
+from geex.errors import GeexError
+from geex.eval.problems import read_jsonl
+from geex.eval.programs import cut_generation
+from geex.eval.tasks import Task
+from geex.languages import Language
+
+
+@dataclass(frozen=True)
+class Sample:
+    """One completion of one task, to be judged."""
+
+    task: Task
+    completion_id: int
+    generation: str
+
+    @property
+    def key(self) -> tuple[str, int]:
+        return self.task.task_id, self.completion_id
+
+
+@dataclass(frozen=True)
+class StopRule:
+    """When a completion is over: at any of ``sequences``; at the first line that starts at
+    column 0 (``column_zero``, Python: the body is indented); or at the ``}`` that closes the
+    function the prompt opened (``closing_brace``)."""
+
+    sequences: tuple[str, ...]
+    column_zero: bool
+    closing_brace: bool
+
+    @classmethod
+    def for_language(cls, language: Language) -> StopRule:
+        python = language.key == "python"
+        return cls(language.stop_sequences, python, language.brace_delimited)
+
+    def end(self, text: str) -> int | None:
+        """Where to cut ``text``, or None when the completion may go on."""
+        ends = [i for i in (text.find(s) for s in self.sequences if s) if i >= 0]
+        if self.column_zero:
+            line = _COLUMN_ZERO.search(text)
+            if line:
+                ends.append(line.start())
+        if self.closing_brace:
+            from geex.serve.completion import closing_brace_end
+
+            brace = closing_brace_end(text)
+            if brace is not None:
+                ends.append(brace)
+        return min(ends) if ends else None
+
+
+_COLUMN_ZERO = re.compile(r"\n(?=\S)")
+
+
+@dataclass(frozen=True)
+class Sampling:
+    n: int = 1
+    temperature: float = 0.0
+    top_p: float = 1.0
+    max_new_tokens: int = 512
+
+
+class GenerationBackend(Protocol):
+    def generate(
+        self, prompts: Sequence[str], stops: Sequence[StopRule], sampling: Sampling
+    ) -> list[list[str]]:
+        """``sampling.n`` completions for each prompt: ``out[prompt][sample]``."""
+        ...
+
+
+class FunctionBackend:
+    """A backend from a plain function ``prompt -> completion`` (tests, simple baselines)."""
+
+    def __init__(self, complete: Callable[[str], str]) -> None:
+        self.complete = complete
+
+    def generate(
+        self, prompts: Sequence[str], stops: Sequence[StopRule], sampling: Sampling
+    ) -> list[list[str]]:
+        return [[self.complete(p) for _ in range(sampling.n)] for p in prompts]
+
+
+def generate_samples(
+    backend: GenerationBackend,
+    tasks: Sequence[Task],
+    sampling: Sampling,
+    *,
+    done: Iterable[tuple[str, int]] = (),
+    batch_size: int = 8,
+) -> Iterator[Sample]:
+    """Samples 0..n-1 of every task, skipping the (task_id, completion_id) pairs in ``done``.
+
+    A task missing some samples is asked for as many as it misses, so a resumed run draws
+    fresh completions for them rather than repeating earlier ones.
+    """
+    done = set(done)
+    pending = []
+    for task in tasks:
+        missing = [i for i in range(sampling.n) if (task.task_id, i) not in done]
+        if missing:
+            pending.append((task, missing))
+    for start in range(0, len(pending), batch_size):
+        batch = pending[start : start + batch_size]
+        # One call per distinct count, as the backend draws the same n for every prompt.
+        by_count: dict[int, list[tuple[Task, list[int]]]] = {}
+        for task, missing in batch:
+            by_count.setdefault(len(missing), []).append((task, missing))
+        for count, items in by_count.items():
+            prompts = [task.prompt for task, _ in items]
+            stops = [StopRule.for_language(task.language) for task, _ in items]
+            outputs = backend.generate(prompts, stops, _with_n(sampling, count))
+            if len(outputs) != len(items):
+                raise GeexError(f"the backend answered {len(outputs)} prompts of {len(items)}")
+            for (task, missing), texts in zip(items, outputs, strict=True):
+                for completion_id, text in zip(missing, texts, strict=False):
+                    yield Sample(task, completion_id, cut_generation(text, task.language))
+
+
+def _with_n(sampling: Sampling, n: int) -> Sampling:
+    return Sampling(n, sampling.temperature, sampling.top_p, sampling.max_new_tokens)
+
+
+def canonical_samples(tasks: Sequence[Task]) -> list[Sample]:
+    """Each task's canonical solution as its one sample: proof that the judge is right."""
+    return [Sample(task, 0, task.problem.canonical_solution) for task in tasks]
+
+
+def read_samples(
+    path: str | Path, tasks: Sequence[Task], *, other_task_ids: Iterable[str] = ()
+) -> list[Sample]:
+    """Samples from a ``.jsonl(.gz)`` of lines with ``task_id`` and ``generation`` (CodeGeeX's
+    released format; ``completion`` is accepted too, ``completion_id`` is optional).
+
+    Lines for ``other_task_ids`` (tasks of the benchmark left out of this run, e.g. by
+    ``--languages``) are skipped; any other task id is an error.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise GeexError(f"samples file {path} does not exist")
+    by_id = {task.task_id: task for task in tasks}
+    skipped = set(other_task_ids)
+    samples: list[Sample] = []
+    next_id: dict[str, int] = {}
+    unknown: list[str] = []
+    for number, record in enumerate(read_jsonl(path), 1):
+        task_id = record.get("task_id")
+        text = record.get("generation", record.get("completion"))
+        if not isinstance(task_id, str) or not isinstance(text, str):
+            raise GeexError(f"{path}:{number}: a sample needs 'task_id' and 'generation' strings")
+        task = by_id.get(task_id)
+        if task is None:
+            if task_id not in skipped:
+                unknown.append(task_id)
+            continue
+        completion_id = record.get("completion_id")
+        if not isinstance(completion_id, int):
+            completion_id = next_id.get(task_id, 0)
+        next_id[task_id] = max(next_id.get(task_id, 0), completion_id + 1)
+        samples.append(Sample(task, completion_id, text))
+    if unknown:
+        shown = ", ".join(list(dict.fromkeys(unknown))[:5])
+        raise GeexError(
+            f"{path}: {len(unknown)} sample(s) name tasks this benchmark does not have "
+            f"(e.g. {shown}); check --task and --data"
+        )
+    seen: set[tuple[str, int]] = set()
+    for sample in samples:
+        if sample.key in seen:
+            raise GeexError(
+                f"{path}: {sample.task.task_id} has completion_id {sample.completion_id} twice"
+            )
+        seen.add(sample.key)
+    return samples

@@ -1,0 +1,185 @@
+"""The run's reports: ``report.md`` and a self-contained ``report.html`` with an inline SVG plot.
+
+Both hold a table per language (or translation pair): problems, samples, pass@k and the
+verdict counts, then the samples that did not pass (with the reason) when there are few
+enough to read, and the problems no sample solved.
+"""
+
+from __future__ import annotations
+
+import html
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from geex.eval.scores import GroupScore
+from geex.eval.verdicts import PASSED, VERDICTS
+
+if TYPE_CHECKING:
+    from geex.eval.run import EvalRun
+
+MAX_LISTED = 200  # non-passing samples listed one by one
+COLORS = {
+    "passed": "#2e7d32",
+    "failed": "#c62828",
+    "timeout": "#ef6c00",
+    "compile error": "#6a1b9a",
+    "runtime error": "#ad1457",
+    "sandbox violation": "#37474f",
+    "unavailable": "#9e9e9e",
+}
+
+
+def _ks(run: EvalRun) -> list[int]:
+    ks = sorted({k for g in run.scores.groups.values() for k in g.pass_at})
+    return ks or sorted(run.scores.overall.pass_at)
+
+
+def _row(name: str, g: GroupScore, ks: list[int]) -> list[str]:
+    cells = [name, str(g.problems), str(g.samples)]
+    cells += [f"{100 * g.pass_at[k]:.2f}" if k in g.pass_at else "-" for k in ks]
+    cells += [str(g.verdicts.get(v, 0)) for v in VERDICTS]
+    return cells
+
+
+def _header(ks: list[int]) -> list[str]:
+    return ["", "problems", "samples", *[f"pass@{k} %" for k in ks], *VERDICTS]
+
+
+def _not_passed(run: EvalRun):
+    return [r for r in run.results if r.verdict != PASSED]
+
+
+def _unsolved(run: EvalRun) -> list[str]:
+    solved = {r.task_id for r in run.results if r.verdict == PASSED}
+    seen = dict.fromkeys(r.task_id for r in run.results)
+    return [t for t in seen if t not in solved]
+
+
+def markdown(run: EvalRun) -> str:
+    ks = _ks(run)
+    lines = [f"# {run.title}", ""]
+    lines.append(
+        f"{len(run.results)} samples of {len({r.task_id for r in run.results})} problems, "
+        f"judged in {run.seconds:.1f} s; sandbox: {run.sandbox}"
+        + (f"; {run.resumed} results resumed from an earlier run" if run.resumed else "")
+        + "."
+    )
+    lines += [f"\n> {note}" for note in run.notes]
+    lines += ["", "| " + " | ".join(_header(ks)) + " |", "|" + "---|" * len(_header(ks))]
+    for name, g in run.scores.groups.items():
+        lines.append("| " + " | ".join(_row(name, g, ks)) + " |")
+    lines.append("| " + " | ".join(_row("**all**", run.scores.overall, ks)) + " |")
+    missing_k = [k for k in (1, 10, 100) if k not in run.scores.overall.pass_at]
+    if missing_k:
+        lines.append(
+            f"\npass@k is given only where every problem has at least k samples "
+            f"(the fewest here: {run.scores.overall.min_samples})."
+        )
+    failing = _not_passed(run)
+    if failing and len(failing) <= MAX_LISTED:
+        lines += [
+            "",
+            "## Samples that did not pass",
+            "",
+            "| task | sample | verdict | reason |",
+            "|---|---|---|---|",
+        ]
+        for r in failing:
+            reason = r.detail.replace("|", "\\|").replace("\n", " ")
+            lines.append(f"| {r.task_id} | {r.completion_id} | {r.verdict} | {reason} |")
+    unsolved = _unsolved(run)
+    if unsolved and len(failing) > MAX_LISTED:
+        lines += ["", f"## Problems no sample solved ({len(unsolved)})", "", ", ".join(unsolved)]
+    return "\n".join(lines) + "\n"
+
+
+def svg_chart(run: EvalRun) -> str:
+    """A stacked bar per group: the share of each verdict, labelled with pass@1."""
+    groups = list(run.scores.groups.items())
+    bar_w, label_w, row_h, top = 520, 190, 26, 30
+    height = top + row_h * len(groups) + 40
+    width = label_w + bar_w + 90
+    parts = [
+        f'<svg xmlns="http://www.w3.org/2000/svg" width="{width}" height="{height}" '
+        f'font-family="sans-serif" font-size="12" role="img" aria-label="verdicts per group">',
+        f'<text x="{label_w}" y="18" font-weight="bold">share of samples by verdict</text>',
+    ]
+    for i, (name, g) in enumerate(groups):
+        y = top + i * row_h
+        parts.append(
+            f'<text x="{label_w - 8}" y="{y + 15}" text-anchor="end">{html.escape(name)}</text>'
+        )
+        x = float(label_w)
+        total = max(g.samples, 1)
+        for verdict in VERDICTS:
+            count = g.verdicts.get(verdict, 0)
+            if not count:
+                continue
+            w = bar_w * count / total
+            parts.append(
+                f'<rect x="{x:.1f}" y="{y}" width="{w:.1f}" height="{row_h - 6}" '
+                f'fill="{COLORS[verdict]}"><title>{verdict}: {count}</title></rect>'
+            )
+            x += w
+        p1 = g.pass_at.get(1)
+        label = f"pass@1 {100 * p1:.1f}%" if p1 is not None else ""
+        parts.append(f'<text x="{label_w + bar_w + 6}" y="{y + 15}">{label}</text>')
+    y = top + row_h * len(groups) + 14
+    x = label_w
+    for verdict in VERDICTS:
+        parts.append(f'<rect x="{x}" y="{y}" width="10" height="10" fill="{COLORS[verdict]}"/>')
+        parts.append(f'<text x="{x + 14}" y="{y + 9}" font-size="10">{verdict}</text>')
+        x += 14 + 7 * len(verdict) + 10
+    parts.append("</svg>")
+    return "\n".join(parts)
+
+
+def _html_table(header: list[str], rows: list[list[str]]) -> str:
+    head = "".join(f"<th>{html.escape(h)}</th>" for h in header)
+    body = "".join(
+        "<tr>" + "".join(f"<td>{html.escape(c)}</td>" for c in row) + "</tr>" for row in rows
+    )
+    return f"<table><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>"
+
+
+def html_report(run: EvalRun) -> str:
+    ks = _ks(run)
+    rows = [_row(name, g, ks) for name, g in run.scores.groups.items()]
+    rows.append(_row("all", run.scores.overall, ks))
+    notes = "".join(f"<p class=note>{html.escape(n)}</p>" for n in run.notes)
+    failing = _not_passed(run)
+    details = ""
+    if failing and len(failing) <= MAX_LISTED:
+        items = []
+        for r in failing:
+            items.append(
+                f"<details><summary>{html.escape(r.task_id)} #{r.completion_id}: "
+                f"{html.escape(r.verdict)} ({html.escape(r.detail)})</summary>"
+                f"<pre>{html.escape(r.stderr)}</pre><pre>{html.escape(r.program)}</pre></details>"
+            )
+        details = "<h2>Samples that did not pass</h2>" + "".join(items)
+    return f"""<!doctype html>
+<html lang="en"><head><meta charset="utf-8"><title>{html.escape(run.title)}</title>
+<style>
+body {{ font-family: sans-serif; margin: 2em; color: #222; }}
+table {{ border-collapse: collapse; margin: 1em 0; }}
+th, td {{ border: 1px solid #ccc; padding: 4px 8px; text-align: right; }}
+td:first-child, th:first-child {{ text-align: left; }}
+tr:last-child td {{ font-weight: bold; }}
+pre {{ background: #f6f6f6; padding: 8px; overflow-x: auto; max-height: 30em; }}
+.note {{ background: #fff3e0; padding: 6px; }}
+</style></head><body>
+<h1>{html.escape(run.title)}</h1>
+<p>{len(run.results)} samples judged in {run.seconds:.1f} s; sandbox: {html.escape(run.sandbox)}.</p>
+{notes}
+{_html_table(_header(ks), rows)}
+{svg_chart(run)}
+{details}
+</body></html>
+"""
+
+
+def write_reports(run: EvalRun, folder: Path) -> None:
+    folder.mkdir(parents=True, exist_ok=True)
+    (folder / "report.md").write_text(markdown(run), encoding="utf-8")
+    (folder / "report.html").write_text(html_report(run), encoding="utf-8")

@@ -1,0 +1,92 @@
+"""One judged sample, and the ``results.jsonl`` file that holds them and resumes a run.
+
+Each line is one sample, written as soon as it is judged, so an interrupted run loses at most
+the samples in flight: rerunning into the same folder reads the file back and judges only what
+is missing. A line cut short by the interruption is ignored.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from collections.abc import Iterable
+from dataclasses import asdict, dataclass, fields
+from pathlib import Path
+
+from geex.eval.verdicts import PASSED
+
+EXCERPT_CHARS = 2000
+
+
+def excerpt(text: str, limit: int = EXCERPT_CHARS) -> str:
+    """The end of a long output, where compilers and runtimes put the cause."""
+    if len(text) <= limit:
+        return text
+    return "..." + text[-limit:]
+
+
+@dataclass
+class SampleResult:
+    task_id: str
+    completion_id: int
+    language: str  # language key: "python", "cpp", ...
+    group: str  # what it is scored under: "C++", or "Python -> C++"
+    verdict: str
+    detail: str
+    generation: str
+    program: str
+    stderr: str  # excerpt of stderr (and of stdout, which some tests write to)
+    seconds: float  # compile + run
+    compile_seconds: float = 0.0
+    run_seconds: float = 0.0
+    sandbox: str = ""
+
+    @property
+    def key(self) -> tuple[str, int]:
+        return self.task_id, self.completion_id
+
+    @property
+    def passed(self) -> bool:
+        return self.verdict == PASSED
+
+    def to_json(self) -> str:
+        return json.dumps(asdict(self), ensure_ascii=False)
+
+    @classmethod
+    def from_dict(cls, data: dict) -> SampleResult:
+        names = {f.name for f in fields(cls)}
+        return cls(**{k: v for k, v in data.items() if k in names})
+
+
+class ResultsFile:
+    """``results.jsonl`` in an output folder."""
+
+    def __init__(self, path: str | Path) -> None:
+        self.path = Path(path)
+
+    def load(self) -> dict[tuple[str, int], SampleResult]:
+        """The results already there, by (task_id, completion_id); the last line wins."""
+        results: dict[tuple[str, int], SampleResult] = {}
+        if not self.path.exists():
+            return results
+        with self.path.open(encoding="utf-8") as lines:
+            for line in lines:
+                try:
+                    result = SampleResult.from_dict(json.loads(line))
+                except (json.JSONDecodeError, TypeError):
+                    continue  # the line an interruption cut short
+                results[result.key] = result
+        return results
+
+    def append(self, result: SampleResult) -> None:
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        with self.path.open("a", encoding="utf-8") as out:
+            out.write(result.to_json() + "\n")
+
+    def rewrite(self, results: Iterable[SampleResult]) -> None:
+        """Replace the file by ``results``, one line each, atomically."""
+        partial = self.path.with_suffix(".jsonl.partial")
+        with partial.open("w", encoding="utf-8") as out:
+            for result in results:
+                out.write(result.to_json() + "\n")
+        os.replace(partial, self.path)

@@ -1,0 +1,161 @@
+"""One evaluation run: judge the samples, resume from and write to an output folder, score.
+
+``evaluate`` takes the samples either as a list (canonical solutions, a samples file) or as a
+function from the already-judged (task_id, completion_id) pairs to the samples still to make
+(a model backend, which then generates only what an interrupted run lacks).
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from geex.eval.backends import Sample
+from geex.eval.evaluator import Evaluator
+from geex.eval.report import write_reports
+from geex.eval.results import ResultsFile, SampleResult
+from geex.eval.scores import DEFAULT_KS, Scores, score
+from geex.eval.tasks import Task
+
+SampleSource = Sequence[Sample] | Callable[[set[tuple[str, int]]], Iterable[Sample]]
+
+
+@dataclass
+class EvalRun:
+    title: str
+    tasks: list[Task]
+    results: list[SampleResult]  # in task order, then completion id
+    scores: Scores
+    seconds: float
+    sandbox: str
+    resumed: int = 0  # results taken from an earlier, interrupted run
+    notes: list[str] = field(default_factory=list)
+
+
+def evaluate(
+    evaluator: Evaluator,
+    tasks: Sequence[Task],
+    samples: SampleSource,
+    *,
+    out_dir: str | Path | None = None,
+    ks: Sequence[int] = DEFAULT_KS,
+    title: str = "Evaluation",
+    progress: bool = False,
+    expected_samples: int | None = None,
+) -> EvalRun:
+    """Judge ``samples`` of ``tasks``; with ``out_dir``, resume from and write its results."""
+    start = time.monotonic()
+    order = {task.task_id: i for i, task in enumerate(tasks)}
+    results_file = ResultsFile(Path(out_dir) / "results.jsonl") if out_dir else None
+    earlier = results_file.load() if results_file else {}
+    earlier = {key: r for key, r in earlier.items() if key[0] in order}
+
+    if callable(samples):
+        kept = dict(earlier)
+        todo: Iterable[Sample] = samples(set(kept))
+        total = expected_samples
+    else:
+        kept = {}
+        todo = []
+        for sample in samples:
+            previous = earlier.get(sample.key)
+            if previous is not None and previous.generation == sample.generation:
+                kept[sample.key] = previous
+            else:
+                todo.append(sample)
+        total = len(samples)
+
+    fresh: list[SampleResult] = []
+    with _Progress(progress, title, total, done=len(kept)) as bar:
+        for result in evaluator.judge(todo):
+            fresh.append(result)
+            if results_file:
+                results_file.append(result)
+            bar.advance(result)
+
+    merged = {**kept, **{r.key: r for r in fresh}}
+    results = sorted(merged.values(), key=lambda r: (order[r.task_id], r.completion_id))
+    run = EvalRun(
+        title=title,
+        tasks=list(tasks),
+        results=results,
+        scores=score(results, ks),
+        seconds=time.monotonic() - start,
+        sandbox=evaluator.sandbox.mode,
+        resumed=len(kept),
+    )
+    if evaluator.sandbox.warning:
+        run.notes.append(evaluator.sandbox.warning)
+    if out_dir:
+        results_file.rewrite(results)
+        write_reports(run, Path(out_dir))
+        (Path(out_dir) / "summary.json").write_text(json.dumps(summary(run), indent=2) + "\n")
+    return run
+
+
+def summary(run: EvalRun) -> dict:
+    def group(g) -> dict:
+        return {
+            "problems": g.problems,
+            "samples": g.samples,
+            "pass@k": {f"pass@{k}": round(v, 6) for k, v in g.pass_at.items()},
+            "verdicts": dict(g.verdicts),
+        }
+
+    return {
+        "title": run.title,
+        "sandbox": run.sandbox,
+        "seconds": round(run.seconds, 2),
+        "resumed": run.resumed,
+        "notes": run.notes,
+        "groups": {name: group(g) for name, g in run.scores.groups.items()},
+        "overall": group(run.scores.overall),
+    }
+
+
+class _Progress:
+    """A rich progress bar per run, or nothing when not wanted."""
+
+    def __init__(self, enabled: bool, title: str, total: int | None, done: int) -> None:
+        self.enabled = enabled
+        self.title, self.total, self.done = title, total, done
+        self.failed = 0
+
+    def __enter__(self) -> _Progress:
+        if self.enabled:
+            from rich.progress import (
+                BarColumn,
+                MofNCompleteColumn,
+                Progress,
+                TextColumn,
+                TimeElapsedColumn,
+                TimeRemainingColumn,
+            )
+
+            self.progress = Progress(
+                TextColumn("{task.description}"),
+                BarColumn(),
+                MofNCompleteColumn(),
+                TextColumn("{task.fields[passed]} passed"),
+                TimeElapsedColumn(),
+                TimeRemainingColumn(),
+                transient=False,
+            )
+            self.progress.start()
+            self.task = self.progress.add_task(
+                self.title, total=self.total, completed=self.done, passed=""
+            )
+            self.passed = 0
+        return self
+
+    def advance(self, result: SampleResult) -> None:
+        if self.enabled:
+            self.passed += result.passed
+            self.progress.update(self.task, advance=1, passed=self.passed)
+
+    def __exit__(self, *exc) -> None:
+        if self.enabled:
+            self.progress.stop()

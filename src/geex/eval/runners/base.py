@@ -1,0 +1,172 @@
+"""What every language runner shares: settings, the job folder, compile and run steps."""
+
+from __future__ import annotations
+
+import os
+import re
+import shutil
+import threading
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, replace
+from pathlib import Path
+from typing import ClassVar
+
+from geex.eval.sandbox import Limits, RunOutcome, Sandbox
+from geex.eval.verdicts import UNAVAILABLE, Judgement, classify_run, compile_failure
+
+
+@dataclass(frozen=True)
+class RunSettings:
+    """Limits for judging; ``naive`` runs the reference harness's way (cold, one process per
+    step, no caches shared between samples) for comparison."""
+
+    timeout: float = 10.0  # wall-clock seconds for the tests of one program
+    compile_timeout: float = 60.0
+    memory_bytes: int = 2 << 30
+    processes: int = 256
+    naive: bool = False
+
+    def run_limits(self, **overrides) -> Limits:
+        limits = Limits(
+            wall_seconds=self.timeout, memory_bytes=self.memory_bytes, processes=self.processes
+        )
+        return replace(limits, **overrides)
+
+    def compile_limits(self, **overrides) -> Limits:
+        # Compilers are trusted code, but a program can still make one blow up (templates,
+        # huge constants); they get more room than the program itself.
+        limits = Limits(
+            wall_seconds=self.compile_timeout,
+            memory_bytes=max(self.memory_bytes, 4 << 30),
+            processes=None,
+            file_bytes=1 << 30,
+            open_files=4096,
+            output_bytes=256 << 10,
+        )
+        return replace(limits, **overrides)
+
+
+@dataclass
+class Job:
+    """One program's folder and who runs it."""
+
+    workdir: Path
+    uid: int | None  # the sandbox user of the run step (None: the harness's own user)
+
+    def write(self, name: str, text: str) -> Path:
+        path = self.workdir / name
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(text, encoding="utf-8")
+        return path
+
+    def hand_over(self) -> None:
+        """Give the folder to the sandbox user before its program runs."""
+        if self.uid is None:
+            return
+        for root, dirs, files in os.walk(self.workdir):
+            for name in (*dirs, *files):
+                os.lchown(os.path.join(root, name), self.uid, self.uid)
+        os.chown(self.workdir, self.uid, self.uid)
+
+
+class Runner:
+    """Compiles (where needed) and runs one language's programs in the sandbox.
+
+    Subclasses set ``key`` (the language key), ``tools`` (program -> Debian package) and
+    ``assertion`` (how the language reports a failed test), and implement ``judge``.
+    """
+
+    key = ""
+    tools: ClassVar[Mapping[str, str]] = {}
+    assertion = re.compile(r"(?!)")
+    batch_size = 1  # how many programs ``judge_batch`` takes at once
+
+    def __init__(self, sandbox: Sandbox, cache_dir: Path, settings: RunSettings) -> None:
+        self.sandbox = sandbox
+        self.cache_dir = Path(cache_dir)
+        self.settings = settings
+        self._prepared = False
+        self._lock = threading.Lock()
+
+    def missing(self) -> str | None:
+        """Why this language cannot be judged here (naming what to install), or None."""
+        absent = [tool for tool in self.tools if shutil.which(tool) is None]
+        if not absent:
+            return None
+        packages = sorted({self.tools[tool] for tool in absent})
+        return (
+            f"{', '.join(absent)} not found: install the Debian package"
+            f"{'s' if len(packages) > 1 else ''} {' '.join(packages)}"
+        )
+
+    def prepare(self) -> None:
+        """Warm this language's caches once (thread-safe); later calls return at once."""
+        with self._lock:
+            if not self._prepared:
+                self.cache_dir.mkdir(parents=True, exist_ok=True)
+                self._prepare()
+                self._prepared = True
+
+    def _prepare(self) -> None:
+        pass
+
+    def note(self) -> str:
+        """A word on how this language is judged here (after ``prepare``)."""
+        return ""
+
+    def judge(self, program: str, job: Job) -> Judgement:
+        raise NotImplementedError
+
+    def judge_batch(self, programs: Sequence[str], jobs: Sequence[Job]) -> list[Judgement]:
+        return [self.judge(program, job) for program, job in zip(programs, jobs, strict=True)]
+
+    def close(self) -> None:
+        pass
+
+    # Steps shared by the runners.
+
+    def compile(
+        self,
+        argv: Sequence[str],
+        job: Job,
+        *,
+        env: Mapping[str, str] | None = None,
+        writable: Sequence[Path] = (),
+    ) -> RunOutcome:
+        return self.sandbox.run(
+            argv, job.workdir, self.settings.compile_limits(), env=env, writable=writable
+        )
+
+    def run_tests(
+        self,
+        argv: Sequence[str],
+        job: Job,
+        *,
+        env: Mapping[str, str] | None = None,
+        limits: Limits | None = None,
+        compile_seconds: float = 0.0,
+    ) -> Judgement:
+        job.hand_over()
+        outcome = self.sandbox.run(
+            argv, job.workdir, limits or self.settings.run_limits(), uid=job.uid, env=env
+        )
+        verdict, detail = self.classify(outcome)
+        return Judgement(
+            verdict,
+            detail,
+            stdout=outcome.stdout,
+            stderr=outcome.stderr,
+            compile_seconds=compile_seconds,
+            run_seconds=outcome.seconds,
+        )
+
+    def classify(self, outcome: RunOutcome) -> tuple[str, str]:
+        return classify_run(outcome, assertion=self.assertion)
+
+    @staticmethod
+    def compile_failed(outcome: RunOutcome) -> Judgement:
+        return compile_failure(outcome)
+
+    @staticmethod
+    def unavailable(reason: str) -> Judgement:
+        return Judgement(UNAVAILABLE, reason)

@@ -1,0 +1,70 @@
+"""Python: ``python -B program.py``, one interpreter per program."""
+
+from __future__ import annotations
+
+import os
+import re
+import shutil
+import sys
+from functools import cached_property
+from pathlib import Path
+
+from geex.eval.runners.base import Job, Runner
+from geex.eval.sandbox import Limits
+from geex.eval.verdicts import Judgement
+
+
+def reachable_by_others(path: Path) -> bool:
+    """Whether a user of its own (the sandbox user) may run ``path``: every folder on the way
+    searchable and the file executable by others."""
+    path = path.resolve()
+    for folder in path.parents:
+        if not os.stat(folder).st_mode & 0o001:
+            return False
+    return bool(os.stat(path).st_mode & 0o001)
+
+
+class PythonRunner(Runner):
+    key = "python"
+    assertion = re.compile(r"AssertionError")
+
+    @cached_property
+    def interpreter(self) -> str | None:
+        """``GEEX_EVAL_PYTHON``, else this Python when the sandbox user can run it, else the
+        system's python3. HumanEval-X's preamble imports numpy, so it must have numpy."""
+        override = os.environ.get("GEEX_EVAL_PYTHON")
+        if override:
+            return override
+        candidates = [sys.executable, "/usr/bin/python3", shutil.which("python3")]
+        if self.sandbox.drop_to_slot_users:
+            candidates = [
+                c for c in candidates if c and Path(c).exists() and reachable_by_others(Path(c))
+            ]
+        return candidates[0] if candidates else None
+
+    def missing(self) -> str | None:
+        if self.interpreter is None:
+            return "no python3 the sandbox user may run: install the Debian package python3"
+        return None
+
+    def _prepare(self) -> None:
+        probe = self.cache_dir / "numpy-probe"
+        probe.mkdir(exist_ok=True)
+        outcome = self.sandbox.run(
+            [self.interpreter, "-c", "import numpy"], probe, Limits(wall_seconds=30)
+        )
+        self._numpy_error = None
+        if outcome.returncode != 0:
+            self._numpy_error = (
+                f"{self.interpreter} cannot import numpy, which HumanEval-X's preamble imports: "
+                "install the Debian package python3-numpy (or set GEEX_EVAL_PYTHON)"
+            )
+
+    def note(self) -> str:
+        return f"{self.interpreter}" + (f"; {self._numpy_error}" if self._numpy_error else "")
+
+    def judge(self, program: str, job: Job) -> Judgement:
+        if self._numpy_error and "import numpy" in program:
+            return self.unavailable(self._numpy_error)
+        job.write("program.py", program)
+        return self.run_tests([self.interpreter, "-B", "-s", "program.py"], job)
