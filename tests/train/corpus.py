@@ -35,7 +35,9 @@ def c_function(rng: np.random.Generator) -> str:
     body.append(f"    for (int i = 0; i < {b}; i++) {{")
     body.append(f"        {a} {rng.choice(['+', '-', '*'])}= i;")
     body += ["    }", f"    return {a};"]
-    return f"int {rng.choice(['sum', 'fold', 'walk'])}_{a}(int {b}) {{\n" + "\n".join(body) + "\n}\n"
+    return (
+        f"int {rng.choice(['sum', 'fold', 'walk'])}_{a}(int {b}) {{\n" + "\n".join(body) + "\n}\n"
+    )
 
 
 def documents(n: int = 400, seed: int = 0) -> list[tuple[str, str]]:

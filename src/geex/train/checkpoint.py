@@ -24,6 +24,7 @@ import torch.distributed.checkpoint as dcp
 from torch.distributed.checkpoint.state_dict import (
     StateDictOptions,
     get_state_dict,
+    set_model_state_dict,
     set_state_dict,
 )
 
@@ -101,11 +102,8 @@ def load_model_weights(model, folder: str | Path) -> None:
     from geex.model.checkpoint import load_state_dict
 
     tensors = load_state_dict(folder)
-    set_state_dict(
-        model,
-        optimizers=(),
-        model_state_dict=tensors,
-        options=StateDictOptions(full_state_dict=True, strict=True),
+    set_model_state_dict(
+        model, tensors, options=StateDictOptions(full_state_dict=True, strict=True)
     )
 
 

@@ -249,7 +249,7 @@ class Trainer:
         """With only a time budget, fix the number of steps (and so the schedule) from the
         first steps' speed; the plan is saved with checkpoints so a resumed run keeps it."""
         c = self.config
-        if self.planned_steps is not None or c.max_time is None or len(step_times) < 4:
+        if self.planned_steps is not None or c.max_time is None or len(step_times) < 3:
             return
         per_step = sorted(step_times[1:])[len(step_times[1:]) // 2]  # median, first one excluded
         remaining = c.max_time - (time.monotonic() - started)

@@ -1,0 +1,98 @@
+"""The training loop in one process: precisions, budgets, fine-tuning, clear refusals.
+
+`pytest tests/train/test_trainer.py`
+"""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+import torch
+
+import geex
+from geex.errors import ConfigError, GeexError
+from geex.train.config import TrainConfig
+from geex.train.monitor import read_metrics
+from geex.train.trainer import train
+from tests.train.runs import SMALL_MODEL
+
+
+def config(data, out, **fields):
+    base = dict(
+        data=str(data),
+        out=str(out),
+        preset="tiny",
+        model=SMALL_MODEL,
+        seq_len=64,
+        global_batch_tokens=512,
+        micro_batch_size=4,
+        max_steps=4,
+        eval_every=2,
+        checkpoint_every=0,
+        optim={"warmup_steps": 1, "lr": 1e-3},
+    )
+    return TrainConfig(**{**base, **fields})
+
+
+@pytest.mark.parametrize("precision", ["bf16", "fp16"])
+def test_mixed_precision_trains_with_fp32_master_weights(byte_dataset, tmp_path, precision):
+    result = train(config(byte_dataset, tmp_path, precision=precision), show_progress=False)
+    records = read_metrics(tmp_path / "metrics.jsonl")
+    assert all(math.isfinite(r["loss"]) for r in records) and result.steps == 4
+    assert records[-1]["loss"] < records[0]["loss"]
+    if precision == "fp16":
+        assert records[0]["loss_scale"] == 2.0**16 and "skipped" in records[0]
+    model = geex.load_model(tmp_path / "model")
+    assert model.word_embeddings.weight.dtype == torch.float32
+
+
+def test_metrics_have_one_line_per_step_with_throughput_and_validation(byte_dataset, tmp_path):
+    train(config(byte_dataset, tmp_path), show_progress=False)
+    records = read_metrics(tmp_path / "metrics.jsonl")
+    assert [r["step"] for r in records] == [0, 1, 2, 3]
+    first = records[0]
+    assert {"loss", "lr", "grad_norm", "tokens", "tokens_per_s", "mfu"} <= first.keys()
+    assert first["mfu"] is None  # no peak FLOPs are known for a CPU
+    assert set(records[1]["val_loss"]) == {"c", "python", "all"}
+    assert records[-1]["tokens"] == 4 * 512
+
+
+def test_token_budget_sets_the_number_of_steps(byte_dataset, tmp_path):
+    result = train(
+        config(byte_dataset, tmp_path, max_steps=None, max_tokens=1500), show_progress=False
+    )
+    assert result.steps == 3  # ceil(1500 / 512)
+
+
+def test_time_budget_plans_the_schedule_and_stops(byte_dataset, tmp_path):
+    result = train(
+        config(byte_dataset, tmp_path, max_steps=None, max_time=12.0, eval_every=0),
+        show_progress=False,
+    )
+    records = read_metrics(tmp_path / "metrics.jsonl")
+    assert result.steps == len(records) >= 3
+    # The plan is made after 3 steps; from then on the cosine runs down to the floor by the end.
+    if len(records) > 6:
+        assert records[-1]["lr"] < 0.3e-3 < records[2]["lr"]
+
+
+def test_fine_tuning_starts_from_the_given_weights(byte_dataset, tmp_path):
+    train(config(byte_dataset, tmp_path / "base"), show_progress=False)
+    tuned = config(byte_dataset, tmp_path / "tuned", init_from=str(tmp_path / "base" / "model"))
+    train(tuned, show_progress=False)
+    base_losses = [r["loss"] for r in read_metrics(tmp_path / "base" / "metrics.jsonl")]
+    tuned_losses = [r["loss"] for r in read_metrics(tmp_path / "tuned" / "metrics.jsonl")]
+    assert tuned_losses[0] < base_losses[0] - 0.5  # it did not start from scratch
+
+
+def test_bad_batch_geometry_and_changed_resume_settings_are_refused(byte_dataset, tmp_path):
+    with pytest.raises(ConfigError, match="not a multiple of micro_batch_size"):
+        train(config(byte_dataset, tmp_path, micro_batch_size=3), show_progress=False)
+    train(config(byte_dataset, tmp_path, checkpoint_every=2), show_progress=False)
+    with pytest.raises(ConfigError, match="seq_len=64, this run asks for 32"):
+        train(config(byte_dataset, tmp_path, seq_len=32, max_steps=6), show_progress=False)
+    with pytest.raises(ConfigError, match="give a budget"):
+        train(config(byte_dataset, tmp_path / "x", max_steps=None), show_progress=False)
+    with pytest.raises(GeexError, match="not a Geex dataset"):
+        train(config(tmp_path / "missing", tmp_path / "y"), show_progress=False)
