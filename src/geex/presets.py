@@ -47,3 +47,52 @@ def model_preset(name: str) -> ModelConfig:
         raise ConfigError(
             f"unknown model preset {name!r}; known presets: {', '.join(MODEL_PRESETS)}"
         ) from None
+
+
+# Training defaults per model preset: what `geex train --preset NAME` uses for every field the
+# user does not set. Global batches follow GPT-3's sizes for the family; CodeGeeX-13B's is the
+# paper's 3,072 sequences of 2,048 tokens (micro-batch 16), fp16, 8-way tensor parallel.
+TRAIN_PRESETS: dict[str, dict] = {
+    "tiny": {
+        "global_batch_tokens": 8_192,
+        "micro_batch_size": 8,
+        "eval_every": 50,
+        "checkpoint_every": 50,
+        "optim": {"lr": 1e-3, "min_lr": 1e-4, "warmup_steps": 20},
+    },
+    "small": {
+        "global_batch_tokens": 524_288,
+        "micro_batch_size": 8,
+        "precision": "bf16",
+        "optim": {"lr": 6e-4, "min_lr": 6e-5, "warmup_steps": 2_000},
+    },
+    "350m": {
+        "global_batch_tokens": 524_288,
+        "micro_batch_size": 8,
+        "precision": "bf16",
+        "optim": {"lr": 3e-4, "min_lr": 3e-5, "warmup_steps": 2_000},
+    },
+    "1.3b": {
+        "global_batch_tokens": 1_048_576,
+        "micro_batch_size": 4,
+        "precision": "bf16",
+        "parallel": {"fsdp": True, "activation_checkpointing": True},
+        "optim": {"lr": 2e-4, "min_lr": 2e-5, "warmup_steps": 2_000},
+    },
+    "codegeex-13b": {
+        "global_batch_tokens": 3_072 * 2_048,
+        "micro_batch_size": 16,
+        "precision": "fp16",
+        "parallel": {"tp": 8, "fsdp": True, "activation_checkpointing": True},
+        "optim": {"lr": 1e-4, "min_lr": 1e-6, "warmup_steps": 1_000},
+        "checkpoint_every": 500,
+        "eval_every": 1_000,
+    },
+}
+
+
+def train_preset(name: str) -> dict:
+    """Training field defaults for a model preset (a deep copy; empty for unknown names)."""
+    import copy
+
+    return copy.deepcopy(TRAIN_PRESETS.get(name, {}))

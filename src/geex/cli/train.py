@@ -66,26 +66,24 @@ _TOP_LEVEL = (
     "eval_every",
     "device",
 )
-_OPTIM = {"lr": "lr", "min_lr": "min_lr", "warmup_steps": "warmup_steps"}
+_OPTIM = ("lr", "min_lr", "warmup_steps")
 _PARALLEL = ("tp", "fsdp", "activation_checkpointing", "compile")
 
 
 def config_from_args(args: argparse.Namespace):
+    """YAML fields (if any), then flags on top; the preset's defaults fill the rest."""
     from geex.train.config import TrainConfig
 
-    fields = {name: getattr(args, name) for name in _TOP_LEVEL if getattr(args, name) is not None}
-    optim = {
-        key: getattr(args, flag) for flag, key in _OPTIM.items() if getattr(args, flag) is not None
-    }
-    parallel = {name: getattr(args, name) for name in _PARALLEL if getattr(args, name) is not None}
+    fields: dict = {}
     if args.config:
-        config = TrainConfig.from_yaml(args.config)
-        merged = config.to_dict()
-        merged.update(fields)
-        merged["optim"].update(optim)
-        merged["parallel"].update(parallel)
-        return TrainConfig.from_dict(merged)
-    return TrainConfig(**fields, optim=optim or {}, parallel=parallel or {})
+        fields = TrainConfig.read_yaml(args.config)
+    fields.update(
+        {name: getattr(args, name) for name in _TOP_LEVEL if getattr(args, name) is not None}
+    )
+    for section, names in (("optim", _OPTIM), ("parallel", _PARALLEL)):
+        given = {name: getattr(args, name) for name in names if getattr(args, name) is not None}
+        fields[section] = {**fields.get(section, {}), **given}
+    return TrainConfig.from_dict(fields)
 
 
 def _train(args: argparse.Namespace) -> int:

@@ -95,17 +95,30 @@ class TrainConfig:
 
     @classmethod
     def from_dict(cls, fields: dict) -> TrainConfig:
-        return _from_dict(cls, fields, "train")
+        """A config from plain fields, the preset's training defaults filling the rest."""
+        from geex.presets import train_preset
+
+        merged = train_preset(fields.get("preset", "tiny"))
+        for key, value in fields.items():
+            if isinstance(value, dict) and isinstance(merged.get(key), dict):
+                merged[key] = {**merged[key], **value}
+            else:
+                merged[key] = value
+        return _from_dict(cls, merged, "train")
 
     @classmethod
-    def from_yaml(cls, path: str | Path, **overrides) -> TrainConfig:
+    def from_yaml(cls, path: str | Path) -> TrainConfig:
+        return cls.from_dict(cls.read_yaml(path))
+
+    @staticmethod
+    def read_yaml(path: str | Path) -> dict:
         try:
             fields = yaml.safe_load(Path(path).read_text()) or {}
         except (OSError, yaml.YAMLError) as err:
             raise ConfigError(f"cannot read config {path}: {err}") from None
         if not isinstance(fields, dict):
             raise ConfigError(f"{path} must hold a mapping of config fields")
-        return cls.from_dict({**fields, **overrides})
+        return fields
 
 
 def _from_dict(cls, fields: dict, where: str):
