@@ -24,6 +24,7 @@ terabyte datasets train from disk and every data-parallel rank opens the same fi
 
 from __future__ import annotations
 
+import io
 import json
 import os
 from collections.abc import Iterable
@@ -32,6 +33,7 @@ from pathlib import Path
 
 import numpy as np
 
+from geex.atomic import atomic_write, atomic_write_bytes, atomic_write_text
 from geex.errors import GeexError
 
 FORMAT = "geex-shards"
@@ -106,8 +108,8 @@ class ShardWriter:
             return
         name = f"{writer.name}-{len(writer.shards):05d}"
         index = np.array(writer.index, dtype=INDEX_DTYPE)
-        _atomic(self.folder / f"{name}.bin", lambda f: np.concatenate(writer.buffer).tofile(f))
-        _atomic(self.folder / f"{name}.idx.npy", lambda f: np.save(f, index))
+        atomic_write(self.folder / f"{name}.bin", np.concatenate(writer.buffer).tofile)
+        atomic_write_bytes(self.folder / f"{name}.idx.npy", _npy_bytes(index))
         writer.shards.append(name)
         writer.buffer, writer.index, writer.buffered_tokens = [], [], 0
 
@@ -128,20 +130,14 @@ class ShardWriter:
             **(extra or {}),
         }
         text = json.dumps(manifest, indent=2) + "\n"
-        _atomic(self.folder / MANIFEST, lambda f: f.write(text.encode()))
+        atomic_write_text(self.folder / MANIFEST, text)
         return self.folder
 
 
-def _atomic(path: Path, write) -> None:
-    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
-    try:
-        with open(tmp, "wb") as f:
-            write(f)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    finally:
-        tmp.unlink(missing_ok=True)
+def _npy_bytes(array: np.ndarray) -> bytes:
+    buffer = io.BytesIO()
+    np.save(buffer, array)
+    return buffer.getvalue()
 
 
 class TokenShards:

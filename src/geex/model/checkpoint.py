@@ -22,6 +22,7 @@ import torch
 from safetensors import safe_open
 from safetensors.torch import save_file
 
+from geex.atomic import atomic_write, atomic_write_text
 from geex.errors import GeexError
 from geex.model.codegeex import CodeGeeX, build_model
 from geex.model.config import ModelConfig
@@ -93,30 +94,7 @@ def save_weights(
         tensors = {k: v.to(dtype) for k, v in tensors.items()}
     saved_dtype = str(next(iter(tensors.values())).dtype).removeprefix("torch.")
 
-    shards = _split_into_shards(tensors, max_shard_bytes)
-    names = (
-        [WEIGHTS_FILE]
-        if len(shards) == 1
-        else [f"model-{i + 1:05d}-of-{len(shards):05d}.safetensors" for i in range(len(shards))]
-    )
-    for name, shard in zip(names, shards, strict=True):
-        _atomic_write(
-            folder / name, lambda tmp, shard=shard: save_file(shard, tmp, {"format": "pt"})
-        )
-    if len(shards) > 1:
-        index = {
-            "metadata": {"total_size": sum(t.numel() * t.element_size() for t in tensors.values())},
-            "weight_map": {k: n for n, shard in zip(names, shards, strict=True) for k in shard},
-        }
-        _atomic_write_text(folder / INDEX_FILE, json.dumps(index, indent=2))
-    keep = {*names, INDEX_FILE} if len(shards) > 1 else set(names)
-    for path in [
-        *folder.glob("model-*-of-*.safetensors"),
-        folder / WEIGHTS_FILE,
-        folder / INDEX_FILE,
-    ]:
-        if path.name not in keep:
-            path.unlink(missing_ok=True)
+    write_safetensors(tensors, folder, max_shard_bytes)
 
     header = {
         "format": FORMAT,
@@ -126,7 +104,7 @@ def save_weights(
         "model": config.to_dict(),
         **(metadata or {}),
     }
-    _atomic_write_text(folder / CONFIG_FILE, json.dumps(header, indent=2))
+    atomic_write_text(folder / CONFIG_FILE, json.dumps(header, indent=2) + "\n")
     if tokenizer is not None:
         tokenizer.save(folder)
     return folder
@@ -217,6 +195,39 @@ def _unwrap(model: torch.nn.Module) -> torch.nn.Module:
     return getattr(model, "_orig_mod", model)
 
 
+def write_safetensors(
+    tensors: dict[str, torch.Tensor], folder: Path, max_shard_bytes: int = DEFAULT_SHARD_BYTES
+) -> list[str]:
+    """Weights as one safetensors file, or shards plus Hugging Face's index; files of an
+    earlier save that the new one does not replace are removed (loaders would read them)."""
+    shards = _split_into_shards(tensors, max_shard_bytes)
+    names = (
+        [WEIGHTS_FILE]
+        if len(shards) == 1
+        else [f"model-{i + 1:05d}-of-{len(shards):05d}.safetensors" for i in range(len(shards))]
+    )
+    for name, shard in zip(names, shards, strict=True):
+        # transformers refuses safetensors files without {"format": "pt"}.
+        atomic_write(
+            folder / name, lambda tmp, shard=shard: save_file(shard, tmp, {"format": "pt"})
+        )
+    if len(shards) > 1:
+        index = {
+            "metadata": {"total_size": sum(t.numel() * t.element_size() for t in tensors.values())},
+            "weight_map": {k: n for n, shard in zip(names, shards, strict=True) for k in shard},
+        }
+        atomic_write_text(folder / INDEX_FILE, json.dumps(index, indent=2) + "\n")
+    keep = {*names, INDEX_FILE} if len(shards) > 1 else set(names)
+    for path in [
+        *folder.glob("model-*-of-*.safetensors"),
+        folder / WEIGHTS_FILE,
+        folder / INDEX_FILE,
+    ]:
+        if path.name not in keep:
+            path.unlink(missing_ok=True)
+    return names
+
+
 def _split_into_shards(tensors: dict[str, torch.Tensor], max_bytes: int) -> list[dict]:
     shards, current, size = [], {}, 0
     for name, tensor in tensors.items():
@@ -227,18 +238,3 @@ def _split_into_shards(tensors: dict[str, torch.Tensor], max_bytes: int) -> list
         current[name] = tensor
         size += nbytes
     return [*shards, current]
-
-
-def _atomic_write(path: Path, write) -> None:
-    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
-    try:
-        write(str(tmp))
-        with open(tmp, "rb") as f:
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    finally:
-        tmp.unlink(missing_ok=True)
-
-
-def _atomic_write_text(path: Path, text: str) -> None:
-    _atomic_write(path, lambda tmp: Path(tmp).write_text(text + "\n"))

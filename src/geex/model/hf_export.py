@@ -24,19 +24,15 @@ import shutil
 from pathlib import Path
 
 import torch
-from safetensors.torch import save_file
 
+from geex.atomic import atomic_write_text
 from geex.errors import GeexError
 from geex.model.checkpoint import (
-    INDEX_FILE,
-    WEIGHTS_FILE,
-    _atomic_write,
-    _atomic_write_text,
-    _split_into_shards,
     load_state_dict,
     load_weights,
     read_config,
     save_checkpoint,
+    write_safetensors,
 )
 from geex.model.codegeex import build_model
 from geex.model.config import ModelConfig
@@ -123,7 +119,7 @@ def export_hf(
     saved_dtype = str(next(iter(tensors.values())).dtype).removeprefix("torch.")
     out_dir.mkdir(parents=True, exist_ok=True)
 
-    _write_weights(
+    write_safetensors(
         {HF_PREFIX + k: v.contiguous() for k, v in tensors.items()}, out_dir, max_shard_bytes
     )
     for name in REMOTE_CODE_FILES:
@@ -131,12 +127,12 @@ def export_hf(
     _copy_tokenizer(geex_dir, out_dir, config)
     special = _special_token_ids(out_dir)
     fields = hf_config(config, dtype=saved_dtype, special_token_ids=special)
-    _atomic_write_text(out_dir / "config.json", json.dumps(fields, indent=2))
+    atomic_write_text(out_dir / "config.json", json.dumps(fields, indent=2) + "\n")
     generation = {k: v for k, v in special.items() if v is not None}
     if config.padded_vocab_size > config.vocab_size:
         # Padding rows of the embedding are no tokens: never generate them.
         generation["suppress_tokens"] = list(range(config.vocab_size, config.padded_vocab_size))
-    _atomic_write_text(out_dir / "generation_config.json", json.dumps(generation, indent=2))
+    atomic_write_text(out_dir / "generation_config.json", json.dumps(generation, indent=2) + "\n")
     return out_dir
 
 
@@ -177,32 +173,6 @@ def import_hf(
     return out_dir
 
 
-def _write_weights(tensors: dict[str, torch.Tensor], out_dir: Path, max_shard_bytes: int) -> None:
-    shards = _split_into_shards(tensors, max_shard_bytes)
-    if len(shards) == 1:
-        names = [WEIGHTS_FILE]
-    else:
-        names = [f"model-{i + 1:05d}-of-{len(shards):05d}.safetensors" for i in range(len(shards))]
-    for stale in [
-        *out_dir.glob("model-*-of-*.safetensors"),
-        out_dir / WEIGHTS_FILE,
-        out_dir / INDEX_FILE,
-    ]:
-        if stale.name not in names:
-            stale.unlink(missing_ok=True)  # an earlier export's: would be loaded alongside
-    for name, shard in zip(names, shards, strict=True):
-        # transformers refuses safetensors files without {"format": "pt"}.
-        _atomic_write(
-            out_dir / name, lambda tmp, shard=shard: save_file(shard, tmp, {"format": "pt"})
-        )
-    if len(shards) > 1:
-        index = {
-            "metadata": {"total_size": sum(t.numel() * t.element_size() for t in tensors.values())},
-            "weight_map": {k: n for n, shard in zip(names, shards, strict=True) for k in shard},
-        }
-        _atomic_write_text(out_dir / INDEX_FILE, json.dumps(index, indent=2))
-
-
 def _copy_tokenizer(geex_dir: Path, out_dir: Path, config: ModelConfig) -> None:
     """Copy the tokenizer files; without tokenizer_config.json, write one for the fast class."""
     if not (geex_dir / "tokenizer.json").is_file():
@@ -217,7 +187,7 @@ def _copy_tokenizer(geex_dir: Path, out_dir: Path, config: ModelConfig) -> None:
         }
         if _token_id(json.loads((out_dir / "tokenizer.json").read_text()), END_OF_TEXT) is not None:
             fields.update(bos_token=END_OF_TEXT, eos_token=END_OF_TEXT)
-        _atomic_write_text(out_dir / "tokenizer_config.json", json.dumps(fields, indent=2))
+        atomic_write_text(out_dir / "tokenizer_config.json", json.dumps(fields, indent=2) + "\n")
 
 
 def _special_token_ids(folder: Path) -> dict[str, int | None]:
