@@ -85,19 +85,24 @@ def _humanevalx(args: argparse.Namespace) -> int:
     from geex.eval.problems import load_hub, load_problems
 
     data = args.data or os.environ.get("GEEX_HUMANEVALX_DIR")
-    problems = load_problems(data, args.languages) if data else load_hub(args.languages)
+    # A samples file may cover languages left out: load them all to tell such lines apart
+    # from unknown task ids.
+    languages = args.languages if args.canonical else None
+    problems = load_problems(data, languages) if data else load_hub(languages)
     return _run(args, problems, "HumanEval-X", known=True)
 
 
 def _embedded(args: argparse.Namespace) -> int:
     from geex.eval.problems import load_embedded
 
-    return _run(args, load_embedded(args.languages), "Geex embedded set", known=False)
+    languages = args.languages if args.canonical else None
+    return _run(args, load_embedded(languages), "Geex embedded set", known=False)
 
 
 def _run(args: argparse.Namespace, problems, benchmark: str, *, known: bool) -> int:
     from geex.eval.backends import canonical_samples, read_samples
     from geex.eval.evaluator import EvalConfig, Evaluator
+    from geex.eval.problems import LANGUAGE_ORDER, humanevalx_language
     from geex.eval.run import evaluate
     from geex.eval.runners import RunSettings
     from geex.eval.tasks import build_tasks
@@ -111,7 +116,11 @@ def _run(args: argparse.Namespace, problems, benchmark: str, *, known: bool) -> 
         raise GeexError("--timeout must be positive")
     if args.limit is not None:
         problems = [p for p in problems if int(p.number) < args.limit]
-    tasks = build_tasks(problems, args.task)
+    all_tasks = build_tasks(problems, args.task)
+    chosen = {humanevalx_language(name).key for name in args.languages or LANGUAGE_ORDER}
+    tasks = [t for t in all_tasks if _in_languages(t, chosen)]
+    if not tasks:
+        raise GeexError("no tasks in the chosen languages")
     logging.basicConfig(level=logging.WARNING, format="geex eval: %(message)s")
     config = EvalConfig(workers=args.workers, settings=RunSettings(timeout=args.timeout),
                         example_test=args.example_test)  # fmt: skip
@@ -121,7 +130,11 @@ def _run(args: argparse.Namespace, problems, benchmark: str, *, known: bool) -> 
         if missing:
             lines = "; ".join(f"{key}: {why}" for key, why in missing.items())
             raise GeexError(f"{lines} (or leave them out with --languages)")
-        samples = canonical_samples(tasks) if args.canonical else read_samples(args.samples, tasks)
+        if args.canonical:
+            samples = canonical_samples(tasks)
+        else:
+            others = {t.task_id for t in all_tasks} - {t.task_id for t in tasks}
+            samples = read_samples(args.samples, tasks, other_task_ids=others)
         title = f"{benchmark}, {args.task}" + (", canonical solutions" if args.canonical else "")
         run = evaluate(
             evaluator, tasks, samples, out_dir=args.out, title=title,
@@ -136,6 +149,11 @@ def _run(args: argparse.Namespace, problems, benchmark: str, *, known: bool) -> 
     return 0
 
 
+def _in_languages(task, chosen: set[str]) -> bool:
+    source = task.source.language.key if task.source is not None else task.language.key
+    return task.language.key in chosen and source in chosen
+
+
 def _print_summary(run) -> None:
     from rich.console import Console
     from rich.table import Table
@@ -143,14 +161,15 @@ def _print_summary(run) -> None:
     from geex.eval.verdicts import VERDICTS
 
     ks = sorted({k for g in run.scores.groups.values() for k in g.pass_at})
+    verdicts = [v for v in VERDICTS if run.scores.overall.verdicts.get(v)]
     table = Table(title=run.title)
-    for column in ["", "problems", "samples", *[f"pass@{k}" for k in ks], *VERDICTS]:
+    for column in ["", "problems", "samples", *[f"pass@{k}" for k in ks], *verdicts]:
         table.add_column(column, justify="left" if not column else "right")
     rows = [*run.scores.groups.items(), ("all", run.scores.overall)]
     for name, g in rows:
         cells = [name, str(g.problems), str(g.samples)]
         cells += [f"{100 * g.pass_at[k]:.2f}%" if k in g.pass_at else "-" for k in ks]
-        cells += [str(g.verdicts.get(v, 0) or "") for v in VERDICTS]
+        cells += [str(g.verdicts.get(v, 0) or "") for v in verdicts]
         table.add_row(*cells)
     console = Console()
     console.print(table)

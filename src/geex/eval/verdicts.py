@@ -27,24 +27,21 @@ SANDBOX_VIOLATION = "sandbox violation"
 UNAVAILABLE = "unavailable"
 VERDICTS = (PASSED, FAILED, TIMEOUT, COMPILE_ERROR, RUNTIME_ERROR, SANDBOX_VIOLATION, UNAVAILABLE)
 
-# What programs print when a sandbox wall stops them, in each runtime's words. Checked only
-# for runs that did not pass.
-_WALLS = (
-    ("memory limit", re.compile(
-        r"MemoryError|std::bad_alloc|OutOfMemoryError|out of memory|Cannot allocate memory|"
-        r"memory allocation of \d+ bytes failed|heap limit|Allocation failed|ENOMEM"
-    )),
-    ("process limit", re.compile(
-        r"Resource temporarily unavailable|unable to create native thread|EAGAIN|"
-        r"fork: retry|Cannot fork|cannot fork"
-    )),
-    ("read-only file system", re.compile(r"Read-only file system|EROFS|Permission denied|EACCES")),
-    ("no network", re.compile(
-        r"Network is unreachable|ENETUNREACH|Temporary failure in name resolution|EAI_AGAIN|"
-        r"Name or service not known|ENOTFOUND|No address associated"
-    )),
-    ("file-size limit", re.compile(r"File size limit exceeded|EFBIG|File too large")),
-)  # fmt: skip
+# What programs print when a sandbox wall stops them, in each runtime's words (Go writes
+# errno texts in lower case). Checked only for runs that did not pass.
+_WALLS = tuple((name, re.compile(pattern, re.I)) for name, pattern in (
+    ("memory limit",
+     r"MemoryError|std::bad_alloc|OutOfMemoryError|out of memory|Cannot allocate memory|"
+     r"memory allocation of \d+ bytes failed|heap limit|allocation failed|ENOMEM"),
+    ("process limit",
+     r"Resource temporarily unavailable|unable to create native thread|EAGAIN|fork: retry|"
+     r"cannot fork"),
+    ("read-only file system", r"Read-only file system|EROFS|Permission denied|EACCES"),
+    ("no network",
+     r"Network is unreachable|ENETUNREACH|Temporary failure in name resolution|EAI_AGAIN|"
+     r"Name or service not known|ENOTFOUND|No address associated"),
+    ("file-size limit", r"File size limit exceeded|EFBIG|File too large"),
+))  # fmt: skip
 
 
 @dataclass(frozen=True)

@@ -19,9 +19,12 @@ from typing import ClassVar
 from geex.errors import GeexError
 from geex.eval.runners.base import Job, Runner
 from geex.eval.sandbox import RunOutcome
-from geex.eval.verdicts import FAILED, PASSED, Judgement, classify_run
+from geex.eval.verdicts import COMPILE_ERROR, FAILED, PASSED, Judgement, classify_run
 
 NPM_PACKAGES = {"js-md5": "0.8.3"}  # package -> the version ``install_npm_packages`` pins
+# node reports a file that does not parse as a SyntaxError raised while loading the module.
+_SYNTAX = re.compile(r"^SyntaxError: ", re.M)
+_LOADING = re.compile(r"\bat (wrapSafe|internalCompileFunction|compileFunction)\b")
 _REQUIRE = re.compile(r"""require\s*\(\s*['"]([^'"./][^'"]*)['"]\s*\)""")
 
 
@@ -75,6 +78,8 @@ class JavaScriptRunner(Runner):
         return self.run_tests(["node", f"--max-old-space-size={heap}", "test.js"], job)
 
     def classify(self, outcome: RunOutcome) -> tuple[str, str]:
+        if _SYNTAX.search(outcome.stderr) and _LOADING.search(outcome.stderr):
+            return COMPILE_ERROR, "does not parse"
         verdict, detail = classify_run(outcome, assertion=self.assertion)
         if verdict == PASSED and outcome.output:
             return FAILED, "printed output (console.assert failures print and carry on)"

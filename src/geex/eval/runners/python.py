@@ -10,8 +10,10 @@ from functools import cached_property
 from pathlib import Path
 
 from geex.eval.runners.base import Job, Runner
-from geex.eval.sandbox import Limits
-from geex.eval.verdicts import Judgement
+from geex.eval.sandbox import Limits, RunOutcome
+from geex.eval.verdicts import COMPILE_ERROR, Judgement
+
+_SYNTAX = re.compile(r"^(SyntaxError|IndentationError|TabError): ", re.M)
 
 
 def reachable_by_others(path: Path) -> bool:
@@ -62,6 +64,15 @@ class PythonRunner(Runner):
 
     def note(self) -> str:
         return f"{self.interpreter}" + (f"; {self._numpy_error}" if self._numpy_error else "")
+
+    def classify(self, outcome: RunOutcome) -> tuple[str, str]:
+        # A script that does not parse stops before running, without a traceback header.
+        if (
+            _SYNTAX.search(outcome.stderr)
+            and "Traceback (most recent call last)" not in outcome.stderr
+        ):
+            return COMPILE_ERROR, "does not parse"
+        return super().classify(outcome)
 
     def judge(self, program: str, job: Job) -> Judgement:
         if self._numpy_error and "import numpy" in program:

@@ -1,0 +1,171 @@
+"""The sandbox holds a program to its folder, its limits and no network, kills everything it
+started, and says so when it has to fall back to a weaker mode.
+Run: .venv/bin/python -m pytest tests/eval/test_sandbox.py -q"""
+
+from __future__ import annotations
+
+import logging
+import os
+import shutil
+import socket
+import tempfile
+import time
+from pathlib import Path
+
+import pytest
+
+from geex.eval.evaluator import EvalConfig, Evaluator
+from geex.eval.sandbox import Limits, Sandbox, _pids_of_uid
+
+from .conftest import inline_sample
+
+needs_bwrap = pytest.mark.skipif(
+    not Sandbox("bwrap").probe(), reason="bubblewrap cannot run here (install bubblewrap)"
+)
+
+
+def living_children() -> list[int]:
+    """Our child processes that are still alive (zombies excluded)."""
+    me = os.getpid()
+    children = []
+    for entry in os.listdir("/proc"):
+        if entry.isdigit():
+            try:
+                with open(f"/proc/{entry}/stat") as f:
+                    fields = f.read().rpartition(")")[2].split()
+            except OSError:
+                continue
+            if int(fields[1]) == me and fields[0] != "Z":
+                children.append(int(entry))
+    return children
+
+
+@pytest.fixture
+def outside():
+    """A folder anyone may write to, beside the job's (pytest's tmp_path is private to us,
+    which a sandbox user could not even enter)."""
+    folder = Path(tempfile.mkdtemp(prefix="geex-test-"))
+    os.chmod(folder, 0o777)
+    yield folder
+    shutil.rmtree(folder)
+
+
+@pytest.fixture
+def workdir(outside):
+    folder = outside / "job"
+    folder.mkdir()
+    return folder
+
+
+def run(sandbox: Sandbox, workdir: Path, script: str, **limits):
+    uid = sandbox.slot_uid(7)
+    if uid is not None:
+        os.chown(workdir, uid, uid)
+    return sandbox.run(
+        ["/bin/bash", "-c", script], workdir, Limits(**{"wall_seconds": 5, **limits}), uid=uid
+    )
+
+
+def assert_nothing_left(sandbox: Sandbox):
+    assert living_children() == []
+    uid = sandbox.slot_uid(7)
+    if uid is not None:
+        assert _pids_of_uid(uid, living=True) == []
+
+
+@needs_bwrap
+def test_only_its_folder_is_writable(workdir, outside):
+    target = outside / "outside.txt"  # its folder is world-writable: only the sandbox stops it
+    out = run(
+        Sandbox("bwrap"), workdir, f"echo hi > mine.txt; echo bad > {target}; touch /dev/x /tmp/x"
+    )
+    assert (workdir / "mine.txt").read_text() == "hi\n"
+    assert not target.exists()
+    assert out.stderr.count("Read-only file system") == 3
+
+
+@needs_bwrap
+def test_no_network(workdir):
+    server = socket.socket()
+    server.bind(("127.0.0.1", 0))
+    server.listen()
+    server.settimeout(0.5)
+    port = server.getsockname()[1]
+    out = run(Sandbox("bwrap"), workdir, f"echo hi > /dev/tcp/127.0.0.1/{port} && echo connected")
+    assert "connected" not in out.stdout
+    with pytest.raises(TimeoutError):
+        server.accept()
+    server.close()
+
+
+@pytest.mark.parametrize("mode", ["bwrap", "unshare", "rlimits"])
+def test_timeout_kills_the_program_and_its_children(mode, workdir):
+    sandbox = Sandbox(mode)
+    if not sandbox.probe():
+        pytest.skip(f"{mode} cannot run here")
+    start = time.monotonic()
+    out = run(
+        sandbox, workdir, "sleep 100 & (setsid sleep 100 &) ; while :; do :; done", wall_seconds=1.5
+    )
+    assert out.timed_out
+    assert time.monotonic() - start < 5
+    time.sleep(0.2)
+    assert_nothing_left(sandbox)
+
+
+@pytest.mark.parametrize("mode", ["bwrap", "rlimits"])
+def test_output_limit(mode, workdir):
+    sandbox = Sandbox(mode)
+    if not sandbox.probe():
+        pytest.skip(f"{mode} cannot run here")
+    out = run(sandbox, workdir, "yes", output_bytes=100_000)
+    assert out.output_exceeded and not out.timed_out
+    assert len(out.stdout) <= 100_000
+    assert_nothing_left(sandbox)
+
+
+@needs_bwrap
+def test_file_size_and_process_limits(workdir):
+    sandbox = Sandbox("bwrap")
+    out = run(sandbox, workdir, "head -c 10000000 /dev/zero > big", file_bytes=1_000_000)
+    assert out.signal == 25  # SIGXFSZ
+    assert (workdir / "big").stat().st_size <= 1_000_000
+    out = run(
+        sandbox,
+        workdir,
+        "for i in $(seq 50); do sleep 5 & done; wait",
+        processes=20,
+        wall_seconds=3,
+    )
+    assert "fork" in out.stderr or "Resource temporarily unavailable" in out.stderr
+    assert_nothing_left(sandbox)
+
+
+def test_forced_weaker_mode_is_recorded_and_warned(monkeypatch, caplog):
+    monkeypatch.setenv("GEEX_SANDBOX", "rlimits")
+    sandbox = Sandbox.detect()
+    assert (
+        sandbox.mode == "rlimits"
+        and "no file-system, network or process isolation" in sandbox.warning
+    )
+    sample = inline_sample("python", "assert 1 + 1 == 2\n")
+    with caplog.at_level(logging.WARNING), Evaluator(EvalConfig(workers=1), sandbox) as ev:
+        (result,) = ev.judge([sample])
+    assert result.verdict == "passed" and result.sandbox == "rlimits"
+    assert "sandbox mode 'rlimits'" in caplog.text
+
+
+def test_unknown_forced_mode_is_an_error(monkeypatch):
+    from geex.errors import GeexError
+
+    monkeypatch.setenv("GEEX_SANDBOX", "docker")
+    with pytest.raises(GeexError, match="choose one of"):
+        Sandbox.detect()
+
+
+@pytest.mark.skipif(shutil.which("bwrap") is None, reason="bubblewrap not installed")
+def test_detect_prefers_bubblewrap(monkeypatch):
+    monkeypatch.delenv("GEEX_SANDBOX", raising=False)
+    sandbox = Sandbox.detect()
+    if Sandbox("bwrap").probe():
+        assert sandbox.mode == "bwrap" and sandbox.warning is None

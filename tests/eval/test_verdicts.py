@@ -1,0 +1,101 @@
+"""Each language reaches each verdict for the right reason: a correct, a wrong, a broken, a
+crashing and a looping completion of the same problem. Run: .venv/bin/python -m pytest tests/eval/test_verdicts.py -q"""
+
+from __future__ import annotations
+
+import re
+import signal
+
+import pytest
+
+from geex.eval.backends import Sample
+from geex.eval.evaluator import EvalConfig, Evaluator
+from geex.eval.problems import load_embedded
+from geex.eval.runners import RunSettings
+from geex.eval.sandbox import RunOutcome
+from geex.eval.tasks import generation_tasks
+from geex.eval.verdicts import classify_run
+
+# Completions of the embedded problem 3 (digital root), by language and expected verdict.
+COMPLETIONS = {
+    "python": {
+        "failed": "    return 0\n",
+        "compile error": "    return (\n",
+        "runtime error": "    raise ValueError('boom')\n",
+        "timeout": "    while True:\n        pass\n",
+    },
+    "cpp": {
+        "failed": "    return 0;\n}\n",
+        "compile error": "    return n +;\n}\n",
+        "runtime error": "    throw 42;\n}\n",
+        "timeout": "    volatile long long x = 0;\n    while (true) { x++; }\n}\n",
+    },
+    "java": {
+        "failed": "        return 0;\n    }\n}",
+        "compile error": "        return n +;\n    }\n}",
+        "runtime error": '        throw new IllegalStateException("boom");\n    }\n}',
+        "timeout": "        while (true) { n++; }\n    }\n}",
+    },
+    "javascript": {
+        "failed": "  return 0\n}\n",
+        "compile error": "  return n +;\n}\n",
+        "runtime error": "  throw new Error('boom')\n}\n",
+        "timeout": "  while (true) {}\n}\n",
+    },
+    "go": {
+        "failed": "    return 0\n}\n",
+        "compile error": "    return n +\n}\n",
+        "runtime error": "    var a []int\n    return a[n]\n}\n",
+        "timeout": "    for {\n    }\n}\n",
+    },
+    "rust": {
+        "failed": "    0\n}\n",
+        "compile error": "    n +\n}\n",
+        "runtime error": '    panic!("boom")\n}\n',
+        "timeout": "    loop {}\n}\n",
+    },
+}
+
+
+@pytest.fixture(scope="module")
+def results():
+    tasks = {
+        t.language.key: t for t in generation_tasks(load_embedded()) if t.problem.number == "3"
+    }
+    samples = []
+    for key, by_verdict in COMPLETIONS.items():
+        task = tasks[key]
+        samples.append(Sample(task, 0, task.problem.canonical_solution))
+        samples += [Sample(task, i, text) for i, text in enumerate(by_verdict.values(), 1)]
+    config = EvalConfig(workers=2, settings=RunSettings(timeout=2.0))
+    with Evaluator(config) as evaluator:
+        return {(r.language, r.completion_id): r for r in evaluator.judge(samples)}
+
+
+@pytest.mark.parametrize("language", list(COMPLETIONS))
+def test_verdicts(results, language):
+    expected = ["passed", *COMPLETIONS[language]]
+    got = [results[(language, i)].verdict for i in range(len(expected))]
+    assert got == expected, [results[(language, i)].stderr[-300:] for i in range(len(expected))]
+
+
+def test_timeout_is_prompt(results):
+    for language in COMPLETIONS:
+        assert results[(language, 4)].run_seconds < 4.0
+
+
+def outcome(rc, stderr="", **kw):
+    return RunOutcome(rc, "", stderr, 0.1, **kw)
+
+
+def test_classification_of_sandbox_walls():
+    never = re.compile(r"(?!)")
+    assert classify_run(outcome(1, "MemoryError"), assertion=never)[0] == "sandbox violation"
+    assert classify_run(outcome(-signal.SIGXFSZ), assertion=never) == (
+        "sandbox violation",
+        "file-size limit",
+    )
+    assert classify_run(outcome(0, output_exceeded=True), assertion=never)[0] == "sandbox violation"
+    assert classify_run(outcome(128 + signal.SIGXCPU), assertion=never)[0] == "timeout"
+    assert classify_run(outcome(-9, timed_out=True), assertion=never)[0] == "timeout"
+    assert classify_run(outcome(134), assertion=never) == ("runtime error", "killed by SIGABRT")
