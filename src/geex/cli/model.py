@@ -22,6 +22,12 @@ def register(subparsers) -> None:
     info.add_argument(
         "--seq-len", type=int, help="sequence length for FLOPs (default: the model's)"
     )
+    info.add_argument(
+        "--plan",
+        metavar="KEY=VALUE,...",
+        help="also print the memory per GPU of training under this layout, e.g. tp=8,dp=192 "
+        "(keys: tp, dp, fsdp=1|0, mbs, seq, ac=1|0, precision, accum; see docs/training.md)",
+    )
     info.set_defaults(handler=_info)
     presets = verbs.add_parser("presets", help="list the model presets")
     presets.set_defaults(handler=_presets)
@@ -45,6 +51,11 @@ def _info(args: argparse.Namespace) -> int:
     from geex.model.info import human_bytes, human_count, model_info
 
     config = _config(args)
+    plan = None
+    if args.plan is not None:
+        from geex.train.memory_plan import memory_plan, parse_plan
+
+        plan = memory_plan(config, parse_plan(args.plan))  # refuse a bad plan before printing
     if args.seq_len is not None and not 0 < args.seq_len <= config.max_seq_len:
         raise GeexError(f"--seq-len must be in 1..{config.max_seq_len}, got {args.seq_len}")
     info = model_info(config)
@@ -71,7 +82,44 @@ def _info(args: argparse.Namespace) -> int:
     for precision, nbytes in info.weight_bytes.items():
         memory.add_row(precision, f"{nbytes:,}", human_bytes(nbytes))
     console.print(memory)
+    if plan is not None:
+        console.print(_plan_table(plan))
     return 0
+
+
+def _plan_table(plan):
+    from rich.table import Table
+
+    from geex.model.info import human_bytes
+    from geex.train.memory_plan import GPU_BYTES, KEPT, STEP, WORKING
+
+    table = Table(
+        title=f"memory per GPU: {plan.plan.describe(plan.seq)}",
+        title_justify="left",
+        caption="The peak leaves out the CUDA context, NCCL buffers and allocator "
+        "fragmentation (usually a few GiB).",
+        caption_justify="left",
+    )
+    for column, justify in (("", "left"), ("when", "left"), ("bytes", "right"), ("", "right")):
+        table.add_column(column, justify=justify)
+    table.add_column("how", ratio=1)
+    for row in plan.rows:
+        table.add_row(row.name, row.phase, f"{row.nbytes:,}", human_bytes(row.nbytes), row.how)
+    table.add_section()
+    for name, nbytes, how in (
+        (f"peak in {WORKING}", plan.forward_backward_peak, f"{KEPT} + {WORKING}"),
+        (f"peak in {STEP}", plan.optimizer_step_peak, f"{KEPT} + {STEP}"),
+    ):
+        table.add_row(name, "", f"{nbytes:,}", human_bytes(nbytes), how)
+    spare = GPU_BYTES - plan.peak
+    verdict = (
+        f"fits, {human_bytes(spare)} to spare" if spare > 0 else f"short by {human_bytes(-spare)}"
+    )
+    table.add_row(
+        "[bold]peak", "", f"[bold]{plan.peak:,}", f"[bold]{human_bytes(plan.peak)}",
+        f"[bold]{100 * plan.peak / GPU_BYTES:.0f}% of an 80 GiB A100/H100: {verdict}",
+    )  # fmt: skip
+    return table
 
 
 def _presets(args: argparse.Namespace) -> int:

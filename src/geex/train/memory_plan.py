@@ -1,0 +1,350 @@
+"""Memory per GPU of a training run, worked out before the GPUs are rented.
+
+``geex model info --preset codegeex-13b --plan tp=8,dp=192`` prints it. The plan counts what
+Geex itself allocates, not an idealised trainer:
+
+* Parameters, gradients and AdamW's m and v are fp32 in every precision (``precision.py``).
+  FSDP2 shards each tensor's first dimension over the dp ranks and pads the shards to equal
+  size; rank 0's shard, the largest, is what is counted.
+* Tensor parallel splits the blocks' matmuls as ``parallel.BLOCK_TP_PLAN`` says. LayerNorms,
+  the row-parallel biases and the embeddings (tied to the output head) stay whole on every TP
+  rank, so they divide by dp only.
+* Under bf16/fp16, autocast casts each matmul weight once per forward pass and keeps that copy
+  in its cache until the forward pass ends (without activation checkpointing the autograd
+  graph also keeps it until the layer's backward). These compute copies are whole over dp: a
+  rank holds one for every weight of its TP slice at the end of the forward pass.
+* FSDP2 all-gathers a block's fp32 parameters just before it runs, and one block ahead. The
+  root module (embeddings, final LayerNorm) stays gathered from forward to backward, and its
+  gradient stays whole until backward ends.
+* Activations are counted the way Korthikanti et al. (2022) count them, "Reducing Activation
+  Recomputation in Large Transformer Models": the bytes each tensor saved for backward holds.
+  Their Megatron layer saves ``s*b*h*(34 + 5*a*s/h)`` bytes, ``s*b*h*(10 + 24/t + 5*a*s/(h*t))``
+  with t-way tensor parallel. Geex's layer differs (see :func:`block_activation_bytes`): SDPA's
+  flash and memory-efficient kernels keep no ``a*s*s`` attention matrix, only a logsumexp per
+  query. Other tensors cost more than in Megatron: the residual stream and LayerNorm inputs are
+  fp32, q, k and v cast their input separately, and FastGELU keeps its sigmoid. With activation
+  checkpointing, the count is each block's fp32 input, plus one block's saved tensors while it
+  is recomputed.
+* The loss is computed in fp32 over the padded vocabulary. At the start of backward the saved
+  log-probabilities, their gradient and the logits' gradient all exist, 12*b*s*V bytes.
+
+The peak is the larger of two moments: the turn from forward to backward, where the working
+set of the step is largest, and the optimizer step. It leaves out the CUDA context, NCCL
+buffers and allocator fragmentation, which usually take a few GiB more.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, fields
+
+import torch
+from torch.distributed.tensor.parallel import ColwiseParallel, RowwiseParallel
+
+from geex.errors import GeexError
+from geex.model.codegeex import CodeGeeX
+from geex.model.config import ModelConfig
+from geex.train.parallel import BLOCK_TP_PLAN
+
+COMPUTE_BYTES = {"fp32": 4, "bf16": 2, "fp16": 2}
+GPU_BYTES = 80 * 2**30  # an A100 or H100 80GB
+BOOLEAN_WORDS = {"1": True, "true": True, "yes": True, "0": False, "false": False, "no": False}
+
+
+@dataclass(frozen=True)
+class Plan:
+    """A training layout. The defaults suit a large run; ``geex train`` itself defaults to fp32,
+    no FSDP, no activation checkpointing and micro-batches of 8."""
+
+    tp: int = 1  # tensor-parallel degree
+    dp: int = 1  # data-parallel degree (world size / tp)
+    fsdp: bool = True  # shard parameters, gradients and optimizer state over dp (else DDP)
+    mbs: int = 1  # micro-batch size: sequences per rank per forward pass
+    seq: int | None = None  # sequence length; None: the model's context length
+    ac: bool = True  # activation checkpointing of every block
+    precision: str = "bf16"
+    accum: int = 1  # micro-batches per optimizer step (gradient accumulation)
+
+    def describe(self, seq: int) -> str:
+        return (
+            f"tp={self.tp} dp={self.dp} fsdp={int(self.fsdp)} mbs={self.mbs} seq={seq} "
+            f"ac={int(self.ac)} precision={self.precision} accum={self.accum}"
+        )
+
+
+PLAN_KEYS = tuple(f.name for f in fields(Plan))
+
+
+def parse_plan(text: str) -> Plan:
+    """``"tp=8,dp=192,ac=0"`` -> :class:`Plan`; unnamed keys keep their defaults."""
+    valid = f"valid keys: {', '.join(PLAN_KEYS)}"
+    values: dict = {}
+    for item in filter(None, (part.strip() for part in text.split(","))):
+        key, sep, raw = (s.strip() for s in item.partition("="))
+        if not sep or not raw:
+            raise GeexError(f"plan item {item!r} is not key=value; {valid}")
+        if key not in PLAN_KEYS:
+            raise GeexError(f"unknown plan key {key!r}; {valid}")
+        if key in values:
+            raise GeexError(f"plan key {key!r} is given twice")
+        values[key] = _plan_value(key, raw)
+    plan = Plan(**values)
+    if plan.tp > 1 and plan.dp > 1 and not plan.fsdp:
+        raise GeexError(
+            "tp > 1 with dp > 1 needs fsdp=1: Geex refuses DDP over tensor-parallel parameters"
+        )
+    return plan
+
+
+def _plan_value(key: str, raw: str):
+    if key == "precision":
+        if raw not in COMPUTE_BYTES:
+            raise GeexError(f"plan key 'precision' must be one of {', '.join(COMPUTE_BYTES)}")
+        return raw
+    if key in ("fsdp", "ac"):
+        if raw.lower() not in BOOLEAN_WORDS:
+            raise GeexError(f"plan key {key!r} must be 1 or 0, got {raw!r}")
+        return BOOLEAN_WORDS[raw.lower()]
+    try:
+        number = int(raw)
+    except ValueError:
+        number = 0
+    if number < 1:
+        raise GeexError(f"plan key {key!r} must be a positive integer, got {raw!r}")
+    return number
+
+
+# -- parameters ------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class ParameterCounts:
+    """Elements per GPU (rank 0) under a plan."""
+
+    sharded: int  # persistent fp32 shard: parameters, and likewise gradients, m and v
+    tp_local: int  # the rank's TP slice, whole over dp: what FSDP gathers, block by block
+    block: int  # one ordinary block's TP slice
+    root: int  # embeddings and final LayerNorm: FSDP's root module, replicated over TP
+    word_embeddings: int
+    cast: int  # elements autocast copies to the compute dtype: matmul weights and biases
+
+
+def parameter_counts(config: ModelConfig, tp: int = 1, dp: int = 1, fsdp: bool = True):
+    with torch.device("meta"):
+        model = CodeGeeX(config)
+    sharded = tp_local = block = root = cast = 0
+    for name, param in model.named_parameters():
+        shape = _tp_local_shape(name, tuple(param.shape), tp)
+        local = _numel(shape)
+        tp_local += local
+        if fsdp:  # FSDP2 pads dim 0 to dp equal chunks: rank 0 holds ceil(dim0 / dp) rows
+            sharded += -(-shape[0] // dp) * _numel(shape[1:])
+        else:
+            sharded += local
+        if name.startswith("layers.0."):
+            block += local
+        if not name.startswith(("layers.", "top_query_layer.")):
+            root += local
+        if ("attention." in name or "mlp." in name) or name == "word_embeddings.weight":
+            cast += local
+    words = config.padded_vocab_size * config.d_model
+    return ParameterCounts(sharded, tp_local, block, root, words, cast)
+
+
+def _tp_local_shape(name: str, shape: tuple[int, ...], tp: int) -> tuple[int, ...]:
+    """A parameter's shape on one TP rank, as BLOCK_TP_PLAN splits it."""
+    if tp == 1 or not name.startswith(("layers.", "top_query_layer.")):
+        return shape
+    within_block = name.split(".", 2)[-1] if name.startswith("layers.") else name.split(".", 1)[1]
+    module, kind = within_block.rsplit(".", 1)
+    style = BLOCK_TP_PLAN.get(module)
+    if isinstance(style, ColwiseParallel):
+        dim = 0
+    elif isinstance(style, RowwiseParallel) and kind == "weight":
+        dim = 1
+    else:
+        return shape  # LayerNorms and row-parallel biases are replicated
+    split = list(shape)
+    split[dim] //= tp
+    return tuple(split)
+
+
+def _numel(shape) -> int:
+    n = 1
+    for size in shape:
+        n *= size
+    return n
+
+
+# -- activations -----------------------------------------------------------------------------
+
+
+def block_activation_bytes(
+    config: ModelConfig, batch: int, seq: int, tp: int, precision: str, *, top_query=False
+) -> int:
+    """Bytes one Geex block saves for backward, Korthikanti et al.'s count for Geex's layer.
+
+    On every TP rank, whole (Megatron's "10"): the fp32 residual stream into both LayerNorms
+    with their fp32 mean and rstd, the casts of the column-parallel inputs (q, k and v each
+    cast the same input, so three copies), and the two dropout masks when dropout is on.
+    Split over TP ranks (Megatron's "24/t"): SDPA's q, k, v and output with a logsumexp per
+    query (the fused kernels lay the output out so that the attention projection's input is a
+    view of it); the MLP's input to FastGELU, its sigmoid and its product. The top query
+    layer's queries come from a position table of batch 1; SDPA's fused kernels need equal
+    batches, so with batch > 1 it takes the math path, which keeps fp32 q, k, v and attention
+    probabilities (the ``a*s*s`` term Geex otherwise avoids) and copies its output for the
+    projection. Token ids (8 bytes a token) are left out.
+    """
+    c = COMPUTE_BYTES[precision]
+    h, f, heads = config.d_model, config.d_ffn, config.n_head // tp
+    sbh, sbf, sb = seq * batch * h, seq * batch * f, seq * batch
+    query_rows = seq if top_query else sb  # the top query table is not repeated per sequence
+    whole = 2 * 4 * sbh + 2 * 2 * 4 * sb  # fp32 LayerNorm inputs, mean, rstd
+    if c < 4:
+        whole += c * (query_rows * h + 2 * sbh) + c * sbh  # casts into q, k, v and the MLP
+    else:
+        whole += (4 * sbh + (4 * query_rows * h if top_query else 0)) + 4 * sbh
+    if config.dropout:
+        whole += 2 * sbh  # boolean masks of the two residual dropouts
+    if top_query and batch > 1:
+        attention = 3 * 4 * sbh // tp + 4 * batch * heads * seq * seq + c * sbh // tp
+    else:
+        attention = 4 * c * sbh // tp + 4 * batch * heads * seq
+    return whole + attention + 3 * c * sbf // tp
+
+
+def activation_bytes(config: ModelConfig, batch: int, seq: int, tp: int, precision: str) -> int:
+    """Everything one forward pass saves for backward up to the logits, without checkpointing."""
+    blocks = config.n_layer * block_activation_bytes(config, batch, seq, tp, precision)
+    top = block_activation_bytes(config, batch, seq, tp, precision, top_query=True)
+    return blocks + top + _outside_blocks_bytes(config, batch, seq, precision)
+
+
+def checkpointed_activation_bytes(
+    config: ModelConfig, batch: int, seq: int, tp: int, precision: str
+) -> int:
+    """With every block checkpointed: each block's fp32 input (the top query layer's two),
+    plus the saved tensors of the one block being recomputed in backward."""
+    sbh = seq * batch * config.d_model
+    inputs = config.n_layer * 4 * sbh + 4 * sbh + 4 * seq * config.d_model
+    recomputed = max(
+        block_activation_bytes(config, batch, seq, tp, precision),
+        block_activation_bytes(config, batch, seq, tp, precision, top_query=True),
+    )
+    return inputs + recomputed + _outside_blocks_bytes(config, batch, seq, precision)
+
+
+def _outside_blocks_bytes(config: ModelConfig, batch: int, seq: int, precision: str) -> int:
+    """The final LayerNorm's fp32 input and statistics, and the output head's input (cast to
+    the compute dtype, or the fp32 hidden state itself)."""
+    sb, sbh = seq * batch, seq * batch * config.d_model
+    return 4 * sbh + 2 * 4 * sb + COMPUTE_BYTES[precision] * sbh
+
+
+def loss_saved_bytes(config: ModelConfig, batch: int, seq: int) -> int:
+    """What the fp32 cross-entropy keeps for backward: the log-probabilities."""
+    return 4 * batch * seq * config.padded_vocab_size
+
+
+# -- the plan --------------------------------------------------------------------------------
+
+KEPT, WORKING, STEP = "kept", "forward/backward", "optimizer step"
+
+
+@dataclass(frozen=True)
+class MemoryRow:
+    name: str
+    nbytes: int
+    phase: str  # KEPT (always), WORKING (at the turn of forward to backward), or STEP
+    how: str
+
+
+@dataclass(frozen=True)
+class MemoryPlan:
+    config: ModelConfig
+    plan: Plan
+    seq: int
+    rows: list[MemoryRow]
+
+    def total(self, phase: str) -> int:
+        return sum(row.nbytes for row in self.rows if row.phase == phase)
+
+    @property
+    def forward_backward_peak(self) -> int:
+        return self.total(KEPT) + self.total(WORKING)
+
+    @property
+    def optimizer_step_peak(self) -> int:
+        return self.total(KEPT) + self.total(STEP)
+
+    @property
+    def peak(self) -> int:
+        return max(self.forward_backward_peak, self.optimizer_step_peak)
+
+    def row(self, name: str) -> MemoryRow:
+        return next(row for row in self.rows if row.name == name)
+
+
+def memory_plan(config: ModelConfig, plan: Plan) -> MemoryPlan:
+    seq = plan.seq or config.max_seq_len
+    _check(config, plan, seq)
+    counts = parameter_counts(config, plan.tp, plan.dp, plan.fsdp)
+    rows = _state_rows(counts, plan) + _working_rows(config, counts, plan, seq)
+    return MemoryPlan(config, plan, seq, rows)
+
+
+def _state_rows(counts: ParameterCounts, plan: Plan) -> list[MemoryRow]:
+    shards = f"over tp={plan.tp} x dp={plan.dp}" if plan.fsdp else f"over tp={plan.tp} only"
+    nbytes = 4 * counts.sharded
+    # Without FSDP, gradients accumulate in place from one micro-batch to the next.
+    grads_phase = KEPT if plan.accum > 1 and not plan.fsdp else STEP
+    rows = [
+        MemoryRow("parameters", nbytes, KEPT, f"fp32, sharded {shards}"),
+        MemoryRow("optimizer state", 2 * nbytes, KEPT, "AdamW m and v, fp32, same shards"),
+        MemoryRow("gradients", nbytes, grads_phase, "fp32, same shards"),
+        MemoryRow("optimizer temporaries", nbytes, STEP, "AdamW foreach's sqrt(v)"),
+    ]
+    if not plan.fsdp and plan.dp > 1:
+        rows.append(MemoryRow("DDP buckets", nbytes, KEPT, "DDP's copy of the gradients"))
+    return rows
+
+
+def _working_rows(config, counts: ParameterCounts, plan: Plan, seq: int) -> list[MemoryRow]:
+    c, b, tp = COMPUTE_BYTES[plan.precision], plan.mbs, plan.tp
+    rows = []
+    if c < 4:
+        held = "autocast's cache until forward ends" + ("" if plan.ac else ", then autograd")
+        rows.append(
+            MemoryRow("compute copies", c * counts.cast, WORKING, f"weight casts, in {held}")
+        )
+    if plan.fsdp:
+        gathered = 4 * (counts.root + 2 * counts.block)
+        how = "fp32 all-gathers: embeddings, a block, the next"
+        rows.append(MemoryRow("gathered parameters", gathered, WORKING, how))
+        if plan.accum > 1:
+            grads, how = 4 * counts.tp_local, "fp32, all, kept between micro-batches"
+        else:
+            grads, how = gathered, "fp32: embeddings', a block's and its reduce-scatter"
+        rows.append(MemoryRow("unsharded gradients", grads, WORKING, how))
+    elif plan.accum == 1:
+        how = "fp32 gradient of the tied head, backward's first"
+        rows.append(MemoryRow("first gradients", 4 * counts.word_embeddings, WORKING, how))
+    if plan.ac:
+        acts = checkpointed_activation_bytes(config, b, seq, tp, plan.precision)
+        how = "each block's fp32 input + one block recomputed"
+    else:
+        acts = activation_bytes(config, b, seq, tp, plan.precision)
+        how = "what every block saves for backward"
+    rows.append(MemoryRow("activations", acts, WORKING, how))
+    logits = 12 * b * seq * config.padded_vocab_size
+    rows.append(MemoryRow("logits and loss", logits, WORKING, "fp32 log-probs and 2 gradients"))
+    return rows
+
+
+def _check(config: ModelConfig, plan: Plan, seq: int) -> None:
+    if config.n_head % plan.tp or config.d_ffn % plan.tp:
+        raise GeexError(
+            f"tp={plan.tp} must divide the number of heads ({config.n_head}) and d_ffn "
+            f"({config.d_ffn})"
+        )
+    if seq > config.max_seq_len:
+        raise GeexError(f"seq={seq} is longer than the model's {config.max_seq_len} positions")

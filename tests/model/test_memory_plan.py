@@ -1,0 +1,180 @@
+"""The memory plan counts exactly what Geex allocates (shards, saved activations) and refuses bad plans. `pytest tests/model/test_memory_plan.py`"""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from geex.cli import main
+from geex.errors import GeexError
+from geex.model import build_model, num_params
+from geex.model.config import ModelConfig
+from geex.model.loss import lm_loss
+from geex.presets import model_preset
+from geex.train.memory_plan import (
+    Plan,
+    activation_bytes,
+    loss_saved_bytes,
+    memory_plan,
+    parameter_counts,
+    parse_plan,
+)
+
+STATE_ROWS = ("parameters", "optimizer state", "gradients")
+UNSHARDED_ROWS = ("compute copies", "activations", "logits and loss")
+
+
+def ceil_div(a: int, b: int) -> int:
+    return -(-a // b)
+
+
+def test_13b_rank0_shard_at_tp8_dp192_is_derived_by_hand():
+    # FSDP2 pads dim 0 of every (TP-local) tensor to dp equal chunks; rank 0 holds a full one.
+    d, f, dp = 5120, 20480, 192
+    rows = lambda n: ceil_div(n, dp)  # noqa: E731
+    column_parallel = 3 * (rows(d // 8) * d + rows(d // 8)) + rows(f // 8) * d + rows(f // 8)
+    row_parallel = rows(d) * (d // 8) + rows(d) + rows(d) * (f // 8) + rows(d)
+    layernorms = 4 * rows(d)
+    per_block = column_parallel + row_parallel + layernorms
+    root = rows(52_224) * d + 2 * rows(2048) * d + 2 * rows(d)
+    shard = 40 * per_block + root
+    assert shard == 10_293_654
+
+    plan = memory_plan(model_preset("codegeex-13b"), parse_plan("tp=8,dp=192"))
+    assert plan.row("parameters").nbytes == 4 * shard
+    assert plan.row("gradients").nbytes == 4 * shard
+    assert plan.row("optimizer state").nbytes == 8 * shard
+
+
+def test_13b_shards_divide_evenly_when_dp_divides_every_dimension():
+    config = model_preset("codegeex-13b")
+    d, f, tp, dp = 5120, 20480, 8, 8
+    split_per_block = (
+        4 * d * d + 3 * d + 2 * d * f + f
+    )  # q, k, v, dense, MLP weights; colwise biases
+    whole_per_block = 4 * d + 2 * d  # LayerNorms, row-parallel biases
+    embeddings = (52_224 + 2 * 2048) * d + 2 * d  # and the final LayerNorm
+    split, whole = 40 * split_per_block, 40 * whole_per_block + embeddings
+    assert split + whole == num_params(config)
+    plan = memory_plan(config, Plan(tp=tp, dp=dp))
+    assert plan.row("parameters").nbytes == 4 * (split // (tp * dp) + whole // dp)
+
+
+def test_one_gpu_without_sharding_holds_every_parameter():
+    config = model_preset("1.3b")
+    counts = parameter_counts(config, tp=1, dp=1, fsdp=False)
+    assert counts.sharded == counts.tp_local == num_params(config)
+
+
+def test_more_data_parallel_ranks_shrink_sharded_state_only():
+    config = model_preset("codegeex-13b")
+    small, large = (memory_plan(config, Plan(tp=8, dp=dp)) for dp in (16, 192))
+    for name in STATE_ROWS:
+        assert large.row(name).nbytes < small.row(name).nbytes
+    for name in UNSHARDED_ROWS:
+        assert large.row(name).nbytes == small.row(name).nbytes
+    assert large.peak < small.peak
+
+
+def test_tensor_parallel_checkpointing_and_precision_shrink_the_working_set():
+    config = model_preset("codegeex-13b")
+    base = memory_plan(config, Plan(tp=2, dp=8, ac=False))
+    assert memory_plan(config, Plan(tp=8, dp=2, ac=False)).row("activations").nbytes < (
+        base.row("activations").nbytes
+    )
+    assert memory_plan(config, Plan(tp=2, dp=8, ac=True)).row("activations").nbytes < (
+        base.row("activations").nbytes
+    )
+    fp32 = memory_plan(config, Plan(tp=2, dp=8, ac=False, precision="fp32"))
+    assert fp32.row("activations").nbytes > base.row("activations").nbytes
+    assert all(row.name != "compute copies" for row in fp32.rows)
+
+
+def test_ddp_keeps_whole_state_and_its_buckets():
+    config = model_preset("350m")
+    ddp = memory_plan(config, Plan(dp=8, fsdp=False))
+    assert ddp.row("parameters").nbytes == 4 * num_params(config)
+    assert ddp.row("DDP buckets").nbytes == 4 * num_params(config)
+    assert all(row.name != "gathered parameters" for row in ddp.rows)
+
+
+TINY = ModelConfig(n_layer=2, n_head=4, d_model=64, max_seq_len=64, vocab_size=500)
+
+
+def saved_activation_bytes(config, batch, seq, precision) -> int:
+    """Bytes of the distinct storages autograd saves for one forward pass and loss, except
+    token ids, the loss's 0-d total weight, and the parameters and their casts (told apart by shape, possibly transposed:
+    batch * seq is none of the model's dimensions here)."""
+    model = build_model(config)
+    shapes = [tuple(p.shape) for p in model.parameters()]
+    parameter_shapes = set(shapes) | {shape[::-1] for shape in shapes}
+    ids = torch.randint(0, config.vocab_size, (batch, seq + 1))
+    storages = {}
+
+    def pack(tensor):
+        if (
+            tensor.dim()
+            and tensor.is_floating_point()
+            and tuple(tensor.shape) not in parameter_shapes
+        ):
+            storage = tensor.untyped_storage()
+            storages[storage.data_ptr()] = storage.nbytes()
+        return tensor
+
+    dtype = torch.bfloat16 if precision == "bf16" else None
+    with (
+        torch.autograd.graph.saved_tensors_hooks(pack, lambda t: t),
+        torch.autocast("cpu", dtype=dtype, enabled=dtype is not None),
+    ):
+        lm_loss(model(ids[:, :-1]), ids[:, 1:])
+    return sum(storages.values())
+
+
+@pytest.mark.parametrize("precision", ["bf16", "fp32"])
+@pytest.mark.parametrize("batch", [1, 3])  # batch > 1: the top query layer's math attention
+def test_activation_count_equals_the_tensors_autograd_saves(precision, batch):
+    seq = 48
+    expected = activation_bytes(TINY, batch, seq, 1, precision) + loss_saved_bytes(TINY, batch, seq)
+    assert saved_activation_bytes(TINY, batch, seq, precision) == expected
+
+
+@pytest.mark.parametrize(
+    "text, message",
+    [
+        ("tp=8,pp=4", "unknown plan key 'pp'; valid keys: tp, dp, fsdp, mbs, seq, ac"),
+        ("tp=8,dp", "plan item 'dp' is not key=value"),
+        ("tp=eight", "'tp' must be a positive integer"),
+        ("dp=0", "'dp' must be a positive integer"),
+        ("ac=maybe", "'ac' must be 1 or 0"),
+        ("precision=fp8", "'precision' must be one of fp32, bf16, fp16"),
+        ("tp=2,tp=4", "'tp' is given twice"),
+        ("tp=8,dp=2,fsdp=0", "needs fsdp=1"),
+    ],
+)
+def test_bad_plans_name_the_key_and_the_valid_ones(text, message):
+    with pytest.raises(GeexError, match=message):
+        parse_plan(text)
+
+
+def test_plans_the_model_cannot_take_are_refused():
+    config = model_preset("codegeex-13b")
+    with pytest.raises(GeexError, match="tp=3 must divide the number of heads"):
+        memory_plan(config, parse_plan("tp=3"))
+    with pytest.raises(GeexError, match="seq=4096 is longer"):
+        memory_plan(config, parse_plan("seq=4096"))
+
+
+def test_plan_string_keys_and_defaults():
+    plan = parse_plan(" tp=8, dp=192 ,ac=0,precision=fp16,mbs=2,accum=4,fsdp=true ")
+    assert plan == Plan(tp=8, dp=192, ac=False, precision="fp16", mbs=2, accum=4, fsdp=True)
+    assert parse_plan("") == Plan()
+
+
+def test_model_info_prints_the_plan_under_the_model(capsys, monkeypatch):
+    monkeypatch.setenv("COLUMNS", "200")  # one table row per line
+    assert main(["model", "info", "--preset", "codegeex-13b", "--plan", "tp=8,dp=192"]) == 0
+    out = capsys.readouterr().out
+    assert out.index("weights in memory") < out.index("memory per GPU")
+    assert "│ peak " in out and "of an 80 GiB A100/H100: fits" in out
+    assert main(["model", "info", "--preset", "tiny", "--plan", "tp=8,zz=1"]) == 2
+    assert "unknown plan key 'zz'" in capsys.readouterr().err
