@@ -96,3 +96,52 @@ def test_bad_batch_geometry_and_changed_resume_settings_are_refused(byte_dataset
         train(config(byte_dataset, tmp_path / "x", max_steps=None), show_progress=False)
     with pytest.raises(GeexError, match="not a Geex dataset"):
         train(config(tmp_path / "missing", tmp_path / "y"), show_progress=False)
+
+
+def test_fp16_overflow_skips_the_step_and_lowers_the_scale(byte_dataset, tmp_path):
+    from geex.train.distributed import init_world
+    from geex.train.trainer import Trainer
+
+    trainer = Trainer(
+        config(byte_dataset, tmp_path, precision="fp16", max_steps=6, eval_every=0),
+        init_world("cpu"),
+    )
+    trainer.scaler.scale = 2.0**40  # the fp16 backward overflows at once
+    trainer.scaler.hysteresis = trainer.scaler._overflows_left = 1
+    before = {n: p.detach().clone() for n, p in trainer.raw_model.named_parameters()}
+    trainer.run()
+    records = read_metrics(tmp_path / "metrics.jsonl")
+    assert records[0]["skipped"] and records[0]["loss_scale"] == 2.0**40
+    assert records[1]["loss_scale"] == 2.0**39  # halved after the overflow
+    assert [r["skipped"] for r in records].count(True) == len(records)
+    after = dict(trainer.raw_model.named_parameters())
+    assert all(torch.equal(before[n], after[n]) for n in before)  # no step was taken
+
+
+def test_only_the_last_checkpoints_are_kept(byte_dataset, tmp_path):
+    train(
+        config(byte_dataset, tmp_path, max_steps=6, checkpoint_every=1, keep_checkpoints=2),
+        show_progress=False,
+    )
+    kept = sorted(p.name for p in (tmp_path / "checkpoints").iterdir())
+    assert kept == ["step-00000005", "step-00000006"]
+
+
+def test_attention_reset_at_document_boundaries_trains(byte_dataset, tmp_path):
+    train(config(byte_dataset, tmp_path / "reset", reset_at_documents=True), show_progress=False)
+    train(config(byte_dataset, tmp_path / "packed"), show_progress=False)
+    reset = [r["loss"] for r in read_metrics(tmp_path / "reset" / "metrics.jsonl")]
+    packed = [r["loss"] for r in read_metrics(tmp_path / "packed" / "metrics.jsonl")]
+    assert all(math.isfinite(x) for x in reset) and reset[-1] < reset[0]
+    assert reset[0] != packed[0]  # the masks changed what the model saw
+
+
+@pytest.mark.slow
+def test_compiled_blocks_train_like_eager_ones(byte_dataset, tmp_path):
+    train(config(byte_dataset, tmp_path / "eager"), show_progress=False)
+    train(
+        config(byte_dataset, tmp_path / "compiled", parallel={"compile": True}), show_progress=False
+    )
+    eager = [r["loss"] for r in read_metrics(tmp_path / "eager" / "metrics.jsonl")]
+    compiled = [r["loss"] for r in read_metrics(tmp_path / "compiled" / "metrics.jsonl")]
+    assert compiled == pytest.approx(eager, rel=1e-4)
