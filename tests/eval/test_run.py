@@ -11,7 +11,7 @@ import subprocess
 import sys
 import time
 
-from geex.eval.sandbox import SLOT_UID_BASE, _pids_of_uid
+from geex.eval.sandbox import SLOT_UID_BASE, UID_BLOCK, _pids_of_uid
 
 COMMAND = [sys.executable, "-m", "geex", "eval", "embedded", "--canonical", "--no-progress",
            "--languages", "python", "javascript", "go", "--workers", "1"]  # fmt: skip
@@ -32,7 +32,10 @@ def test_interrupted_run_resumes_without_duplicates(tmp_path):
     reference = run_to_completion(tmp_path / "whole")
 
     out_dir = tmp_path / "interrupted"
-    proc = subprocess.Popen([*COMMAND, "--out", str(out_dir)], start_new_session=True,
+    # Sandbox users of their own, so that other evaluations on the machine do not count.
+    uid_base = SLOT_UID_BASE + UID_BLOCK * (1000 + os.getpid() % 1000)
+    env = {**os.environ, "GEEX_SANDBOX_UID_BASE": str(uid_base)}
+    proc = subprocess.Popen([*COMMAND, "--out", str(out_dir)], start_new_session=True, env=env,
                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)  # fmt: skip
     results = out_dir / "results.jsonl"
     deadline = time.monotonic() + 120
@@ -48,8 +51,8 @@ def test_interrupted_run_resumes_without_duplicates(tmp_path):
         out.write('{"task_id": "Geex-Python/9", "completion_i')  # a line the kill cut short
 
     time.sleep(0.5)  # the sandboxes die with their parent
-    for slot in range(2):
-        assert _pids_of_uid(SLOT_UID_BASE + slot, living=True) == [] or os.geteuid() != 0
+    for uid in range(uid_base, uid_base + 4):
+        assert _pids_of_uid(uid, living=True) == []
 
     summary = run_to_completion(out_dir)
     keys = result_keys(out_dir)

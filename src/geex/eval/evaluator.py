@@ -170,10 +170,11 @@ class Evaluator:
             else:
                 runner.prepare()
                 uid = self.sandbox.slot_uid(slot)
+                server_uid = self.sandbox.slot_uid(slot, server=True)
                 for _ in unit:
                     workdir = self._root / f"slot-{slot}" / f"job-{next(self._job_ids)}"
                     workdir.mkdir()
-                    jobs.append(Job(workdir, uid))
+                    jobs.append(Job(workdir, uid, server_uid))
                 judgements = runner.judge_batch(programs, jobs)
         except Exception as err:  # a harness bug must not end the run: report it per sample
             log.error("judging %s failed:\n%s", unit[0].task.task_id, traceback.format_exc())

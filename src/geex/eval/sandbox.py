@@ -21,6 +21,7 @@ verdict records the mode. ``GEEX_SANDBOX=bwrap|unshare|rlimits`` forces a mode.
 from __future__ import annotations
 
 import contextlib
+import fcntl
 import math
 import os
 import selectors
@@ -38,9 +39,14 @@ from geex.errors import GeexError
 
 MODES = ("bwrap", "unshare", "rlimits")
 
-# Sandbox users when the harness is root: one per worker slot, so that the process limit of
-# one program cannot starve another. Far above the ranges distributions hand out.
+# Sandbox users when the harness is root: two per worker slot (programs, and the slot's
+# Python fork server), so that the process limit of one program cannot starve another and
+# cleaning up after one cannot touch another. Each Sandbox reserves a block of them with a
+# lock file, so that evaluations running side by side never share a user. Far above the
+# ranges distributions hand out.
 SLOT_UID_BASE = int(os.environ.get("GEEX_SANDBOX_UID_BASE", "2900000"))
+UID_BLOCK = 256
+_UID_LOCKS = Path(tempfile.gettempdir()) / "geex-sandbox-users"
 
 _PATH = "/usr/local/bin:/usr/bin:/bin"
 _GRACE_SECONDS = 0.5  # after the program exits, how long to wait for its pipes to close
@@ -143,9 +149,33 @@ class Sandbox:
             )
         return outcome.returncode == 0 and outcome.stdout.strip() == "ok"
 
-    def slot_uid(self, slot: int) -> int | None:
-        """The user that runs programs of worker ``slot``, or None to keep the harness's own."""
-        return SLOT_UID_BASE + slot if self.drop_to_slot_users else None
+    def slot_uid(self, slot: int, *, server: bool = False) -> int | None:
+        """The user that runs programs of worker ``slot`` (``server``: the slot's fork server),
+        or None to keep the harness's own."""
+        if not self.drop_to_slot_users:
+            return None
+        if not 0 <= slot < UID_BLOCK // 2:
+            raise GeexError(f"at most {UID_BLOCK // 2} workers")
+        return self._uid_base + 2 * slot + int(server)
+
+    @cached_property
+    def _uid_base(self) -> int:
+        """The first user of a block no other evaluation holds (the lock lives as long as
+        this Sandbox; the kernel drops it when the process dies)."""
+        _UID_LOCKS.mkdir(mode=0o755, exist_ok=True)
+        for block in range(4096):
+            lock = open(_UID_LOCKS / f"{block}.lock", "a+")  # noqa: SIM115 (held open)
+            try:
+                fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                lock.close()
+                continue
+            lock.truncate(0)
+            lock.write(f"{os.getpid()}\n")
+            lock.flush()
+            self._uid_lock = lock
+            return SLOT_UID_BASE + block * UID_BLOCK
+        raise GeexError(f"every block of sandbox users in {_UID_LOCKS} is taken")
 
     @cached_property
     def _own_processes(self) -> int:

@@ -52,6 +52,7 @@ class Job:
 
     workdir: Path
     uid: int | None  # the sandbox user of the run step (None: the harness's own user)
+    server_uid: int | None = None  # the user of the slot's long-lived sandboxes
 
     def write(self, name: str, text: str) -> Path:
         path = self.workdir / name
@@ -59,14 +60,16 @@ class Job:
         path.write_text(text, encoding="utf-8")
         return path
 
-    def hand_over(self) -> None:
-        """Give the folder to the sandbox user before its program runs."""
-        if self.uid is None:
+    def hand_over(self, uid: int | None = None) -> None:
+        """Give the folder to the sandbox user (``uid``, default the run step's) before its
+        program runs."""
+        uid = self.uid if uid is None else uid
+        if uid is None:
             return
         for root, dirs, files in os.walk(self.workdir):
             for name in (*dirs, *files):
-                os.lchown(os.path.join(root, name), self.uid, self.uid)
-        os.chown(self.workdir, self.uid, self.uid)
+                os.lchown(os.path.join(root, name), uid, uid)
+        os.chown(self.workdir, uid, uid)
 
 
 class Runner:

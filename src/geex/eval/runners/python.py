@@ -1,4 +1,8 @@
-"""Python: ``python -B program.py``, one interpreter per program."""
+"""Python: ``program.py`` run by a Python that has the preamble's modules imported.
+
+In bubblewrap mode each worker keeps a fork server (``python_forkserver``) that forks per
+program; otherwise, and in the naive mode, each program gets its own ``python -B -s``.
+"""
 
 from __future__ import annotations
 
@@ -6,12 +10,15 @@ import os
 import re
 import shutil
 import sys
+import tempfile
+import threading
 from functools import cached_property
 from pathlib import Path
 
 from geex.eval.runners.base import Job, Runner
+from geex.eval.runners.python_forkserver import ForkServer
 from geex.eval.sandbox import Limits, RunOutcome
-from geex.eval.verdicts import COMPILE_ERROR, Judgement
+from geex.eval.verdicts import COMPILE_ERROR, SANDBOX_VIOLATION, Judgement
 
 _SYNTAX = re.compile(r"^(SyntaxError|IndentationError|TabError): ", re.M)
 
@@ -29,6 +36,10 @@ def reachable_by_others(path: Path) -> bool:
 class PythonRunner(Runner):
     key = "python"
     assertion = re.compile(r"AssertionError")
+
+    def __init__(self, *args, **kwargs) -> None:
+        super().__init__(*args, **kwargs)
+        self._servers: dict[int, ForkServer] = {}
 
     @cached_property
     def interpreter(self) -> str | None:
@@ -50,11 +61,10 @@ class PythonRunner(Runner):
         return None
 
     def _prepare(self) -> None:
-        probe = self.cache_dir / "numpy-probe"
-        probe.mkdir(exist_ok=True)
-        outcome = self.sandbox.run(
-            [self.interpreter, "-c", "import numpy"], probe, Limits(wall_seconds=30)
-        )
+        with tempfile.TemporaryDirectory(prefix="geex-probe-") as probe:
+            outcome = self.sandbox.run(
+                [self.interpreter, "-c", "import numpy"], Path(probe), Limits(wall_seconds=30)
+            )
         self._numpy_error = None
         if outcome.returncode != 0:
             self._numpy_error = (
@@ -78,4 +88,27 @@ class PythonRunner(Runner):
         if self._numpy_error and "import numpy" in program:
             return self.unavailable(self._numpy_error)
         job.write("program.py", program)
-        return self.run_tests([self.interpreter, "-B", "-s", "program.py"], job)
+        if self.settings.naive or self.sandbox.mode != "bwrap":
+            return self.run_tests([self.interpreter, "-B", "-s", "program.py"], job)
+        job.hand_over(job.server_uid)
+        outcome = self._fork_server(job).run(job.workdir, self.settings.run_limits())
+        verdict, detail = self.classify(outcome)
+        if outcome.returncode is None and not outcome.timed_out:
+            verdict, detail = SANDBOX_VIOLATION, "killed the test runner"
+        return Judgement(verdict, detail, outcome.stdout, outcome.stderr, 0.0, outcome.seconds)
+
+    def _fork_server(self, job: Job) -> ForkServer:
+        key = threading.get_ident()
+        with self._lock:
+            server = self._servers.get(key)
+            if server is None:
+                slot = job.workdir.parent
+                server = ForkServer(self.sandbox, self.interpreter, slot, job.server_uid)
+                self._servers[key] = server
+        return server
+
+    def close(self) -> None:
+        with self._lock:
+            for server in self._servers.values():
+                server.stop()
+            self._servers.clear()
