@@ -18,6 +18,7 @@ from geex.train.memory_plan import (
     memory_plan,
     parameter_counts,
     parse_plan,
+    preset_defaults,
 )
 
 STATE_ROWS = ("parameters", "optimizer state", "gradients")
@@ -170,11 +171,24 @@ def test_plan_string_keys_and_defaults():
     assert parse_plan("") == Plan()
 
 
+def test_keys_not_given_follow_the_training_preset():
+    config = model_preset("codegeex-13b")
+    defaults = preset_defaults("codegeex-13b")  # 3,072 x 2,048 tokens, micro-batch 16, fp16
+    plan = memory_plan(config, parse_plan("dp=192", defaults)).plan
+    assert (plan.tp, plan.mbs, plan.precision, plan.fsdp, plan.ac) == (8, 16, "fp16", True, True)
+    assert plan.accum == 1  # 3,072 sequences = 16 x 192
+    assert memory_plan(config, parse_plan("dp=96", defaults)).plan.accum == 2
+    assert memory_plan(config, parse_plan("dp=96,mbs=1,accum=3", defaults)).plan.accum == 3
+    tiny = parse_plan("dp=2", preset_defaults("tiny"))
+    assert (tiny.fsdp, tiny.ac, tiny.precision) == (False, False, "fp32")
+
+
 def test_model_info_prints_the_plan_under_the_model(capsys, monkeypatch):
     monkeypatch.setenv("COLUMNS", "200")  # one table row per line
     assert main(["model", "info", "--preset", "codegeex-13b", "--plan", "tp=8,dp=192"]) == 0
     out = capsys.readouterr().out
     assert out.index("weights in memory") < out.index("memory per GPU")
     assert "│ peak " in out and "of an 80 GiB A100/H100: fits" in out
+    assert "tp=8 dp=192 fsdp=1 mbs=16 seq=2048 ac=1 precision=fp16 accum=1" in out
     assert main(["model", "info", "--preset", "tiny", "--plan", "tp=8,zz=1"]) == 2
     assert "unknown plan key 'zz'" in capsys.readouterr().err

@@ -26,7 +26,8 @@ def register(subparsers) -> None:
         "--plan",
         metavar="KEY=VALUE,...",
         help="also print the memory per GPU of training under this layout, e.g. tp=8,dp=192 "
-        "(keys: tp, dp, fsdp=1|0, mbs, seq, ac=1|0, precision, accum; see docs/training.md)",
+        "(keys: tp, dp, fsdp=1|0, mbs, seq, ac=1|0, precision, accum; keys not given: what "
+        "`geex train --preset` would use; see docs/training.md)",
     )
     info.set_defaults(handler=_info)
     presets = verbs.add_parser("presets", help="list the model presets")
@@ -53,9 +54,10 @@ def _info(args: argparse.Namespace) -> int:
     config = _config(args)
     plan = None
     if args.plan is not None:
-        from geex.train.memory_plan import memory_plan, parse_plan
+        from geex.train.memory_plan import memory_plan, parse_plan, preset_defaults
 
-        plan = memory_plan(config, parse_plan(args.plan))  # refuse a bad plan before printing
+        defaults = preset_defaults(args.preset) if args.preset else None
+        plan = memory_plan(config, parse_plan(args.plan, defaults))  # refuse it before printing
     if args.seq_len is not None and not 0 < args.seq_len <= config.max_seq_len:
         raise GeexError(f"--seq-len must be in 1..{config.max_seq_len}, got {args.seq_len}")
     info = model_info(config)
@@ -94,7 +96,7 @@ def _plan_table(plan):
     from geex.train.memory_plan import GPU_BYTES, KEPT, STEP, WORKING
 
     table = Table(
-        title=f"memory per GPU: {plan.plan.describe(plan.seq)}",
+        title=f"memory per GPU: {plan.plan.describe()}",
         title_justify="left",
         caption="The peak leaves out the CUDA context, NCCL buffers and allocator "
         "fragmentation (usually a few GiB).",

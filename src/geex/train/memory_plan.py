@@ -1,7 +1,8 @@
 """Memory per GPU of a training run, worked out before the GPUs are rented.
 
-``geex model info --preset codegeex-13b --plan tp=8,dp=192`` prints it. The plan counts what
-Geex itself allocates, not an idealised trainer:
+``geex model info --preset codegeex-13b --plan tp=8,dp=192`` prints it; keys the plan does
+not give are what ``geex train --preset codegeex-13b`` would use. It counts what Geex itself
+allocates, not an idealised trainer:
 
 * Parameters, gradients and AdamW's m and v are fp32 in every precision (``precision.py``).
   FSDP2 shards each tensor's first dimension over the dp ranks and pads the shards to equal
@@ -35,7 +36,7 @@ buffers and allocator fragmentation, which usually take a few GiB more.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, fields
+from dataclasses import dataclass, replace
 
 import torch
 from torch.distributed.tensor.parallel import ColwiseParallel, RowwiseParallel
@@ -52,8 +53,9 @@ BOOLEAN_WORDS = {"1": True, "true": True, "yes": True, "0": False, "false": Fals
 
 @dataclass(frozen=True)
 class Plan:
-    """A training layout. The defaults suit a large run; ``geex train`` itself defaults to fp32,
-    no FSDP, no activation checkpointing and micro-batches of 8."""
+    """A training layout. Keys not given take the training defaults of the model's preset
+    (what ``geex train --preset NAME`` would use, see :func:`preset_defaults`), else these,
+    which suit a large run."""
 
     tp: int = 1  # tensor-parallel degree
     dp: int = 1  # data-parallel degree (world size / tp)
@@ -62,20 +64,47 @@ class Plan:
     seq: int | None = None  # sequence length; None: the model's context length
     ac: bool = True  # activation checkpointing of every block
     precision: str = "bf16"
-    accum: int = 1  # micro-batches per optimizer step (gradient accumulation)
+    accum: int | None = None  # micro-batches per step; None: from global_batch_tokens, or 1
+    global_batch_tokens: int | None = None  # a preset's global batch (not a plan key)
 
-    def describe(self, seq: int) -> str:
+    def resolved(self, config: ModelConfig) -> Plan:
+        """The plan with ``seq`` and ``accum`` worked out, as the trainer works them out."""
+        seq = self.seq or config.max_seq_len
+        accum = self.accum
+        if accum is None:
+            sequences = (self.global_batch_tokens or 0) // seq
+            accum = max(1, sequences // (self.mbs * self.dp))
+        return replace(self, seq=seq, accum=accum)
+
+    def describe(self) -> str:
         return (
-            f"tp={self.tp} dp={self.dp} fsdp={int(self.fsdp)} mbs={self.mbs} seq={seq} "
+            f"tp={self.tp} dp={self.dp} fsdp={int(self.fsdp)} mbs={self.mbs} seq={self.seq} "
             f"ac={int(self.ac)} precision={self.precision} accum={self.accum}"
         )
 
 
-PLAN_KEYS = tuple(f.name for f in fields(Plan))
+PLAN_KEYS = ("tp", "dp", "fsdp", "mbs", "seq", "ac", "precision", "accum")
 
 
-def parse_plan(text: str) -> Plan:
-    """``"tp=8,dp=192,ac=0"`` -> :class:`Plan`; unnamed keys keep their defaults."""
+def preset_defaults(preset: str) -> dict:
+    """The plan keys ``geex train --preset NAME`` sets when given no other flag."""
+    from geex.train.config import TrainConfig
+
+    train = TrainConfig.from_dict({"preset": preset})
+    return {
+        "tp": train.parallel.tp,
+        "fsdp": train.parallel.fsdp,
+        "ac": train.parallel.activation_checkpointing,
+        "mbs": train.micro_batch_size,
+        "seq": train.seq_len,
+        "precision": train.precision,
+        "global_batch_tokens": train.global_batch_tokens,
+    }
+
+
+def parse_plan(text: str, defaults: dict | None = None) -> Plan:
+    """``"tp=8,dp=192,ac=0"`` -> :class:`Plan`; keys not given come from ``defaults`` (e.g.
+    :func:`preset_defaults`), else from :class:`Plan`."""
     valid = f"valid keys: {', '.join(PLAN_KEYS)}"
     values: dict = {}
     for item in filter(None, (part.strip() for part in text.split(","))):
@@ -87,7 +116,7 @@ def parse_plan(text: str) -> Plan:
         if key in values:
             raise GeexError(f"plan key {key!r} is given twice")
         values[key] = _plan_value(key, raw)
-    plan = Plan(**values)
+    plan = Plan(**{**(defaults or {}), **values})
     if plan.tp > 1 and plan.dp > 1 and not plan.fsdp:
         raise GeexError(
             "tp > 1 with dp > 1 needs fsdp=1: Geex refuses DDP over tensor-parallel parameters"
@@ -261,8 +290,7 @@ class MemoryRow:
 @dataclass(frozen=True)
 class MemoryPlan:
     config: ModelConfig
-    plan: Plan
-    seq: int
+    plan: Plan  # resolved: seq and accum are set
     rows: list[MemoryRow]
 
     def total(self, phase: str) -> int:
@@ -285,11 +313,11 @@ class MemoryPlan:
 
 
 def memory_plan(config: ModelConfig, plan: Plan) -> MemoryPlan:
-    seq = plan.seq or config.max_seq_len
-    _check(config, plan, seq)
+    plan = plan.resolved(config)
+    _check(config, plan)
     counts = parameter_counts(config, plan.tp, plan.dp, plan.fsdp)
-    rows = _state_rows(counts, plan) + _working_rows(config, counts, plan, seq)
-    return MemoryPlan(config, plan, seq, rows)
+    rows = _state_rows(counts, plan) + _working_rows(config, counts, plan)
+    return MemoryPlan(config, plan, rows)
 
 
 def _state_rows(counts: ParameterCounts, plan: Plan) -> list[MemoryRow]:
@@ -308,8 +336,8 @@ def _state_rows(counts: ParameterCounts, plan: Plan) -> list[MemoryRow]:
     return rows
 
 
-def _working_rows(config, counts: ParameterCounts, plan: Plan, seq: int) -> list[MemoryRow]:
-    c, b, tp = COMPUTE_BYTES[plan.precision], plan.mbs, plan.tp
+def _working_rows(config, counts: ParameterCounts, plan: Plan) -> list[MemoryRow]:
+    c, b, tp, seq = COMPUTE_BYTES[plan.precision], plan.mbs, plan.tp, plan.seq
     rows = []
     if c < 4:
         held = "autocast's cache until forward ends" + ("" if plan.ac else ", then autograd")
@@ -340,11 +368,11 @@ def _working_rows(config, counts: ParameterCounts, plan: Plan, seq: int) -> list
     return rows
 
 
-def _check(config: ModelConfig, plan: Plan, seq: int) -> None:
+def _check(config: ModelConfig, plan: Plan) -> None:
     if config.n_head % plan.tp or config.d_ffn % plan.tp:
         raise GeexError(
             f"tp={plan.tp} must divide the number of heads ({config.n_head}) and d_ffn "
             f"({config.d_ffn})"
         )
-    if seq > config.max_seq_len:
-        raise GeexError(f"seq={seq} is longer than the model's {config.max_seq_len} positions")
+    if plan.seq > config.max_seq_len:
+        raise GeexError(f"seq={plan.seq} is longer than the model's {config.max_seq_len} positions")
