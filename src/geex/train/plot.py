@@ -21,7 +21,7 @@ from pathlib import Path
 import yaml
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
-from matplotlib.ticker import FuncFormatter
+from matplotlib.ticker import FuncFormatter, MaxNLocator
 
 from geex.errors import GeexError
 
@@ -69,12 +69,15 @@ def read_run_metrics(run_dir: str | Path) -> list[dict]:
     return records
 
 
+def smoothing_window(steps: int) -> int:
+    """The default window: a twenty-fifth of the run, at most 101 steps."""
+    return min(101, max(1, steps // 25))
+
+
 def smoothed(values: list[float], window: int | None = None) -> list[float]:
-    """Centred moving average over ``window`` steps (default: a twenty-fifth of the run, odd,
-    at most 101), narrowed at both ends. Centred, so a falling loss is not drawn late."""
-    if window is None:
-        window = min(101, max(1, len(values) // 25))
-    half = window // 2
+    """Centred moving average, ``window // 2`` steps on each side (fewer at the ends). Centred,
+    so a falling loss is not drawn late as a trailing average would draw it."""
+    half = (window or smoothing_window(len(values))) // 2
     sums = [0.0]
     for value in values:
         sums.append(sums[-1] + value)
@@ -83,6 +86,15 @@ def smoothed(values: list[float], window: int | None = None) -> list[float]:
         lo, hi = max(0, i - half), min(len(values), i + half + 1)
         out.append((sums[hi] - sums[lo]) / (hi - lo))
     return out
+
+
+def _raw_and_smoothed(axes, steps: list[int], values: list[float], label: str) -> None:
+    """A thin raw line under its moving average; a short run is drawn raw, boldly."""
+    if smoothing_window(len(values)) == 1:
+        axes.plot(steps, values, color=SMOOTH, linewidth=1.5, label=label)
+        return
+    axes.plot(steps, values, color=RAW, linewidth=0.8, label=label)
+    axes.plot(steps, smoothed(values), color=SMOOTH, linewidth=2, label="smoothed")
 
 
 # -- figures -------------------------------------------------------------------------------
@@ -94,8 +106,7 @@ def loss_figure(records: list[dict], title: str | None = None) -> Figure:
     figure, axes = _figure(2 if validations else 1, title)
     steps, losses = _finite(records, "loss")
     train = axes[0]
-    train.plot(steps, losses, color=RAW, linewidth=0.8, label="training loss")
-    train.plot(steps, smoothed(losses), color=SMOOTH, linewidth=2, label="smoothed")
+    _raw_and_smoothed(train, steps, losses, "training loss")
     if "all" in validations:
         train.plot(*validations["all"], "o-", color=VALIDATION, markersize=3, label="validation")
     _label(train, "training loss", "loss (nats per token)")
@@ -146,8 +157,7 @@ def optimizer_figure(
 
     norm_axes = axes[1]
     steps, norms = _finite(records, "grad_norm", positive=True)
-    norm_axes.plot(steps, norms, color=RAW, linewidth=0.8, label="gradient norm")
-    norm_axes.plot(steps, smoothed(norms), color=SMOOTH, linewidth=2, label="smoothed")
+    _raw_and_smoothed(norm_axes, steps, norms, "gradient norm")
     if grad_clip:
         norm_axes.axhline(grad_clip, color="gray", linestyle=":", label=f"clip {grad_clip:g}")
     if norms:
@@ -186,6 +196,7 @@ def _figure(panels: int, title: str | None) -> tuple[Figure, list]:
 def _label(axes, title: str, ylabel: str, legend: bool = True) -> None:
     axes.set_title(title)
     axes.set_xlabel("step")
+    axes.xaxis.set_major_locator(MaxNLocator(integer=True))
     axes.set_ylabel(ylabel)
     axes.grid(True, which="major", alpha=0.3)
     if legend and axes.get_legend_handles_labels()[0]:
@@ -287,7 +298,7 @@ def run_summary(records: list[dict]) -> dict[str, str]:
         "final loss": f"{last['loss']:.4f}",
     }
     _, losses = _finite(records, "loss")
-    if losses:
+    if smoothing_window(len(losses)) > 1:
         summary["final loss, smoothed"] = f"{smoothed(losses)[-1]:.4f}"
     for language, (steps, val) in sorted(_validations(records).items()):
         best = min(range(len(val)), key=val.__getitem__)
