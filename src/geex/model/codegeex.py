@@ -55,35 +55,49 @@ class KVCache:
     """Keys and values of every attention layer, preallocated for incremental decoding.
 
     Index ``i`` in ``range(n_layer)`` is an ordinary block; the last index is the top query
-    layer, whose keys and values are cached like any other's.
+    layer, whose keys and values are cached like any other's. Each layer owns its tensors,
+    ``(batch, heads, max_len, head_dim)``, rather than a slice of one stacked tensor: a compiled
+    decode step (:mod:`geex.model.generation`) can then write a layer's new position in place,
+    where a write into part of one shared input is copied whole, every step.
     """
 
     def __init__(self, config: ModelConfig, batch_size: int, max_len: int, *, dtype, device):
-        shape = (config.n_attention_layers, batch_size, config.n_head, max_len, config.head_dim)
-        self.keys = torch.zeros(shape, dtype=dtype, device=device)
-        self.values = torch.zeros(shape, dtype=dtype, device=device)
+        shape = (batch_size, config.n_head, max_len, config.head_dim)
+        layers = range(config.n_attention_layers)
+        self.layer_keys = [torch.zeros(shape, dtype=dtype, device=device) for _ in layers]
+        self.layer_values = [torch.zeros(shape, dtype=dtype, device=device) for _ in layers]
         self.length = 0  # positions already stored
 
     @property
     def max_len(self) -> int:
-        return self.keys.shape[3]
+        return self.layer_keys[0].shape[2]
+
+    @property
+    def keys(self) -> torch.Tensor:
+        """Every layer's keys, ``(layers, batch, heads, max_len, head_dim)``: a stacked copy."""
+        return torch.stack(self.layer_keys)
+
+    @property
+    def values(self) -> torch.Tensor:
+        """Every layer's values, stacked like :attr:`keys`."""
+        return torch.stack(self.layer_values)
 
     def update(self, layer: int, k: torch.Tensor, v: torch.Tensor):
         """Store the new positions' keys and values; return all of them so far."""
         start, end = self.length, self.length + k.shape[2]
         if end > self.max_len:
             raise ValueError(f"KV cache holds {self.max_len} positions; {end} were asked for")
-        self.keys[layer, :, :, start:end] = k
-        self.values[layer, :, :, start:end] = v
-        return self.keys[layer, :, :, :end], self.values[layer, :, :, :end]
+        self.layer_keys[layer][:, :, start:end] = k
+        self.layer_values[layer][:, :, start:end] = v
+        return self.layer_keys[layer][:, :, :end], self.layer_values[layer][:, :, :end]
 
     def advance(self, n: int) -> None:
         self.length += n
 
     def select(self, rows: torch.Tensor) -> None:
         """Keep (or repeat) batch rows, e.g. drop finished samples or fan one prompt out."""
-        self.keys = self.keys.index_select(1, rows)
-        self.values = self.values.index_select(1, rows)
+        self.layer_keys = [k.index_select(0, rows) for k in self.layer_keys]
+        self.layer_values = [v.index_select(0, rows) for v in self.layer_values]
 
 
 class SelfAttention(nn.Module):

@@ -4,10 +4,16 @@ Text concerns (tokenizing, language tags, stop sequences, streaming) live in
 :mod:`geex.serve.completion`; this module only turns prompt ids into continuation ids, fast:
 the prompts are encoded once and their cache fanned out to the samples, and finished samples
 leave the batch so the rest decode at a smaller batch size.
+
+Each new token costs one forward pass of a single position, a few hundred small operations:
+on a CPU their Python and dispatch overhead is a large part of the step. ``compile_step=True``
+runs those steps through ``torch.compile`` instead, with shapes that stay the same from step to
+step (see :func:`_fixed_shape_step`), so the graph compiles once per model and shape family.
 """
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
@@ -76,6 +82,7 @@ def generate(
     pad_id: int = 0,
     should_stop: StopRule | None = None,
     on_tokens: TokenSink | None = None,
+    compile_step: bool = False,
 ) -> list[list[list[int]]]:
     """Continue every prompt ``sampling.num_samples`` times.
 
@@ -83,7 +90,8 @@ def generate(
     at ``eos_id``, after ``max_new_tokens``, or when ``should_stop(row, ids)`` says so, where
     ``row = prompt * num_samples + sample``. ``on_tokens(rows, ids)`` sees each step's new
     tokens, for streaming. Ids at or above ``vocab_size`` (the embedding's padding rows) are
-    never sampled.
+    never sampled. ``compile_step`` decodes through a compiled step: the same tokens (up to
+    fp32 rounding), faster once compiled; the first call with a new model pays the compile.
     """
     if not prompts or any(len(p) == 0 for p in prompts):
         raise GeexError("every prompt needs at least one token")
@@ -122,10 +130,13 @@ def generate(
     # Fan the prompts out to their samples.
     rows = torch.arange(n_prompts, device=device).repeat_interleave(n)
     cache.select(rows)
-    logits, key_valid = logits[rows], key_valid[rows]
+    logits = logits[rows]
+    # Which cache slots hold real tokens: the prompt's non-padding, then every generated one.
+    key_valid = torch.cat([key_valid, key_valid.new_ones(n_prompts, max_new)], dim=1)[rows]
     next_position = positions[rows, -1] + 1
     active = list(range(n_prompts * n))  # which output row each batch row feeds
     outputs: list[list[int]] = [[] for _ in active]
+    decode_step = _compiled_decode_step if compile_step else _decode_step
 
     for step in range(max_new):
         tokens = sample_next(logits, sampling, generator)
@@ -146,16 +157,76 @@ def generate(
             cache.select(index)
             tokens, key_valid, next_position = tokens[index], key_valid[index], next_position[index]
             active = [active[i] for i in keep]
-        key_valid = torch.cat([key_valid, key_valid.new_ones(len(active), 1)], dim=1)
-        logits = model(
-            tokens[:, None],
-            next_position[:, None],
-            kv_cache=cache,
-            attn_mask=key_valid[:, None, None, :] if padded else None,
-        )[:, -1, :vocab_size]
+        logits = decode_step(model, tokens, next_position, cache, key_valid, padded)
+        logits = logits[:, :vocab_size]
         next_position = next_position + 1
 
     return [outputs[p * n : (p + 1) * n] for p in range(n_prompts)]
+
+
+def _decode_step(model, tokens, positions, cache, key_valid, padded):
+    """Logits ``(batch, vocab)`` for one new token per row, attending to the cache's filled part.
+
+    ``key_valid`` ``(batch, max_len)`` marks the slots that hold real tokens; it is needed only
+    when a prompt was ``padded``.
+    """
+    mask = key_valid[:, None, None, : cache.length + 1] if padded else None
+    return model(tokens[:, None], positions[:, None], kv_cache=cache, attn_mask=mask)[:, -1]
+
+
+def _compiled_decode_step(model, tokens, positions, cache, key_valid, padded):
+    """:func:`_decode_step` through the compiled :func:`_fixed_shape_step` (always masked)."""
+    slot = torch.tensor([cache.length], device=tokens.device)
+    logits = _compiled_fixed_shape_step()(
+        model,
+        tokens[:, None],
+        positions[:, None],
+        cache.layer_keys,
+        cache.layer_values,
+        slot,
+        key_valid,
+    )
+    cache.advance(1)
+    return logits
+
+
+def _fixed_shape_step(model, tokens, positions, keys, values, slot, key_valid):
+    """:func:`_decode_step` with the same shapes at every step, for ``torch.compile``.
+
+    The new keys and values go to ``slot``, a tensor (a Python int would be baked into the
+    graph: one compile per step), and attention reads every slot of the preallocated cache
+    under a mask of those written so far, so one graph serves every step. The masked slots
+    weigh exactly zero, so the logits equal the eager step's up to summation order.
+    """
+    written = torch.arange(key_valid.shape[1], device=key_valid.device) <= slot
+    mask = (key_valid & written)[:, None, None, :]
+    cache = _SlotCache(keys, values, slot)
+    return model(tokens, positions, kv_cache=cache, attn_mask=mask)[:, -1]
+
+
+@functools.cache
+def _compiled_fixed_shape_step():
+    # One compiled function for the process: dynamo keys its graphs by code and guards, and a
+    # second torch.compile wrapper would not share them. Built on first use, so importing this
+    # module does not import the compiler.
+    return torch.compile(_fixed_shape_step)
+
+
+class _SlotCache:
+    """The cache seen from inside :func:`_fixed_shape_step`: per-layer tensors and a slot."""
+
+    length = 0  # read by the model only to default the positions and the mask, both given
+
+    def __init__(self, keys: list[torch.Tensor], values: list[torch.Tensor], slot: torch.Tensor):
+        self.keys, self.values, self.slot = keys, values, slot
+
+    def update(self, layer: int, k: torch.Tensor, v: torch.Tensor):
+        self.keys[layer].index_copy_(2, self.slot, k)
+        self.values[layer].index_copy_(2, self.slot, v)
+        return self.keys[layer], self.values[layer]
+
+    def advance(self, n: int) -> None:
+        pass  # the caller advances the real cache, outside the graph
 
 
 def _prefill_mask(key_valid: torch.Tensor) -> torch.Tensor:

@@ -1,0 +1,94 @@
+"""What both benchmarks share: the GPT-2 twin of a Geex config, interleaved timing, the table.
+
+Not a benchmark itself; ``train_step.py`` and ``decode.py`` import it from beside them.
+"""
+
+from __future__ import annotations
+
+import platform
+import statistics
+import time
+from collections.abc import Callable
+from datetime import date
+
+import torch
+from rich.console import Console
+from rich.table import Table
+
+from geex.model import ModelConfig
+
+DTYPES = {"fp32": torch.float32, "bf16": torch.bfloat16}
+
+
+def gpt2_twin(config: ModelConfig):
+    """A Hugging Face ``GPT2LMHeadModel`` with the same blocks, widths and vocabulary.
+
+    GPT-2 has no top query layer, so it gets one more ordinary block: both models then run
+    ``n_layer + 1`` attending blocks. Everything else stays at GPT-2's defaults (SDPA attention,
+    tied embeddings, ``gelu_new``), only dropout is off, as in Geex.
+    """
+    from transformers import GPT2Config, GPT2LMHeadModel
+    from transformers.utils import logging
+
+    logging.set_verbosity_error()
+
+    hf_config = GPT2Config(
+        vocab_size=config.padded_vocab_size,
+        n_positions=config.max_seq_len,
+        n_embd=config.d_model,
+        n_layer=config.n_attention_layers,
+        n_head=config.n_head,
+        n_inner=config.d_ffn,
+        layer_norm_epsilon=config.layernorm_eps,
+        resid_pdrop=0.0,
+        embd_pdrop=0.0,
+        attn_pdrop=0.0,
+        tie_word_embeddings=True,
+        bos_token_id=None,  # GPT-2's 50256 may lie outside a small vocabulary; nothing ends early
+        eos_token_id=None,
+    )
+    torch.manual_seed(0)
+    return GPT2LMHeadModel(hf_config)
+
+
+def interleaved_times(runs: dict[str, Callable[[], None]], repeats: int) -> dict[str, list[float]]:
+    """Seconds per call of each run, timed in turn (A B A B ...) so noise hits all alike."""
+    times: dict[str, list[float]] = {name: [] for name in runs}
+    for _ in range(repeats):
+        for name, run in runs.items():
+            start = time.perf_counter()
+            run()
+            times[name].append(time.perf_counter() - start)
+    return times
+
+
+def median(values: list[float]) -> float:
+    return statistics.median(values)
+
+
+def paired_ratio(numerators: list[float], denominators: list[float]) -> float:
+    """The median of per-repeat ratios: each pair ran back to back, under the same load."""
+    return median([n / d for n, d in zip(numerators, denominators, strict=True)])
+
+
+def spread(values: list[float]) -> str:
+    return f"{min(values):.4g} to {max(values):.4g}"
+
+
+def machine() -> str:
+    return (
+        f"{date.today()}, {platform.processor() or platform.machine()}, "
+        f"{torch.get_num_threads()} threads, torch {torch.__version__}"
+    )
+
+
+def print_table(title: str, columns: list[str], rows: list[list[str]], notes: list[str]) -> None:
+    table = Table(title=title)
+    for column in columns:
+        table.add_column(column, justify="left" if column == columns[0] else "right")
+    for row in rows:
+        table.add_row(*row)
+    console = Console(width=120)
+    console.print(table)
+    for note in notes:
+        console.print(note)
