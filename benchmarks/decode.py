@@ -30,6 +30,7 @@ from geex.model.generation import SamplingConfig, generate
 from geex.presets import MODEL_PRESETS, model_preset
 from side_by_side import (
     DTYPES,
+    add_machine_arguments,
     gpt2_twin,
     interleaved_times,
     machine,
@@ -50,6 +51,7 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument("--compile", action="store_true", help="add Geex with a compiled step")
     parser.add_argument("--warmup", type=int, default=2, help="untimed calls per model")
     parser.add_argument("--repeats", type=int, default=7, help="timed calls per model")
+    add_machine_arguments(parser)
     parser.add_argument("--seed", type=int, default=0)
     return parser.parse_args()
 
@@ -58,6 +60,8 @@ def main() -> None:
     args = parse_args()
     config = model_preset(args.preset)
     dtype = DTYPES[args.dtype]
+    if args.threads:
+        torch.set_num_threads(args.threads)
     if args.prompt_len + args.new_tokens > config.max_seq_len:
         raise SystemExit(f"prompt + new tokens exceed the context of {config.max_seq_len}")
     geex = build_model(config, seed=args.seed, dtype=dtype).eval()
@@ -96,20 +100,19 @@ def main() -> None:
             for _ in range(args.warmup):
                 run()
             warmup_s[name] = time.perf_counter() - start
-        times = interleaved_times(runs, args.repeats)
+        times = interleaved_times(runs, args.repeats, args.clock)
         ms = {name: [t / args.new_tokens * 1e3 for t in ts] for name, ts in times.items()}
         for name in runs:
             ratio = (
                 "" if name == "GPT-2 (HF)" else f"{paired_ratio(ms['GPT-2 (HF)'], ms[name]):.2f}x"
             )
             rows.append([name, str(batch), f"{median(ms[name]):.2f}", spread(ms[name]), ratio])
-        if "Geex (compiled step)" in runs:
-            steady = args.warmup * median(times["Geex (compiled step)"])
+        if args.compile:
+            compile_s = warmup_s["Geex (compiled step)"] - warmup_s["Geex"]
             notes.append(
-                f"batch {batch}: compile cost (warm-up of the compiled step minus "
-                f"{args.warmup} steady calls): {warmup_s['Geex (compiled step)'] - steady:.1f} s"
+                f"batch {batch}: torch.compile cost {compile_s:.1f} s (wall clock: compiled minus "
+                f"eager Geex, over the same {args.warmup} warm-up calls)"
             )
-
     notes[:0] = [
         f"preset {args.preset}: {config.n_layer} blocks + top query layer vs GPT-2 with "
         f"{config.n_attention_layers} blocks, d_model {config.d_model}, vocab "
@@ -117,7 +120,7 @@ def main() -> None:
         f"tokens, greedy, {args.dtype}",
         f"ms/token = whole call / new tokens, median of {args.repeats} interleaved repeats after "
         f"{args.warmup} warm-up calls; ratio = median over repeats of HF ms / Geex ms",
-        machine(),
+        machine(args.clock),
     ]
     print_table(
         "Greedy decoding with a KV cache",

@@ -5,6 +5,7 @@ Not a benchmark itself; ``train_step.py`` and ``decode.py`` import it from besid
 
 from __future__ import annotations
 
+import os
 import platform
 import statistics
 import time
@@ -12,12 +13,28 @@ from collections.abc import Callable
 from datetime import date
 
 import torch
+import transformers
 from rich.console import Console
 from rich.table import Table
 
 from geex.model import ModelConfig
 
 DTYPES = {"fp32": torch.float32, "bf16": torch.bfloat16}
+# wall: elapsed time, what a user waits. cpu: this process's CPU time, which other processes on
+# a shared machine barely disturb; it equals elapsed time for one busy thread (--threads 1), and
+# with more threads it adds theirs up.
+CLOCKS = {"wall": time.perf_counter, "cpu": time.process_time}
+
+
+def add_machine_arguments(parser) -> None:
+    """--threads and --clock, shared by the benchmarks."""
+    parser.add_argument("--threads", type=int, help="torch threads (default: torch's choice)")
+    parser.add_argument(
+        "--clock",
+        default="wall",
+        choices=sorted(CLOCKS),
+        help="wall: elapsed time; cpu: process CPU time, steadier on a busy machine (with --threads 1)",
+    )
 
 
 def gpt2_twin(config: ModelConfig):
@@ -51,14 +68,17 @@ def gpt2_twin(config: ModelConfig):
     return GPT2LMHeadModel(hf_config)
 
 
-def interleaved_times(runs: dict[str, Callable[[], None]], repeats: int) -> dict[str, list[float]]:
+def interleaved_times(
+    runs: dict[str, Callable[[], None]], repeats: int, clock: str = "wall"
+) -> dict[str, list[float]]:
     """Seconds per call of each run, timed in turn (A B A B ...) so noise hits all alike."""
+    now = CLOCKS[clock]
     times: dict[str, list[float]] = {name: [] for name in runs}
     for _ in range(repeats):
         for name, run in runs.items():
-            start = time.perf_counter()
+            start = now()
             run()
-            times[name].append(time.perf_counter() - start)
+            times[name].append(now() - start)
     return times
 
 
@@ -75,10 +95,11 @@ def spread(values: list[float]) -> str:
     return f"{min(values):.4g} to {max(values):.4g}"
 
 
-def machine() -> str:
+def machine(clock: str = "wall") -> str:
     return (
-        f"{date.today()}, {platform.processor() or platform.machine()}, "
-        f"{torch.get_num_threads()} threads, torch {torch.__version__}"
+        f"{date.today()}, {platform.machine()} with {os.cpu_count()} CPUs, "
+        f"{torch.get_num_threads()} torch threads, {clock} clock, torch {torch.__version__}, "
+        f"transformers {transformers.__version__}"
     )
 
 
