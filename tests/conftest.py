@@ -2,9 +2,17 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import pytest
+import torch
+
+# Tests check correctness on small tensors, where one thread is as fast as two and is not
+# slowed a hundredfold by OpenMP spin-waits when the machine is busy. Child processes
+# (torchrun, `geex` subprocesses) inherit the setting.
+os.environ.setdefault("OMP_NUM_THREADS", "1")
+torch.set_num_threads(int(os.environ["OMP_NUM_THREADS"]))
 
 SHARED = Path(__file__).resolve().parents[1].parent / "shared"
 

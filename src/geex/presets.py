@@ -96,3 +96,19 @@ def train_preset(name: str) -> dict:
     import copy
 
     return copy.deepcopy(TRAIN_PRESETS.get(name, {}))
+
+
+def preset_of_checkpoint(folder) -> str | None:
+    """The model preset whose shape a checkpoint has (vocabulary aside), if any."""
+    from geex.model.checkpoint import read_config
+
+    config = read_config(folder)
+    for name, preset in MODEL_PRESETS.items():
+        if (preset.n_layer, preset.d_model, preset.n_head, preset.d_ffn) == (
+            config.n_layer,
+            config.d_model,
+            config.n_head,
+            config.d_ffn,
+        ):
+            return name
+    return None

@@ -27,14 +27,19 @@ def register(subparsers) -> None:
     parser.add_argument("--seq-len", type=int)
     parser.add_argument("--global-batch-tokens", type=int)
     parser.add_argument("--micro-batch-size", type=int)
-    parser.add_argument("--lr", type=float)
-    parser.add_argument("--min-lr", type=float)
+    parser.add_argument("--dropout", type=float)
+    parser.add_argument("--lr", type=float, help="peak learning rate")
+    parser.add_argument("--min-lr", type=float, help="the floor the cosine decays to")
     parser.add_argument("--warmup-steps", type=int)
+    parser.add_argument("--decay-steps", type=int, help="cosine length (default: the run's)")
+    parser.add_argument("--weight-decay", type=float)
+    parser.add_argument("--grad-clip", type=float, help="global norm; 0 disables")
     parser.add_argument("--precision", choices=["fp32", "bf16", "fp16"])
     parser.add_argument("--reset-at-documents", action="store_true", default=None)
     parser.add_argument("--checkpoint-every", type=int)
     parser.add_argument("--keep-checkpoints", type=int)
-    parser.add_argument("--eval-every", type=int)
+    parser.add_argument("--eval-every", type=int, help="steps between validations; 0: never")
+    parser.add_argument("--eval-tokens", type=int, help="validation tokens per language")
     parser.add_argument("--device", help="auto, cpu, cuda")
     parser.add_argument("--tp", type=int, help="tensor-parallel degree")
     parser.add_argument("--fsdp", action="store_true", default=None, help="shard with FSDP2")
@@ -66,7 +71,7 @@ _TOP_LEVEL = (
     "eval_every",
     "device",
 )
-_OPTIM = ("lr", "min_lr", "warmup_steps")
+_OPTIM = ("lr", "min_lr", "warmup_steps", "decay_steps", "weight_decay", "grad_clip")
 _PARALLEL = ("tp", "fsdp", "activation_checkpointing", "compile")
 
 

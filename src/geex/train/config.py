@@ -68,7 +68,6 @@ class TrainConfig:
     keep_checkpoints: int = 3
     eval_every: int = 100  # steps; 0 disables validation
     eval_tokens: int = 65_536  # per language
-    log_every: int = 1
     device: str = "auto"
     optim: OptimConfig = field(default_factory=OptimConfig)
     parallel: ParallelConfig = field(default_factory=ParallelConfig)
@@ -84,7 +83,7 @@ class TrainConfig:
             raise ConfigError(
                 f"precision must be one of {', '.join(PRECISIONS)}, got {self.precision!r}"
             )
-        for name in ("global_batch_tokens", "micro_batch_size", "keep_checkpoints", "log_every"):
+        for name in ("global_batch_tokens", "micro_batch_size", "keep_checkpoints"):
             if getattr(self, name) < 1:
                 raise ConfigError(f"{name} must be >= 1, got {getattr(self, name)}")
         if self.parallel.tp < 1:
@@ -96,9 +95,15 @@ class TrainConfig:
     @classmethod
     def from_dict(cls, fields: dict) -> TrainConfig:
         """A config from plain fields, the preset's training defaults filling the rest."""
-        from geex.presets import train_preset
+        from geex.presets import preset_of_checkpoint, train_preset
 
-        merged = train_preset(fields.get("preset", "tiny"))
+        preset = fields.get("preset")
+        if preset is None and fields.get("init_from"):
+            # Fine-tuning: the training defaults of the preset the checkpoint was built from.
+            preset = preset_of_checkpoint(fields["init_from"])
+            if preset is not None:
+                fields = {**fields, "preset": preset}
+        merged = train_preset(preset or "tiny")
         for key, value in fields.items():
             if isinstance(value, dict) and isinstance(merged.get(key), dict):
                 merged[key] = {**merged[key], **value}

@@ -16,10 +16,18 @@ import torch
 AUTOCAST_DTYPES = {"bf16": torch.bfloat16, "fp16": torch.float16}
 
 
-def autocast(precision: str, device: torch.device):
+def autocast(precision: str, device: torch.device, *, keep_casts: bool = True):
+    """Autocast for ``precision`` (nothing for fp32).
+
+    ``keep_casts`` lets autocast keep its low-precision copy of each weight until the forward
+    ends, so backward reuses it; with FSDP that would hold a copy of every gathered weight at
+    once, so sharded runs cast again in backward instead.
+    """
     if precision == "fp32":
         return contextlib.nullcontext()
-    return torch.autocast(device_type=device.type, dtype=AUTOCAST_DTYPES[precision])
+    return torch.autocast(
+        device_type=device.type, dtype=AUTOCAST_DTYPES[precision], cache_enabled=keep_casts
+    )
 
 
 class DynamicLossScaler:

@@ -65,9 +65,8 @@ def model_config_for(config: TrainConfig, vocab_size: int) -> ModelConfig:
                 f"{model_config.padded_vocab_size:,}: tokenize the data with the model's tokenizer"
             )
         return model_config.replace(dropout=config.dropout)
-    model_config = model_preset(config.preset).replace(
-        vocab_size=vocab_size, dropout=config.dropout
-    )
+    fields = {"vocab_size": vocab_size, "dropout": config.dropout, **config.model}
+    model_config = model_preset(config.preset).replace(**fields)
     if config.seq_len and config.seq_len > model_config.max_seq_len:
         model_config = model_config.replace(max_seq_len=config.seq_len)
     return model_config
@@ -198,7 +197,7 @@ class Trainer:
                 positions, mask = document_positions_and_mask(inputs, self.shards.eod_id)
                 kwargs = {"position_ids": positions, "attn_mask": mask}
             with self._gradient_sync(micro == self.accumulation - 1):
-                with autocast(c.precision, world.device):
+                with autocast(c.precision, world.device, keep_casts=not c.parallel.fsdp):
                     loss = lm_loss(self.model(inputs, **kwargs), targets)
                 (loss * (scale / self.accumulation)).backward()
             loss_sum += loss.detach()
@@ -226,15 +225,12 @@ class Trainer:
         return record
 
     def _gradient_sync(self, sync: bool):
-        """Reduce gradients over data-parallel ranks only on the last micro-batch."""
-        if sync:
+        """DDP all-reduces gradients only on the last micro-batch."""
+        # FSDP2 reduce-scatters after every micro-batch instead: deferring it would keep
+        # whole fp32 gradients on every rank between micro-batches, the memory FSDP saves.
+        if sync or not hasattr(self.model, "no_sync"):
             return contextlib.nullcontext()
-        if hasattr(self.model, "no_sync"):  # DDP
-            return self.model.no_sync()
-        if hasattr(self.model, "set_requires_gradient_sync"):  # FSDP2
-            self.model.set_requires_gradient_sync(False)
-            return _ResumeGradientSync(self.model)
-        return contextlib.nullcontext()
+        return self.model.no_sync()  # DDP
 
     def _mean_over_data_ranks(self, value: torch.Tensor) -> float:
         if self.world.mesh is None:
@@ -358,17 +354,6 @@ class Trainer:
 
     def _interrupted(self) -> bool:
         return bool(self.world.all_reduce_max(float(self._stop_requested)))
-
-
-class _ResumeGradientSync:
-    def __init__(self, model):
-        self.model = model
-
-    def __enter__(self):
-        return self
-
-    def __exit__(self, *exc):
-        self.model.set_requires_gradient_sync(True)
 
 
 def _global_norm(grads: list[torch.Tensor]) -> float:
