@@ -15,10 +15,11 @@ from geex.eval.tasks import generation_tasks
 # The canonical solutions that do not pass, checked in here on their own so that a change
 # of the harness's known list cannot hide a regression.
 NOT_PASSING = {
-    "JavaScript/112": "failed",  # returns `(z, false)`: the comma operator keeps the boolean
-    "JavaScript/155": "failed",  # evenOddCount(0) gives [0, 0], the test wants [1, 0]
-    "JavaScript/162": "unavailable",  # needs npm js-md5; passes once it is installed
-    "Rust/50": "unavailable",  # its test needs rand 0.4's gen_range(low, high)
+    "JavaScript/112": {"failed"},  # returns `(z, false)`: the comma operator keeps the boolean
+    "JavaScript/155": {"failed"},  # evenOddCount(0) gives [0, 0], the test wants [1, 0]
+    "JavaScript/162": {"unavailable"},  # needs npm js-md5; passes once it is installed
+    "Go/95": {"passed", "failed"},  # depends on Go's random map iteration order
+    "Rust/50": {"unavailable"},  # its test needs rand 0.4's gen_range(low, high)
 }
 
 # Problems that exercise each language's special needs: C++ Boost (22, 137) and OpenSSL
@@ -28,15 +29,15 @@ SAMPLE = {
     "CPP": [0, 22, 137, 162, 163],
     "Java": [0, 40, 151, 162],
     "JavaScript": [0, 112, 155, 162],
-    "Go": [0, 13, 59, 162],
+    "Go": [0, 13, 59, 95, 162],
     "Rust": [0, 32, 50, 53, 91, 162],
 }
 
 
-def expected(task_id: str, js_md5: bool) -> str:
+def expected(task_id: str, js_md5: bool) -> set[str]:
     if task_id == "JavaScript/162" and js_md5:
-        return "passed"
-    return NOT_PASSING.get(task_id, "passed")
+        return {"passed"}
+    return NOT_PASSING.get(task_id, {"passed"})
 
 
 def judge_canonical(data_dir, task_ids=None):
@@ -53,13 +54,13 @@ def check(results, js_md5):
     wrong = {
         r.task_id: (r.verdict, r.detail, r.stderr[-300:])
         for r in results
-        if r.verdict != expected(r.task_id, js_md5)
+        if r.verdict not in expected(r.task_id, js_md5)
     }
     assert wrong == {}
 
 
 def test_known_list_matches_the_expectations():
-    assert {k: v[0] for k, v in KNOWN_CANONICAL.items()} == NOT_PASSING
+    assert {k: set(v[0]) for k, v in KNOWN_CANONICAL.items()} == NOT_PASSING
 
 
 def test_canonical_sample_of_every_language(humanevalx_dir):

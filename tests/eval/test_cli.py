@@ -82,3 +82,17 @@ def test_samples_of_languages_left_out_are_skipped(capsys, tmp_path):
     samples.write_text("".join(json.dumps(x) + "\n" for x in lines))
     code, _, err = run(capsys, "embedded", "--samples", str(samples), "--languages", "python")
     assert code == 0, err
+
+
+def test_translation_canonical(capsys, tmp_path):
+    code, _, err = run(capsys, "embedded", "--canonical", "--task", "translation",
+                         "--languages", "python", "js", "--out", str(tmp_path))  # fmt: skip
+    assert code == 0, err
+    summary = json.loads((tmp_path / "summary.json").read_text())
+    assert set(summary["groups"]) == {"Python -> JavaScript", "JavaScript -> Python"}
+    assert summary["overall"]["pass@k"] == {"pass@1": 1.0}
+    # A generation run into the same folder keeps the translation results beside its own.
+    code, _, err = run(capsys, "embedded", "--canonical", "--languages", "python",
+                       "--out", str(tmp_path))  # fmt: skip
+    assert code == 0, err
+    assert len((tmp_path / "results.jsonl").read_text().splitlines()) == 30

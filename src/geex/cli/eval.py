@@ -188,7 +188,7 @@ def _check_canonical(run, js_md5: bool) -> int:
     print("\nCanonical solutions that do not pass:")
     for result in run.results:
         expected = expected_canonical(result.task_id, js_md5=js_md5)
-        if result.verdict != expected:
+        if result.verdict not in expected:
             unexpected.append(result)
         elif result.task_id in KNOWN_CANONICAL and result.verdict != "passed":
             print(

@@ -19,7 +19,7 @@ import tempfile
 import threading
 import time
 import traceback
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Iterable, Iterator
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -69,6 +69,9 @@ class Evaluator:
         self._slots = itertools.count()
         self._local = threading.local()
         self._job_ids = itertools.count()
+        # Workers live as long as the evaluator: sandboxes started from a worker (compile and
+        # fork servers) die with its thread, and each worker keeps its slot.
+        self._pool = ThreadPoolExecutor(self.config.workers, thread_name_prefix="geex-judge")
 
     def __enter__(self) -> Evaluator:
         return self
@@ -77,6 +80,7 @@ class Evaluator:
         self.close()
 
     def close(self) -> None:
+        self._pool.shutdown(wait=True, cancel_futures=True)
         for runner in self._runners.values():
             runner.close()
         _remove(self._root)
@@ -108,42 +112,37 @@ class Evaluator:
             if runner.missing() is None:
                 runner.prepare()
 
-    def judge(
-        self, samples: Iterable[Sample], *, on_start: Callable[[int], None] | None = None
-    ) -> Iterator[SampleResult]:
+    def judge(self, samples: Iterable[Sample]) -> Iterator[SampleResult]:
         """Judge ``samples`` (read lazily); yield results as they finish."""
         workers = self.config.workers
         pending: dict[str, list[Sample]] = {}
         running: set[Future] = set()
-        with ThreadPoolExecutor(workers, thread_name_prefix="geex-judge") as pool:
 
-            def submit(unit: list[Sample]) -> None:
-                running.add(pool.submit(self._judge_unit, unit))
+        def submit(unit: list[Sample]) -> None:
+            running.add(self._pool.submit(self._judge_unit, unit))
 
-            def drain(block: bool) -> Iterator[SampleResult]:
-                nonlocal running
-                if not running:
-                    return
-                done, running = wait(
-                    running, timeout=None if block else 0, return_when=FIRST_COMPLETED
-                )
-                for future in done:
-                    yield from future.result()
+        def drain(block: bool) -> Iterator[SampleResult]:
+            nonlocal running
+            if not running:
+                return
+            done, running = wait(running, timeout=None if block else 0, return_when=FIRST_COMPLETED)
+            for future in done:
+                yield from future.result()
 
-            for sample in samples:
-                key = sample.task.language.key
-                unit = pending.setdefault(key, [])
-                unit.append(sample)
-                if len(unit) >= self.runner(key).batch_size:
-                    submit(pending.pop(key))
-                # Keep a bounded number of units in flight, so samples are read lazily.
-                while len(running) >= 2 * workers:
-                    yield from drain(block=True)
-                yield from drain(block=False)
-            for unit in pending.values():
-                submit(unit)
-            while running:
+        for sample in samples:
+            key = sample.task.language.key
+            unit = pending.setdefault(key, [])
+            unit.append(sample)
+            if len(unit) >= self.runner(key).batch_size:
+                submit(pending.pop(key))
+            # Keep a bounded number of units in flight, so samples are read lazily.
+            while len(running) >= 2 * workers:
                 yield from drain(block=True)
+            yield from drain(block=False)
+        for unit in pending.values():
+            submit(unit)
+        while running:
+            yield from drain(block=True)
 
     def _slot(self) -> int:
         slot = getattr(self._local, "slot", None)

@@ -50,8 +50,10 @@ def evaluate(
     start = time.monotonic()
     order = {task.task_id: i for i, task in enumerate(tasks)}
     results_file = ResultsFile(Path(out_dir) / "results.jsonl") if out_dir else None
-    earlier = results_file.load() if results_file else {}
-    earlier = {key: r for key, r in earlier.items() if key[0] in order}
+    stored = results_file.load() if results_file else {}
+    earlier = {key: r for key, r in stored.items() if key[0] in order}
+    # Lines of other tasks (another --task or --languages) stay in the file untouched.
+    unrelated = [r for key, r in stored.items() if key[0] not in order]
 
     if callable(samples):
         kept = dict(earlier)
@@ -90,7 +92,7 @@ def evaluate(
     if evaluator.sandbox.warning:
         run.notes.append(evaluator.sandbox.warning)
     if out_dir:
-        results_file.rewrite(results)
+        results_file.rewrite([*unrelated, *results])
         write_reports(run, Path(out_dir))
         (Path(out_dir) / "summary.json").write_text(json.dumps(summary(run), indent=2) + "\n")
     return run
