@@ -129,7 +129,7 @@ def svg_chart(run: EvalRun) -> str:
     for verdict in VERDICTS:
         parts.append(f'<rect x="{x}" y="{y}" width="10" height="10" fill="{COLORS[verdict]}"/>')
         parts.append(f'<text x="{x + 14}" y="{y + 9}" font-size="10">{verdict}</text>')
-        x += 14 + 7 * len(verdict) + 10
+        x += 14 + 6 * len(verdict) + 8
     parts.append("</svg>")
     return "\n".join(parts)
 
