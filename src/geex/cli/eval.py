@@ -63,6 +63,18 @@ def _add_run_arguments(parser: argparse.ArgumentParser) -> None:
         metavar="FILE",
         help="judge completions made elsewhere: .jsonl(.gz) lines with task_id and generation",
     )
+    source.add_argument("--model", metavar="DIR", help="generate with a Geex checkpoint")
+    source.add_argument(
+        "--hf-model",
+        metavar="NAME_OR_DIR",
+        help="generate with a Hugging Face causal LM (transformers)",
+    )
+    source.add_argument(
+        "--openai-url",
+        metavar="URL",
+        help="generate with an OpenAI-compatible endpoint, e.g. http://127.0.0.1:8000/v1",
+    )
+    _add_model_arguments(parser)
     parser.add_argument(
         "--languages", nargs="+", metavar="LANG", help="e.g. python cpp js (default: all)"
     )
@@ -81,13 +93,55 @@ def _add_run_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--no-progress", action="store_true", help="no progress bar")
 
 
+def _add_model_arguments(parser: argparse.ArgumentParser) -> None:
+    sampling = parser.add_argument_group("sampling (with --model, --hf-model or --openai-url)")
+    sampling.add_argument("--n", type=int, default=1, help="completions per problem")
+    sampling.add_argument("--temperature", type=float, default=0.0, help="0 = greedy")
+    sampling.add_argument("--top-p", type=float, default=1.0)
+    sampling.add_argument("--max-new-tokens", type=int, default=512)
+    sampling.add_argument(
+        "--batch-size",
+        type=int,
+        default=8,
+        help="prompts generated together (each with its n samples); with --openai-url, "
+        "requests in flight at once",
+    )
+    local = parser.add_argument_group("local models (--model, --hf-model)")
+    local.add_argument(
+        "--tokenizer", metavar="PATH", help="--model's tokenizer (default: saved with it)"
+    )
+    local.add_argument("--device", default="auto", help="cpu, cuda, cuda:1, ... (default auto)")
+    local.add_argument("--dtype", choices=["auto", "fp32", "bf16", "fp16"], default="auto")
+    local.add_argument(
+        "--trust-remote-code",
+        action="store_true",
+        help="let --hf-model run the model code in its folder (needed for Geex's HF export)",
+    )
+    remote = parser.add_argument_group("endpoints (--openai-url)")
+    remote.add_argument(
+        "--openai-model",
+        metavar="NAME",
+        help="model to ask for (default: the one the server lists)",
+    )
+    remote.add_argument(
+        "--api-key-env",
+        metavar="VAR",
+        default="OPENAI_API_KEY",
+        help="environment variable holding the API key (default OPENAI_API_KEY)",
+    )
+    remote.add_argument(
+        "--request-timeout", type=float, default=600.0, help="seconds for one request"
+    )
+    remote.add_argument("--retries", type=int, default=5, help="tries after a transient failure")
+
+
 def _humanevalx(args: argparse.Namespace) -> int:
     from geex.eval.problems import load_hub, load_problems
 
     data = args.data or os.environ.get("GEEX_HUMANEVALX_DIR")
     # A samples file may cover languages left out: load them all to tell such lines apart
     # from unknown task ids.
-    languages = args.languages if args.canonical else None
+    languages = None if args.samples else args.languages
     problems = load_problems(data, languages) if data else load_hub(languages)
     return _run(args, problems, "HumanEval-X", known=True)
 
@@ -95,23 +149,26 @@ def _humanevalx(args: argparse.Namespace) -> int:
 def _embedded(args: argparse.Namespace) -> int:
     from geex.eval.problems import load_embedded
 
-    languages = args.languages if args.canonical else None
+    languages = None if args.samples else args.languages
     return _run(args, load_embedded(languages), "Geex embedded set", known=False)
 
 
 def _run(args: argparse.Namespace, problems, benchmark: str, *, known: bool) -> int:
-    from geex.eval.backends import canonical_samples, read_samples
+    from geex.eval.backends import canonical_samples, generate_samples, read_samples
     from geex.eval.evaluator import EvalConfig, Evaluator
     from geex.eval.problems import LANGUAGE_ORDER, humanevalx_language
     from geex.eval.run import evaluate
     from geex.eval.runners import RunSettings
     from geex.eval.tasks import build_tasks
 
-    if not args.canonical and not args.samples:
+    generating = bool(args.model or args.hf_model or args.openai_url)
+    if not args.canonical and not args.samples and not generating:
         raise GeexError(
-            "say what to judge: --canonical (the reference solutions) or --samples FILE "
-            "(completions made elsewhere)"
+            "say what to judge: --canonical (the reference solutions), --samples FILE "
+            "(completions made elsewhere), or a model: --model DIR, --hf-model NAME_OR_DIR "
+            "or --openai-url URL"
         )
+    sampling = _sampling(args) if generating else None
     if args.timeout <= 0:
         raise GeexError("--timeout must be positive")
     if args.limit is not None:
@@ -122,6 +179,7 @@ def _run(args: argparse.Namespace, problems, benchmark: str, *, known: bool) -> 
     if not tasks:
         raise GeexError("no tasks in the chosen languages")
     logging.basicConfig(level=logging.WARNING, format="geex eval: %(message)s")
+    backend, model_label = _model_backend(args) if generating else (None, "")
     config = EvalConfig(workers=args.workers, settings=RunSettings(timeout=args.timeout),
                         example_test=args.example_test)  # fmt: skip
     with Evaluator(config) as evaluator:
@@ -130,15 +188,25 @@ def _run(args: argparse.Namespace, problems, benchmark: str, *, known: bool) -> 
         if missing:
             lines = "; ".join(f"{key}: {why}" for key, why in missing.items())
             raise GeexError(f"{lines} (or leave them out with --languages)")
+        expected = None
         if args.canonical:
             samples = canonical_samples(tasks)
-        else:
+        elif args.samples:
             others = {t.task_id for t in all_tasks} - {t.task_id for t in tasks}
             samples = read_samples(args.samples, tasks, other_task_ids=others)
+        else:
+            batch = args.batch_size
+
+            def samples(done):  # only what an interrupted run still lacks
+                return generate_samples(backend, tasks, sampling, done=done, batch_size=batch)
+
+            expected = len(tasks) * sampling.n
         title = f"{benchmark}, {args.task}" + (", canonical solutions" if args.canonical else "")
+        if generating:
+            title += f", {model_label}, n={sampling.n}, temperature {sampling.temperature:g}"
         run = evaluate(
             evaluator, tasks, samples, out_dir=args.out, title=title,
-            progress=not args.no_progress and sys.stderr.isatty(),
+            progress=not args.no_progress and sys.stderr.isatty(), expected_samples=expected,
         )  # fmt: skip
         js_md5 = evaluator.runner("javascript").find_module("js-md5") is not None
     _print_summary(run)
@@ -147,6 +215,63 @@ def _run(args: argparse.Namespace, problems, benchmark: str, *, known: bool) -> 
     if args.canonical and known and args.task == "generation" and not args.example_test:
         return _check_canonical(run, js_md5)
     return 0
+
+
+def _sampling(args: argparse.Namespace):
+    from geex.eval.backends import Sampling
+
+    if args.n < 1:
+        raise GeexError(f"--n must be >= 1, got {args.n}")
+    if args.temperature < 0:
+        raise GeexError(f"--temperature must be >= 0 (0 is greedy), got {args.temperature}")
+    if args.n > 1 and args.temperature == 0:
+        raise GeexError(
+            f"--n {args.n} with --temperature 0 draws {args.n} identical greedy completions: "
+            "give a temperature > 0 (CodeGeeX used 0.8 for pass@100)"
+        )
+    if not 0 < args.top_p <= 1:
+        raise GeexError(f"--top-p must be in (0, 1], got {args.top_p}")
+    if args.max_new_tokens < 1:
+        raise GeexError(f"--max-new-tokens must be >= 1, got {args.max_new_tokens}")
+    if args.batch_size < 1:
+        raise GeexError(f"--batch-size must be >= 1, got {args.batch_size}")
+    return Sampling(args.n, args.temperature, args.top_p, args.max_new_tokens)
+
+
+def _model_backend(args: argparse.Namespace):
+    """The backend the arguments name, and a label for the report's title."""
+    if args.model:
+        from geex.eval.backends_geex import GeexBackend
+
+        backend = GeexBackend.load(
+            args.model, tokenizer=args.tokenizer, device=args.device, dtype=args.dtype
+        )
+        return backend, f"Geex model {args.model}"
+    if args.hf_model:
+        try:
+            from geex.eval.backends_hf import HFBackend
+        except ModuleNotFoundError as err:
+            if err.name != "transformers":
+                raise
+            raise GeexError("--hf-model needs transformers: pip install 'geex[hf]'") from None
+        backend = HFBackend.load(
+            args.hf_model,
+            device=args.device,
+            dtype=args.dtype,
+            trust_remote_code=args.trust_remote_code,
+        )
+        return backend, f"Hugging Face model {args.hf_model}"
+    from geex.eval.backends_openai import OpenAIBackend, api_key_from_env
+
+    backend = OpenAIBackend(
+        args.openai_url,
+        args.openai_model,
+        api_key=api_key_from_env(args.api_key_env),
+        timeout=args.request_timeout,
+        retries=args.retries,
+        concurrency=args.batch_size,
+    )
+    return backend, f"{backend.model} at {args.openai_url}"
 
 
 def _in_languages(task, chosen: set[str]) -> bool:

@@ -1,0 +1,84 @@
+"""A Geex checkpoint as an evaluation backend: several prompts decoded together, n samples each.
+
+The prompts of one call (a batch from :func:`geex.eval.backends.generate_samples`) are
+left-padded and decoded as one batch by :func:`geex.model.generation.generate`, which fans
+each prompt's cache out to its ``n`` samples. Each row stops as soon as its own prompt's
+:class:`StopRule` fires, so a batch mixing Python and C++ prompts ends each where it should
+and a finished row stops costing compute.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Sequence
+
+from geex.errors import GeexError
+from geex.eval.backends import Sampling, StopRule
+
+
+class GeexBackend:
+    """Completions from a Geex model and its tokenizer (the prompts already carry their tag)."""
+
+    def __init__(self, model, tokenizer) -> None:
+        if tokenizer.vocab_size > model.config.padded_vocab_size:
+            raise GeexError(
+                f"the tokenizer has {tokenizer.vocab_size:,} ids but the model embeds only "
+                f"{model.config.padded_vocab_size:,}: they were not trained together"
+            )
+        self.model, self.tokenizer = model, tokenizer
+
+    @classmethod
+    def load(
+        cls,
+        folder: str | os.PathLike,
+        *,
+        tokenizer: str | os.PathLike | None = None,
+        device: str = "auto",
+        dtype: str = "auto",
+    ) -> GeexBackend:
+        """A checkpoint folder, with the tokenizer saved in it unless another is named."""
+        from geex.model.checkpoint import load_model
+        from geex.model.device import resolve_device, resolve_dtype
+        from geex.tokenizer import load_tokenizer
+
+        where = resolve_device(device)
+        model = load_model(folder, device=where, dtype=resolve_dtype(dtype, where))
+        return cls(model, load_tokenizer(tokenizer or folder))
+
+    def generate(
+        self, prompts: Sequence[str], stops: Sequence[StopRule], sampling: Sampling
+    ) -> list[list[str]]:
+        from geex.model.generation import SamplingConfig, generate
+
+        n = sampling.n
+        config = SamplingConfig(
+            max_new_tokens=sampling.max_new_tokens,
+            temperature=sampling.temperature,
+            top_p=sampling.top_p,
+            num_samples=n,
+        )
+        cut: dict[int, str] = {}  # row -> its text up to where its stop rule fired
+
+        def should_stop(row: int, ids: list[int]) -> bool:
+            text = self.tokenizer.decode(ids)
+            end = stops[row // n].end(text)
+            if end is not None:
+                cut[row] = text[:end]
+            return end is not None
+
+        token_ids = generate(
+            self.model,
+            [self.tokenizer.encode(prompt) for prompt in prompts],
+            config,
+            vocab_size=self.tokenizer.vocab_size,
+            eos_id=self.tokenizer.eod_id,
+            pad_id=self.tokenizer.pad_id,
+            should_stop=should_stop,
+        )
+        return [
+            [
+                cut[p * n + s] if p * n + s in cut else self.tokenizer.decode(ids)
+                for s, ids in enumerate(samples)
+            ]
+            for p, samples in enumerate(token_ids)
+        ]

@@ -1,0 +1,134 @@
+"""A Hugging Face causal language model as an evaluation backend, through ``transformers``.
+
+Any ``AutoModelForCausalLM`` with its ``AutoTokenizer``: a Hub name or a local folder, such as
+one written by ``geex convert to-hf`` (CodeGeeX's architecture is not in transformers, so that
+folder carries its own code and needs ``trust_remote_code``). Prompts are left-padded so that
+every row's continuation starts at the same position; each row stops once its own prompt's
+:class:`StopRule` fires, as with Geex's own backend.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import torch
+from transformers import StoppingCriteria, StoppingCriteriaList
+
+from geex.errors import GeexError
+from geex.eval.backends import Sampling, StopRule
+
+
+class HFBackend:
+    """Completions from a ``transformers`` model and tokenizer."""
+
+    def __init__(self, model, tokenizer) -> None:
+        tokenizer.padding_side = "left"  # continuations must start where every prompt ends
+        if tokenizer.pad_token_id is None:
+            if tokenizer.eos_token_id is None:
+                raise GeexError("the tokenizer has neither a padding nor an end-of-text token")
+            tokenizer.pad_token = tokenizer.eos_token
+        self.model, self.tokenizer = model.eval(), tokenizer
+        eos = model.generation_config.eos_token_id
+        eos = eos if isinstance(eos, list) else [eos] if eos is not None else []
+        # A row's text ends at its first end-of-text token, or at the padding that follows a
+        # row which finished before the others.
+        self.end_ids = {*eos, tokenizer.eos_token_id, tokenizer.pad_token_id} - {None}
+
+    @classmethod
+    def load(
+        cls,
+        name_or_folder: str,
+        *,
+        device: str = "auto",
+        dtype: str = "auto",
+        trust_remote_code: bool = False,
+    ) -> HFBackend:
+        import transformers
+
+        from geex.model.device import resolve_device, resolve_dtype
+
+        where = resolve_device(device)
+        torch_dtype = resolve_dtype(dtype, where)
+        # transformers renamed torch_dtype to dtype in 4.56; 5.x warns about the old name.
+        major, minor = (int(x) for x in transformers.__version__.split(".")[:2])
+        dtype_key = "dtype" if (major, minor) >= (4, 56) else "torch_dtype"
+        try:
+            tokenizer = transformers.AutoTokenizer.from_pretrained(
+                name_or_folder, trust_remote_code=trust_remote_code
+            )
+            model = transformers.AutoModelForCausalLM.from_pretrained(
+                name_or_folder, trust_remote_code=trust_remote_code, **{dtype_key: torch_dtype}
+            )
+        except (OSError, ValueError) as err:
+            hint = (
+                " (a folder with its own model code needs --trust-remote-code)"
+                if not trust_remote_code and "trust_remote_code" in str(err)
+                else ""
+            )
+            raise GeexError(f"cannot load {name_or_folder!r}: {err}{hint}") from None
+        return cls(model.to(where), tokenizer)
+
+    def generate(
+        self, prompts: Sequence[str], stops: Sequence[StopRule], sampling: Sampling
+    ) -> list[list[str]]:
+        device = next(self.model.parameters()).device
+        batch = self.tokenizer(list(prompts), return_tensors="pt", padding=True).to(device)
+        prompt_length = batch["input_ids"].shape[1]
+        sample = sampling.temperature > 0
+        options = (
+            # top_k=0: sample from the whole distribution (transformers' default keeps 50).
+            {"temperature": sampling.temperature, "top_p": sampling.top_p, "top_k": 0}
+            if sample
+            else {}
+        )
+        criteria = _StopRules(self, stops, sampling.n, prompt_length)
+        with torch.inference_mode():
+            output = self.model.generate(
+                **batch,
+                do_sample=sample,
+                max_new_tokens=sampling.max_new_tokens,
+                num_return_sequences=sampling.n,
+                pad_token_id=self.tokenizer.pad_token_id,
+                stopping_criteria=StoppingCriteriaList([criteria]),
+                **options,
+            )
+        texts = [self.completion_text(row, stops[i // sampling.n]) for i, row in enumerate(
+            output[:, prompt_length:].tolist()
+        )]  # fmt: skip
+        n = sampling.n
+        return [texts[p * n : (p + 1) * n] for p in range(len(prompts))]
+
+    def completion_text(self, ids: list[int], stop: StopRule) -> str:
+        """The text of one row's new ids, up to its end token and its stop rule."""
+        text = self.text_until_end(ids)
+        end = stop.end(text)
+        return text if end is None else text[:end]
+
+    def text_until_end(self, ids: list[int]) -> str:
+        for i, token in enumerate(ids):
+            if token in self.end_ids:
+                ids = ids[:i]
+                break
+        return self.tokenizer.decode(ids, skip_special_tokens=False)
+
+
+class _StopRules(StoppingCriteria):
+    """transformers stopping criterion: row ``r`` (prompt ``r // n``) is done when its rule
+    fires. Rows are checked until done, one decode each per step."""
+
+    def __init__(
+        self, backend: HFBackend, stops: Sequence[StopRule], n: int, prompt_length: int
+    ) -> None:
+        self.backend, self.stops, self.n, self.prompt_length = backend, stops, n, prompt_length
+        self.done: set[int] = set()
+
+    def __call__(self, input_ids: torch.Tensor, scores, **kwargs) -> torch.Tensor:
+        new = input_ids[:, self.prompt_length :].tolist()
+        for row, ids in enumerate(new):
+            if row in self.done:
+                continue
+            if self.stops[row // self.n].end(self.backend.text_until_end(ids)) is not None:
+                self.done.add(row)
+        return torch.tensor(
+            [row in self.done for row in range(len(new))], dtype=torch.bool, device=input_ids.device
+        )
