@@ -227,7 +227,7 @@ def _sampling(args: argparse.Namespace):
     if args.n > 1 and args.temperature == 0:
         raise GeexError(
             f"--n {args.n} with --temperature 0 draws {args.n} identical greedy completions: "
-            "give a temperature > 0 (CodeGeeX used 0.8 for pass@100)"
+            "give a temperature > 0 (0.8 is usual for pass@100)"
         )
     if not 0 < args.top_p <= 1:
         raise GeexError(f"--top-p must be in (0, 1], got {args.top_p}")
