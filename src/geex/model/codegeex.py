@@ -222,9 +222,10 @@ class CodeGeeX(nn.Module):
         for i, layer in enumerate(self.layers.values()):
             x = layer(x, layer_index=i, **attend)
         x = self.final_layernorm(x)
-        x = self.top_query_layer(
-            x, self.top_query_embeddings(position_ids), layer_index=self.config.n_layer, **attend
-        )
+        # Queries from positions alone; expanded to the batch because SDPA's fused kernels
+        # (flash, memory-efficient) need queries and keys of the same batch size.
+        queries = self.top_query_embeddings(position_ids).expand(x.shape[0], -1, -1)
+        x = self.top_query_layer(x, queries, layer_index=self.config.n_layer, **attend)
         if kv_cache is not None:
             kv_cache.advance(seq)
         return F.linear(x, self.word_embeddings.weight)
