@@ -222,3 +222,19 @@ def test_geex_serve_command_serves_the_checkpoint(checkpoint):
         process.terminate()
         process.wait(timeout=30)
         process.stderr.close()
+
+
+def test_a_failure_inside_the_server_is_a_json_500_and_the_server_goes_on(
+    server, served, monkeypatch
+):
+    def broken(request, on_text=None):
+        raise RuntimeError("out of memory")
+
+    monkeypatch.setattr(served, "complete", broken)
+    status, answer = post(server, {"prompt": "x", "temperature": 0})
+    assert status == 500 and answer["error"]["type"] == "server_error"
+    assert "RuntimeError: out of memory" in answer["error"]["message"]
+    events = stream(server, {"prompt": "x", "temperature": 0})
+    assert json.loads(events[0])["error"]["type"] == "server_error" and events[-1] == "[DONE]"
+    monkeypatch.undo()
+    assert post(server, {"prompt": "x", "temperature": 0})[0] == 200

@@ -162,7 +162,7 @@ def create_app(served: ServedModel) -> FastAPI:
 
     @app.exception_handler(Exception)
     async def server_error(_request, err: Exception) -> JSONResponse:
-        log.exception("request failed")
+        # Starlette re-raises the exception after this answer, so uvicorn logs its traceback.
         body = error_body(f"internal error: {type(err).__name__}: {err}", kind="server_error")
         return JSONResponse(body, status_code=500)
 
