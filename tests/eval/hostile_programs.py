@@ -81,7 +81,7 @@ GO = {  # attack -> (imports, body of a test function)
 
 RUST = {
     "fork_bomb": 'loop { let _ = std::process::Command::new("sleep").arg("100").spawn(); }',
-    "memory_bomb": "let mut v = Vec::new(); loop { v.push(vec![1u8; 100 << 20]); }",
+    "memory_bomb": "let mut v = Vec::new(); loop { v.push(vec![1u8; 256 << 20]); }",
     "infinite_loop": "let mut x: u64 = 0; loop { x = std::hint::black_box(x.wrapping_add(1)); }",
     "huge_output": 'loop { println!("xxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxx"); }',
     "write_outside": 'std::fs::write("@OUTSIDE@/pwned-rust", "pwned").unwrap();',

@@ -132,7 +132,7 @@ def saved_activation_bytes(config, batch, seq, precision) -> int:
 
 
 @pytest.mark.parametrize("precision", ["bf16", "fp32"])
-@pytest.mark.parametrize("batch", [1, 3])  # batch > 1: the top query layer's math attention
+@pytest.mark.parametrize("batch", [1, 3])  # batch > 1: the top query layer expands its queries
 def test_activation_count_equals_the_tensors_autograd_saves(precision, batch):
     seq = 48
     expected = activation_bytes(TINY, batch, seq, 1, precision) + loss_saved_bytes(TINY, batch, seq)

@@ -218,26 +218,21 @@ def block_activation_bytes(
     Split over TP ranks (Megatron's "24/t"): SDPA's q, k, v and output with a logsumexp per
     query (the fused kernels lay the output out so that the attention projection's input is a
     view of it); the MLP's input to FastGELU, its sigmoid and its product. The top query
-    layer's queries come from a position table of batch 1; SDPA's fused kernels need equal
-    batches, so with batch > 1 it takes the math path, which keeps fp32 q, k, v and attention
-    probabilities (the ``a*s*s`` term Geex otherwise avoids) and copies its output for the
-    projection. Token ids (8 bytes a token) are left out.
+    layer's queries come from a position table of batch 1, expanded to the batch; the query
+    projection materialises the expansion (to flatten it, or to cast it), so the layer saves
+    what any block does. Token ids (8 bytes a token) are left out.
     """
     c = COMPUTE_BYTES[precision]
     h, f, heads = config.d_model, config.d_ffn, config.n_head // tp
     sbh, sbf, sb = seq * batch * h, seq * batch * f, seq * batch
-    query_rows = seq if top_query else sb  # the top query table is not repeated per sequence
     whole = 2 * 4 * sbh + 2 * 2 * 4 * sb  # fp32 LayerNorm inputs, mean, rstd
     if c < 4:
-        whole += c * (query_rows * h + 2 * sbh) + c * sbh  # casts into q, k, v and the MLP
+        whole += c * 3 * sbh + c * sbh  # casts into q, k, v and the MLP
     else:
-        whole += (4 * sbh + (4 * query_rows * h if top_query else 0)) + 4 * sbh
+        whole += 4 * sbh * (2 if top_query else 1) + 4 * sbh  # + the top query layer's queries
     if config.dropout:
         whole += 2 * sbh  # boolean masks of the two residual dropouts
-    if top_query and batch > 1:
-        attention = 3 * 4 * sbh // tp + 4 * batch * heads * seq * seq + c * sbh // tp
-    else:
-        attention = 4 * c * sbh // tp + 4 * batch * heads * seq
+    attention = 4 * c * sbh // tp + 4 * batch * heads * seq
     return whole + attention + 3 * c * sbf // tp
 
 
