@@ -5,19 +5,42 @@
 
 from __future__ import annotations
 
+import random
+
 import pytest
 
 from geex.errors import ConfigError
 from geex.pipeline import Budget, parse_budget, run_pipeline
 
-CODE = '''def add(a, b):
-    """Return the sum of a and b."""
-    return a + b
+WORDS = [
+    "alpha",
+    "beta",
+    "gamma",
+    "delta",
+    "total",
+    "count",
+    "index",
+    "value",
+    "items",
+    "result",
+    "scale",
+    "offset",
+]
 
 
-def scale(values, factor):
-    return [v * factor for v in values]
-'''
+def module_text(seed: int) -> str:
+    """A distinct module of ~2 KB: the data stage drops files under 1 KB and near duplicates."""
+    rng = random.Random(seed)
+    functions = []
+    for f in range(8):
+        a, b, c = rng.sample(WORDS, 3)
+        functions.append(
+            f"def {a}_{b}_{seed}_{f}({a}, {b}):\n"
+            f'    """Combine {a} and {b} with {c}."""\n'
+            f"    {c} = {a} * {rng.randint(2, 99)} + {b} - {rng.randint(1, 999)}\n"
+            f"    return [{c} + i for i in range({rng.randint(3, 50)})]\n"
+        )
+    return "\n\n".join(functions)
 
 
 @pytest.mark.parametrize(
@@ -44,7 +67,7 @@ def test_pipeline_packs_trains_samples_and_skips_finished_stages(tmp_path, capsy
     code = tmp_path / "code"
     code.mkdir()
     for i in range(40):
-        (code / f"module_{i}.py").write_text(CODE.replace("add", f"add_{i}") * 3)
+        (code / f"module_{i}.py").write_text(module_text(i))
     out = tmp_path / "run"
     made = run_pipeline(out, budget=Budget(tokens=8192), sources=[code], vocab_size=600)
     assert (made["data"] / "dataset.json").is_file()

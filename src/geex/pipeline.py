@@ -2,8 +2,9 @@
 
 Stages, each skipped when its output is already there, so an interrupted run continues:
 
-1. data: tag, tokenize and pack the local code (by default the running Python's standard
-   library), training a tokenizer on it first;
+1. data: ``geex data``'s pipeline (``geex.data.pipeline``) on the given code or, by default, the
+   code on this machine (the running Python's standard library, C/C++ headers and the Go,
+   Java, JavaScript and Rust sources that are installed), training a tokenizer on it;
 2. train: the ``tiny`` preset (or another) for a time or token budget, resuming from its last
    checkpoint;
 3. samples: a completion per language from the trained model, written to ``samples.md``.
@@ -12,7 +13,6 @@ Stages, each skipped when its output is already there, so an interrupted run con
 from __future__ import annotations
 
 import re
-import sysconfig
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -58,21 +58,6 @@ def parse_budget(text: str) -> Budget:
     )
 
 
-def default_sources() -> list[Path]:
-    """The code every machine with Geex has: the running Python's standard library."""
-    return [Path(sysconfig.get_paths()["stdlib"])]
-
-
-_SKIPPED_PARTS = {"site-packages", "dist-packages", "__pycache__", "node_modules"}
-
-
-def collect_files(sources: list[Path]) -> list[Path]:
-    """Source files under ``sources``, leaving out installed third-party packages."""
-    from geex.tokenizer.train import source_files
-
-    return [f for f in source_files(sources) if not _SKIPPED_PARTS.intersection(f.parts)]
-
-
 def run_pipeline(
     out: str | Path,
     *,
@@ -85,9 +70,8 @@ def run_pipeline(
     """Run (or finish) every stage into ``out``; return the paths of what was made."""
     from rich.console import Console
 
-    from geex.data.pack import PackStats, pack_documents, read_source_files, tagged_text
+    from geex.data.pipeline import DataConfig, run_data_pipeline
     from geex.data.shards import MANIFEST
-    from geex.tokenizer import train_tokenizer
     from geex.train.config import TrainConfig
     from geex.train.trainer import train
 
@@ -99,15 +83,16 @@ def run_pipeline(
     if (data / MANIFEST).is_file():
         console.print(f"already packed: {data}")
     else:
-        files = collect_files(sources or default_sources())
-        if not files:
-            raise ConfigError("no source files found in " + ", ".join(map(str, sources or [])))
-        console.print(f"{len(files):,} source files; training a {vocab_size:,}-id tokenizer")
-        texts = (tagged_text(lang, text) for _, lang, text in read_source_files(files, PackStats()))
-        tokenizer = train_tokenizer(texts, vocab_size, show_progress=True, length=len(files))
-        stats = PackStats()
-        pack_documents(read_source_files(files, stats), data, tokenizer, stats=stats)
-        console.print(f"packed {sum(stats.tokens.values()):,} tokens into {data}")
+        from geex.data.embedded import PER_LANGUAGE_BYTES
+
+        config = DataConfig(
+            out=str(data),
+            sources=[str(s) for s in sources or []],
+            vocab_size=vocab_size,
+            per_language_bytes=None if sources else PER_LANGUAGE_BYTES,
+        )
+        card = run_data_pipeline(config)
+        console.print(f"packed {card['totals']['tokens']:,} tokens into {data}")
 
     console.rule(f"[bold]2/3 train ({preset}, {budget})")
     fields = {"data": str(data), "out": str(run), "preset": preset}

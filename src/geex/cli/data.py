@@ -1,60 +1,228 @@
-"""``geex data``: turn source code into training shards."""
+"""``geex data``: collect, clean, deduplicate, decontaminate, tag and shard source code."""
 
 from __future__ import annotations
 
 import argparse
+import os
+import threading
+import time
 
 from geex.errors import GeexError
 
+_DESCRIPTION = """\
+Turn source code into the shards `geex train --data OUT` reads, with a dataset card.
+
+SOURCE is a folder, a file, a tar or zip archive, a git URL or bare repository, github:QUERY
+(token from GITHUB_TOKEN), a JSONL/Parquet dataset file or folder, or hf:OWNER/NAME. With no
+SOURCE, the code on this machine: the Python standard library, C/C++ headers, and the Go, Java,
+JavaScript and Rust sources that are installed (each language capped). Without --tokenizer a
+tokenizer is trained on the cleaned corpus and saved in OUT. Run it again to resume.
+"""
+
 
 def register(subparsers) -> None:
-    parser = subparsers.add_parser("data", help="collect code and pack it into training shards")
-    parser.set_defaults(handler=lambda args: parser.print_help() or 2)
-    verbs = parser.add_subparsers(dest="verb", metavar="VERB")
-    pack = verbs.add_parser(
-        "pack",
-        help="tag, tokenize and pack source files into shards",
-        description="Tag each source file with its language line, tokenize it and pack it into "
-        "the shard format `geex train` reads. Without --tokenizer a tokenizer is trained on "
-        "the same files and saved beside the shards.",
+    parser = subparsers.add_parser(
+        "data",
+        help="collect code and turn it into training shards",
+        description=_DESCRIPTION,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    pack.add_argument("sources", nargs="+", metavar="SOURCE", help="files, folders or globs")
-    pack.add_argument("--out", required=True, help="output folder")
-    pack.add_argument("--tokenizer", help="tokenizer to use (default: train one on the sources)")
-    pack.add_argument("--vocab-size", type=int, default=8192, help="when training a tokenizer")
-    pack.add_argument("--validation-fraction", type=float, default=0.05)
-    pack.set_defaults(handler=_pack)
+    parser.add_argument("sources", nargs="*", metavar="SOURCE", help="where the code comes from")
+    parser.add_argument("--out", required=True, help="output folder (shards, tokenizer, card)")
+    parser.add_argument("--tokenizer", help="tokenizer to use (default: train one on the corpus)")
+    parser.add_argument(
+        "--filters",
+        default="codegeex",
+        choices=["codegeex", "codex", "codeparrot", "starcoder", "none"],
+        help="rule preset for dropping files (default: codegeex)",
+    )
+    dedup = parser.add_mutually_exclusive_group()
+    dedup.add_argument(
+        "--dedup", default="both", choices=["exact", "near", "both"], help="default: both"
+    )
+    dedup.add_argument("--no-dedup", dest="dedup", action="store_const", const="none")
+    parser.add_argument(
+        "--decontaminate",
+        nargs="+",
+        default=[],
+        metavar="BENCH",
+        help="drop files containing these benchmarks: humanevalx:DIR or FILE.jsonl",
+    )
+    parser.add_argument(
+        "--no-pii", dest="pii", action="store_false", help="keep secrets as they are"
+    )
+    parser.add_argument(
+        "--workers", type=int, default=os.cpu_count() or 1, help="processes at once"
+    )
+    parser.add_argument("--tasks", type=int, help="parallel pieces of work (default: --workers)")
+    parser.add_argument("--validation-fraction", type=float, default=0.05)
+    parser.add_argument("--vocab-size", type=int, default=8192, help="when training a tokenizer")
+    parser.add_argument(
+        "--dataset-layout", default="auto", choices=["auto", "the-stack", "codeparrot"]
+    )
+    parser.add_argument("--max-file-bytes", type=int, help="readers skip larger files (8 MiB)")
+    parser.add_argument("--overwrite", action="store_true", help="delete OUT and start again")
+    cluster = parser.add_argument_group("cluster executors")
+    cluster.add_argument("--executor", default="local", choices=["local", "slurm", "ray"])
+    cluster.add_argument("--partition", help="slurm partition")
+    cluster.add_argument("--time", default="24:00:00", help="slurm time limit per job")
+    cluster.add_argument("--cpus-per-task", type=int, default=1)
+    cluster.add_argument("--mem-per-cpu-gb", type=float, default=2)
+    cluster.add_argument("--env-command", help="slurm: shell line run before each job")
+    cluster.add_argument("--sbatch-arg", action="append", default=[], metavar="KEY=VALUE")
+    cluster.add_argument(
+        "--ray-address", help="ray cluster to join (default: RAY_ADDRESS or local)"
+    )
+    parser.set_defaults(handler=_run)
 
 
-def _pack(args: argparse.Namespace) -> int:
-    from geex.data.pack import PackStats, pack_documents, read_source_files
-    from geex.tokenizer import load_tokenizer, train_tokenizer
-    from geex.tokenizer.train import source_files
+def config_from_args(args: argparse.Namespace):
+    from geex.data.embedded import PER_LANGUAGE_BYTES
+    from geex.data.pipeline import DataConfig
 
-    if not 0 <= args.validation_fraction < 1:
-        raise GeexError("--validation-fraction must be in [0, 1)")
-    files = source_files(args.sources)
-    if not files:
-        raise GeexError("no source files found in " + ", ".join(args.sources))
-    if args.tokenizer:
-        tokenizer = load_tokenizer(args.tokenizer)
-    else:
-        from geex.data.pack import tagged_text
-
-        texts = (tagged_text(lang, text) for _, lang, text in read_source_files(files, PackStats()))
-        tokenizer = train_tokenizer(texts, args.vocab_size, show_progress=True, length=len(files))
-    stats = PackStats()
-    pack_documents(
-        read_source_files(files, stats),
-        args.out,
-        tokenizer,
+    sbatch = {}
+    for item in args.sbatch_arg:
+        key, sep, value = item.partition("=")
+        if not sep:
+            raise GeexError(f"--sbatch-arg wants KEY=VALUE; got {item!r}")
+        sbatch[key] = value
+    return DataConfig(
+        out=args.out,
+        sources=list(args.sources),
+        tokenizer=args.tokenizer,
+        filters=args.filters,
+        dedup=args.dedup,
+        decontaminate=list(args.decontaminate),
+        pii=args.pii,
+        tasks=args.tasks,
+        workers=args.workers,
         validation_fraction=args.validation_fraction,
-        stats=stats,
+        vocab_size=args.vocab_size,
+        dataset_layout=args.dataset_layout,
+        max_file_bytes=args.max_file_bytes,
+        per_language_bytes=None if args.sources else PER_LANGUAGE_BYTES,
+        executor=args.executor,
+        partition=args.partition,
+        time=args.time,
+        cpus_per_task=args.cpus_per_task,
+        mem_per_cpu_gb=args.mem_per_cpu_gb,
+        sbatch_args=sbatch,
+        env_command=args.env_command,
+        ray_address=args.ray_address,
     )
-    total = sum(stats.tokens.values())
-    print(f"packed {sum(stats.files.values()):,} files, {total:,} tokens into {args.out}")
-    for language, n in sorted(stats.files.items(), key=lambda kv: -kv[1]):
-        print(f"  {language:<12} {n:>7,} files {stats.tokens[language]:>12,} tokens")
-    for reason, n in stats.skipped.items():
-        print(f"  skipped ({reason}): {n:,}")
+
+
+def _run(args: argparse.Namespace) -> int:
+    from rich.console import Console
+
+    from geex.data.pipeline import run_data_pipeline
+
+    console = Console(stderr=True)
+    config = config_from_args(args)
+    if not args.sources:
+        from geex.data.embedded import embedded_sources
+
+        found = ", ".join(str(p) for p in embedded_sources())
+        console.print(f"no SOURCE given: reading the code on this machine ({found})")
+    progress = _StageProgress(console, config)
+    card = run_data_pipeline(config, overwrite=args.overwrite, on_stage=progress)
+    if card is None:
+        console.print(
+            f"submitted to slurm; the jobs write {config.out}/dataset.json and card.md when done "
+            f"(logs under {config.out}/work/logs)"
+        )
+        return 0
+    print_summary(console, card, config.out)
     return 0
+
+
+class _StageProgress:
+    """Shows each stage as a line with a bar of finished tasks, documents and MB/s."""
+
+    def __init__(self, console, config):
+        self.console, self.config = console, config
+
+    def __call__(self, index: int, stage, run) -> None:
+        from rich.progress import (
+            BarColumn,
+            MofNCompleteColumn,
+            Progress,
+            TextColumn,
+            TimeElapsedColumn,
+        )
+
+        from geex.data.pipeline import is_stage_done, work_dir
+        from geex.data.writer import read_progress
+
+        label = f"[{index + 1}] {stage.name}: {stage.description}"
+        if is_stage_done(self.config, stage):
+            self.console.print(f"{label} [dim](done before, skipped)[/dim]")
+            return
+        work = work_dir(self.config)
+        completions = stage.logging_dir(work) / "completions"
+        progress_folder = work / "progress" / stage.name
+        columns = (
+            TextColumn("{task.description}"),
+            BarColumn(),
+            MofNCompleteColumn(),
+            TextColumn("tasks {task.fields[docs]}"),
+            TimeElapsedColumn(),
+        )
+        done = threading.Event()
+        start = time.monotonic()
+        with Progress(*columns, console=self.console, transient=False) as bar:
+            task = bar.add_task(label, total=stage.tasks, docs="")
+
+            def poll() -> None:
+                while not done.wait(0.5):
+                    finished = len(list(completions.glob("*"))) if completions.is_dir() else 0
+                    docs, size = read_progress(progress_folder)
+                    rate = size / 1e6 / max(time.monotonic() - start, 1e-9)
+                    extra = (
+                        f"· {docs:,} files · {size / 1e6:,.1f} MB · {rate:.1f} MB/s" if docs else ""
+                    )
+                    bar.update(task, completed=finished, docs=extra)
+
+            watcher = threading.Thread(target=poll, daemon=True)
+            watcher.start()
+            try:
+                run()
+            finally:
+                done.set()
+                watcher.join()
+            bar.update(task, completed=stage.tasks)
+
+
+def print_summary(console, card: dict, out: str) -> None:
+    from rich.table import Table
+
+    table = Table(title=f"geex data → {out}", show_footer=True)
+    totals = card["totals"]
+    table.add_column("language", footer="total")
+    for key, title in (("files", "files"), ("bytes", "MB"), ("tokens", "tokens")):
+        footer = f"{totals[key] / 1e6:,.2f}" if key == "bytes" else f"{totals[key]:,}"
+        table.add_column(title, justify="right", footer=footer)
+    table.add_column(
+        "validation tokens", justify="right", footer=f"{totals['validation_tokens']:,}"
+    )
+    for language, row in card["languages"].items():
+        table.add_row(
+            language,
+            f"{row['files']:,}",
+            f"{row['bytes'] / 1e6:,.2f}",
+            f"{row['tokens']:,}",
+            f"{row.get('validation_tokens', 0):,}",
+        )
+    console.print(table)
+    removed = Table(title="removed, by stage and reason")
+    for column in ("stage", "block", "reason"):
+        removed.add_column(column)
+    removed.add_column("files", justify="right")
+    for entry in card["removed"]:
+        for reason, n in entry.get("removed", {}).items():
+            removed.add_row(entry["stage"], entry["block"], reason, f"{n:,}")
+        for kind, n in entry.get("redacted", {}).items():
+            removed.add_row(entry["stage"], entry["block"], f"redacted {kind}", f"{n:,}")
+    if removed.row_count:
+        console.print(removed)
+    console.print(f"shards, tokenizer and card.md in {out}; train with: geex train --data {out}")

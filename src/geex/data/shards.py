@@ -11,6 +11,11 @@ A dataset folder::
                          language (uint16, an index into the manifest's "languages")
     validation-00000.*   the same for the validation split
 
+Several writers may fill one folder at once (the tasks of ``geex data``): each is given a
+``shard_prefix`` (``train-00003-00000.bin`` is task 3's first train shard), closes without a
+manifest and returns its part; :func:`write_manifest` then lists every part's shards, in the
+order given, in the one ``dataset.json``.
+
 ``dataset.json``::
 
     {"format": "geex-shards", "format_version": 1, "token_dtype": "uint16",
@@ -74,8 +79,10 @@ class ShardWriter:
         eod_id: int,
         languages: Iterable[str] = (),
         shard_tokens: int = DEFAULT_SHARD_TOKENS,
+        shard_prefix: str | None = None,
     ):
         self.folder = Path(folder)
+        self.shard_prefix = shard_prefix
         self.folder.mkdir(parents=True, exist_ok=True)
         (self.folder / MANIFEST).unlink(missing_ok=True)
         self.vocab_size, self.eod_id = vocab_size, eod_id
@@ -106,7 +113,8 @@ class ShardWriter:
     def _flush(self, writer: _SplitWriter) -> None:
         if not writer.buffer:
             return
-        name = f"{writer.name}-{len(writer.shards):05d}"
+        prefix = f"{writer.name}-{self.shard_prefix}" if self.shard_prefix else writer.name
+        name = f"{prefix}-{len(writer.shards):05d}"
         index = np.array(writer.index, dtype=INDEX_DTYPE)
         atomic_write(self.folder / f"{name}.bin", np.concatenate(writer.buffer).tofile)
         atomic_write_bytes(self.folder / f"{name}.idx.npy", _npy_bytes(index))
@@ -114,24 +122,67 @@ class ShardWriter:
         writer.buffer, writer.index, writer.buffered_tokens = [], [], 0
 
     def close(self, extra: dict | None = None) -> Path:
+        """Flush the last shards and write the manifest; returns the folder."""
+        write_manifest(
+            self.folder,
+            [self.close_part()],
+            vocab_size=self.vocab_size,
+            eod_id=self.eod_id,
+            languages=self.languages,
+            extra=extra,
+        )
+        return self.folder
+
+    def close_part(self) -> dict:
+        """Flush the last shards without a manifest: this writer's part, for :func:`write_manifest`."""
         for writer in self._splits.values():
             self._flush(writer)
-        manifest = {
-            "format": FORMAT,
-            "format_version": FORMAT_VERSION,
+        return {
             "token_dtype": self.dtype.name,
-            "vocab_size": self.vocab_size,
-            "eod_id": self.eod_id,
             "languages": self.languages,
             "splits": {
                 w.name: {"shards": w.shards, "documents": w.documents, "tokens": w.tokens}
                 for w in self._splits.values()
             },
-            **(extra or {}),
         }
-        text = json.dumps(manifest, indent=2) + "\n"
-        atomic_write_text(self.folder / MANIFEST, text)
-        return self.folder
+
+
+def write_manifest(
+    folder: str | os.PathLike,
+    parts: Iterable[dict],
+    *,
+    vocab_size: int,
+    eod_id: int,
+    languages: Iterable[str],
+    extra: dict | None = None,
+) -> Path:
+    """``dataset.json`` for the shards of ``parts`` (from :meth:`ShardWriter.close_part`), in order.
+
+    Every part must have indexed its documents' languages by the same ``languages`` list.
+    """
+    languages = list(languages)
+    splits: dict[str, dict] = {}
+    for part in parts:
+        if part["languages"] != languages[: len(part["languages"])]:
+            raise GeexError("shard writers of one dataset must share one language list")
+        for name, split in part["splits"].items():
+            merged = splits.setdefault(name, {"shards": [], "documents": 0, "tokens": 0})
+            merged["shards"] += split["shards"]
+            merged["documents"] += split["documents"]
+            merged["tokens"] += split["tokens"]
+    manifest = {
+        "format": FORMAT,
+        "format_version": FORMAT_VERSION,
+        "token_dtype": token_dtype(vocab_size).name,
+        "vocab_size": vocab_size,
+        "eod_id": eod_id,
+        "languages": languages,
+        "splits": splits,
+        **(extra or {}),
+    }
+    path = Path(folder) / MANIFEST
+    atomic_write_text(path, json.dumps(manifest, indent=2) + "\n")
+    return path
 
 
 def _npy_bytes(array: np.ndarray) -> bytes:

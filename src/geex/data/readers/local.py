@@ -21,6 +21,7 @@ in the step's statistics and, from there, in the dataset card. The reasons:
 ``special_file``      a FIFO, socket or device: reading it could block forever
 ``unreadable``        the operating system refused to open or read it
 ``corrupt_archive``   a tar or zip file that cannot be opened or read to its end
+``empty_repo``        a git working tree with nothing but its ``.git`` folder
 """
 
 from __future__ import annotations
@@ -148,6 +149,9 @@ def _walk_folder(
     except OSError as err:
         yield TreeEntry(prefix.rstrip("/") or folder.name, skip=_oserror_reason(err, folder))
         return
+    if names == [".git"]:  # a repository with nothing checked out: no commits yet
+        yield TreeEntry(prefix.rstrip("/") or folder.name, skip="skipped_empty_repo")
+        return
     for name in names:
         path, relpath = folder / name, prefix + name
         try:
@@ -256,14 +260,18 @@ def read_archive(
     excluded_dirs: Iterable[str] = DEFAULT_EXCLUDED_DIRS,
     on_skip: SkipCounter | None = None,
     metadata: dict | None = None,
+    per_language_bytes: int | None = None,
+    used: dict[str, int] | None = None,
 ) -> Iterator[Document]:
     """The source files in a tar (plain or compressed) or zip archive, in archive order.
 
     Tasks split the members as :func:`read_tree` splits files. An archive that cannot be
     opened, or breaks part-way, counts one ``skipped_corrupt_archive``; the documents read
     before the break are kept (the same ones on every run, so a rerun gives the same output).
+    ``per_language_bytes`` and ``used`` cap each language as :class:`LocalReader` does.
     """
     archive = Path(archive)
+    used = {} if used is None else used
     source = str(archive) if source is None else source
     on_skip = on_skip or _ignore
     excluded = frozenset(excluded_dirs)
@@ -274,15 +282,20 @@ def read_archive(
             members = _tar_members(archive)
         position = -1
         for name, size, read in members:
+            if excluded.intersection(name.split("/")[:-1]):
+                continue
+            language = detect_language(name) if read is not None else None
+            if language is not None and per_language_bytes is not None:
+                spent = used.get(language.key, 0)
+                if spent >= per_language_bytes:
+                    continue
+                used[language.key] = spent + size
             position += 1
             if position % world_size != rank:
-                continue
-            if excluded.intersection(name.split("/")[:-1]):
                 continue
             if read is None:
                 on_skip("skipped_special_file")
                 continue
-            language = detect_language(name)
             if language is None and "." in name.rsplit("/", 1)[-1].lstrip("."):
                 on_skip("skipped_unknown_language")
                 continue
@@ -373,7 +386,9 @@ class LocalReader(PipelineStep):
                 on_skip=self.stat_update,
             )
             if is_archive(source) and Path(source).is_file():
-                documents = read_archive(source, **options)
+                documents = read_archive(
+                    source, per_language_bytes=self.per_language_bytes, used=used, **options
+                )
             else:
                 entries = walk_tree(
                     source, max_bytes=self.max_bytes, excluded_dirs=self.excluded_dirs

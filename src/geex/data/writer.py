@@ -1,0 +1,259 @@
+"""Writing what the data stage makes: cleaned JSONL between stages, then the training shards.
+
+- :class:`CleanedWriter` ends the cleaning stage: one JSONL file per task, written under a
+  temporary name and renamed when the task ends, so a killed task leaves nothing that looks
+  finished. It also records which languages the task saw (the shards need one language list
+  before any task packs).
+- :class:`CleanedReader` reads one task's file back, in order: a document's position in it is
+  its name for the deduplication stages.
+- :class:`PackShards` tags each file with its language line, tokenizes in batches, sends it to
+  the train or validation split by a hash of its id, and appends it to its task's own shard
+  files (``train-<task>-<n>.bin``); :func:`finish_dataset` lists them all in ``dataset.json``.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import time
+from pathlib import Path
+
+import orjson
+from datatrove.data import Document
+from datatrove.pipeline.base import PipelineStep
+
+from geex.atomic import atomic_write_text
+from geex.data.shards import ShardWriter, write_manifest
+from geex.languages import LANGUAGES, get_language
+
+ENCODE_BATCH = 256  # documents per encode_batch call: enough to keep the Rust threads busy
+
+
+def tagged_text(language: str, text: str) -> str:
+    """The file as the model sees it: CodeGeeX's language tag line, then the code."""
+    return f"{get_language(language).tag}\n{text}"
+
+
+def is_validation(key: str, fraction: float) -> bool:
+    """A stable, uniform choice from the document's identity alone (its source and path)."""
+    digest = hashlib.blake2b(key.encode("utf-8", "surrogatepass"), digest_size=8).digest()
+    return int.from_bytes(digest, "big") / 2**64 < fraction
+
+
+def cleaned_path(folder: str | os.PathLike, rank: int) -> Path:
+    return Path(folder) / f"{rank:05d}.jsonl"
+
+
+class CleanedWriter(PipelineStep):
+    """The cleaning stage's output: ``NNNNN.jsonl`` (text, id, metadata) and ``NNNNN.languages.json``."""
+
+    name = "cleaned jsonl"
+    type = "💽 - WRITER"
+
+    def __init__(self, folder: str | os.PathLike):
+        super().__init__()
+        self.folder = str(folder)
+
+    def run(self, data, rank: int = 0, world_size: int = 1):
+        path = cleaned_path(self.folder, rank)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_suffix(".jsonl.tmp")
+        languages: dict[str, int] = {}
+        with open(tmp, "wb") as file:
+            for doc in data:
+                with self.track_time():
+                    record = {"text": doc.text, "id": doc.id, "metadata": doc.metadata}
+                    file.write(orjson.dumps(record, option=orjson.OPT_APPEND_NEWLINE))
+                    language = doc.metadata["language"]
+                    languages[language] = languages.get(language, 0) + 1
+                    self.stat_update("documents")
+                    self.stat_update(f"files_{language}")
+                    self.stat_update(f"bytes_{language}", value=doc.metadata.get("size_bytes", 0))
+                yield doc
+        atomic_write_text(
+            path.with_suffix(".languages.json"), json.dumps(languages, sort_keys=True)
+        )
+        os.replace(tmp, path)
+
+
+def read_cleaned(folder: str | os.PathLike, rank: int):
+    """One task's cleaned documents, in the order they were written (none if it wrote none)."""
+    path = cleaned_path(folder, rank)
+    if not path.is_file():
+        return
+    with open(path, "rb") as file:
+        for line in file:
+            record = orjson.loads(line)
+            yield Document(text=record["text"], id=record["id"], metadata=record["metadata"])
+
+
+class CleanedReader(PipelineStep):
+    """Reads the cleaning stage's file of the same task number."""
+
+    name = "cleaned jsonl"
+    type = "📖 - READER"
+
+    def __init__(self, folder: str | os.PathLike):
+        super().__init__()
+        self.folder = str(folder)
+
+    def run(self, data=None, rank: int = 0, world_size: int = 1):
+        if data:
+            yield from data
+        for doc in read_cleaned(self.folder, rank):
+            self.stat_update("documents")
+            yield doc
+
+
+def corpus_languages(cleaned_folder: str | os.PathLike) -> list[str]:
+    """The languages any cleaning task saw, in the registry's order: the shards' language list."""
+    seen: set[str] = set()
+    for path in Path(cleaned_folder).glob("*.languages.json"):
+        seen.update(json.loads(path.read_text()))
+    return [key for key in LANGUAGES if key in seen]
+
+
+def part_path(work: str | os.PathLike, rank: int) -> Path:
+    return Path(work) / "parts" / f"{rank:05d}.json"
+
+
+class PackShards(PipelineStep):
+    """Tag, tokenize and pack documents into this task's shards; count files, bytes, tokens.
+
+    The task's part (its shard names and counts per split and language) is written last, as
+    ``parts/NNNNN.json`` under ``work``: the final step builds the manifest from the parts.
+    """
+
+    name = "pack shards"
+    type = "🔢 - TOKENIZER"
+
+    def __init__(
+        self,
+        out: str | os.PathLike,
+        work: str | os.PathLike,
+        *,
+        tokenizer: str | os.PathLike | None = None,
+        validation_fraction: float = 0.05,
+        shard_tokens: int | None = None,
+    ):
+        super().__init__()
+        self.out, self.work = str(out), str(work)
+        self.tokenizer = str(tokenizer) if tokenizer else str(out)
+        self.validation_fraction = validation_fraction
+        self.shard_tokens = shard_tokens
+
+    def run(self, data, rank: int = 0, world_size: int = 1):
+        from geex.tokenizer import load_tokenizer
+
+        tokenizer = load_tokenizer(self.tokenizer)
+        languages = corpus_languages(Path(self.work) / "cleaned")
+        options = {"shard_tokens": self.shard_tokens} if self.shard_tokens else {}
+        writer = ShardWriter(
+            self.out,
+            vocab_size=tokenizer.vocab_size,
+            eod_id=tokenizer.eod_id,
+            languages=languages,
+            shard_prefix=f"{rank:05d}",
+            **options,
+        )
+        counts: dict[str, dict[str, dict[str, int]]] = {}
+        batch: list[Document] = []
+
+        def pack(batch: list[Document]) -> None:
+            with self.track_time(unit="batch"):
+                texts = [tagged_text(d.metadata["language"], d.text) for d in batch]
+                for doc, ids in zip(batch, tokenizer.encode_batch(texts), strict=False):
+                    language = doc.metadata["language"]
+                    split = (
+                        "validation" if is_validation(doc.id, self.validation_fraction) else "train"
+                    )
+                    writer.add(ids, language, split)
+                    row = counts.setdefault(split, {}).setdefault(
+                        language, {"files": 0, "bytes": 0, "tokens": 0}
+                    )
+                    row["files"] += 1
+                    row["bytes"] += doc.metadata.get("size_bytes", len(doc.text.encode()))
+                    row["tokens"] += len(ids) + 1
+                    self.stat_update("documents")
+                    self.stat_update("tokens", value=len(ids) + 1)
+
+        for doc in data:
+            batch.append(doc)
+            if len(batch) == ENCODE_BATCH:
+                pack(batch)
+                batch = []
+            yield doc
+        if batch:
+            pack(batch)
+        part = writer.close_part()
+        part["counts"] = counts
+        path = part_path(self.work, rank)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        atomic_write_text(path, json.dumps(part, indent=1))
+
+
+def finish_dataset(
+    out: str | os.PathLike, work: str | os.PathLike, tasks: int, extra: dict | None = None
+):
+    """Write ``dataset.json`` from the parts of tasks ``0..tasks-1``; returns the parts."""
+    from geex.tokenizer import load_tokenizer
+
+    parts = []
+    for rank in range(tasks):
+        path = part_path(work, rank)
+        if not path.is_file():
+            raise FileNotFoundError(f"{path}: pack task {rank} has not finished")
+        parts.append(json.loads(path.read_text()))
+    tokenizer = load_tokenizer(out)
+    languages = corpus_languages(Path(work) / "cleaned")
+    write_manifest(
+        out,
+        parts,
+        vocab_size=tokenizer.vocab_size,
+        eod_id=tokenizer.eod_id,
+        languages=languages,
+        extra=extra,
+    )
+    return parts
+
+
+class Progress(PipelineStep):
+    """Pass-through step that writes ``{"documents": n, "bytes": b}`` for its task every second.
+
+    The command line sums these files to show a stage's progress while its tasks run in other
+    processes (or on other machines).
+    """
+
+    name = "progress"
+    type = "📊 - STATS"
+
+    def __init__(self, folder: str | os.PathLike, every_s: float = 1.0):
+        super().__init__()
+        self.folder, self.every_s = str(folder), every_s
+
+    def run(self, data, rank: int = 0, world_size: int = 1):
+        path = Path(self.folder) / f"{rank:05d}.json"
+        path.parent.mkdir(parents=True, exist_ok=True)
+        documents = size = 0
+        last = time.monotonic()
+        for doc in data:
+            documents += 1
+            size += doc.metadata.get("size_bytes", 0)
+            if time.monotonic() - last > self.every_s:
+                atomic_write_text(path, json.dumps({"documents": documents, "bytes": size}))
+                last = time.monotonic()
+            yield doc
+        atomic_write_text(path, json.dumps({"documents": documents, "bytes": size, "done": True}))
+
+
+def read_progress(folder: str | os.PathLike) -> tuple[int, int]:
+    documents = size = 0
+    for path in Path(folder).glob("*.json"):
+        try:
+            state = json.loads(path.read_text())
+        except (OSError, ValueError):
+            continue
+        documents += state["documents"]
+        size += state["bytes"]
+    return documents, size
