@@ -276,6 +276,56 @@ def test_a_complete_clone_left_by_a_killed_task_is_read_without_cloning(repos, t
     assert clones_left(tmp_path) == []
 
 
+def test_pipeline_tasks_read_every_repository_once_and_a_rerun_clones_nothing(repos, tmp_path):
+    from datatrove.executor import LocalPipelineExecutor
+    from datatrove.pipeline.writers import JsonlWriter
+
+    urls = [str(repos["app"]), str(repos["tiny"])]
+
+    def run_pipeline():
+        reader = GitRepoReader(urls, tmp_path / "work", max_bytes=2000)
+        writer = JsonlWriter(str(tmp_path / "out"), compression=None)
+        executor = LocalPipelineExecutor(
+            [reader, writer], tasks=2, workers=1, logging_dir=str(tmp_path / "logs")
+        )
+        executor.run()
+
+    run_pipeline()
+    out = [
+        json.loads(line) for f in sorted((tmp_path / "out").glob("*.jsonl")) for line in f.open()
+    ]
+    assert sorted(d["metadata"]["path"] for d in out) == sorted([*APP_DOCS, "main.go"])
+
+    moved = repos["tiny"].with_name("moved.git")
+    repos["tiny"].rename(moved)  # a clone attempt would now fail
+    try:
+        run_pipeline()  # both tasks are complete: nothing runs
+    finally:
+        moved.rename(repos["tiny"])
+    again = [
+        json.loads(line) for f in sorted((tmp_path / "out").glob("*.jsonl")) for line in f.open()
+    ]
+    assert again == out
+    assert clones_left(tmp_path / "work") == []
+
+
+def test_readers_pickle_for_multiprocess_executors(repos, tmp_path):
+    import pickle
+
+    readers = [
+        GitRepoReader(str(repos["tiny"]), tmp_path),  # one repository, given as a string
+        GitHubCrawler("q", tmp_path, api_url="http://127.0.0.1:9"),
+        CodeDatasetReader(
+            str(write_jsonl(tmp_path / "a.jsonl", [stack_row(PY, "Python", "f.py")]))
+        ),
+    ]
+    for reader in readers:
+        copy = pickle.loads(pickle.dumps(reader))
+        assert type(copy) is type(reader)
+    docs = list(pickle.loads(pickle.dumps(readers[0])).run())
+    assert [d.metadata["path"] for d in docs] == ["main.go"]
+
+
 def test_repository_list_file(repos, tmp_path):
     listing = tmp_path / "repos.txt"
     listing.write_text(f"# test repositories\n{repos['tiny']}\n\n{repos['tiny']}\n")

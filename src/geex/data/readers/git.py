@@ -65,14 +65,22 @@ _GIT_ENV = {
     "GIT_TERMINAL_PROMPT": "0",
     "GIT_ASKPASS": "true",
     "SSH_ASKPASS": "true",
-    "GIT_SSH_COMMAND": "ssh -o BatchMode=yes",
     # git >= 2.44: never fetch a blob the partial clone left out (older git ignores this;
     # the reader never asks for those blobs anyway).
     "GIT_NO_LAZY_FETCH": "1",
     "LC_ALL": "C",
 }
 
+
+def _git_env() -> dict[str, str]:
+    env = {**os.environ, **_GIT_ENV}
+    # ssh asks for passphrases and host keys on the terminal; a user's own command is kept.
+    env.setdefault("GIT_SSH_COMMAND", "ssh -o BatchMode=yes")
+    return env
+
+
 _MODE_SYMLINK = "120000"
+_SCP_LIKE = re.compile(r"^[\w.-]+@[\w.-]+:")
 _MODE_SUBMODULE = "160000"
 
 
@@ -96,7 +104,7 @@ def repo_name(url_or_path: str) -> str:
     text = url_or_path.strip().rstrip("/")
     if "://" in text:
         path = urlsplit(text).path
-    elif re.match(r"^[\w.-]+@[\w.-]+:", text):  # scp-like: git@host:owner/name
+    elif _SCP_LIKE.match(text):  # git@host:owner/name
         path = text.split(":", 1)[1]
     else:
         path = text
@@ -281,7 +289,7 @@ def _first_error(message: str) -> str | None:
 
 def _clone_url(url_or_path: str) -> str:
     """Local paths become file:// URLs: git ignores --depth for a plain local path."""
-    if "://" in url_or_path or re.match(r"^[\w.-]+@[\w.-]+:", url_or_path):
+    if "://" in url_or_path or _SCP_LIKE.match(url_or_path):
         return url_or_path
     return Path(url_or_path).expanduser().resolve().as_uri()
 
@@ -289,8 +297,8 @@ def _clone_url(url_or_path: str) -> str:
 class GitRepoReader(PipelineStep):
     """Clones repositories and reads their files; tasks split the repositories between them.
 
-    ``urls_or_paths`` is a list of URLs or local paths, or the path of a file listing them one
-    per line. A repository goes to task ``i % world_size`` by its position in the list, and its
+    ``urls_or_paths`` is a list of URLs or local paths, one URL or repository folder, or the
+    path of a file listing them one per line. A repository goes to task ``i % world_size`` by its position in the list, and its
     clone (under ``work_dir/clones``) is deleted once read. A datatrove task that finished is
     not run again, so its repositories are not cloned again; a complete clone left by a task
     that was killed is read without cloning it again.
@@ -324,7 +332,9 @@ class GitRepoReader(PipelineStep):
     ):
         super().__init__()
         if isinstance(urls_or_paths, (str, os.PathLike)):
-            urls = read_repo_list(urls_or_paths)
+            single = os.fspath(urls_or_paths)
+            is_repo = "://" in single or _SCP_LIKE.match(single) or Path(single).is_dir()
+            urls = [single] if is_repo else read_repo_list(single)
         else:
             urls = [str(u).strip() for u in urls_or_paths if str(u).strip()]
         self.repos: list[str] = list(dict.fromkeys(urls))  # a repository listed twice is read once
@@ -351,6 +361,8 @@ class GitRepoReader(PipelineStep):
     def run(self, data=None, rank: int = 0, world_size: int = 1) -> Iterator[Document]:
         if data:
             yield from data
+        if self.repos and shutil.which("git") is None:
+            raise GeexError("reading git repositories needs git on PATH; install git")
         for url in self.repos[rank::world_size]:
             yield from self.read_repo(url)
 
@@ -405,7 +417,7 @@ class GitRepoReader(PipelineStep):
             # the size checks below still hold.
             command += [f"--filter=blob:limit={self.max_bytes}"]
         command += ["--", _clone_url(url), str(partial)]
-        env = {**os.environ, **_GIT_ENV}
+        env = _git_env()
         shown = redact(url)
         with tempfile.TemporaryFile() as stderr:
             process = subprocess.Popen(
@@ -453,13 +465,17 @@ class GitRepoReader(PipelineStep):
     # -- reading ------------------------------------------------------------------------------
 
     def _git(self, git_dir: Path, *args: str) -> subprocess.CompletedProcess:
-        return subprocess.run(
-            ["git", f"--git-dir={git_dir}", *args],
-            env={**os.environ, **_GIT_ENV},
-            stdin=subprocess.DEVNULL,
-            capture_output=True,
-            timeout=self.clone_timeout_s,
-        )
+        command = ["git", f"--git-dir={git_dir}", *args]
+        try:
+            return subprocess.run(
+                command,
+                env=_git_env(),
+                stdin=subprocess.DEVNULL,
+                capture_output=True,
+                timeout=self.clone_timeout_s,
+            )
+        except subprocess.TimeoutExpired:
+            return subprocess.CompletedProcess(command, -1, b"", b"timed out")
 
     def _read_clone(self, git_dir: Path, url: str, info: RepoInfo) -> Iterator[Document]:
         if self._git(git_dir, "rev-parse", "--verify", "--quiet", "HEAD^{commit}").returncode:
@@ -569,7 +585,7 @@ class _BlobReader:
         def start(mode: str) -> subprocess.Popen:
             return subprocess.Popen(
                 ["git", f"--git-dir={self._git_dir}", "cat-file", mode],
-                env={**os.environ, **_GIT_ENV},
+                env=_git_env(),
                 stdin=subprocess.PIPE,
                 stdout=subprocess.PIPE,
                 stderr=subprocess.DEVNULL,
