@@ -61,6 +61,12 @@ def register(subparsers) -> None:
         "--dataset-layout", default="auto", choices=["auto", "the-stack", "codeparrot"]
     )
     parser.add_argument("--max-file-bytes", type=int, help="readers skip larger files (8 MiB)")
+    repos = parser.add_argument_group("git and GitHub sources")
+    repos.add_argument("--max-repo-bytes", type=int, help="skip repositories larger on disk")
+    repos.add_argument("--min-stars", type=int, help="skip repositories with fewer stars")
+    repos.add_argument("--repo-metadata", help="JSONL/CSV of repositories with stars and size")
+    repos.add_argument("--github-max-repos", type=int, default=100)
+    repos.add_argument("--github-api-url", default="https://api.github.com")
     parser.add_argument("--overwrite", action="store_true", help="delete OUT and start again")
     cluster = parser.add_argument_group("cluster executors")
     cluster.add_argument("--executor", default="local", choices=["local", "slurm", "ray"])
@@ -100,6 +106,11 @@ def config_from_args(args: argparse.Namespace):
         vocab_size=args.vocab_size,
         dataset_layout=args.dataset_layout,
         max_file_bytes=args.max_file_bytes,
+        git_max_repo_bytes=args.max_repo_bytes,
+        min_stars=args.min_stars,
+        repo_metadata=args.repo_metadata,
+        github_max_repos=args.github_max_repos,
+        github_api_url=args.github_api_url,
         per_language_bytes=None if args.sources else PER_LANGUAGE_BYTES,
         executor=args.executor,
         partition=args.partition,

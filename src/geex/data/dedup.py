@@ -303,9 +303,10 @@ class NearDuplicateClusters(PipelineStep):
                         a, b = find((f1, d1)), find((f2, d2))
                         if a != b:
                             parent[max(a, b)] = min(a, b)
-            clusters: dict[tuple[int, int], list[tuple[int, int]]] = {}
-            for node in parent:
-                clusters.setdefault(find(node), []).append(node)
+            clusters: dict[tuple[int, int], set[tuple[int, int]]] = {}
+            for node in list(parent):
+                root = find(node)
+                clusters.setdefault(root, {root}).add(node)
             tables = _load_doc_tables(folder, self.tasks)
             removed: dict[int, list[int]] = {}
             for members in clusters.values():

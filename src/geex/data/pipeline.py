@@ -64,6 +64,10 @@ class DataConfig:
     per_language_bytes: int | None = None  # the embedded default sets its cap
     shard_tokens: int | None = None
     git_max_repo_bytes: int | None = None
+    min_stars: int | None = None  # git sources need repo_metadata for it; github has it
+    repo_metadata: str | None = None  # JSONL or CSV of repositories with stars and size
+    github_max_repos: int = 100
+    github_api_url: str = "https://api.github.com"
     executor: str = "local"
     # cluster executors
     partition: str | None = None
@@ -211,39 +215,36 @@ def reader_steps(config: DataConfig, sources: list[Source], work: Path) -> list[
             )
         )
     git = [s.spec for s in sources if s.kind == "git"]
+    repo_options = {"max_bytes": max_bytes}
+    if config.git_max_repo_bytes:
+        repo_options["max_repo_bytes"] = config.git_max_repo_bytes
+    if config.min_stars is not None:
+        repo_options["min_stars"] = config.min_stars
     if git:
         from geex.data.readers.git import GitRepoReader
 
-        options = {"max_repo_bytes": config.git_max_repo_bytes} if config.git_max_repo_bytes else {}
-        steps.append(GitRepoReader(git, work_dir=str(work / "git"), **options))
+        metadata = {"metadata_file": config.repo_metadata} if config.repo_metadata else {}
+        steps.append(GitRepoReader(git, work / "git", **repo_options, **metadata))
     for source in sources:
         if source.kind == "github":
             from geex.data.readers.github import GitHubCrawler
 
-            token = os.environ.get("GITHUB_TOKEN")
-            steps.append(GitHubCrawler(source.spec, token, work_dir=str(work / "github")))
+            steps.append(
+                GitHubCrawler(
+                    source.spec,
+                    work / "github",
+                    token=os.environ.get("GITHUB_TOKEN"),
+                    api_url=config.github_api_url,
+                    max_repos=config.github_max_repos,
+                    **repo_options,
+                )
+            )
     datasets = [s.spec for s in sources if s.kind == "dataset"]
     if datasets:
         from geex.data.readers.datasets import CodeDatasetReader
 
-        steps.append(CodeDatasetReader(datasets, layout=config.dataset_layout))
-    return [ChainedReader(step) if i else step for i, step in enumerate(steps)]
-
-
-class ChainedReader(PipelineStep):
-    """Runs a reader after the documents of the readers before it, whatever the reader does
-    with its input; the reader's own statistics are kept under its name."""
-
-    def __init__(self, reader: PipelineStep):
-        super().__init__()
-        self.reader = reader
-        self.name, self.type = reader.name, reader.type
-        self.stats = reader.stats
-
-    def run(self, data, rank: int = 0, world_size: int = 1):
-        if data:
-            yield from data
-        yield from self.reader.run(None, rank, world_size)
+        steps.append(CodeDatasetReader(datasets, config.dataset_layout, max_bytes=max_bytes))
+    return steps
 
 
 def build_stages(config: DataConfig) -> list[Stage]:

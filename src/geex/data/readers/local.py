@@ -314,7 +314,8 @@ def read_archive(
             if document is not None:
                 yield document
     except (OSError, EOFError, tarfile.TarError, zipfile.BadZipFile, ValueError):
-        on_skip("skipped_corrupt_archive")
+        if rank == 0:  # every task walks the whole archive and meets the same break
+            on_skip("skipped_corrupt_archive")
 
 
 def _zip_members(path: Path):

@@ -1,0 +1,108 @@
+"""`geex data` end to end: shards `geex train` reads, the card's counts, bad input counted, same output for any worker count. `pytest tests/data/test_pipeline.py`"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+from pathlib import Path
+
+import pytest
+
+from geex.cli import main
+from geex.data.shards import TokenShards
+from geex.tokenizer import load_tokenizer
+from tests.data.trees import write_bad_tree, write_code_tree
+
+FAST = ["--vocab-size", "600", "--validation-fraction", "0.2", "--filters", "none", "--no-pii"]
+
+
+def geex_data(*args) -> int:
+    return main(["data", *map(str, args), *FAST])
+
+
+def card(out: Path) -> dict:
+    return json.loads((out / "card.json").read_text())
+
+
+def removed(card: dict) -> dict[str, int]:
+    counts: dict[str, int] = {}
+    for entry in card["removed"]:
+        for reason, n in entry.get("removed", {}).items():
+            counts[reason] = counts.get(reason, 0) + n
+    return counts
+
+
+def shard_bytes(out: Path) -> dict[str, bytes]:
+    return {
+        p.name: p.read_bytes() for p in sorted(out.glob("*-*.bin")) + sorted(out.glob("*.idx.npy"))
+    }
+
+
+@pytest.fixture(scope="module")
+def code(tmp_path_factory) -> Path:
+    return write_code_tree(tmp_path_factory.mktemp("src") / "code", n_python=30, n_c=10)
+
+
+@pytest.fixture(scope="module")
+def packed(code, tmp_path_factory) -> Path:
+    out = tmp_path_factory.mktemp("out") / "data"
+    assert geex_data(code, "--out", out, "--workers", "2", "--tasks", "2") == 0
+    return out
+
+
+def test_the_output_is_a_dataset_train_reads_with_tagged_files(packed):
+    tokenizer = load_tokenizer(packed)
+    train, validation = TokenShards(packed, "train"), TokenShards(packed, "validation")
+    assert train.vocab_size == tokenizer.vocab_size and set(train.languages) == {"python", "c"}
+    assert len(validation.documents) > 0
+    first = train.documents[0]
+    text = tokenizer.decode(train.read(int(first["offset"]), int(first["length"]) - 1).tolist())
+    language = train.languages[first["language"]]
+    assert text.startswith({"python": "# language: Python\n", "c": "// language: C\n"}[language])
+    assert train.read(int(first["offset"]) + int(first["length"]) - 1, 1)[0] == train.eod_id
+
+
+def test_the_card_counts_files_tokens_and_what_dedup_removed(packed):
+    c = card(packed)
+    manifest = json.loads((packed / "dataset.json").read_text())
+    assert c["languages"]["python"]["files"] == 30 and c["languages"]["c"]["files"] == 10
+    assert c["totals"]["tokens"] == sum(s["tokens"] for s in manifest["splits"].values())
+    assert c["totals"]["validation_tokens"] == manifest["splits"]["validation"]["tokens"]
+    assert removed(c) == {"exact_duplicate": 1, "near_duplicate": 1}
+    markdown = (packed / "card.md").read_text()
+    assert "| python | 30 |" in markdown and "near_duplicate" in markdown
+
+
+def test_worker_count_does_not_change_the_output_and_task_count_not_the_documents(
+    code, packed, tmp_path
+):
+    one_worker = tmp_path / "w1"
+    assert geex_data(code, "--out", one_worker, "--workers", "1", "--tasks", "2") == 0
+    assert shard_bytes(one_worker) == shard_bytes(packed)
+    assert (one_worker / "dataset.json").read_text() == (packed / "dataset.json").read_text()
+    three_tasks = tmp_path / "t3"
+    assert geex_data(code, "--out", three_tasks, "--workers", "2", "--tasks", "3") == 0
+    assert card(three_tasks)["languages"] == card(packed)["languages"]
+
+
+def test_bad_input_never_stops_a_run_and_is_counted_by_reason_in_the_card(code, tmp_path):
+    expected = write_bad_tree(tmp_path / "bad")
+    (tmp_path / "corrupt.zip").write_bytes(b"PK\x03\x04 broken")
+    empty_repo = tmp_path / "empty.git"
+    subprocess.run(["git", "init", "-q", "--bare", str(empty_repo)], check=True)
+    sources = [code, tmp_path / "bad", tmp_path / "corrupt.zip", empty_repo, tmp_path / "dangling"]
+    (tmp_path / "dangling").symlink_to(tmp_path / "nowhere")
+    out = tmp_path / "out"
+    assert geex_data(*sources, "--out", out, "--workers", "2", "--no-dedup") == 0
+    counts = removed(card(out))
+    expected["corrupt_archive"] = expected.get("corrupt_archive", 0) + 1
+    expected["broken_symlink"] += 1
+    expected["empty_repo"] += 1  # the bare repository, through the git reader
+    for reason, n in expected.items():
+        assert counts.get(reason) == n, (reason, counts)
+    assert card(out)["languages"]["python"]["files"] == 32
+
+
+def test_a_rerun_with_other_options_is_refused(packed, code):
+    assert geex_data(code, "--out", packed, "--tasks", "2", "--workers", "2") == 0  # resume: done
+    assert geex_data(code, "--out", packed, "--tasks", "2", "--dedup", "exact") == 2  # refused
