@@ -83,13 +83,14 @@ def run_pipeline(
     if (data / MANIFEST).is_file():
         console.print(f"already packed: {data}")
     else:
-        from geex.data.embedded import PER_LANGUAGE_BYTES
+        from geex.data.embedded import EMBEDDED_LANGUAGES, PER_LANGUAGE_BYTES
 
         config = DataConfig(
             out=str(data),
             sources=[str(s) for s in sources or []],
             vocab_size=vocab_size,
             per_language_bytes=None if sources else PER_LANGUAGE_BYTES,
+            languages=None if sources else list(EMBEDDED_LANGUAGES),
         )
         card = run_data_pipeline(config)
         console.print(f"packed {card['totals']['tokens']:,} tokens into {data}")

@@ -13,7 +13,7 @@ from geex.data.shards import TokenShards
 from geex.tokenizer import load_tokenizer
 from tests.data.trees import write_bad_tree, write_code_tree
 
-FAST = ["--vocab-size", "600", "--validation-fraction", "0.2", "--filters", "none", "--no-pii"]
+FAST = ["--vocab-size", "600", "--validation-fraction", "0.2", "--no-pii"]
 
 
 def geex_data(*args) -> int:

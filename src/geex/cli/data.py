@@ -60,6 +60,14 @@ def register(subparsers) -> None:
     parser.add_argument(
         "--dataset-layout", default="auto", choices=["auto", "the-stack", "codeparrot"]
     )
+    parser.add_argument(
+        "--languages",
+        type=lambda text: [w.strip() for w in text.split(",") if w.strip()],
+        help="keep only these languages from local sources, e.g. python,go",
+    )
+    parser.add_argument(
+        "--per-language-mb", type=float, help="read at most this much of each language"
+    )
     parser.add_argument("--max-file-bytes", type=int, help="readers skip larger files (8 MiB)")
     repos = parser.add_argument_group("git and GitHub sources")
     repos.add_argument("--max-repo-bytes", type=int, help="skip repositories larger on disk")
@@ -83,7 +91,7 @@ def register(subparsers) -> None:
 
 
 def config_from_args(args: argparse.Namespace):
-    from geex.data.embedded import PER_LANGUAGE_BYTES
+    from geex.data.embedded import EMBEDDED_LANGUAGES, PER_LANGUAGE_BYTES
     from geex.data.pipeline import DataConfig
 
     sbatch = {}
@@ -92,6 +100,16 @@ def config_from_args(args: argparse.Namespace):
         if not sep:
             raise GeexError(f"--sbatch-arg wants KEY=VALUE; got {item!r}")
         sbatch[key] = value
+    per_language_bytes = None if args.sources else PER_LANGUAGE_BYTES
+    if args.per_language_mb is not None:
+        per_language_bytes = int(args.per_language_mb * 2**20)
+    languages = args.languages
+    if languages is None and not args.sources:
+        languages = list(EMBEDDED_LANGUAGES)
+    if languages:
+        from geex.languages import get_language
+
+        languages = [get_language(name).key for name in languages]
     return DataConfig(
         out=args.out,
         sources=list(args.sources),
@@ -111,7 +129,8 @@ def config_from_args(args: argparse.Namespace):
         repo_metadata=args.repo_metadata,
         github_max_repos=args.github_max_repos,
         github_api_url=args.github_api_url,
-        per_language_bytes=None if args.sources else PER_LANGUAGE_BYTES,
+        per_language_bytes=per_language_bytes,
+        languages=languages,
         executor=args.executor,
         partition=args.partition,
         time=args.time,

@@ -25,7 +25,6 @@ from __future__ import annotations
 
 import io
 import os
-import re
 import struct
 from pathlib import Path
 
@@ -40,8 +39,11 @@ SHINGLE_SIZE = 5
 LSH_BANDS, LSH_ROWS = 25, 10
 DOC_DTYPE = np.dtype([("content_hi", "<u8"), ("content_lo", "<u8"), ("key", "<u8")])
 
-_TOKEN = re.compile(rb"[A-Za-z_0-9]+")  # on bytes: a third faster than on str
-# Multipliers combining the 5 token hashes of a shingle (odd, so the sum is a bijection in each).
+# Bytes that are not [A-Za-z0-9_] become spaces, so bytes.split() yields the tokens.
+_SEPARATORS = bytes(
+    c if chr(c).isascii() and (chr(c).isalnum() or c == 95) else 32 for c in range(256)
+)
+_TOKEN_BYTES = 24
 _SHINGLE_MIX = np.array(
     [
         0x9E3779B97F4A7C15,
@@ -71,20 +73,35 @@ def code_shingles(text: str, size: int = SHINGLE_SIZE) -> np.ndarray:
 
     Punctuation and whitespace are separators, as in The Stack's near deduplication, so a file
     reformatted or re-indented is still a near duplicate. A file with fewer tokens than ``size``
-    is one shingle of all of them.
+    is one shingle of all of them. Tokens are hashed by their first 24 bytes (identifiers that
+    share 24 bytes count as one token), all at once in numpy: ``bytes.translate`` + ``split``
+    and a fixed-width array are four times faster than ``re.findall`` and a hash call per token.
     """
-    tokens = _TOKEN.findall(text.encode("utf-8", "surrogatepass"))
+    tokens = text.encode("utf-8", "surrogatepass").translate(_SEPARATORS).split()
     if not tokens:
         return np.zeros(0, dtype=np.uint64)
-    hashes = np.fromiter(map(xxhash.xxh64_intdigest, tokens), dtype=np.uint64, count=len(tokens))
-    if len(tokens) < size:
-        return np.array([np.bitwise_xor.reduce(hashes * _SHINGLE_MIX[: len(tokens)])])
-    n = len(tokens) - size + 1
+    words = np.array(tokens, dtype=f"S{_TOKEN_BYTES}").view(np.uint64).reshape(len(tokens), -1)
     with np.errstate(over="ignore"):
+        hashes = words[:, 0] * _SHINGLE_MIX[0]
+        for column in range(1, words.shape[1]):
+            hashes ^= words[:, column] * _SHINGLE_MIX[column]
+        hashes = _mix(hashes)
+        if len(tokens) < size:
+            return np.array([np.bitwise_xor.reduce(hashes * _SHINGLE_MIX[: len(tokens)])])
+        n = len(tokens) - size + 1
         shingles = hashes[:n] * _SHINGLE_MIX[0]
         for k in range(1, size):
             shingles += hashes[k : k + n] * _SHINGLE_MIX[k]
-    return np.unique(shingles)
+    return np.unique(_mix(shingles))
+
+
+def _mix(x: np.ndarray) -> np.ndarray:
+    """A 64-bit finaliser (murmur3's): every output bit depends on every input bit."""
+    x = x ^ (x >> np.uint64(33))
+    x *= np.uint64(0xFF51AFD7ED558CCD)
+    x ^= x >> np.uint64(33)
+    x *= np.uint64(0xC4CEB9FE1A85EC53)
+    return x ^ (x >> np.uint64(33))
 
 
 class MinHasher:

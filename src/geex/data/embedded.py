@@ -16,9 +16,12 @@ import subprocess
 import sysconfig
 from pathlib import Path
 
-# 12 MB of each language: the Python standard library alone has ~30 MB of .py files, and the
-# whole default run (about 50 MB on a machine with every toolchain) stays within a few minutes.
-PER_LANGUAGE_BYTES = 12 * 2**20
+# 8 MiB of each language: the Python standard library alone has ~30 MB of .py files, and the
+# whole default run (at most 56 MiB, on a machine with every toolchain) stays within a few
+# minutes on two cores.
+PER_LANGUAGE_BYTES = 8 * 2**20
+# The languages the default collects; the same folders hold JSON, Markdown, shell, ... too.
+EMBEDDED_LANGUAGES = ("python", "c", "cpp", "go", "java", "javascript", "rust")
 # Installed third-party packages and test data are not the "code on this machine" we want.
 EMBEDDED_EXCLUDED_DIRS = frozenset(
     {".git", ".hg", ".svn", "__pycache__", "site-packages", "dist-packages", "testdata"}
@@ -56,7 +59,7 @@ def java_sources() -> list[Path]:
     patterns = [f"{java_home}/lib/src.zip", f"{java_home}/src.zip"] if java_home else []
     patterns += ["/usr/lib/jvm/*/lib/src.zip", "/usr/lib/jvm/*/src.zip"]
     for pattern in patterns:
-        found += sorted(Path(p) for p in glob.glob(pattern))
+        found += sorted(Path(p) for p in glob.glob(pattern) if Path(p).is_file())  # not dangling
     return found[:1]  # one JDK is enough: the others hold the same classes
 
 

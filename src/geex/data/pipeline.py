@@ -62,6 +62,7 @@ class DataConfig:
     dataset_layout: str = "auto"
     max_file_bytes: int | None = None
     per_language_bytes: int | None = None  # the embedded default sets its cap
+    languages: list[str] | None = None  # keep only these (local sources); None: all
     shard_tokens: int | None = None
     git_max_repo_bytes: int | None = None
     min_stars: int | None = None  # git sources need repo_metadata for it; github has it
@@ -212,6 +213,7 @@ def reader_steps(config: DataConfig, sources: list[Source], work: Path) -> list[
                 max_bytes=max_bytes,
                 excluded_dirs=excluded,
                 per_language_bytes=config.per_language_bytes,
+                languages=config.languages,
             )
         )
     git = [s.spec for s in sources if s.kind == "git"]

@@ -49,6 +49,7 @@ DEFAULT_EXCLUDED_DIRS = frozenset({".git", ".hg", ".svn", "__pycache__", ".tox",
 ARCHIVE_SUFFIXES = (".tar", ".tar.gz", ".tgz", ".tar.bz2", ".tbz2", ".tar.xz", ".txz", ".zip")
 
 SkipCounter = Callable[[str], object]
+_NOT_SELECTED = object()  # an archive member whose language was not asked for
 
 
 def _ignore(_label: str) -> None:
@@ -262,6 +263,7 @@ def read_archive(
     metadata: dict | None = None,
     per_language_bytes: int | None = None,
     used: dict[str, int] | None = None,
+    languages: frozenset[str] | None = None,
 ) -> Iterator[Document]:
     """The source files in a tar (plain or compressed) or zip archive, in archive order.
 
@@ -285,6 +287,8 @@ def read_archive(
             if excluded.intersection(name.split("/")[:-1]):
                 continue
             language = detect_language(name) if read is not None else None
+            if language is not None and languages is not None and language.key not in languages:
+                language, read = None, _NOT_SELECTED
             if language is not None and per_language_bytes is not None:
                 spent = used.get(language.key, 0)
                 if spent >= per_language_bytes:
@@ -295,6 +299,9 @@ def read_archive(
                 continue
             if read is None:
                 on_skip("skipped_special_file")
+                continue
+            if read is _NOT_SELECTED:
+                on_skip("skipped_language_not_selected")
                 continue
             if language is None and "." in name.rsplit("/", 1)[-1].lstrip("."):
                 on_skip("skipped_unknown_language")
@@ -351,7 +358,8 @@ def read_source(
 class LocalReader(PipelineStep):
     """Reads local folders, files and archives; each task takes its share of every source.
 
-    ``per_language_bytes`` caps how much of each language is read, across all sources in the
+    ``languages`` (keys of ``geex.languages``) keeps only those languages; other files count as
+    ``skipped_language_not_selected``. ``per_language_bytes`` caps how much of each language is read, across all sources in the
     order given (the embedded default uses it so that a run on any machine stays short); the
     cap is applied to the sorted listing before files are split among tasks, so the selected
     files do not depend on the number of tasks.
@@ -367,9 +375,11 @@ class LocalReader(PipelineStep):
         max_bytes: int = DEFAULT_MAX_BYTES,
         excluded_dirs: Iterable[str] = DEFAULT_EXCLUDED_DIRS,
         per_language_bytes: int | None = None,
+        languages: Iterable[str] | None = None,
     ):
         super().__init__()
         self.sources = [str(s) for s in sources]
+        self.languages = frozenset(languages) if languages is not None else None
         self.max_bytes = max_bytes
         self.excluded_dirs = frozenset(excluded_dirs)
         self.per_language_bytes = per_language_bytes
@@ -388,12 +398,18 @@ class LocalReader(PipelineStep):
             )
             if is_archive(source) and Path(source).is_file():
                 documents = read_archive(
-                    source, per_language_bytes=self.per_language_bytes, used=used, **options
+                    source,
+                    per_language_bytes=self.per_language_bytes,
+                    used=used,
+                    languages=self.languages,
+                    **options,
                 )
             else:
                 entries = walk_tree(
                     source, max_bytes=self.max_bytes, excluded_dirs=self.excluded_dirs
                 )
+                if self.languages is not None:
+                    entries = _selected(entries, self.languages)
                 if self.per_language_bytes is not None:
                     entries = _capped(entries, used, self.per_language_bytes)
                 documents = read_tree(source, entries=entries, **options)
@@ -402,6 +418,14 @@ class LocalReader(PipelineStep):
                     self.stat_update("documents")
                     self.stat_update("bytes", value=document.metadata["size_bytes"])
                 yield document
+
+
+def _selected(entries: Iterable[TreeEntry], languages: frozenset[str]) -> Iterator[TreeEntry]:
+    for entry in entries:
+        if entry.skip is None and entry.language.key not in languages:
+            yield TreeEntry(entry.relpath, entry.size, skip="skipped_language_not_selected")
+        else:
+            yield entry
 
 
 def _capped(entries: Iterable[TreeEntry], used: dict[str, int], cap: int) -> Iterator[TreeEntry]:
