@@ -1,0 +1,74 @@
+"""SOURCE arguments are told apart, and the same stages build Slurm executors chained by dependency. `pytest tests/data/test_sources_and_executors.py`"""
+
+from __future__ import annotations
+
+import subprocess
+
+import dill
+import pytest
+
+from geex.data.pipeline import DataConfig, build_stages, classify_source, make_executor
+from geex.errors import ConfigError, GeexError
+from tests.data.trees import write_archives, write_code_tree
+
+
+def test_sources_are_classified_by_form_and_by_what_is_on_disk(tmp_path):
+    tree = write_code_tree(tmp_path / "tree", n_python=1, n_c=1)
+    tar_path, _ = write_archives(tmp_path / "archives", {"a.py": "x = 1\n"})
+    (tmp_path / "rows.jsonl").write_text('{"content": "x = 1"}\n')
+    (tmp_path / "parquet").mkdir()
+    (tmp_path / "parquet" / "part-0.parquet").write_bytes(b"PAR1")
+    bare = tmp_path / "bare"
+    subprocess.run(["git", "init", "-q", "--bare", str(bare)], check=True)
+    kinds = {
+        str(tree): "local",
+        str(tree / "lib_00.c"): "local",
+        str(tar_path): "local",
+        str(tmp_path / "rows.jsonl"): "dataset",
+        str(tmp_path / "parquet"): "dataset",
+        str(bare): "git",
+        "https://example.org/repo.git": "git",
+        "git@example.org:owner/repo.git": "git",
+        "github:language:go stars:>100": "github",
+        "hf:bigcode/the-stack-smol": "dataset",
+        "bigcode/the-stack-smol": "dataset",
+    }
+    for spec, kind in kinds.items():
+        assert classify_source(spec).kind == kind, spec
+    with pytest.raises(GeexError, match="neither a path"):
+        classify_source(str(tmp_path / "missing" / "folder"))
+
+
+def test_options_are_checked():
+    with pytest.raises(ConfigError, match="dedup"):
+        DataConfig(out="x", dedup="fuzzy")
+    with pytest.raises(ConfigError, match="partition"):
+        DataConfig(out="x", executor="slurm")
+    assert DataConfig(out="x", workers=3).tasks == 3
+
+
+def test_slurm_gets_the_same_stages_as_one_dependency_chain(tmp_path):
+    tree = write_code_tree(tmp_path / "tree", n_python=1, n_c=1)
+    config = DataConfig(
+        out=str(tmp_path / "out"), sources=[str(tree)], executor="slurm", partition="cpu", tasks=8
+    )
+    executor = None
+    stages = build_stages(config)
+    for stage in stages:
+        executor = make_executor(config, stage, depends=executor)
+        assert executor.world_size == stage.tasks
+    chain = []
+    while executor is not None:
+        chain.append(executor.job_name)
+        executor = executor.depends
+    assert chain[::-1] == [f"geex-data-{s.name}" for s in stages]
+    assert [s.name for s in stages] == [
+        "clean",
+        "exact",
+        "near-buckets",
+        "near-clusters",
+        "tokenizer",
+        "pack",
+        "finish",
+    ]
+    dill.loads(dill.dumps(stages))  # Slurm jobs unpickle the pipeline on the nodes
