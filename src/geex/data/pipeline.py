@@ -564,7 +564,10 @@ def run_data_pipeline(
         executor.run()
         return None
     if config.executor == "ray":
-        import ray
+        try:
+            import ray
+        except ImportError:
+            raise GeexError("--executor ray needs Ray: pip install 'geex[ray]'") from None
 
         if not ray.is_initialized():
             ray.init(address=config.ray_address)
