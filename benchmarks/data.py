@@ -6,7 +6,7 @@ stage is timed on the whole corpus, held in memory (nothing dropped by an earlie
 each row's MB/s is comparable and the total is the time for one core to take the corpus
 through all stages; reading is timed from a warm page cache.
 
-Geex:  LocalReader -> CodeFilter(codegeex) -> Decontaminate(HumanEval-X) -> RedactSecrets ->
+Geex:  LocalReader -> CodeFilter(codegeex) -> Decontaminate(Geex's embedded evaluation set) -> RedactSecrets ->
        DedupSignatures (exact + MinHash 25x10) -> CleanedWriter -> ExactDuplicates,
        MinhashDedupBuckets, NearDuplicateClusters -> CleanedReader + DropDuplicates;
        then, apart, tag + tokenize + pack (PackShards) with a tokenizer trained on the corpus.
@@ -100,7 +100,7 @@ def geex_stages(docs: list[Document], work: Path) -> dict[str, tuple[float, int]
     try:
         from geex.data.decontaminate import Decontaminate
 
-        block, build = timed(lambda: Decontaminate(["humanevalx"]))
+        block, build = timed(lambda: Decontaminate(["embedded"]))
         _, seconds = through(block, copies(corpus))
         times["decontaminate"] = seconds + build
     except Exception as err:  # no benchmark data here: reported, not fatal

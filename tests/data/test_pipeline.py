@@ -11,9 +11,9 @@ import pytest
 from geex.cli import main
 from geex.data.shards import TokenShards
 from geex.tokenizer import load_tokenizer
-from tests.data.trees import write_bad_tree, write_code_tree
+from tests.data.trees import python_module, write_bad_tree, write_code_tree
 
-FAST = ["--vocab-size", "600", "--validation-fraction", "0.2", "--no-pii"]
+FAST = ["--vocab-size", "600", "--validation-fraction", "0.2"]
 
 
 def geex_data(*args) -> int:
@@ -40,13 +40,26 @@ def shard_bytes(out: Path) -> dict[str, bytes]:
 
 @pytest.fixture(scope="module")
 def code(tmp_path_factory) -> Path:
-    return write_code_tree(tmp_path_factory.mktemp("src") / "code", n_python=30, n_c=10)
+    root = write_code_tree(tmp_path_factory.mktemp("src") / "code", n_python=30, n_c=10)
+    contact = python_module(999) + "\n\nMAINTAINER = 'jane.doe@geex-corp.org'\n"
+    (root / "pkg" / "contact.py").write_text(contact)
+    return root
 
 
 @pytest.fixture(scope="module")
-def packed(code, tmp_path_factory) -> Path:
+def benchmark(code, tmp_path_factory) -> Path:
+    """A benchmark whose one task's solution is the body of one file of the tree."""
+    path = tmp_path_factory.mktemp("bench") / "bench.jsonl"
+    solution = (code / "pkg" / "mod_07.py").read_text()[:800]
+    path.write_text(json.dumps({"task_id": "Bench/0", "canonical_solution": solution}) + "\n")
+    return path
+
+
+@pytest.fixture(scope="module")
+def packed(code, benchmark, tmp_path_factory) -> Path:
     out = tmp_path_factory.mktemp("out") / "data"
-    assert geex_data(code, "--out", out, "--workers", "2", "--tasks", "2") == 0
+    options = ["--workers", "2", "--tasks", "2", "--decontaminate", benchmark]
+    assert geex_data(code, "--out", out, *options) == 0
     return out
 
 
@@ -62,26 +75,41 @@ def test_the_output_is_a_dataset_train_reads_with_tagged_files(packed):
     assert train.read(int(first["offset"]) + int(first["length"]) - 1, 1)[0] == train.eod_id
 
 
-def test_the_card_counts_files_tokens_and_what_dedup_removed(packed):
+def test_the_card_counts_files_tokens_and_what_each_stage_removed(packed):
     c = card(packed)
     manifest = json.loads((packed / "dataset.json").read_text())
+    # 30 modules + contact.py + 2 copies - 1 exact - 1 near copy - 1 contaminated
     assert c["languages"]["python"]["files"] == 30 and c["languages"]["c"]["files"] == 10
     assert c["totals"]["tokens"] == sum(s["tokens"] for s in manifest["splits"].values())
     assert c["totals"]["validation_tokens"] == manifest["splits"]["validation"]["tokens"]
-    assert removed(c) == {"exact_duplicate": 1, "near_duplicate": 1}
+    assert removed(c) == {"exact_duplicate": 1, "near_duplicate": 1, "contaminated": 1}
+    assert c["contaminated_tasks"] == ["Bench/0"]
+    redacted = {k: n for e in c["removed"] for k, n in e.get("redacted", {}).items()}
+    assert redacted == {"email": 1}
     markdown = (packed / "card.md").read_text()
-    assert "| python | 30 |" in markdown and "near_duplicate" in markdown
+    assert (
+        "| python | 30 |" in markdown and "near_duplicate" in markdown and "`Bench/0`" in markdown
+    )
+
+
+def test_secrets_are_replaced_in_the_shards(packed):
+    tokenizer, train = load_tokenizer(packed), TokenShards(packed, "train")
+    validation = TokenShards(packed, "validation")
+    text = tokenizer.decode(train.read(0, len(train)).tolist())
+    text += tokenizer.decode(validation.read(0, len(validation)).tolist())
+    assert "MAINTAINER = '<EMAIL>'" in text and "jane.doe" not in text
 
 
 def test_worker_count_does_not_change_the_output_and_task_count_not_the_documents(
-    code, packed, tmp_path
+    code, benchmark, packed, tmp_path
 ):
+    same = ["--decontaminate", benchmark]
     one_worker = tmp_path / "w1"
-    assert geex_data(code, "--out", one_worker, "--workers", "1", "--tasks", "2") == 0
+    assert geex_data(code, "--out", one_worker, "--workers", "1", "--tasks", "2", *same) == 0
     assert shard_bytes(one_worker) == shard_bytes(packed)
     assert (one_worker / "dataset.json").read_text() == (packed / "dataset.json").read_text()
     three_tasks = tmp_path / "t3"
-    assert geex_data(code, "--out", three_tasks, "--workers", "2", "--tasks", "3") == 0
+    assert geex_data(code, "--out", three_tasks, "--workers", "2", "--tasks", "3", *same) == 0
     assert card(three_tasks)["languages"] == card(packed)["languages"]
 
 
@@ -100,9 +128,10 @@ def test_bad_input_never_stops_a_run_and_is_counted_by_reason_in_the_card(code, 
     expected["empty_repo"] += 1  # the bare repository, through the git reader
     for reason, n in expected.items():
         assert counts.get(reason) == n, (reason, counts)
-    assert card(out)["languages"]["python"]["files"] == 32
+    assert card(out)["languages"]["python"]["files"] == 33
 
 
-def test_a_rerun_with_other_options_is_refused(packed, code):
-    assert geex_data(code, "--out", packed, "--tasks", "2", "--workers", "2") == 0  # resume: done
+def test_a_rerun_with_other_options_is_refused(packed, code, benchmark):
+    done = ["--tasks", "2", "--workers", "2", "--decontaminate", benchmark]
+    assert geex_data(code, "--out", packed, *done) == 0  # resumed: nothing left to do
     assert geex_data(code, "--out", packed, "--tasks", "2", "--dedup", "exact") == 2  # refused

@@ -23,9 +23,6 @@ OPTIONS = [
     "600",
     "--validation-fraction",
     "0.1",
-    "--filters",
-    "none",
-    "--no-pii",
 ]
 
 

@@ -96,25 +96,19 @@ def build_card(config, parts: list[dict]) -> dict:
     }
     contaminated = _contaminated_tasks(work / "decontaminate")
     if contaminated is not None:
-        card["contaminated_tasks"] = contaminated
+        card["contaminated_tasks"] = contaminated["tasks"]
+        card["contaminated_task_files"] = contaminated["task_counts"]
     return card
 
 
-def _contaminated_tasks(folder: Path) -> list | None:
-    """The benchmark task ids the decontamination block matched, from its JSON list(s)."""
+def _contaminated_tasks(folder: Path) -> dict | None:
+    """The benchmark tasks the decontamination block matched, and how many files matched each."""
     if not folder.is_dir():
         return None
-    found: list = []
-    for path in sorted(folder.rglob("*.json")):
-        try:
-            value = json.loads(path.read_text())
-        except (OSError, ValueError):
-            continue
-        if isinstance(value, dict):
-            value = value.get("tasks", value.get("task_ids", []))
-        if isinstance(value, list):
-            found += [v for v in value if v not in found]
-    return sorted(found, key=str)
+    from geex.data.decontaminate import merge_reports
+
+    report = merge_reports(str(folder))
+    return {"tasks": report["tasks"], "task_counts": report["task_counts"]}
 
 
 def write_card(config, parts: list[dict]) -> dict:

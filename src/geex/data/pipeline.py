@@ -273,7 +273,8 @@ def build_stages(config: DataConfig) -> list[Stage]:
     if config.decontaminate:
         from geex.data.decontaminate import Decontaminate
 
-        clean.append(Decontaminate(config.decontaminate, **_decontaminate_options(work)))
+        report_dir = str(work / "decontaminate")
+        clean.append(Decontaminate(config.decontaminate, report_dir=report_dir))
     if config.pii:
         from geex.data.pii import RedactSecrets
 
@@ -317,19 +318,6 @@ def build_stages(config: DataConfig) -> list[Stage]:
     stages.append(Stage("pack", pack, tasks, "tag, tokenize, pack shards"))
     stages.append(Stage("finish", [FinishDataset(config)], 1, "dataset.json and card"))
     return stages
-
-
-def _decontaminate_options(work: Path) -> dict:
-    """Where the decontamination block records the matched benchmark tasks, if it says."""
-    import inspect
-
-    from geex.data.decontaminate import Decontaminate
-
-    parameters = inspect.signature(Decontaminate).parameters
-    for name in ("output_folder", "report_folder", "folder", "output_dir"):
-        if name in parameters:
-            return {name: str(work / "decontaminate")}
-    return {}
 
 
 def resolve_sources(config: DataConfig) -> list[Source]:
