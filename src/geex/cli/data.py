@@ -46,7 +46,8 @@ def register(subparsers) -> None:
         nargs="+",
         default=[],
         metavar="BENCH",
-        help="drop files containing these benchmarks: humanevalx:DIR or FILE.jsonl",
+        help="drop files containing these benchmarks: humanevalx:DIR (HumanEval-X's "
+        "humaneval_<lang>.jsonl files), embedded (Geex's evaluation set) or FILE.jsonl",
     )
     parser.add_argument(
         "--no-pii", dest="pii", action="store_false", help="keep secrets as they are"
@@ -75,7 +76,9 @@ def register(subparsers) -> None:
     repos.add_argument("--repo-metadata", help="JSONL/CSV of repositories with stars and size")
     repos.add_argument("--github-max-repos", type=int, default=100)
     repos.add_argument("--github-api-url", default="https://api.github.com")
-    parser.add_argument("--overwrite", action="store_true", help="delete OUT and start again")
+    parser.add_argument(
+        "--overwrite", action="store_true", help="delete an earlier `geex data` OUT and start again"
+    )
     cluster = parser.add_argument_group("cluster executors")
     cluster.add_argument("--executor", default="local", choices=["local", "slurm", "ray"])
     cluster.add_argument("--partition", help="slurm partition")

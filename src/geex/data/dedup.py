@@ -116,10 +116,13 @@ def _mix(x: np.ndarray) -> np.ndarray:
 class MinHasher:
     """``bands * rows`` MinHash values of a set of shingles, 32 bits each.
 
-    Permutation ``i`` maps a shingle's 32-bit hash ``x`` to ``a_i * x + b_i mod 2^32`` with
-    odd ``a_i`` (a bijection), compared as signed integers: numpy multiplies, adds and takes
-    the minimum of 32-bit integers with SIMD, about 1.5 ns per shingle and permutation, where
-    datatrove's ``mod (2^61 - 1)`` in uint64 takes several times longer.
+    Permutation ``i`` maps a shingle's 32-bit hash ``x`` (already mixed, see
+    :func:`code_shingles`) to ``a_i * x mod 2^32`` with odd ``a_i``, a bijection, compared as
+    signed integers: numpy multiplies and takes the minimum of 32-bit integers with SIMD, where
+    datatrove's ``(a * x + b) mod (2^61 - 1)`` in uint64 is several times slower. The affine
+    form ``a * x + b`` was no more accurate here (Jaccard estimates over 40 pairs of edited
+    code files: rms error 0.028 with it, 0.022 without; 250 values allow about 0.03) and costs
+    a third more.
     """
 
     def __init__(self, config: MinhashConfig):
@@ -128,7 +131,6 @@ class MinHasher:
         rng = np.random.default_rng(config.seed)
         a = rng.integers(0, 2**31, size=count, dtype=np.uint32) * np.uint32(2) + np.uint32(1)
         self.a = a.view(np.int32)[:, None]
-        self.b = rng.integers(0, 2**32, size=count, dtype=np.uint32).view(np.int32)[:, None]
         self._buffer = np.empty((count, _SHINGLES_PER_BLOCK), dtype=np.int32)
 
     def signature(self, shingles: np.ndarray) -> np.ndarray:
@@ -140,7 +142,6 @@ class MinHasher:
                 block = values[None, start : start + _SHINGLES_PER_BLOCK]
                 out = self._buffer[:, : block.shape[1]]
                 np.multiply(self.a, block, out=out)
-                np.add(out, self.b, out=out)
                 np.minimum(lowest, out.min(axis=1), out=lowest)
         return lowest.view(np.uint32)
 

@@ -407,7 +407,7 @@ def prepare_output(config: DataConfig, overwrite: bool = False) -> None:
     out, work = Path(config.out), work_dir(config)
     record = work / "config.json"
     fields = config.output_fields()
-    if overwrite and out.exists():
+    if overwrite and record.is_file():  # only ever delete what `geex data` made
         shutil.rmtree(out)
     if record.is_file():
         previous = json.loads(record.read_text())
