@@ -135,3 +135,29 @@ def test_a_rerun_with_other_options_is_refused(packed, code, benchmark):
     done = ["--tasks", "2", "--workers", "2", "--decontaminate", benchmark]
     assert geex_data(code, "--out", packed, *done) == 0  # resumed: nothing left to do
     assert geex_data(code, "--out", packed, "--tasks", "2", "--dedup", "exact") == 2  # refused
+
+
+def test_a_git_repository_and_a_dataset_file_are_sources_too(tmp_path):
+    work = tmp_path / "work"
+    work.mkdir()
+    for i in range(3):
+        (work / f"m{i}.py").write_text(python_module(500 + i))
+    git = ["git", "-c", "user.name=t", "-c", "user.email=t@t", "-C", str(work)]
+    subprocess.run(["git", "init", "-q", str(work)], check=True)
+    subprocess.run([*git, "add", "."], check=True)
+    subprocess.run([*git, "commit", "-qm", "code"], check=True)
+    bare = tmp_path / "repo.git"
+    subprocess.run(["git", "clone", "-q", "--bare", str(work), str(bare)], check=True)
+    rows = tmp_path / "rows.jsonl"
+    rows.write_text(
+        "".join(
+            json.dumps({"content": python_module(600 + i), "lang": "Python", "path": f"r{i}.py"})
+            + "\n"
+            for i in range(2)
+        )
+    )
+    out = tmp_path / "out"
+    assert (
+        geex_data(bare, rows, "--out", out, "--workers", "2", "--dataset-layout", "the-stack") == 0
+    )
+    assert card(out)["languages"]["python"]["files"] == 5

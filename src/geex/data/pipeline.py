@@ -544,8 +544,7 @@ def run_data_pipeline(
 
     prepare_output(config, overwrite)
     stages = build_stages(config)
-    _silence_main_process_logging()
-    if config.executor == "slurm":
+    if config.executor == "slurm":  # datatrove's log lines say which jobs were submitted
         executor = None
         for stage in stages:
             executor = make_executor(config, stage, depends=executor)
