@@ -151,6 +151,10 @@ def _run(args: argparse.Namespace) -> int:
     from geex.data.pipeline import run_data_pipeline
 
     console = Console(stderr=True)
+    if args.sources[:1] == ["pack"] and not os.path.exists("pack"):
+        # the verb of the first `geex data`, still in older notes and scripts
+        console.print("`geex data pack SOURCE ...` is now `geex data SOURCE ...`")
+        args.sources = args.sources[1:]
     config = config_from_args(args)
     if not args.sources:
         from geex.data.embedded import embedded_sources
@@ -187,10 +191,11 @@ class _StageProgress:
         from geex.data.pipeline import is_stage_done, work_dir
         from geex.data.writer import read_progress
 
-        label = f"[{index + 1}] {stage.name}: {stage.description}"
+        label = f"[{index + 1}] {stage.name}"
         if is_stage_done(self.config, stage):
-            self.console.print(f"{label} [dim](done before, skipped)[/dim]")
+            self.console.print(f"{label}: {stage.description} [dim](done before, skipped)[/dim]")
             return
+        self.console.print(f"{label}: {stage.description}, {stage.tasks} task(s)")
         work = work_dir(self.config)
         completions = stage.logging_dir(work) / "completions"
         progress_folder = work / "progress" / stage.name
@@ -198,8 +203,8 @@ class _StageProgress:
             TextColumn("{task.description}"),
             BarColumn(),
             MofNCompleteColumn(),
-            TextColumn("tasks {task.fields[docs]}"),
             TimeElapsedColumn(),
+            TextColumn("{task.fields[docs]}"),
         )
         done = threading.Event()
         start = time.monotonic()

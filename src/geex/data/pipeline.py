@@ -282,7 +282,10 @@ def build_stages(config: DataConfig) -> list[Stage]:
     if config.dedup != "none":
         clean.append(DedupSignatures(work / "dedup", near=config.near))
     clean.append(CleanedWriter(work / "cleaned"))
-    stages = [Stage("clean", clean, tasks, "read, filter, decontaminate, redact, sign")]
+    work_done = ["read"] + ["filter"] * (config.filters != "none")
+    work_done += ["decontaminate"] * bool(config.decontaminate) + ["redact"] * config.pii
+    work_done += ["sign"] * (config.dedup != "none")
+    stages = [Stage("clean", clean, tasks, ", ".join(work_done))]
 
     lsh = minhash_config()
     if config.exact:
