@@ -11,7 +11,7 @@ models' tokens differ, their work does not.
 Reported: milliseconds per new token, the whole call (prompt prefill included) divided by the
 new tokens, at each batch size, the median of interleaved repeats (Geex, GPT-2, Geex, ...).
 Read the ratio column: HF ms / Geex ms, > 1 means Geex decodes faster. On a shared CPU, only
-ratios from the same run compare.
+ratios from the same run compare. Measured numbers, and how they were taken: docs/benchmarks.md.
 
     python benchmarks/decode.py                  # tiny preset, batch 1 and 8, fp32
     python benchmarks/decode.py --compile        # also Geex with a compiled decode step

@@ -16,6 +16,7 @@ import torch
 import transformers
 from rich.console import Console
 from rich.table import Table
+from transformers import GPT2Config, GPT2LMHeadModel
 
 from geex.model import ModelConfig
 
@@ -33,7 +34,8 @@ def add_machine_arguments(parser) -> None:
         "--clock",
         default="wall",
         choices=sorted(CLOCKS),
-        help="wall: elapsed time; cpu: process CPU time, steadier on a busy machine (with --threads 1)",
+        help="wall: elapsed time; cpu: process CPU time, steadier on a busy machine "
+        "(with --threads 1)",
     )
 
 
@@ -42,13 +44,10 @@ def gpt2_twin(config: ModelConfig):
 
     GPT-2 has no top query layer, so it gets one more ordinary block: both models then run
     ``n_layer + 1`` attending blocks. Everything else stays at GPT-2's defaults (SDPA attention,
-    tied embeddings, ``gelu_new``), only dropout is off, as in Geex.
+    tied embeddings, ``gelu_new``) except dropout, off as in Geex, and the bos/eos ids, unset so
+    that decoding never stops early.
     """
-    from transformers import GPT2Config, GPT2LMHeadModel
-    from transformers.utils import logging
-
-    logging.set_verbosity_error()
-
+    transformers.logging.set_verbosity_error()  # e.g. "eos_token_id outside the vocabulary"
     hf_config = GPT2Config(
         vocab_size=config.padded_vocab_size,
         n_positions=config.max_seq_len,
@@ -61,7 +60,7 @@ def gpt2_twin(config: ModelConfig):
         embd_pdrop=0.0,
         attn_pdrop=0.0,
         tie_word_embeddings=True,
-        bos_token_id=None,  # GPT-2's 50256 may lie outside a small vocabulary; nothing ends early
+        bos_token_id=None,  # GPT-2's 50256 lies outside the tiny preset's vocabulary
         eos_token_id=None,
     )
     torch.manual_seed(0)

@@ -9,6 +9,7 @@ both tie the output head to the word embeddings.
 Warm-up steps are not timed. The timed repeats alternate (Geex, GPT-2, Geex, GPT-2, ...) so
 the machine's noise falls on both; each side's median is reported. Read the last column:
 ratio > 1 means Geex trains faster. On a shared CPU, only ratios from the same run compare.
+Measured numbers, and how they were taken: docs/benchmarks.md.
 
     python benchmarks/train_step.py                      # tiny preset, fp32, eager
     python benchmarks/train_step.py --compile            # Geex's step under torch.compile
