@@ -37,6 +37,11 @@ def register(subparsers) -> None:
     parser.add_argument("--device", default="auto", help="cpu, cuda, cuda:1, ... (default auto)")
     parser.add_argument("--dtype", choices=["auto", "fp32", "bf16", "fp16"], default="auto")
     parser.add_argument("--json", action="store_true", help="print one JSON line per sample")
+    parser.add_argument(
+        "--compile",
+        action="store_true",
+        help="decode through torch.compile: faster per token after a compile of ~30 s",
+    )
     parser.set_defaults(handler=_generate)
 
 
@@ -92,6 +97,7 @@ def _generate(args: argparse.Namespace) -> int:
         stop=args.stop,
         add_tag=not args.no_tag,
         on_text=on_text if stream else None,
+        compile_step=args.compile,
     )
     if stream:
         sys.stdout.write("\n")
