@@ -161,3 +161,14 @@ def test_a_git_repository_and_a_dataset_file_are_sources_too(tmp_path):
         geex_data(bare, rows, "--out", out, "--workers", "2", "--dataset-layout", "the-stack") == 0
     )
     assert card(out)["languages"]["python"]["files"] == 5
+
+
+def test_with_no_source_it_packs_the_code_on_this_machine(tmp_path):
+    out = tmp_path / "out"
+    assert main(["data", "--out", str(out), "--per-language-mb", "0.3", "--vocab-size", "600"]) == 0
+    c = card(out)
+    assert c["sources"] == ["(embedded default: code on this machine)"]
+    assert "python" in c["languages"]  # the running Python's standard library
+    assert set(c["languages"]) <= {"python", "c", "cpp", "go", "java", "javascript", "rust"}
+    assert all(row["bytes"] < 0.3 * 2**20 + 100_000 for row in c["languages"].values())
+    assert len(TokenShards(out, "train")) > 0
