@@ -350,7 +350,10 @@ class TrainTokenizer(PipelineStep):
         with self.track_time():
             texts = list(self._texts())
             if not texts:
-                raise GeexError("no documents left to train a tokenizer on")
+                raise GeexError(
+                    "no file left to train a tokenizer on: every file was skipped or dropped "
+                    f"(the counts are in {self.work}/logs/clean/stats)"
+                )
             tokenizer = train_tokenizer(texts, self.vocab_size)
             tokenizer.save(self.out)
             self.stat_update("documents", value=len(texts))
@@ -397,7 +400,9 @@ class FinishDataset(PipelineStep):
             parts = finish_dataset(
                 self.config.out, work, self.config.tasks, extra={"card": "card.md"}
             )
-            write_card(self.config, parts)
+            card = write_card(self.config, parts)
+        if not card["totals"]["files"]:
+            raise GeexError(f"no file was kept: {Path(self.config.out) / 'card.md'} says why")
         if data:
             yield from data
 
@@ -502,6 +507,8 @@ def _quiet_local_executor():
             sys.stderr = _devnull()
             try:
                 return super()._run_for_rank(rank, local_rank, node_rank)
+            except GeexError as err:  # bad input or options: one line, no traceback
+                raise GeexError(str(err)) from None
             except Exception as err:
                 log = self.logging_dir.resolve_paths(f"logs/task_{rank:05d}.log")
                 raise RuntimeError(f"task {rank} failed ({err!r}); its log: {log}") from err
