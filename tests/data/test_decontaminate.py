@@ -176,9 +176,15 @@ def test_block_pickles_without_its_index(toy_benchmark):
 # --- HumanEval-X --------------------------------------------------------------------------------
 
 
+_BLOCKS: dict[Path, Decontaminate] = {}
+
+
 @pytest.fixture
 def humanevalx_block(humanevalx_dir) -> Decontaminate:
-    return Decontaminate([f"humanevalx:{humanevalx_dir}"])
+    """One block per folder for the whole module: its index takes a second to build."""
+    if humanevalx_dir not in _BLOCKS:
+        _BLOCKS[humanevalx_dir] = Decontaminate([f"humanevalx:{humanevalx_dir}"])
+    return _BLOCKS[humanevalx_dir]
 
 
 @pytest.fixture

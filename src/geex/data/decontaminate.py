@@ -1,10 +1,11 @@
 """Decontamination: drop files that contain benchmark problems, and list which ones.
 
 A file is contaminated when it contains a benchmark prompt or canonical solution, whole or in
-part, whatever its whitespace: the comparison runs on the text with every whitespace
-character removed, so re-indenting a solution, changing tabs to spaces, re-wrapping lines
-or re-spacing operators (``x=a+b`` / ``x = a + b``) does not hide it; the file's name plays
-no part.
+part, whatever its whitespace: the comparison runs on the UTF-8 text with every (ASCII)
+whitespace character removed, so re-indenting a solution, changing tabs to spaces,
+re-wrapping lines or re-spacing operators (``x=a+b`` / ``x = a + b``) does not hide it; the
+file's name plays no part. Lengths below are in bytes of that text, which are characters
+for ASCII code.
 
 How: every window of ``ngram`` (default 64) consecutive non-whitespace characters of every
 benchmark text, at every position, goes into a set of hashes, built once per worker process.
@@ -148,8 +149,13 @@ def load_benchmark_texts(spec: str) -> list[BenchmarkText]:
     )
 
 
-def _compact(text: str) -> str:
-    return "".join(text.split())
+_ASCII_WHITESPACE = b" \t\n\r\x0b\x0c"
+
+
+def _compact(text: str) -> bytes:
+    """The UTF-8 bytes of ``text`` without ASCII whitespace: ``bytes.translate`` does it at
+    memory speed, ten times faster than ``"".join(text.split())``."""
+    return text.encode("utf-8", "surrogatepass").translate(None, _ASCII_WHITESPACE)
 
 
 class Decontaminate(BaseFilter):
@@ -182,7 +188,7 @@ class Decontaminate(BaseFilter):
         self.texts = [t for spec in self.benchmarks for t in load_benchmark_texts(spec)]
         self._index: frozenset[int] | None = None
         # task id -> its texts without whitespace: whole (for the exact test) and as indexed
-        self._task_texts: dict[str, tuple[list[str], list[str]]] = {}
+        self._task_texts: dict[str, tuple[list[bytes], list[bytes]]] = {}
         self._found: list[dict] = []
 
     def __getstate__(self) -> dict:
@@ -195,12 +201,12 @@ class Decontaminate(BaseFilter):
 
     def _build_index(self) -> frozenset[int]:
         n = self.ngram
-        by_task: dict[str, tuple[list[str], list[str]]] = {}
+        by_task: dict[str, tuple[list[bytes], list[bytes]]] = {}
         for t in self.texts:
             whole, indexed = by_task.setdefault(t.task_id, ([], []))
             whole.append(_compact(t.text))
             indexed.append(_compact(_IMPORT_LINES.sub("", t.text)))
-        by_problem: dict[str, set[str]] = {}
+        by_problem: dict[str, set[bytes]] = {}
         for task, (_, indexed) in by_task.items():
             windows = by_problem.setdefault(task.rsplit("/", 1)[-1], set())
             windows.update(c[i : i + n] for c in indexed for i in range(len(c) - n + 1))
@@ -208,7 +214,7 @@ class Decontaminate(BaseFilter):
         self._task_texts = by_task
         return frozenset(hash(w) for w, count in problems_per_window.items() if count == 1)
 
-    def _windows(self, text: str) -> tuple[str, list[str]]:
+    def _windows(self, text: str) -> tuple[bytes, list[bytes]]:
         """The text without whitespace, and its windows every ``stride`` characters."""
         compact = _compact(text)
         n = self.ngram
