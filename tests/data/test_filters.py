@@ -72,6 +72,23 @@ def test_preset_rules(preset, text, size, expected):
     assert reason(preset, text, size=size) == expected
 
 
+def test_fraction_thresholds_are_exact():
+    # 100 characters a line: 39 or 41 letters, the rest digits and spaces.
+    def lines(letters: int) -> str:
+        return ("a" * letters + "1" * 20 + " " * (99 - letters - 20) + "\n") * 30
+
+    assert reason("codegeex", lines(38)) == "low_alpha"
+    assert reason("codegeex", lines(41)) is None
+    # 100 characters a line: 24 or 26 letters and digits, the rest punctuation.
+    rules = FILTER_PRESETS["codex"].default
+
+    def punctuated(alnum: int) -> str:
+        return ("a" * alnum + "-" * (99 - alnum) + "\n") * 30
+
+    assert check_file(punctuated(24), rules) == "low_alnum"
+    assert check_file(punctuated(26), rules) is None
+
+
 def test_sizes_come_from_metadata_else_utf8_bytes():
     text = "é" * 600  # 600 characters, 1200 bytes
     rules = FilterRules(min_bytes=1000)

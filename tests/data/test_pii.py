@@ -43,6 +43,8 @@ def redacted(text: str) -> str:
         ("http://[2a03:2880:f12f:83:face:b00c:0:25de]:80/", "http://[<IP_ADDRESS>]:80/"),
         # keys and tokens in well-known formats
         (f"aws_access_key_id = {AWS_KEY}", "aws_access_key_id = <KEY>"),
+        ("maps.init('AIzaSyD8x2Kq9ZmT4vLw7NbC3pYh6Jd1Fs5Ga0U')", "maps.init('<KEY>')"),
+        ("stripe.api = 'sk_live_51Hx9Qm2Zr4Tv8Wn3Bc6Jd1Fs5'", "stripe.api = '<KEY>'"),
         (f'TOKEN = "{GITHUB_TOKEN}"', 'TOKEN = "<TOKEN>"'),
         (
             f"git clone https://{GITLAB_TOKEN}@gitlab.com/x/y",
@@ -96,6 +98,7 @@ def test_redacts(text, expected):
         "mac 00:1a:2b:3c:4d:5e:6f:70",
         # key look-alikes: documented examples, placeholders, templates, names, hashes
         "AKIAIOSFODNN7EXAMPLE",
+        "mask_live_51Hx9Qm2Zr4Tv8Wn3Bc6Jd1Fs5 is not a Stripe key",
         'password = "changeme"',
         'token = "${GITHUB_TOKEN}"',
         'api_key = "<your-api-key>"',
