@@ -7,7 +7,9 @@ import subprocess
 import dill
 import pytest
 
-from geex.data.pipeline import DataConfig, build_stages, classify_source, make_executor
+from geex.data.executors import make_executor
+from geex.data.pipeline import DataConfig, build_stages, work_dir
+from geex.data.sources import classify_source
 from geex.errors import ConfigError, GeexError
 from tests.data.trees import write_archives, write_code_tree
 
@@ -55,7 +57,8 @@ def test_slurm_gets_the_same_stages_as_one_dependency_chain(tmp_path):
     executor = None
     stages = build_stages(config)
     for stage in stages:
-        executor = make_executor(config, stage, depends=executor)
+        logging_dir = str(stage.logging_dir(work_dir(config)))
+        executor = make_executor(config, stage, logging_dir, depends=executor)
         assert executor.world_size == stage.tasks
     chain = []
     while executor is not None:

@@ -14,7 +14,8 @@ markers):
    :class:`~geex.data.writer.PackShards`, each task writing its own shard files;
 5. ``finish`` (1 task): ``dataset.json`` listing every task's shards, and the dataset card.
 
-A task that finished has a completion marker and is skipped when the run starts again; a task
+Sources and their readers are in :mod:`geex.data.sources`, the executors in
+:mod:`geex.data.executors`. A task that finished has a completion marker and is skipped when the run starts again; a task
 that did not starts over and overwrites its own files (every file is written under a temporary
 name and renamed when whole), so a killed run, started again, ends with the same output.
 
@@ -39,7 +40,6 @@ from geex.errors import ConfigError, GeexError
 
 DEDUP_MODES = ("none", "exact", "near", "both")
 EXECUTORS = ("local", "slurm", "ray")
-DATASET_SUFFIXES = (".jsonl", ".jsonl.gz", ".jsonl.zst", ".json.gz", ".parquet")
 WORK = "work"
 
 
@@ -125,58 +125,6 @@ class DataConfig:
         return {k: v for k, v in asdict(self).items() if k in keep}
 
 
-# --- sources -------------------------------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class Source:
-    kind: str  # "local", "git", "github", "dataset"
-    spec: str
-
-
-_GIT_URL_PREFIXES = ("http://", "https://", "git://", "ssh://", "file://", "git@")
-
-
-def classify_source(spec: str, dataset_layout: str = "auto") -> Source:
-    """What a SOURCE argument names, from its form and what is on disk."""
-    if spec.startswith("github:"):
-        return Source("github", spec.removeprefix("github:"))
-    for prefix in ("hf:", "hub:"):
-        if spec.startswith(prefix):
-            return Source("dataset", spec.removeprefix(prefix))
-    if spec.startswith(_GIT_URL_PREFIXES):
-        return Source("git", spec)
-    path = Path(spec).expanduser()
-    if path.is_file():
-        if spec.lower().endswith(DATASET_SUFFIXES):
-            return Source("dataset", str(path))
-        return Source("local", str(path))
-    if path.is_dir():
-        if _is_bare_git_repo(path) or spec.rstrip("/").endswith(".git"):
-            return Source("git", str(path))
-        if _is_dataset_folder(path):
-            return Source("dataset", str(path))
-        return Source("local", str(path))
-    if path.is_symlink() or os.path.lexists(path):
-        return Source("local", str(path))  # a broken link: the reader counts it
-    if dataset_layout != "auto" or (spec.count("/") == 1 and not spec.startswith((".", "/"))):
-        return Source("dataset", spec)  # a Hugging Face Hub name: owner/name
-    raise GeexError(f"source {spec!r} is neither a path here, a git URL, github:QUERY nor hf:NAME")
-
-
-def _is_bare_git_repo(path: Path) -> bool:
-    return (path / "HEAD").is_file() and (path / "objects").is_dir() and (path / "refs").is_dir()
-
-
-def _is_dataset_folder(path: Path) -> bool:
-    files = [p for p in path.rglob("*") if p.is_file()]
-    return (
-        bool(files)
-        and all(p.name.lower().endswith((*DATASET_SUFFIXES, ".json", ".md")) for p in files)
-        and any(p.name.lower().endswith(DATASET_SUFFIXES) for p in files)
-    )
-
-
 # --- stages --------------------------------------------------------------------------------
 
 
@@ -195,60 +143,6 @@ def work_dir(config: DataConfig) -> Path:
     return Path(config.out) / WORK
 
 
-def reader_steps(config: DataConfig, sources: list[Source], work: Path) -> list[PipelineStep]:
-    from geex.data.readers.local import DEFAULT_EXCLUDED_DIRS, DEFAULT_MAX_BYTES, LocalReader
-
-    max_bytes = config.max_file_bytes or DEFAULT_MAX_BYTES
-    steps: list[PipelineStep] = []
-    local = [s.spec for s in sources if s.kind == "local"]
-    if local:
-        excluded = DEFAULT_EXCLUDED_DIRS
-        if config.per_language_bytes is not None:
-            from geex.data.embedded import EMBEDDED_EXCLUDED_DIRS
-
-            excluded = EMBEDDED_EXCLUDED_DIRS
-        steps.append(
-            LocalReader(
-                local,
-                max_bytes=max_bytes,
-                excluded_dirs=excluded,
-                per_language_bytes=config.per_language_bytes,
-                languages=config.languages,
-            )
-        )
-    git = [s.spec for s in sources if s.kind == "git"]
-    repo_options = {"max_bytes": max_bytes}
-    if config.git_max_repo_bytes:
-        repo_options["max_repo_bytes"] = config.git_max_repo_bytes
-    if config.min_stars is not None:
-        repo_options["min_stars"] = config.min_stars
-    if git:
-        from geex.data.readers.git import GitRepoReader
-
-        metadata = {"metadata_file": config.repo_metadata} if config.repo_metadata else {}
-        steps.append(GitRepoReader(git, work / "git", **repo_options, **metadata))
-    for source in sources:
-        if source.kind == "github":
-            from geex.data.readers.github import GitHubCrawler
-
-            steps.append(
-                GitHubCrawler(
-                    source.spec,
-                    work / "github",
-                    token=os.environ.get("GITHUB_TOKEN"),
-                    api_url=config.github_api_url,
-                    max_repos=config.github_max_repos,
-                    **repo_options,
-                )
-            )
-    datasets = [s.spec for s in sources if s.kind == "dataset"]
-    if datasets:
-        from geex.data.readers.datasets import CodeDatasetReader
-
-        steps.append(CodeDatasetReader(datasets, config.dataset_layout, max_bytes=max_bytes))
-    return steps
-
-
 def build_stages(config: DataConfig) -> list[Stage]:
     from datatrove.pipeline.dedup.minhash import MinhashDedupBuckets
 
@@ -259,7 +153,8 @@ def build_stages(config: DataConfig) -> list[Stage]:
         NearDuplicateClusters,
         minhash_config,
     )
-    from geex.data.writer import CleanedReader, CleanedWriter, PackShards, Progress
+    from geex.data.sources import reader_steps, resolve_sources
+    from geex.data.writer import CleanedReader, CleanedWriter, PackShards, Progress, TrainTokenizer
 
     work = work_dir(config)
     sources = resolve_sources(config)
@@ -302,7 +197,15 @@ def build_stages(config: DataConfig) -> list[Stage]:
         clusters = NearDuplicateClusters(work / "dedup", tasks)
         stages.append(Stage("near-clusters", [clusters], 1, "near-duplicate clusters"))
     if not config.tokenizer:
-        trainer = TrainTokenizer(config.out, work, tasks, config.vocab_size, config)
+        trainer = TrainTokenizer(
+            config.out,
+            work,
+            tasks,
+            config.vocab_size,
+            sample_bytes=config.tokenizer_sample_bytes,
+            exact=config.exact,
+            near=config.near,
+        )
         stages.append(
             Stage("tokenizer", [trainer], 1, f"train a {config.vocab_size:,}-id tokenizer")
         )
@@ -321,64 +224,6 @@ def build_stages(config: DataConfig) -> list[Stage]:
     stages.append(Stage("pack", pack, tasks, "tag, tokenize, pack shards"))
     stages.append(Stage("finish", [FinishDataset(config)], 1, "dataset.json and card"))
     return stages
-
-
-def resolve_sources(config: DataConfig) -> list[Source]:
-    if config.sources:
-        return [classify_source(s, config.dataset_layout) for s in config.sources]
-    from geex.data.embedded import embedded_sources
-
-    return [Source("local", str(p)) for p in embedded_sources()]
-
-
-class TrainTokenizer(PipelineStep):
-    """Trains a tokenizer on the deduplicated, tagged corpus (up to a byte budget) into OUT."""
-
-    name = "train tokenizer"
-    type = "🔢 - TOKENIZER"
-
-    def __init__(self, out, work, tasks: int, vocab_size: int, config: DataConfig):
-        super().__init__()
-        self.out, self.work, self.tasks = str(out), str(work), tasks
-        self.vocab_size = vocab_size
-        self.sample_bytes = config.tokenizer_sample_bytes
-        self.exact, self.near = config.exact, config.near
-
-    def run(self, data=None, rank: int = 0, world_size: int = 1):
-        from geex.tokenizer import train_tokenizer
-
-        with self.track_time():
-            texts = list(self._texts())
-            if not texts:
-                raise GeexError(
-                    "no file left to train a tokenizer on: every file was skipped or dropped "
-                    f"(the counts are in {self.work}/logs/clean/stats)"
-                )
-            tokenizer = train_tokenizer(texts, self.vocab_size)
-            tokenizer.save(self.out)
-            self.stat_update("documents", value=len(texts))
-        if data:
-            yield from data
-
-    def _texts(self):
-        from geex.data.dedup import load_removals
-        from geex.data.writer import read_cleaned, tagged_text
-
-        work, budget = Path(self.work), self.sample_bytes
-        for rank in range(self.tasks):
-            removed = set()
-            if self.exact:
-                removed |= load_removals(work / "dedup" / "exact", rank)
-            if self.near:
-                removed |= load_removals(work / "dedup" / "near", rank)
-            for position, doc in enumerate(read_cleaned(work / "cleaned", rank)):
-                if position in removed:
-                    continue
-                text = tagged_text(doc.metadata["language"], doc.text)
-                budget -= len(text)
-                if budget < 0:
-                    return
-                yield text
 
 
 class FinishDataset(PipelineStep):
@@ -439,100 +284,6 @@ def prepare_output(config: DataConfig, overwrite: bool = False) -> None:
         load_tokenizer(config.tokenizer).save(out)
 
 
-def make_executor(config: DataConfig, stage: Stage, depends=None):
-    work = work_dir(config)
-    logging_dir = str(stage.logging_dir(work))
-    workers = min(config.workers, stage.tasks)
-    if config.executor == "local":
-        return QuietLocalExecutor(
-            stage.pipeline,
-            tasks=stage.tasks,
-            workers=workers,
-            logging_dir=logging_dir,
-            start_method=_start_method(),
-        )
-    if config.executor == "slurm":
-        from datatrove.executor import SlurmPipelineExecutor
-
-        return SlurmPipelineExecutor(
-            stage.pipeline,
-            tasks=stage.tasks,
-            time=config.time,
-            partition=config.partition,
-            cpus_per_task=config.cpus_per_task,
-            mem_per_cpu_gb=int(config.mem_per_cpu_gb),
-            job_name=f"geex-data-{stage.name}",
-            logging_dir=logging_dir,
-            depends=depends,
-            env_command=config.env_command,
-            sbatch_args=config.sbatch_args or None,
-            workers=config.workers if config.workers > 1 else -1,
-        )
-    from datatrove.executor.ray import RayPipelineExecutor
-
-    return RayPipelineExecutor(
-        stage.pipeline,
-        tasks=stage.tasks,
-        workers=config.workers,
-        logging_dir=logging_dir,
-        depends=depends,
-        cpus_per_task=config.cpus_per_task,
-        mem_per_cpu_gb=config.mem_per_cpu_gb,
-    )
-
-
-def _start_method() -> str:
-    """fork where there is one: the workers start with the blocks' modules already imported,
-    which saves about a second per process and stage (forkserver re-imports them)."""
-    import multiprocessing
-
-    return "fork" if "fork" in multiprocessing.get_all_start_methods() else "spawn"
-
-
-def _quiet_local_executor():
-    from datatrove.executor.local import LocalPipelineExecutor
-
-    class _Quiet(LocalPipelineExecutor):
-        """Local executor whose tasks log to their files only, so the command line's progress
-        display stays readable; a failing task's log path is in the raised error."""
-
-        def _run_for_rank(self, rank: int, local_rank: int = 0, node_rank: int = -1):
-            import multiprocessing
-            import sys
-
-            if multiprocessing.parent_process() is not None or os.getpid() != _MAIN_PID:
-                # a forked worker: one tokenizer thread per process, and no warning about it
-                os.environ["TOKENIZERS_PARALLELISM"] = "false"
-            saved = sys.stderr
-            sys.stderr = _devnull()
-            try:
-                return super()._run_for_rank(rank, local_rank, node_rank)
-            except GeexError as err:  # bad input or options: one line, no traceback
-                raise GeexError(str(err)) from None
-            except Exception as err:
-                log = self.logging_dir.resolve_paths(f"logs/task_{rank:05d}.log")
-                raise RuntimeError(f"task {rank} failed ({err!r}); its log: {log}") from err
-            finally:
-                sys.stderr = saved
-
-    return _Quiet
-
-
-_DEVNULL = []
-_MAIN_PID = os.getpid()
-
-
-def _devnull():
-    """One sink for the process: loguru keeps writing to it after a task ends."""
-    if not _DEVNULL:
-        _DEVNULL.append(open(os.devnull, "w"))  # noqa: SIM115 (lives as long as the process)
-    return _DEVNULL[0]
-
-
-def QuietLocalExecutor(*args, **kwargs):
-    return _quiet_local_executor()(*args, **kwargs)
-
-
 def is_stage_done(config: DataConfig, stage: Stage) -> bool:
     folder = stage.logging_dir(work_dir(config)) / "completions"
     return all((folder / f"{rank:05d}").is_file() for rank in range(stage.tasks))
@@ -551,13 +302,18 @@ def run_data_pipeline(
     show progress while ``run()`` executes the stage.
     """
     from geex.data.card import read_card
+    from geex.data.executors import make_executor, silence_main_process_logging
+
+    def executor_of(stage: Stage, depends=None):
+        logging_dir = str(stage.logging_dir(work_dir(config)))
+        return make_executor(config, stage, logging_dir, depends=depends)
 
     prepare_output(config, overwrite)
     stages = build_stages(config)
     if config.executor == "slurm":  # datatrove's log lines say which jobs were submitted
         executor = None
         for stage in stages:
-            executor = make_executor(config, stage, depends=executor)
+            executor = executor_of(stage, depends=executor)
         executor.run()
         return None
     if config.executor == "ray":
@@ -569,20 +325,11 @@ def run_data_pipeline(
         if not ray.is_initialized():
             ray.init(address=config.ray_address)
     for index, stage in enumerate(stages):
-        executor = make_executor(config, stage)
-        _silence_main_process_logging()
+        executor = executor_of(stage)
+        silence_main_process_logging()
         if on_stage is None:
             executor.run()
         else:
             on_stage(index, stage, executor.run)
-        _silence_main_process_logging()  # a task run in this process replaced the sinks
+        silence_main_process_logging()  # a task run in this process replaced the sinks
     return read_card(config.out)
-
-
-def _silence_main_process_logging() -> None:
-    import sys
-
-    from loguru import logger
-
-    logger.remove()
-    logger.add(sys.stderr, level="ERROR")

@@ -6,6 +6,7 @@
   before any task packs).
 - :class:`CleanedReader` reads one task's file back, in order: a document's position in it is
   its name for the deduplication stages.
+- :class:`TrainTokenizer` trains a tokenizer on the deduplicated corpus when none is given;
 - :class:`PackShards` tags each file with its language line, tokenizes in batches, sends it to
   the train or validation split by a hash of its id, and appends it to its task's own shard
   files (``train-<task>-<n>.bin``); :func:`finish_dataset` lists them all in ``dataset.json``.
@@ -25,6 +26,7 @@ from datatrove.pipeline.base import PipelineStep
 
 from geex.atomic import atomic_write_text
 from geex.data.shards import ShardWriter, write_manifest
+from geex.errors import GeexError
 from geex.languages import LANGUAGES, get_language
 
 ENCODE_BATCH = 256  # documents per encode_batch call: enough to keep the Rust threads busy
@@ -257,3 +259,62 @@ def read_progress(folder: str | os.PathLike) -> tuple[int, int]:
         documents += state["documents"]
         size += state["bytes"]
     return documents, size
+
+
+class TrainTokenizer(PipelineStep):
+    """Trains a tokenizer on the deduplicated, tagged corpus (up to a byte budget) into OUT."""
+
+    name = "train tokenizer"
+    type = "🔢 - TOKENIZER"
+
+    def __init__(
+        self,
+        out: str | os.PathLike,
+        work: str | os.PathLike,
+        tasks: int,
+        vocab_size: int,
+        *,
+        sample_bytes: int,
+        exact: bool,
+        near: bool,
+    ):
+        super().__init__()
+        self.out, self.work, self.tasks = str(out), str(work), tasks
+        self.vocab_size = vocab_size
+        self.sample_bytes = sample_bytes
+        self.exact, self.near = exact, near
+
+    def run(self, data=None, rank: int = 0, world_size: int = 1):
+        from geex.tokenizer import train_tokenizer
+
+        with self.track_time():
+            texts = list(self._texts())
+            if not texts:
+                raise GeexError(
+                    "no file left to train a tokenizer on: every file was skipped or dropped "
+                    f"(the counts are in {self.work}/logs/clean/stats)"
+                )
+            tokenizer = train_tokenizer(texts, self.vocab_size)
+            tokenizer.save(self.out)
+            self.stat_update("documents", value=len(texts))
+        if data:
+            yield from data
+
+    def _texts(self):
+        from geex.data.dedup import load_removals
+
+        work, budget = Path(self.work), self.sample_bytes
+        for rank in range(self.tasks):
+            removed = set()
+            if self.exact:
+                removed |= load_removals(work / "dedup" / "exact", rank)
+            if self.near:
+                removed |= load_removals(work / "dedup" / "near", rank)
+            for position, doc in enumerate(read_cleaned(work / "cleaned", rank)):
+                if position in removed:
+                    continue
+                text = tagged_text(doc.metadata["language"], doc.text)
+                budget -= len(text)
+                if budget < 0:
+                    return
+                yield text

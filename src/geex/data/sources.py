@@ -1,0 +1,135 @@
+"""What a SOURCE argument of ``geex data`` names, and the reader steps that read them.
+
+A folder, file or archive goes to :class:`~geex.data.readers.local.LocalReader`; a git URL or
+bare repository to :class:`~geex.data.readers.git.GitRepoReader`; ``github:QUERY`` to
+:class:`~geex.data.readers.github.GitHubCrawler`; JSONL/Parquet files, folders of them and
+``hf:OWNER/NAME`` to :class:`~geex.data.readers.datasets.CodeDatasetReader`. With no source,
+the code on this machine (:mod:`geex.data.embedded`).
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from datatrove.pipeline.base import PipelineStep
+
+from geex.errors import GeexError
+
+if TYPE_CHECKING:
+    from geex.data.pipeline import DataConfig
+
+DATASET_SUFFIXES = (".jsonl", ".jsonl.gz", ".jsonl.zst", ".json.gz", ".parquet")
+
+
+@dataclass(frozen=True)
+class Source:
+    kind: str  # "local", "git", "github", "dataset"
+    spec: str
+
+
+_GIT_URL_PREFIXES = ("http://", "https://", "git://", "ssh://", "file://", "git@")
+
+
+def classify_source(spec: str, dataset_layout: str = "auto") -> Source:
+    """What a SOURCE argument names, from its form and what is on disk."""
+    if spec.startswith("github:"):
+        return Source("github", spec.removeprefix("github:"))
+    for prefix in ("hf:", "hub:"):
+        if spec.startswith(prefix):
+            return Source("dataset", spec.removeprefix(prefix))
+    if spec.startswith(_GIT_URL_PREFIXES):
+        return Source("git", spec)
+    path = Path(spec).expanduser()
+    if path.is_file():
+        if spec.lower().endswith(DATASET_SUFFIXES):
+            return Source("dataset", str(path))
+        return Source("local", str(path))
+    if path.is_dir():
+        if _is_bare_git_repo(path) or spec.rstrip("/").endswith(".git"):
+            return Source("git", str(path))
+        if _is_dataset_folder(path):
+            return Source("dataset", str(path))
+        return Source("local", str(path))
+    if path.is_symlink() or os.path.lexists(path):
+        return Source("local", str(path))  # a broken link: the reader counts it
+    if dataset_layout != "auto" or (spec.count("/") == 1 and not spec.startswith((".", "/"))):
+        return Source("dataset", spec)  # a Hugging Face Hub name: owner/name
+    raise GeexError(f"source {spec!r} is neither a path here, a git URL, github:QUERY nor hf:NAME")
+
+
+def _is_bare_git_repo(path: Path) -> bool:
+    return (path / "HEAD").is_file() and (path / "objects").is_dir() and (path / "refs").is_dir()
+
+
+def _is_dataset_folder(path: Path) -> bool:
+    files = [p for p in path.rglob("*") if p.is_file()]
+    return (
+        bool(files)
+        and all(p.name.lower().endswith((*DATASET_SUFFIXES, ".json", ".md")) for p in files)
+        and any(p.name.lower().endswith(DATASET_SUFFIXES) for p in files)
+    )
+
+
+def resolve_sources(config: DataConfig) -> list[Source]:
+    if config.sources:
+        return [classify_source(s, config.dataset_layout) for s in config.sources]
+    from geex.data.embedded import embedded_sources
+
+    return [Source("local", str(p)) for p in embedded_sources()]
+
+
+def reader_steps(config: DataConfig, sources: list[Source], work: Path) -> list[PipelineStep]:
+    from geex.data.readers.local import DEFAULT_EXCLUDED_DIRS, DEFAULT_MAX_BYTES, LocalReader
+
+    max_bytes = config.max_file_bytes or DEFAULT_MAX_BYTES
+    steps: list[PipelineStep] = []
+    local = [s.spec for s in sources if s.kind == "local"]
+    if local:
+        excluded = DEFAULT_EXCLUDED_DIRS
+        if config.per_language_bytes is not None:
+            from geex.data.embedded import EMBEDDED_EXCLUDED_DIRS
+
+            excluded = EMBEDDED_EXCLUDED_DIRS
+        steps.append(
+            LocalReader(
+                local,
+                max_bytes=max_bytes,
+                excluded_dirs=excluded,
+                per_language_bytes=config.per_language_bytes,
+                languages=config.languages,
+            )
+        )
+    git = [s.spec for s in sources if s.kind == "git"]
+    repo_options = {"max_bytes": max_bytes}
+    if config.git_max_repo_bytes:
+        repo_options["max_repo_bytes"] = config.git_max_repo_bytes
+    if config.min_stars is not None:
+        repo_options["min_stars"] = config.min_stars
+    if git:
+        from geex.data.readers.git import GitRepoReader
+
+        metadata = {"metadata_file": config.repo_metadata} if config.repo_metadata else {}
+        steps.append(GitRepoReader(git, work / "git", **repo_options, **metadata))
+    for source in sources:
+        if source.kind == "github":
+            from geex.data.readers.github import GitHubCrawler
+
+            steps.append(
+                GitHubCrawler(
+                    source.spec,
+                    work / "github",
+                    token=os.environ.get("GITHUB_TOKEN"),
+                    api_url=config.github_api_url,
+                    max_repos=config.github_max_repos,
+                    **repo_options,
+                )
+            )
+    datasets = [s.spec for s in sources if s.kind == "dataset"]
+    if datasets:
+        from geex.data.readers.datasets import CodeDatasetReader
+
+        steps.append(CodeDatasetReader(datasets, config.dataset_layout, max_bytes=max_bytes))
+    return steps
