@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import subprocess
 from pathlib import Path
+from urllib.parse import unquote
 
 import pytest
 
@@ -172,3 +173,67 @@ def test_with_no_source_it_packs_the_code_on_this_machine(tmp_path):
     assert set(c["languages"]) <= {"python", "c", "cpp", "go", "java", "javascript", "rust"}
     assert all(row["bytes"] < 0.3 * 2**20 + 100_000 for row in c["languages"].values())
     assert len(TokenShards(out, "train")) > 0
+
+
+def test_a_github_query_is_crawled_through_the_search_api(tmp_path, monkeypatch):
+    """The search API is a loopback server; the repository it names is cloned over file://."""
+    import http.server
+    import threading
+
+    work = tmp_path / "work"
+    work.mkdir()
+    for i in range(2):
+        (work / f"g{i}.py").write_text(python_module(700 + i))
+    git = ["git", "-c", "user.name=t", "-c", "user.email=t@t", "-C", str(work)]
+    subprocess.run(["git", "init", "-q", str(work)], check=True)
+    subprocess.run([*git, "add", "."], check=True)
+    subprocess.run([*git, "commit", "-qm", "code"], check=True)
+    bare = tmp_path / "app.git"
+    subprocess.run(["git", "clone", "-q", "--bare", str(work), str(bare)], check=True)
+    answer = json.dumps(
+        {
+            "total_count": 1,
+            "incomplete_results": False,
+            "items": [
+                {
+                    "full_name": "acme/app",
+                    "clone_url": bare.as_uri(),
+                    "stargazers_count": 9,
+                    "size": 4,
+                }
+            ],
+        }
+    ).encode()
+    queries = []
+
+    class Search(http.server.BaseHTTPRequestHandler):
+        def do_GET(self):
+            queries.append((self.path, self.headers.get("Authorization")))
+            self.send_response(200)
+            self.send_header("Content-Type", "application/json")
+            self.send_header("Content-Length", str(len(answer)))
+            self.end_headers()
+            self.wfile.write(answer)
+
+        def log_message(self, *args):
+            pass
+
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Search)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    monkeypatch.setenv("GITHUB_TOKEN", "t0ken")
+    try:
+        url = f"http://127.0.0.1:{server.server_address[1]}"
+        out = tmp_path / "out"
+        assert (
+            geex_data(
+                "github:language:python", "--out", out, "--github-api-url", url, "--workers", "2"
+            )
+            == 0
+        )
+    finally:
+        server.shutdown()
+        server.server_close()
+    assert card(out)["languages"]["python"]["files"] == 2
+    assert (
+        queries and "language:python" in unquote(queries[0][0]) and "t0ken" in (queries[0][1] or "")
+    )
