@@ -1,4 +1,4 @@
-"""`geex data` end to end: shards `geex train` reads, the card's counts, bad input counted, same output for any worker count. `pytest tests/data/test_pipeline.py`"""
+"""`geex data` end to end: every kind of source, shards `geex train` reads, the card's counts, bad input counted by reason, same output for any worker count. `pytest tests/data/test_pipeline.py`"""
 
 from __future__ import annotations
 
