@@ -85,3 +85,24 @@ def test_the_per_language_cap_picks_the_same_files_for_any_number_of_tasks(tmp_p
     assert one == read(3)
     languages = Counter(i.rsplit(".", 1)[1] for i in one)
     assert 1 <= languages["py"] < 12 and 1 <= languages["c"] < 8  # 12 and 8 in the tree
+
+
+def test_a_file_the_system_refuses_to_read_is_counted_as_unreadable(tmp_path, monkeypatch):
+    """Tests run as root, so chmod 000 cannot make a file unreadable: open() is made to refuse."""
+    import builtins
+
+    (tmp_path / "locked.py").write_text("x = 1\n")
+    (tmp_path / "open.py").write_text("y = 2\n")
+    real_open = builtins.open
+
+    def refusing_open(path, *args, **kwargs):
+        if str(path).endswith("locked.py") and "b" in (
+            args[0] if args else kwargs.get("mode", "r")
+        ):
+            raise PermissionError(13, "Permission denied", str(path))
+        return real_open(path, *args, **kwargs)
+
+    monkeypatch.setattr(builtins, "open", refusing_open)
+    counts, on_skip = counting()
+    assert [d.metadata["path"] for d in read_tree(tmp_path, on_skip=on_skip)] == ["open.py"]
+    assert counts == {"unreadable": 1}
