@@ -164,14 +164,20 @@ def stock_stages(docs: list[Document], work: Path) -> dict[str, float]:
         for d in docs:
             file.write(orjson.dumps({"text": d.text, "id": d.id, "metadata": d.metadata}) + b"\n")
     docs, times["read"] = timed(lambda: list(JsonlReader(str(source)).run(None, 0, 1)))
-    _, times["filter"] = through(GopherRepetitionFilter(), copies(docs))
+    try:  # its word tokenizer needs spaCy
+        _, times["filter"] = through(GopherRepetitionFilter(), copies(docs))
+    except ImportError as err:
+        print(f"(stock filter left out: {err})")
     _, times["pii"] = through(PIIFormatter(), copies(docs))
     config = minhash_config()
     try:
         signatures = MinhashDedupSignature(str(work / "minhash" / "sigs"), config=config)
         _, times["dedup signatures"] = timed(lambda: signatures.run(iter(docs), 0, 1))
-    except ImportError as err:
-        print(f"(stock MinHash signatures left out: {err})")
+    except ImportError as err:  # spaCy again; the later MinHash stages need the signatures
+        print(f"(stock MinHash stages left out: {err})")
+        _, times["write jsonl"] = through(
+            JsonlWriter(str(work / "cleaned"), compression=None), docs
+        )
         return times
     _, times["write jsonl"] = through(JsonlWriter(str(work / "cleaned"), compression=None), docs)
     cluster = MinhashDedupCluster(
