@@ -81,6 +81,7 @@ def test_the_card_counts_files_tokens_and_what_each_stage_removed(packed):
     manifest = json.loads((packed / "dataset.json").read_text())
     # 30 modules + contact.py + 2 copies - 1 exact - 1 near copy - 1 contaminated
     assert c["languages"]["python"]["files"] == 30 and c["languages"]["c"]["files"] == 10
+    assert c["read"]["files"] == 43  # 31 Python modules, 2 copies, 10 C files: before drops
     assert c["totals"]["tokens"] == sum(s["tokens"] for s in manifest["splits"].values())
     assert c["totals"]["validation_tokens"] == manifest["splits"]["validation"]["tokens"]
     assert removed(c) == {"exact_duplicate": 1, "near_duplicate": 1, "contaminated": 1}

@@ -72,11 +72,14 @@ def build_card(config, parts: list[dict]) -> dict:
     for split in ("train", "validation"):
         totals[f"{split}_tokens"] = sum(v.get(f"{split}_tokens", 0) for v in languages.values())
 
-    stages, time_s = [], {}
+    stages, time_s, read = [], {}, {"files": 0, "bytes": 0}
     for stage_dir in sorted((work / "logs").iterdir()) if (work / "logs").is_dir() else []:
         blocks = stage_statistics(stage_dir)
         time_s[stage_dir.name] = round(sum(b["time_s"] for b in blocks), 2)
         for block in blocks:
+            if stage_dir.name == "clean" and _block_name(block["name"]) == "progress":
+                read = {"files": int(block["stats"].get("documents", 0))}
+                read["bytes"] = int(block["stats"].get("bytes", 0))
             entry = {"stage": stage_dir.name, "block": _block_name(block["name"])}
             for label, value in sorted(block["stats"].items()):
                 for prefix, kind in _PREFIXES.items():
@@ -89,6 +92,7 @@ def build_card(config, parts: list[dict]) -> dict:
         "format_version": 1,
         "sources": config.sources or ["(embedded default: code on this machine)"],
         "options": config.output_fields(),
+        "read": read,  # what the readers passed on, before filters and deduplication
         "totals": totals,
         "languages": languages,
         "removed": stages,
@@ -131,6 +135,7 @@ def card_markdown(card: dict) -> str:
         "",
         "Made by `geex data` from: " + ", ".join(f"`{s}`" for s in card["sources"]) + ".",
         "",
+        f"Read {card['read']['files']:,} files ({card['read']['bytes']:,} bytes); kept "
         f"{t['files']:,} files, {t['bytes']:,} bytes, {t['tokens']:,} tokens "
         f"({t['train_tokens']:,} train, {t['validation_tokens']:,} validation).",
         "",

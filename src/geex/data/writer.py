@@ -242,6 +242,8 @@ class Progress(PipelineStep):
         for doc in data:
             documents += 1
             size += doc.metadata.get("size_bytes", 0)
+            self.stat_update("documents")
+            self.stat_update("bytes", value=doc.metadata.get("size_bytes", 0))
             if time.monotonic() - last > self.every_s:
                 atomic_write_text(path, json.dumps({"documents": documents, "bytes": size}))
                 last = time.monotonic()
