@@ -308,6 +308,8 @@ def run_data_pipeline(
         logging_dir = str(stage.logging_dir(work_dir(config)))
         return make_executor(config, stage, logging_dir, depends=depends)
 
+    if config.executor == "slurm" and shutil.which("sbatch") is None:
+        raise GeexError("--executor slurm submits with sbatch, which is not on this machine")
     prepare_output(config, overwrite)
     stages = build_stages(config)
     if config.executor == "slurm":  # datatrove's log lines say which jobs were submitted
