@@ -27,6 +27,7 @@ not.
 
 from __future__ import annotations
 
+import importlib.util
 import json
 import os
 import shutil
@@ -310,6 +311,8 @@ def run_data_pipeline(
 
     if config.executor == "slurm" and shutil.which("sbatch") is None:
         raise GeexError("--executor slurm submits with sbatch, which is not on this machine")
+    if config.executor == "ray" and importlib.util.find_spec("ray") is None:
+        raise GeexError("--executor ray needs Ray: pip install 'geex[ray]'")
     prepare_output(config, overwrite)
     stages = build_stages(config)
     if config.executor == "slurm":  # datatrove's log lines say which jobs were submitted
@@ -319,10 +322,7 @@ def run_data_pipeline(
         executor.run()
         return None
     if config.executor == "ray":
-        try:
-            import ray
-        except ImportError:
-            raise GeexError("--executor ray needs Ray: pip install 'geex[ray]'") from None
+        import ray
 
         if not ray.is_initialized():
             ray.init(address=config.ray_address)
