@@ -75,3 +75,24 @@ def test_slurm_gets_the_same_stages_as_one_dependency_chain(tmp_path):
         "finish",
     ]
     dill.loads(dill.dumps(stages))  # Slurm jobs unpickle the pipeline on the nodes
+
+
+@pytest.mark.slow
+def test_the_ray_executor_gives_the_local_executor_output(tmp_path):
+    """On a local Ray instance (about a minute to start): the same bytes as local processes."""
+    pytest.importorskip("ray")
+    from geex.cli import main
+
+    tree = write_code_tree(tmp_path / "tree", n_python=12, n_c=4)
+    common = ["data", str(tree), "--workers", "2", "--tasks", "2", "--vocab-size", "600"]
+    assert main([*common, "--out", str(tmp_path / "local")]) == 0
+    assert main([*common, "--out", str(tmp_path / "ray"), "--executor", "ray"]) == 0
+    names = [
+        p.name for p in (tmp_path / "local").iterdir() if p.suffix in (".bin", ".npy", ".json")
+    ]
+    assert "dataset.json" in names and any(n.endswith(".bin") for n in names)
+    for name in names:
+        if name != "card.json":  # the card holds timings
+            assert (tmp_path / "ray" / name).read_bytes() == (
+                tmp_path / "local" / name
+            ).read_bytes()
