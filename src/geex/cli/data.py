@@ -161,7 +161,7 @@ def _run(args: argparse.Namespace) -> int:
 
         found = ", ".join(str(p) for p in embedded_sources())
         console.print(f"no SOURCE given: reading the code on this machine ({found})")
-    progress = _StageProgress(console, config)
+    progress = StageProgress(console, config)
     card = run_data_pipeline(config, overwrite=args.overwrite, on_stage=progress)
     if card is None:
         console.print(
@@ -173,23 +173,16 @@ def _run(args: argparse.Namespace) -> int:
     return 0
 
 
-class _StageProgress:
+class StageProgress:
     """Shows each stage as a line with a bar of finished tasks, documents and MB/s."""
 
     def __init__(self, console, config):
         self.console, self.config = console, config
 
     def __call__(self, index: int, stage, run) -> None:
-        from rich.progress import (
-            BarColumn,
-            MofNCompleteColumn,
-            Progress,
-            TextColumn,
-            TimeElapsedColumn,
-        )
-
         from geex.data.pipeline import is_stage_done, work_dir
         from geex.data.writer import read_progress
+        from geex.progress import open_bar
 
         label = f"[{index + 1}] {stage.name}"
         if is_stage_done(self.config, stage):
@@ -199,36 +192,27 @@ class _StageProgress:
         work = work_dir(self.config)
         completions = stage.logging_dir(work) / "completions"
         progress_folder = work / "progress" / stage.name
-        columns = (
-            TextColumn("{task.description}"),
-            BarColumn(),
-            MofNCompleteColumn(),
-            TimeElapsedColumn(),
-            TextColumn("{task.fields[docs]}"),
-        )
         done = threading.Event()
         start = time.monotonic()
-        with Progress(*columns, console=self.console, transient=False) as bar:
-            task = bar.add_task(label, total=stage.tasks, docs="")
+        bar = open_bar(label, stage.tasks, console=self.console)
 
-            def poll() -> None:
-                while not done.wait(0.5):
-                    finished = len(list(completions.glob("*"))) if completions.is_dir() else 0
-                    docs, size = read_progress(progress_folder)
-                    rate = size / 1e6 / max(time.monotonic() - start, 1e-9)
-                    extra = (
-                        f"· {docs:,} files · {size / 1e6:,.1f} MB · {rate:.1f} MB/s" if docs else ""
-                    )
-                    bar.update(task, completed=finished, docs=extra)
+        def poll() -> None:
+            while not done.wait(0.5):
+                finished = len(list(completions.glob("*"))) if completions.is_dir() else 0
+                docs, size = read_progress(progress_folder)
+                rate = size / 1e6 / max(time.monotonic() - start, 1e-9)
+                extra = f"{docs:,} files · {size / 1e6:,.1f} MB · {rate:.1f} MB/s" if docs else ""
+                bar.update(completed=finished, info=extra)
 
-            watcher = threading.Thread(target=poll, daemon=True)
-            watcher.start()
-            try:
-                run()
-            finally:
-                done.set()
-                watcher.join()
-            bar.update(task, completed=stage.tasks)
+        watcher = threading.Thread(target=poll, daemon=True)
+        watcher.start()
+        try:
+            run()
+        finally:
+            done.set()
+            watcher.join()
+            bar.update(completed=stage.tasks)
+            bar.close()
 
 
 def print_summary(console, card: dict, out: str) -> None:

@@ -1,48 +1,109 @@
-"""``geex run``: local code -> tokenizer -> trained model -> samples, in one command."""
+"""``geex run``: local code -> data -> tokenizer -> trained model -> evaluation -> report."""
 
 from __future__ import annotations
 
 import argparse
-from pathlib import Path
+
+from geex.errors import GeexError
 
 
 def register(subparsers) -> None:
     parser = subparsers.add_parser(
         "run",
-        help="build a code model from the code on this machine, end to end",
-        description="Pack local code (default: this Python's standard library), train a "
-        "tokenizer and the tiny model for a budget, and write sample completions. Run it "
-        "again on the same --out folder to finish an interrupted run.",
+        help="build a code model end to end: data, tokenizer, training, evaluation, report",
+        description="Collect code (default: the code on this machine), train a tokenizer and a "
+        "model for a budget, evaluate it with sandboxed execution, export it and write "
+        "OUT/report.html. Run it again on the same --out folder to finish an interrupted run: "
+        "finished stages are skipped. Give a run file (CONFIG.yaml) for real runs.",
     )
-    parser.add_argument("sources", nargs="*", metavar="SOURCE", help="code folders or files")
-    parser.add_argument("--out", default="runs/geex", help="run folder (default: %(default)s)")
     parser.add_argument(
-        "--budget", default="10m", help="training time (10m, 2h) or tokens ('2M tokens')"
+        "sources",
+        nargs="*",
+        metavar="CONFIG.yaml | SOURCE",
+        help="a run file, or code folders, archives, git URLs and datasets (as for geex data)",
     )
-    parser.add_argument("--preset", default="tiny", help="model preset (default: %(default)s)")
+    parser.add_argument("--out", help="run folder (default: runs/geex)")
+    parser.add_argument(
+        "--budget",
+        help="wall time of the whole run (90s, 10m, 2h; default 10m) or training tokens "
+        "('2M tokens')",
+    )
+    parser.add_argument("--preset", help="model preset (default: tiny)")
+    parser.add_argument(
+        "--humanevalx", metavar="DIR", help="also evaluate on HumanEval-X from this folder"
+    )
+    parser.add_argument("--languages", nargs="+", metavar="LANG", help="evaluated languages")
+    parser.add_argument("--nproc", type=int, help="training processes on this machine")
+    parser.add_argument(
+        "--stage",
+        action="append",
+        choices=["data", "train", "export", "eval", "samples", "report"],
+        help="run only this stage (repeatable); under torchrun: --stage train",
+    )
     parser.set_defaults(handler=_run)
+
+
+def config_from_args(args: argparse.Namespace):
+    from geex.pipeline import load_run_config, run_config
+
+    overrides = {
+        "out": args.out,
+        "budget": args.budget,
+        "nproc": args.nproc,
+        "train.preset": args.preset,
+        "eval.humanevalx": args.humanevalx,
+        "eval.languages": args.languages,
+    }
+    sources = list(args.sources)
+    if sources and sources[0].endswith((".yaml", ".yml")):
+        if len(sources) > 1:
+            raise GeexError("give either a run file or sources, not both")
+        return load_run_config(sources[0], **overrides)
+    if sources:
+        overrides["data.sources"] = sources
+    return run_config({}, **overrides)
 
 
 def _run(args: argparse.Namespace) -> int:
     from rich.console import Console
 
-    from geex.pipeline import parse_budget, run_pipeline
+    from geex.pipeline import RunInterrupted, run_pipeline
 
     console = Console(stderr=True)
-    made = run_pipeline(
-        args.out,
-        budget=parse_budget(args.budget),
-        sources=[Path(s) for s in args.sources] or None,
-        preset=args.preset,
-        console=console,
-    )
-    console.rule("[bold green]done")
-    console.print(f"model:   {made['model']}")
-    console.print(f"samples: {made['samples']}")
-    console.print("next:")
-    console.print(
-        f"  geex generate --model {made['model']} --language python --prompt 'def add(a, b):'"
-    )
-    console.print(f"  geex plot {made['run']}")
-    console.print(f"  geex convert to-hf {made['model']} {Path(args.out) / 'hf'}")
+    config = config_from_args(args)
+    try:
+        result = run_pipeline(config, console=console, only=args.stage)
+    except RunInterrupted as stop:
+        console.print(f"[yellow]stopped:[/yellow] {stop}")
+        return 3
+    if args.stage and "report" not in args.stage:
+        console.print(f"stages {', '.join(args.stage)} done in {config.out}")
+        return 0
+    print_summary(console, result)
     return 0
+
+
+def print_summary(console, result) -> None:
+    from rich.table import Table
+
+    from geex.pipeline.stages import stage_summary
+
+    stages = result.state.stages
+    table = Table(title=f"geex run → {result.out}")
+    for column in ("stage", "time", "result"):
+        table.add_column(column, justify="right" if column == "time" else "left")
+    for name, record in stages.items():
+        table.add_row(name, f"{record['seconds']:,.0f} s", stage_summary(name, record))
+    console.print(table)
+    model = result.out / "train" / "model"
+    console.print(f"report:  [bold]{result.report}[/bold] (and report.md)")
+    console.print(f"model:   {model} (Geex), {result.out / 'hf'} (Hugging Face)")
+    console.print("next:")
+    for line in (
+        f"geex generate --model {model} --language python --prompt 'def add(a, b):'",
+        f"geex serve --model {model}",
+        f"geex eval humanevalx --model {model} --data HUMANEVAL_X_DIR",
+        f"geex run --out {result.out} --budget 2h   # a new folder trains longer",
+        f"geex plot {result.out / 'train'}",
+    ):
+        console.print(f"  {line}", soft_wrap=True)

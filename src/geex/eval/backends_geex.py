@@ -9,11 +9,14 @@ and a finished row stops costing compute.
 
 from __future__ import annotations
 
+import logging
 import os
 from collections.abc import Sequence
 
 from geex.errors import GeexError
 from geex.eval.backends import Sampling, StopRule
+
+logger = logging.getLogger(__name__)
 
 
 class GeexBackend:
@@ -26,6 +29,7 @@ class GeexBackend:
                 f"{model.config.padded_vocab_size:,}: they were not trained together"
             )
         self.model, self.tokenizer = model, tokenizer
+        self._warned = False
 
     @classmethod
     def load(
@@ -68,7 +72,7 @@ class GeexBackend:
 
         token_ids = generate(
             self.model,
-            [self.tokenizer.encode(prompt) for prompt in prompts],
+            [self._fit(self.tokenizer.encode(prompt), sampling) for prompt in prompts],
             config,
             vocab_size=self.tokenizer.vocab_size,
             eos_id=self.tokenizer.eod_id,
@@ -82,3 +86,21 @@ class GeexBackend:
             ]
             for p, samples in enumerate(token_ids)
         ]
+
+    def _fit(self, ids: list[int], sampling: Sampling) -> list[int]:
+        """A prompt cut from the left when it would leave the completion less than half the
+        context (or ``max_new_tokens``, if smaller): a small model still gets to answer, from
+        the end of the prompt (the signature), as the reference harness does not do for it."""
+        context = self.model.config.max_seq_len
+        room = min(sampling.max_new_tokens, context // 2)
+        if len(ids) <= context - room:
+            return ids
+        if not self._warned:
+            logger.warning(
+                "prompts longer than %d tokens are cut from the left to fit the model's "
+                "context of %d tokens",
+                context - room,
+                context,
+            )
+            self._warned = True
+        return ids[len(ids) - (context - room) :]

@@ -119,45 +119,25 @@ def summary(run: EvalRun) -> dict:
 
 
 class _Progress:
-    """A rich progress bar per run, or nothing when not wanted."""
+    """A progress bar per run, or nothing when not wanted."""
 
     def __init__(self, enabled: bool, title: str, total: int | None, done: int) -> None:
         self.enabled = enabled
         self.title, self.total, self.done = title, total, done
-        self.failed = 0
+        self.passed = 0
 
     def __enter__(self) -> _Progress:
         if self.enabled:
-            from rich.progress import (
-                BarColumn,
-                MofNCompleteColumn,
-                Progress,
-                TextColumn,
-                TimeElapsedColumn,
-                TimeRemainingColumn,
-            )
+            from geex.progress import open_bar
 
-            self.progress = Progress(
-                TextColumn("{task.description}"),
-                BarColumn(),
-                MofNCompleteColumn(),
-                TextColumn("{task.fields[passed]} passed"),
-                TimeElapsedColumn(),
-                TimeRemainingColumn(),
-                transient=False,
-            )
-            self.progress.start()
-            self.task = self.progress.add_task(
-                self.title, total=self.total, completed=self.done, passed=""
-            )
-            self.passed = 0
+            self.bar = open_bar(self.title, self.total, completed=self.done)
         return self
 
     def advance(self, result: SampleResult) -> None:
         if self.enabled:
             self.passed += result.passed
-            self.progress.update(self.task, advance=1, passed=self.passed)
+            self.bar.update(advance=1, info=f"{self.passed} passed")
 
     def __exit__(self, *exc) -> None:
         if self.enabled:
-            self.progress.stop()
+            self.bar.close()

@@ -10,6 +10,8 @@ from pathlib import Path
 
 import torch
 
+from geex.progress import open_bar, shared_active
+
 # Dense (no sparsity) peak FLOP/s per device for bf16/fp16 tensor-core matmuls, and for fp32
 # (TF32 tensor cores where the device has them, as PyTorch uses for fp32 matmuls when allowed).
 # From the vendors' data sheets. Matched by substring of torch.cuda.get_device_name().
@@ -82,40 +84,14 @@ class Progress:
         self.total = total_steps
         self.first = first_step
         self.start = time.monotonic()
-        self.live = enabled and sys.stderr.isatty()
+        self.live = enabled and (sys.stderr.isatty() or shared_active())
         self._last_print = 0.0
-        self._bar = None
-        if self.live:
-            from rich.progress import (
-                BarColumn,
-                MofNCompleteColumn,
-                TextColumn,
-                TimeElapsedColumn,
-                TimeRemainingColumn,
-            )
-            from rich.progress import (
-                Progress as RichProgress,
-            )
-
-            self._bar = RichProgress(
-                TextColumn("[bold]train"),
-                BarColumn(),
-                MofNCompleteColumn(),
-                TextColumn("{task.fields[stats]}"),
-                TimeElapsedColumn(),
-                TextColumn("eta"),
-                TimeRemainingColumn(),
-                transient=False,
-            )
-            self._task = self._bar.add_task(
-                "train", total=total_steps, completed=first_step, stats=""
-            )
-            self._bar.start()
+        self._bar = open_bar("train", total_steps, completed=first_step) if self.live else None
 
     def set_total(self, total_steps: int) -> None:
         self.total = total_steps
         if self._bar is not None:
-            self._bar.update(self._task, total=total_steps)
+            self._bar.update(total=total_steps)
 
     def update(self, step: int, record: dict) -> None:
         if not self.enabled:
@@ -128,7 +104,7 @@ class Progress:
         if "val_loss" in record:
             stats += f"  val {record['val_loss']['all']:.4f}"
         if self._bar is not None:
-            self._bar.update(self._task, completed=step + 1, stats=stats)
+            self._bar.update(completed=step + 1, info=stats)
             return
         now = time.monotonic()
         if now - self._last_print >= 10 or step + 1 == self.total or "val_loss" in record:
@@ -138,4 +114,4 @@ class Progress:
 
     def close(self) -> None:
         if self._bar is not None:
-            self._bar.stop()
+            self._bar.close()

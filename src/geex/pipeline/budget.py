@@ -1,0 +1,71 @@
+"""The budget of ``geex run``: wall time of the whole run, or a number of training tokens.
+
+A time budget covers every stage, so ``--budget 10m`` ends in about ten minutes: training gets
+what the data stage left, less a reserve for evaluation, export and the report (estimated
+from how much there is to judge). A token budget fixes training alone; the other stages take
+what they take.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+
+from geex.errors import ConfigError
+
+# Seconds to generate and judge one problem with the tiny model on a 2-core machine (greedy,
+# a few hundred new tokens; compiling C++, Java and Rust dominates), and fixed costs: loading
+# the model, the export to Hugging Face format, sample completions and the report.
+SECONDS_PER_PROBLEM = 1.5
+FIXED_AFTER_TRAINING_S = 30.0
+# Training gets at least this share of a time budget, whatever the other stages took.
+MIN_TRAINING_SHARE = 0.2
+
+
+@dataclass
+class Budget:
+    seconds: float | None = None
+    tokens: int | None = None
+
+    def __str__(self) -> str:
+        if self.seconds is not None:
+            return _duration(self.seconds)
+        return f"{self.tokens:,} tokens"
+
+
+def parse_budget(text: str) -> Budget:
+    """A wall time (``90s``, ``10m``, ``2h``) or a token count (``500k tokens``, ``2M tokens``:
+    the word "tokens" is required, since "10m" means ten minutes)."""
+    spec = str(text).strip().lower()
+    if spec.endswith("tokens"):
+        match = re.fullmatch(r"(\d+(?:\.\d+)?)\s*([kmgb]?)", spec.removesuffix("tokens").strip())
+        if match:
+            scale = {"": 1, "k": 1e3, "m": 1e6, "g": 1e9, "b": 1e9}[match[2]]
+            return Budget(tokens=int(float(match[1]) * scale))
+    else:
+        match = re.fullmatch(r"(\d+(?:\.\d+)?)\s*(s|m|h)", spec)
+        if match:
+            return Budget(seconds=float(match[1]) * {"s": 1, "m": 60, "h": 3600}[match[2]])
+    raise ConfigError(
+        f"budget {text!r} is neither a time (90s, 10m, 2h) nor a token count "
+        f"(500k tokens, 2M tokens, 850B tokens)"
+    )
+
+
+def after_training_seconds(problems: int, samples_per_problem: int) -> float:
+    """What evaluation, export, samples and the report are expected to take."""
+    return FIXED_AFTER_TRAINING_S + SECONDS_PER_PROBLEM * problems * samples_per_problem
+
+
+def training_seconds(budget: Budget, elapsed: float, reserve: float) -> float:
+    """The training time a time budget leaves after ``elapsed`` and before ``reserve``."""
+    assert budget.seconds is not None
+    return max(budget.seconds - elapsed - reserve, MIN_TRAINING_SHARE * budget.seconds)
+
+
+def _duration(seconds: float) -> str:
+    if seconds >= 3600 and seconds % 3600 == 0:
+        return f"{seconds / 3600:g} h"
+    if seconds >= 60:
+        return f"{seconds / 60:g} min"
+    return f"{seconds:g} s"

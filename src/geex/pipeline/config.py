@@ -1,0 +1,190 @@
+"""The configuration of ``geex run``: one YAML file for a laptop run and for a cluster run.
+
+A run file has five top-level fields; ``data`` and ``train`` take the fields of ``geex data``
+(:class:`geex.data.pipeline.DataConfig`) and ``geex train``
+(:class:`geex.train.config.TrainConfig`) under the same names, ``eval`` those of
+:class:`EvalSettings`::
+
+    out: runs/geex
+    budget: 10m                 # wall time of the whole run, or a token count: "2M tokens"
+    data: {sources: [src/], filters: codegeex, vocab_size: 8192}
+    train: {preset: tiny, precision: fp32, parallel: {tp: 1}}
+    eval: {embedded: true, humanevalx: path/to/humaneval-x, n: 1}
+
+A field with a typo, at any level, is refused with its name, the closest valid name and the
+list of valid ones, before anything runs.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import difflib
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import yaml
+
+from geex.errors import ConfigError
+from geex.pipeline.budget import Budget, parse_budget
+
+# `geex run` sets these itself: the data and run folders live in `out`, the budget is `budget`.
+_DATA_SET_BY_RUN = ("out",)
+_TRAIN_SET_BY_RUN = ("data", "out", "max_time", "max_tokens")
+
+
+@dataclass
+class EvalSettings:
+    """What the evaluation stage judges, and how completions are drawn."""
+
+    embedded: bool = True  # Geex's embedded set: 10 problems per language, shipped
+    humanevalx: str | None = None  # a folder of humaneval_<lang>.jsonl(.gz) files
+    languages: list[str] = field(
+        default_factory=lambda: ["python", "cpp", "java", "js", "go", "rust"]
+    )
+    limit: int | None = None  # only the first N problems of each language
+    n: int = 1  # completions per problem
+    temperature: float = 0.0  # 0: greedy
+    top_p: float = 0.95
+    max_new_tokens: int = 256
+    batch_size: int = 8
+    workers: int = field(default_factory=lambda: os.cpu_count() or 1)
+    timeout: float = 10.0  # seconds for one program's tests
+
+    def __post_init__(self) -> None:
+        if self.n < 1:
+            raise ConfigError(f"eval.n must be >= 1, got {self.n}")
+        if self.temperature < 0:
+            raise ConfigError(f"eval.temperature must be >= 0, got {self.temperature}")
+        if self.n > 1 and self.temperature == 0:
+            raise ConfigError(
+                f"eval.n {self.n} with temperature 0 draws {self.n} identical greedy "
+                "completions: give eval.temperature > 0 (0.8 is usual for pass@100)"
+            )
+        if not 0 < self.top_p <= 1:
+            raise ConfigError(f"eval.top_p must be in (0, 1], got {self.top_p}")
+        for name in ("max_new_tokens", "batch_size", "workers"):
+            if getattr(self, name) < 1:
+                raise ConfigError(f"eval.{name} must be >= 1, got {getattr(self, name)}")
+        if self.timeout <= 0:
+            raise ConfigError(f"eval.timeout must be positive, got {self.timeout}")
+        from geex.eval.problems import humanevalx_language
+
+        self.languages = [humanevalx_language(name).key for name in self.languages]
+
+
+@dataclass
+class RunConfig:
+    out: str = "runs/geex"
+    budget: str = "10m"
+    data: dict = field(default_factory=dict)  # DataConfig fields
+    train: dict = field(default_factory=dict)  # TrainConfig fields
+    eval: EvalSettings = field(default_factory=EvalSettings)
+    nproc: int = 1  # training processes on this machine (torchrun), e.g. one per GPU
+
+    def __post_init__(self) -> None:
+        if isinstance(self.eval, dict):
+            self.eval = from_fields(EvalSettings, self.eval, "eval")
+        self.budget = str(self.budget)
+        parse_budget(self.budget)  # refuse a bad budget before anything runs
+        for name, fields, reserved in (
+            ("data", self.data, _DATA_SET_BY_RUN),
+            ("train", self.train, _TRAIN_SET_BY_RUN),
+        ):
+            if not isinstance(fields, dict):
+                raise ConfigError(f"{name} must be a mapping of {name} fields")
+            taken = sorted(set(fields) & set(reserved))
+            if taken:
+                raise ConfigError(
+                    f"{name}.{taken[0]} is set by `geex run` (the run folder is `out`, the "
+                    "training budget comes from `budget`): remove it"
+                )
+        self.data_config()  # checks data field names and values now
+        self.train_config(Budget(tokens=1))
+        if self.nproc < 1:
+            raise ConfigError(f"nproc must be >= 1, got {self.nproc}")
+
+    @property
+    def budget_spec(self) -> Budget:
+        return parse_budget(self.budget)
+
+    def data_config(self):
+        """The ``geex data`` config of the data stage."""
+        from geex.data.embedded import EMBEDDED_LANGUAGES, PER_LANGUAGE_BYTES
+        from geex.data.pipeline import DataConfig
+
+        fields = dict(self.data)
+        if not fields.get("sources"):  # the embedded default, capped per language
+            fields.setdefault("per_language_bytes", PER_LANGUAGE_BYTES)
+            fields.setdefault("languages", list(EMBEDDED_LANGUAGES))
+        fields.setdefault("decontaminate", self.decontaminate_against())
+        return from_fields(DataConfig, {**fields, "out": str(Path(self.out) / "data")}, "data")
+
+    def decontaminate_against(self) -> list[str]:
+        """The benchmarks the run evaluates on stay out of its training data."""
+        benchmarks = ["embedded"] if self.eval.embedded else []
+        if self.eval.humanevalx:
+            benchmarks.append(f"humanevalx:{self.eval.humanevalx}")
+        return benchmarks
+
+    def train_config(self, budget: Budget, seconds: float | None = None):
+        """The ``geex train`` config of the train stage, for a training time or token budget."""
+        from geex.train.config import TrainConfig
+
+        fields = {**self.train, "data": str(Path(self.out) / "data"),
+                  "out": str(Path(self.out) / "train")}  # fmt: skip
+        if budget.tokens is not None:
+            fields["max_tokens"] = budget.tokens
+        else:
+            fields["max_time"] = seconds if seconds is not None else budget.seconds
+        try:
+            return TrainConfig.from_dict(fields)
+        except ConfigError as err:
+            raise ConfigError(f"train: {err}") from None
+
+    def to_dict(self) -> dict:
+        return dataclasses.asdict(self)
+
+
+def load_run_config(path: str | os.PathLike, **overrides) -> RunConfig:
+    """A run file, with command-line values (those not None) replacing its fields."""
+    try:
+        fields = yaml.safe_load(Path(path).read_text()) or {}
+    except OSError as err:
+        raise ConfigError(f"cannot read the run config {path}: {err.strerror}") from None
+    except yaml.YAMLError as err:
+        raise ConfigError(f"{path} is not valid YAML: {err}") from None
+    if not isinstance(fields, dict):
+        raise ConfigError(f"{path} must hold a mapping of run fields (out, budget, data, ...)")
+    return run_config(fields, **overrides)
+
+
+def run_config(fields: dict, **overrides) -> RunConfig:
+    fields = dict(fields)
+    for key, value in overrides.items():
+        if value is None:
+            continue
+        if "." in key:  # e.g. "train.preset"
+            section, name = key.split(".", 1)
+            fields[section] = {**(fields.get(section) or {}), name: value}
+        else:
+            fields[key] = value
+    return from_fields(RunConfig, fields, None)
+
+
+def from_fields(cls, fields: dict, where: str | None):
+    """``cls(**fields)``, refusing unknown names with the closest valid one."""
+    known = [f.name for f in dataclasses.fields(cls)]
+    for name in fields:
+        if name not in known:
+            full = f"{where}.{name}" if where else name
+            close = difflib.get_close_matches(str(name), known, n=1)
+            hint = f" (did you mean {close[0]!r}?)" if close else ""
+            raise ConfigError(
+                f"unknown run config field {full!r}{hint}; valid fields"
+                f"{' of ' + where if where else ''}: {', '.join(known)}"
+            )
+    try:
+        return cls(**fields)
+    except TypeError as err:  # a wrong type that the dataclass itself stumbled on
+        raise ConfigError(f"{where or 'run config'}: {err}") from None

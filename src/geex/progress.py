@@ -1,0 +1,96 @@
+"""Progress bars that share one live display while ``geex run`` walks its stages.
+
+Rich shows one live display at a time, so a stage that started its own bar inside ``geex
+run``'s display would fail. Each stage asks :func:`open_bar` for a bar instead: inside
+:func:`shared_display` it gets a line of that display, under the run's overall line and its
+ETA; on its own (``geex train``, ``geex eval``, ``geex data``) it gets a display of its own.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from contextlib import contextmanager
+
+from rich.console import Console
+from rich.progress import (
+    BarColumn,
+    MofNCompleteColumn,
+    Progress,
+    TaskID,
+    TextColumn,
+    TimeElapsedColumn,
+    TimeRemainingColumn,
+)
+
+_shared: Progress | None = None
+
+
+def _columns() -> tuple:
+    return (
+        TextColumn("{task.description}"),
+        BarColumn(bar_width=30),
+        MofNCompleteColumn(),
+        TextColumn("{task.fields[info]}"),
+        TimeElapsedColumn(),
+        TextColumn("eta"),
+        TimeRemainingColumn(),
+    )
+
+
+class Bar:
+    """One line of progress: a task of the shared display, or a display of its own."""
+
+    def __init__(self, progress: Progress, task: TaskID, owned: bool):
+        self.progress, self.task, self.owned = progress, task, owned
+
+    def update(
+        self,
+        *,
+        completed: float | None = None,
+        advance: float | None = None,
+        total: float | None = None,
+        info: str | None = None,
+    ) -> None:
+        fields = {} if info is None else {"info": info}
+        if total is not None:
+            fields["total"] = total
+        self.progress.update(self.task, completed=completed, advance=advance, **fields)
+
+    def close(self) -> None:
+        if self.owned:
+            self.progress.stop()
+
+
+def open_bar(
+    description: str,
+    total: float | None,
+    *,
+    completed: float = 0,
+    console: Console | None = None,
+) -> Bar:
+    """A bar on the shared display when one is open, else on a display of its own."""
+    if _shared is not None:
+        task = _shared.add_task(description, total=total, completed=completed, info="")
+        return Bar(_shared, task, owned=False)
+    progress = Progress(*_columns(), console=console or Console(stderr=True))
+    task = progress.add_task(description, total=total, completed=completed, info="")
+    progress.start()
+    return Bar(progress, task, owned=True)
+
+
+def shared_active() -> bool:
+    return _shared is not None
+
+
+@contextmanager
+def shared_display(console: Console) -> Iterator[Progress]:
+    """Every :func:`open_bar` inside this block draws on one display, returned here."""
+    global _shared
+    progress = Progress(*_columns(), console=console, refresh_per_second=4)
+    _shared = progress
+    progress.start()
+    try:
+        yield progress
+    finally:
+        _shared = None
+        progress.stop()
