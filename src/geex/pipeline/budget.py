@@ -64,8 +64,11 @@ def training_seconds(budget: Budget, elapsed: float, reserve: float) -> float:
 
 
 def _duration(seconds: float) -> str:
-    if seconds >= 3600 and seconds % 3600 == 0:
-        return f"{seconds / 3600:g} h"
+    seconds = round(seconds)
+    if seconds >= 3600:
+        hours, rest = divmod(seconds, 3600)
+        return f"{hours} h" + (f" {rest // 60} min" if rest >= 60 else "")
     if seconds >= 60:
-        return f"{seconds / 60:g} min"
-    return f"{seconds:g} s"
+        minutes, rest = divmod(seconds, 60)
+        return f"{minutes} min" + (f" {rest} s" if rest else "")
+    return f"{seconds} s"

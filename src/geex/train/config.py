@@ -7,6 +7,7 @@ name with a typo is refused with the list of valid ones.
 from __future__ import annotations
 
 import dataclasses
+import difflib
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -130,8 +131,10 @@ def _from_dict(cls, fields: dict, where: str):
     known = {f.name for f in dataclasses.fields(cls)}
     unknown = sorted(set(fields) - known)
     if unknown:
+        close = difflib.get_close_matches(str(unknown[0]), sorted(known), n=1)
+        hint = f" (did you mean {close[0]!r}?)" if close else ""
         raise ConfigError(
-            f"unknown {where} config field(s) {', '.join(unknown)}; valid fields: "
+            f"unknown {where} config field(s) {', '.join(unknown)}{hint}; valid fields: "
             f"{', '.join(sorted(known))}"
         )
     return cls(**fields)

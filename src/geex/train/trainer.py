@@ -37,6 +37,10 @@ from geex.train.parallel import materialize, parallelize, wrap_data_parallel
 from geex.train.precision import DynamicLossScaler, autocast
 from geex.train.validate import Validation
 
+# A time budget is turned into a number of steps after this share of it (at most PLAN_AFTER_S).
+PLAN_AFTER_SHARE = 0.05
+PLAN_AFTER_S = 60.0
+
 
 @dataclass
 class TrainResult:
@@ -243,12 +247,18 @@ class Trainer:
 
     def _plan_time_budget(self, started: float, step_times: list[float], progress) -> None:
         """With only a time budget, fix the number of steps (and so the schedule) from the
-        first steps' speed; the plan is saved with checkpoints so a resumed run keeps it."""
+        speed of the first steps: at least 3, and for 5% of the budget (at most a minute), so
+        that one slow step on a busy machine does not shorten the whole run. The plan is
+        saved with checkpoints so a resumed run keeps it."""
         c = self.config
         if self.planned_steps is not None or c.max_time is None or len(step_times) < 3:
             return
+        waited = time.monotonic() - started
+        ready = waited >= min(PLAN_AFTER_S, PLAN_AFTER_SHARE * c.max_time)
+        if not self.world.all_reduce_max(float(ready)):  # every rank decides at the same step
+            return
         per_step = sorted(step_times[1:])[len(step_times[1:]) // 2]  # median, first one excluded
-        remaining = c.max_time - (time.monotonic() - started)
+        remaining = c.max_time - waited
         steps = self.step + 1 + max(0, int(remaining / per_step))
         self.planned_steps = int(self.world.broadcast_object(steps))
         progress.set_total(self.planned_steps)

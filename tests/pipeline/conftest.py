@@ -1,0 +1,29 @@
+"""The small `geex run` the pipeline tests share."""
+
+from __future__ import annotations
+
+import pytest
+
+from geex.pipeline import run_config, run_pipeline
+from tests.pipeline.corpus import write_corpus
+
+SMALL_RUN = {
+    "budget": "8192 tokens",
+    "data": {"vocab_size": 600},
+    "eval": {"languages": ["python"], "max_new_tokens": 32, "workers": 1},
+}
+
+
+def small_config(tmp_path, **fields):
+    code = write_corpus(tmp_path / "code")
+    return run_config({**SMALL_RUN, "out": str(tmp_path / "run"), **fields,
+                       "data": {**SMALL_RUN["data"], "sources": [str(code)]}})  # fmt: skip
+
+
+@pytest.fixture(scope="session")
+def finished_run(tmp_path_factory):
+    """One whole run, shared by the tests that only read what it made."""
+    tmp_path = tmp_path_factory.mktemp("run")
+    config = small_config(tmp_path)
+    result = run_pipeline(config)
+    return config, result

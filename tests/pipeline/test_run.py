@@ -1,0 +1,125 @@
+"""`geex run` end to end on a small corpus: every stage, the report, skipping and resuming.
+
+`pytest tests/pipeline/test_run.py`
+"""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from geex.errors import GeexError
+from geex.pipeline import STAGES, RunInterrupted, run_config, run_pipeline
+from geex.pipeline import stages as stage_module
+from tests.pipeline.conftest import SMALL_RUN, small_config
+from tests.pipeline.corpus import write_corpus
+
+
+def test_every_stage_runs_and_is_recorded(finished_run):
+    config, result = finished_run
+    assert list(result.state.stages) == list(STAGES)
+    out = result.out
+    assert (out / "data" / "dataset.json").is_file()
+    assert (out / "train" / "model" / "model.safetensors").is_file()
+    assert (out / "hf" / "config.json").is_file()
+    summary = json.loads((out / "eval" / "embedded" / "summary.json").read_text())
+    assert summary["groups"]["Python"]["samples"] == 10
+    assert result.state.stages["train"]["tokens"] == 8192
+
+
+def test_the_report_holds_every_section_with_real_content(finished_run):
+    _, result = finished_run
+    markdown = (result.out / "report.md").read_text()
+    for heading in ("Overview", "Data", "Tokenizer", "Model", "Training", "Evaluation", "Samples"):
+        assert f"## {heading}" in markdown
+    assert "| python | 40 |" in markdown  # files per language from the dataset card
+    assert "bytes per token" in markdown
+    assert "22.9%" in markdown  # the CodeGeeX-13B reference beside the scores
+    assert "def fibonacci(n):" in markdown  # a sample completion
+    assert "Python/0: " in markdown  # a judged completion with its verdict
+    html = (result.out / "report.html").read_text()
+    assert html.count("data:image/png;base64,") >= 4  # data, loss, throughput, eval
+    assert "<script" not in html and "http://" not in html and "https://" not in html
+    for figure in ("data", "loss", "throughput", "eval-embedded"):
+        assert (result.out / "report" / f"{figure}.png").stat().st_size > 1000
+
+
+def test_a_second_run_skips_every_finished_stage(finished_run, capsys):
+    config, result = finished_run
+    report = (result.out / "report.html").stat().st_mtime_ns
+    shards = (result.out / "data" / "dataset.json").stat().st_mtime_ns
+    run_pipeline(config)
+    assert (result.out / "report.html").stat().st_mtime_ns == report
+    assert (result.out / "data" / "dataset.json").stat().st_mtime_ns == shards
+    assert capsys.readouterr().err.count("done before, skipped") == len(STAGES)
+
+
+def test_an_interrupted_run_finishes_without_redoing_finished_stages(tmp_path, monkeypatch):
+    config = small_config(tmp_path)
+    real_eval = stage_module.Run._stage_eval
+
+    def interrupted(self):
+        raise RunInterrupted("stopped by a test")
+
+    monkeypatch.setattr(stage_module.Run, "_stage_eval", interrupted)
+    with pytest.raises(RunInterrupted):
+        run_pipeline(config)
+    state = json.loads((tmp_path / "run" / "run.json").read_text())
+    assert list(state["stages"]) == ["data", "train", "export"]
+    model = tmp_path / "run" / "train" / "model" / "model.safetensors"
+    trained = model.stat().st_mtime_ns
+
+    monkeypatch.setattr(stage_module.Run, "_stage_eval", real_eval)
+    result = run_pipeline(config)
+    assert list(result.state.stages) == list(STAGES)
+    assert model.stat().st_mtime_ns == trained  # not trained again
+
+
+def test_a_missing_toolchain_leaves_its_language_out_and_says_what_to_install(
+    tmp_path, monkeypatch, capsys
+):
+    config = small_config(tmp_path, eval={**SMALL_RUN["eval"], "languages": ["python", "go"]})
+    monkeypatch.setattr(
+        stage_module,
+        "missing_toolchains",
+        lambda languages: {"go": "go not found: install the Debian package golang-go"},
+    )
+    result = run_pipeline(config, only=["data", "train", "eval", "report"])
+    assert "go is left out of the evaluation" in capsys.readouterr().err
+    summary = json.loads((result.out / "eval" / "embedded" / "summary.json").read_text())
+    assert list(summary["groups"]) == ["Python"]
+    assert (
+        "go: not evaluated: go not found: install the Debian package golang-go"
+        in (result.out / "report.md").read_text()
+    )
+
+
+def test_no_disk_space_is_refused_before_anything_is_written(tmp_path, monkeypatch):
+    config = small_config(tmp_path)
+
+    class Usage:
+        free = 10 * 2**20
+
+    monkeypatch.setattr("geex.pipeline.checks.shutil.disk_usage", lambda path: Usage)
+    with pytest.raises(GeexError, match=r"not enough disk space under .*10\.0 MB free"):
+        run_pipeline(config)
+    assert not (tmp_path / "run").exists()
+
+
+def test_an_unreadable_source_is_named(tmp_path):
+    link = tmp_path / "gone"
+    link.symlink_to(tmp_path / "nowhere")
+    config = run_config({**SMALL_RUN, "out": str(tmp_path / "run"),
+                         "data": {"sources": [str(link)]}})  # fmt: skip
+    with pytest.raises(GeexError, match="broken symbolic link"):
+        run_pipeline(config)
+
+
+def test_an_unreadable_source_folder_says_permission_denied(tmp_path, monkeypatch):
+    code = write_corpus(tmp_path / "code", files=1)
+    monkeypatch.setattr("geex.pipeline.checks.os.access", lambda path, mode: False)
+    config = run_config({**SMALL_RUN, "out": str(tmp_path / "run"),
+                         "data": {"sources": [str(code)]}})  # fmt: skip
+    with pytest.raises(GeexError, match=r"cannot be read \(permission denied\)"):
+        run_pipeline(config)
