@@ -19,9 +19,9 @@ from geex.pipeline.checks import (
 
 
 def test_a_full_disk_mid_stage_says_what_to_do(tmp_path):
-    with pytest.raises(GeexError, match=r"the disk is full writing .*shard.*run the same command"):
-        with disk_full_is_an_error(tmp_path):
-            raise OSError(errno.ENOSPC, "No space left on device", str(tmp_path / "shard.bin"))
+    expected = r"the disk is full writing .*shard.*run the same command"
+    with pytest.raises(GeexError, match=expected), disk_full_is_an_error(tmp_path):
+        raise OSError(errno.ENOSPC, "No space left on device", str(tmp_path / "shard.bin"))
 
 
 def test_other_os_errors_pass_through(tmp_path):

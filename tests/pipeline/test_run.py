@@ -17,7 +17,7 @@ from tests.pipeline.corpus import write_corpus
 
 
 def test_every_stage_runs_and_is_recorded(finished_run):
-    config, result = finished_run
+    _, result = finished_run
     assert list(result.state.stages) == list(STAGES)
     out = result.out
     assert (out / "data" / "dataset.json").is_file()
