@@ -76,6 +76,12 @@ def _run(args: argparse.Namespace) -> int:
     except RunInterrupted as stop:
         console.print(f"[yellow]stopped:[/yellow] {stop}")
         return 3
+    except KeyboardInterrupt:
+        console.print(
+            f"[yellow]interrupted:[/yellow] run the same command again to continue; the "
+            f"finished stages in {config.out} are kept"
+        )
+        return 130
     if args.stage and "report" not in args.stage:
         console.print(f"stages {', '.join(args.stage)} done in {config.out}")
         return 0

@@ -14,10 +14,11 @@ from dataclasses import dataclass
 from geex.errors import ConfigError
 
 # Seconds to generate and judge one problem with the tiny model on a 2-core machine (greedy,
-# a few hundred new tokens; compiling C++, Java and Rust dominates), and fixed costs: loading
-# the model, the export to Hugging Face format, sample completions and the report.
-SECONDS_PER_PROBLEM = 1.5
-FIXED_AFTER_TRAINING_S = 30.0
+# up to 256 new tokens; compiling C++, Java and Rust dominates: the 60 problems of the
+# embedded set took 13 s), with a margin, and fixed costs: loading the model, the export to
+# Hugging Face format, sample completions and the report (10 s together).
+SECONDS_PER_PROBLEM = 0.75
+FIXED_AFTER_TRAINING_S = 20.0
 # Training gets at least this share of a time budget, whatever the other stages took.
 MIN_TRAINING_SHARE = 0.2
 

@@ -367,6 +367,9 @@ def _eval_png(summary: dict, with_reference: bool) -> bytes:
     axes.set_ylabel("pass@1 (%)")
     axes.set_ylim(0, max([5, *ours] + ([25] if with_reference else [])) * 1.15)
     axes.legend(loc="upper right")
+    if not any(ours):
+        axes.text(0.5, 0.5, "no problem solved", transform=axes.transAxes, ha="center",
+                  color="#555")  # fmt: skip
     figure.tight_layout()
     return _png(figure)
 
@@ -391,8 +394,8 @@ thead th { background: #eef3f8; }
 figure { margin: 0.6em 0 1.4em; }
 figcaption { color: #555; font-size: 0.9em; margin: 0.2em 0; }
 img { max-width: 100%; }
-pre { background: #f6f8fa; padding: 0.8em; overflow-x: auto; font-size: 0.85em;
-      border-radius: 4px; }
+pre { background: #f6f8fa; padding: 0.8em; font-size: 0.85em; border-radius: 4px;
+      white-space: pre-wrap; overflow-wrap: anywhere; }
 code { background: #f6f8fa; padding: 0 0.2em; }
 """
 

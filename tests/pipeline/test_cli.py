@@ -1,0 +1,54 @@
+"""`geex run` on the command line: a run file or sources, and errors in one line.
+
+`pytest tests/pipeline/test_cli.py`
+"""
+
+from __future__ import annotations
+
+import pytest
+
+from geex.cli import main
+from geex.cli.run import config_from_args
+
+
+def parse(argv):
+    from geex.cli import build_parser
+
+    return build_parser().parse_args(["run", *argv])
+
+
+def test_a_config_typo_is_one_line_naming_the_field(tmp_path, capsys):
+    path = tmp_path / "run.yaml"
+    path.write_text("out: x\ntrain:\n  preset: tiny\neval:\n  temprature: 0.2\n")
+    assert main(["run", str(path)]) == 2
+    err = capsys.readouterr().err
+    assert "unknown run config field 'eval.temprature' (did you mean 'temperature'?)" in err
+    assert "Traceback" not in err and len(err.strip().splitlines()) == 1
+
+
+def test_sources_and_options_make_the_config(tmp_path):
+    config = config_from_args(parse([str(tmp_path), "--out", "o", "--budget", "3m",
+                                     "--preset", "small", "--languages", "python", "js"]))  # fmt: skip
+    assert config.data["sources"] == [str(tmp_path)]
+    assert (config.out, config.budget, config.train["preset"]) == ("o", "3m", "small")
+    assert config.eval.languages == ["python", "javascript"]
+
+
+def test_a_run_file_with_options_replacing_its_fields(tmp_path):
+    path = tmp_path / "run.yaml"
+    path.write_text("out: from-file\nbudget: 1h\n")
+    config = config_from_args(parse([str(path), "--budget", "5m"]))
+    assert (config.out, config.budget) == ("from-file", "5m")
+
+
+def test_a_run_file_and_sources_together_are_refused(tmp_path, capsys):
+    path = tmp_path / "run.yaml"
+    path.write_text("out: x\n")
+    assert main(["run", str(path), str(tmp_path)]) == 2
+    assert "either a run file or sources" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("budget", ["soon", "10"])
+def test_a_bad_budget_is_one_line(budget, capsys):
+    assert main(["run", "--budget", budget]) == 2
+    assert "neither a time" in capsys.readouterr().err
