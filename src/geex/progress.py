@@ -21,15 +21,25 @@ from rich.progress import (
     TimeElapsedColumn,
     TimeRemainingColumn,
 )
+from rich.text import Text
 
 _shared: Progress | None = None
+
+
+class _Count(MofNCompleteColumn):
+    """ "done/total", except on lines that count time rather than things (the run's own)."""
+
+    def render(self, task):
+        if not task.fields.get("count", True):
+            return Text("")
+        return super().render(task)
 
 
 def _columns() -> tuple:
     return (
         TextColumn("{task.description}"),
         BarColumn(bar_width=30),
-        MofNCompleteColumn(),
+        _Count(),
         TextColumn("{task.fields[info]}"),
         TimeElapsedColumn(),
         TextColumn("eta"),
@@ -57,8 +67,12 @@ class Bar:
         self.progress.update(self.task, completed=completed, advance=advance, **fields)
 
     def close(self) -> None:
+        """An own display stops (its last state stays on screen); a line of the shared
+        display goes, so that it shows the run and the stage at work, not the whole history."""
         if self.owned:
             self.progress.stop()
+        else:
+            self.progress.remove_task(self.task)
 
 
 def open_bar(

@@ -206,7 +206,9 @@ class Run:
     def _start_overall(self, display) -> threading.Event:
         """The run's own line: elapsed wall time against the budget, ticking every second."""
         total = self.budget.seconds
-        task = display.add_task("[bold]run", total=total, completed=0, info=f"budget {self.budget}")
+        task = display.add_task(
+            "[bold]run", total=total, completed=0, info=f"budget {self.budget}", count=False
+        )
         self.overall = (display, task)
         stop = threading.Event()
         begun = time.monotonic()

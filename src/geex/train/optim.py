@@ -42,13 +42,19 @@ def build_optimizer(model: nn.Module, config: OptimConfig) -> torch.optim.AdamW:
     return torch.optim.AdamW(groups, lr=config.lr, betas=config.betas, eps=config.eps, foreach=True)
 
 
-def learning_rate(step: int, config: OptimConfig, max_steps: int | None) -> float:
+def learning_rate(
+    step: int, config: OptimConfig, max_steps: int | None, time_fraction: float | None = None
+) -> float:
     """Linear warm-up to ``lr`` over ``warmup_steps``, then cosine decay to ``min_lr`` at
-    ``decay_steps`` (default: the run's last step), flat after that."""
+    ``decay_steps`` (default: the run's last step), flat after that. Under a time budget the
+    cosine follows ``time_fraction``, the share of the time spent, instead of steps."""
     if step < config.warmup_steps:
         return config.lr * (step + 1) / config.warmup_steps
-    decay_steps = config.decay_steps or max_steps
-    if not decay_steps or decay_steps <= config.warmup_steps:
-        return config.lr
-    progress = min(1.0, (step - config.warmup_steps) / (decay_steps - config.warmup_steps))
+    if time_fraction is not None and not config.decay_steps:
+        progress = min(1.0, time_fraction)
+    else:
+        decay_steps = config.decay_steps or max_steps
+        if not decay_steps or decay_steps <= config.warmup_steps:
+            return config.lr
+        progress = min(1.0, (step - config.warmup_steps) / (decay_steps - config.warmup_steps))
     return config.min_lr + 0.5 * (config.lr - config.min_lr) * (1 + math.cos(math.pi * progress))

@@ -37,10 +37,6 @@ from geex.train.parallel import materialize, parallelize, wrap_data_parallel
 from geex.train.precision import DynamicLossScaler, autocast
 from geex.train.validate import Validation
 
-# A time budget is turned into a number of steps after this share of it (at most PLAN_AFTER_S).
-PLAN_AFTER_SHARE = 0.05
-PLAN_AFTER_S = 60.0
-
 
 @dataclass
 class TrainResult:
@@ -112,6 +108,7 @@ class Trainer:
         self.peak = peak_flops(world.device, config.precision)
         self.step = 0
         self.planned_steps = self._planned_steps()
+        self.trained_seconds = 0.0  # wall time of the training loop, over every resumption
         self._stop_requested = False
 
     def _batch_geometry(self) -> None:
@@ -138,7 +135,7 @@ class Trainer:
             budgets.append(math.ceil(c.max_tokens / self.tokens_per_step))
         if not budgets and c.max_time is None:
             raise ConfigError("give a budget: max_steps, max_tokens or max_time")
-        return min(budgets) if budgets else None  # a time budget is planned after a few steps
+        return min(budgets) if budgets else None  # None: a time budget
 
     # -- the loop ------------------------------------------------------------------------------
 
@@ -147,20 +144,23 @@ class Trainer:
         self._resume()
         progress = Progress(self.planned_steps, self.step, enabled=self.show_progress)
         handlers = self._catch_signals()
-        last_loss, started, step_times = None, time.monotonic(), []
+        last_loss, step_times = None, []
+        self._clock = (time.monotonic(), self.trained_seconds)
         try:
-            while self.planned_steps is None or self.step < self.planned_steps:
+            while not self._budget_spent():
                 t0 = time.monotonic()
                 record = self._train_step()
                 step_time = time.monotonic() - t0
                 step_times.append(step_time)
-                self._plan_time_budget(started, step_times, progress)
                 record.update(self._throughput(step_time))
                 if self._due(self.config.eval_every) and self.validation is not None:
                     record["val_loss"] = self.validation.losses(
                         self.model, self.config.precision, self.config.micro_batch_size, self.world
                     )
                 self.metrics.write(record)
+                self._tick()
+                if self.time_budget:
+                    progress.set_total(self._expected_steps(step_times))
                 progress.update(self.step, record)
                 last_loss = record["loss"]
                 self.step += 1
@@ -177,9 +177,37 @@ class Trainer:
         self._export()
         return TrainResult(self.out, self.step, self._tokens(), last_loss, False)
 
+    # -- the budget ----------------------------------------------------------------------------
+
+    @property
+    def time_budget(self) -> bool:
+        """Only a time is given: the run stops when it is spent, and the learning rate decays
+        with the share of it spent (not with steps, whose speed a busy machine changes)."""
+        return self.planned_steps is None
+
+    def _tick(self) -> None:
+        """Add the wall time since the last step (validation and saves included), the same
+        on every rank."""
+        begun, before = self._clock
+        self.trained_seconds = self.world.all_reduce_max(before + time.monotonic() - begun)
+
+    def _budget_spent(self) -> bool:
+        if self.time_budget:
+            return self.trained_seconds >= self.config.max_time
+        return self.step >= self.planned_steps
+
+    def _time_fraction(self) -> float | None:
+        return min(1.0, self.trained_seconds / self.config.max_time) if self.time_budget else None
+
+    def _expected_steps(self, step_times: list[float]) -> int:
+        """Where a time budget will end, from the recent speed: for the progress bar only."""
+        recent = sorted(step_times[-20:])[len(step_times[-20:]) // 2]
+        remaining = max(0.0, self.config.max_time - self.trained_seconds)
+        return self.step + 1 + int(remaining / max(recent, 1e-9))
+
     def _train_step(self) -> dict:
         c, world = self.config, self.world
-        lr = learning_rate(self.step, c.optim, self.planned_steps)
+        lr = learning_rate(self.step, c.optim, self.planned_steps, self._time_fraction())
         for group in self.optimizer.param_groups:
             group["lr"] = lr
         scale = self.scaler.scale if self.scaler else 1.0
@@ -245,24 +273,6 @@ class Trainer:
 
     # -- budget, throughput ----------------------------------------------------------------------
 
-    def _plan_time_budget(self, started: float, step_times: list[float], progress) -> None:
-        """With only a time budget, fix the number of steps (and so the schedule) from the
-        speed of the first steps: at least 3, and for 5% of the budget (at most a minute), so
-        that one slow step on a busy machine does not shorten the whole run. The plan is
-        saved with checkpoints so a resumed run keeps it."""
-        c = self.config
-        if self.planned_steps is not None or c.max_time is None or len(step_times) < 3:
-            return
-        waited = time.monotonic() - started
-        ready = waited >= min(PLAN_AFTER_S, PLAN_AFTER_SHARE * c.max_time)
-        if not self.world.all_reduce_max(float(ready)):  # every rank decides at the same step
-            return
-        per_step = sorted(step_times[1:])[len(step_times[1:]) // 2]  # median, first one excluded
-        remaining = c.max_time - waited
-        steps = self.step + 1 + max(0, int(remaining / per_step))
-        self.planned_steps = int(self.world.broadcast_object(steps))
-        progress.set_total(self.planned_steps)
-
     def _throughput(self, step_time: float) -> dict:
         tokens_per_s = self.tokens_per_step / step_time
         mfu = None
@@ -286,6 +296,7 @@ class Trainer:
             "step": self.step,
             "samples": self.step * self.global_batch,
             "planned_steps": self.planned_steps,
+            "trained_seconds": self.trained_seconds,
             "tokens": self._tokens(),
             "seq_len": self.seq_len,
             "global_batch": self.global_batch,
@@ -317,8 +328,7 @@ class Trainer:
                     f"use a new run folder to change it"
                 )
         self.step = state["step"]
-        if self.planned_steps is None:
-            self.planned_steps = state["planned_steps"]
+        self.trained_seconds = state.get("trained_seconds", 0.0)
         if self.scaler is not None and state.get("scaler"):
             self.scaler.load_state_dict(state["scaler"])
         self.metrics.truncate_after(self.step - 1)
