@@ -123,3 +123,39 @@ def test_an_unreadable_source_folder_says_permission_denied(tmp_path, monkeypatc
                          "data": {"sources": [str(code)]}})  # fmt: skip
     with pytest.raises(GeexError, match=r"cannot be read \(permission denied\)"):
         run_pipeline(config)
+
+
+def test_the_model_section_shows_the_trained_tokens_and_flops(finished_run):
+    _, result = finished_run
+    markdown = (result.out / "report.md").read_text()
+    assert "| trained tokens | 8,192 |" in markdown
+    assert "| training FLOPs |" in markdown
+
+
+def test_under_torchrun_only_the_train_stage_runs(tmp_path, monkeypatch):
+    monkeypatch.setenv("LOCAL_RANK", "0")
+    monkeypatch.setenv("WORLD_SIZE", "2")
+    with pytest.raises(GeexError, match="runs the train stage only: add --stage train"):
+        run_pipeline(small_config(tmp_path))
+
+
+def test_nproc_trains_under_torchrun(tmp_path):
+    config = small_config(tmp_path, nproc=2)
+    result = run_pipeline(config, only=["data", "train"])
+    assert result.state.stages["train"]["tokens"] == 8192
+    assert (result.out / "train" / "model" / "model.safetensors").is_file()
+    assert (result.out / "train.yaml").is_file()
+
+
+def test_humanevalx_is_judged_and_shown_beside_codegeex(tmp_path, humanevalx_dir):
+    config = small_config(
+        tmp_path,
+        eval={**SMALL_RUN["eval"], "embedded": False, "humanevalx": str(humanevalx_dir),
+              "limit": 3},
+    )  # fmt: skip
+    assert config.data_config().decontaminate == [f"humanevalx:{humanevalx_dir}"]
+    result = run_pipeline(config, only=["data", "train", "eval", "report"])
+    summary = json.loads((result.out / "eval" / "humanevalx" / "summary.json").read_text())
+    assert summary["groups"]["Python"]["problems"] == 3
+    markdown = (result.out / "report.md").read_text()
+    assert "CodeGeeX-13B pass@1" in markdown and "| 22.9% |" in markdown

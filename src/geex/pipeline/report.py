@@ -216,7 +216,7 @@ def _model(out: Path) -> Section | None:
         return None
     config = read_config(folder)
     info = model_info(config)
-    meta = (_read_json(folder / "config.json") or {}).get("geex", {})
+    meta = _read_json(folder / "config.json") or {}
     trained = meta.get("trained_tokens")
     section = Section("Model")
     rows = [

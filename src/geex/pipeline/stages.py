@@ -296,9 +296,9 @@ class Run:
         if code != 0:
             raise GeexError(f"training under torchrun failed (exit {code}); see {log}")
         records = read_metrics(run_dir / "metrics.jsonl")
-        meta = json.loads((run_dir / "model" / "config.json").read_text()).get("geex", {})
+        meta = json.loads((run_dir / "model" / "config.json").read_text())
         return {
-            "steps": len(records),
+            "steps": meta.get("trained_steps", len(records)),
             "tokens": meta.get("trained_tokens", 0),
             "last_loss": records[-1]["loss"] if records else None,
         }
