@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Sets up Geex in ./.venv on a fresh machine.
-#   scripts/setup.sh          the library and its CLI
-#   scripts/setup.sh --dev    plus what the test suite needs (pytest, transformers, system tools)
+#   scripts/setup.sh          the library, its CLI and the toolchains evaluation runs code with
+#   scripts/setup.sh --dev    plus what the test suite needs (pytest, transformers, chromium)
 #
 # PyTorch: a torch already importable in .venv is kept. Otherwise GEEX_TORCH (default
 # "torch==2.13.0") is installed; set it to pick another build, e.g. a CUDA wheel.
@@ -22,15 +22,31 @@ if ! "$python" -c 'import sys; sys.exit(sys.version_info < (3, 10))' 2>/dev/null
   exit 1
 fi
 
-if [ "$dev" = 1 ] && [ -n "$(cat scripts/apt-packages.txt 2>/dev/null | grep -v '^#')" ]; then
-  missing=$(grep -v '^#' scripts/apt-packages.txt | xargs -r dpkg-query -W -f='${Status} ${Package}\n' 2>&1 \
+# System packages: the toolchains `geex run` and `geex eval` judge code with, and the sandbox
+# (scripts/apt-packages.txt); --dev adds what only the tests use (scripts/apt-packages-dev.txt).
+install_apt_packages() {
+  local wanted missing sudo=""
+  wanted=$(cat "$@" 2>/dev/null | grep -v '^#' | grep -v '^$' || true)
+  [ -n "$wanted" ] || return 0
+  missing=$(echo "$wanted" | xargs -r dpkg-query -W -f='${Status} ${Package}\n' 2>&1 \
             | grep -v '^install ok installed' | awk '{print $NF}' || true)
-  if [ -n "$missing" ]; then
-    sudo=""; [ "$(id -u)" = 0 ] || sudo="sudo"
-    echo "setup.sh: installing system packages: $missing"
-    $sudo apt-get update -qq && $sudo env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $missing >/dev/null
+  [ -n "$missing" ] || return 0
+  if ! command -v apt-get >/dev/null; then
+    echo "setup.sh: not a Debian system; install these yourself if you want them:" $missing >&2
+    return 0
   fi
-fi
+  [ "$(id -u)" = 0 ] || sudo="sudo"
+  echo "setup.sh: installing system packages:" $missing
+  if ! { $sudo apt-get update -qq && $sudo env DEBIAN_FRONTEND=noninteractive \
+         apt-get install -y -qq $missing >/dev/null; }; then
+    echo "setup.sh: could not install" $missing "- languages without a toolchain are left" \
+         "out of evaluations, with what to install" >&2
+    [ "$dev" = 0 ] || exit 1
+  fi
+}
+packages=(scripts/apt-packages.txt)
+[ "$dev" = 0 ] || packages+=(scripts/apt-packages-dev.txt)
+install_apt_packages "${packages[@]}"
 
 [ -x .venv/bin/python ] || "$python" -m venv .venv
 pip=(.venv/bin/python -m pip install --quiet --disable-pip-version-check)
