@@ -159,3 +159,23 @@ def test_humanevalx_is_judged_and_shown_beside_codegeex(tmp_path, humanevalx_dir
     assert summary["groups"]["Python"]["problems"] == 3
     markdown = (result.out / "report.md").read_text()
     assert "CodeGeeX-13B pass@1" in markdown and "| 22.9% |" in markdown
+
+
+def test_changed_data_or_train_settings_are_refused_and_changed_eval_runs_again(
+    finished_run, capsys
+):
+    config, result = finished_run
+    other_preset = run_config({**config.to_dict(), "train": {"preset": "small"}})
+    with pytest.raises(GeexError, match=r"other train settings \(train.preset\)"):
+        run_pipeline(other_preset)
+    other_data = run_config({**config.to_dict(), "data": {**config.data, "dedup": "exact"}})
+    with pytest.raises(GeexError, match=r"other data settings \(data.dedup\)"):
+        run_pipeline(other_data)
+    trained = (result.out / "train" / "model" / "model.safetensors").stat().st_mtime_ns
+    more_tokens = run_config(
+        {**config.to_dict(), "eval": {**config.to_dict()["eval"], "max_new_tokens": 16}}
+    )
+    again = run_pipeline(more_tokens)
+    assert "evaluating again" in capsys.readouterr().err
+    assert list(again.state.stages) == list(STAGES)
+    assert (result.out / "train" / "model" / "model.safetensors").stat().st_mtime_ns == trained

@@ -20,7 +20,7 @@ from pathlib import Path
 
 from geex.atomic import atomic_write_text
 from geex.pipeline.reference import CODEGEEX_13B_HUMANEVALX, REFERENCE_NOTE
-from geex.pipeline.stages import stage_summary
+from geex.pipeline.stages import SAMPLE_TEMPERATURE, SAMPLE_TOP_P, stage_summary
 
 _NUMBER = re.compile(r"[-+]?[\d,.]+\s*(%|s|min|h|MB|[kMGT])?|-|(\d+ (h|min) )?\d+ (min|s)")
 
@@ -297,7 +297,8 @@ def _samples(out: Path) -> Section | None:
         return None
     section = Section("Samples")
     section.text(
-        "Greedy completions of a short prompt per language (prompt, then the model's text):"
+        f"Completions of a short prompt per language, sampled at temperature {SAMPLE_TEMPERATURE}"
+        f", top-p {SAMPLE_TOP_P} (prompt, then the model's text):"
     )
     for s in samples or []:
         section.code(s["prompt"] + s["completion"], s["language"])

@@ -11,14 +11,16 @@ anything.
 2. ``train``: the preset for the budget (several processes with ``nproc``);
 3. ``export``: the model in Hugging Face format beside the Geex checkpoint;
 4. ``eval``: generation on the embedded set and, when given, HumanEval-X, judged sandboxed;
-5. ``samples``: a greedy completion per language of a short prompt;
+5. ``samples``: a sampled completion per language of a short prompt;
 6. ``report``: ``report.md`` and ``report.html`` from what the stages wrote.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
+import shutil
 import subprocess
 import sys
 import threading
@@ -55,6 +57,9 @@ SAMPLE_PROMPTS = {
 }
 
 
+SAMPLE_TEMPERATURE, SAMPLE_TOP_P = 0.8, 0.95
+
+
 class RunInterrupted(GeexError):
     """The run stopped before its end (a signal, or jobs handed to a cluster scheduler)."""
 
@@ -67,6 +72,7 @@ class RunState:
     stages: dict = field(default_factory=dict)
     plan: dict = field(default_factory=dict)
     started: float = field(default_factory=time.time)
+    settings: dict = field(default_factory=dict)  # stage -> the settings it ran with
 
     @classmethod
     def load(cls, out: Path) -> RunState:
@@ -78,21 +84,30 @@ class RunState:
         except ValueError:
             raise GeexError(f"{path} is damaged: remove it to redo every stage") from None
         return cls(path, fields.get("stages", {}), fields.get("plan", {}),
-                   fields.get("started", time.time()))  # fmt: skip
+                   fields.get("started", time.time()), fields.get("settings", {}))  # fmt: skip
 
     def done(self, stage: str) -> bool:
         return stage in self.stages
 
-    def finish(self, stage: str, seconds: float, **info) -> None:
+    def forget(self, stages: list[str]) -> None:
+        for stage in stages:
+            self.stages.pop(stage, None)
+        self.save()
+
+    def finish(self, stage: str, seconds: float, settings=None, **info) -> None:
+        if settings is not None:
+            self.settings[stage] = settings
         self.stages[stage] = {
             "seconds": round(seconds, 2),
             "finished": datetime.now(timezone.utc).isoformat(timespec="seconds"),
             **info,
         }
+        self.stages = {name: self.stages[name] for name in STAGES if name in self.stages}
         self.save()
 
     def save(self) -> None:
-        fields = {"started": self.started, "plan": self.plan, "stages": self.stages}
+        fields = {"started": self.started, "plan": self.plan, "stages": self.stages,
+                  "settings": self.settings}  # fmt: skip
         self.path.parent.mkdir(parents=True, exist_ok=True)
         atomic_write_text(self.path, json.dumps(fields, indent=2) + "\n")
 
@@ -118,7 +133,6 @@ class Run:
         self.state = RunState.load(self.out)
         self.budget = config.budget_spec
         self.missing: dict[str, str] = {}
-        self.clock = time.monotonic()
         self.overall = None  # the run's line on the shared progress display
 
     # -- driving ---------------------------------------------------------------------------------
@@ -156,13 +170,58 @@ class Run:
             start = time.monotonic()
             info = getattr(self, f"_stage_{name}")()
             if _is_main_process():
-                self.state.finish(name, time.monotonic() - start, **(info or {}))
+                seconds = time.monotonic() - start
+                self.state.finish(name, seconds, self._settings().get(name), **(info or {}))
+
+    def _settings(self) -> dict:
+        """What each stage's output depends on, as plain data, to tell a changed run file.
+
+        The benchmarks the data was decontaminated against are left out of ``data``: adding
+        one later re-runs the evaluation with a warning rather than refusing the run."""
+        data = self.config.data_config().output_fields()
+        data.pop("decontaminate", None)
+        plain = json.loads(json.dumps({
+            "data": data,
+            "train": {**self.config.train, "budget": self.config.budget},
+            "eval": dataclasses.asdict(self.config.eval),
+        }))  # fmt: skip
+        return plain
+
+    def _check_settings(self) -> None:
+        """A finished data or train stage made with other settings is an error (its output
+        would not match the run file); a finished evaluation with other settings runs again."""
+        now = self._settings()
+        for stage in ("data", "train"):
+            before = self.state.settings.get(stage)
+            if self.state.done(stage) and before is not None and before != now[stage]:
+                changed = sorted(k for k in now[stage].keys() | before.keys()
+                                 if now[stage].get(k) != before.get(k))  # fmt: skip
+                raise GeexError(
+                    f"{self.out} was made with other {stage} settings "
+                    f"({', '.join(f'{stage}.{k}' for k in changed)}): give another --out, or "
+                    "set them back"
+                )
+        before = self.state.settings.get("eval")
+        if self.state.done("eval") and before is not None and before != now["eval"]:
+            self.console.print("evaluation settings changed: evaluating again")
+            shutil.rmtree(self.out / "eval", ignore_errors=True)  # made with the old settings
+            self.state.forget(["eval", "report"])
+        decontaminated = set(self.state.settings.get("decontaminated", []))
+        if self.state.done("data"):
+            for benchmark in self.config.decontaminate_against():
+                if benchmark not in decontaminated:
+                    self.console.print(
+                        f"[yellow]warning:[/yellow] the training data was not decontaminated "
+                        f"against {benchmark}: its scores may count problems seen in training"
+                    )
 
     def _check(self, wanted: list[str]) -> None:
         if _is_distributed() and wanted != ["train"]:
             raise GeexError(
                 "under torchrun, `geex run` runs the train stage only: add --stage train"
             )
+        if _is_main_process():
+            self._check_settings()
         data = self.config.data_config()
         if "data" in wanted and not self.state.done("data"):
             check_sources_readable(data.sources)
@@ -199,7 +258,7 @@ class Run:
             "eval": "generate and judge, sandboxed: " + ", ".join(self._benchmarks())
             if self._benchmarks()
             else "nothing to evaluate",
-            "samples": "a completion per language",
+            "samples": "a sampled completion per language",
             "report": "report.md and report.html",
         }[name]
 
@@ -237,6 +296,7 @@ class Run:
                 f"the data stage was submitted to Slurm; when its jobs have written "
                 f"{config.out}/dataset.json, run the same command again"
             )
+        self.state.settings["decontaminated"] = config.decontaminate
         totals = card["totals"]
         self.console.print(
             f"  {totals['files']:,} files, {totals['bytes'] / 1e6:,.1f} MB, "
@@ -374,14 +434,25 @@ class Run:
 
         model_dir = self.out / "train" / "model"
         model, tokenizer = geex.load_model(model_dir), load_tokenizer(model_dir)
-        sampling = SamplingConfig(max_new_tokens=min(128, model.config.max_seq_len // 2))
+        # Sampled rather than greedy: a model this young loops on its likeliest tokens
+        # under greedy decoding; a seed keeps the report reproducible.
+        sampling = SamplingConfig(
+            max_new_tokens=min(128, model.config.max_seq_len // 2),
+            temperature=SAMPLE_TEMPERATURE,
+            top_p=SAMPLE_TOP_P,
+            seed=0,
+        )
         samples = []
         for language, prompt in SAMPLE_PROMPTS.items():
             (completion,) = complete(model, tokenizer, prompt, language=language, sampling=sampling)
             samples.append({"language": language, "prompt": prompt,
                             "completion": completion[0].text})  # fmt: skip
         atomic_write_text(self.out / "samples.json", json.dumps(samples, indent=2) + "\n")
-        lines = [f"# Samples from {model_dir}\n", "Greedy completions, after the language tag.\n"]
+        lines = [
+            f"# Samples from {model_dir}\n",
+            f"Completions after the language tag, sampled at temperature {SAMPLE_TEMPERATURE}, "
+            f"top-p {SAMPLE_TOP_P}, seed 0.\n",
+        ]
         for s in samples:
             lines += [f"## {s['language']}\n", "```", s["prompt"] + s["completion"], "```\n"]
         atomic_write_text(self.out / "samples.md", "\n".join(lines))
