@@ -37,6 +37,7 @@ def test_the_report_holds_every_section_with_real_content(finished_run):
     assert "bytes per token" in markdown
     assert "22.9%" in markdown  # the CodeGeeX-13B reference beside the scores
     assert "def fibonacci(n):" in markdown  # a sample completion
+    assert "sampled at temperature 0.8, top-p 0.95, seed 0" in markdown
     assert "Python/0: " in markdown  # a judged completion with its verdict
     html = (result.out / "report.html").read_text()
     assert html.count("data:image/png;base64,") >= 4  # data, loss, throughput, eval

@@ -20,7 +20,7 @@ from pathlib import Path
 
 from geex.atomic import atomic_write_text
 from geex.pipeline.reference import CODEGEEX_13B_HUMANEVALX, REFERENCE_NOTE
-from geex.pipeline.stages import SAMPLE_TEMPERATURE, SAMPLE_TOP_P, stage_summary
+from geex.pipeline.stages import stage_summary
 
 _NUMBER = re.compile(r"[-+]?[\d,.]+\s*(%|s|min|h|MB|[kMGT])?|-|(\d+ (h|min) )?\d+ (min|s)")
 
@@ -291,16 +291,20 @@ def _evaluation(out: Path, folder: Path) -> Section | None:
 
 
 def _samples(out: Path) -> Section | None:
-    samples = _read_json(out / "samples.json")
+    record = _read_json(out / "samples.json") or {}
     judged = _first_results(out / "eval" / "embedded" / "results.jsonl")
+    samples = record.get("samples", [])
     if not samples and not judged:
         return None
     section = Section("Samples")
-    section.text(
-        f"Completions of a short prompt per language, sampled at temperature {SAMPLE_TEMPERATURE}"
-        f", top-p {SAMPLE_TOP_P} (prompt, then the model's text):"
-    )
-    for s in samples or []:
+    if samples:
+        how = record.get("sampling", {})
+        section.text(
+            f"Completions of a short prompt per language, sampled at temperature "
+            f"{how.get('temperature')}, top-p {how.get('top_p')}, seed {how.get('seed')} "
+            "(prompt, then the model's text):"
+        )
+    for s in samples:
         section.code(s["prompt"] + s["completion"], s["language"])
     if judged:
         section.text("The first problem of the embedded set per language, as judged:")

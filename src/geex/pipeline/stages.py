@@ -447,7 +447,9 @@ class Run:
             (completion,) = complete(model, tokenizer, prompt, language=language, sampling=sampling)
             samples.append({"language": language, "prompt": prompt,
                             "completion": completion[0].text})  # fmt: skip
-        atomic_write_text(self.out / "samples.json", json.dumps(samples, indent=2) + "\n")
+        how = {"temperature": sampling.temperature, "top_p": sampling.top_p, "seed": sampling.seed}
+        record = {"sampling": how, "samples": samples}
+        atomic_write_text(self.out / "samples.json", json.dumps(record, indent=2) + "\n")
         lines = [
             f"# Samples from {model_dir}\n",
             f"Completions after the language tag, sampled at temperature {SAMPLE_TEMPERATURE}, "
