@@ -6,6 +6,10 @@
 from __future__ import annotations
 
 import json
+import signal
+import subprocess
+import sys
+import time
 
 import pytest
 
@@ -180,3 +184,33 @@ def test_changed_data_or_train_settings_are_refused_and_changed_eval_runs_again(
     assert "evaluating again" in capsys.readouterr().err
     assert list(again.state.stages) == list(STAGES)
     assert (result.out / "train" / "model" / "model.safetensors").stat().st_mtime_ns == trained
+
+
+def test_a_signal_mid_training_stops_cleanly_and_the_same_command_finishes(tmp_path):
+    """The README's promise, with a real process: SIGTERM during training, then run again."""
+    code = write_corpus(tmp_path / "code")
+    out = tmp_path / "run"
+    command = [sys.executable, "-m", "geex", "run", str(code), "--out", str(out),
+               "--budget", "40s", "--languages", "python"]  # fmt: skip
+    metrics = out / "train" / "metrics.jsonl"
+    process = subprocess.Popen(command, stderr=subprocess.PIPE, text=True)
+    deadline = time.monotonic() + 120
+    while not (metrics.is_file() and len(metrics.read_text().splitlines()) >= 2):
+        assert process.poll() is None, process.stderr.read()
+        assert time.monotonic() < deadline, "training did not start"
+        time.sleep(0.2)
+    process.send_signal(signal.SIGTERM)
+    _, err = process.communicate(timeout=120)
+    assert process.returncode == 3, err
+    assert "run the same command again to continue" in err
+    state = json.loads((out / "run.json").read_text())
+    assert list(state["stages"]) == ["data"]
+    packed = (out / "data" / "dataset.json").stat().st_mtime_ns
+
+    finished = subprocess.run(command, capture_output=True, text=True, timeout=300)
+    assert finished.returncode == 0, finished.stderr
+    assert "1/6 data: done before, skipped" in finished.stderr
+    assert (out / "data" / "dataset.json").stat().st_mtime_ns == packed
+    assert (out / "report.html").is_file()
+    steps = [json.loads(line)["step"] for line in metrics.read_text().splitlines()]
+    assert steps == list(range(len(steps)))  # resumed where it stopped: no step lost or repeated

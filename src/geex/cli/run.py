@@ -69,7 +69,7 @@ def _run(args: argparse.Namespace) -> int:
 
     from geex.pipeline import RunInterrupted, run_pipeline
 
-    console = Console(stderr=True)
+    console = Console(stderr=True, soft_wrap=True)  # long paths stay whole in logs
     config = config_from_args(args)
     try:
         result = run_pipeline(config, console=console, only=args.stage)
@@ -112,4 +112,4 @@ def print_summary(console, result) -> None:
         f"geex run --out {result.out} --budget 2h   # a new folder trains longer",
         f"geex plot {result.out / 'train'}",
     ):
-        console.print(f"  {line}", soft_wrap=True)
+        console.print(f"  {line}")

@@ -129,7 +129,7 @@ class Run:
     def __init__(self, config: RunConfig, console: Console | None = None):
         self.config = config
         self.out = Path(config.out)
-        self.console = console or Console(stderr=True)
+        self.console = console or Console(stderr=True, soft_wrap=True)
         self.state = RunState.load(self.out)
         self.budget = config.budget_spec
         self.missing: dict[str, str] = {}
