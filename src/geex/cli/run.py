@@ -109,7 +109,7 @@ def print_summary(console, result) -> None:
         f"geex generate --model {model} --language python --prompt 'def add(a, b):'",
         f"geex serve --model {model}",
         f"geex eval humanevalx --model {model} --data HUMANEVAL_X_DIR",
-        f"geex run --out {result.out} --budget 2h   # a new folder trains longer",
+        f"geex run --out {result.out}-2h --budget 2h   # longer, in a new folder",
         f"geex plot {result.out / 'train'}",
     ):
         console.print(f"  {line}")
