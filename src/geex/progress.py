@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from contextlib import contextmanager
+from contextvars import ContextVar
 
 from rich.console import Console
 from rich.progress import (
@@ -23,7 +24,9 @@ from rich.progress import (
 )
 from rich.text import Text
 
-_shared: Progress | None = None
+# The display open in this context (``geex run``'s), or None. A context variable rather than a
+# plain global: it belongs to the code running inside ``shared_display`` and nothing else.
+_shared: ContextVar[Progress | None] = ContextVar("geex_shared_progress", default=None)
 
 
 class _Count(MofNCompleteColumn):
@@ -83,9 +86,10 @@ def open_bar(
     console: Console | None = None,
 ) -> Bar:
     """A bar on the shared display when one is open, else on a display of its own."""
-    if _shared is not None:
-        task = _shared.add_task(description, total=total, completed=completed, info="")
-        return Bar(_shared, task, owned=False)
+    shared = _shared.get()
+    if shared is not None:
+        task = shared.add_task(description, total=total, completed=completed, info="")
+        return Bar(shared, task, owned=False)
     progress = Progress(*_columns(), console=console or Console(stderr=True))
     task = progress.add_task(description, total=total, completed=completed, info="")
     progress.start()
@@ -93,18 +97,17 @@ def open_bar(
 
 
 def shared_active() -> bool:
-    return _shared is not None
+    return _shared.get() is not None
 
 
 @contextmanager
 def shared_display(console: Console) -> Iterator[Progress]:
     """Every :func:`open_bar` inside this block draws on one display, returned here."""
-    global _shared
     progress = Progress(*_columns(), console=console, refresh_per_second=4)
-    _shared = progress
+    token = _shared.set(progress)
     progress.start()
     try:
         yield progress
     finally:
-        _shared = None
+        _shared.reset(token)
         progress.stop()

@@ -38,6 +38,12 @@ def test_bad_budgets_say_what_is_expected(text):
         parse_budget(text)
 
 
+@pytest.mark.parametrize("text", ["0s", "0m", "0 tokens"])
+def test_an_empty_budget_is_refused(text):
+    with pytest.raises(ConfigError, match="more than nothing"):
+        parse_budget(text)
+
+
 def test_training_gets_what_the_other_stages_leave():
     budget = Budget(seconds=600)
     reserve = after_training_seconds(problems=60, samples_per_problem=1)

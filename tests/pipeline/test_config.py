@@ -47,9 +47,10 @@ def test_a_bad_value_is_refused_before_anything_runs():
         run_config({"eval": {"n": 4}})
 
 
-def test_fields_the_run_sets_itself_are_refused():
-    with pytest.raises(ConfigError, match="train.max_time is set by `geex run`"):
-        run_config({"train": {"max_time": 60}})
+@pytest.mark.parametrize("name", ["max_time", "max_tokens", "max_steps"])
+def test_budgets_in_train_fields_are_refused_for_the_run_budget(name):
+    with pytest.raises(ConfigError, match=f"train.{name} is set by `geex run`"):
+        run_config({"train": {name: 60}})
 
 
 def test_command_line_values_replace_file_fields(tmp_path):

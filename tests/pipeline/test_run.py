@@ -6,6 +6,7 @@
 from __future__ import annotations
 
 import json
+import shutil
 import signal
 import subprocess
 import sys
@@ -144,6 +145,7 @@ def test_under_torchrun_only_the_train_stage_runs(tmp_path, monkeypatch):
         run_pipeline(small_config(tmp_path))
 
 
+@pytest.mark.slow
 def test_nproc_trains_under_torchrun(tmp_path):
     config = small_config(tmp_path, nproc=2)
     result = run_pipeline(config, only=["data", "train"])
@@ -167,9 +169,13 @@ def test_humanevalx_is_judged_and_shown_beside_codegeex(tmp_path, humanevalx_dir
 
 
 def test_changed_data_or_train_settings_are_refused_and_changed_eval_runs_again(
-    finished_run, capsys
+    finished_run, tmp_path, capsys
 ):
-    config, result = finished_run
+    shared_config, shared = finished_run
+    out = tmp_path / "copy"  # the shared run stays as it is for the other tests
+    shutil.copytree(shared.out, out)
+    config = run_config({**shared_config.to_dict(), "out": str(out)})
+    result = run_pipeline(config)  # every stage done: nothing runs
     other_preset = run_config({**config.to_dict(), "train": {"preset": "small"}})
     with pytest.raises(GeexError, match=r"other train settings \(train.preset\)"):
         run_pipeline(other_preset)

@@ -146,3 +146,23 @@ def test_compiled_blocks_train_like_eager_ones(byte_dataset, tmp_path):
     eager = [r["loss"] for r in read_metrics(tmp_path / "eager" / "metrics.jsonl")]
     compiled = [r["loss"] for r in read_metrics(tmp_path / "compiled" / "metrics.jsonl")]
     assert compiled == pytest.approx(eager, rel=1e-4)
+
+
+def test_under_a_time_budget_the_decay_starts_where_warm_up_ends():
+    """Warm-up took half the time: the first step after it is at the peak rate, and the
+    cosine is half-way when half of the remaining time is spent."""
+    from types import SimpleNamespace
+
+    from geex.train.optim import OptimConfig, learning_rate
+    from geex.train.trainer import Trainer
+
+    optim = OptimConfig(lr=1e-3, min_lr=1e-4, warmup_steps=10)
+    run = SimpleNamespace(time_budget=True, step=10, config=SimpleNamespace(optim=optim),
+                          warmup_seconds=None, trained_seconds=50.0, max_time=100.0)  # fmt: skip
+    assert Trainer._decay_fraction(run) == 0.0
+    assert learning_rate(10, optim, None, Trainer._decay_fraction(run)) == pytest.approx(1e-3)
+    run.step, run.trained_seconds = 30, 75.0
+    assert Trainer._decay_fraction(run) == pytest.approx(0.5)
+    assert learning_rate(30, optim, None, 0.5) == pytest.approx(5.5e-4)
+    run.step = 5  # still warming up: no decay yet
+    assert Trainer._decay_fraction(run) is None

@@ -91,6 +91,9 @@ def config_from_args(args: argparse.Namespace):
     return TrainConfig.from_dict(fields)
 
 
+STOPPED_EARLY = 3  # exit status of a run stopped by a signal, its checkpoint saved
+
+
 def _train(args: argparse.Namespace) -> int:
     if args.nproc and "LOCAL_RANK" not in os.environ:
         return _launch(args.nproc)
@@ -106,7 +109,7 @@ def _train(args: argparse.Namespace) -> int:
         print(
             f"{state}: {result.steps} steps, {result.tokens:,} tokens{loss}; run folder {result.out}"
         )
-    return 0
+    return STOPPED_EARLY if result.stopped_early else 0
 
 
 def _launch(nproc: int) -> int:

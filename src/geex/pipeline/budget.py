@@ -30,7 +30,7 @@ class Budget:
 
     def __str__(self) -> str:
         if self.seconds is not None:
-            return _duration(self.seconds)
+            return format_duration(self.seconds)
         return f"{self.tokens:,} tokens"
 
 
@@ -42,11 +42,15 @@ def parse_budget(text: str) -> Budget:
         match = re.fullmatch(r"(\d+(?:\.\d+)?)\s*([kmgb]?)", spec.removesuffix("tokens").strip())
         if match:
             scale = {"": 1, "k": 1e3, "m": 1e6, "g": 1e9, "b": 1e9}[match[2]]
-            return Budget(tokens=int(float(match[1]) * scale))
+            budget = Budget(tokens=int(float(match[1]) * scale))
     else:
         match = re.fullmatch(r"(\d+(?:\.\d+)?)\s*(s|m|h)", spec)
         if match:
-            return Budget(seconds=float(match[1]) * {"s": 1, "m": 60, "h": 3600}[match[2]])
+            budget = Budget(seconds=float(match[1]) * {"s": 1, "m": 60, "h": 3600}[match[2]])
+    if match and (budget.tokens or budget.seconds):
+        return budget
+    if match:
+        raise ConfigError(f"budget {text!r} must be more than nothing")
     raise ConfigError(
         f"budget {text!r} is neither a time (90s, 10m, 2h) nor a token count "
         f"(500k tokens, 2M tokens, 850B tokens)"
@@ -64,7 +68,7 @@ def training_seconds(budget: Budget, elapsed: float, reserve: float) -> float:
     return max(budget.seconds - elapsed - reserve, MIN_TRAINING_SHARE * budget.seconds)
 
 
-def _duration(seconds: float) -> str:
+def format_duration(seconds: float) -> str:
     seconds = round(seconds)
     if seconds >= 3600:
         hours, rest = divmod(seconds, 3600)

@@ -16,7 +16,8 @@ from pathlib import Path
 
 from geex.errors import GeexError
 
-# The embedded default: capped sources (~40 MB cleaned) make ~150 MB of work files and shards.
+# The embedded default: sources capped at 8 MiB per language (up to 56 MiB, ~40 MB kept after
+# cleaning here) make ~150 MB of work files and shards.
 EMBEDDED_DATA_BYTES = 200 * 2**20
 # Work files (cleaned copies, signatures) and shards, per byte of source code.
 DATA_BYTES_PER_SOURCE_BYTE = 3.0

@@ -30,7 +30,7 @@ from geex.pipeline.budget import Budget, parse_budget
 
 # `geex run` sets these itself: the data and run folders live in `out`, the budget is `budget`.
 _DATA_SET_BY_RUN = ("out",)
-_TRAIN_SET_BY_RUN = ("data", "out", "max_time", "max_tokens")
+_TRAIN_SET_BY_RUN = ("data", "out", "max_time", "max_tokens", "max_steps")
 
 
 @dataclass
@@ -97,7 +97,7 @@ class RunConfig:
             if taken:
                 raise ConfigError(
                     f"{name}.{taken[0]} is set by `geex run` (the run folder is `out`, the "
-                    "training budget comes from `budget`): remove it"
+                    "training budget comes from `budget`, e.g. '2M tokens'): remove it"
                 )
         self.data_config()  # checks data field names and values now
         self.train_config(Budget(tokens=1))

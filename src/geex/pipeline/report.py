@@ -19,19 +19,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from geex.atomic import atomic_write_text
+from geex.pipeline.budget import format_duration as _duration
 from geex.pipeline.reference import CODEGEEX_13B_HUMANEVALX, REFERENCE_NOTE
 from geex.pipeline.stages import stage_summary
 
 _NUMBER = re.compile(r"[-+]?[\d,.]+\s*(%|s|min|h|MB|[kMGT])?|-|(\d+ (h|min) )?\d+ (min|s)")
-
-LANGUAGE_GROUPS = {  # evaluation group names, in report order
-    "python": "Python",
-    "cpp": "C++",
-    "java": "Java",
-    "js": "JavaScript",
-    "go": "Go",
-    "rust": "Rust",
-}
 
 
 @dataclass
@@ -468,22 +460,3 @@ def _first_results(path: Path) -> list[dict]:
 
 def _percent(value: float | None) -> str:
     return "-" if value is None else f"{100 * value:.1f}%"
-
-
-def _duration(seconds: float) -> str:
-    seconds = round(seconds)
-    if seconds >= 3600:
-        return f"{seconds // 3600} h {seconds % 3600 // 60:02d} min"
-    if seconds >= 60:
-        return f"{seconds // 60} min {seconds % 60:02d} s"
-    return f"{seconds} s"
-
-
-def _short(value) -> str:
-    if isinstance(value, dict):
-        return "; ".join(f"{k} {_short(v)}" for k, v in value.items()) or "-"
-    if isinstance(value, float):
-        return f"{value:.4g}"
-    if isinstance(value, int):
-        return f"{value:,}"
-    return str(value)

@@ -21,6 +21,7 @@ import dataclasses
 import json
 import os
 import shutil
+import signal
 import subprocess
 import sys
 import threading
@@ -71,7 +72,6 @@ class RunState:
     path: Path
     stages: dict = field(default_factory=dict)
     plan: dict = field(default_factory=dict)
-    started: float = field(default_factory=time.time)
     settings: dict = field(default_factory=dict)  # stage -> the settings it ran with
 
     @classmethod
@@ -84,7 +84,7 @@ class RunState:
         except ValueError:
             raise GeexError(f"{path} is damaged: remove it to redo every stage") from None
         return cls(path, fields.get("stages", {}), fields.get("plan", {}),
-                   fields.get("started", time.time()), fields.get("settings", {}))  # fmt: skip
+                   fields.get("settings", {}))  # fmt: skip
 
     def done(self, stage: str) -> bool:
         return stage in self.stages
@@ -94,9 +94,7 @@ class RunState:
             self.stages.pop(stage, None)
         self.save()
 
-    def finish(self, stage: str, seconds: float, settings=None, **info) -> None:
-        if settings is not None:
-            self.settings[stage] = settings
+    def finish(self, stage: str, seconds: float, **info) -> None:
         self.stages[stage] = {
             "seconds": round(seconds, 2),
             "finished": datetime.now(timezone.utc).isoformat(timespec="seconds"),
@@ -106,8 +104,7 @@ class RunState:
         self.save()
 
     def save(self) -> None:
-        fields = {"started": self.started, "plan": self.plan, "stages": self.stages,
-                  "settings": self.settings}  # fmt: skip
+        fields = {"plan": self.plan, "stages": self.stages, "settings": self.settings}
         self.path.parent.mkdir(parents=True, exist_ok=True)
         atomic_write_text(self.path, json.dumps(fields, indent=2) + "\n")
 
@@ -167,11 +164,13 @@ class Run:
                 self.console.print(f"[bold]{label}[/bold]: done before, skipped")
                 continue
             self.console.print(f"[bold]{label}[/bold]: {self._describe(name)}")
+            if _is_main_process() and name in self._settings():
+                self.state.settings[name] = self._settings()[name]  # a resumed stage is checked
+                self.state.save()
             start = time.monotonic()
             info = getattr(self, f"_stage_{name}")()
             if _is_main_process():
-                seconds = time.monotonic() - start
-                self.state.finish(name, seconds, self._settings().get(name), **(info or {}))
+                self.state.finish(name, time.monotonic() - start, **(info or {}))
 
     def _settings(self) -> dict:
         """What each stage's output depends on, as plain data, to tell a changed run file.
@@ -183,17 +182,18 @@ class Run:
         plain = json.loads(json.dumps({
             "data": data,
             "train": {**self.config.train, "budget": self.config.budget},
-            "eval": dataclasses.asdict(self.config.eval),
+            "eval": {k: v for k, v in dataclasses.asdict(self.config.eval).items()
+                     if k not in ("workers", "batch_size")},  # how fast, not what
         }))  # fmt: skip
         return plain
 
-    def _check_settings(self) -> None:
-        """A finished data or train stage made with other settings is an error (its output
-        would not match the run file); a finished evaluation with other settings runs again."""
+    def _check_settings(self, wanted: list[str]) -> None:
+        """A data or train stage started with other settings is an error (its output would
+        not match the run file); an evaluation started with other settings starts again."""
         now = self._settings()
         for stage in ("data", "train"):
             before = self.state.settings.get(stage)
-            if self.state.done(stage) and before is not None and before != now[stage]:
+            if before is not None and before != now[stage]:
                 changed = sorted(k for k in now[stage].keys() | before.keys()
                                  if now[stage].get(k) != before.get(k))  # fmt: skip
                 raise GeexError(
@@ -202,9 +202,10 @@ class Run:
                     "set them back"
                 )
         before = self.state.settings.get("eval")
-        if self.state.done("eval") and before is not None and before != now["eval"]:
+        if "eval" in wanted and before is not None and before != now["eval"]:
             self.console.print("evaluation settings changed: evaluating again")
             shutil.rmtree(self.out / "eval", ignore_errors=True)  # made with the old settings
+            self.state.settings.pop("eval")
             self.state.forget(["eval", "report"])
         decontaminated = set(self.state.settings.get("decontaminated", []))
         if self.state.done("data"):
@@ -220,8 +221,7 @@ class Run:
             raise GeexError(
                 "under torchrun, `geex run` runs the train stage only: add --stage train"
             )
-        if _is_main_process():
-            self._check_settings()
+        self._check_settings(wanted)  # on every rank: each must stop, or none
         data = self.config.data_config()
         if "data" in wanted and not self.state.done("data"):
             check_sources_readable(data.sources)
@@ -231,7 +231,7 @@ class Run:
         train = self.config.train_config(budgets.Budget(tokens=1))
         params = num_params(model_config_for(train, data.vocab_size))
         todo = [s for s in wanted if not self.state.done(s)]
-        if todo and _is_main_process():
+        if todo:
             needed = estimate_disk_bytes(
                 data.sources,
                 params,
@@ -263,22 +263,23 @@ class Run:
         }[name]
 
     def _start_overall(self, display) -> threading.Event:
-        """The run's own line: elapsed wall time against the budget, ticking every second."""
+        """The run's own line: wall time spent (earlier invocations' stages included) against
+        the budget, ticking every second."""
         total = self.budget.seconds
-        task = display.add_task(
-            "[bold]run", total=total, completed=0, info=f"budget {self.budget}", count=False
-        )
+        spent = sum(record["seconds"] for record in self.state.stages.values())
+        task = display.add_task("[bold]run", total=total, completed=spent,
+                                info=f"budget {self.budget}", count=False)  # fmt: skip
         self.overall = (display, task)
         stop = threading.Event()
         begun = time.monotonic()
 
         def tick() -> None:
+            shown = total
             while not stop.wait(1.0):
-                elapsed = time.monotonic() - begun
-                fields = {"completed": elapsed}
-                if total is not None and elapsed > display.tasks[task].total:
-                    fields["total"] = elapsed + 30  # over the plan: the end is near, not known
-                display.update(task, **fields)
+                elapsed = spent + time.monotonic() - begun
+                if shown is not None and elapsed > shown:
+                    shown = elapsed + 30  # over the plan: the end is near, not known
+                display.update(task, completed=elapsed, total=shown)
 
         threading.Thread(target=tick, daemon=True).start()
         return stop
@@ -308,13 +309,21 @@ class Run:
         seconds = None
         if self.budget.seconds is not None:
             seconds = self.state.plan.get("train_seconds")
-            if seconds is None:
+            if seconds is None:  # every rank computes the same plan from the same record
                 elapsed = sum(s["seconds"] for s in self.state.stages.values())
                 reserve = budgets.after_training_seconds(self._problem_count(), self.config.eval.n)
-                seconds = budgets.training_seconds(self.budget, elapsed, reserve)
-                self.state.plan.update(train_seconds=round(seconds, 1), reserve_seconds=reserve)
+                seconds = round(budgets.training_seconds(self.budget, elapsed, reserve), 1)
+                self.state.plan.update(train_seconds=seconds, reserve_seconds=reserve)
                 if _is_main_process():
                     self.state.save()
+                expected = elapsed + seconds + reserve
+                if expected > 1.05 * self.budget.seconds:
+                    self.console.print(
+                        f"[yellow]warning:[/yellow] the budget of {self.budget} is too small for "
+                        f"this run: data took {budgets.Budget(seconds=round(elapsed))} and "
+                        f"evaluation needs about {budgets.Budget(seconds=round(reserve))}; "
+                        f"expect about {budgets.Budget(seconds=round(expected))} in all"
+                    )
             self.console.print(f"  training for {budgets.Budget(seconds=round(seconds))}")
         config = self.config.train_config(self.budget, seconds)
         if self.config.nproc > 1 and not _is_distributed():
@@ -352,7 +361,16 @@ class Run:
         log = run_dir / "torchrun.log"
         self.console.print(f"  {' '.join(command[2:])} (log: {log})")
         with open(log, "ab") as sink:
-            code = subprocess.call(command, stdout=sink, stderr=subprocess.STDOUT)
+            process = subprocess.Popen(command, stdout=sink, stderr=subprocess.STDOUT)
+            forwarded = _forward_signals(process)
+            try:
+                code = process.wait()
+            finally:
+                forwarded.restore()
+        if forwarded.signals:  # the workers saved a checkpoint and stopped
+            raise RunInterrupted(
+                "training stopped (checkpoint saved): run the same command again to continue"
+            )
         if code != 0:
             raise GeexError(f"training under torchrun failed (exit {code}); see {log}")
         records = read_metrics(run_dir / "metrics.jsonl")
@@ -501,6 +519,29 @@ def run_pipeline(
     if on_done:
         on_done(result)
     return result
+
+
+class _ForwardedSignals:
+    def __init__(self, previous: dict):
+        self.previous, self.signals = previous, []
+
+    def restore(self) -> None:
+        for sig, handler in self.previous.items():
+            signal.signal(sig, handler)
+
+
+def _forward_signals(process: subprocess.Popen) -> _ForwardedSignals:
+    """Pass Ctrl-C and SIGTERM on to ``process`` (torchrun, which passes them to its workers,
+    which save a checkpoint and stop) instead of dying before it has finished."""
+    forwarded = _ForwardedSignals({})
+
+    def forward(signum, frame) -> None:
+        forwarded.signals.append(signum)
+        process.send_signal(signum)
+
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        forwarded.previous[sig] = signal.signal(sig, forward)
+    return forwarded
 
 
 def _is_distributed() -> bool:

@@ -47,7 +47,8 @@ def learning_rate(
 ) -> float:
     """Linear warm-up to ``lr`` over ``warmup_steps``, then cosine decay to ``min_lr`` at
     ``decay_steps`` (default: the run's last step), flat after that. Under a time budget the
-    cosine follows ``time_fraction``, the share of the time spent, instead of steps."""
+    cosine follows ``time_fraction``, the share of the time after warm-up spent, instead of
+    steps."""
     if step < config.warmup_steps:
         return config.lr * (step + 1) / config.warmup_steps
     if time_fraction is not None and not config.decay_steps:

@@ -109,6 +109,8 @@ class Trainer:
         self.step = 0
         self.planned_steps = self._planned_steps()
         self.trained_seconds = 0.0  # wall time of the training loop, over every resumption
+        self.warmup_seconds: float | None = None  # trained_seconds when warm-up ended
+        self.max_time = config.max_time
         self._stop_requested = False
 
     def _batch_geometry(self) -> None:
@@ -146,6 +148,8 @@ class Trainer:
         handlers = self._catch_signals()
         last_loss, step_times = None, []
         self._clock = (time.monotonic(), self.trained_seconds)
+        if self.time_budget:  # one limit for all ranks, so that all stop at the same step
+            self.max_time = float(self.world.broadcast_object(self.config.max_time))
         try:
             while not self._budget_spent():
                 t0 = time.monotonic()
@@ -193,21 +197,30 @@ class Trainer:
 
     def _budget_spent(self) -> bool:
         if self.time_budget:
-            return self.trained_seconds >= self.config.max_time
+            return self.trained_seconds >= self.max_time
         return self.step >= self.planned_steps
 
-    def _time_fraction(self) -> float | None:
-        return min(1.0, self.trained_seconds / self.config.max_time) if self.time_budget else None
+    def _decay_fraction(self) -> float | None:
+        """Under a time budget, the share of the time after warm-up spent so far: the cosine
+        starts where warm-up ends, whatever share of the budget warm-up took."""
+        if not self.time_budget or self.step < self.config.optim.warmup_steps:
+            return None
+        if self.warmup_seconds is None:
+            self.warmup_seconds = self.trained_seconds
+        after_warmup = self.max_time - self.warmup_seconds
+        if after_warmup <= 0:
+            return 1.0
+        return min(1.0, (self.trained_seconds - self.warmup_seconds) / after_warmup)
 
     def _expected_steps(self, step_times: list[float]) -> int:
         """Where a time budget will end, from the recent speed: for the progress bar only."""
         recent = sorted(step_times[-20:])[len(step_times[-20:]) // 2]
-        remaining = max(0.0, self.config.max_time - self.trained_seconds)
+        remaining = max(0.0, self.max_time - self.trained_seconds)
         return self.step + 1 + int(remaining / max(recent, 1e-9))
 
     def _train_step(self) -> dict:
         c, world = self.config, self.world
-        lr = learning_rate(self.step, c.optim, self.planned_steps, self._time_fraction())
+        lr = learning_rate(self.step, c.optim, self.planned_steps, self._decay_fraction())
         for group in self.optimizer.param_groups:
             group["lr"] = lr
         scale = self.scaler.scale if self.scaler else 1.0
@@ -297,6 +310,7 @@ class Trainer:
             "samples": self.step * self.global_batch,
             "planned_steps": self.planned_steps,
             "trained_seconds": self.trained_seconds,
+            "warmup_seconds": self.warmup_seconds,
             "tokens": self._tokens(),
             "seq_len": self.seq_len,
             "global_batch": self.global_batch,
@@ -329,6 +343,7 @@ class Trainer:
                 )
         self.step = state["step"]
         self.trained_seconds = state.get("trained_seconds", 0.0)
+        self.warmup_seconds = state.get("warmup_seconds")
         if self.scaler is not None and state.get("scaler"):
             self.scaler.load_state_dict(state["scaler"])
         self.metrics.truncate_after(self.step - 1)
