@@ -63,3 +63,15 @@ def test_checkpoint_reloads_at_another_world_size_and_tp_degree(single, tmp_path
     shutil.rmtree(run / "model")
     run_geex(*args)
     assert_same_run(run, reference)
+
+
+@pytest.mark.slow
+def test_a_time_budget_stops_every_rank_at_the_same_step(byte_dataset, tmp_path):
+    """Under a time budget each rank's clock differs; the ranks share the limit and the
+    clock, so all leave the loop together and the final save does not hang."""
+    config = write_config(tmp_path / "config.yaml", byte_dataset, max_steps=None, max_time=8.0)
+    run = tmp_path / "run"
+    run_geex("train", "--config", str(config), "--out", str(run), "--no-progress",
+             nproc=2, timeout=240)  # fmt: skip
+    assert len(losses(run)) >= 2
+    assert (run / "model" / "model.safetensors").is_file()
