@@ -220,3 +220,6 @@ def test_a_signal_mid_training_stops_cleanly_and_the_same_command_finishes(tmp_p
     assert (out / "report.html").is_file()
     steps = [json.loads(line)["step"] for line in metrics.read_text().splitlines()]
     assert steps == list(range(len(steps)))  # resumed where it stopped: no step lost or repeated
+    state = json.loads((out / "run.json").read_text())
+    assert state["stages"]["train"]["seconds"] > state["plan"]["train_seconds"] * 0.9  # both parts
+    assert state["plan"]["partial_seconds"] == {}

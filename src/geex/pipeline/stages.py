@@ -94,7 +94,14 @@ class RunState:
             self.stages.pop(stage, None)
         self.save()
 
+    def add_partial(self, stage: str, seconds: float) -> None:
+        """Time spent on a stage by an invocation that did not finish it."""
+        partial = self.plan.setdefault("partial_seconds", {})
+        partial[stage] = round(partial.get(stage, 0.0) + seconds, 2)
+        self.save()
+
     def finish(self, stage: str, seconds: float, **info) -> None:
+        seconds += self.plan.get("partial_seconds", {}).pop(stage, 0.0)
         self.stages[stage] = {
             "seconds": round(seconds, 2),
             "finished": datetime.now(timezone.utc).isoformat(timespec="seconds"),
@@ -168,7 +175,12 @@ class Run:
                 self.state.settings[name] = self._settings()[name]  # a resumed stage is checked
                 self.state.save()
             start = time.monotonic()
-            info = getattr(self, f"_stage_{name}")()
+            try:
+                info = getattr(self, f"_stage_{name}")()
+            except BaseException:  # interrupted: its time so far counts when it finishes
+                if _is_main_process():
+                    self.state.add_partial(name, time.monotonic() - start)
+                raise
             if _is_main_process():
                 self.state.finish(name, time.monotonic() - start, **(info or {}))
 
