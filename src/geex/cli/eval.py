@@ -220,22 +220,9 @@ def _run(args: argparse.Namespace, problems, benchmark: str, *, known: bool) -> 
 def _sampling(args: argparse.Namespace):
     from geex.eval.backends import Sampling
 
-    if args.n < 1:
-        raise GeexError(f"--n must be >= 1, got {args.n}")
-    if args.temperature < 0:
-        raise GeexError(f"--temperature must be >= 0 (0 is greedy), got {args.temperature}")
-    if args.n > 1 and args.temperature == 0:
-        raise GeexError(
-            f"--n {args.n} with --temperature 0 draws {args.n} identical greedy completions: "
-            "give a temperature > 0 (0.8 is usual for pass@100)"
-        )
-    if not 0 < args.top_p <= 1:
-        raise GeexError(f"--top-p must be in (0, 1], got {args.top_p}")
-    if args.max_new_tokens < 1:
-        raise GeexError(f"--max-new-tokens must be >= 1, got {args.max_new_tokens}")
-    if args.batch_size < 1:
-        raise GeexError(f"--batch-size must be >= 1, got {args.batch_size}")
-    return Sampling(args.n, args.temperature, args.top_p, args.max_new_tokens)
+    sampling = Sampling(args.n, args.temperature, args.top_p, args.max_new_tokens)
+    sampling.check(args.batch_size, name=lambda key: "--" + key.replace("_", "-"))
+    return sampling
 
 
 def _model_backend(args: argparse.Namespace):

@@ -52,25 +52,21 @@ class EvalSettings:
     timeout: float = 10.0  # seconds for one program's tests
 
     def __post_init__(self) -> None:
-        if self.n < 1:
-            raise ConfigError(f"eval.n must be >= 1, got {self.n}")
-        if self.temperature < 0:
-            raise ConfigError(f"eval.temperature must be >= 0, got {self.temperature}")
-        if self.n > 1 and self.temperature == 0:
-            raise ConfigError(
-                f"eval.n {self.n} with temperature 0 draws {self.n} identical greedy "
-                "completions: give eval.temperature > 0 (0.8 is usual for pass@100)"
-            )
-        if not 0 < self.top_p <= 1:
-            raise ConfigError(f"eval.top_p must be in (0, 1], got {self.top_p}")
-        for name in ("max_new_tokens", "batch_size", "workers"):
-            if getattr(self, name) < 1:
-                raise ConfigError(f"eval.{name} must be >= 1, got {getattr(self, name)}")
+        self.sampling.check(self.batch_size, name=lambda key: f"eval.{key}")
+        if self.workers < 1:
+            raise ConfigError(f"eval.workers must be >= 1, got {self.workers}")
         if self.timeout <= 0:
             raise ConfigError(f"eval.timeout must be positive, got {self.timeout}")
         from geex.eval.problems import humanevalx_language
 
         self.languages = [humanevalx_language(name).key for name in self.languages]
+
+    @property
+    def sampling(self):
+        """How completions are drawn, as the evaluation backends take it."""
+        from geex.eval.backends import Sampling
+
+        return Sampling(self.n, self.temperature, self.top_p, self.max_new_tokens)
 
 
 @dataclass

@@ -423,7 +423,7 @@ class Run:
         return sum(len(self._problems(b)) for b in self._benchmarks())
 
     def _stage_eval(self) -> dict:
-        from geex.eval.backends import Sampling, generate_samples
+        from geex.eval.backends import generate_samples
         from geex.eval.backends_geex import GeexBackend
         from geex.eval.evaluator import EvalConfig, Evaluator
         from geex.eval.run import evaluate, summary
@@ -432,7 +432,7 @@ class Run:
 
         e = self.config.eval
         backend = GeexBackend.load(self.out / "train" / "model")
-        sampling = Sampling(e.n, e.temperature, e.top_p, e.max_new_tokens)
+        sampling = e.sampling
         results = {}
         config = EvalConfig(workers=e.workers, settings=RunSettings(timeout=e.timeout))
         with Evaluator(config) as evaluator:
