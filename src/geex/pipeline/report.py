@@ -173,15 +173,14 @@ def _data(out: Path, folder: Path) -> Section | None:
 
 
 def _tokenizer(out: Path) -> Section | None:
+    from geex.tokenizer import load_tokenizer
+
     card = _read_json(out / "data" / "card.json")
-    spec = _read_json(out / "data" / "tokenizer.json")
-    if card is None or spec is None:
+    if card is None or not (out / "data" / "tokenizer.json").is_file():
         return None
     section = Section("Tokenizer")
-    vocab = len(spec.get("model", {}).get("vocab", {})) + len(
-        [t for t in spec.get("added_tokens", []) if t["id"] >= len(spec["model"].get("vocab", {}))]
-    )
-    special = [t["content"] for t in spec.get("added_tokens", []) if t.get("special")]
+    tokenizer = load_tokenizer(out / "data")
+    vocab, special = tokenizer.vocab_size, list(tokenizer.special_tokens())
     trained = card.get("options", {}).get("tokenizer") is None
     section.text(
         f"{'Byte-level BPE trained on this corpus' if trained else 'Given tokenizer'}: "
@@ -301,7 +300,7 @@ def _samples(out: Path) -> Section | None:
     if judged:
         section.text("The first problem of the embedded set per language, as judged:")
         for r in judged:
-            section.code(r["program"][-1500:], f"{r['task_id']}: {r['verdict']}")
+            section.code(r.program[-1500:], f"{r.task_id}: {r.verdict}")
     return section
 
 
@@ -441,21 +440,15 @@ def _read_yaml(path: Path):
         return None
 
 
-def _first_results(path: Path) -> list[dict]:
-    """The first judged sample of each language, in the report's language order."""
-    first: dict[str, dict] = {}
-    try:
-        lines = path.read_text(encoding="utf-8").splitlines()
-    except OSError:
-        return []
-    for line in lines:
-        try:
-            record = json.loads(line)
-        except ValueError:
-            continue
-        first.setdefault(record["language"], record)
-    order = {"python": 0, "cpp": 1, "java": 2, "javascript": 3, "js": 3, "go": 4, "rust": 5}
-    return sorted(first.values(), key=lambda r: order.get(r["language"], 9))
+def _first_results(path: Path) -> list:
+    """The first judged sample of each language; the results file is in task order, which
+    is the evaluation's language order."""
+    from geex.eval.results import ResultsFile
+
+    first = {}
+    for result in ResultsFile(path).load().values():
+        first.setdefault(result.language, result)
+    return list(first.values())
 
 
 def _percent(value: float | None) -> str:

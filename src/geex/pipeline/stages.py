@@ -136,6 +136,7 @@ class Run:
         self.console = console or Console(stderr=True, soft_wrap=True)
         self.state = RunState.load(self.out)
         self.budget = config.budget_spec
+        self.data = config.data_config()
         self.missing: dict[str, str] = {}
         self.overall = None  # the run's line on the shared progress display
 
@@ -171,8 +172,9 @@ class Run:
                 self.console.print(f"[bold]{label}[/bold]: done before, skipped")
                 continue
             self.console.print(f"[bold]{label}[/bold]: {self._describe(name)}")
-            if _is_main_process() and name in self._settings():
-                self.state.settings[name] = self._settings()[name]  # a resumed stage is checked
+            settings = self._settings().get(name)
+            if _is_main_process() and settings is not None:
+                self.state.settings[name] = settings  # so that a resumed stage is checked
                 self.state.save()
             start = time.monotonic()
             try:
@@ -189,7 +191,7 @@ class Run:
 
         The benchmarks the data was decontaminated against are left out of ``data``: adding
         one later re-runs the evaluation with a warning rather than refusing the run."""
-        data = self.config.data_config().output_fields()
+        data = self.data.output_fields()
         data.pop("decontaminate", None)
         plain = json.loads(json.dumps({
             "data": data,
@@ -234,7 +236,7 @@ class Run:
                 "under torchrun, `geex run` runs the train stage only: add --stage train"
             )
         self._check_settings(wanted)  # on every rank: each must stop, or none
-        data = self.config.data_config()
+        data = self.data
         if "data" in wanted and not self.state.done("data"):
             check_sources_readable(data.sources)
         from geex.model.codegeex import num_params
@@ -264,7 +266,7 @@ class Run:
         c = self.config
         return {
             "data": "collect, clean, deduplicate, decontaminate, tokenize and shard "
-            + (", ".join(c.data_config().sources) or "the code on this machine"),
+            + (", ".join(self.data.sources) or "the code on this machine"),
             "train": f"the {c.train.get('preset', 'tiny')} preset, budget {self.budget}",
             "export": "the model in Hugging Face format",
             "eval": "generate and judge, sandboxed: " + ", ".join(self._benchmarks())
@@ -302,7 +304,7 @@ class Run:
         from geex.cli.data import StageProgress
         from geex.data.pipeline import run_data_pipeline
 
-        config = self.config.data_config()
+        config = self.data
         card = run_data_pipeline(config, on_stage=StageProgress(self.console, config))
         if card is None:
             raise RunInterrupted(
