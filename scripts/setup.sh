@@ -1,7 +1,11 @@
 #!/usr/bin/env bash
 # Sets up Geex in ./.venv on a fresh machine.
-#   scripts/setup.sh          the library, its CLI and the toolchains evaluation runs code with
+#   scripts/setup.sh          the library, its CLI and server, and the toolchains evaluation
+#                             runs code with
 #   scripts/setup.sh --dev    plus what the test suite needs (pytest, transformers, chromium)
+#
+# GEEX_VENV puts the virtual environment elsewhere (default .venv); the test suite uses it to
+# check the base install in a fresh environment of its own.
 #
 # PyTorch: a torch already importable in .venv is kept. Otherwise GEEX_TORCH (default
 # "torch==2.13.0") is installed; set it to pick another build, e.g. a CUDA wheel.
@@ -48,8 +52,9 @@ packages=(scripts/apt-packages.txt)
 [ "$dev" = 0 ] || packages+=(scripts/apt-packages-dev.txt)
 install_apt_packages "${packages[@]}"
 
-[ -x .venv/bin/python ] || "$python" -m venv .venv
-pip=(.venv/bin/python -m pip install --quiet --disable-pip-version-check)
-.venv/bin/python -c 'import torch' 2>/dev/null || "${pip[@]}" "${GEEX_TORCH:-torch==2.13.0}"
+venv=${GEEX_VENV:-.venv}
+[ -x "$venv/bin/python" ] || "$python" -m venv "$venv"
+pip=("$venv/bin/python" -m pip install --quiet --disable-pip-version-check)
+"$venv/bin/python" -c 'import torch' 2>/dev/null || "${pip[@]}" "${GEEX_TORCH:-torch==2.13.0}"
 if [ "$dev" = 1 ]; then "${pip[@]}" -e '.[dev]'; else "${pip[@]}" -e .; fi
-echo "setup.sh: ready (.venv/bin/geex)"
+echo "setup.sh: ready ($venv/bin/geex)"

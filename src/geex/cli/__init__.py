@@ -13,8 +13,9 @@ import sys
 from geex import __version__
 from geex.errors import GeexError
 
-# Subcommand modules, each with ``register(subparsers)``; a module that is not there yet is
-# simply not offered.
+# Subcommand modules, each with ``register(subparsers)``. One that fails to import (a broken
+# install, a missing dependency) is still listed, with the error, rather than vanishing from
+# ``--help``.
 _STAGES = (
     "data",
     "tokenizer",
@@ -40,12 +41,27 @@ def build_parser() -> argparse.ArgumentParser:
     for stage in _STAGES:
         try:
             module = importlib.import_module(f"geex.cli.{stage}")
-        except ModuleNotFoundError as err:
-            if err.name == f"geex.cli.{stage}":
-                continue
-            raise
+        except Exception as err:  # any import failure is reported, not raised at --help
+            _register_broken(subparsers, stage, err)
+            continue
         module.register(subparsers)
     return parser
+
+
+def _register_broken(subparsers, stage: str, err: Exception) -> None:
+    """A subcommand whose module failed to import: listed with the cause, and an error to run."""
+    cause = f"{type(err).__name__}: {err}"
+    if isinstance(err, ModuleNotFoundError) and err.name and not err.name.startswith("geex"):
+        cause += f" (pip install {err.name.split('.')[0]}, or reinstall geex)"
+    parser = subparsers.add_parser(
+        stage, help=f"UNAVAILABLE: {cause}", description=f"geex {stage} cannot load: {cause}"
+    )
+    parser.add_argument("rest", nargs=argparse.REMAINDER, help=argparse.SUPPRESS)
+
+    def refuse(args: argparse.Namespace) -> int:
+        raise GeexError(f"this subcommand cannot load: {cause}")
+
+    parser.set_defaults(handler=refuse)
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -44,7 +44,9 @@ def _serve(args: argparse.Namespace) -> int:
         )
     except ModuleNotFoundError as err:
         if err.name in ("fastapi", "uvicorn", "starlette", "pydantic"):
-            raise GeexError(f"geex serve needs {err.name}: pip install 'geex[serve]'") from None
+            raise GeexError(
+                f"geex serve needs {err.name}: reinstall geex (scripts/setup.sh)"
+            ) from None
         raise
     if not 0 <= args.port <= 65535:
         raise GeexError(f"--port must be in 0..65535, got {args.port}")

@@ -5,6 +5,9 @@ one written by ``geex convert to-hf`` (CodeGeeX's architecture is not in transfo
 folder carries its own code and needs ``trust_remote_code``). Prompts are left-padded so that
 every row's continuation starts at the same position; each row stops once its own prompt's
 :class:`StopRule` fires, as with Geex's own backend.
+
+``transformers`` is an optional dependency (``geex[hf]``): it is imported when a model is
+loaded, so that this module imports, and says what to install, on the base install.
 """
 
 from __future__ import annotations
@@ -12,7 +15,6 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 import torch
-from transformers import StoppingCriteria, StoppingCriteriaList
 
 from geex.errors import GeexError
 from geex.eval.backends import Sampling, StopRule
@@ -43,7 +45,7 @@ class HFBackend:
         dtype: str = "auto",
         trust_remote_code: bool = False,
     ) -> HFBackend:
-        import transformers
+        transformers = _import_transformers()
 
         from geex.model.device import resolve_device, resolve_dtype
 
@@ -89,7 +91,7 @@ class HFBackend:
                 max_new_tokens=sampling.max_new_tokens,
                 num_return_sequences=sampling.n,
                 pad_token_id=self.tokenizer.pad_token_id,
-                stopping_criteria=StoppingCriteriaList([criteria]),
+                stopping_criteria=_import_transformers().StoppingCriteriaList([criteria]),
                 **options,
             )
         texts = [self.completion_text(row, stops[i // sampling.n]) for i, row in enumerate(
@@ -112,9 +114,20 @@ class HFBackend:
         return self.tokenizer.decode(ids, skip_special_tokens=False)
 
 
-class _StopRules(StoppingCriteria):
-    """transformers stopping criterion: row ``r`` (prompt ``r // n``) is done when its rule
-    fires. Rows are checked until done, one decode each per step."""
+def _import_transformers():
+    try:
+        import transformers
+    except ModuleNotFoundError as err:
+        if err.name != "transformers":
+            raise
+        raise GeexError("Hugging Face models need transformers: pip install 'geex[hf]'") from None
+    return transformers
+
+
+class _StopRules:
+    """transformers stopping criterion (any callable of ``(input_ids, scores)`` serves): row
+    ``r`` (prompt ``r // n``) is done when its rule fires. Rows are checked until done, one
+    decode each per step."""
 
     def __init__(
         self, backend: HFBackend, stops: Sequence[StopRule], n: int, prompt_length: int
