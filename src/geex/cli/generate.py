@@ -59,11 +59,9 @@ def _read_prompt(args: argparse.Namespace) -> str:
 
 
 def _generate(args: argparse.Namespace) -> int:
-    from geex.model.checkpoint import load_model
-    from geex.model.device import resolve_device, resolve_dtype
     from geex.model.generation import SamplingConfig
+    from geex.model.loader import load_for_inference
     from geex.serve.completion import complete
-    from geex.tokenizer import load_tokenizer
 
     sampling = SamplingConfig(
         max_new_tokens=args.max_new_tokens,
@@ -74,10 +72,9 @@ def _generate(args: argparse.Namespace) -> int:
         seed=args.seed,
     )
     prompt = _read_prompt(args)
-    device = resolve_device(args.device)
-    model = load_model(args.model, device=device, dtype=resolve_dtype(args.dtype, device))
-    tokenizer_path = args.tokenizer or args.model
-    tokenizer = load_tokenizer(tokenizer_path)
+    loaded = load_for_inference(
+        args.model, tokenizer=args.tokenizer, device=args.device, dtype=args.dtype
+    )
 
     stream = sampling.num_samples == 1 and not args.json
     if stream:
@@ -89,8 +86,8 @@ def _generate(args: argparse.Namespace) -> int:
         sys.stdout.flush()
 
     (samples,) = complete(
-        model,
-        tokenizer,
+        loaded.model,
+        loaded.tokenizer,
         prompt,
         language=args.language,
         sampling=sampling,

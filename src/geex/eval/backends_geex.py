@@ -13,7 +13,6 @@ import logging
 import os
 from collections.abc import Sequence
 
-from geex.errors import GeexError
 from geex.eval.backends import Sampling, StopRule
 
 logger = logging.getLogger(__name__)
@@ -23,11 +22,9 @@ class GeexBackend:
     """Completions from a Geex model and its tokenizer (the prompts already carry their tag)."""
 
     def __init__(self, model, tokenizer) -> None:
-        if tokenizer.vocab_size > model.config.padded_vocab_size:
-            raise GeexError(
-                f"the tokenizer has {tokenizer.vocab_size:,} ids but the model embeds only "
-                f"{model.config.padded_vocab_size:,}: they were not trained together"
-            )
+        from geex.model.loader import check_tokenizer_fits
+
+        check_tokenizer_fits(tokenizer, model.config)
         self.model, self.tokenizer = model, tokenizer
         self._warned = False
 
@@ -41,13 +38,10 @@ class GeexBackend:
         dtype: str = "auto",
     ) -> GeexBackend:
         """A checkpoint folder, with the tokenizer saved in it unless another is named."""
-        from geex.model.checkpoint import load_model
-        from geex.model.device import resolve_device, resolve_dtype
-        from geex.tokenizer import load_tokenizer
+        from geex.model.loader import load_for_inference
 
-        where = resolve_device(device)
-        model = load_model(folder, device=where, dtype=resolve_dtype(dtype, where))
-        return cls(model, load_tokenizer(tokenizer or folder))
+        loaded = load_for_inference(folder, tokenizer=tokenizer, device=device, dtype=dtype)
+        return cls(loaded.model, loaded.tokenizer)
 
     def generate(
         self, prompts: Sequence[str], stops: Sequence[StopRule], sampling: Sampling

@@ -459,13 +459,13 @@ class Run:
         return {"pass@k": results, "missing_toolchains": self.missing}
 
     def _stage_samples(self) -> dict:
-        import geex
         from geex.model.generation import SamplingConfig
+        from geex.model.loader import load_for_inference
         from geex.serve.completion import complete
-        from geex.tokenizer import load_tokenizer
 
         model_dir = self.out / "train" / "model"
-        model, tokenizer = geex.load_model(model_dir), load_tokenizer(model_dir)
+        loaded = load_for_inference(model_dir, device="cpu", dtype="fp32")
+        model, tokenizer = loaded.model, loaded.tokenizer
         # Sampled rather than greedy: a model this young loops on its likeliest tokens
         # under greedy decoding; a seed keeps the report reproducible.
         sampling = SamplingConfig(

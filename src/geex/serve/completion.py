@@ -9,9 +9,9 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
-from geex.errors import GeexError
 from geex.languages import Language, get_language
 from geex.model.generation import SamplingConfig, generate
+from geex.model.loader import check_tokenizer_fits
 
 
 @dataclass(frozen=True)
@@ -85,11 +85,7 @@ def complete(
     ``compile_step`` decodes through ``torch.compile`` (faster per token, a compile first).
     """
     sampling = sampling or SamplingConfig()
-    if tokenizer.vocab_size > model.config.padded_vocab_size:
-        raise GeexError(
-            f"the tokenizer has {tokenizer.vocab_size:,} ids but the model embeds only "
-            f"{model.config.padded_vocab_size:,}: they were not trained together"
-        )
+    check_tokenizer_fits(tokenizer, model.config)
     if isinstance(prompts, str):
         prompts = [prompts]
     lang = get_language(language) if language is not None else None

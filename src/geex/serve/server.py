@@ -24,7 +24,6 @@ import threading
 import time
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
-from pathlib import Path
 
 from fastapi import FastAPI
 from fastapi.exceptions import RequestValidationError
@@ -67,11 +66,9 @@ class ServedModel:
     lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
 
     def __post_init__(self) -> None:
-        if self.tokenizer.vocab_size > self.model.config.padded_vocab_size:
-            raise GeexError(
-                f"the tokenizer has {self.tokenizer.vocab_size:,} ids but the model embeds only "
-                f"{self.model.config.padded_vocab_size:,}: they were not trained together"
-            )
+        from geex.model.loader import check_tokenizer_fits
+
+        check_tokenizer_fits(self.tokenizer, self.model.config)
 
     @classmethod
     def load(
@@ -84,13 +81,10 @@ class ServedModel:
         name: str | None = None,
     ) -> ServedModel:
         """A Geex checkpoint folder (and its tokenizer, unless another is named)."""
-        from geex.model.checkpoint import load_model
-        from geex.model.device import resolve_device, resolve_dtype
-        from geex.tokenizer import load_tokenizer
+        from geex.model.loader import load_for_inference
 
-        where = resolve_device(device)
-        model = load_model(folder, device=where, dtype=resolve_dtype(dtype, where))
-        return cls(model, load_tokenizer(tokenizer or folder), name or Path(folder).resolve().name)
+        loaded = load_for_inference(folder, tokenizer=tokenizer, device=device, dtype=dtype)
+        return cls(loaded.model, loaded.tokenizer, name or loaded.name)
 
     def prompt_tokens(self, request: CompletionRequest) -> int:
         """Tokens the prompts take, tag lines included; too long a prompt is a 400."""

@@ -187,7 +187,11 @@ class CodeGeeXModel(CodeGeeXPreTrainedModel):
             else:
                 x = layer(x, None, attn_mask, is_causal, cache)
         x = self.final_layernorm(x)
-        query_input = self.top_query_embeddings(position_ids)
+        # Queries from positions alone; expanded to the batch because SDPA's fused kernels
+        # (flash, memory-efficient) need queries and keys of the same batch size: without it,
+        # an unpadded batch (positions of shape (1, seq)) falls back to the math kernel, or
+        # fails where only fused kernels are allowed. geex.model does the same.
+        query_input = self.top_query_embeddings(position_ids).expand(x.shape[0], -1, -1)
         x = self.top_query_layer(x, query_input, attn_mask, is_causal, cache)
         return BaseModelOutputWithPast(last_hidden_state=x, **{_CACHE_FIELD: cache})
 

@@ -1,0 +1,85 @@
+"""A Geex checkpoint made ready to decode: the model, its tokenizer, where and in which precision.
+
+``geex generate``, ``geex serve``, the Geex evaluation backend and ``geex run``'s samples all
+load a model the same way, here: the tokenizer saved with the checkpoint (or one named), the
+check that the tokenizer's ids fit the model's embedding, the device and dtype resolved from
+what the user typed ("auto", "cuda:1", "bf16"), the model in eval mode.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+import torch
+
+from geex.errors import GeexError
+from geex.model.checkpoint import load_model, read_config
+from geex.model.codegeex import CodeGeeX
+from geex.model.config import ModelConfig
+from geex.model.device import resolve_device, resolve_dtype
+
+if TYPE_CHECKING:
+    from geex.tokenizer import Tokenizer
+
+
+@dataclass(frozen=True)
+class InferenceModel:
+    """A loaded model and the tokenizer it decodes with."""
+
+    model: CodeGeeX
+    tokenizer: Tokenizer
+    device: torch.device
+    dtype: torch.dtype
+    name: str  # the checkpoint folder's name: what a server reports as its model
+
+
+def load_for_inference(
+    folder: str | os.PathLike,
+    *,
+    tokenizer: str | os.PathLike | None = None,
+    device: str | torch.device = "auto",
+    dtype: str | torch.dtype = "auto",
+) -> InferenceModel:
+    """The checkpoint in ``folder`` with its tokenizer (or ``tokenizer``), ready to decode.
+
+    ``device``: "auto" (the GPU when there is one), "cpu", "cuda", "cuda:N".
+    ``dtype``: "auto" (bf16 on GPUs that support it, else fp32), "fp32", "bf16", "fp16".
+    The tokenizer is checked against the model's config before any weight is read, so a
+    mismatch costs no time on a large checkpoint.
+    """
+    from geex.tokenizer import load_tokenizer
+
+    folder = Path(folder)
+    if not folder.exists():
+        raise GeexError(f"model folder {folder}: no such folder")
+    if not folder.is_dir():
+        raise GeexError(f"model {folder} is a file; expected a Geex checkpoint folder")
+    config = read_config(folder)
+    if tokenizer is not None:
+        tok = load_tokenizer(tokenizer)
+    else:
+        try:
+            tok = load_tokenizer(folder)
+        except GeexError as err:
+            raise GeexError(
+                f"no tokenizer saved with the model ({err}); name the one it was trained "
+                "with (--tokenizer PATH)"
+            ) from None
+    check_tokenizer_fits(tok, config)
+
+    where = resolve_device(str(device))
+    precision = dtype if isinstance(dtype, torch.dtype) else resolve_dtype(dtype, where)
+    model = load_model(folder, device=where, dtype=precision)
+    return InferenceModel(model, tok, where, precision, folder.resolve().name)
+
+
+def check_tokenizer_fits(tokenizer: Tokenizer, config: ModelConfig) -> None:
+    """A tokenizer whose ids run past the embedding would index out of range mid-decode."""
+    if tokenizer.vocab_size > config.padded_vocab_size:
+        raise GeexError(
+            f"the tokenizer has {tokenizer.vocab_size:,} ids but the model embeds only "
+            f"{config.padded_vocab_size:,}: they were not trained together"
+        )
