@@ -115,7 +115,7 @@ def from_dict(cls, fields: Mapping, where: str = "", *, kind: str = ""):
             allowed = flag_spec(field).allowed
             if allowed is not None and value not in allowed:
                 raise ConfigError(
-                    f"{label} field {full!r} must be one of {', '.join(map(str, allowed))}; "
+                    f"{label} field {full!r} must be one of {', '.join(map(str, allowed))}, "
                     f"got {value!r}"
                 )
             values[field.name] = value

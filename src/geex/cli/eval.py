@@ -7,7 +7,9 @@ import logging
 import os
 import sys
 
+from geex.cli.flags import add_config_flags, config_from_args
 from geex.errors import GeexError
+from geex.eval.backends import Sampling
 
 
 def register(subparsers) -> None:
@@ -95,10 +97,7 @@ def _add_run_arguments(parser: argparse.ArgumentParser) -> None:
 
 def _add_model_arguments(parser: argparse.ArgumentParser) -> None:
     sampling = parser.add_argument_group("sampling (with --model, --hf-model or --openai-url)")
-    sampling.add_argument("--n", type=int, default=1, help="completions per problem")
-    sampling.add_argument("--temperature", type=float, default=0.0, help="0 = greedy")
-    sampling.add_argument("--top-p", type=float, default=1.0)
-    sampling.add_argument("--max-new-tokens", type=int, default=512)
+    add_config_flags(sampling, Sampling)
     sampling.add_argument(
         "--batch-size",
         type=int,
@@ -218,9 +217,7 @@ def _run(args: argparse.Namespace, problems, benchmark: str, *, known: bool) -> 
 
 
 def _sampling(args: argparse.Namespace):
-    from geex.eval.backends import Sampling
-
-    sampling = Sampling(args.n, args.temperature, args.top_p, args.max_new_tokens)
+    sampling = config_from_args(Sampling, args)
     sampling.check(args.batch_size, name=lambda key: "--" + key.replace("_", "-"))
     return sampling
 
