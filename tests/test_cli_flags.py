@@ -20,6 +20,7 @@ from geex.config import comma_list, field_types, flag_spec, from_dict, key_value
 from geex.data.pipeline import DataConfig
 from geex.errors import ConfigError
 from geex.eval.backends import Sampling
+from geex.eval.evaluator import EvalConfig
 from geex.pipeline.config import RunConfig, run_config
 from geex.train.config import TrainConfig
 
@@ -30,6 +31,8 @@ SUBCOMMANDS = [
     (["run"], RunConfig),
     (["eval", "embedded"], Sampling),
     (["eval", "humanevalx"], Sampling),
+    (["eval", "embedded"], EvalConfig),
+    (["eval", "humanevalx"], EvalConfig),
 ]
 
 
@@ -133,8 +136,9 @@ def dotted(config, path):
         (["train"], TrainConfig, "geex.cli.train", TrainConfig.from_dict),
         (["run"], RunConfig, "geex.cli.run", run_config),
         (["eval", "embedded"], Sampling, None, lambda fields: from_dict(Sampling, fields)),
+        (["eval", "embedded"], EvalConfig, None, lambda fields: from_dict(EvalConfig, fields)),
     ],
-    ids=["data", "train", "run", "eval"],
+    ids=["data", "train", "run", "eval-sampling", "eval-judging"],
 )
 def test_every_flag_gives_the_config_from_dict_gives(words, cls, read, library):
     argv, values = flags_and_values(cls)

@@ -91,7 +91,7 @@ class DataConfig:
     languages: list[str] | None = option(  # None: all
         None, parse=comma_list, help="keep only these languages from local sources, e.g. python,go"
     )
-    shard_tokens: int | None = option(None, help="tokens per shard file")
+    shard_tokens: int | None = option(None, help="tokens per shard file (default: 256 Mi)")
     git_max_repo_bytes: int | None = option(
         None, flags="--max-repo-bytes", group=_REPOS, help="skip repositories larger on disk"
     )
