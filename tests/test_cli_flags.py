@@ -11,6 +11,7 @@ import dataclasses
 import types
 import typing
 from dataclasses import dataclass, field
+from typing import Literal
 
 import pytest
 
@@ -196,7 +197,8 @@ class Knobs:
 @dataclass
 class Toy:
     name: str = option(help="what to call it")
-    rate: float = 0.1
+    rate: float = option(0.1, flags=("--rate", "-r"))
+    shape: Literal["round", "square"] = "round"
     loud: bool = option(False, help="say it twice")
     knobs: Knobs = field(default_factory=Knobs)
     hidden: dict = option(default_factory=dict, flag=False)
@@ -220,8 +222,10 @@ def test_a_config_becomes_flags_with_help_required_and_nested_fields():
     text = parser.format_help()
     assert "--name NAME" in text and "what to call it" in text and "--depth DEPTH" in text
     assert "--hidden" not in text
-    toy = config_from_args(Toy, parser.parse_args(["--name", "a", "--depth", "4", "--loud"]))
-    assert toy == Toy(name="a", loud=True, knobs=Knobs(depth=4))
+    assert "--shape {round,square}" in text
+    argv = ["--name", "a", "--depth", "4", "--loud", "-r", "0.5", "--shape", "square"]
+    toy = config_from_args(Toy, parser.parse_args(argv))
+    assert toy == Toy(name="a", rate=0.5, shape="square", loud=True, knobs=Knobs(depth=4))
     with pytest.raises(SystemExit):
         parser.parse_args([])  # --name is required: the field has no default
 

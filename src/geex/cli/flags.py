@@ -52,7 +52,9 @@ def config_flags(cls, where: str = "") -> Iterator[ConfigFlag]:
             yield from config_flags(annotation, path)
         elif spec.subflags:
             holder, chosen = spec.subflags
-            yield from (f for f in config_flags(holder, path) if f.field.name in chosen)
+            for flag in config_flags(holder, path):
+                if flag.path[len(path) + 1 :].split(".")[0] in chosen:
+                    yield flag
         else:
             yield ConfigFlag(path, field, annotation, spec)
 
