@@ -33,7 +33,8 @@ def test_a_typo_names_the_field_the_closest_and_the_valid_ones(fields, named, su
 
 def test_a_typo_in_train_fields_lists_the_valid_ones():
     with pytest.raises(
-        ConfigError, match=r"presett \(did you mean .preset.\?\); valid fields: .*preset"
+        ConfigError,
+        match=r"'train.presett' \(did you mean 'preset'\?\); valid fields of train: .*preset",
     ):
         run_config({"train": {"presett": "small"}})
 

@@ -62,7 +62,7 @@ def test_loss_scale_halves_after_overflows_and_grows_after_good_steps():
 def test_config_typos_name_the_field_and_the_valid_ones():
     with pytest.raises(ConfigError, match="unknown train config field.*max_step\\b.*valid fields"):
         TrainConfig.from_dict({"max_step": 3})
-    with pytest.raises(ConfigError, match="unknown optim config field.*warmup\\b"):
+    with pytest.raises(ConfigError, match="unknown train config field .optim.warmup. "):
         TrainConfig.from_dict({"optim": {"warmup": 3}})
     with pytest.raises(ConfigError, match="precision must be one of"):
         TrainConfig(precision="fp8")

@@ -7,7 +7,10 @@ import logging
 import os
 import sys
 
+from geex.cli.flags import add_config_flags, config_from_args
 from geex.errors import GeexError
+from geex.eval.backends import Sampling
+from geex.eval.evaluator import EvalConfig
 
 
 def register(subparsers) -> None:
@@ -82,23 +85,14 @@ def _add_run_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--out", metavar="DIR", help="write results.jsonl and reports here; resumes"
     )
-    parser.add_argument("--workers", type=int, default=os.cpu_count() or 1)
-    parser.add_argument(
-        "--timeout", type=float, default=10.0, help="seconds for one program's tests"
-    )
+    add_config_flags(parser, EvalConfig)  # --workers, --timeout, --example-test
     parser.add_argument("--limit", type=int, help="only the first N problems of each language")
-    parser.add_argument(
-        "--example-test", action="store_true", help="use the prompt's examples as the tests"
-    )
     parser.add_argument("--no-progress", action="store_true", help="no progress bar")
 
 
 def _add_model_arguments(parser: argparse.ArgumentParser) -> None:
     sampling = parser.add_argument_group("sampling (with --model, --hf-model or --openai-url)")
-    sampling.add_argument("--n", type=int, default=1, help="completions per problem")
-    sampling.add_argument("--temperature", type=float, default=0.0, help="0 = greedy")
-    sampling.add_argument("--top-p", type=float, default=1.0)
-    sampling.add_argument("--max-new-tokens", type=int, default=512)
+    add_config_flags(sampling, Sampling)
     sampling.add_argument(
         "--batch-size",
         type=int,
@@ -155,10 +149,9 @@ def _embedded(args: argparse.Namespace) -> int:
 
 def _run(args: argparse.Namespace, problems, benchmark: str, *, known: bool) -> int:
     from geex.eval.backends import canonical_samples, generate_samples, read_samples
-    from geex.eval.evaluator import EvalConfig, Evaluator
+    from geex.eval.evaluator import Evaluator
     from geex.eval.problems import LANGUAGE_ORDER, humanevalx_language
     from geex.eval.run import evaluate
-    from geex.eval.runners import RunSettings
     from geex.eval.tasks import build_tasks
 
     generating = bool(args.model or args.hf_model or args.openai_url)
@@ -169,7 +162,8 @@ def _run(args: argparse.Namespace, problems, benchmark: str, *, known: bool) -> 
             "or --openai-url URL"
         )
     sampling = _sampling(args) if generating else None
-    if args.timeout <= 0:
+    config = config_from_args(EvalConfig, args)
+    if config.settings.timeout <= 0:
         raise GeexError("--timeout must be positive")
     if args.limit is not None:
         problems = [p for p in problems if int(p.number) < args.limit]
@@ -180,8 +174,6 @@ def _run(args: argparse.Namespace, problems, benchmark: str, *, known: bool) -> 
         raise GeexError("no tasks in the chosen languages")
     logging.basicConfig(level=logging.WARNING, format="geex eval: %(message)s")
     backend, model_label = _model_backend(args) if generating else (None, "")
-    config = EvalConfig(workers=args.workers, settings=RunSettings(timeout=args.timeout),
-                        example_test=args.example_test)  # fmt: skip
     with Evaluator(config) as evaluator:
         languages = sorted({t.language.key for t in tasks})
         missing = evaluator.missing_toolchains(languages)
@@ -212,15 +204,13 @@ def _run(args: argparse.Namespace, problems, benchmark: str, *, known: bool) -> 
     _print_summary(run)
     if args.out:
         print(f"\nresults, report.md and report.html in {args.out}")
-    if args.canonical and known and args.task == "generation" and not args.example_test:
+    if args.canonical and known and args.task == "generation" and not config.example_test:
         return _check_canonical(run, js_md5)
     return 0
 
 
 def _sampling(args: argparse.Namespace):
-    from geex.eval.backends import Sampling
-
-    sampling = Sampling(args.n, args.temperature, args.top_p, args.max_new_tokens)
+    sampling = config_from_args(Sampling, args)
     sampling.check(args.batch_size, name=lambda key: "--" + key.replace("_", "-"))
     return sampling
 

@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import argparse
 
+from geex.cli.flags import add_config_flags, flag_values
 from geex.errors import GeexError
+from geex.pipeline.config import RunConfig, load_run_config, run_config
 
 
 def register(subparsers) -> None:
@@ -22,18 +24,7 @@ def register(subparsers) -> None:
         metavar="CONFIG.yaml | SOURCE",
         help="a run file, or code folders, archives, git URLs and datasets (as for geex data)",
     )
-    parser.add_argument("--out", help="run folder (default: runs/geex)")
-    parser.add_argument(
-        "--budget",
-        help="wall time of the whole run (90s, 10m, 2h; default 10m) or training tokens "
-        "('2M tokens')",
-    )
-    parser.add_argument("--preset", help="model preset (default: tiny)")
-    parser.add_argument(
-        "--humanevalx", metavar="DIR", help="also evaluate on HumanEval-X from this folder"
-    )
-    parser.add_argument("--languages", nargs="+", metavar="LANG", help="evaluated languages")
-    parser.add_argument("--nproc", type=int, help="training processes on this machine")
+    add_config_flags(parser, RunConfig)
     parser.add_argument(
         "--stage",
         action="append",
@@ -44,16 +35,8 @@ def register(subparsers) -> None:
 
 
 def config_from_args(args: argparse.Namespace):
-    from geex.pipeline import load_run_config, run_config
-
-    overrides = {
-        "out": args.out,
-        "budget": args.budget,
-        "nproc": args.nproc,
-        "train.preset": args.preset,
-        "eval.humanevalx": args.humanevalx,
-        "eval.languages": args.languages,
-    }
+    """The run file (or the sources) with the flags given replacing its fields."""
+    overrides = flag_values(RunConfig, args)
     sources = list(args.sources)
     if sources and sources[0].endswith((".yaml", ".yml")):
         if len(sources) > 1:

@@ -28,6 +28,18 @@ EMBEDDED_EXCLUDED_DIRS = frozenset(
 )
 
 
+def with_embedded_defaults(fields: dict) -> dict:
+    """``geex data`` fields, capped per language as the default is when they name no sources.
+
+    ``geex data`` and ``geex run`` both read the code on this machine when given no source;
+    the caps keep that run short, and fields given explicitly win.
+    """
+    if fields.get("sources"):
+        return fields
+    return {"per_language_bytes": PER_LANGUAGE_BYTES, "languages": list(EMBEDDED_LANGUAGES),
+            **fields}  # fmt: skip
+
+
 def python_stdlib() -> list[Path]:
     return [Path(sysconfig.get_paths()["stdlib"])]
 

@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Protocol
 
+from geex.config import option
 from geex.errors import ConfigError, GeexError
 from geex.eval.problems import read_jsonl
 from geex.eval.programs import cut_generation
@@ -71,8 +72,10 @@ _COLUMN_ZERO = re.compile(r"\n(?=\S)")
 
 @dataclass(frozen=True)
 class Sampling:
-    n: int = 1
-    temperature: float = 0.0
+    """How completions are drawn; each field is a ``geex eval`` flag (``--top-p``)."""
+
+    n: int = option(1, help="completions per problem")
+    temperature: float = option(0.0, help="0 = greedy")
     top_p: float = 1.0
     max_new_tokens: int = 512
 

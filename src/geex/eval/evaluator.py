@@ -24,6 +24,7 @@ from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from geex.config import option
 from geex.errors import GeexError
 from geex.eval.backends import Sample
 from geex.eval.programs import assemble
@@ -45,10 +46,14 @@ def default_cache_dir() -> Path:
 
 @dataclass
 class EvalConfig:
+    """How samples are judged; the fields with a flag are ``geex eval`` flags."""
+
     workers: int = field(default_factory=lambda: os.cpu_count() or 1)
     settings: RunSettings = field(default_factory=RunSettings)
-    example_test: bool = False  # judge with the prompt's examples instead of the hidden tests
-    cache_dir: Path | None = None
+    example_test: bool = option(  # judge with the prompt's examples instead of the hidden tests
+        False, help="use the prompt's examples as the tests"
+    )
+    cache_dir: Path | None = option(None, flag=False)  # GEEX_CACHE_DIR, or the user's cache
 
 
 class Evaluator:

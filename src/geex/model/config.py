@@ -9,6 +9,7 @@ from __future__ import annotations
 import dataclasses
 from dataclasses import dataclass
 
+from geex.config import from_dict
 from geex.errors import ConfigError
 
 # Megatron pads the vocabulary so the embedding splits evenly over tensor-parallel ranks and
@@ -74,17 +75,7 @@ class ModelConfig:
 
     @classmethod
     def from_dict(cls, fields: dict) -> ModelConfig:
-        known = {f.name for f in dataclasses.fields(cls)}
-        unknown = sorted(set(fields) - known)
-        if unknown:
-            raise ConfigError(
-                f"unknown model config field(s) {', '.join(unknown)}; "
-                f"valid fields: {', '.join(sorted(known))}"
-            )
-        try:
-            return cls(**fields)
-        except TypeError as err:  # a required field is missing
-            raise ConfigError(f"model config: {err}") from None
+        return from_dict(cls, fields, kind="model")
 
     def replace(self, **changes) -> ModelConfig:
         """A copy with some fields changed.

@@ -12,21 +12,23 @@ A run file has five top-level fields; ``data`` and ``train`` take the fields of 
     eval: {embedded: true, humanevalx: path/to/humaneval-x, n: 1}
 
 A field with a typo, at any level, is refused with its name, the closest valid name and the
-list of valid ones, before anything runs.
+list of valid ones, before anything runs. Fields with a :func:`geex.config.option` flag are
+``geex run`` flags too (``--budget``, ``--humanevalx``); the others are set in the file.
 """
 
 from __future__ import annotations
 
 import dataclasses
-import difflib
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import yaml
 
+from geex.config import from_dict, option
 from geex.errors import ConfigError
 from geex.pipeline.budget import Budget, parse_budget
+from geex.train.config import TrainConfig
 
 # `geex run` sets these itself: the data and run folders live in `out`, the budget is `budget`.
 _DATA_SET_BY_RUN = ("out",)
@@ -37,19 +39,24 @@ _TRAIN_SET_BY_RUN = ("data", "out", "max_time", "max_tokens", "max_steps")
 class EvalSettings:
     """What the evaluation stage judges, and how completions are drawn."""
 
-    embedded: bool = True  # Geex's embedded set: 10 problems per language, shipped
-    humanevalx: str | None = None  # a folder of humaneval_<lang>.jsonl(.gz) files
-    languages: list[str] = field(
-        default_factory=lambda: ["python", "cpp", "java", "js", "go", "rust"]
+    # Flags of `geex run` only where a laptop run needs them; the rest are set in the file.
+    embedded: bool = option(True, flag=False)  # Geex's embedded set: 10 problems per language
+    humanevalx: str | None = option(  # a folder of humaneval_<lang>.jsonl(.gz) files
+        None, metavar="DIR", help="also evaluate on HumanEval-X from this folder"
     )
-    limit: int | None = None  # only the first N problems of each language
-    n: int = 1  # completions per problem
-    temperature: float = 0.0  # 0: greedy
-    top_p: float = 0.95
-    max_new_tokens: int = 256
-    batch_size: int = 8
-    workers: int = field(default_factory=lambda: os.cpu_count() or 1)
-    timeout: float = 10.0  # seconds for one program's tests
+    languages: list[str] = option(
+        default_factory=lambda: ["python", "cpp", "java", "js", "go", "rust"],
+        metavar="LANG",
+        help="evaluated languages",
+    )
+    limit: int | None = option(None, flag=False)  # only the first N problems of each language
+    n: int = option(1, flag=False)  # completions per problem
+    temperature: float = option(0.0, flag=False)  # 0: greedy
+    top_p: float = option(0.95, flag=False)
+    max_new_tokens: int = option(256, flag=False)
+    batch_size: int = option(8, flag=False)
+    workers: int = option(default_factory=lambda: os.cpu_count() or 1, flag=False)
+    timeout: float = option(10.0, flag=False)  # seconds for one program's tests
 
     def __post_init__(self) -> None:
         self.sampling.check(self.batch_size, name=lambda key: f"eval.{key}")
@@ -71,24 +78,30 @@ class EvalSettings:
 
 @dataclass
 class RunConfig:
-    out: str = "runs/geex"
-    budget: str = "10m"
-    data: dict = field(default_factory=dict)  # DataConfig fields
-    train: dict = field(default_factory=dict)  # TrainConfig fields
+    out: str = option("runs/geex", help="run folder (default: runs/geex)")
+    budget: str = option(
+        "10m",
+        help="wall time of the whole run (90s, 10m, 2h; default 10m) or training tokens "
+        "('2M tokens')",
+    )
+    # DataConfig fields; on the command line, the SOURCE arguments are data.sources
+    data: dict = option(default_factory=dict, flag=False)
+    # TrainConfig fields (the preset's training defaults fill the rest, as for `geex train`)
+    train: dict = option(default_factory=dict, subflags=(TrainConfig, ("preset",)))
     eval: EvalSettings = field(default_factory=EvalSettings)
-    nproc: int = 1  # training processes on this machine (torchrun), e.g. one per GPU
+    nproc: int = option(  # e.g. one per GPU
+        1, help="training processes on this machine"
+    )
 
     def __post_init__(self) -> None:
-        if isinstance(self.eval, dict):
-            self.eval = from_fields(EvalSettings, self.eval, "eval")
+        if isinstance(self.eval, dict):  # as Python code may give it
+            self.eval = from_dict(EvalSettings, self.eval, "eval", kind="run")
         self.budget = str(self.budget)
         parse_budget(self.budget)  # refuse a bad budget before anything runs
         for name, fields, reserved in (
             ("data", self.data, _DATA_SET_BY_RUN),
             ("train", self.train, _TRAIN_SET_BY_RUN),
         ):
-            if not isinstance(fields, dict):
-                raise ConfigError(f"{name} must be a mapping of {name} fields")
             taken = sorted(set(fields) & set(reserved))
             if taken:
                 raise ConfigError(
@@ -106,15 +119,13 @@ class RunConfig:
 
     def data_config(self):
         """The ``geex data`` config of the data stage."""
-        from geex.data.embedded import EMBEDDED_LANGUAGES, PER_LANGUAGE_BYTES
+        from geex.data.embedded import with_embedded_defaults
         from geex.data.pipeline import DataConfig
 
-        fields = dict(self.data)
-        if not fields.get("sources"):  # the embedded default, capped per language
-            fields.setdefault("per_language_bytes", PER_LANGUAGE_BYTES)
-            fields.setdefault("languages", list(EMBEDDED_LANGUAGES))
+        fields = with_embedded_defaults(dict(self.data))
         fields.setdefault("decontaminate", self.decontaminate_against())
-        return from_fields(DataConfig, {**fields, "out": str(Path(self.out) / "data")}, "data")
+        fields["out"] = str(Path(self.out) / "data")
+        return from_dict(DataConfig, fields, "data", kind="run")
 
     def decontaminate_against(self) -> list[str]:
         """The benchmarks the run evaluates on stay out of its training data."""
@@ -125,18 +136,13 @@ class RunConfig:
 
     def train_config(self, budget: Budget, seconds: float | None = None):
         """The ``geex train`` config of the train stage, for a training time or token budget."""
-        from geex.train.config import TrainConfig
-
         fields = {**self.train, "data": str(Path(self.out) / "data"),
                   "out": str(Path(self.out) / "train")}  # fmt: skip
         if budget.tokens is not None:
             fields["max_tokens"] = budget.tokens
         else:
             fields["max_time"] = seconds if seconds is not None else budget.seconds
-        try:
-            return TrainConfig.from_dict(fields)
-        except ConfigError as err:
-            raise ConfigError(f"train: {err}") from None
+        return TrainConfig.from_dict(fields, "train", kind="run")
 
     def to_dict(self) -> dict:
         return dataclasses.asdict(self)
@@ -165,22 +171,4 @@ def run_config(fields: dict, **overrides) -> RunConfig:
             fields[section] = {**(fields.get(section) or {}), name: value}
         else:
             fields[key] = value
-    return from_fields(RunConfig, fields, None)
-
-
-def from_fields(cls, fields: dict, where: str | None):
-    """``cls(**fields)``, refusing unknown names with the closest valid one."""
-    known = [f.name for f in dataclasses.fields(cls)]
-    for name in fields:
-        if name not in known:
-            full = f"{where}.{name}" if where else name
-            close = difflib.get_close_matches(str(name), known, n=1)
-            hint = f" (did you mean {close[0]!r}?)" if close else ""
-            raise ConfigError(
-                f"unknown run config field {full!r}{hint}; valid fields"
-                f"{' of ' + where if where else ''}: {', '.join(known)}"
-            )
-    try:
-        return cls(**fields)
-    except TypeError as err:  # a wrong type that the dataclass itself stumbled on
-        raise ConfigError(f"{where or 'run config'}: {err}") from None
+    return from_dict(RunConfig, fields, kind="run")

@@ -1,18 +1,19 @@
 """Training configuration: CodeGeeX's recipe as the defaults, one typed config for every scale.
 
 The same fields come from CLI flags or a YAML file (``geex train --config run.yaml``); a field
-name with a typo is refused with the list of valid ones.
+name with a typo is refused with the closest valid name and the list of valid ones. A field's
+flag, help and choices are in its :func:`geex.config.option`: adding a field adds its flag.
 """
 
 from __future__ import annotations
 
 import dataclasses
-import difflib
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import yaml
 
+from geex.config import from_dict, option
 from geex.errors import ConfigError
 
 PRECISIONS = ("fp32", "bf16", "fp16")
@@ -22,15 +23,17 @@ PRECISIONS = ("fp32", "bf16", "fp16")
 class OptimConfig:
     """AdamW with linear warm-up then cosine decay to a floor, as CodeGeeX trained."""
 
-    lr: float = 3e-4
-    min_lr: float = 3e-5  # the floor the cosine decays to
+    lr: float = option(3e-4, help="peak learning rate")
+    min_lr: float = option(3e-5, help="the floor the cosine decays to")
     warmup_steps: int = 100
-    decay_steps: int | None = None  # None: the run's max_steps
-    betas: tuple[float, float] = (0.9, 0.95)
+    decay_steps: int | None = option(None, help="cosine length (default: the run's)")
+    betas: tuple[float, float] = option((0.9, 0.95), metavar=("BETA1", "BETA2"))
     eps: float = 1e-8
     weight_decay: float = 0.1  # never on biases or LayerNorm
-    decay_embeddings: bool = True  # Megatron decays the embedding tables too
-    grad_clip: float = 1.0  # global L2 norm; 0 disables
+    decay_embeddings: bool = option(  # Megatron decays the embedding tables too
+        True, flags="--no-decay-embeddings", help="no weight decay on the embedding tables"
+    )
+    grad_clip: float = option(1.0, help="global norm; 0 disables")
 
 
 @dataclass
@@ -42,44 +45,47 @@ class ParallelConfig:
     (DDP). Tensor parallel splits every block's matmuls ``tp`` ways (Megatron-style, DTensor).
     """
 
-    tp: int = 1
-    fsdp: bool = False
+    tp: int = option(1, help="tensor-parallel degree")
+    fsdp: bool = option(False, help="shard with FSDP2")
     activation_checkpointing: bool = False
     compile: bool = False
 
 
 @dataclass
 class TrainConfig:
-    data: str = ""  # a `geex data` output folder
-    out: str = ""  # the run folder: checkpoints, metrics.jsonl, plots
-    preset: str = "tiny"
-    model: dict = field(default_factory=dict)  # ModelConfig fields changed from the preset
-    init_from: str | None = None  # a Geex checkpoint folder to fine-tune
+    """Every field is a ``geex train`` flag (``optim`` and ``parallel`` fields without their
+    prefix: ``--lr``, ``--tp``) and a key of ``--config`` YAML files."""
+
+    data: str = option("", help="dataset folder written by `geex data`")
+    out: str = option("", help="run folder (checkpoints, metrics.jsonl, model/)")
+    preset: str = option("tiny", help="model preset (default: tiny)")
+    # ModelConfig fields changed from the preset: a mapping, so a YAML file's `model:` section
+    model: dict = option(default_factory=dict, flag=False)
+    init_from: str | None = option(None, metavar="DIR", help="fine-tune from a Geex checkpoint")
     seq_len: int | None = None  # None: the model's context length
     global_batch_tokens: int = 16_384  # per optimizer step, over all ranks
     micro_batch_size: int = 8  # sequences per rank per forward/backward
     max_steps: int | None = None
     max_tokens: int | None = None  # alternative budget: stop after this many training tokens
-    max_time: float | None = None  # alternative budget, seconds of training
+    max_time: float | None = option(None, metavar="SECONDS")  # alternative budget
     seed: int = 1234
-    precision: str = "fp32"
+    precision: str = option("fp32", choices=PRECISIONS)
     reset_at_documents: bool = False  # restart positions and attention after each end-of-document
     dropout: float = 0.0
     checkpoint_every: int = 100  # steps; a checkpoint is also written when the run ends
     keep_checkpoints: int = 3
-    eval_every: int = 100  # steps; 0 disables validation
-    eval_tokens: int = 65_536  # per language
-    device: str = "auto"
+    eval_every: int = option(100, help="steps between validations; 0: never")
+    eval_tokens: int = option(65_536, help="validation tokens per language")
+    device: str = option("auto", help="auto, cpu, cuda")
     optim: OptimConfig = field(default_factory=OptimConfig)
     parallel: ParallelConfig = field(default_factory=ParallelConfig)
 
     def __post_init__(self) -> None:
+        # Python code may give the nested configs as mappings too, as a YAML file does.
         if isinstance(self.optim, dict):
-            self.optim = _from_dict(OptimConfig, self.optim, "optim")
+            self.optim = from_dict(OptimConfig, self.optim, "optim", kind="train")
         if isinstance(self.parallel, dict):
-            self.parallel = _from_dict(ParallelConfig, self.parallel, "parallel")
-        if isinstance(self.optim.betas, list):
-            self.optim.betas = tuple(self.optim.betas)
+            self.parallel = from_dict(ParallelConfig, self.parallel, "parallel", kind="train")
         if self.precision not in PRECISIONS:
             raise ConfigError(
                 f"precision must be one of {', '.join(PRECISIONS)}, got {self.precision!r}"
@@ -94,8 +100,12 @@ class TrainConfig:
         return dataclasses.asdict(self)
 
     @classmethod
-    def from_dict(cls, fields: dict) -> TrainConfig:
-        """A config from plain fields, the preset's training defaults filling the rest."""
+    def from_dict(cls, fields: dict, where: str = "", *, kind: str = "train") -> TrainConfig:
+        """A config from plain fields, the preset's training defaults filling the rest.
+
+        ``where`` and ``kind`` name the fields in messages as :func:`geex.config.from_dict`
+        does (a run file's ``train`` section is ``where="train", kind="run"``).
+        """
         from geex.presets import preset_of_checkpoint, train_preset
 
         preset = fields.get("preset")
@@ -110,7 +120,7 @@ class TrainConfig:
                 merged[key] = {**merged[key], **value}
             else:
                 merged[key] = value
-        return _from_dict(cls, merged, "train")
+        return from_dict(cls, merged, where, kind=kind)
 
     @classmethod
     def from_yaml(cls, path: str | Path) -> TrainConfig:
@@ -125,16 +135,3 @@ class TrainConfig:
         if not isinstance(fields, dict):
             raise ConfigError(f"{path} must hold a mapping of config fields")
         return fields
-
-
-def _from_dict(cls, fields: dict, where: str):
-    known = {f.name for f in dataclasses.fields(cls)}
-    unknown = sorted(set(fields) - known)
-    if unknown:
-        close = difflib.get_close_matches(str(unknown[0]), sorted(known), n=1)
-        hint = f" (did you mean {close[0]!r}?)" if close else ""
-        raise ConfigError(
-            f"unknown {where} config field(s) {', '.join(unknown)}{hint}; valid fields: "
-            f"{', '.join(sorted(known))}"
-        )
-    return cls(**fields)

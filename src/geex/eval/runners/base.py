@@ -11,6 +11,7 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import ClassVar
 
+from geex.config import option
 from geex.eval.sandbox import Limits, RunOutcome, Sandbox
 from geex.eval.verdicts import UNAVAILABLE, Judgement, classify_run, compile_failure
 
@@ -20,11 +21,13 @@ class RunSettings:
     """Limits for judging; ``naive`` runs the reference harness's way (cold, one process per
     step, no caches shared between samples) for comparison."""
 
-    timeout: float = 10.0  # wall-clock seconds for the tests of one program
-    compile_timeout: float = 60.0
-    memory_bytes: int = 2 << 30
-    processes: int = 256
-    naive: bool = False
+    # wall-clock seconds for the tests of one program
+    timeout: float = option(10.0, help="seconds for one program's tests")
+    # Benchmarks and tests set these; `geex eval` keeps the defaults.
+    compile_timeout: float = option(60.0, flag=False)
+    memory_bytes: int = option(2 << 30, flag=False)
+    processes: int = option(256, flag=False)
+    naive: bool = option(False, flag=False)
 
     def run_limits(self, **overrides) -> Limits:
         limits = Limits(
