@@ -2,6 +2,10 @@
 
 In bubblewrap mode each worker keeps a fork server (``python_forkserver``) that forks per
 program; otherwise, and in the naive mode, each program gets its own ``python -B -s``.
+Packages a benchmark needs beyond the interpreter's (``geex eval prepare --pip``) are
+installed with its pip into the cache's ``python-packages`` folder and put on PYTHONPATH; in
+bubblewrap mode the folder is mounted read-only beside the programs, since the sandbox user
+may not enter the harness's cache.
 """
 
 from __future__ import annotations
@@ -9,16 +13,19 @@ from __future__ import annotations
 import os
 import re
 import shutil
+import subprocess
 import sys
 import tempfile
 import threading
+from collections.abc import Sequence
 from functools import cached_property
 from pathlib import Path
 
+from geex.errors import GeexError
 from geex.eval.runners.base import Job, Runner
 from geex.eval.runners.python_forkserver import ForkServer
 from geex.eval.sandbox import Limits, RunOutcome
-from geex.eval.verdicts import COMPILE_ERROR, SANDBOX_VIOLATION, Judgement
+from geex.eval.verdicts import COMPILE_ERROR, SANDBOX_VIOLATION, UNAVAILABLE, Judgement
 
 _SYNTAX = re.compile(r"^(SyntaxError|IndentationError|TabError): ", re.M)
 
@@ -60,16 +67,51 @@ class PythonRunner(Runner):
             return "no python3 the sandbox user may run: install the Debian package python3"
         return None
 
+    @property
+    def packages_dir(self) -> Path:
+        return self.cache_dir / "python-packages"
+
+    def install_pip_packages(self, specs: Sequence[str]) -> Path:
+        """Install pip packages with the judging interpreter's pip into ``packages_dir``."""
+        if self.interpreter is None:
+            raise GeexError(self.missing())
+        self.packages_dir.mkdir(parents=True, exist_ok=True)
+        argv = [self.interpreter, "-m", "pip", "install", "--target", str(self.packages_dir),
+                "--upgrade", "--no-input", "--disable-pip-version-check", *specs]  # fmt: skip
+        done = subprocess.run(argv, capture_output=True, text=True)
+        if "No module named pip" in done.stderr:
+            raise GeexError(
+                f"{self.interpreter} (the Python that runs the programs) has no pip: install "
+                "the Debian package python3-pip, or set GEEX_EVAL_PYTHON to a Python with pip"
+            )
+        if done.returncode != 0:
+            raise GeexError(f"pip install {' '.join(specs)} failed: {done.stderr.strip()[-500:]}")
+        return self.packages_dir
+
+    def packages_for(self, folder: Path) -> tuple[dict[str, str], dict[Path, Path]]:
+        """The environment and the read-only mount that show the installed packages to a
+        Python started in ``folder``."""
+        if not self.packages_dir.is_dir():
+            return {}, {}
+        if self.sandbox.mode != "bwrap":
+            return {"PYTHONPATH": str(self.packages_dir)}, {}
+        mount = folder / "python-packages"
+        mount.mkdir(exist_ok=True)
+        return {"PYTHONPATH": str(mount)}, {self.packages_dir: mount}
+
     def _prepare(self) -> None:
         with tempfile.TemporaryDirectory(prefix="geex-probe-") as probe:
+            env, readable = self.packages_for(Path(probe))
             outcome = self.sandbox.run(
-                [self.interpreter, "-c", "import numpy"], Path(probe), Limits(wall_seconds=30)
-            )
+                [self.interpreter, "-c", "import numpy"], Path(probe), Limits(wall_seconds=30),
+                env=env, readable=readable,
+            )  # fmt: skip
         self._numpy_error = None
         if outcome.returncode != 0:
             self._numpy_error = (
                 f"{self.interpreter} cannot import numpy, which HumanEval-X's preamble imports: "
-                "install the Debian package python3-numpy (or set GEEX_EVAL_PYTHON)"
+                "install the Debian package python3-numpy or run `geex eval prepare --pip numpy` "
+                "(or set GEEX_EVAL_PYTHON)"
             )
 
     def note(self) -> str:
@@ -86,10 +128,13 @@ class PythonRunner(Runner):
 
     def judge(self, program: str, job: Job) -> Judgement:
         if self._numpy_error and "import numpy" in program:
-            return self.unavailable(self._numpy_error)
+            return Judgement(UNAVAILABLE, self._numpy_error, missing_package="numpy",
+                             install="geex eval prepare --pip numpy")  # fmt: skip
         job.write("program.py", program)
         if self.settings.naive or self.sandbox.mode != "bwrap":
-            return self.run_tests([self.interpreter, "-B", "-s", "program.py"], job)
+            env, readable = self.packages_for(job.workdir)
+            argv = [self.interpreter, "-B", "-s", "program.py"]
+            return self.run_tests(argv, job, env=env, readable=readable)
         job.hand_over(job.server_uid)
         outcome = self._fork_server(job).run(job.workdir, self.settings.run_limits())
         verdict, detail = self.classify(outcome)
@@ -103,7 +148,9 @@ class PythonRunner(Runner):
             server = self._servers.get(key)
             if server is None:
                 slot = job.workdir.parent
-                server = ForkServer(self.sandbox, self.interpreter, slot, job.server_uid)
+                env, readable = self.packages_for(slot)
+                server = ForkServer(self.sandbox, self.interpreter, slot, job.server_uid,
+                                    env=env, readable=readable)  # fmt: skip
                 self._servers[key] = server
         return server
 
