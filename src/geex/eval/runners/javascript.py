@@ -58,13 +58,31 @@ class JavaScriptRunner(Runner):
             raise GeexError("npm not found: install the Debian package npm")
         specs = list(specs) or [f"{name}@{version}" for name, version in NPM_PACKAGES.items()]
         self.cache_dir.mkdir(parents=True, exist_ok=True)
+        specs = [self._keep_tarball(spec) for spec in specs]
         # Saved to the cache's package.json: npm removes installed packages it does not list.
         argv = [npm, "install", "--prefix", str(self.cache_dir), "--no-audit", "--no-fund",
                 "--no-package-lock", *specs]  # fmt: skip
         done = subprocess.run(argv, capture_output=True, text=True)
         if done.returncode != 0:
-            raise GeexError(f"npm install {' '.join(specs)} failed: {done.stderr.strip()[-500:]}")
+            errors = [
+                line.split(" ", 2)[-1]
+                for line in done.stderr.splitlines()
+                if line.startswith(("npm error", "npm ERR!")) and "complete log" not in line
+            ]
+            reason = "; ".join(e for e in errors[:4] if e.strip()) or done.stderr.strip()[-500:]
+            raise GeexError(f"npm install {' '.join(specs)} failed: {reason}")
         return self.cache_dir / "node_modules"
+
+    def _keep_tarball(self, spec: str) -> str:
+        """A tarball's copy in the cache: every later install reads the cache's package.json
+        again, which must not point at a file since deleted."""
+        path = Path(spec.removeprefix("file:"))
+        if not (spec.endswith((".tgz", ".tar.gz")) and path.is_file()):
+            return spec
+        kept = self.cache_dir / "npm-tarballs" / path.name
+        kept.parent.mkdir(exist_ok=True)
+        shutil.copyfile(path, kept)
+        return str(kept)
 
     def copy_package(self, name: str, node_modules: Path) -> bool:
         """Copy package ``name`` and what it depends on into ``node_modules``; False when
@@ -86,7 +104,9 @@ class JavaScriptRunner(Runner):
     def note(self) -> str:
         absent = [name for name in NPM_PACKAGES if self.find_module(name) is None]
         if absent:
-            return f"npm package(s) {', '.join(absent)} not installed: run with --npm"
+            return (
+                f"npm package(s) {', '.join(absent)} not installed: run `geex eval prepare --npm`"
+            )
         return f"npm package(s) {', '.join(NPM_PACKAGES)} found"
 
     def judge(self, program: str, job: Job) -> Judgement:
