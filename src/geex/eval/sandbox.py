@@ -192,18 +192,15 @@ class Sandbox:
         uid: int | None = None,
         env: Mapping[str, str] | None = None,
         writable: Sequence[Path] = (),
-        readable: Mapping[Path, Path] | None = None,
     ) -> RunOutcome:
         """Run ``argv`` in ``workdir`` (the only writable place besides ``writable``).
 
         ``uid``: the sandbox user (``slot_uid``) that owns ``workdir``, or None to run as the
-        harness's user (compilers, which run no code of the program). ``readable``: host
-        folder -> the existing folder where bubblewrap shows it, read-only, so that the
-        sandbox user reads what a folder it may not enter holds (other modes ignore it).
+        harness's user (compilers, which run no code of the program).
         """
         workdir = Path(workdir).resolve()
         command, popen_env = self.command(
-            argv, workdir, limits, uid=uid, env=env, writable=writable, readable=readable
+            argv, workdir, limits, uid=uid, env=env, writable=writable
         )
         start = time.monotonic()
         try:
@@ -243,16 +240,13 @@ class Sandbox:
         uid: int | None = None,
         env: Mapping[str, str] | None = None,
         writable: Sequence[Path] = (),
-        readable: Mapping[Path, Path] | None = None,
     ) -> tuple[list[str], dict[str, str]]:
         """The wrapped command line and the environment to start it with, for callers that
         keep a sandboxed process running (they must start it in a new session and kill it)."""
         workdir = Path(workdir).resolve()
         limits = self._adjust_process_limit(limits, uid)
         environment = self._environment(workdir, env)
-        command = self._wrap(
-            list(argv), workdir, limits, uid, environment, writable, readable or {}
-        )
+        command = self._wrap(list(argv), workdir, limits, uid, environment, writable)
         return command, environment if self.mode != "bwrap" else {"PATH": _PATH}
 
     def _adjust_process_limit(self, limits: Limits, uid: int | None) -> Limits:
@@ -282,7 +276,6 @@ class Sandbox:
         uid: int | None,
         env: dict[str, str],
         writable: Sequence[Path],
-        readable: Mapping[Path, Path],
     ) -> list[str]:
         limited = ["prlimit", *limits.prlimit_args(), "--", *argv]
         as_user = (
@@ -309,8 +302,6 @@ class Sandbox:
             ]  # fmt: skip
             for path in writable:
                 command += ["--bind", str(path), str(path)]
-            for source, target in readable.items():
-                command += ["--ro-bind", str(source), str(target)]
             command += [
                 "--chdir",
                 str(workdir),

@@ -148,12 +148,10 @@ class Runner:
         env: Mapping[str, str] | None = None,
         limits: Limits | None = None,
         compile_seconds: float = 0.0,
-        readable: Mapping[Path, Path] | None = None,
     ) -> Judgement:
         job.hand_over()
-        limits = limits or self.settings.run_limits()
         outcome = self.sandbox.run(
-            argv, job.workdir, limits, uid=job.uid, env=env, readable=readable
+            argv, job.workdir, limits or self.settings.run_limits(), uid=job.uid, env=env
         )
         verdict, detail = self.classify(outcome)
         return Judgement(

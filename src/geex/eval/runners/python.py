@@ -3,9 +3,9 @@
 In bubblewrap mode each worker keeps a fork server (``python_forkserver``) that forks per
 program; otherwise, and in the naive mode, each program gets its own ``python -B -s``.
 Packages a benchmark needs beyond the interpreter's (``geex eval prepare --pip``) are
-installed with its pip into the cache's ``python-packages`` folder and put on PYTHONPATH; in
-bubblewrap mode the folder is mounted read-only beside the programs, since the sandbox user
-may not enter the harness's cache.
+installed with its pip into the cache's ``python-packages`` folder and put on PYTHONPATH; where
+the sandbox user may not enter the cache (root's home), the programs get a copy made once per
+run.
 """
 
 from __future__ import annotations
@@ -40,6 +40,14 @@ def reachable_by_others(path: Path) -> bool:
     return bool(os.stat(path).st_mode & 0o001)
 
 
+def readable_by_others(folder: Path) -> bool:
+    """Whether another user may list and read ``folder``: every folder on the way searchable."""
+    folder = folder.resolve()
+    if any(not os.stat(parent).st_mode & 0o001 for parent in folder.parents):
+        return False
+    return os.stat(folder).st_mode & 0o005 == 0o005
+
+
 class PythonRunner(Runner):
     key = "python"
     assertion = re.compile(r"AssertionError")
@@ -47,6 +55,9 @@ class PythonRunner(Runner):
     def __init__(self, *args, **kwargs) -> None:
         super().__init__(*args, **kwargs)
         self._servers: dict[int, ForkServer] = {}
+        self._packages_env: dict[str, str] | None = None
+        self._packages_copy: Path | None = None
+        self._packages_lock = threading.Lock()  # taken inside ``self._lock`` too
 
     @cached_property
     def interpreter(self) -> str | None:
@@ -88,23 +99,31 @@ class PythonRunner(Runner):
             raise GeexError(f"pip install {' '.join(specs)} failed: {done.stderr.strip()[-500:]}")
         return self.packages_dir
 
-    def packages_for(self, folder: Path) -> tuple[dict[str, str], dict[Path, Path]]:
-        """The environment and the read-only mount that show the installed packages to a
-        Python started in ``folder``."""
+    def packages_env(self) -> dict[str, str]:
+        """PYTHONPATH for the installed packages, as the sandbox user can read them."""
+        with self._packages_lock:
+            if self._packages_env is None:
+                self._packages_env = self._readable_packages()
+            return self._packages_env
+
+    def _readable_packages(self) -> dict[str, str]:
         if not self.packages_dir.is_dir():
-            return {}, {}
-        if self.sandbox.mode != "bwrap":
-            return {"PYTHONPATH": str(self.packages_dir)}, {}
-        mount = folder / "python-packages"
-        mount.mkdir(exist_ok=True)
-        return {"PYTHONPATH": str(mount)}, {self.packages_dir: mount}
+            return {}
+        folder = self.packages_dir
+        if self.sandbox.drop_to_slot_users and not readable_by_others(folder):
+            # The cache sits in the harness's home, which the sandbox user may not enter:
+            # the programs read a copy, made once per run.
+            self._packages_copy = Path(tempfile.mkdtemp(prefix="geex-python-packages-"))
+            os.chmod(self._packages_copy, 0o755)
+            folder = self._packages_copy / "site"
+            shutil.copytree(self.packages_dir, folder, symlinks=True)
+        return {"PYTHONPATH": str(folder)}
 
     def _prepare(self) -> None:
         with tempfile.TemporaryDirectory(prefix="geex-probe-") as probe:
-            env, readable = self.packages_for(Path(probe))
             outcome = self.sandbox.run(
                 [self.interpreter, "-c", "import numpy"], Path(probe), Limits(wall_seconds=30),
-                env=env, readable=readable,
+                env=self.packages_env(),
             )  # fmt: skip
         self._numpy_error = None
         if outcome.returncode != 0:
@@ -132,9 +151,8 @@ class PythonRunner(Runner):
                              install="geex eval prepare --pip numpy")  # fmt: skip
         job.write("program.py", program)
         if self.settings.naive or self.sandbox.mode != "bwrap":
-            env, readable = self.packages_for(job.workdir)
             argv = [self.interpreter, "-B", "-s", "program.py"]
-            return self.run_tests(argv, job, env=env, readable=readable)
+            return self.run_tests(argv, job, env=self.packages_env())
         job.hand_over(job.server_uid)
         outcome = self._fork_server(job).run(job.workdir, self.settings.run_limits())
         verdict, detail = self.classify(outcome)
@@ -148,9 +166,9 @@ class PythonRunner(Runner):
             server = self._servers.get(key)
             if server is None:
                 slot = job.workdir.parent
-                env, readable = self.packages_for(slot)
-                server = ForkServer(self.sandbox, self.interpreter, slot, job.server_uid,
-                                    env=env, readable=readable)  # fmt: skip
+                server = ForkServer(
+                    self.sandbox, self.interpreter, slot, job.server_uid, self.packages_env()
+                )
                 self._servers[key] = server
         return server
 
@@ -159,3 +177,6 @@ class PythonRunner(Runner):
             for server in self._servers.values():
                 server.stop()
             self._servers.clear()
+            if self._packages_copy is not None:
+                shutil.rmtree(self._packages_copy, ignore_errors=True)
+                self._packages_copy = None

@@ -159,9 +159,7 @@ class ForkServer:
         interpreter: str,
         slot_dir: Path,
         uid: int | None,
-        *,
         env: Mapping[str, str] | None = None,
-        readable: Mapping[Path, Path] | None = None,
     ) -> None:
         self.sandbox, self.interpreter, self.slot_dir, self.uid = (
             sandbox,
@@ -169,7 +167,7 @@ class ForkServer:
             slot_dir,
             uid,
         )
-        self.env, self.readable = env, readable  # the packages ``geex eval prepare`` installed
+        self.env = env  # PYTHONPATH of the packages ``geex eval prepare --pip`` installed
         self.proc: subprocess.Popen | None = None
 
     def start(self) -> None:
@@ -178,9 +176,7 @@ class ForkServer:
         limits = Limits(wall_seconds=10**7, cpu_seconds=10**7, memory_bytes=None, processes=None,
                         file_bytes=None, open_files=None)  # fmt: skip
         argv = [self.interpreter, "-B", "-s", "-c", source]
-        command, env = self.sandbox.command(
-            argv, self.slot_dir, limits, uid=self.uid, env=self.env, readable=self.readable
-        )
+        command, env = self.sandbox.command(argv, self.slot_dir, limits, uid=self.uid, env=self.env)
         self.proc = subprocess.Popen(
             command, cwd=self.slot_dir, stdin=subprocess.PIPE, stdout=subprocess.PIPE,
             stderr=subprocess.DEVNULL, start_new_session=True, env=env,
