@@ -63,6 +63,21 @@ def test_completion_requiring_a_missing_npm_package_is_a_runtime_error(bare_eval
     assert result.missing_package == ""
 
 
+def test_completion_requiring_a_package_of_the_reference_environment_is_unavailable(
+    bare_evaluator,
+):
+    """As JavaScript/162's canonical solution does: the reference harness installs js-md5."""
+    sample = inline_sample(
+        "js",
+        "const hash = (text) => {\n",
+        "  const md5 = require('js-md5');\n  return md5(text);\n};\n",
+        "console.assert(hash('') === 'd41d8cd98f00b204e9800998ecf8427e');\n",
+    )
+    result = judge(bare_evaluator, sample)
+    assert result.verdict == UNAVAILABLE
+    assert result.install == "geex eval prepare --npm js-md5@0.8.3"
+
+
 def test_benchmark_test_importing_a_missing_python_module_is_unavailable(evaluator):
     sample = inline_sample(
         "python",

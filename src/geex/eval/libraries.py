@@ -5,8 +5,10 @@ that includes a boost header. Where the machine lacks it, every sample fails to 
 run, which would blame the model for the machine. ``blame_missing_library`` reads each
 toolchain's own words for a missing module, header, package or crate, and counts them only
 when the benchmark's own code (everything of the program but the completion) imports that
-name: a completion that imports something absent is still the model's mistake. Such a sample
-is "unavailable", naming the package and the command that installs it.
+name, or the reference harness's environment provides it (JavaScript/162's canonical solution
+itself requires js-md5, which the reference installs): a completion that imports something
+else that is absent is still the model's mistake. Such a sample is "unavailable", naming the
+package and the command that installs it.
 """
 
 from __future__ import annotations
@@ -16,7 +18,8 @@ from dataclasses import dataclass, replace
 
 from geex.eval.problems import Problem
 from geex.eval.programs import assemble
-from geex.eval.runners.javascript import npm_package_of
+from geex.eval.runners.javascript import NPM_PACKAGES, npm_package_of
+from geex.eval.runners.rust import CRATES
 from geex.eval.verdicts import COMPILE_ERROR, RUNTIME_ERROR, UNAVAILABLE, Judgement
 
 # Each toolchain's message for a name it cannot find; group 1 is the name.
@@ -66,6 +69,13 @@ DEBIAN_HEADERS = {
     "fmt/": "libfmt-dev",
     "nlohmann/": "nlohmann-json3-dev",
     "gtest/": "libgtest-dev",
+}
+# What the reference harness's environment has besides each language's standard library.
+REFERENCE_ENVIRONMENT = {
+    "python": ("numpy",),  # its preamble imports numpy
+    "javascript": tuple(NPM_PACKAGES),
+    "cpp": ("boost/", "openssl/"),  # it links OpenSSL; Boost is in its image
+    "rust": tuple(CRATES),
 }
 # Go packages (GOPATH mode reads Debian's /usr/share/gocode) and their Debian package.
 DEBIAN_GO = {"github.com/stretchr/testify": "golang-github-stretchr-testify-dev"}
@@ -137,6 +147,18 @@ def _imported(language_key: str, name: str, imports: set[str]) -> bool:
     return name in imports
 
 
+def in_reference_environment(language_key: str, name: str) -> bool:
+    """Whether the reference harness provides ``name`` to every program of the language."""
+    if language_key == "javascript":
+        name = npm_package_of(name)
+    elif language_key == "python":
+        name = name.split(".")[0]
+    return any(
+        name == provided or (provided.endswith("/") and name.startswith(provided))
+        for provided in REFERENCE_ENVIRONMENT.get(language_key, ())
+    )
+
+
 def install_hint(language_key: str, name: str) -> MissingLibrary:
     """The package that provides ``name`` and how to install it where the runners look."""
     if language_key == "python":
@@ -144,7 +166,8 @@ def install_hint(language_key: str, name: str) -> MissingLibrary:
         return MissingLibrary(name, package, f"geex eval prepare --pip {package}")
     if language_key == "javascript":
         package = npm_package_of(name)
-        return MissingLibrary(name, package, f"geex eval prepare --npm {package}")
+        pinned = f"{package}@{NPM_PACKAGES[package]}" if package in NPM_PACKAGES else package
+        return MissingLibrary(name, package, f"geex eval prepare --npm {pinned}")
     if language_key == "cpp":
         for header, package in DEBIAN_HEADERS.items():
             if name == header or (header.endswith("/") and name.startswith(header)):
@@ -183,7 +206,7 @@ def blame_missing_library(problem: Problem, judgement: Judgement) -> Judgement:
         return judgement
     imports = benchmark_imports(problem)
     for name in names:
-        if _imported(key, name, imports):
+        if _imported(key, name, imports) or in_reference_environment(key, name):
             missing = install_hint(key, name)
             return replace(
                 judgement,

@@ -1,7 +1,7 @@
 """The run's reports: ``report.md`` and a self-contained ``report.html`` with an inline SVG plot.
 
-Both hold a table per language (or translation pair): problems, samples, judged samples,
-pass@k and the verdict counts; then the packages whose absence left samples unjudged, with
+Both hold a table per language (or translation pair): problems, samples, pass@k and the
+verdict counts ("unavailable": the samples not judged, which pass@k leaves out); then the packages whose absence left samples unjudged, with
 the commands that install them; then the samples that did not pass (with the reason) when
 there are few enough to read, and the problems no sample solved.
 """
@@ -36,14 +36,14 @@ def _ks(run: EvalRun) -> list[int]:
 
 
 def _row(name: str, g: GroupScore, ks: list[int]) -> list[str]:
-    cells = [name, str(g.problems), str(g.samples), str(g.judged)]
+    cells = [name, str(g.problems), str(g.samples)]
     cells += [f"{100 * g.pass_at[k]:.2f}" if k in g.pass_at else "-" for k in ks]
     cells += [str(g.verdicts.get(v, 0)) for v in VERDICTS]
     return cells
 
 
 def _header(ks: list[int]) -> list[str]:
-    return ["", "problems", "samples", "judged", *[f"pass@{k} %" for k in ks], *VERDICTS]
+    return ["", "problems", "samples", *[f"pass@{k} %" for k in ks], *VERDICTS]
 
 
 def _missing_rows(run: EvalRun) -> list[list[str]]:
