@@ -183,3 +183,20 @@ def test_other_failures_stay_as_they_were():
     stderr = f"ModuleNotFoundError: No module named '{ABSENT_PY}'"
     failed = Judgement("failed", "assertion failed", stderr=stderr)
     assert blame_missing_library(problem, failed) is failed
+
+
+@pytest.mark.skipif(shutil.which("go") is None, reason="go is not installed")
+def test_runner_checks_name_the_package_too(evaluator, monkeypatch, tmp_path):
+    """Go without testify is unavailable before building, naming the Debian package."""
+    monkeypatch.setattr("geex.eval.runners.go.TESTIFY", tmp_path / "absent")
+    sample = inline_sample(
+        "go",
+        "func Twice(x int) int {\n",
+        "\treturn 2 * x\n}\n",
+        "func TestTwice(t *testing.T) {\n\tassert := assert.New(t)\n\tassert.Equal(4, Twice(2))\n}\n",
+        test_setup='package main\n\nimport (\n    "testing"\n    "github.com/stretchr/testify/assert"\n)\n',
+    )
+    result = judge(evaluator, sample)
+    assert result.verdict == UNAVAILABLE
+    assert result.missing_package == "golang-github-stretchr-testify-dev"
+    assert result.install == "apt-get install golang-github-stretchr-testify-dev"

@@ -25,7 +25,7 @@ from geex.errors import GeexError
 from geex.eval.runners.base import Job, Runner
 from geex.eval.runners.python_forkserver import ForkServer
 from geex.eval.sandbox import Limits, RunOutcome
-from geex.eval.verdicts import COMPILE_ERROR, SANDBOX_VIOLATION, UNAVAILABLE, Judgement
+from geex.eval.verdicts import COMPILE_ERROR, SANDBOX_VIOLATION, Judgement
 
 _SYNTAX = re.compile(r"^(SyntaxError|IndentationError|TabError): ", re.M)
 
@@ -147,8 +147,7 @@ class PythonRunner(Runner):
 
     def judge(self, program: str, job: Job) -> Judgement:
         if self._numpy_error and "import numpy" in program:
-            return Judgement(UNAVAILABLE, self._numpy_error, missing_package="numpy",
-                             install="geex eval prepare --pip numpy")  # fmt: skip
+            return self.unavailable(self._numpy_error, "numpy", "geex eval prepare --pip numpy")
         job.write("program.py", program)
         if self.settings.naive or self.sandbox.mode != "bwrap":
             argv = [self.interpreter, "-B", "-s", "program.py"]
