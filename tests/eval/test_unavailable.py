@@ -177,6 +177,14 @@ def test_install_hint_names_the_package_to_install(language, name, install):
     assert install_hint(language, name).install == install
 
 
+def test_missing_submodule_of_a_benchmark_import_is_the_completions_error():
+    """The preamble imports math; a completion's `import math.nothing` is not the machine's."""
+    problem = inline_sample("python", "", "", "").task.problem
+    stderr = "ModuleNotFoundError: No module named 'math.nothing'; 'math' is not a package"
+    judged = blame_missing_library(problem, Judgement(RUNTIME_ERROR, "", stderr=stderr))
+    assert judged.verdict == RUNTIME_ERROR
+
+
 def test_other_failures_stay_as_they_were():
     """A failed assertion that prints a module error is the program's verdict, not the machine's."""
     problem = inline_sample("python", "", "", f"import {ABSENT_PY}\n").task.problem

@@ -139,9 +139,8 @@ def benchmark_imports(problem: Problem) -> set[str]:
 
 def _imported(language_key: str, name: str, imports: set[str]) -> bool:
     """Whether the missing ``name`` is (part of) one of the benchmark's ``imports``."""
-    if language_key in ("python", "java"):  # a parent package missing, or the module itself
-        return any(i == name or i.startswith(name + ".") or name.startswith(i + ".")
-                   for i in imports)  # fmt: skip
+    if language_key in ("python", "java"):  # the module itself, or a parent package of it
+        return any(i == name or i.startswith(name + ".") for i in imports)
     if language_key == "go":
         return any(i == name or i.startswith(name + "/") for i in imports)
     return name in imports
