@@ -41,19 +41,35 @@ def register(subparsers) -> None:
     _add_run_arguments(embedded)
     embedded.set_defaults(handler=_embedded)
 
+    _register_prepare(benchmarks)
+    parser.set_defaults(handler=lambda args: parser.print_help() or 2)
+
+
+def _register_prepare(benchmarks) -> None:
     prepare = benchmarks.add_parser(
         "prepare",
-        help="check toolchains and the sandbox, and warm the compiler caches",
+        help="check toolchains and the sandbox, warm the compiler caches, install packages",
         description="Report which languages can be judged here and which sandbox is used; "
         "build the caches (C++ precompiled header, Rust crates, Java compile server, Go "
-        "build cache) so that the first evaluation does not pay for them.",
+        "build cache) so that the first evaluation does not pay for them. --npm and --pip "
+        "install packages a benchmark needs into Geex's cache, where the sandboxed programs "
+        'find them (samples that lacked one are judged "unavailable", naming it).',
     )
     prepare.add_argument("--languages", nargs="+", metavar="LANG", help="default: all six")
     prepare.add_argument(
-        "--npm", action="store_true", help="also install js-md5 (JavaScript/162) with npm"
+        "--npm",
+        nargs="*",
+        metavar="PKG",
+        help="install npm packages (name, name@version, tarball or folder); "
+        "with no PKG, what HumanEval-X needs (js-md5, for JavaScript/162)",
+    )
+    prepare.add_argument(
+        "--pip",
+        nargs="+",
+        metavar="PKG",
+        help="install pip packages with the pip of the Python that runs the programs",
     )
     prepare.set_defaults(handler=_prepare)
-    parser.set_defaults(handler=lambda args: parser.print_help() or 2)
 
 
 def _add_run_arguments(parser: argparse.ArgumentParser) -> None:
@@ -281,6 +297,25 @@ def _print_summary(run) -> None:
     )
     for note in run.notes:
         console.print(f"[yellow]warning:[/yellow] {note}")
+    _print_unjudged(run, console)
+
+
+def _print_unjudged(run, console) -> None:
+    from geex.eval.run import missing_packages
+
+    overall = run.scores.overall
+    if not overall.unavailable:
+        return
+    console.print(
+        f"{overall.unavailable} sample(s) could not be judged here and are left out of "
+        f"pass@k, which counts the {overall.judged} judged ones",
+        markup=False,
+    )
+    for item in missing_packages(run):
+        console.print(
+            f"  {item['package']}: {item['samples']} sample(s); {item['install']}",
+            markup=False,
+        )
 
 
 def _check_canonical(run, js_md5: bool) -> int:
@@ -317,8 +352,12 @@ def _prepare(args: argparse.Namespace) -> int:
         if evaluator.sandbox.warning:
             print(f"warning: {evaluator.sandbox.warning}")
         print(f"caches: {evaluator.cache_dir}")
-        if args.npm:
-            evaluator.runner("javascript").install_npm_packages()
+        if args.npm is not None:
+            folder = evaluator.runner("javascript").install_npm_packages(args.npm)
+            print(f"npm packages installed in {folder}")
+        if args.pip:
+            folder = evaluator.runner("python").install_pip_packages(args.pip)
+            print(f"pip packages installed in {folder}")
         missing = evaluator.missing_toolchains(keys)
         for key in keys:
             if key in missing:

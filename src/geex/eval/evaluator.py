@@ -5,7 +5,9 @@ pool of worker threads (the work itself happens in sandboxed child processes), a
 ``SampleResult`` per sample as it finishes, in completion order. Runners that build several
 programs at once (Go) get them in batches. Each worker owns a slot: a folder for its jobs and,
 when the harness is root, a sandbox user of its own. The evaluator never raises for a
-sample: a harness failure becomes an "unavailable" verdict with the reason, and is logged.
+sample: a harness failure becomes an "unavailable" verdict with the reason, and is logged. A
+program that failed for want of a library its benchmark imports is "unavailable" too, naming
+the package (``geex.eval.libraries``).
 """
 
 from __future__ import annotations
@@ -27,6 +29,7 @@ from pathlib import Path
 from geex.config import option
 from geex.errors import GeexError
 from geex.eval.backends import Sample
+from geex.eval.libraries import blame_missing_library
 from geex.eval.programs import assemble
 from geex.eval.results import SampleResult, excerpt
 from geex.eval.runners import RUNNERS, Job, Runner, RunSettings
@@ -180,6 +183,10 @@ class Evaluator:
                     workdir.mkdir()
                     jobs.append(Job(workdir, uid, server_uid))
                 judgements = runner.judge_batch(programs, jobs)
+                judgements = [
+                    blame_missing_library(sample.task.problem, judgement)
+                    for sample, judgement in zip(unit, judgements, strict=True)
+                ]
         except Exception as err:  # a harness bug must not end the run: report it per sample
             log.error("judging %s failed:\n%s", unit[0].task.task_id, traceback.format_exc())
             judgements = [Judgement(UNAVAILABLE, f"harness error: {err!r}")] * len(unit)
@@ -202,6 +209,8 @@ class Evaluator:
                 compile_seconds=round(j.compile_seconds, 4),
                 run_seconds=round(j.run_seconds, 4),
                 sandbox=self.sandbox.mode,
+                missing_package=j.missing_package,
+                install=j.install,
             )
             for sample, program, j in zip(unit, programs, judgements, strict=True)
         ]

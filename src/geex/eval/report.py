@@ -1,8 +1,9 @@
 """The run's reports: ``report.md`` and a self-contained ``report.html`` with an inline SVG plot.
 
 Both hold a table per language (or translation pair): problems, samples, pass@k and the
-verdict counts, then the samples that did not pass (with the reason) when there are few
-enough to read, and the problems no sample solved.
+verdict counts ("unavailable": the samples not judged, which pass@k leaves out); then the packages whose absence left samples unjudged, with
+the commands that install them; then the samples that did not pass (with the reason) when
+there are few enough to read, and the problems no sample solved.
 """
 
 from __future__ import annotations
@@ -45,6 +46,20 @@ def _header(ks: list[int]) -> list[str]:
     return ["", "problems", "samples", *[f"pass@{k} %" for k in ks], *VERDICTS]
 
 
+def _missing_rows(run: EvalRun) -> list[list[str]]:
+    counts = run.scores.overall.missing_packages
+    return [[package, str(n), install] for (package, install), n in counts.most_common()]
+
+
+def _unjudged_sentence(run: EvalRun) -> str:
+    overall = run.scores.overall
+    return (
+        f"pass@k counts only the {overall.judged} judged samples; {overall.unavailable} "
+        f"could not be judged here"
+        + (", for want of these packages:" if overall.missing_packages else ".")
+    )
+
+
 def _not_passed(run: EvalRun):
     return [r for r in run.results if r.verdict != PASSED]
 
@@ -75,6 +90,12 @@ def markdown(run: EvalRun) -> str:
             f"\npass@k is given only where every problem has at least k samples "
             f"(the fewest here: {run.scores.overall.min_samples})."
         )
+    if run.scores.overall.unavailable:
+        lines += ["", "## Samples not judged", "", _unjudged_sentence(run)]
+        missing = _missing_rows(run)
+        if missing:
+            lines += ["", "| package | samples | install |", "|---|---|---|"]
+            lines += [f"| {p} | {n} | `{install}` |" for p, n, install in missing]
     failing = _not_passed(run)
     if failing and len(failing) <= MAX_LISTED:
         lines += [
@@ -147,6 +168,11 @@ def html_report(run: EvalRun) -> str:
     rows = [_row(name, g, ks) for name, g in run.scores.groups.items()]
     rows.append(_row("all", run.scores.overall, ks))
     notes = "".join(f"<p class=note>{html.escape(n)}</p>" for n in run.notes)
+    unjudged = ""
+    if run.scores.overall.unavailable:
+        unjudged = f"<h2>Samples not judged</h2><p>{html.escape(_unjudged_sentence(run))}</p>"
+        if run.scores.overall.missing_packages:
+            unjudged += _html_table(["package", "samples", "install"], _missing_rows(run))
     failing = _not_passed(run)
     details = ""
     if failing and len(failing) <= MAX_LISTED:
@@ -174,6 +200,7 @@ pre {{ background: #f6f6f6; padding: 8px; overflow-x: auto; max-height: 30em; }}
 {notes}
 {_html_table(_header(ks), rows)}
 {svg_chart(run)}
+{unjudged}
 {details}
 </body></html>
 """

@@ -13,7 +13,7 @@ from collections.abc import Iterable
 from dataclasses import asdict, dataclass, fields
 from pathlib import Path
 
-from geex.eval.verdicts import PASSED
+from geex.eval.verdicts import PASSED, UNAVAILABLE
 
 EXCERPT_CHARS = 2000
 
@@ -40,6 +40,8 @@ class SampleResult:
     compile_seconds: float = 0.0
     run_seconds: float = 0.0
     sandbox: str = ""
+    missing_package: str = ""  # "unavailable" for want of this package (see geex.eval.libraries)
+    install: str = ""  # the command that installs it
 
     @property
     def key(self) -> tuple[str, int]:
@@ -48,6 +50,11 @@ class SampleResult:
     @property
     def passed(self) -> bool:
         return self.verdict == PASSED
+
+    @property
+    def judged(self) -> bool:
+        """Whether the sample was judged on its merits (pass@k counts only these)."""
+        return self.verdict != UNAVAILABLE
 
     def to_json(self) -> str:
         return json.dumps(asdict(self), ensure_ascii=False)

@@ -3,10 +3,15 @@
 ``evaluate`` takes the samples either as a list (canonical solutions, a samples file) or as a
 function from the already-judged (task_id, completion_id) pairs to the samples still to make
 (a model backend, which then generates only what an interrupted run lacks).
+
+Resuming keeps every verdict as it was, but judges "unavailable" samples again from their
+stored generation: the package or toolchain they lacked may have been installed since
+(``geex eval prepare``).
 """
 
 from __future__ import annotations
 
+import itertools
 import json
 import time
 from collections.abc import Callable, Iterable, Sequence
@@ -51,13 +56,20 @@ def evaluate(
     order = {task.task_id: i for i, task in enumerate(tasks)}
     results_file = ResultsFile(Path(out_dir) / "results.jsonl") if out_dir else None
     stored = results_file.load() if results_file else {}
-    earlier = {key: r for key, r in stored.items() if key[0] in order}
+    earlier = {key: r for key, r in stored.items() if key[0] in order and r.judged}
+    by_id = {task.task_id: task for task in tasks}
+    unjudged = [
+        Sample(by_id[r.task_id], r.completion_id, r.generation)
+        for key, r in stored.items()
+        if key[0] in order and not r.judged
+    ]
     # Lines of other tasks (another --task or --languages) stay in the file untouched.
     unrelated = [r for key, r in stored.items() if key[0] not in order]
 
     if callable(samples):
         kept = dict(earlier)
-        todo: Iterable[Sample] = samples(set(kept))
+        again = {s.key for s in unjudged}
+        todo: Iterable[Sample] = itertools.chain(unjudged, samples(set(kept) | again))
         total = expected_samples
     else:
         kept = {}
@@ -98,11 +110,22 @@ def evaluate(
     return run
 
 
+def missing_packages(run: EvalRun) -> list[dict]:
+    """The packages that left samples unjudged, with their install commands, most first."""
+    counts = run.scores.overall.missing_packages
+    return [
+        {"package": package, "install": install, "samples": n}
+        for (package, install), n in counts.most_common()
+    ]
+
+
 def summary(run: EvalRun) -> dict:
     def group(g) -> dict:
         return {
             "problems": g.problems,
             "samples": g.samples,
+            "judged": g.judged,
+            "unavailable": g.unavailable,
             "pass@k": {f"pass@{k}": round(v, 6) for k, v in g.pass_at.items()},
             "verdicts": dict(g.verdicts),
         }
@@ -115,6 +138,7 @@ def summary(run: EvalRun) -> dict:
         "notes": run.notes,
         "groups": {name: group(g) for name, g in run.scores.groups.items()},
         "overall": group(run.scores.overall),
+        "missing_packages": missing_packages(run),
     }
 
 

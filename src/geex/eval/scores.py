@@ -5,6 +5,11 @@ of which c pass, the chance that at least one of k drawn without replacement pas
 1 - C(n-c, k) / C(n, k). The binomials overflow for n in the hundreds, so it is computed as
 the product 1 - prod_{i=n-c+1}^{n} (1 - k / i). A k is reported only where every problem
 has n >= k samples.
+
+Only judged samples count: an "unavailable" sample (a toolchain or a package the benchmark
+needs is missing here) says nothing of the model, so n is the number of judged samples of a
+problem, and a problem with none is left out. How many were left out, and for want of which
+packages, is reported beside the scores.
 """
 
 from __future__ import annotations
@@ -35,25 +40,38 @@ def pass_at_k(n: int, c: int, k: int) -> float:
 class GroupScore:
     """Scores of one language, one translation pair, or everything."""
 
-    problems: int = 0
-    samples: int = 0
-    min_samples: int = 0  # the fewest samples any problem has
+    problems: int = 0  # problems with at least one judged sample
+    samples: int = 0  # all samples, "unavailable" ones included
+    min_samples: int = 0  # the fewest judged samples any problem has
     pass_at: dict[int, float] = field(default_factory=dict)  # k -> mean pass@k
     verdicts: Counter = field(default_factory=Counter)
+    judged: int = 0  # the samples pass@k is computed over
+    missing_packages: Counter = field(default_factory=Counter)  # (package, install) -> samples
+
+    @property
+    def unavailable(self) -> int:
+        return self.samples - self.judged
 
 
 def score_group(results: Iterable[SampleResult], ks: Sequence[int] = DEFAULT_KS) -> GroupScore:
     per_task: dict[str, list[bool]] = defaultdict(list)
     verdicts: Counter = Counter()
+    missing: Counter = Counter()
+    samples = 0
     for result in results:
-        per_task[result.task_id].append(result.passed)
+        samples += 1
         verdicts[result.verdict] += 1
+        if result.judged:
+            per_task[result.task_id].append(result.passed)
+        elif result.missing_package:
+            missing[(result.missing_package, result.install)] += 1
     if not per_task:
-        return GroupScore()
+        return GroupScore(samples=samples, verdicts=verdicts, missing_packages=missing)
     counts = [(len(v), sum(v)) for v in per_task.values()]
     min_n = min(n for n, _ in counts)
     pass_at = {k: float(np.mean([pass_at_k(n, c, k) for n, c in counts])) for k in ks if k <= min_n}
-    return GroupScore(len(per_task), sum(n for n, _ in counts), min_n, pass_at, verdicts)
+    judged = sum(n for n, _ in counts)
+    return GroupScore(len(per_task), samples, min_n, pass_at, verdicts, judged, missing)
 
 
 @dataclass

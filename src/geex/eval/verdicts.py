@@ -7,7 +7,8 @@
 - ``runtime error``: the program crashed in another way (exception, signal, panic).
 - ``sandbox violation``: the program hit a wall of the sandbox: the memory, process, file-size
   or output limit, the read-only file system, or the missing network.
-- ``unavailable``: it could not be judged here: a toolchain or library is missing.
+- ``unavailable``: it could not be judged here: a toolchain or library is missing. Such
+  samples are left out of pass@k: the machine, not the model, failed them.
 """
 
 from __future__ import annotations
@@ -39,7 +40,7 @@ _WALLS = tuple((name, re.compile(pattern, re.I)) for name, pattern in (
     ("read-only file system", r"Read-only file system|EROFS|Permission denied|EACCES"),
     ("no network",
      r"Network is unreachable|ENETUNREACH|Temporary failure in name resolution|EAI_AGAIN|"
-     r"Name or service not known|ENOTFOUND|No address associated"),
+     r"Name or service not known|\bENOTFOUND\b|No address associated"),
     ("file-size limit", r"File size limit exceeded|EFBIG|File too large"),
 ))  # fmt: skip
 
@@ -54,6 +55,8 @@ class Judgement:
     stderr: str = ""
     compile_seconds: float = 0.0
     run_seconds: float = 0.0
+    missing_package: str = ""  # "unavailable" for want of a library: the package that has it
+    install: str = ""  # and the command (or sentence) that installs it
 
 
 def sandbox_wall(outcome: RunOutcome) -> str | None:

@@ -174,5 +174,7 @@ class Runner:
         return compile_failure(outcome)
 
     @staticmethod
-    def unavailable(reason: str) -> Judgement:
-        return Judgement(UNAVAILABLE, reason)
+    def unavailable(reason: str, package: str = "", install: str = "") -> Judgement:
+        """Not judged here; ``package`` and ``install``: the missing package, and how to
+        install it, which the summary lists."""
+        return Judgement(UNAVAILABLE, reason, missing_package=package, install=install)

@@ -65,8 +65,11 @@ class GoRunner(Runner):
         packages = {}
         for i, program in enumerate(programs):
             if "github.com/stretchr/testify" in program and not TESTIFY.is_dir():
+                package = "golang-github-stretchr-testify-dev"
                 results[i] = self.unavailable(
-                    "testify not found: install the Debian package golang-github-stretchr-testify-dev"
+                    f"testify not found: install the Debian package {package}",
+                    package,
+                    f"apt-get install {package}",
                 )
                 continue
             name = f"p{i}"

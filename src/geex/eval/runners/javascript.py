@@ -2,17 +2,21 @@
 
 HumanEval-X's JavaScript tests use ``console.assert``, which prints "Assertion failed" and
 carries on, so the reference harness (and this one) fails a program that prints anything.
-JavaScript/162 needs the npm package js-md5: it is taken from the cache's node_modules (see
-``geex eval prepare --npm``) or NODE_PATH and copied beside the program; without it such a
-program is "unavailable".
+npm packages a program requires (JavaScript/162 needs js-md5) are taken from the cache's
+node_modules (``geex eval prepare --npm``) or NODE_PATH and copied beside the program, with
+the packages they depend on: the sandbox user cannot read the harness's cache folder. A
+package found nowhere makes node fail with "Cannot find module", which
+``geex.eval.libraries`` turns into "unavailable" when the benchmark itself requires it.
 """
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import shutil
 import subprocess
+from collections.abc import Sequence
 from pathlib import Path
 from typing import ClassVar
 
@@ -21,7 +25,8 @@ from geex.eval.runners.base import Job, Runner
 from geex.eval.sandbox import RunOutcome
 from geex.eval.verdicts import COMPILE_ERROR, FAILED, PASSED, Judgement, classify_run
 
-NPM_PACKAGES = {"js-md5": "0.8.3"}  # package -> the version ``install_npm_packages`` pins
+# What HumanEval-X needs: package -> the version ``geex eval prepare --npm`` pins by default.
+NPM_PACKAGES = {"js-md5": "0.8.3"}
 # node reports a file that does not parse as a SyntaxError raised while loading the module.
 _SYNTAX = re.compile(r"^SyntaxError: ", re.M)
 _LOADING = re.compile(r"\bat (wrapSafe|internalCompileFunction|compileFunction)\b")
@@ -44,35 +49,71 @@ class JavaScriptRunner(Runner):
                 return folder / name
         return None
 
-    def install_npm_packages(self) -> None:
-        """Install the npm packages HumanEval-X needs into the cache (needs npm and network)."""
+    def install_npm_packages(self, specs: Sequence[str] = ()) -> Path:
+        """Install npm packages (names, name@version, tarballs, folders; by default what
+        HumanEval-X needs) into the cache's node_modules, which ``judge`` copies from.
+        Returns that folder."""
         npm = shutil.which("npm")
         if npm is None:
             raise GeexError("npm not found: install the Debian package npm")
+        specs = list(specs) or [f"{name}@{version}" for name, version in NPM_PACKAGES.items()]
         self.cache_dir.mkdir(parents=True, exist_ok=True)
-        specs = [f"{name}@{version}" for name, version in NPM_PACKAGES.items()]
+        specs = [self._keep_tarball(spec) for spec in specs]
+        # Saved to the cache's package.json: npm removes installed packages it does not list.
         argv = [npm, "install", "--prefix", str(self.cache_dir), "--no-audit", "--no-fund",
-                "--no-save", "--no-package-lock", *specs]  # fmt: skip
+                "--no-package-lock", *specs]  # fmt: skip
         done = subprocess.run(argv, capture_output=True, text=True)
         if done.returncode != 0:
-            raise GeexError(f"npm install {' '.join(specs)} failed: {done.stderr.strip()[-500:]}")
+            errors = [
+                line.split(" ", 2)[-1]
+                for line in done.stderr.splitlines()
+                if line.startswith(("npm error", "npm ERR!")) and "complete log" not in line
+            ]
+            reason = "; ".join(e for e in errors[:4] if e.strip()) or done.stderr.strip()[-500:]
+            raise GeexError(f"npm install {' '.join(specs)} failed: {reason}")
+        return self.cache_dir / "node_modules"
+
+    def _keep_tarball(self, spec: str) -> str:
+        """A tarball's copy in the cache: every later install reads the cache's package.json
+        again, which must not point at a file since deleted."""
+        path = Path(spec.removeprefix("file:"))
+        if not (spec.endswith((".tgz", ".tar.gz")) and path.is_file()):
+            return spec
+        kept = self.cache_dir / "npm-tarballs" / path.name
+        kept.parent.mkdir(exist_ok=True)
+        shutil.copyfile(path, kept)
+        return str(kept)
+
+    def copy_package(self, name: str, node_modules: Path) -> bool:
+        """Copy package ``name`` and what it depends on into ``node_modules``; False when
+        it is not installed."""
+        if (node_modules / name).exists():
+            return True
+        module = self.find_module(name)
+        if module is None:
+            return False
+        shutil.copytree(module, node_modules / name, symlinks=False)
+        try:
+            manifest = json.loads((module / "package.json").read_text(encoding="utf-8"))
+        except (OSError, ValueError):
+            return True
+        for dependency in manifest.get("dependencies") or {}:
+            self.copy_package(dependency, node_modules)
+        return True
 
     def note(self) -> str:
         absent = [name for name in NPM_PACKAGES if self.find_module(name) is None]
         if absent:
-            return f"npm package(s) {', '.join(absent)} not installed: run with --npm"
+            return (
+                f"npm package(s) {', '.join(absent)} not installed: run `geex eval prepare --npm`"
+            )
         return f"npm package(s) {', '.join(NPM_PACKAGES)} found"
 
     def judge(self, program: str, job: Job) -> Judgement:
         for name in _REQUIRE.findall(program):
-            if name not in NPM_PACKAGES:
-                continue  # node's own modules, or a package nobody provides: node will say
-            module = self.find_module(name)
-            if module is None:
-                return self.unavailable(
-                    f"the npm package {name} is not installed: run `geex eval prepare --npm`"
-                )
-            shutil.copytree(module, job.workdir / "node_modules" / name, symlinks=False)
+            # node's own modules are not installed anywhere, nor are packages nobody
+            # provides: node says so, and the verdict tells whose fault it is.
+            self.copy_package(npm_package_of(name), job.workdir / "node_modules")
         job.write("test.js", program)
         heap = max(self.settings.memory_bytes >> 21, 256)
         return self.run_tests(["node", f"--max-old-space-size={heap}", "test.js"], job)
@@ -84,3 +125,9 @@ class JavaScriptRunner(Runner):
         if verdict == PASSED and outcome.output:
             return FAILED, "printed output (console.assert failures print and carry on)"
         return verdict, detail
+
+
+def npm_package_of(request: str) -> str:
+    """The package a ``require`` names: "lodash" of "lodash/fp", "@scope/name" of deeper."""
+    parts = request.split("/")
+    return "/".join(parts[:2]) if request.startswith("@") else parts[0]

@@ -2,6 +2,10 @@
 
 In bubblewrap mode each worker keeps a fork server (``python_forkserver``) that forks per
 program; otherwise, and in the naive mode, each program gets its own ``python -B -s``.
+Packages a benchmark needs beyond the interpreter's (``geex eval prepare --pip``) are
+installed with its pip into the cache's ``python-packages`` folder and put on PYTHONPATH; where
+the sandbox user may not enter the cache (root's home), the programs get a copy made once per
+run.
 """
 
 from __future__ import annotations
@@ -9,12 +13,15 @@ from __future__ import annotations
 import os
 import re
 import shutil
+import subprocess
 import sys
 import tempfile
 import threading
+from collections.abc import Sequence
 from functools import cached_property
 from pathlib import Path
 
+from geex.errors import GeexError
 from geex.eval.runners.base import Job, Runner
 from geex.eval.runners.python_forkserver import ForkServer
 from geex.eval.sandbox import Limits, RunOutcome
@@ -33,6 +40,14 @@ def reachable_by_others(path: Path) -> bool:
     return bool(os.stat(path).st_mode & 0o001)
 
 
+def readable_by_others(folder: Path) -> bool:
+    """Whether another user may list and read ``folder``: every folder on the way searchable."""
+    folder = folder.resolve()
+    if any(not os.stat(parent).st_mode & 0o001 for parent in folder.parents):
+        return False
+    return os.stat(folder).st_mode & 0o005 == 0o005
+
+
 class PythonRunner(Runner):
     key = "python"
     assertion = re.compile(r"AssertionError")
@@ -40,6 +55,9 @@ class PythonRunner(Runner):
     def __init__(self, *args, **kwargs) -> None:
         super().__init__(*args, **kwargs)
         self._servers: dict[int, ForkServer] = {}
+        self._packages_env: dict[str, str] | None = None
+        self._packages_copy: Path | None = None
+        self._packages_lock = threading.Lock()  # taken inside ``self._lock`` too
 
     @cached_property
     def interpreter(self) -> str | None:
@@ -60,16 +78,59 @@ class PythonRunner(Runner):
             return "no python3 the sandbox user may run: install the Debian package python3"
         return None
 
+    @property
+    def packages_dir(self) -> Path:
+        return self.cache_dir / "python-packages"
+
+    def install_pip_packages(self, specs: Sequence[str]) -> Path:
+        """Install pip packages with the judging interpreter's pip into ``packages_dir``."""
+        if self.interpreter is None:
+            raise GeexError(self.missing())
+        self.packages_dir.mkdir(parents=True, exist_ok=True)
+        argv = [self.interpreter, "-m", "pip", "install", "--target", str(self.packages_dir),
+                "--upgrade", "--no-input", "--disable-pip-version-check", *specs]  # fmt: skip
+        done = subprocess.run(argv, capture_output=True, text=True)
+        if "No module named pip" in done.stderr:
+            raise GeexError(
+                f"{self.interpreter} (the Python that runs the programs) has no pip: install "
+                "the Debian package python3-pip, or set GEEX_EVAL_PYTHON to a Python with pip"
+            )
+        if done.returncode != 0:
+            raise GeexError(f"pip install {' '.join(specs)} failed: {done.stderr.strip()[-500:]}")
+        return self.packages_dir
+
+    def packages_env(self) -> dict[str, str]:
+        """PYTHONPATH for the installed packages, as the sandbox user can read them."""
+        with self._packages_lock:
+            if self._packages_env is None:
+                self._packages_env = self._readable_packages()
+            return self._packages_env
+
+    def _readable_packages(self) -> dict[str, str]:
+        if not self.packages_dir.is_dir():
+            return {}
+        folder = self.packages_dir
+        if self.sandbox.drop_to_slot_users and not readable_by_others(folder):
+            # The cache sits in the harness's home, which the sandbox user may not enter:
+            # the programs read a copy, made once per run.
+            self._packages_copy = Path(tempfile.mkdtemp(prefix="geex-python-packages-"))
+            os.chmod(self._packages_copy, 0o755)
+            folder = self._packages_copy / "site"
+            shutil.copytree(self.packages_dir, folder, symlinks=True)
+        return {"PYTHONPATH": str(folder)}
+
     def _prepare(self) -> None:
         with tempfile.TemporaryDirectory(prefix="geex-probe-") as probe:
             outcome = self.sandbox.run(
-                [self.interpreter, "-c", "import numpy"], Path(probe), Limits(wall_seconds=30)
-            )
+                [self.interpreter, "-c", "import numpy"], Path(probe), Limits(wall_seconds=30),
+                env=self.packages_env(),
+            )  # fmt: skip
         self._numpy_error = None
         if outcome.returncode != 0:
             self._numpy_error = (
                 f"{self.interpreter} cannot import numpy, which HumanEval-X's preamble imports: "
-                "install the Debian package python3-numpy (or set GEEX_EVAL_PYTHON)"
+                "install the Debian package python3-numpy or run `geex eval prepare --pip numpy` "
+                "(or set GEEX_EVAL_PYTHON)"
             )
 
     def note(self) -> str:
@@ -86,10 +147,11 @@ class PythonRunner(Runner):
 
     def judge(self, program: str, job: Job) -> Judgement:
         if self._numpy_error and "import numpy" in program:
-            return self.unavailable(self._numpy_error)
+            return self.unavailable(self._numpy_error, "numpy", "geex eval prepare --pip numpy")
         job.write("program.py", program)
         if self.settings.naive or self.sandbox.mode != "bwrap":
-            return self.run_tests([self.interpreter, "-B", "-s", "program.py"], job)
+            argv = [self.interpreter, "-B", "-s", "program.py"]
+            return self.run_tests(argv, job, env=self.packages_env())
         job.hand_over(job.server_uid)
         outcome = self._fork_server(job).run(job.workdir, self.settings.run_limits())
         verdict, detail = self.classify(outcome)
@@ -103,7 +165,9 @@ class PythonRunner(Runner):
             server = self._servers.get(key)
             if server is None:
                 slot = job.workdir.parent
-                server = ForkServer(self.sandbox, self.interpreter, slot, job.server_uid)
+                server = ForkServer(
+                    self.sandbox, self.interpreter, slot, job.server_uid, self.packages_env()
+                )
                 self._servers[key] = server
         return server
 
@@ -112,3 +176,6 @@ class PythonRunner(Runner):
             for server in self._servers.values():
                 server.stop()
             self._servers.clear()
+            if self._packages_copy is not None:
+                shutil.rmtree(self._packages_copy, ignore_errors=True)
+                self._packages_copy = None

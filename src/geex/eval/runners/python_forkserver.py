@@ -20,6 +20,7 @@ import os
 import selectors
 import subprocess
 import time
+from collections.abc import Mapping
 from pathlib import Path
 
 from geex.eval.programs import PYTHON_PREAMBLE
@@ -152,13 +153,21 @@ for line in requests:
 class ForkServer:
     """The harness's end of one worker's fork server."""
 
-    def __init__(self, sandbox: Sandbox, interpreter: str, slot_dir: Path, uid: int | None) -> None:
+    def __init__(
+        self,
+        sandbox: Sandbox,
+        interpreter: str,
+        slot_dir: Path,
+        uid: int | None,
+        env: Mapping[str, str] | None = None,
+    ) -> None:
         self.sandbox, self.interpreter, self.slot_dir, self.uid = (
             sandbox,
             interpreter,
             slot_dir,
             uid,
         )
+        self.env = env  # PYTHONPATH of the packages ``geex eval prepare --pip`` installed
         self.proc: subprocess.Popen | None = None
 
     def start(self) -> None:
@@ -167,7 +176,7 @@ class ForkServer:
         limits = Limits(wall_seconds=10**7, cpu_seconds=10**7, memory_bytes=None, processes=None,
                         file_bytes=None, open_files=None)  # fmt: skip
         argv = [self.interpreter, "-B", "-s", "-c", source]
-        command, env = self.sandbox.command(argv, self.slot_dir, limits, uid=self.uid)
+        command, env = self.sandbox.command(argv, self.slot_dir, limits, uid=self.uid, env=self.env)
         self.proc = subprocess.Popen(
             command, cwd=self.slot_dir, stdin=subprocess.PIPE, stdout=subprocess.PIPE,
             stderr=subprocess.DEVNULL, start_new_session=True, env=env,

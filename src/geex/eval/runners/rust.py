@@ -141,7 +141,12 @@ class RustRunner(Runner):
                 continue
             bare = _USE_LINE[crate].sub("", program)
             if _MENTION[crate].search(bare):
-                return self.unavailable(self.kit_error or f"crate {crate} unavailable")
+                reason = self.kit_error or f"crate {crate} unavailable"
+                package = f"librust-{crate}-dev"
+                if package not in reason:  # the sources are there, building them failed
+                    return self.unavailable(reason)
+                install = f"apt-get install {package}, then `geex eval prepare --languages rust`"
+                return self.unavailable(reason, package, install)
             if bare != program:
                 program = bare  # the lines stay, empty, so compiler messages keep their numbers
                 notes.append(crate)
