@@ -1,5 +1,5 @@
 """Shared fixtures; the one rule for what a test lacks (skipped here, a failure in CI); and the
-guard that turns a hang into a failure."""
+guards that turn a hang or a state that never comes into a failure, without timing a test."""
 
 from __future__ import annotations
 
@@ -7,6 +7,7 @@ import importlib
 import os
 import shutil
 import threading
+import time
 from collections.abc import Callable
 from pathlib import Path
 from types import ModuleType
@@ -90,6 +91,20 @@ def finishes_within(seconds: float, work: Callable[[], T], what: str) -> T:
     if "error" in outcome:
         raise outcome["error"]
     return outcome["result"]
+
+
+def settles(probe: Callable[[], T], expected: T, what: str, seconds: float = 60.0) -> None:
+    """Poll ``probe()`` until it returns ``expected``, or fail with the last value seen.
+
+    For states that come soon but not at once, such as a killed process leaving the process
+    table: a fixed sleep before the check loses that race on a busy machine. ``seconds`` is a
+    guard far above what such a machine needs, not a speed check.
+    """
+    deadline = time.monotonic() + seconds
+    while (seen := probe()) != expected:
+        if time.monotonic() > deadline:
+            pytest.fail(f"{what}: {seen!r} after {seconds:g} s, expected {expected!r}")
+        time.sleep(0.05)
 
 
 @pytest.fixture

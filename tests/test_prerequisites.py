@@ -1,7 +1,8 @@
-"""What a test lacks skips it here and fails it in CI, and a hang becomes a failure. `pytest tests/test_prerequisites.py`"""
+"""What a test lacks skips it here and fails it in CI; a hang, or a state that never comes, fails. `pytest tests/test_prerequisites.py`"""
 
 from __future__ import annotations
 
+import itertools
 import json
 import threading
 
@@ -13,6 +14,7 @@ from tests.conftest import (
     missing,
     required_module,
     required_program,
+    settles,
     shared_path,
 )
 
@@ -95,3 +97,14 @@ def test_finishes_within_fails_on_work_that_never_ends():
             finishes_within(0.1, release.wait, "a wait")
     finally:
         release.set()  # let the left-behind thread end
+
+
+def test_settles_waits_for_the_expected_value():
+    counter = itertools.count()
+    settles(lambda: min(next(counter), 3), 3, "a counter")
+    assert next(counter) == 4  # polled until it got there, and no further
+
+
+def test_settles_fails_with_the_last_value_seen():
+    with pytest.raises(pytest.fail.Exception, match=r"leftovers: \[7\] after 0.1 s, expected \[\]"):
+        settles(lambda: [7], [], "leftovers", seconds=0.1)

@@ -11,7 +11,7 @@ import shutil
 import socket
 import subprocess
 import tempfile
-import time
+from functools import partial
 from pathlib import Path
 
 import pytest
@@ -19,7 +19,7 @@ import pytest
 from geex.eval.evaluator import EvalConfig, Evaluator
 from geex.eval.runners import RunSettings
 from geex.eval.sandbox import _pids_of_uid
-from tests.conftest import finishes_within
+from tests.conftest import finishes_within, settles
 
 from .conftest import inline_sample
 from .hostile_programs import ATTACKS, HARMLESS, hostile
@@ -108,11 +108,10 @@ def test_nothing_escaped(battery):
 
 
 def test_nothing_left_running(battery):
-    time.sleep(0.5)
-    assert living_children() == [battery["canary"].pid]
+    settles(living_children, [battery["canary"].pid], "child processes left")
     for uid in battery["slot_users"]:
         if uid is not None:
-            assert _pids_of_uid(uid, living=True) == []
+            settles(partial(_pids_of_uid, uid, living=True), [], f"processes of sandbox user {uid}")
 
 
 def test_the_harness_keeps_going(battery):

@@ -9,14 +9,14 @@ import os
 import shutil
 import socket
 import tempfile
-import time
+from functools import partial
 from pathlib import Path
 
 import pytest
 
 from geex.eval.evaluator import EvalConfig, Evaluator
 from geex.eval.sandbox import Limits, Sandbox, _pids_of_uid
-from tests.conftest import finishes_within, missing
+from tests.conftest import finishes_within, missing, settles
 
 from .conftest import inline_sample
 
@@ -78,10 +78,10 @@ def run(sandbox: Sandbox, workdir: Path, script: str, **limits):
 
 
 def assert_nothing_left(sandbox: Sandbox):
-    assert living_children() == []
+    settles(living_children, [], "child processes left")
     uid = sandbox.slot_uid(7)
     if uid is not None:
-        assert _pids_of_uid(uid, living=True) == []
+        settles(partial(_pids_of_uid, uid, living=True), [], f"processes of sandbox user {uid}")
 
 
 def test_only_its_folder_is_writable(bwrap, workdir, outside):
@@ -115,7 +115,6 @@ def test_timeout_kills_the_program_and_its_children(mode, workdir):
         60, lambda: run(sandbox, workdir, script, wall_seconds=1.5), f"a timed-out run in {mode}"
     )
     assert out.timed_out
-    time.sleep(0.2)
     assert_nothing_left(sandbox)
 
 
