@@ -10,11 +10,13 @@ from __future__ import annotations
 
 ATTACKS = ("fork_bomb", "memory_bomb", "infinite_loop", "huge_output", "write_outside",
            "network", "kill_parent")  # fmt: skip
+HARMLESS = "harmless"  # not an attack: a program that passes, judged after the battery
 
 PYTHON = {
     "fork_bomb": "import os\nwhile True:\n    os.fork()\n",
     "memory_bomb": "blocks = []\nwhile True:\n    blocks.append(bytearray(100 << 20))\n",
     "infinite_loop": "while True:\n    pass\n",
+    HARMLESS: "assert 1 + 1 == 2\n",
     "huge_output": "while True:\n    print('x' * 1000)\n",
     "write_outside": "open('@OUTSIDE@/pwned-python', 'w').write('pwned')\n",
     "network": "import socket\nsocket.create_connection(('127.0.0.1', @PORT@), timeout=1)\n",
@@ -27,6 +29,7 @@ CPP = {
     "memory_bomb": "int main() { std::vector<char*> v; while (true) { char* p = new char[100 << 20];"
     " memset(p, 1, 100 << 20); v.push_back(p); } }",
     "infinite_loop": "int main() { volatile long x = 0; while (true) x++; }",
+    HARMLESS: "int main() { return 1 + 1 == 2 ? 0 : 1; }",
     "huge_output": 'int main() { while (true) puts("xxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxx"); }',
     "write_outside": 'int main() { FILE* f = fopen("@OUTSIDE@/pwned-cpp", "w");'
     ' if (!f) { perror("fopen"); return 1; } fputs("pwned", f); }',
@@ -45,6 +48,7 @@ JAVA = {
     "memory_bomb": "java.util.List<long[]> l = new java.util.ArrayList<>();"
     " while (true) l.add(new long[10_000_000]);",
     "infinite_loop": "long x = 0; while (true) x++;",
+    HARMLESS: "if (1 + 1 != 2) throw new AssertionError();",
     "huge_output": 'while (true) System.out.println("xxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxx");',
     "write_outside": 'java.nio.file.Files.writeString(java.nio.file.Path.of("@OUTSIDE@/pwned-java"),'
     ' "pwned");',
@@ -58,6 +62,7 @@ JS = {
     "fork_bomb": "const cp = require('child_process')\nfor (;;) { cp.spawn('sleep', ['100']) }\n",
     "memory_bomb": "const a = []\nfor (;;) { a.push(Buffer.alloc(100 * 1024 * 1024, 1)) }\n",
     "infinite_loop": "for (;;) {}\n",
+    HARMLESS: "if (1 + 1 !== 2) { throw new Error('arithmetic') }\n",
     "huge_output": "for (;;) { console.log('x'.repeat(1000)) }\n",
     "write_outside": "require('fs').writeFileSync('@OUTSIDE@/pwned-js', 'pwned')\n",
     "network": "require('net').connect(@PORT@, '127.0.0.1', () => process.exit(0))\n",
@@ -70,6 +75,7 @@ GO = {  # attack -> (imports, body of a test function)
     "memory_bomb": ([], "var s [][]byte\n\tfor {\n\t\tb := make([]byte, 100<<20)\n"
                     "\t\tfor i := range b {\n\t\t\tb[i] = 1\n\t\t}\n\t\ts = append(s, b)\n\t}"),
     "infinite_loop": ([], "x := 0\n\tfor {\n\t\tx++\n\t}"),
+    HARMLESS: ([], 'if 1+1 != 2 {\n\t\tt.Fatal("arithmetic")\n\t}'),
     "huge_output": (["fmt"], 'for {\n\t\tfmt.Println("xxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxx")\n\t}'),
     "write_outside": (["os"], 'if err := os.WriteFile("@OUTSIDE@/pwned-go", []byte("pwned"), 0o644);'
                       " err != nil {\n\t\tpanic(err)\n\t}"),
@@ -83,6 +89,7 @@ RUST = {
     "fork_bomb": 'loop { let _ = std::process::Command::new("sleep").arg("100").spawn(); }',
     "memory_bomb": "let mut v = Vec::new(); loop { v.push(vec![1u8; 256 << 20]); }",
     "infinite_loop": "let mut x: u64 = 0; loop { x = std::hint::black_box(x.wrapping_add(1)); }",
+    HARMLESS: "assert_eq!(1 + 1, 2);",
     "huge_output": 'loop { println!("xxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxx"); }',
     "write_outside": 'std::fs::write("@OUTSIDE@/pwned-rust", "pwned").unwrap();',
     "network": 'std::net::TcpStream::connect("127.0.0.1:@PORT@").unwrap();',

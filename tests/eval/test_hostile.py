@@ -1,6 +1,7 @@
 """A battery of hostile programs in every language (fork bomb, memory bomb, infinite loop,
 huge output, writing outside its folder, a network connection, killing its parent) is
-contained: nothing escapes, nothing is left running, and the harness keeps going.
+contained: nothing escapes, nothing is left running, and the harness keeps going: it judges
+every program and, afterwards, passes a harmless one in every language.
 Run: .venv/bin/python -m pytest tests/eval/test_hostile.py -q"""
 
 from __future__ import annotations
@@ -10,7 +11,7 @@ import shutil
 import socket
 import subprocess
 import tempfile
-import time
+from functools import partial
 from pathlib import Path
 
 import pytest
@@ -18,13 +19,17 @@ import pytest
 from geex.eval.evaluator import EvalConfig, Evaluator
 from geex.eval.runners import RunSettings
 from geex.eval.sandbox import _pids_of_uid
+from tests.conftest import finishes_within, settles
 
 from .conftest import inline_sample
-from .hostile_programs import ATTACKS, hostile
+from .hostile_programs import ATTACKS, HARMLESS, hostile
 from .test_sandbox import living_children
 
 LANGUAGES = ("python", "cpp", "java", "javascript", "go", "rust")
 TIMEOUT = 3.0
+# A guard against a hung harness, not a speed check: the whole battery, compilers included,
+# takes under a minute with warm caches and a few minutes at most on a busy 2-core machine.
+HANG_GUARD_SECONDS = 600
 ALLOWED = {
     "fork_bomb": {"timeout", "sandbox violation", "runtime error"},
     "memory_bomb": {"sandbox violation"},
@@ -46,32 +51,41 @@ def battery():
     listener.listen()
     listener.settimeout(0.2)
     port = listener.getsockname()[1]
-    canary = subprocess.Popen(["sleep", "120"])  # a process of ours the programs try to kill
-    samples = [
-        inline_sample(
-            lang, task_id=f"Hostile-{lang}/{attack}", **hostile(lang, attack, str(outside), port)
-        )
-        for lang in LANGUAGES
-        for attack in ATTACKS
-    ]
+    canary = subprocess.Popen(["sleep", "infinity"])  # a process of ours the programs try to kill
+
+    def programs(kind, attacks):
+        return [
+            inline_sample(
+                lang, task_id=f"{kind}-{lang}/{attack}", **hostile(lang, attack, str(outside), port)
+            )
+            for lang in LANGUAGES
+            for attack in attacks
+        ]
+
+    samples, harmless = programs("Hostile", ATTACKS), programs("Harmless", [HARMLESS])
     settings = RunSettings(timeout=TIMEOUT, memory_bytes=1 << 30)  # bombs hit the wall sooner
     config = EvalConfig(workers=2, settings=settings)
-    start = time.monotonic()
-    with Evaluator(config) as evaluator:
-        results = {r.task_id: r for r in evaluator.judge(samples)}
-        slot_users = [
-            evaluator.sandbox.slot_uid(i, server=s) for i in range(2) for s in (False, True)
-        ]
-        mode = evaluator.sandbox.mode
-    elapsed = time.monotonic() - start
+
+    def judge_battery():
+        with Evaluator(config) as evaluator:
+            results = {r.task_id: r for r in evaluator.judge(samples)}
+            afterwards = {r.language: r for r in evaluator.judge(harmless)}
+            slot_users = [
+                evaluator.sandbox.slot_uid(i, server=s) for i in range(2) for s in (False, True)
+            ]
+            return results, afterwards, slot_users, evaluator.sandbox.mode
+
+    results, afterwards, slot_users, mode = finishes_within(
+        HANG_GUARD_SECONDS, judge_battery, "the hostile battery"
+    )
     try:
         listener.accept()
         connected = True
     except TimeoutError:
         connected = False
     yield {
-        "results": results, "outside": outside, "connected": connected, "canary": canary,
-        "slot_users": slot_users, "mode": mode, "elapsed": elapsed,
+        "results": results, "afterwards": afterwards, "outside": outside,
+        "connected": connected, "canary": canary, "slot_users": slot_users, "mode": mode,
     }  # fmt: skip
     canary.kill()
     canary.wait()
@@ -84,7 +98,6 @@ def battery():
 def test_attack_is_contained(battery, language, attack):
     result = battery["results"][f"Hostile-{language}/{attack}"]
     assert result.verdict in ALLOWED[attack], (result.verdict, result.detail, result.stderr[-500:])
-    assert result.seconds < TIMEOUT + 15
 
 
 def test_nothing_escaped(battery):
@@ -95,13 +108,16 @@ def test_nothing_escaped(battery):
 
 
 def test_nothing_left_running(battery):
-    time.sleep(0.5)
-    assert living_children() == [battery["canary"].pid]
+    settles(living_children, [battery["canary"].pid], "child processes left")
     for uid in battery["slot_users"]:
         if uid is not None:
-            assert _pids_of_uid(uid, living=True) == []
+            settles(partial(_pids_of_uid, uid, living=True), [], f"processes of sandbox user {uid}")
 
 
-def test_whole_battery_is_quick(battery):
-    # 42 programs, several of which run into the time limit, on 2 workers.
-    assert battery["elapsed"] < 240
+def test_the_harness_keeps_going(battery):
+    assert len(battery["results"]) == len(LANGUAGES) * len(ATTACKS)
+    afterwards = battery["afterwards"]
+    verdicts = {language: afterwards[language].verdict for language in afterwards}
+    assert verdicts == dict.fromkeys(LANGUAGES, "passed"), {
+        language: (result.detail, result.stderr[-300:]) for language, result in afterwards.items()
+    }

@@ -23,6 +23,7 @@ from geex.languages import get_language
 from geex.model import ModelConfig, build_model
 from geex.model.checkpoint import load_model, save_checkpoint
 from geex.tokenizer import load_tokenizer, train_tokenizer
+from tests.conftest import required_module
 
 LANGUAGES = ["python", "go"]  # an indented language and a brace language
 NO_STOP = StopRule((), column_zero=False, closing_brace=False)
@@ -98,7 +99,7 @@ def hf_export(checkpoint, folder):
 def test_hugging_face_export_end_to_end_equals_the_geex_checkpoint(
     checkpoint, geex_backend, capsys, tmp_path
 ):
-    pytest.importorskip("transformers")
+    required_module("transformers")
     from geex.eval.backends_hf import HFBackend
 
     hf_folder = hf_export(checkpoint, tmp_path / "hf")
@@ -119,7 +120,7 @@ def test_hugging_face_export_end_to_end_equals_the_geex_checkpoint(
 
 def test_hugging_face_standard_architecture(checkpoint, tmp_path):
     """A GPT-2 folder (no remote code), sampled: n completions per prompt, each cut by its rule."""
-    transformers = pytest.importorskip("transformers")
+    transformers = required_module("transformers")
     from geex.eval.backends_hf import HFBackend
 
     tokenizer = load_tokenizer(checkpoint)
@@ -139,7 +140,8 @@ def test_hugging_face_standard_architecture(checkpoint, tmp_path):
 
 @pytest.fixture(scope="module")
 def geex_server(checkpoint):
-    pytest.importorskip("fastapi")
+    required_module("fastapi")
+    required_module("uvicorn")
     from geex.serve.server import BackgroundServer, ServedModel, create_app
 
     with BackgroundServer(create_app(ServedModel.load(checkpoint, device="cpu"))) as server:

@@ -10,8 +10,10 @@ import signal
 import subprocess
 import sys
 import time
+from functools import partial
 
 from geex.eval.sandbox import SLOT_UID_BASE, UID_BLOCK, _pids_of_uid
+from tests.conftest import settles
 
 COMMAND = [sys.executable, "-m", "geex", "eval", "embedded", "--canonical", "--no-progress",
            "--languages", "python", "javascript", "go", "--workers", "1"]  # fmt: skip
@@ -50,9 +52,8 @@ def test_interrupted_run_resumes_without_duplicates(tmp_path):
     with results.open("a") as out:
         out.write('{"task_id": "Geex-Python/9", "completion_i')  # a line the kill cut short
 
-    time.sleep(0.5)  # the sandboxes die with their parent
-    for uid in range(uid_base, uid_base + 4):
-        assert _pids_of_uid(uid, living=True) == []
+    for uid in range(uid_base, uid_base + 4):  # the sandboxes die with their parent
+        settles(partial(_pids_of_uid, uid, living=True), [], f"processes of sandbox user {uid}")
 
     summary = run_to_completion(out_dir)
     keys = result_keys(out_dir)

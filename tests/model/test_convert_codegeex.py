@@ -335,7 +335,6 @@ def test_mixed_dtypes_keep_the_widest(checkpoint, tmp_path):
 
 
 def test_tokenizer_is_saved_alongside(checkpoint, codegeex_tokenizer_dir, tmp_path):
-    pytest.importorskip("geex.tokenizer")
     torch.save(checkpoint, tmp_path / "ckpt.pt")
     convert_codegeex(
         [tmp_path / "ckpt.pt"], tmp_path / "geex", n_head=N_HEAD, tokenizer=codegeex_tokenizer_dir

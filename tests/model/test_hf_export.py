@@ -9,9 +9,12 @@ import os
 os.environ.setdefault("HF_HUB_OFFLINE", "1")  # these tests only read local folders
 
 import pytest
+import tokenizers
 import torch
 
-transformers = pytest.importorskip("transformers")
+from tests.conftest import required_module
+
+transformers = required_module("transformers")
 
 from geex.cli import main as geex_main  # noqa: E402
 from geex.errors import GeexError  # noqa: E402
@@ -19,6 +22,7 @@ from geex.model import ModelConfig, build_model  # noqa: E402
 from geex.model.checkpoint import load_state_dict, read_config, save_checkpoint  # noqa: E402
 from geex.model.hf_export import export_hf, import_hf  # noqa: E402
 from geex.model.loss import lm_loss  # noqa: E402
+from geex.tokenizer import load_tokenizer  # noqa: E402
 
 # Vocabulary padded 60 -> 64: the four padding rows must never be generated.
 CONFIG = ModelConfig(
@@ -177,7 +181,6 @@ def test_sharded_bf16_export_loads(folders, geex_model, tmp_path):
 
 
 def test_tokenizer_files_travel_and_load(folders, tmp_path):
-    tokenizers = pytest.importorskip("tokenizers")
     vocab = {"<|endoftext|>": 0, "[UNK]": 1, "def": 2, "return": 3}
     tokenizer = tokenizers.Tokenizer(tokenizers.models.WordLevel(vocab, unk_token="[UNK]"))
     tokenizer.pre_tokenizer = tokenizers.pre_tokenizers.Whitespace()
@@ -196,8 +199,7 @@ def test_tokenizer_files_travel_and_load(folders, tmp_path):
 
 
 def test_the_codegeex_tokenizer_encodes_alike_after_export(codegeex_tokenizer_dir, tmp_path):
-    tokenizer_module = pytest.importorskip("geex.tokenizer")
-    tokenizer = tokenizer_module.load_tokenizer(codegeex_tokenizer_dir)
+    tokenizer = load_tokenizer(codegeex_tokenizer_dir)
     save_checkpoint(build_model(CONFIG, seed=0), tmp_path / "geex", tokenizer=tokenizer)
     export_hf(tmp_path / "geex", tmp_path / "hf")
     hf_tokenizer = transformers.AutoTokenizer.from_pretrained(tmp_path / "hf")

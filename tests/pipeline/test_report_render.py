@@ -6,19 +6,17 @@
 
 from __future__ import annotations
 
-import shutil
 import subprocess
 
 import numpy as np
-import pytest
+
+from tests.conftest import required_program
 
 BROWSERS = ("chromium", "chromium-browser", "google-chrome")
 
 
 def screenshot(html, png, width=1200, height=5000):
-    browser = next((b for b in BROWSERS if shutil.which(b)), None)
-    if browser is None:
-        pytest.skip("no headless browser: install the Debian package chromium")
+    browser = required_program(*BROWSERS, package="chromium")
     subprocess.run(
         [browser, "--headless", "--no-sandbox", "--disable-gpu", "--hide-scrollbars",
          f"--window-size={width},{height}", f"--screenshot={png}", html.as_uri()],

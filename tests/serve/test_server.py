@@ -12,16 +12,18 @@ from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 
-pytest.importorskip("fastapi")
-pytest.importorskip("uvicorn")
+from tests.conftest import required_module
 
-from geex.eval.problems import load_embedded
-from geex.model import ModelConfig, build_model
-from geex.model.checkpoint import save_checkpoint
-from geex.model.generation import SamplingConfig
-from geex.serve.completion import complete
-from geex.serve.server import BackgroundServer, ServedModel, create_app
-from geex.tokenizer import train_tokenizer
+required_module("fastapi")
+required_module("uvicorn")
+
+from geex.eval.problems import load_embedded  # noqa: E402
+from geex.model import ModelConfig, build_model  # noqa: E402
+from geex.model.checkpoint import save_checkpoint  # noqa: E402
+from geex.model.generation import SamplingConfig  # noqa: E402
+from geex.serve.completion import complete  # noqa: E402
+from geex.serve.server import BackgroundServer, ServedModel, create_app  # noqa: E402
+from geex.tokenizer import train_tokenizer  # noqa: E402
 
 PROMPTS = ["def add(a, b):\n", "int main() {\n    int x = "]
 

@@ -8,9 +8,9 @@ import pytest
 
 from geex.cli import main
 from geex.tokenizer import load_tokenizer
+from tests.conftest import shared_path
 
 REPO = Path(__file__).resolve().parents[2]
-CODEGEEX_DIR = REPO / ".." / "shared" / "data" / "codegeex-tokenizer"
 
 
 def geex(command: str, **paths) -> int:
@@ -63,9 +63,8 @@ def test_info_describes_special_ids(trained_dir, capsys):
 
 
 def test_convert_codegeex_files_to_tokenizer_json(tmp_path, capsys):
-    if not CODEGEEX_DIR.exists():
-        pytest.skip(f"needs the CodeGeeX tokenizer files at {CODEGEEX_DIR.resolve()}")
-    assert geex("convert {src} --out {out}", src=CODEGEEX_DIR, out=tmp_path) == 0
+    codegeex_dir = shared_path("data", "codegeex-tokenizer")
+    assert geex("convert {src} --out {out}", src=codegeex_dir, out=tmp_path) == 0
     assert (tmp_path / "tokenizer.json").is_file() and not (tmp_path / "vocab.json").exists()
     assert geex("info {out}", out=tmp_path) == 0
     out = capsys.readouterr().out

@@ -17,23 +17,17 @@ import pytest
 
 from geex.errors import GeexError
 from geex.tokenizer import codegeex_tokenizer, load_tokenizer
+from tests.conftest import required_module, shared_path
 
-regex = pytest.importorskip("regex", reason="the reference BPE needs the regex module")
+# The reference BPE's pattern needs the regex module, which transformers depends on.
+regex = required_module("regex")
 
-SHARED_DATA = Path(__file__).resolve().parents[2] / ".." / "shared" / "data"
 HUMANEVALX_LANGUAGES = ("python", "cpp", "java", "js", "go", "rust")
-
-
-def shared_data(*parts: str) -> Path:
-    path = SHARED_DATA.joinpath(*parts)
-    if not path.exists():
-        pytest.skip(f"needs the reference data at {path.resolve()} (../shared beside the repo)")
-    return path
 
 
 @pytest.fixture(scope="module")
 def codegeex_dir() -> Path:
-    return shared_data("codegeex-tokenizer")
+    return shared_path("data", "codegeex-tokenizer")
 
 
 @pytest.fixture(scope="module")
@@ -120,7 +114,7 @@ class ReferenceCodeGeeX:
 
 def humanevalx_programs(language: str) -> list[str]:
     """Prompt + canonical solution of every task (Rust's prompt lacks the signature)."""
-    path = shared_data("humaneval-x", f"humaneval_{language}.jsonl.gz")
+    path = shared_path("data", "humaneval-x", f"humaneval_{language}.jsonl.gz")
     with gzip.open(path, "rt", encoding="utf-8") as lines:
         tasks = [json.loads(line) for line in lines]
     declaration = (lambda t: t["declaration"]) if language == "rust" else (lambda t: "")

@@ -9,9 +9,9 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from geex.tokenizer import load_tokenizer, train_tokenizer
+from tests.conftest import required_module, shared_path
 
 REPO = Path(__file__).resolve().parents[2]
-CODEGEEX_DIR = REPO / ".." / "shared" / "data" / "codegeex-tokenizer"
 
 # Pieces that stress the whitespace rule, the pre-tokenizers and the special-token handling;
 # any other text comes from st.text over every character UTF-8 can carry (no lone surrogates).
@@ -33,10 +33,13 @@ SETTINGS = settings(
 
 
 @pytest.fixture(scope="module")
-def codegeex():
-    if not CODEGEEX_DIR.exists():
-        pytest.skip(f"needs the CodeGeeX tokenizer files at {CODEGEEX_DIR.resolve()}")
-    return load_tokenizer(CODEGEEX_DIR)
+def codegeex_dir():
+    return shared_path("data", "codegeex-tokenizer")
+
+
+@pytest.fixture(scope="module")
+def codegeex(codegeex_dir):
+    return load_tokenizer(codegeex_dir)
 
 
 @pytest.fixture(scope="module")
@@ -46,11 +49,11 @@ def trained():
 
 
 @pytest.fixture(scope="module")
-def codegeex_pipeline(codegeex):
+def codegeex_pipeline(codegeex_dir):
     """CodeGeeX's own code path: Hugging Face's GPT-2 tokenizer from the same files, fed the
     text after its whitespace rewrite (THUDM/CodeGeeX codegeex/tokenizer/tokenizer.py)."""
-    transformers = pytest.importorskip("transformers")
-    hf = transformers.AutoTokenizer.from_pretrained(str(CODEGEEX_DIR))
+    transformers = required_module("transformers")
+    hf = transformers.AutoTokenizer.from_pretrained(str(codegeex_dir))
 
     def encode(text: str) -> list[int]:
         for n in range(10, 1, -1):

@@ -9,9 +9,9 @@ import pytest
 
 from geex.errors import GeexError
 from geex.tokenizer import load_tokenizer, train_tokenizer
+from tests.conftest import required_module, shared_path
 
 REPO = Path(__file__).resolve().parents[2]
-CODEGEEX_DIR = REPO / ".." / "shared" / "data" / "codegeex-tokenizer"
 
 SAMPLES = [
     "# language: Python\ndef f(x):\n    return x  # done\n",
@@ -25,9 +25,7 @@ SAMPLES = [
 
 @pytest.fixture(scope="module")
 def codegeex():
-    if not CODEGEEX_DIR.exists():
-        pytest.skip(f"needs the CodeGeeX tokenizer files at {CODEGEEX_DIR.resolve()}")
-    return load_tokenizer(CODEGEEX_DIR)
+    return load_tokenizer(shared_path("data", "codegeex-tokenizer"))
 
 
 @pytest.fixture(scope="module")
@@ -77,7 +75,7 @@ def test_saving_again_writes_the_same_files(tokenizer, tmp_path):
 
 
 def test_transformers_autotokenizer_gives_the_same_ids(tokenizer, tmp_path):
-    transformers = pytest.importorskip("transformers")
+    transformers = required_module("transformers")
     hf = transformers.AutoTokenizer.from_pretrained(str(tokenizer.save(tmp_path)))
     for text in SAMPLES:
         ids = tokenizer.encode(text)
@@ -88,7 +86,7 @@ def test_transformers_autotokenizer_gives_the_same_ids(tokenizer, tmp_path):
 
 
 def test_transformers_from_tokenizer_file_gives_the_same_ids(tokenizer, tmp_path):
-    transformers = pytest.importorskip("transformers")
+    transformers = required_module("transformers")
     tokenizer_file = str(tokenizer.save(tmp_path) / "tokenizer.json")
     hf = transformers.PreTrainedTokenizerFast(
         tokenizer_file=tokenizer_file, split_special_tokens=True
