@@ -22,6 +22,7 @@ from geex.eval.runners import RunSettings
 from geex.eval.runners.javascript import JavaScriptRunner
 from geex.eval.sandbox import Sandbox
 from geex.eval.verdicts import PASSED, UNAVAILABLE
+from tests.conftest import missing
 
 from .conftest import inline_sample
 
@@ -158,7 +159,7 @@ def test_pip_prepare_makes_the_module_importable_in_the_sandbox(tmp_path):
         runner = evaluator.runner("python")
         check = subprocess.run([runner.interpreter, "-m", "pip", "--version"], capture_output=True)
         if check.returncode != 0:
-            pytest.skip(f"{runner.interpreter} has no pip")
+            missing(f"{runner.interpreter} has no pip: install the Debian package python3-pip")
         runner.install_pip_packages([str(python_wheel(tmp_path, module, "VALUE = 41\n"))])
     assert before.verdict == UNAVAILABLE
     assert before.install == f"geex eval prepare --pip {module}"

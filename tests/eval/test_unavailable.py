@@ -12,6 +12,7 @@ from geex.eval.evaluator import EvalConfig, Evaluator
 from geex.eval.libraries import blame_missing_library, install_hint
 from geex.eval.runners import RunSettings
 from geex.eval.verdicts import COMPILE_ERROR, RUNTIME_ERROR, UNAVAILABLE, Judgement
+from tests.conftest import required_program
 
 from .conftest import inline_sample
 
@@ -19,11 +20,15 @@ ABSENT_PY = "geex_absent_module_for_tests"
 ABSENT_HEADER = "geex_absent/library.hpp"
 
 
+@pytest.fixture
+def gpp():
+    return required_program("g++", package="g++")
+
+
 @pytest.fixture(scope="module")
 def bare_evaluator(tmp_path_factory):
     """An evaluator whose cache holds no npm package, and no NODE_PATH to find one in."""
-    if shutil.which("node") is None:
-        pytest.skip("node is not installed")
+    required_program("node", package="nodejs")
     with pytest.MonkeyPatch.context() as patch:
         patch.delenv("NODE_PATH", raising=False)
         config = EvalConfig(workers=1, settings=RunSettings(timeout=5.0),
@@ -103,7 +108,7 @@ def test_completion_importing_a_missing_python_module_is_a_runtime_error(evaluat
     assert "ModuleNotFoundError" in result.stderr
 
 
-@pytest.mark.skipif(shutil.which("g++") is None, reason="g++ is not installed")
+@pytest.mark.usefixtures("gpp")
 def test_benchmark_prompt_including_a_missing_header_is_unavailable(evaluator):
     sample = inline_sample(
         "cpp",
@@ -117,7 +122,7 @@ def test_benchmark_prompt_including_a_missing_header_is_unavailable(evaluator):
     assert ABSENT_HEADER in result.install
 
 
-@pytest.mark.skipif(shutil.which("g++") is None, reason="g++ is not installed")
+@pytest.mark.usefixtures("gpp")
 def test_completion_including_a_missing_header_is_a_compile_error(evaluator):
     sample = inline_sample(
         "cpp",

@@ -11,7 +11,9 @@ import torch
 import torch.nn.functional as F
 from torch.nn.attention import SDPBackend, sdpa_kernel
 
-transformers = pytest.importorskip("transformers")
+from tests.conftest import required_module
+
+transformers = required_module("transformers")
 
 from geex.model import ModelConfig, build_model  # noqa: E402
 from geex.model.checkpoint import save_checkpoint  # noqa: E402
