@@ -46,9 +46,7 @@ def _block_name(name: str) -> str:
 
 
 def build_card(config, parts: list[dict]) -> dict:
-    from geex.data.pipeline import work_dir
-
-    work = work_dir(config)
+    work = config.work_dir
     languages: dict[str, dict] = {}
     for part in parts:
         for split, rows in part.get("counts", {}).items():

@@ -97,6 +97,11 @@ class DataConfig:
             self.tasks = self.workers
 
     @property
+    def work_dir(self) -> Path:
+        """The run's work files (cleaned copies, signatures, logs) under ``out``."""
+        return Path(self.out) / WORK
+
+    @property
     def exact(self) -> bool:
         return self.dedup in ("exact", "both")
 
@@ -140,10 +145,6 @@ class Stage:
         return work / "logs" / self.name
 
 
-def work_dir(config: DataConfig) -> Path:
-    return Path(config.out) / WORK
-
-
 def build_stages(config: DataConfig) -> list[Stage]:
     from datatrove.pipeline.dedup.minhash import MinhashDedupBuckets
 
@@ -157,7 +158,7 @@ def build_stages(config: DataConfig) -> list[Stage]:
     from geex.data.sources import reader_steps, resolve_sources
     from geex.data.writer import CleanedReader, CleanedWriter, PackShards, Progress, TrainTokenizer
 
-    work = work_dir(config)
+    work = config.work_dir
     sources = resolve_sources(config)
     tasks = config.tasks
     clean: list[PipelineStep] = reader_steps(config, sources, work)
@@ -242,7 +243,7 @@ class FinishDataset(PipelineStep):
         from geex.data.writer import finish_dataset
 
         with self.track_time():
-            work = work_dir(self.config)
+            work = self.config.work_dir
             parts = finish_dataset(
                 self.config.out, work, self.config.tasks, extra={"card": "card.md"}
             )
@@ -258,7 +259,7 @@ class FinishDataset(PipelineStep):
 
 def prepare_output(config: DataConfig, overwrite: bool = False) -> None:
     """Create OUT, or check that the run in it was started with the same options."""
-    out, work = Path(config.out), work_dir(config)
+    out, work = Path(config.out), config.work_dir
     record = work / "config.json"
     fields = config.output_fields()
     if overwrite and record.is_file():  # only ever delete what `geex data` made
@@ -286,7 +287,7 @@ def prepare_output(config: DataConfig, overwrite: bool = False) -> None:
 
 
 def is_stage_done(config: DataConfig, stage: Stage) -> bool:
-    folder = stage.logging_dir(work_dir(config)) / "completions"
+    folder = stage.logging_dir(config.work_dir) / "completions"
     return all((folder / f"{rank:05d}").is_file() for rank in range(stage.tasks))
 
 
@@ -306,7 +307,7 @@ def run_data_pipeline(
     from geex.data.executors import make_executor, silence_main_process_logging
 
     def executor_of(stage: Stage, depends=None):
-        logging_dir = str(stage.logging_dir(work_dir(config)))
+        logging_dir = str(stage.logging_dir(config.work_dir))
         return make_executor(config, stage, logging_dir, depends=depends)
 
     if config.executor == "slurm" and shutil.which("sbatch") is None:

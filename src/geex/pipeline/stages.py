@@ -301,8 +301,8 @@ class Run:
     # -- stages ----------------------------------------------------------------------------------
 
     def _stage_data(self) -> dict:
-        from geex.cli.data import StageProgress
         from geex.data.pipeline import run_data_pipeline
+        from geex.data.stage_progress import StageProgress
 
         config = self.data
         card = run_data_pipeline(config, on_stage=StageProgress(self.console, config))
