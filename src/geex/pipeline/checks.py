@@ -43,28 +43,22 @@ def check_sources_readable(sources: list[str]) -> None:
             )
 
 
-def estimate_disk_bytes(
-    sources: list[str],
-    params: int,
-    keep_checkpoints: int,
-    *,
-    data: bool = True,
-    checkpoints: bool = True,
-    exports: bool = True,
-) -> int:
-    """Bytes the stages still to run will write: the data, ``keep_checkpoints`` + 1
-    checkpoints (one is written before the oldest goes), and the two exported models."""
-    total = 0
-    if data and sources:
-        found = sum(_tree_bytes(Path(s)) for s in sources if Path(s).exists())
-        total += int(found * DATA_BYTES_PER_SOURCE_BYTE)
-    elif data:
-        total += EMBEDDED_DATA_BYTES
-    if checkpoints:
-        total += params * CHECKPOINT_BYTES_PER_PARAM * (keep_checkpoints + 1)
-    if exports:
-        total += params * EXPORT_BYTES_PER_PARAM
-    return total
+def data_disk_bytes(sources: list[str]) -> int:
+    """Work files and shards made from ``sources`` (none: the code on this machine)."""
+    if not sources:
+        return EMBEDDED_DATA_BYTES
+    found = sum(_tree_bytes(Path(s)) for s in sources if Path(s).exists())
+    return int(found * DATA_BYTES_PER_SOURCE_BYTE)
+
+
+def checkpoint_disk_bytes(params: int, keep_checkpoints: int) -> int:
+    """``keep_checkpoints`` + 1 checkpoints: one is written before the oldest goes."""
+    return params * CHECKPOINT_BYTES_PER_PARAM * (keep_checkpoints + 1)
+
+
+def export_disk_bytes(params: int) -> int:
+    """The two exported models (Geex and Hugging Face folders)."""
+    return params * EXPORT_BYTES_PER_PARAM
 
 
 def check_disk_space(out: Path, needed: int) -> None:
