@@ -15,8 +15,7 @@ import time
 import pytest
 
 from geex.errors import GeexError
-from geex.pipeline import STAGES, RunInterrupted, run_config, run_pipeline
-from geex.pipeline import stage_eval
+from geex.pipeline import STAGES, RunInterrupted, run_config, run_pipeline, stage_eval
 from geex.pipeline.stage_eval import EvalStage
 from tests.pipeline.conftest import SMALL_RUN, small_config
 from tests.pipeline.corpus import write_corpus
