@@ -2,6 +2,9 @@
 
 Stages, in the order the data flows: ``geex.data`` -> ``geex.tokenizer`` -> ``geex.model``
 -> ``geex.train`` -> ``geex.eval`` -> ``geex.serve``.
+
+torch is imported inside :func:`load_model`, so that ``import geex`` and ``geex --help``
+stay fast.
 """
 
 __version__ = "0.1.0"

@@ -5,6 +5,9 @@ the shards. The counts come from two places: every datatrove block's statistics,
 task under ``work/logs/<stage>/stats/`` (labels ``skipped_<reason>`` for files a reader could
 not use, ``dropped_<rule>`` for documents a filter or dedup removed, ``redacted_<kind>`` for
 secrets replaced), and the pack tasks' parts (files, bytes and tokens per language and split).
+
+The decontamination report's reader (datatrove) is imported inside a function, so that
+reading a card stays light.
 """
 
 from __future__ import annotations

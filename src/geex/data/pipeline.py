@@ -23,6 +23,9 @@ Output order: task ``r`` takes every N-th file of the sorted listing from positi
 the shards are listed task by task, so the token stream depends on the number of tasks (not on
 the number of worker processes); which documents are kept, and which copy of a duplicate, does
 not.
+
+``ray`` is imported inside a function: it is an optional dependency, needed only by the
+Ray executor.
 """
 
 from __future__ import annotations
@@ -36,8 +39,32 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 from datatrove.pipeline.base import PipelineStep
+from datatrove.pipeline.dedup.minhash import MinhashDedupBuckets
 
+from geex.atomic import atomic_write_text
+from geex.data.card import read_card, write_card
+from geex.data.decontaminate import Decontaminate
+from geex.data.dedup import (
+    DedupSignatures,
+    DropDuplicates,
+    ExactDuplicates,
+    NearDuplicateClusters,
+    minhash_config,
+)
+from geex.data.executors import make_executor, silence_main_process_logging
+from geex.data.filters import CodeFilter
+from geex.data.pii import RedactSecrets
+from geex.data.sources import reader_steps, resolve_sources
+from geex.data.writer import (
+    CleanedReader,
+    CleanedWriter,
+    PackShards,
+    Progress,
+    TrainTokenizer,
+    finish_dataset,
+)
 from geex.errors import ConfigError, GeexError
+from geex.tokenizer import load_tokenizer
 
 DEDUP_MODES = ("none", "exact", "near", "both")
 EXECUTORS = ("local", "slurm", "ray")
@@ -146,35 +173,17 @@ class Stage:
 
 
 def build_stages(config: DataConfig) -> list[Stage]:
-    from datatrove.pipeline.dedup.minhash import MinhashDedupBuckets
-
-    from geex.data.dedup import (
-        DedupSignatures,
-        DropDuplicates,
-        ExactDuplicates,
-        NearDuplicateClusters,
-        minhash_config,
-    )
-    from geex.data.sources import reader_steps, resolve_sources
-    from geex.data.writer import CleanedReader, CleanedWriter, PackShards, Progress, TrainTokenizer
-
     work = config.work_dir
     sources = resolve_sources(config)
     tasks = config.tasks
     clean: list[PipelineStep] = reader_steps(config, sources, work)
     clean.append(Progress(work / "progress" / "clean"))
     if config.filters != "none":
-        from geex.data.filters import CodeFilter
-
         clean.append(CodeFilter(config.filters))
     if config.decontaminate:
-        from geex.data.decontaminate import Decontaminate
-
         report_dir = str(work / "decontaminate")
         clean.append(Decontaminate(config.decontaminate, report_dir=report_dir))
     if config.pii:
-        from geex.data.pii import RedactSecrets
-
         clean.append(RedactSecrets())
     if config.dedup != "none":
         clean.append(DedupSignatures(work / "dedup", near=config.near))
@@ -239,9 +248,6 @@ class FinishDataset(PipelineStep):
         self.config = config
 
     def run(self, data=None, rank: int = 0, world_size: int = 1):
-        from geex.data.card import write_card
-        from geex.data.writer import finish_dataset
-
         with self.track_time():
             work = self.config.work_dir
             parts = finish_dataset(
@@ -277,12 +283,8 @@ def prepare_output(config: DataConfig, overwrite: bool = False) -> None:
     elif out.exists() and any(out.iterdir()):
         raise GeexError(f"{out} exists and is not a `geex data` output folder: give another --out")
     work.mkdir(parents=True, exist_ok=True)
-    from geex.atomic import atomic_write_text
-
     atomic_write_text(record, json.dumps(fields, indent=2))
     if config.tokenizer and not (out / "tokenizer.json").is_file():
-        from geex.tokenizer import load_tokenizer
-
         load_tokenizer(config.tokenizer).save(out)
 
 
@@ -303,8 +305,6 @@ def run_data_pipeline(
     ``on_stage(index, stage, run)`` wraps each local or Ray stage: the command line uses it to
     show progress while ``run()`` executes the stage.
     """
-    from geex.data.card import read_card
-    from geex.data.executors import make_executor, silence_main_process_logging
 
     def executor_of(stage: Stage, depends=None):
         logging_dir = str(stage.logging_dir(config.work_dir))

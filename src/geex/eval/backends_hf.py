@@ -5,6 +5,8 @@ one written by ``geex convert to-hf`` (CodeGeeX's architecture is not in transfo
 folder carries its own code and needs ``trust_remote_code``). Prompts are left-padded so that
 every row's continuation starts at the same position; each row stops once its own prompt's
 :class:`StopRule` fires, as with Geex's own backend.
+
+transformers is imported when a model is loaded: it is heavy, and optional.
 """
 
 from __future__ import annotations
@@ -16,6 +18,7 @@ from transformers import StoppingCriteria, StoppingCriteriaList
 
 from geex.errors import GeexError
 from geex.eval.backends import Sampling, StopRule
+from geex.model.device import resolve_device, resolve_dtype
 
 
 class HFBackend:
@@ -44,8 +47,6 @@ class HFBackend:
         trust_remote_code: bool = False,
     ) -> HFBackend:
         import transformers
-
-        from geex.model.device import resolve_device, resolve_dtype
 
         where = resolve_device(device)
         torch_dtype = resolve_dtype(dtype, where)

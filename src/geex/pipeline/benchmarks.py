@@ -3,6 +3,7 @@ counted by the train stage to keep back time for them."""
 
 from __future__ import annotations
 
+from geex.eval.problems import load_embedded, load_problems
 from geex.pipeline.config import EvalSettings
 
 TITLES = {"embedded": "Geex embedded set", "humanevalx": "HumanEval-X"}
@@ -15,8 +16,6 @@ def benchmarks(settings: EvalSettings) -> list[str]:
 
 def problems(settings: EvalSettings, benchmark: str, missing: dict[str, str]) -> list:
     """The problems of ``benchmark`` in the evaluated languages that can be judged here."""
-    from geex.eval.problems import load_embedded, load_problems
-
     languages = [key for key in settings.languages if key not in missing]
     if not languages:
         return []

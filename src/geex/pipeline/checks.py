@@ -15,6 +15,7 @@ from contextlib import contextmanager
 from pathlib import Path
 
 from geex.errors import GeexError
+from geex.eval.evaluator import EvalConfig, Evaluator
 
 # The embedded default: sources capped at 8 MiB per language (up to 56 MiB, ~40 MB kept after
 # cleaning here) make ~150 MB of work files and shards.
@@ -92,8 +93,6 @@ def disk_full_is_an_error(out: Path):
 
 def missing_toolchains(languages: list[str]) -> dict[str, str]:
     """Language -> what to install, for the evaluated languages that cannot be judged here."""
-    from geex.eval.evaluator import EvalConfig, Evaluator
-
     with Evaluator(EvalConfig(workers=1)) as evaluator:
         return evaluator.missing_toolchains(languages)
 

@@ -13,6 +13,9 @@ A run file has five top-level fields; ``data`` and ``train`` take the fields of 
 
 A field with a typo, at any level, is refused with its name, the closest valid name and the
 list of valid ones, before anything runs.
+
+datatrove (through :mod:`geex.data.pipeline`) is imported inside :meth:`RunConfig.data_config`,
+so that importing the package stays light.
 """
 
 from __future__ import annotations
@@ -25,8 +28,12 @@ from pathlib import Path
 
 import yaml
 
+from geex.data.embedded import EMBEDDED_LANGUAGES, PER_LANGUAGE_BYTES
 from geex.errors import ConfigError
+from geex.eval.backends import Sampling
+from geex.eval.problems import humanevalx_language
 from geex.pipeline.budget import Budget, parse_budget
+from geex.train.config import TrainConfig
 
 # `geex run` sets these itself: the data and run folders live in `out`, the budget is `budget`.
 _DATA_SET_BY_RUN = ("out",)
@@ -57,15 +64,11 @@ class EvalSettings:
             raise ConfigError(f"eval.workers must be >= 1, got {self.workers}")
         if self.timeout <= 0:
             raise ConfigError(f"eval.timeout must be positive, got {self.timeout}")
-        from geex.eval.problems import humanevalx_language
-
         self.languages = [humanevalx_language(name).key for name in self.languages]
 
     @property
     def sampling(self):
         """How completions are drawn, as the evaluation backends take it."""
-        from geex.eval.backends import Sampling
-
         return Sampling(self.n, self.temperature, self.top_p, self.max_new_tokens)
 
 
@@ -106,7 +109,6 @@ class RunConfig:
 
     def data_config(self):
         """The ``geex data`` config of the data stage."""
-        from geex.data.embedded import EMBEDDED_LANGUAGES, PER_LANGUAGE_BYTES
         from geex.data.pipeline import DataConfig
 
         fields = dict(self.data)
@@ -125,8 +127,6 @@ class RunConfig:
 
     def train_config(self, budget: Budget, seconds: float | None = None):
         """The ``geex train`` config of the train stage, for a training time or token budget."""
-        from geex.train.config import TrainConfig
-
         fields = {**self.train, "data": str(Path(self.out) / "data"),
                   "out": str(Path(self.out) / "train")}  # fmt: skip
         if budget.tokens is not None:

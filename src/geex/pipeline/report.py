@@ -7,6 +7,9 @@ file is named at the top of the report with what it left out (see
 :mod:`~geex.pipeline.report_files`). The HTML
 file carries its figures inline (PNG, base64) and fetches nothing; the Markdown file links
 the same figures, written beside it under ``report/``.
+
+torch (through :mod:`geex.model`) and matplotlib are imported inside functions, so that
+importing :mod:`geex.pipeline` stays light.
 """
 
 from __future__ import annotations
@@ -31,6 +34,7 @@ from geex.pipeline.stage_eval import EvalStage
 from geex.pipeline.stage_export import ExportStage
 from geex.pipeline.stage_samples import SamplesStage
 from geex.pipeline.stage_train import TrainStage
+from geex.tokenizer import load_tokenizer
 
 REPORT_FILES = ("report.html", "report.md", "report")  # the page, its text, its figures
 # What the report reads, besides the run file: declared by the report stage.
@@ -206,8 +210,6 @@ def _data(card: dict, folder: Path) -> Section:
 
 
 def _tokenizer(run: RunFolder, card: dict) -> Section | None:
-    from geex.tokenizer import load_tokenizer
-
     if not run.path(DataStage.tokenizer).is_file():
         return None
     section = Section("Tokenizer")

@@ -4,6 +4,9 @@ A stage declares the files and folders under the run folder it ``reads`` and ``w
 a stage reads only what an earlier stage writes, and hands its output on through those
 declared paths (the train stage's ``model`` folder is what export, eval and samples read).
 The ordered registry of stages is :data:`geex.pipeline.stages.REGISTRY`.
+
+torch (through :mod:`geex.model` and :mod:`geex.train`) is imported inside functions, so
+that importing :mod:`geex.pipeline` stays light.
 """
 
 from __future__ import annotations

@@ -1,5 +1,9 @@
 """The data stage: ``geex data`` on the run's sources, decontaminated against the benchmarks
-the run evaluates on, with a tokenizer trained on it."""
+the run evaluates on, with a tokenizer trained on it.
+
+datatrove is imported inside :meth:`DataStage.run`, so that importing
+:mod:`geex.pipeline` stays light.
+"""
 
 from __future__ import annotations
 

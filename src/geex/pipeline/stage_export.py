@@ -1,4 +1,8 @@
-"""The export stage: the trained model in Hugging Face format beside the Geex checkpoint."""
+"""The export stage: the trained model in Hugging Face format beside the Geex checkpoint.
+
+torch is imported inside :meth:`ExportStage.run`, so that importing :mod:`geex.pipeline`
+stays light.
+"""
 
 from __future__ import annotations
 

@@ -1,4 +1,8 @@
-"""The samples stage: a sampled completion per language of a short prompt, for the report."""
+"""The samples stage: a sampled completion per language of a short prompt, for the report.
+
+The model and its tokenizer are loaded, and torch imported, inside :meth:`SamplesStage.run`,
+so that importing :mod:`geex.pipeline` stays light.
+"""
 
 from __future__ import annotations
 

@@ -2,6 +2,9 @@
 
 A time budget is planned here, once: training gets what the stages before it left, less a
 reserve for the stages after it (see :mod:`geex.pipeline.budget`).
+
+torch (through :mod:`geex.train`) is imported inside functions, so that importing
+:mod:`geex.pipeline` stays light.
 """
 
 from __future__ import annotations

@@ -36,6 +36,7 @@ from geex.pipeline.stage_export import ExportStage
 from geex.pipeline.stage_report import ReportStage
 from geex.pipeline.stage_samples import SamplesStage
 from geex.pipeline.stage_train import TrainStage
+from geex.progress import shared_display
 
 REGISTRY: tuple[Stage, ...] = (
     DataStage(),
@@ -89,8 +90,6 @@ class Run:
         self.out.mkdir(parents=True, exist_ok=True)
         atomic_write_text(self.out / "run.yaml", yaml.safe_dump(self.config.to_dict(),
                                                                  sort_keys=False))  # fmt: skip
-        from geex.progress import shared_display
-
         live = self.console.is_terminal and is_main_process()
         with disk_full_is_an_error(self.out):
             if live:

@@ -2,6 +2,9 @@
 
 The same fields come from CLI flags or a YAML file (``geex train --config run.yaml``); a field
 name with a typo is refused with the list of valid ones.
+
+The presets (torch, through :mod:`geex.presets`) are imported inside a method, so that
+reading a training config stays light.
 """
 
 from __future__ import annotations
