@@ -6,6 +6,7 @@ Stages, in the order the data flows: ``geex.data`` -> ``geex.tokenizer`` -> ``ge
 Two ways into a checkpoint folder, for two jobs: ``load_for_inference`` to decode (model +
 tokenizer, device and dtype chosen for you, the pair checked against each other), and
 ``load_model`` for the weights alone, exactly as stored (converting, inspecting, fine-tuning).
+Both import torch inside, so that ``import geex`` and ``geex --help`` stay fast.
 """
 
 __version__ = "0.1.0"

@@ -6,7 +6,10 @@ layout: the depth given is the number of ordinary blocks, the top query layer co
 
 from __future__ import annotations
 
+import copy
+
 from geex.errors import ConfigError
+from geex.model.checkpoint import read_config
 from geex.model.config import ModelConfig
 
 CODEGEEX_VOCAB_SIZE = 50_400  # GPT-2's 50,257 + 143 <|extratoken_N|>
@@ -96,15 +99,11 @@ TRAIN_PRESETS: dict[str, dict] = {
 
 def train_preset(name: str) -> dict:
     """Training field defaults for a model preset (a deep copy; empty for unknown names)."""
-    import copy
-
     return copy.deepcopy(TRAIN_PRESETS.get(name, {}))
 
 
 def preset_of_checkpoint(folder) -> str | None:
     """The model preset whose shape a checkpoint has (vocabulary aside), if any."""
-    from geex.model.checkpoint import read_config
-
     config = read_config(folder)
     for name, preset in MODEL_PRESETS.items():
         if (preset.n_layer, preset.d_model, preset.n_head, preset.d_ffn) == (

@@ -8,7 +8,7 @@ import dill
 import pytest
 
 from geex.data.executors import make_executor
-from geex.data.pipeline import DataConfig, build_stages, work_dir
+from geex.data.pipeline import DataConfig, build_stages
 from geex.data.sources import classify_source
 from geex.errors import ConfigError, GeexError
 from tests.data.trees import write_archives, write_code_tree
@@ -57,7 +57,7 @@ def test_slurm_gets_the_same_stages_as_one_dependency_chain(tmp_path):
     executor = None
     stages = build_stages(config)
     for stage in stages:
-        logging_dir = str(stage.logging_dir(work_dir(config)))
+        logging_dir = str(stage.logging_dir(config.work_dir))
         executor = make_executor(config, stage, logging_dir, depends=executor)
         assert executor.world_size == stage.tasks
     chain = []

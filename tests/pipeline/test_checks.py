@@ -13,8 +13,10 @@ from geex.errors import GeexError
 from geex.pipeline.checks import (
     CHECKPOINT_BYTES_PER_PARAM,
     EMBEDDED_DATA_BYTES,
+    checkpoint_disk_bytes,
+    data_disk_bytes,
     disk_full_is_an_error,
-    estimate_disk_bytes,
+    export_disk_bytes,
 )
 
 
@@ -29,9 +31,9 @@ def test_other_os_errors_pass_through(tmp_path):
         raise PermissionError(errno.EACCES, "Permission denied")
 
 
-def test_the_estimate_counts_only_the_stages_still_to_run(tmp_path):
+def test_the_disk_estimate_of_each_stage(tmp_path):
     (tmp_path / "a.py").write_bytes(b"x" * 1000)
-    full = estimate_disk_bytes([str(tmp_path)], params=1000, keep_checkpoints=2)
-    assert full == 3000 + 1000 * CHECKPOINT_BYTES_PER_PARAM * 3 + 8000
-    assert estimate_disk_bytes([], 0, 0, checkpoints=False, exports=False) == EMBEDDED_DATA_BYTES
-    assert estimate_disk_bytes([str(tmp_path)], 1000, 2, data=False, checkpoints=False) == 8000
+    assert data_disk_bytes([str(tmp_path)]) == 3000
+    assert data_disk_bytes([]) == EMBEDDED_DATA_BYTES
+    assert checkpoint_disk_bytes(1000, keep_checkpoints=2) == 1000 * CHECKPOINT_BYTES_PER_PARAM * 3
+    assert export_disk_bytes(1000) == 8000

@@ -15,8 +15,8 @@ import time
 import pytest
 
 from geex.errors import GeexError
-from geex.pipeline import STAGES, RunInterrupted, run_config, run_pipeline
-from geex.pipeline import stages as stage_module
+from geex.pipeline import STAGES, RunInterrupted, run_config, run_pipeline, stage_eval
+from geex.pipeline.stage_eval import EvalStage
 from tests.pipeline.conftest import SMALL_RUN, small_config
 from tests.pipeline.corpus import write_corpus
 
@@ -63,12 +63,12 @@ def test_a_second_run_skips_every_finished_stage(finished_run, capsys):
 
 def test_an_interrupted_run_finishes_without_redoing_finished_stages(tmp_path, monkeypatch):
     config = small_config(tmp_path)
-    real_eval = stage_module.Run._stage_eval
+    real_eval = EvalStage.run
 
-    def interrupted(self):
+    def interrupted(self, context):
         raise RunInterrupted("stopped by a test")
 
-    monkeypatch.setattr(stage_module.Run, "_stage_eval", interrupted)
+    monkeypatch.setattr(EvalStage, "run", interrupted)
     with pytest.raises(RunInterrupted):
         run_pipeline(config)
     state = json.loads((tmp_path / "run" / "run.json").read_text())
@@ -76,7 +76,7 @@ def test_an_interrupted_run_finishes_without_redoing_finished_stages(tmp_path, m
     model = tmp_path / "run" / "train" / "model" / "model.safetensors"
     trained = model.stat().st_mtime_ns
 
-    monkeypatch.setattr(stage_module.Run, "_stage_eval", real_eval)
+    monkeypatch.setattr(EvalStage, "run", real_eval)
     result = run_pipeline(config)
     assert list(result.state.stages) == list(STAGES)
     assert model.stat().st_mtime_ns == trained  # not trained again
@@ -87,7 +87,7 @@ def test_a_missing_toolchain_leaves_its_language_out_and_says_what_to_install(
 ):
     config = small_config(tmp_path, eval={**SMALL_RUN["eval"], "languages": ["python", "go"]})
     monkeypatch.setattr(
-        stage_module,
+        stage_eval,
         "missing_toolchains",
         lambda languages: {"go": "go not found: install the Debian package golang-go"},
     )

@@ -4,8 +4,6 @@ from __future__ import annotations
 
 import argparse
 import os
-import threading
-import time
 
 from geex.cli.flags import add_config_flags, flag_values
 from geex.config import from_dict
@@ -52,6 +50,7 @@ def _run(args: argparse.Namespace) -> int:
     from rich.console import Console
 
     from geex.data.pipeline import run_data_pipeline
+    from geex.data.stage_progress import StageProgress
 
     console = Console(stderr=True)
     if args.sources[:1] == ["pack"] and not os.path.exists("pack"):
@@ -74,48 +73,6 @@ def _run(args: argparse.Namespace) -> int:
         return 0
     print_summary(console, card, config.out)
     return 0
-
-
-class StageProgress:
-    """Shows each stage as a line with a bar of finished tasks, documents and MB/s."""
-
-    def __init__(self, console, config):
-        self.console, self.config = console, config
-
-    def __call__(self, index: int, stage, run) -> None:
-        from geex.data.pipeline import is_stage_done, work_dir
-        from geex.data.writer import read_progress
-        from geex.progress import open_bar
-
-        label = f"[{index + 1}] {stage.name}"
-        if is_stage_done(self.config, stage):
-            self.console.print(f"{label}: {stage.description} [dim](done before, skipped)[/dim]")
-            return
-        self.console.print(f"{label}: {stage.description}, {stage.tasks} task(s)")
-        work = work_dir(self.config)
-        completions = stage.logging_dir(work) / "completions"
-        progress_folder = work / "progress" / stage.name
-        done = threading.Event()
-        start = time.monotonic()
-        bar = open_bar(label, stage.tasks, console=self.console)
-
-        def poll() -> None:
-            while not done.wait(0.5):
-                finished = len(list(completions.glob("*"))) if completions.is_dir() else 0
-                docs, size = read_progress(progress_folder)
-                rate = size / 1e6 / max(time.monotonic() - start, 1e-9)
-                extra = f"{docs:,} files · {size / 1e6:,.1f} MB · {rate:.1f} MB/s" if docs else ""
-                bar.update(completed=finished, info=extra)
-
-        watcher = threading.Thread(target=poll, daemon=True)
-        watcher.start()
-        try:
-            run()
-        finally:
-            done.set()
-            watcher.join()
-            bar.update(completed=stage.tasks)
-            bar.close()
 
 
 def print_summary(console, card: dict, out: str) -> None:

@@ -5,6 +5,9 @@ the shards. The counts come from two places: every datatrove block's statistics,
 task under ``work/logs/<stage>/stats/`` (labels ``skipped_<reason>`` for files a reader could
 not use, ``dropped_<rule>`` for documents a filter or dedup removed, ``redacted_<kind>`` for
 secrets replaced), and the pack tasks' parts (files, bytes and tokens per language and split).
+
+The decontamination report's reader (datatrove) is imported inside a function, so that
+reading a card stays light.
 """
 
 from __future__ import annotations
@@ -46,9 +49,7 @@ def _block_name(name: str) -> str:
 
 
 def build_card(config, parts: list[dict]) -> dict:
-    from geex.data.pipeline import work_dir
-
-    work = work_dir(config)
+    work = config.work_dir
     languages: dict[str, dict] = {}
     for part in parts:
         for split, rows in part.get("counts", {}).items():

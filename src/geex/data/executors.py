@@ -2,11 +2,16 @@
 
 The local executor is datatrove's, quieted (its tasks log to their files only, so the command
 line's progress display stays readable) and started with ``fork`` where there is one.
+
+Each executor's datatrove module (and loguru) is imported when that executor is chosen:
+the Slurm and Ray ones need packages a laptop may lack.
 """
 
 from __future__ import annotations
 
+import multiprocessing
 import os
+import sys
 from typing import TYPE_CHECKING
 
 from geex.errors import GeexError
@@ -59,8 +64,6 @@ def make_executor(config: DataConfig, stage: Stage, logging_dir: str, depends=No
 def _start_method() -> str:
     """fork where there is one: the workers start with the blocks' modules already imported,
     which saves about a second per process and stage (forkserver re-imports them)."""
-    import multiprocessing
-
     return "fork" if "fork" in multiprocessing.get_all_start_methods() else "spawn"
 
 
@@ -72,9 +75,6 @@ def _quiet_local_executor():
         display stays readable; a failing task's log path is in the raised error."""
 
         def _run_for_rank(self, rank: int, local_rank: int = 0, node_rank: int = -1):
-            import multiprocessing
-            import sys
-
             if multiprocessing.parent_process() is not None or os.getpid() != _MAIN_PID:
                 # a forked worker: one tokenizer thread per process, and no warning about it
                 os.environ["TOKENIZERS_PARALLELISM"] = "false"
@@ -109,8 +109,6 @@ def QuietLocalExecutor(*args, **kwargs):
 
 
 def silence_main_process_logging() -> None:
-    import sys
-
     from loguru import logger
 
     logger.remove()

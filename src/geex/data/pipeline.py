@@ -23,6 +23,9 @@ Output order: task ``r`` takes every N-th file of the sorted listing from positi
 the shards are listed task by task, so the token stream depends on the number of tasks (not on
 the number of worker processes); which documents are kept, and which copy of a duplicate, does
 not.
+
+``ray`` is imported inside a function: it is an optional dependency, needed only by the
+Ray executor.
 """
 
 from __future__ import annotations
@@ -36,9 +39,33 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 
 from datatrove.pipeline.base import PipelineStep
+from datatrove.pipeline.dedup.minhash import MinhashDedupBuckets
 
+from geex.atomic import atomic_write_text
 from geex.config import comma_list, key_value, megabytes, option
+from geex.data.card import read_card, write_card
+from geex.data.decontaminate import Decontaminate
+from geex.data.dedup import (
+    DedupSignatures,
+    DropDuplicates,
+    ExactDuplicates,
+    NearDuplicateClusters,
+    minhash_config,
+)
+from geex.data.executors import make_executor, silence_main_process_logging
+from geex.data.filters import CodeFilter
+from geex.data.pii import RedactSecrets
+from geex.data.sources import reader_steps, resolve_sources
+from geex.data.writer import (
+    CleanedReader,
+    CleanedWriter,
+    PackShards,
+    Progress,
+    TrainTokenizer,
+    finish_dataset,
+)
 from geex.errors import ConfigError, GeexError
+from geex.tokenizer import load_tokenizer
 
 DEDUP_MODES = ("none", "exact", "near", "both")
 EXECUTORS = ("local", "slurm", "ray")
@@ -142,6 +169,11 @@ class DataConfig:
             self.tasks = self.workers
 
     @property
+    def work_dir(self) -> Path:
+        """The run's work files (cleaned copies, signatures, logs) under ``out``."""
+        return Path(self.out) / WORK
+
+    @property
     def exact(self) -> bool:
         return self.dedup in ("exact", "both")
 
@@ -185,40 +217,18 @@ class Stage:
         return work / "logs" / self.name
 
 
-def work_dir(config: DataConfig) -> Path:
-    return Path(config.out) / WORK
-
-
 def build_stages(config: DataConfig) -> list[Stage]:
-    from datatrove.pipeline.dedup.minhash import MinhashDedupBuckets
-
-    from geex.data.dedup import (
-        DedupSignatures,
-        DropDuplicates,
-        ExactDuplicates,
-        NearDuplicateClusters,
-        minhash_config,
-    )
-    from geex.data.sources import reader_steps, resolve_sources
-    from geex.data.writer import CleanedReader, CleanedWriter, PackShards, Progress, TrainTokenizer
-
-    work = work_dir(config)
+    work = config.work_dir
     sources = resolve_sources(config)
     tasks = config.tasks
     clean: list[PipelineStep] = reader_steps(config, sources, work)
     clean.append(Progress(work / "progress" / "clean"))
     if config.filters != "none":
-        from geex.data.filters import CodeFilter
-
         clean.append(CodeFilter(config.filters))
     if config.decontaminate:
-        from geex.data.decontaminate import Decontaminate
-
         report_dir = str(work / "decontaminate")
         clean.append(Decontaminate(config.decontaminate, report_dir=report_dir))
     if config.pii:
-        from geex.data.pii import RedactSecrets
-
         clean.append(RedactSecrets())
     if config.dedup != "none":
         clean.append(DedupSignatures(work / "dedup", near=config.near))
@@ -283,11 +293,8 @@ class FinishDataset(PipelineStep):
         self.config = config
 
     def run(self, data=None, rank: int = 0, world_size: int = 1):
-        from geex.data.card import write_card
-        from geex.data.writer import finish_dataset
-
         with self.track_time():
-            work = work_dir(self.config)
+            work = self.config.work_dir
             parts = finish_dataset(
                 self.config.out, work, self.config.tasks, extra={"card": "card.md"}
             )
@@ -303,7 +310,7 @@ class FinishDataset(PipelineStep):
 
 def prepare_output(config: DataConfig, overwrite: bool = False) -> None:
     """Create OUT, or check that the run in it was started with the same options."""
-    out, work = Path(config.out), work_dir(config)
+    out, work = Path(config.out), config.work_dir
     record = work / "config.json"
     fields = config.output_fields()
     if overwrite and record.is_file():  # only ever delete what `geex data` made
@@ -321,17 +328,13 @@ def prepare_output(config: DataConfig, overwrite: bool = False) -> None:
     elif out.exists() and any(out.iterdir()):
         raise GeexError(f"{out} exists and is not a `geex data` output folder: give another --out")
     work.mkdir(parents=True, exist_ok=True)
-    from geex.atomic import atomic_write_text
-
     atomic_write_text(record, json.dumps(fields, indent=2))
     if config.tokenizer and not (out / "tokenizer.json").is_file():
-        from geex.tokenizer import load_tokenizer
-
         load_tokenizer(config.tokenizer).save(out)
 
 
 def is_stage_done(config: DataConfig, stage: Stage) -> bool:
-    folder = stage.logging_dir(work_dir(config)) / "completions"
+    folder = stage.logging_dir(config.work_dir) / "completions"
     return all((folder / f"{rank:05d}").is_file() for rank in range(stage.tasks))
 
 
@@ -347,11 +350,9 @@ def run_data_pipeline(
     ``on_stage(index, stage, run)`` wraps each local or Ray stage: the command line uses it to
     show progress while ``run()`` executes the stage.
     """
-    from geex.data.card import read_card
-    from geex.data.executors import make_executor, silence_main_process_logging
 
     def executor_of(stage: Stage, depends=None):
-        logging_dir = str(stage.logging_dir(work_dir(config)))
+        logging_dir = str(stage.logging_dir(config.work_dir))
         return make_executor(config, stage, logging_dir, depends=depends)
 
     if config.executor == "slurm" and shutil.which("sbatch") is None:

@@ -16,6 +16,11 @@ from typing import TYPE_CHECKING
 
 from datatrove.pipeline.base import PipelineStep
 
+from geex.data.embedded import EMBEDDED_EXCLUDED_DIRS, embedded_sources
+from geex.data.readers.datasets import CodeDatasetReader
+from geex.data.readers.git import GitRepoReader
+from geex.data.readers.github import GitHubCrawler
+from geex.data.readers.local import DEFAULT_EXCLUDED_DIRS, DEFAULT_MAX_BYTES, LocalReader
 from geex.errors import GeexError
 
 if TYPE_CHECKING:
@@ -76,22 +81,16 @@ def _is_dataset_folder(path: Path) -> bool:
 def resolve_sources(config: DataConfig) -> list[Source]:
     if config.sources:
         return [classify_source(s, config.dataset_layout) for s in config.sources]
-    from geex.data.embedded import embedded_sources
-
     return [Source("local", str(p)) for p in embedded_sources()]
 
 
 def reader_steps(config: DataConfig, sources: list[Source], work: Path) -> list[PipelineStep]:
-    from geex.data.readers.local import DEFAULT_EXCLUDED_DIRS, DEFAULT_MAX_BYTES, LocalReader
-
     max_bytes = config.max_file_bytes or DEFAULT_MAX_BYTES
     steps: list[PipelineStep] = []
     local = [s.spec for s in sources if s.kind == "local"]
     if local:
         excluded = DEFAULT_EXCLUDED_DIRS
         if config.per_language_bytes is not None:
-            from geex.data.embedded import EMBEDDED_EXCLUDED_DIRS
-
             excluded = EMBEDDED_EXCLUDED_DIRS
         steps.append(
             LocalReader(
@@ -109,14 +108,10 @@ def reader_steps(config: DataConfig, sources: list[Source], work: Path) -> list[
     if config.min_stars is not None:
         repo_options["min_stars"] = config.min_stars
     if git:
-        from geex.data.readers.git import GitRepoReader
-
         metadata = {"metadata_file": config.repo_metadata} if config.repo_metadata else {}
         steps.append(GitRepoReader(git, work / "git", **repo_options, **metadata))
     for source in sources:
         if source.kind == "github":
-            from geex.data.readers.github import GitHubCrawler
-
             steps.append(
                 GitHubCrawler(
                     source.spec,
@@ -129,7 +124,5 @@ def reader_steps(config: DataConfig, sources: list[Source], work: Path) -> list[
             )
     datasets = [s.spec for s in sources if s.kind == "dataset"]
     if datasets:
-        from geex.data.readers.datasets import CodeDatasetReader
-
         steps.append(CodeDatasetReader(datasets, config.dataset_layout, max_bytes=max_bytes))
     return steps

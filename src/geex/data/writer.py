@@ -25,9 +25,11 @@ from datatrove.data import Document
 from datatrove.pipeline.base import PipelineStep
 
 from geex.atomic import atomic_write_text
+from geex.data.dedup import load_removals
 from geex.data.shards import ShardWriter, write_manifest
 from geex.errors import GeexError
 from geex.languages import LANGUAGES, get_language
+from geex.tokenizer import load_tokenizer, train_tokenizer
 
 ENCODE_BATCH = 256  # documents per encode_batch call: enough to keep the Rust threads busy
 
@@ -146,8 +148,6 @@ class PackShards(PipelineStep):
         self.shard_tokens = shard_tokens
 
     def run(self, data, rank: int = 0, world_size: int = 1):
-        from geex.tokenizer import load_tokenizer
-
         tokenizer = load_tokenizer(self.tokenizer)
         languages = corpus_languages(Path(self.work) / "cleaned")
         options = {"shard_tokens": self.shard_tokens} if self.shard_tokens else {}
@@ -199,8 +199,6 @@ def finish_dataset(
     out: str | os.PathLike, work: str | os.PathLike, tasks: int, extra: dict | None = None
 ):
     """Write ``dataset.json`` from the parts of tasks ``0..tasks-1``; returns the parts."""
-    from geex.tokenizer import load_tokenizer
-
     parts = []
     for rank in range(tasks):
         path = part_path(work, rank)
@@ -287,8 +285,6 @@ class TrainTokenizer(PipelineStep):
         self.exact, self.near = exact, near
 
     def run(self, data=None, rank: int = 0, world_size: int = 1):
-        from geex.tokenizer import train_tokenizer
-
         with self.track_time():
             texts = list(self._texts())
             if not texts:
@@ -303,8 +299,6 @@ class TrainTokenizer(PipelineStep):
             yield from data
 
     def _texts(self):
-        from geex.data.dedup import load_removals
-
         work, budget = Path(self.work), self.sample_bytes
         for rank in range(self.tasks):
             removed = set()

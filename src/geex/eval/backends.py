@@ -5,6 +5,9 @@ prompt, ``sampling.n`` completions (text after the prompt). Geex checkpoints, Hu
 models and OpenAI-compatible endpoints plug in here; ``generate_samples`` asks only for the
 samples a resumed run still lacks and cuts each completion with the language's stop rule,
 whether or not the backend honoured it.
+
+torch (through :mod:`geex.serve.completion`) is imported inside a function, so that the
+HTTP backends and the sampling settings stay light.
 """
 
 from __future__ import annotations

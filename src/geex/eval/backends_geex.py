@@ -5,6 +5,9 @@ left-padded and decoded as one batch by :func:`geex.model.generation.generate`, 
 each prompt's cache out to its ``n`` samples. Each row stops as soon as its own prompt's
 :class:`StopRule` fires, so a batch mixing Python and C++ prompts ends each where it should
 and a finished row stops costing compute.
+
+torch (through :mod:`geex.model`) is imported when a model is loaded, so that importing
+the evaluation stays light.
 """
 
 from __future__ import annotations

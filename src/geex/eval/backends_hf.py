@@ -6,8 +6,8 @@ folder carries its own code and needs ``trust_remote_code``). Prompts are left-p
 every row's continuation starts at the same position; each row stops once its own prompt's
 :class:`StopRule` fires, as with Geex's own backend.
 
-``transformers`` is an optional dependency (``geex[hf]``): it is imported when a model is
-loaded, so that this module imports, and says what to install, on the base install.
+``transformers`` is an optional dependency (``geex[hf]``) and heavy: it is imported when a
+model is loaded, so that this module imports, and says what to install, on the base install.
 """
 
 from __future__ import annotations
@@ -18,6 +18,7 @@ import torch
 
 from geex.errors import GeexError
 from geex.eval.backends import Sampling, StopRule
+from geex.model.device import resolve_device, resolve_dtype
 
 
 class HFBackend:
@@ -46,8 +47,6 @@ class HFBackend:
         trust_remote_code: bool = False,
     ) -> HFBackend:
         transformers = _import_transformers()
-
-        from geex.model.device import resolve_device, resolve_dtype
 
         where = resolve_device(device)
         torch_dtype = resolve_dtype(dtype, where)

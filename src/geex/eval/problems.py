@@ -4,6 +4,8 @@ A problem is one record of a ``humaneval_<lang>.jsonl(.gz)`` file: ``task_id``, 
 ``declaration``, ``canonical_solution``, ``test`` and ``example_test``, plus Go's ``import``
 and ``test_setup``. Any folder of files in that shape is a benchmark; the language comes from
 the file name (``humaneval_js.jsonl.gz``) or a ``language`` field in each record.
+
+``datasets`` is imported inside a function: heavy, and needed only for a Hub dataset.
 """
 
 from __future__ import annotations

@@ -11,6 +11,9 @@ Two steps, kept apart because generations made elsewhere arrive already cut:
   first non-indented line; C++ and Go get the reference's import preamble; Go's prompt loses
   its import block, which comes back as the test setup plus the packages the completion uses;
   Rust is ``fn main(){}`` + declaration + prompt + completion + tests.
+
+torch (through :mod:`geex.serve.completion`) is imported inside a function, so that
+building and judging programs stays light.
 """
 
 from __future__ import annotations

@@ -80,10 +80,27 @@ class ResultsFile:
             for line in lines:
                 try:
                     result = SampleResult.from_dict(json.loads(line))
-                except (json.JSONDecodeError, TypeError):
+                except (json.JSONDecodeError, TypeError, AttributeError):
                     continue  # the line an interruption cut short
                 results[result.key] = result
         return results
+
+    def unreadable_lines(self) -> list[int]:
+        """The numbers (from 1) of the lines that hold no result, which :meth:`load` skips;
+        every line, when the file is not text."""
+        if not self.path.exists():
+            return []
+        try:
+            text = self.path.read_text(encoding="utf-8")
+        except UnicodeDecodeError:
+            return list(range(1, self.path.read_bytes().count(b"\n") + 2))
+        bad = []
+        for number, line in enumerate(text.splitlines(), 1):
+            try:
+                SampleResult.from_dict(json.loads(line))
+            except (json.JSONDecodeError, TypeError, AttributeError):
+                bad.append(number)
+        return bad
 
     def append(self, result: SampleResult) -> None:
         self.path.parent.mkdir(parents=True, exist_ok=True)

@@ -24,6 +24,7 @@ from geex.eval.report import write_reports
 from geex.eval.results import ResultsFile, SampleResult
 from geex.eval.scores import DEFAULT_KS, Scores, score
 from geex.eval.tasks import Task
+from geex.progress import open_bar
 
 SampleSource = Sequence[Sample] | Callable[[set[tuple[str, int]]], Iterable[Sample]]
 
@@ -152,8 +153,6 @@ class _Progress:
 
     def __enter__(self) -> _Progress:
         if self.enabled:
-            from geex.progress import open_bar
-
             self.bar = open_bar(self.title, self.total, completed=self.done)
         return self
 

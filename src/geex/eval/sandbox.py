@@ -31,7 +31,7 @@ import subprocess
 import tempfile
 import time
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from functools import cached_property
 from pathlib import Path
 
@@ -252,8 +252,6 @@ class Sandbox:
     def _adjust_process_limit(self, limits: Limits, uid: int | None) -> Limits:
         if limits.processes is None or uid is not None or os.geteuid() == 0:
             return limits
-        from dataclasses import replace
-
         return replace(limits, processes=limits.processes + self._own_processes)
 
     @staticmethod

@@ -14,6 +14,9 @@ reads every variant of that layout found in the wild:
 * nested dicts or dot-flattened keys, with or without the ``module``/``language_model`` levels.
 
 Only ``n_head`` cannot be read from the tensors' shapes: it defaults to 40 for the 13B's width.
+
+numpy is imported inside :func:`_safe_globals`: which module holds ``_reconstruct``
+depends on its version.
 """
 
 from __future__ import annotations
@@ -34,6 +37,7 @@ from geex.errors import GeexError
 from geex.model.checkpoint import load_state_dict, load_weights, read_config, save_checkpoint
 from geex.model.codegeex import build_model
 from geex.model.config import ModelConfig
+from geex.tokenizer import load_tokenizer
 
 CODEGEEX_13B_WIDTH, CODEGEEX_13B_HEADS = 5120, 40
 CODEGEEX_VOCAB_SIZE = 50_400
@@ -384,7 +388,7 @@ def convert_codegeex(
     (CodeGeeX kept its position tables in fp16 whatever the rest).
     """
     files = checkpoint_files(sources)
-    loaded_tokenizer = _load_tokenizer(tokenizer) if tokenizer is not None else None
+    loaded_tokenizer = load_tokenizer(tokenizer) if tokenizer is not None else None
     checkpoints = [load_checkpoint_file(f, unsafe_pickle=unsafe_pickle) for f in files]
     tensors = merge_partitions(
         [codegeex_to_geex(c, source=str(f)) for c, f in zip(checkpoints, files, strict=True)]
@@ -410,14 +414,6 @@ def convert_codegeex(
         tokenizer=loaded_tokenizer,
         metadata={"converted_from": origin},
     )
-
-
-def _load_tokenizer(path: str | os.PathLike):
-    try:
-        from geex.tokenizer import load_tokenizer
-    except ImportError:
-        raise GeexError("--tokenizer needs geex.tokenizer, which this installation lacks") from None
-    return load_tokenizer(path)
 
 
 def geex_to_codegeex(tensors: Mapping[str, torch.Tensor], *, fused_qkv: bool = False) -> dict:

@@ -15,6 +15,7 @@ from contextlib import contextmanager
 from pathlib import Path
 
 from geex.errors import GeexError
+from geex.eval.evaluator import EvalConfig, Evaluator
 
 # The embedded default: sources capped at 8 MiB per language (up to 56 MiB, ~40 MB kept after
 # cleaning here) make ~150 MB of work files and shards.
@@ -43,28 +44,22 @@ def check_sources_readable(sources: list[str]) -> None:
             )
 
 
-def estimate_disk_bytes(
-    sources: list[str],
-    params: int,
-    keep_checkpoints: int,
-    *,
-    data: bool = True,
-    checkpoints: bool = True,
-    exports: bool = True,
-) -> int:
-    """Bytes the stages still to run will write: the data, ``keep_checkpoints`` + 1
-    checkpoints (one is written before the oldest goes), and the two exported models."""
-    total = 0
-    if data and sources:
-        found = sum(_tree_bytes(Path(s)) for s in sources if Path(s).exists())
-        total += int(found * DATA_BYTES_PER_SOURCE_BYTE)
-    elif data:
-        total += EMBEDDED_DATA_BYTES
-    if checkpoints:
-        total += params * CHECKPOINT_BYTES_PER_PARAM * (keep_checkpoints + 1)
-    if exports:
-        total += params * EXPORT_BYTES_PER_PARAM
-    return total
+def data_disk_bytes(sources: list[str]) -> int:
+    """Work files and shards made from ``sources`` (none: the code on this machine)."""
+    if not sources:
+        return EMBEDDED_DATA_BYTES
+    found = sum(_tree_bytes(Path(s)) for s in sources if Path(s).exists())
+    return int(found * DATA_BYTES_PER_SOURCE_BYTE)
+
+
+def checkpoint_disk_bytes(params: int, keep_checkpoints: int) -> int:
+    """``keep_checkpoints`` + 1 checkpoints: one is written before the oldest goes."""
+    return params * CHECKPOINT_BYTES_PER_PARAM * (keep_checkpoints + 1)
+
+
+def export_disk_bytes(params: int) -> int:
+    """The two exported models (Geex and Hugging Face folders)."""
+    return params * EXPORT_BYTES_PER_PARAM
 
 
 def check_disk_space(out: Path, needed: int) -> None:
@@ -98,8 +93,6 @@ def disk_full_is_an_error(out: Path):
 
 def missing_toolchains(languages: list[str]) -> dict[str, str]:
     """Language -> what to install, for the evaluated languages that cannot be judged here."""
-    from geex.eval.evaluator import EvalConfig, Evaluator
-
     with Evaluator(EvalConfig(workers=1)) as evaluator:
         return evaluator.missing_toolchains(languages)
 

@@ -14,6 +14,9 @@ A run file has five top-level fields; ``data`` and ``train`` take the fields of 
 A field with a typo, at any level, is refused with its name, the closest valid name and the
 list of valid ones, before anything runs. Fields with a :func:`geex.config.option` flag are
 ``geex run`` flags too (``--budget``, ``--humanevalx``); the others are set in the file.
+
+datatrove (through :mod:`geex.data.pipeline`) is imported inside :meth:`RunConfig.data_config`,
+so that importing the package stays light.
 """
 
 from __future__ import annotations
@@ -26,7 +29,10 @@ from pathlib import Path
 import yaml
 
 from geex.config import from_dict, option
+from geex.data.embedded import with_embedded_defaults
 from geex.errors import ConfigError
+from geex.eval.backends import Sampling
+from geex.eval.problems import humanevalx_language
 from geex.pipeline.budget import Budget, parse_budget
 from geex.train.config import TrainConfig
 
@@ -64,15 +70,11 @@ class EvalSettings:
             raise ConfigError(f"eval.workers must be >= 1, got {self.workers}")
         if self.timeout <= 0:
             raise ConfigError(f"eval.timeout must be positive, got {self.timeout}")
-        from geex.eval.problems import humanevalx_language
-
         self.languages = [humanevalx_language(name).key for name in self.languages]
 
     @property
     def sampling(self):
         """How completions are drawn, as the evaluation backends take it."""
-        from geex.eval.backends import Sampling
-
         return Sampling(self.n, self.temperature, self.top_p, self.max_new_tokens)
 
 
@@ -119,7 +121,6 @@ class RunConfig:
 
     def data_config(self):
         """The ``geex data`` config of the data stage."""
-        from geex.data.embedded import with_embedded_defaults
         from geex.data.pipeline import DataConfig
 
         fields = with_embedded_defaults(dict(self.data))

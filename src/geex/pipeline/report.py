@@ -2,9 +2,14 @@
 
 Everything in it is read back from the run folder (the dataset card, the tokenizer, the
 model's config, ``metrics.jsonl``, the evaluation summaries and results, the samples), so it
-shows what the stages wrote, and ``write_report`` can draw it again at any time. The HTML
+shows what the stages wrote, and ``write_report`` can draw it again at any time. A damaged
+file is named at the top of the report with what it left out (see
+:mod:`~geex.pipeline.report_files`). The HTML
 file carries its figures inline (PNG, base64) and fetches nothing; the Markdown file links
 the same figures, written beside it under ``report/``.
+
+torch (through :mod:`geex.model`) and matplotlib are imported inside functions, so that
+importing :mod:`geex.pipeline` stays light.
 """
 
 from __future__ import annotations
@@ -12,16 +17,30 @@ from __future__ import annotations
 import base64
 import html
 import io
-import json
 import re
 import warnings
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from geex.atomic import atomic_write_text
+from geex.eval.results import ResultsFile
+from geex.pipeline.benchmarks import TITLES
 from geex.pipeline.budget import format_duration as _duration
 from geex.pipeline.reference import CODEGEEX_13B_HUMANEVALX, REFERENCE_NOTE
-from geex.pipeline.stages import stage_summary
+from geex.pipeline.report_files import RunFolder
+from geex.pipeline.stage_data import DataStage
+from geex.pipeline.stage_eval import EvalStage
+from geex.pipeline.stage_export import ExportStage
+from geex.pipeline.stage_samples import SamplesStage
+from geex.pipeline.stage_train import TrainStage
+from geex.tokenizer import load_tokenizer
+
+REPORT_FILES = ("report.html", "report.md", "report")  # the page, its text, its figures
+# What the report reads, besides the run file: declared by the report stage.
+REPORT_READS = (DataStage.card, DataStage.tokenizer, TrainStage.model, TrainStage.metrics,
+                EvalStage.folder, SamplesStage.record)  # fmt: skip
+RUN_FILE, RUN_CONFIG = "run.json", "run.yaml"  # written by `geex run` itself, not a stage
 
 _NUMBER = re.compile(r"[-+]?[\d,.]+\s*(%|s|min|h|MB|[kMGT])?|-|(\d+ (h|min) )?\d+ (min|s)")
 
@@ -80,50 +99,65 @@ class Section:
         )
 
 
-def write_report(out: str | Path) -> tuple[Path, Path]:
-    """Draw ``OUT/report.html`` and ``OUT/report.md`` (figures in ``OUT/report/``)."""
+def write_report(out: str | Path, stage_summary: Callable[[str, dict], str]) -> tuple[Path, Path]:
+    """Draw ``OUT/report.html`` and ``OUT/report.md`` (figures in ``OUT/report/``);
+    ``stage_summary(name, record)`` is the line on what a finished stage made."""
     import matplotlib
 
     matplotlib.use("Agg")
     out = Path(out)
-    figures = out / "report"
+    html_file, markdown_file, figures_folder = REPORT_FILES
+    figures = out / figures_folder
     figures.mkdir(parents=True, exist_ok=True)
-    run = _read_json(out / "run.json") or {}
+    run = RunFolder(out)
+    record = run.json(RUN_FILE, "the stage table and the budget plan are left out") or {}
+    card = run.json(DataStage.card, "the data and tokenizer sections are left out")
+    data = card and run.section(
+        DataStage.card, "the data section is left out", _data, card, figures
+    )
     sections = [
-        _overview(out, run),
-        _data(out, figures),
-        _tokenizer(out),
-        _model(out),
-        _training(out, figures),
-        _evaluation(out, figures),
-        _samples(out),
+        _overview(run, record, stage_summary),
+        data,
+        data and run.section(DataStage.tokenizer, "the tokenizer section is left out",
+                             _tokenizer, run, card),
+        run.section(f"{TrainStage.model}/config.json", "the model section is left out",
+                    _model, run),
+        run.section(TrainStage.metrics, "the training section is left out",
+                    _training, run, figures),
+        _evaluation(run, record, figures),
+        _samples(run),
         _next_commands(out),
-    ]
-    sections = [s for s in sections if s is not None]
+    ]  # fmt: skip
+    sections = [s for s in sections if s]
+    if run.notes:
+        damaged = Section("Damaged files")
+        for note in run.notes:
+            damaged.text(note)
+        sections.insert(0, damaged)
     title = f"Geex run: {out.name}"
     markdown = "\n".join([f"# {title}\n", *(_md(s) for s in sections)])
     page = _html_page(title, sections)
-    atomic_write_text(out / "report.md", markdown)
-    atomic_write_text(out / "report.html", page)
-    return out / "report.html", out / "report.md"
+    atomic_write_text(out / markdown_file, markdown)
+    atomic_write_text(out / html_file, page)
+    return out / html_file, out / markdown_file
 
 
 # -- sections ------------------------------------------------------------------------------------
 
 
-def _overview(out: Path, run: dict) -> Section:
+def _overview(run: RunFolder, record: dict, stage_summary) -> Section:
     section = Section("Overview")
-    config = _read_yaml(out / "run.yaml") or {}
-    stages = run.get("stages", {})
+    config = run.yaml(RUN_CONFIG, "the budget is not shown") or {}
+    stages = record.get("stages", {})
     section.text(
         f"Budget: **{config.get('budget', '?')}**. The stages, their wall time and what they "
         "made (the report itself is written last):"
     )
-    rows = [[name, _duration(r["seconds"]), stage_summary(name, r)] for name, r in stages.items()]
-    total = sum(r["seconds"] for r in stages.values())
-    rows.append(["all", _duration(total), ""])
-    section.table(["stage", "time", "result"], rows)
-    plan = run.get("plan", {})
+    table = run.section(RUN_FILE, "the stage table is left out",
+                        lambda: _stage_rows(stages, stage_summary))  # fmt: skip
+    if table is not None:
+        section.table(["stage", "time", "result"], table)
+    plan = record.get("plan", {})
     if plan.get("train_seconds"):
         section.text(
             f"Training was given {_duration(plan['train_seconds'])} of the budget, "
@@ -133,10 +167,13 @@ def _overview(out: Path, run: dict) -> Section:
     return section
 
 
-def _data(out: Path, folder: Path) -> Section | None:
-    card = _read_json(out / "data" / "card.json")
-    if card is None:
-        return None
+def _stage_rows(stages: dict, stage_summary) -> list[list[str]]:
+    rows = [[name, _duration(r["seconds"]), stage_summary(name, r)] for name, r in stages.items()]
+    total = sum(r["seconds"] for r in stages.values())
+    return [*rows, ["all", _duration(total), ""]]
+
+
+def _data(card: dict, folder: Path) -> Section:
     section = Section("Data")
     totals = card["totals"]
     read = card.get("read", {})
@@ -172,14 +209,11 @@ def _data(out: Path, folder: Path) -> Section | None:
     return section
 
 
-def _tokenizer(out: Path) -> Section | None:
-    from geex.tokenizer import load_tokenizer
-
-    card = _read_json(out / "data" / "card.json")
-    if card is None or not (out / "data" / "tokenizer.json").is_file():
+def _tokenizer(run: RunFolder, card: dict) -> Section | None:
+    if not run.path(DataStage.tokenizer).is_file():
         return None
     section = Section("Tokenizer")
-    tokenizer = load_tokenizer(out / "data")
+    tokenizer = load_tokenizer(run.path(DataStage.tokenizer).parent)
     vocab, special = tokenizer.vocab_size, list(tokenizer.special_tokens())
     trained = card.get("options", {}).get("tokenizer") is None
     section.text(
@@ -198,16 +232,16 @@ def _tokenizer(out: Path) -> Section | None:
     return section
 
 
-def _model(out: Path) -> Section | None:
+def _model(run: RunFolder) -> Section | None:
     from geex.model.checkpoint import read_config
     from geex.model.info import human_count, model_info
 
-    folder = out / "train" / "model"
+    folder = run.path(TrainStage.model)
     if not (folder / "config.json").is_file():
         return None
     config = read_config(folder)
     info = model_info(config)
-    meta = _read_json(folder / "config.json") or {}
+    meta = run.json(f"{TrainStage.model}/config.json", "the trained tokens are not shown") or {}
     trained = meta.get("trained_tokens")
     section = Section("Model")
     rows = [
@@ -224,19 +258,20 @@ def _model(out: Path) -> Section | None:
     if trained:
         rows.append(["trained tokens", f"{trained:,}"])
         rows.append(["training FLOPs", human_count(trained * info.flops_per_token)])
-    rows.append(["checkpoints", f"Geex: {folder}; Hugging Face: {out / 'hf'}"])
+    rows.append(["checkpoints", f"Geex: {folder}; Hugging Face: {run.path(ExportStage.folder)}"])
     section.table(["", ""], rows)
     return section
 
 
-def _training(out: Path, folder: Path) -> Section | None:
+def _training(run: RunFolder, folder: Path) -> Section | None:
     from geex.train.plot import loss_figure, read_run_metrics, run_summary, throughput_figure
 
-    if not (out / "train" / "metrics.jsonl").is_file():
+    metrics = run.path(TrainStage.metrics)
+    if not metrics.is_file():
         return None
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        records = read_run_metrics(out / "train")
+        records = read_run_metrics(metrics.parent)
     section = Section("Training")
     section.table(["", ""], [[k, v] for k, v in run_summary(records).items()])
     section.figure(
@@ -246,44 +281,54 @@ def _training(out: Path, folder: Path) -> Section | None:
     return section
 
 
-def _evaluation(out: Path, folder: Path) -> Section | None:
-    summaries = {
-        name: _read_json(out / "eval" / name / "summary.json")
-        for name in ("embedded", "humanevalx")
-    }
-    summaries = {k: v for k, v in summaries.items() if v}
-    run = _read_json(out / "run.json") or {}
-    missing = run.get("stages", {}).get("eval", {}).get("missing_toolchains", {})
-    if not summaries and not missing:
+def _evaluation(run: RunFolder, record: dict, folder: Path) -> Section | None:
+    scores = []
+    for name, title in TITLES.items():
+        relative = f"{EvalStage.folder}/{name}/summary.json"
+        left_out = f"the {title} scores are left out"
+        summary = run.json(relative, left_out)
+        if summary is not None:
+            part = run.section(relative, left_out, _scores, name, summary, folder)
+            scores += [part] if part else []
+    missing = record.get("stages", {}).get("eval", {}).get("missing_toolchains", {})
+    if not scores and not missing:
         return None
     section = Section("Evaluation")
-    for name, summary in summaries.items():
-        ks = sorted({k for g in summary["groups"].values() for k in g["pass@k"]},
-                    key=lambda k: int(k.split("@")[1]))  # fmt: skip
-        section.text(f"**{summary['title']}** (sandbox: {summary['sandbox']}):")
-        header = ["language", "problems", "samples", *ks, "verdicts"]
-        if name == "humanevalx":
-            header.append("CodeGeeX-13B pass@1")
-        rows = []
-        for group, g in summary["groups"].items():
-            verdicts = ", ".join(f"{v} {n}" for v, n in g["verdicts"].items() if n)
-            row = [group, str(g["problems"]), str(g["samples"]),
-                   *[_percent(g["pass@k"].get(k)) for k in ks], verdicts]  # fmt: skip
-            if name == "humanevalx":
-                row.append(_percent(CODEGEEX_13B_HUMANEVALX.get(group)))
-            rows.append(row)
-        section.table(header, rows)
-        section.figure(f"eval-{name}", _eval_png(summary, name == "humanevalx"),
-                       f"pass@1 per language, {summary['title']}", folder)  # fmt: skip
+    for part in scores:
+        section.markdown += part.markdown
+        section.html += part.html
     section.text(REFERENCE_NOTE)
     for language, why in missing.items():
         section.text(f"{language}: not evaluated: {why}.")
     return section
 
 
-def _samples(out: Path) -> Section | None:
-    record = _read_json(out / "samples.json") or {}
-    judged = _first_results(out / "eval" / "embedded" / "results.jsonl")
+def _scores(name: str, summary: dict, folder: Path) -> Section:
+    """One benchmark's scores: a table per language and a figure."""
+    section = Section(name)
+    ks = sorted({k for g in summary["groups"].values() for k in g["pass@k"]},
+                key=lambda k: int(k.split("@")[1]))  # fmt: skip
+    section.text(f"**{summary['title']}** (sandbox: {summary['sandbox']}):")
+    header = ["language", "problems", "samples", *ks, "verdicts"]
+    if name == "humanevalx":
+        header.append("CodeGeeX-13B pass@1")
+    rows = []
+    for group, g in summary["groups"].items():
+        verdicts = ", ".join(f"{v} {n}" for v, n in g["verdicts"].items() if n)
+        row = [group, str(g["problems"]), str(g["samples"]),
+               *[_percent(g["pass@k"].get(k)) for k in ks], verdicts]  # fmt: skip
+        if name == "humanevalx":
+            row.append(_percent(CODEGEEX_13B_HUMANEVALX.get(group)))
+        rows.append(row)
+    section.table(header, rows)
+    section.figure(f"eval-{name}", _eval_png(summary, name == "humanevalx"),
+                   f"pass@1 per language, {summary['title']}", folder)  # fmt: skip
+    return section
+
+
+def _samples(run: RunFolder) -> Section | None:
+    record = run.json(SamplesStage.record, "the sampled completions are left out") or {}
+    judged = _first_results(run, f"{EvalStage.folder}/embedded/results.jsonl")
     samples = record.get("samples", [])
     if not samples and not judged:
         return None
@@ -306,14 +351,15 @@ def _samples(out: Path) -> Section | None:
 
 def _next_commands(out: Path) -> Section:
     section = Section("Next")
-    model = out / "train" / "model"
+    model, data, train = (out / TrainStage.model, out / DataStage.folder,
+                          out / TrainStage.folder)  # fmt: skip
     section.code(
         "\n".join([
             f"geex generate --model {model} --language python --prompt 'def add(a, b):'",
             f"geex serve --model {model}",
             f"geex eval humanevalx --model {model} --data HUMANEVAL_X_DIR --out {out}/eval/hx",
-            f"geex train --data {out}/data --out {out}/train --max-steps 5000   # train further",
-            f"geex plot {out}/train",
+            f"geex train --data {data} --out {train} --max-steps 5000   # train further",
+            f"geex plot {train}",
         ]),
         "commands",
     )  # fmt: skip
@@ -424,29 +470,17 @@ def _anchor(title: str) -> str:
 # -- reading -----------------------------------------------------------------------------------------
 
 
-def _read_json(path: Path):
-    try:
-        return json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, ValueError):
-        return None
-
-
-def _read_yaml(path: Path):
-    import yaml
-
-    try:
-        return yaml.safe_load(path.read_text(encoding="utf-8"))
-    except (OSError, yaml.YAMLError):
-        return None
-
-
-def _first_results(path: Path) -> list:
+def _first_results(run: RunFolder, relative: str) -> list:
     """The first judged sample of each language; the results file is in task order, which
     is the evaluation's language order."""
-    from geex.eval.results import ResultsFile
-
+    results = ResultsFile(run.path(relative))
+    unreadable = results.unreadable_lines()
+    if unreadable:
+        lines = f"line {unreadable[0]}" if len(unreadable) == 1 else f"{len(unreadable)} lines"
+        run.damaged(relative, f"{lines} not a result", "the judged completions are left out")
+        return []
     first = {}
-    for result in ResultsFile(path).load().values():
+    for result in results.load().values():
         first.setdefault(result.language, result)
     return list(first.values())
 

@@ -26,6 +26,7 @@ from pathlib import Path
 import tokenizers
 
 from geex.errors import GeexError
+from geex.languages import strip_tag
 
 EOD_TOKEN = "<|endoftext|>"
 FIM_PREFIX_TOKEN = "<|fim_prefix|>"
@@ -183,8 +184,6 @@ class Tokenizer:
 
     def language_tag_ids(self) -> dict[str, int]:
         """Tag line (without its newline) -> id, for each language tag that is one token."""
-        from geex.languages import strip_tag
-
         return {
             t.content[:-1]: i
             for i, t in sorted(self._backend.get_added_tokens_decoder().items())

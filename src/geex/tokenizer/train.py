@@ -32,6 +32,7 @@ import tokenizers
 from tokenizers import AddedToken, Regex, decoders, models, pre_tokenizers, trainers
 
 from geex.errors import GeexError
+from geex.languages import LANGUAGES, detect_language, get_language
 from geex.tokenizer.tokenizer import EOD_TOKEN, FIM_TOKENS, Tokenizer
 
 DEFAULT_VOCAB_SIZE = 8192  # the `tiny` model preset's vocabulary
@@ -63,8 +64,6 @@ def code_pre_tokenizer() -> pre_tokenizers.PreTokenizer:
 
 def language_tag_tokens(languages: Iterable[str] | None = None) -> list[str]:
     """One token per tag line (with its newline), for the given language keys or all."""
-    from geex.languages import LANGUAGES, get_language
-
     chosen = LANGUAGES.values() if languages is None else map(get_language, languages)
     return list(dict.fromkeys(language.tag + "\n" for language in chosen))
 
@@ -146,8 +145,6 @@ def source_files(sources: Iterable[str | Path]) -> list[Path]:
     A folder contributes the files under it whose language ``geex.languages`` recognises,
     skipping hidden files and folders (``.git``); a named file is always taken.
     """
-    from geex.languages import detect_language
-
     files: dict[Path, None] = {}
     for source in sources:
         source = str(source)

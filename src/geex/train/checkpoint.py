@@ -29,6 +29,7 @@ from torch.distributed.checkpoint.state_dict import (
 )
 
 from geex.errors import GeexError
+from geex.model.checkpoint import load_state_dict
 from geex.train.distributed import World
 
 STATE_FILE = "trainer_state.json"
@@ -99,8 +100,6 @@ class CheckpointManager:
 
 def load_model_weights(model, folder: str | Path) -> None:
     """Fine-tuning start: full weights from a Geex checkpoint folder into a (sharded) model."""
-    from geex.model.checkpoint import load_state_dict
-
     tensors = load_state_dict(folder)
     set_model_state_dict(
         model, tensors, options=StateDictOptions(full_state_dict=True, strict=True)

@@ -3,6 +3,9 @@
 The same fields come from CLI flags or a YAML file (``geex train --config run.yaml``); a field
 name with a typo is refused with the closest valid name and the list of valid ones. A field's
 flag, help and choices are in its :func:`geex.config.option`: adding a field adds its flag.
+
+The presets (torch, through :mod:`geex.presets`) are imported inside a method, so that
+reading a training config stays light.
 """
 
 from __future__ import annotations

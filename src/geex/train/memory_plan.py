@@ -44,6 +44,7 @@ from torch.distributed.tensor.parallel import ColwiseParallel, RowwiseParallel
 from geex.errors import GeexError
 from geex.model.codegeex import CodeGeeX
 from geex.model.config import ModelConfig
+from geex.train.config import TrainConfig
 from geex.train.parallel import BLOCK_TP_PLAN
 
 COMPUTE_BYTES = {"fp32": 4, "bf16": 2, "fp16": 2}
@@ -88,8 +89,6 @@ PLAN_KEYS = ("tp", "dp", "fsdp", "mbs", "seq", "ac", "precision", "accum")
 
 def preset_defaults(preset: str) -> dict:
     """The plan keys ``geex train --preset NAME`` sets when given no other flag."""
-    from geex.train.config import TrainConfig
-
     train = TrainConfig.from_dict({"preset": preset})
     return {
         "tp": train.parallel.tp,

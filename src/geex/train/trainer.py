@@ -27,6 +27,7 @@ from geex.model.codegeex import CodeGeeX, build_model, flops_per_token
 from geex.model.config import ModelConfig
 from geex.model.loss import lm_loss
 from geex.presets import model_preset
+from geex.tokenizer import load_tokenizer
 from geex.train.checkpoint import CheckpointManager, load_model_weights
 from geex.train.config import TrainConfig
 from geex.train.data import PackedSamples, document_positions_and_mask, micro_batch_start
@@ -410,7 +411,5 @@ def _validation_split(folder: str) -> TokenShards | None:
 
 
 def _dataset_tokenizer(folder: str):
-    from geex.tokenizer import load_tokenizer
-
     path = Path(folder) / "tokenizer.json"
     return load_tokenizer(path) if path.is_file() else None

@@ -35,6 +35,9 @@ back to the file's extension. Rows with neither are ``skipped_unknown_language``
 text, or whose text is not a string, ``skipped_bad_row``; then
 :func:`~geex.data.readers.local.document_from_bytes` applies the local reader's checks (size,
 NUL bytes, empty text).
+
+``datasets`` and ``pyarrow`` are imported inside functions: heavy, and needed only when a
+dataset source is read.
 """
 
 from __future__ import annotations

@@ -1,0 +1,81 @@
+"""The eval stage: generation on the embedded set and, when given, HumanEval-X, judged
+sandboxed; a language whose toolchain is missing is left out with what to install."""
+
+from __future__ import annotations
+
+import dataclasses
+
+from geex.eval.backends import generate_samples
+from geex.eval.backends_geex import GeexBackend
+from geex.eval.evaluator import EvalConfig, Evaluator
+from geex.eval.run import evaluate, summary
+from geex.eval.runners import RunSettings
+from geex.eval.tasks import build_tasks
+from geex.pipeline.benchmarks import TITLES, benchmarks, problems
+from geex.pipeline.checks import missing_toolchains
+from geex.pipeline.stage import RunContext, Stage
+from geex.pipeline.stage_train import TrainStage
+
+
+class EvalStage(Stage):
+    name = "eval"
+    description = "generate and judge, sandboxed"
+    folder = "eval"  # one folder per benchmark: results.jsonl, summary.json, reports
+    reads = (TrainStage.model,)
+    writes = (folder,)
+    on_changed_settings = "redo"  # judging again is cheap next to training
+    redo_note = "evaluation settings changed: evaluating again"
+
+    def describe(self, context: RunContext) -> str:
+        names = benchmarks(context.config.eval)
+        return f"{self.description}: {', '.join(names)}" if names else "nothing to evaluate"
+
+    def settings(self, context: RunContext) -> dict:
+        return {k: v for k, v in dataclasses.asdict(context.config.eval).items()
+                if k not in ("workers", "batch_size")}  # how fast, not what  # fmt: skip
+
+    def check(self, context: RunContext, *, to_run: bool) -> None:
+        if not to_run:
+            return
+        context.missing = missing_toolchains(context.config.eval.languages)
+        for language, why in context.missing.items():
+            context.console.print(
+                f"[yellow]warning:[/yellow] {language} is left out of the evaluation: {why}"
+            )
+
+    def run(self, context: RunContext) -> dict:
+        e = context.config.eval
+        backend = GeexBackend.load(context.path(TrainStage.model))
+        sampling = e.sampling
+        results = {}
+        config = EvalConfig(workers=e.workers, settings=RunSettings(timeout=e.timeout))
+        with Evaluator(config) as evaluator:
+            for benchmark in benchmarks(e):
+                tasks = build_tasks(problems(e, benchmark, context.missing), "generation")
+                if not tasks:
+                    continue
+
+                def samples(done, tasks=tasks):
+                    return generate_samples(backend, tasks, sampling, done=done,
+                                            batch_size=e.batch_size)  # fmt: skip
+
+                title = TITLES[benchmark]
+                run = evaluate(
+                    evaluator, tasks, samples, out_dir=context.path(self.folder) / benchmark,
+                    title=f"{title}, generation, n={e.n}, temperature {e.temperature:g}",
+                    progress=context.console.is_terminal, expected_samples=len(tasks) * e.n,
+                )  # fmt: skip
+                results[benchmark] = summary(run)["overall"]["pass@k"]
+                context.console.print(f"  {title}: " + ", ".join(
+                    f"{k} {100 * v:.1f}%" for k, v in results[benchmark].items()))  # fmt: skip
+        return {"pass@k": results, "missing_toolchains": context.missing}
+
+    def summary(self, record: dict) -> str:
+        parts = [
+            f"{bench} " + ", ".join(f"{k} {100 * v:.1f}%" for k, v in scores.items())
+            for bench, scores in record.get("pass@k", {}).items()
+        ]
+        missing = record.get("missing_toolchains") or {}
+        if missing:
+            parts.append(f"not judged here: {', '.join(missing)}")
+        return "; ".join(parts)

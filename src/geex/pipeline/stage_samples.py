@@ -1,0 +1,67 @@
+"""The samples stage: a sampled completion per language of a short prompt, for the report.
+
+The model and its tokenizer are loaded, and torch imported, inside :meth:`SamplesStage.run`,
+so that importing :mod:`geex.pipeline` stays light.
+"""
+
+from __future__ import annotations
+
+import json
+
+from geex.atomic import atomic_write_text
+from geex.pipeline.stage import RunContext, Stage
+from geex.pipeline.stage_train import TrainStage
+
+SAMPLE_PROMPTS = {
+    "python": "def fibonacci(n):\n",
+    "cpp": "#include <vector>\n\nint sum(const std::vector<int>& xs) {\n",
+    "java": "public class Main {\n    public static int max(int a, int b) {\n",
+    "javascript": "function isPalindrome(text) {\n",
+    "go": "package main\n\nfunc reverse(s string) string {\n",
+    "rust": "fn factorial(n: u64) -> u64 {\n",
+}
+# Sampled rather than greedy: a model this young loops on its likeliest tokens under greedy
+# decoding; a seed keeps the report reproducible.
+SAMPLE_TEMPERATURE, SAMPLE_TOP_P, SAMPLE_SEED = 0.8, 0.95, 0
+
+
+class SamplesStage(Stage):
+    name = "samples"
+    description = "a sampled completion per language"
+    record = "samples.json"  # for the report
+    page = "samples.md"  # for people
+    reads = (TrainStage.model,)
+    writes = (record, page)
+
+    def run(self, context: RunContext) -> dict:
+        from geex.model.generation import SamplingConfig
+        from geex.model.loader import load_for_inference
+        from geex.serve.completion import complete
+
+        # fp32 on the CPU whatever the checkpoint's dtype: the report's samples reproduce.
+        model_dir = context.path(TrainStage.model)
+        loaded = load_for_inference(model_dir, device="cpu", dtype="fp32")
+        model, tokenizer = loaded.model, loaded.tokenizer
+        sampling = SamplingConfig(
+            max_new_tokens=min(128, model.config.max_seq_len // 2),
+            temperature=SAMPLE_TEMPERATURE,
+            top_p=SAMPLE_TOP_P,
+            seed=SAMPLE_SEED,
+        )
+        samples = []
+        for language, prompt in SAMPLE_PROMPTS.items():
+            (completion,) = complete(model, tokenizer, prompt, language=language, sampling=sampling)
+            samples.append({"language": language, "prompt": prompt,
+                            "completion": completion[0].text})  # fmt: skip
+        how = {"temperature": sampling.temperature, "top_p": sampling.top_p, "seed": sampling.seed}
+        record = {"sampling": how, "samples": samples}
+        atomic_write_text(context.path(self.record), json.dumps(record, indent=2) + "\n")
+        lines = [
+            f"# Samples from {model_dir}\n",
+            f"Completions after the language tag, sampled at temperature {SAMPLE_TEMPERATURE}, "
+            f"top-p {SAMPLE_TOP_P}, seed {SAMPLE_SEED}.\n",
+        ]
+        for s in samples:
+            lines += [f"## {s['language']}\n", "```", s["prompt"] + s["completion"], "```\n"]
+        atomic_write_text(context.path(self.page), "\n".join(lines))
+        return {"samples": str(context.path(self.page))}
