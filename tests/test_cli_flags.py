@@ -18,7 +18,7 @@ import pytest
 from geex.cli import build_parser, main
 from geex.cli.flags import add_config_flags, config_flags, config_from_args, nested
 from geex.config import comma_list, field_types, flag_spec, from_dict, key_value, megabytes, option
-from geex.data.pipeline import DataConfig
+from geex.data.config import DataConfig
 from geex.errors import ConfigError
 from geex.eval.backends import Sampling
 from geex.eval.evaluator import EvalConfig
@@ -180,8 +180,8 @@ def test_a_bad_flag_word_is_one_line_naming_the_flag(capsys):
 
 
 def test_the_filter_choices_are_the_filter_presets():
+    from geex.data.config import FILTER_NAMES
     from geex.data.filters import FILTER_PRESETS
-    from geex.data.pipeline import FILTER_NAMES
 
     assert tuple(FILTER_PRESETS) == FILTER_NAMES
 

@@ -4,6 +4,8 @@ whose module fails to import is listed with its error instead of vanishing from 
 from __future__ import annotations
 
 import importlib
+import subprocess
+import sys
 
 import pytest
 
@@ -52,3 +54,15 @@ def test_running_a_subcommand_that_fails_to_import_is_an_error_not_a_traceback(
     error = capsys.readouterr().err
     assert error.startswith("geex plot: error: this subcommand cannot load: ModuleNotFoundError")
     assert "Traceback" not in error
+
+
+def test_help_imports_no_heavy_library():
+    """`geex --help` (every subcommand's flags) stays light: the configs it reads import no
+    torch, datatrove, transformers or matplotlib."""
+    probe = (
+        "import sys, geex.cli; geex.cli.build_parser(); "
+        "print(sorted({'torch', 'datatrove', 'transformers', 'matplotlib'} & set(sys.modules)))"
+    )
+    shown = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True,
+                           check=True).stdout  # fmt: skip
+    assert shown.strip() == "[]"

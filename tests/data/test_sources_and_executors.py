@@ -7,8 +7,9 @@ import subprocess
 import dill
 import pytest
 
+from geex.data.config import DataConfig
 from geex.data.executors import make_executor
-from geex.data.pipeline import DataConfig, build_stages
+from geex.data.pipeline import build_stages
 from geex.data.sources import classify_source
 from geex.errors import ConfigError, GeexError
 from tests.data.trees import write_archives, write_code_tree

@@ -7,7 +7,7 @@ import os
 
 from geex.cli.flags import add_config_flags, flag_values
 from geex.config import from_dict
-from geex.data.pipeline import DataConfig
+from geex.data.config import DataConfig
 
 _DESCRIPTION = """\
 Turn source code into the shards `geex train --data OUT` reads, with a dataset card.

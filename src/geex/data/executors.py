@@ -17,7 +17,8 @@ from typing import TYPE_CHECKING
 from geex.errors import GeexError
 
 if TYPE_CHECKING:
-    from geex.data.pipeline import DataConfig, Stage
+    from geex.data.config import DataConfig
+    from geex.data.pipeline import Stage
 
 
 def make_executor(config: DataConfig, stage: Stage, logging_dir: str, depends=None):

@@ -24,7 +24,7 @@ from geex.data.readers.local import DEFAULT_EXCLUDED_DIRS, DEFAULT_MAX_BYTES, Lo
 from geex.errors import GeexError
 
 if TYPE_CHECKING:
-    from geex.data.pipeline import DataConfig
+    from geex.data.config import DataConfig
 
 DATASET_SUFFIXES = (".jsonl", ".jsonl.gz", ".jsonl.zst", ".json.gz", ".parquet")
 

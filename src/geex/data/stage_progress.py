@@ -9,7 +9,8 @@ from __future__ import annotations
 import threading
 import time
 
-from geex.data.pipeline import DataConfig, Stage, is_stage_done
+from geex.data.config import DataConfig
+from geex.data.pipeline import Stage, is_stage_done
 from geex.data.writer import read_progress
 from geex.progress import open_bar
 

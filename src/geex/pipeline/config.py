@@ -1,7 +1,7 @@
 """The configuration of ``geex run``: one YAML file for a laptop run and for a cluster run.
 
 A run file has five top-level fields; ``data`` and ``train`` take the fields of ``geex data``
-(:class:`geex.data.pipeline.DataConfig`) and ``geex train``
+(:class:`geex.data.config.DataConfig`) and ``geex train``
 (:class:`geex.train.config.TrainConfig`) under the same names, ``eval`` those of
 :class:`EvalSettings`::
 
@@ -14,9 +14,6 @@ A run file has five top-level fields; ``data`` and ``train`` take the fields of 
 A field with a typo, at any level, is refused with its name, the closest valid name and the
 list of valid ones, before anything runs. Fields with a :func:`geex.config.option` flag are
 ``geex run`` flags too (``--budget``, ``--humanevalx``); the others are set in the file.
-
-datatrove (through :mod:`geex.data.pipeline`) is imported inside :meth:`RunConfig.data_config`,
-so that importing the package stays light.
 """
 
 from __future__ import annotations
@@ -29,6 +26,7 @@ from pathlib import Path
 import yaml
 
 from geex.config import from_dict, option
+from geex.data.config import DataConfig
 from geex.data.embedded import with_embedded_defaults
 from geex.errors import ConfigError
 from geex.eval.backends import Sampling
@@ -119,10 +117,8 @@ class RunConfig:
     def budget_spec(self) -> Budget:
         return parse_budget(self.budget)
 
-    def data_config(self):
+    def data_config(self) -> DataConfig:
         """The ``geex data`` config of the data stage."""
-        from geex.data.pipeline import DataConfig
-
         fields = with_embedded_defaults(dict(self.data))
         fields.setdefault("decontaminate", self.decontaminate_against())
         fields["out"] = str(Path(self.out) / "data")
