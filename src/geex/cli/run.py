@@ -7,6 +7,7 @@ import argparse
 from geex.cli.flags import add_config_flags, flag_values
 from geex.errors import GeexError
 from geex.pipeline.config import RunConfig, load_run_config, run_config
+from geex.pipeline.stages import STAGES
 
 
 def register(subparsers) -> None:
@@ -28,7 +29,7 @@ def register(subparsers) -> None:
     parser.add_argument(
         "--stage",
         action="append",
-        choices=["data", "train", "export", "eval", "samples", "report"],
+        choices=STAGES,
         help="run only this stage (repeatable); under torchrun: --stage train",
     )
     parser.set_defaults(handler=_run)
@@ -75,6 +76,8 @@ def _run(args: argparse.Namespace) -> int:
 def print_summary(console, result) -> None:
     from rich.table import Table
 
+    from geex.pipeline.stage_export import ExportStage
+    from geex.pipeline.stage_train import TrainStage
     from geex.pipeline.stages import stage_summary
 
     stages = result.state.stages
@@ -84,15 +87,15 @@ def print_summary(console, result) -> None:
     for name, record in stages.items():
         table.add_row(name, f"{record['seconds']:,.0f} s", stage_summary(name, record))
     console.print(table)
-    model = result.out / "train" / "model"
+    model, hf = result.out / TrainStage.model, result.out / ExportStage.folder
     console.print(f"report:  [bold]{result.report}[/bold] (and report.md)")
-    console.print(f"model:   {model} (Geex), {result.out / 'hf'} (Hugging Face)")
+    console.print(f"model:   {model} (Geex), {hf} (Hugging Face)")
     console.print("next:")
     for line in (
         f"geex generate --model {model} --language python --prompt 'def add(a, b):'",
         f"geex serve --model {model}",
         f"geex eval humanevalx --model {model} --data HUMANEVAL_X_DIR",
         f"geex run --out {result.out}-2h --budget 2h   # longer, in a new folder",
-        f"geex plot {result.out / 'train'}",
+        f"geex plot {result.out / TrainStage.folder}",
     ):
         console.print(f"  {line}")
