@@ -26,7 +26,8 @@ import time
 import torch
 
 from geex.model import build_model
-from geex.model.generation import SamplingConfig, generate
+from geex.model.generation import generate
+from geex.model.sampling import SamplingConfig
 from geex.presets import MODEL_PRESETS, model_preset
 from side_by_side import (
     DTYPES,

@@ -22,6 +22,7 @@ from geex.data.config import DataConfig
 from geex.errors import ConfigError
 from geex.eval.backends import Sampling
 from geex.eval.evaluator import EvalConfig
+from geex.model.sampling import SamplingConfig
 from geex.pipeline.config import RunConfig, run_config
 from geex.train.config import TrainConfig
 
@@ -34,6 +35,7 @@ SUBCOMMANDS = [
     (["eval", "humanevalx"], Sampling),
     (["eval", "embedded"], EvalConfig),
     (["eval", "humanevalx"], EvalConfig),
+    (["generate"], SamplingConfig),
 ]
 
 
@@ -138,8 +140,14 @@ def dotted(config, path):
         (["run"], RunConfig, "geex.cli.run", run_config),
         (["eval", "embedded"], Sampling, None, lambda fields: from_dict(Sampling, fields)),
         (["eval", "embedded"], EvalConfig, None, lambda fields: from_dict(EvalConfig, fields)),
+        (
+            ["generate", "--model", "m"],
+            SamplingConfig,
+            None,
+            lambda fields: from_dict(SamplingConfig, fields),
+        ),
     ],
-    ids=["data", "train", "run", "eval-sampling", "eval-judging"],
+    ids=["data", "train", "run", "eval-sampling", "eval-judging", "generate"],
 )
 def test_every_flag_gives_the_config_from_dict_gives(words, cls, read, library):
     argv, values = flags_and_values(cls)

@@ -7,7 +7,8 @@ import torch
 
 from geex.errors import ConfigError, GeexError
 from geex.model import ModelConfig, build_model
-from geex.model.generation import SamplingConfig, generate, sample_next
+from geex.model.generation import generate, sample_next
+from geex.model.sampling import SamplingConfig
 
 CONFIG = ModelConfig(n_layer=2, n_head=4, d_model=64, max_seq_len=48, vocab_size=100)
 

@@ -17,8 +17,9 @@ transformers = required_module("transformers")
 
 from geex.model import ModelConfig, build_model  # noqa: E402
 from geex.model.checkpoint import save_checkpoint  # noqa: E402
-from geex.model.generation import SamplingConfig, generate  # noqa: E402
+from geex.model.generation import generate  # noqa: E402
 from geex.model.hf_export import export_hf  # noqa: E402
+from geex.model.sampling import SamplingConfig  # noqa: E402
 
 # Vocabulary padded 60 -> 64; head_dim 16, which every fused kernel accepts.
 CONFIG = ModelConfig(

@@ -12,8 +12,8 @@ from geex.cli import main
 from geex.errors import GeexError
 from geex.model import ModelConfig, build_model
 from geex.model.checkpoint import save_checkpoint
-from geex.model.generation import SamplingConfig
 from geex.model.loader import load_for_inference
+from geex.model.sampling import SamplingConfig
 from geex.serve.completion import complete
 from geex.tokenizer import train_tokenizer
 

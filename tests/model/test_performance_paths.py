@@ -6,8 +6,9 @@ import pytest
 import torch
 
 from geex.model import KVCache, ModelConfig, build_model, generation
-from geex.model.generation import SamplingConfig, generate
+from geex.model.generation import generate
 from geex.model.loss import lm_loss
+from geex.model.sampling import SamplingConfig
 
 CONFIG = ModelConfig(n_layer=2, n_head=4, d_model=64, max_seq_len=48, vocab_size=100)
 

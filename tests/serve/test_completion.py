@@ -8,7 +8,7 @@ import torch
 from geex.errors import GeexError
 from geex.languages import get_language
 from geex.model import ModelConfig, build_model
-from geex.model.generation import SamplingConfig
+from geex.model.sampling import SamplingConfig
 from geex.serve.completion import closing_brace_end, complete, completion_end, with_language_tag
 
 

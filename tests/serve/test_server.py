@@ -20,7 +20,7 @@ required_module("uvicorn")
 from geex.eval.problems import load_embedded  # noqa: E402
 from geex.model import ModelConfig, build_model  # noqa: E402
 from geex.model.checkpoint import save_checkpoint  # noqa: E402
-from geex.model.generation import SamplingConfig  # noqa: E402
+from geex.model.sampling import SamplingConfig  # noqa: E402
 from geex.serve.completion import complete  # noqa: E402
 from geex.serve.server import BackgroundServer, ServedModel, create_app  # noqa: E402
 from geex.tokenizer import train_tokenizer  # noqa: E402

@@ -7,7 +7,9 @@ import json
 import sys
 from pathlib import Path
 
+from geex.cli.flags import add_config_flags, config_from_args
 from geex.errors import GeexError
+from geex.model.sampling import SamplingConfig
 
 
 def register(subparsers) -> None:
@@ -27,12 +29,7 @@ def register(subparsers) -> None:
     prompt.add_argument("--prompt-file", metavar="FILE", help="read the prompt from FILE")
     parser.add_argument("--language", "-l", help="language of the code, e.g. python, cpp, go")
     parser.add_argument("--no-tag", action="store_true", help="do not add the language tag line")
-    parser.add_argument("--max-new-tokens", type=int, default=256)
-    parser.add_argument("--temperature", "-t", type=float, default=0.0, help="0 = greedy")
-    parser.add_argument("--top-p", type=float, default=1.0)
-    parser.add_argument("--top-k", type=int, default=0)
-    parser.add_argument("-n", "--num-samples", type=int, default=1)
-    parser.add_argument("--seed", type=int)
+    add_config_flags(parser, SamplingConfig)
     parser.add_argument("--stop", action="append", default=[], help="extra stop sequence")
     parser.add_argument("--device", default="auto", help="cpu, cuda, cuda:1, ... (default auto)")
     parser.add_argument("--dtype", choices=["auto", "fp32", "bf16", "fp16"], default="auto")
@@ -59,18 +56,10 @@ def _read_prompt(args: argparse.Namespace) -> str:
 
 
 def _generate(args: argparse.Namespace) -> int:
-    from geex.model.generation import SamplingConfig
     from geex.model.loader import load_for_inference
     from geex.serve.completion import complete
 
-    sampling = SamplingConfig(
-        max_new_tokens=args.max_new_tokens,
-        temperature=args.temperature,
-        top_p=args.top_p,
-        top_k=args.top_k,
-        num_samples=args.num_samples,
-        seed=args.seed,
-    )
+    sampling = config_from_args(SamplingConfig, args)
     prompt = _read_prompt(args)
     loaded = load_for_inference(
         args.model, tokenizer=args.tokenizer, device=args.device, dtype=args.dtype

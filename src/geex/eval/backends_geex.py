@@ -49,7 +49,8 @@ class GeexBackend:
     def generate(
         self, prompts: Sequence[str], stops: Sequence[StopRule], sampling: Sampling
     ) -> list[list[str]]:
-        from geex.model.generation import SamplingConfig, generate
+        from geex.model.generation import generate
+        from geex.model.sampling import SamplingConfig
 
         n = sampling.n
         config = SamplingConfig(

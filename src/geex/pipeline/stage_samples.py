@@ -34,8 +34,8 @@ class SamplesStage(Stage):
     writes = (record, page)
 
     def run(self, context: RunContext) -> dict:
-        from geex.model.generation import SamplingConfig
         from geex.model.loader import load_for_inference
+        from geex.model.sampling import SamplingConfig
         from geex.serve.completion import complete
 
         # fp32 on the CPU whatever the checkpoint's dtype: the report's samples reproduce.

@@ -10,8 +10,9 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 from geex.languages import Language, get_language
-from geex.model.generation import SamplingConfig, generate
+from geex.model.generation import generate
 from geex.model.loader import check_tokenizer_fits
+from geex.model.sampling import SamplingConfig
 
 
 @dataclass(frozen=True)

@@ -107,7 +107,7 @@ class ServedModel:
         self, request: CompletionRequest, on_text: Callable[[int, str], None] | None = None
     ) -> list[Completion]:
         """Every (prompt, sample) completion of ``request``, prompt-major, as OpenAI orders them."""
-        from geex.model.generation import SamplingConfig
+        from geex.model.sampling import SamplingConfig
 
         sampling = SamplingConfig(
             max_new_tokens=request.max_tokens,
