@@ -17,6 +17,8 @@ from pathlib import Path
 
 import pytest
 
+from tests.conftest import finishes_within
+
 REPO = Path(__file__).resolve().parents[1]
 # A run of the README's first command, made short: one language, 1 MiB of this machine's code.
 SHORT_RUN = """\
@@ -90,6 +92,15 @@ def test_a_short_geex_run_finishes_in_the_base_environment(short_run):
     assert (short_run / "train" / "model" / "config.json").is_file()
 
 
+def banner_url(server: subprocess.Popen) -> str | None:
+    """The address in the banner ``geex serve`` prints once the model is loaded."""
+    for line in server.stderr:
+        found = re.search(r"at (http://127\.0\.0\.1:\d+)/v1", line)
+        if found:
+            return found.group(1)
+    return None
+
+
 def test_geex_serve_answers_a_completion_in_the_base_environment(base_venv, short_run):
     server = subprocess.Popen(
         [str(base_venv / "bin" / "geex"), "serve", "--model", str(short_run / "train" / "model"),
@@ -97,12 +108,7 @@ def test_geex_serve_answers_a_completion_in_the_base_environment(base_venv, shor
         env=base_environ(), stderr=subprocess.PIPE, text=True,
     )  # fmt: skip
     try:
-        url = None
-        for line in server.stderr:  # the banner names the address once the model is loaded
-            found = re.search(r"at (http://127\.0\.0\.1:\d+)/v1", line)
-            if found:
-                url = found.group(1)
-                break
+        url = finishes_within(300, lambda: banner_url(server), "geex serve's start")
         assert url, f"geex serve exited ({server.poll()}) without serving"
         body = {"prompt": "def add(a, b):\n", "max_tokens": 8, "language": "python"}
         request = urllib.request.Request(

@@ -52,7 +52,9 @@ def _register_broken(subparsers, stage: str, err: Exception) -> None:
     """A subcommand whose module failed to import: listed with the cause, and an error to run."""
     cause = f"{type(err).__name__}: {err}"
     if isinstance(err, ModuleNotFoundError) and err.name and not err.name.startswith("geex"):
-        cause += f" (pip install {err.name.split('.')[0]}, or reinstall geex)"
+        # A dependency Geex declares (an import name is not always its package's name, e.g.
+        # yaml is PyYAML): reinstalling Geex brings it back.
+        cause += " (a dependency is missing: run scripts/setup.sh again, or reinstall geex)"
     parser = subparsers.add_parser(
         stage, help=f"UNAVAILABLE: {cause}", description=f"geex {stage} cannot load: {cause}"
     )
