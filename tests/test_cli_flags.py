@@ -22,6 +22,7 @@ from geex.data.config import DataConfig
 from geex.errors import ConfigError
 from geex.eval.backends import Sampling
 from geex.eval.evaluator import EvalConfig
+from geex.model.load_options import LoadOptions
 from geex.model.sampling import SamplingConfig
 from geex.pipeline.config import RunConfig, run_config
 from geex.train.config import TrainConfig
@@ -36,6 +37,9 @@ SUBCOMMANDS = [
     (["eval", "embedded"], EvalConfig),
     (["eval", "humanevalx"], EvalConfig),
     (["generate"], SamplingConfig),
+    (["generate"], LoadOptions),
+    (["serve"], LoadOptions),
+    (["eval", "embedded"], LoadOptions),
 ]
 
 
@@ -146,8 +150,14 @@ def dotted(config, path):
             None,
             lambda fields: from_dict(SamplingConfig, fields),
         ),
+        (
+            ["serve", "--model", "m"],
+            LoadOptions,
+            None,
+            lambda fields: from_dict(LoadOptions, fields),
+        ),
     ],
-    ids=["data", "train", "run", "eval-sampling", "eval-judging", "generate"],
+    ids=["data", "train", "run", "eval-sampling", "eval-judging", "generate", "serve-loading"],
 )
 def test_every_flag_gives_the_config_from_dict_gives(words, cls, read, library):
     argv, values = flags_and_values(cls)

@@ -147,3 +147,10 @@ def test_geex_generate_completes_with_the_saved_tokenizer(checkpoint, model, tok
     ((expected,),) = complete(model, tokenizer, "def add(a, b):", sampling=sampling, add_tag=False)
     assert code == 0
     assert record["completion"] == expected.text and record["tokens"] == expected.num_tokens
+
+
+def test_the_dtype_flag_offers_exactly_the_dtypes_the_loader_knows():
+    from geex.model.device import DTYPES
+    from geex.model.load_options import DTYPE_NAMES
+
+    assert set(DTYPE_NAMES) == {"auto", *DTYPES}

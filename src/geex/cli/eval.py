@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import logging
 import os
 import sys
@@ -11,6 +12,7 @@ from geex.cli.flags import add_config_flags, config_from_args
 from geex.errors import GeexError
 from geex.eval.backends import Sampling
 from geex.eval.evaluator import EvalConfig
+from geex.model.load_options import LoadOptions
 
 
 def register(subparsers) -> None:
@@ -117,11 +119,7 @@ def _add_model_arguments(parser: argparse.ArgumentParser) -> None:
         "requests in flight at once",
     )
     local = parser.add_argument_group("local models (--model, --hf-model)")
-    local.add_argument(
-        "--tokenizer", metavar="PATH", help="--model's tokenizer (default: saved with it)"
-    )
-    local.add_argument("--device", default="auto", help="cpu, cuda, cuda:1, ... (default auto)")
-    local.add_argument("--dtype", choices=["auto", "fp32", "bf16", "fp16"], default="auto")
+    add_config_flags(local, LoadOptions)
     local.add_argument(
         "--trust-remote-code",
         action="store_true",
@@ -233,24 +231,21 @@ def _sampling(args: argparse.Namespace):
 
 def _model_backend(args: argparse.Namespace):
     """The backend the arguments name, and a label for the report's title."""
+    options = config_from_args(LoadOptions, args)
     if args.model:
         from geex.eval.backends_geex import GeexBackend
 
-        backend = GeexBackend.load(
-            args.model, tokenizer=args.tokenizer, device=args.device, dtype=args.dtype
-        )
+        backend = GeexBackend.load(args.model, **dataclasses.asdict(options))
         return backend, f"Geex model {args.model}"
     if args.hf_model:
-        try:
-            from geex.eval.backends_hf import HFBackend
-        except ModuleNotFoundError as err:
-            if err.name != "transformers":
-                raise
-            raise GeexError("--hf-model needs transformers: pip install 'geex[hf]'") from None
+        from geex.eval.backends_hf import HFBackend
+
+        if options.tokenizer:
+            raise GeexError("--tokenizer goes with --model; --hf-model uses its own tokenizer")
         backend = HFBackend.load(
             args.hf_model,
-            device=args.device,
-            dtype=args.dtype,
+            device=options.device,
+            dtype=options.dtype,
             trust_remote_code=args.trust_remote_code,
         )
         return backend, f"Hugging Face model {args.hf_model}"

@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import sys
 from pathlib import Path
 
 from geex.cli.flags import add_config_flags, config_from_args
 from geex.errors import GeexError
+from geex.model.load_options import LoadOptions
 from geex.model.sampling import SamplingConfig
 
 
@@ -21,9 +23,6 @@ def register(subparsers) -> None:
         "stop rules end each completion.",
     )
     parser.add_argument("--model", required=True, metavar="DIR", help="Geex checkpoint folder")
-    parser.add_argument(
-        "--tokenizer", metavar="PATH", help="tokenizer (default: the one saved with the model)"
-    )
     prompt = parser.add_mutually_exclusive_group()
     prompt.add_argument("--prompt", "-p", help="the prompt text (default: read from stdin)")
     prompt.add_argument("--prompt-file", metavar="FILE", help="read the prompt from FILE")
@@ -31,8 +30,7 @@ def register(subparsers) -> None:
     parser.add_argument("--no-tag", action="store_true", help="do not add the language tag line")
     add_config_flags(parser, SamplingConfig)
     parser.add_argument("--stop", action="append", default=[], help="extra stop sequence")
-    parser.add_argument("--device", default="auto", help="cpu, cuda, cuda:1, ... (default auto)")
-    parser.add_argument("--dtype", choices=["auto", "fp32", "bf16", "fp16"], default="auto")
+    add_config_flags(parser, LoadOptions)
     parser.add_argument("--json", action="store_true", help="print one JSON line per sample")
     parser.add_argument(
         "--compile",
@@ -61,9 +59,8 @@ def _generate(args: argparse.Namespace) -> int:
 
     sampling = config_from_args(SamplingConfig, args)
     prompt = _read_prompt(args)
-    loaded = load_for_inference(
-        args.model, tokenizer=args.tokenizer, device=args.device, dtype=args.dtype
-    )
+    options = config_from_args(LoadOptions, args)
+    loaded = load_for_inference(args.model, **dataclasses.asdict(options))
 
     stream = sampling.num_samples == 1 and not args.json
     if stream:

@@ -3,9 +3,12 @@
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import sys
 
+from geex.cli.flags import add_config_flags, config_from_args
 from geex.errors import GeexError
+from geex.model.load_options import LoadOptions
 
 
 def register(subparsers) -> None:
@@ -17,16 +20,12 @@ def register(subparsers) -> None:
         "tag line and the language's stop rules. Requests are decoded one at a time.",
     )
     parser.add_argument("--model", required=True, metavar="DIR", help="Geex checkpoint folder")
-    parser.add_argument(
-        "--tokenizer", metavar="PATH", help="tokenizer (default: the one saved with the model)"
-    )
+    add_config_flags(parser, LoadOptions)
     parser.add_argument(
         "--model-name", metavar="NAME", help="name clients ask for (default: the folder's name)"
     )
     parser.add_argument("--host", default="127.0.0.1", help="address to listen on")
     parser.add_argument("--port", type=int, default=8000, help="0 picks a free port")
-    parser.add_argument("--device", default="auto", help="cpu, cuda, cuda:1, ... (default auto)")
-    parser.add_argument("--dtype", choices=["auto", "fp32", "bf16", "fp16"], default="auto")
     parser.add_argument(
         "--log-level", choices=["debug", "info", "warning", "error"], default="info"
     )
@@ -51,13 +50,8 @@ def _serve(args: argparse.Namespace) -> int:
     if not 0 <= args.port <= 65535:
         raise GeexError(f"--port must be in 0..65535, got {args.port}")
     sock = listening_socket(args.host, args.port)  # before loading: a taken port fails fast
-    served = ServedModel.load(
-        args.model,
-        tokenizer=args.tokenizer,
-        device=args.device,
-        dtype=args.dtype,
-        name=args.model_name,
-    )
+    options = config_from_args(LoadOptions, args)
+    served = ServedModel.load(args.model, **dataclasses.asdict(options), name=args.model_name)
     device = next(served.model.parameters()).device
     print(
         f"geex serve: {served.name} on {device}, at {server_url(sock)}/v1 "
