@@ -4,8 +4,6 @@ Run: .venv/bin/python -m pytest tests/eval/test_unavailable.py -q"""
 
 from __future__ import annotations
 
-import shutil
-
 import pytest
 
 from geex.eval.evaluator import EvalConfig, Evaluator
@@ -198,9 +196,9 @@ def test_other_failures_stay_as_they_were():
     assert blame_missing_library(problem, failed) is failed
 
 
-@pytest.mark.skipif(shutil.which("go") is None, reason="go is not installed")
 def test_runner_checks_name_the_package_too(evaluator, monkeypatch, tmp_path):
     """Go without testify is unavailable before building, naming the Debian package."""
+    required_program("go", package="golang-go")
     monkeypatch.setattr("geex.eval.runners.go.TESTIFY", tmp_path / "absent")
     sample = inline_sample(
         "go",
