@@ -45,4 +45,5 @@ def test_scores_report_k_only_where_every_problem_has_enough_samples():
     assert set(scores.overall.pass_at) == {1}  # P/1 has only 3 samples
     assert scores.overall.pass_at[1] == pytest.approx(0.5)
     assert scores.overall.min_samples == 3
+    assert scores.overall.covered == {1: 2} and not scores.overall.partial(1)
     assert scores.groups["Python"].verdicts == {"passed": 10, "failed": 3}

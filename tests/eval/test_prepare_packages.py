@@ -8,7 +8,6 @@ from __future__ import annotations
 import base64
 import hashlib
 import json
-import shutil
 import subprocess
 import zipfile
 from pathlib import Path
@@ -22,13 +21,17 @@ from geex.eval.runners import RunSettings
 from geex.eval.runners.javascript import JavaScriptRunner
 from geex.eval.sandbox import Sandbox
 from geex.eval.verdicts import PASSED, UNAVAILABLE
-from tests.conftest import missing
+from tests.conftest import missing, required_program
 
 from .conftest import inline_sample
 
-needs_npm = pytest.mark.skipif(
-    shutil.which("npm") is None or shutil.which("node") is None, reason="node and npm needed"
-)
+
+@pytest.fixture
+def npm():
+    """node and npm, or `missing` naming their Debian packages (a failure in CI)."""
+    required_program("node", package="nodejs")
+    return required_program("npm", package="npm")
+
 
 CHUNK_PROBLEM = {
     "task_id": "JavaScript/0",
@@ -75,7 +78,7 @@ def evaluate_cli(capsys, data: Path, samples: Path, out: Path) -> tuple[dict, st
     return json.loads((out / "summary.json").read_text()), printed
 
 
-@needs_npm
+@pytest.mark.usefixtures("npm")
 def test_npm_prepare_turns_unavailable_samples_into_verdicts(capsys, cache, tmp_path):
     data = tmp_path / "benchmark"
     data.mkdir()
@@ -108,7 +111,7 @@ def test_npm_prepare_turns_unavailable_samples_into_verdicts(capsys, cache, tmp_
     assert "could not be judged" not in printed
 
 
-@needs_npm
+@pytest.mark.usefixtures("npm")
 def test_npm_install_failure_is_one_clear_error(capsys, cache, tmp_path):
     code = main(["eval", "prepare", "--languages", "js", "--npm", str(tmp_path / "none.tgz")])
     assert code == 2

@@ -4,20 +4,28 @@ Run: .venv/bin/python -m pytest tests/eval/test_unavailable.py -q"""
 
 from __future__ import annotations
 
-import shutil
+import json
+from pathlib import Path
 
 import pytest
 
 from geex.eval.evaluator import EvalConfig, Evaluator
 from geex.eval.libraries import blame_missing_library, install_hint
 from geex.eval.runners import RunSettings
+from geex.eval.runners.rust import RustRunner, missing_crate
+from geex.eval.sandbox import Sandbox
 from geex.eval.verdicts import COMPILE_ERROR, RUNTIME_ERROR, UNAVAILABLE, Judgement
-from tests.conftest import required_program
+from tests.conftest import missing, required_program
 
 from .conftest import inline_sample
 
 ABSENT_PY = "geex_absent_module_for_tests"
 ABSENT_HEADER = "geex_absent/library.hpp"
+
+
+def lacks_everything(name: str) -> bool:
+    """A machine that lacks every library its toolchain names."""
+    return True
 
 
 @pytest.fixture
@@ -143,7 +151,7 @@ OTHER_TOOLCHAINS = [
      "org.apache.commons.lang3", "the Java package org.apache.commons.lang3 is not in the JDK"),
     ("rust", "use itertools::Itertools;\n",
      "error[E0432]: unresolved import `itertools`\n --> main.rs:4:5",
-     "librust-itertools-dev", "apt-get install librust-itertools-dev"),
+     "itertools", "Geex links only the crates rand, regex, md5"),
 ]  # fmt: skip
 
 
@@ -152,7 +160,9 @@ def test_other_toolchains_missing_library_of_the_benchmark(
     language, test, stderr, package, install
 ):
     problem = inline_sample(language, "", "", test).task.problem
-    judged = blame_missing_library(problem, Judgement(COMPILE_ERROR, "", stderr=stderr))
+    judged = blame_missing_library(
+        problem, Judgement(COMPILE_ERROR, "", stderr=stderr), lacks_everything
+    )
     assert judged.verdict == UNAVAILABLE
     assert judged.missing_package == package
     assert judged.install.startswith(install)
@@ -163,7 +173,9 @@ def test_other_toolchains_missing_library_of_the_completion(
     language, test, stderr, package, install
 ):
     problem = inline_sample(language, "", "", "").task.problem
-    judged = blame_missing_library(problem, Judgement(COMPILE_ERROR, "", stderr=stderr))
+    judged = blame_missing_library(
+        problem, Judgement(COMPILE_ERROR, "", stderr=stderr), lacks_everything
+    )
     assert judged.verdict == COMPILE_ERROR
 
 
@@ -186,7 +198,9 @@ def test_missing_submodule_of_a_benchmark_import_is_the_completions_error():
     """The preamble imports math; a completion's `import math.nothing` is not the machine's."""
     problem = inline_sample("python", "", "", "").task.problem
     stderr = "ModuleNotFoundError: No module named 'math.nothing'; 'math' is not a package"
-    judged = blame_missing_library(problem, Judgement(RUNTIME_ERROR, "", stderr=stderr))
+    judged = blame_missing_library(
+        problem, Judgement(RUNTIME_ERROR, "", stderr=stderr), lacks_everything
+    )
     assert judged.verdict == RUNTIME_ERROR
 
 
@@ -195,12 +209,12 @@ def test_other_failures_stay_as_they_were():
     problem = inline_sample("python", "", "", f"import {ABSENT_PY}\n").task.problem
     stderr = f"ModuleNotFoundError: No module named '{ABSENT_PY}'"
     failed = Judgement("failed", "assertion failed", stderr=stderr)
-    assert blame_missing_library(problem, failed) is failed
+    assert blame_missing_library(problem, failed, lacks_everything) is failed
 
 
-@pytest.mark.skipif(shutil.which("go") is None, reason="go is not installed")
 def test_runner_checks_name_the_package_too(evaluator, monkeypatch, tmp_path):
     """Go without testify is unavailable before building, naming the Debian package."""
+    required_program("go", package="golang-go")
     monkeypatch.setattr("geex.eval.runners.go.TESTIFY", tmp_path / "absent")
     sample = inline_sample(
         "go",
@@ -213,3 +227,110 @@ def test_runner_checks_name_the_package_too(evaluator, monkeypatch, tmp_path):
     assert result.verdict == UNAVAILABLE
     assert result.missing_package == "golang-github-stretchr-testify-dev"
     assert result.install == "apt-get install golang-github-stretchr-testify-dev"
+
+
+# A library that is there, named by a wrong path inside it, is the program's mistake.
+
+
+def test_missing_submodule_of_an_installed_package_is_a_runtime_error(evaluator):
+    """numpy is importable here, so `numpy.linalgx` is the completion's invention."""
+    sample = inline_sample(
+        "python",
+        "import numpy\ndef double(x):\n",
+        "    import numpy.linalgx\n    return 2 * x\n",
+        "assert double(2) == 4\n",
+    )
+    result = judge(evaluator, sample)
+    assert result.verdict == RUNTIME_ERROR
+    assert "numpy.linalgx" in result.stderr
+
+
+@pytest.mark.usefixtures("gpp")
+def test_missing_header_in_an_installed_library_is_a_compile_error(evaluator):
+    """Boost is installed, so a Boost header that does not exist is no missing library."""
+    if not Path("/usr/include/boost").is_dir():
+        missing("needs Boost's headers: install the Debian package libboost-dev")
+    sample = inline_sample(
+        "cpp",
+        "#include<boost/nonexistent_header.hpp>\nint twice(int x){\n",
+        "return 2*x;}\n",
+        "#undef NDEBUG\n#include<assert.h>\nint main(){assert(twice(2)==4);}\n",
+    )
+    assert judge(evaluator, sample).verdict == COMPILE_ERROR
+
+
+def fake_npm_package(folder: Path, name: str) -> Path:
+    package = folder / name
+    package.mkdir(parents=True)
+    (package / "package.json").write_text(json.dumps({"name": name, "main": "index.js"}))
+    (package / "index.js").write_text("module.exports = (text) => text;\n")
+    return folder
+
+
+def test_missing_file_in_an_installed_npm_package_is_a_runtime_error(
+    bare_evaluator, monkeypatch, tmp_path
+):
+    """js-md5 is on NODE_PATH (the reference environment's package), so `js-md5/nope` is not."""
+    monkeypatch.setenv("NODE_PATH", str(fake_npm_package(tmp_path, "js-md5")))
+    sample = inline_sample(
+        "js",
+        "const hash = (text) => {\n",
+        "  const md5 = require('js-md5/nope');\n  return md5(text);\n};\n",
+        "console.assert(hash('') === '');\n",
+    )
+    result = judge(bare_evaluator, sample)
+    assert result.verdict == RUNTIME_ERROR
+    assert result.missing_package == ""
+
+
+def test_packages_on_node_path_the_reference_lacks_are_not_copied(
+    bare_evaluator, monkeypatch, tmp_path
+):
+    """A global tree on NODE_PATH (npm itself, say) is not the benchmark's environment."""
+    monkeypatch.setenv("NODE_PATH", str(fake_npm_package(tmp_path, "geex-global-tool")))
+    sample = inline_sample(
+        "js",
+        "const echo = (text) => {\n",
+        "  const tool = require('geex-global-tool');\n  return tool(text);\n};\n",
+        "console.assert(echo('a') === 'a');\n",
+    )
+    result = judge(bare_evaluator, sample)
+    assert result.verdict == RUNTIME_ERROR
+    assert "Cannot find module 'geex-global-tool'" in result.stderr
+
+
+@pytest.fixture
+def rust_with_rand(tmp_path):
+    """A Rust runner that links rand (its rlib need not exist to ask what it links)."""
+    runner = RustRunner(Sandbox("rlimits"), tmp_path, RunSettings())
+    runner.externs = {"rand": tmp_path / "librand.rlib"}
+    return runner
+
+
+RUST_DECLARATION = "use rand::Rng;\nuse regex::Regex;\nuse md5;\n"
+
+
+@pytest.mark.parametrize("path", ["rand::Rngg", "rand"])
+def test_unresolved_import_in_a_linked_crate_is_a_compile_error(rust_with_rand, path):
+    problem = inline_sample("rust", "", "", "", declaration=RUST_DECLARATION).task.problem
+    stderr = f"error[E0432]: unresolved import `{path}`\n --> main.rs:9:5"
+    failed = Judgement(COMPILE_ERROR, "", stderr=stderr)
+    assert blame_missing_library(problem, failed, rust_with_rand.lacks_library) is failed
+
+
+def test_unresolved_crate_the_runner_does_not_link_is_unavailable(rust_with_rand):
+    problem = inline_sample("rust", "", "", "", declaration=RUST_DECLARATION).task.problem
+    stderr = "error[E0432]: unresolved import `regex`\n --> main.rs:10:5"
+    judged = blame_missing_library(
+        problem, Judgement(COMPILE_ERROR, "", stderr=stderr), rust_with_rand.lacks_library
+    )
+    assert judged.verdict == UNAVAILABLE
+    assert judged.missing_package == "librust-regex-dev"
+
+
+def test_rust_hint_is_one_command_in_backticks():
+    """The runner's own check and the toolchain's message give the same hint."""
+    command = "apt-get install librust-md5-dev && geex eval prepare --languages rust"
+    hint = install_hint("rust", "md5")
+    assert hint == missing_crate("md5")
+    assert hint.detail == f"md5 (librust-md5-dev) is not installed here: run `{command}`"

@@ -38,9 +38,9 @@ def test_pass_at_k_counts_only_judged_samples():
     overall = score(RESULTS, ks=(1,)).overall
     # JavaScript/0: 1 of 1 judged passed; JavaScript/1: 0 of 1; JavaScript/2: left out.
     assert overall.pass_at == {1: pytest.approx(0.5)}
-    assert (overall.problems, overall.samples, overall.judged) == (2, 5, 2)
+    assert (overall.problems, overall.samples, overall.judged) == (3, 5, 2)
     assert overall.unavailable == 3
-    assert overall.min_samples == 1
+    assert overall.covered == {1: 2}
 
 
 def test_missing_packages_are_counted_with_their_install_command():
@@ -54,6 +54,39 @@ def test_other_unavailable_samples_are_unjudged_without_a_package():
     assert overall.unavailable == 4
     assert overall.missing_packages == {("lodash", INSTALL): 3}
     assert overall.pass_at == {1: pytest.approx(0.5)}
+
+
+def ten_samples(task_id: str, passed: int, unavailable: int = 0) -> list[SampleResult]:
+    verdicts = ["passed"] * passed + ["unavailable"] * unavailable
+    verdicts += ["failed"] * (10 - len(verdicts))
+    return [
+        result(task_id, i, v, "lodash" if v == "unavailable" else "")
+        for i, v in enumerate(verdicts)
+    ]
+
+
+# JavaScript/0 lost one sample of ten: pass@10 counts JavaScript/1 only, and says so.
+TEN_EACH = ten_samples("JavaScript/0", 3, unavailable=1) + ten_samples("JavaScript/1", 0)
+
+
+def test_an_unavailable_sample_leaves_its_problem_out_of_that_k_alone():
+    overall = score(TEN_EACH, ks=(1, 10)).overall
+    assert set(overall.pass_at) == {1, 10}
+    assert overall.covered == {1: 2, 10: 1}
+    assert overall.pass_at[1] == pytest.approx((3 / 9 + 0 / 10) / 2)
+    assert overall.pass_at[10] == pytest.approx(0.0)  # JavaScript/1 never passed
+    assert overall.coverage(10) == " (1/2)" and overall.coverage(1) == ""
+
+
+def test_summary_and_report_show_a_pass_at_k_over_fewer_problems():
+    run = EvalRun("t", [], TEN_EACH, score(TEN_EACH, ks=(1, 10)), 1.0, "bwrap")
+    data = summary(run)
+    assert data["overall"]["problems"] == 2
+    assert data["overall"]["pass@k"]["pass@10"] == 0.0
+    assert data["overall"]["pass@k problems"] == {"pass@10": 1}
+    report = markdown(run)
+    assert "| 0.00 (1/2) |" in report
+    assert "averages the a of b problems with at least k judged samples" in report
 
 
 def run_of(results) -> EvalRun:

@@ -281,7 +281,9 @@ def _print_summary(run) -> None:
     rows = [*run.scores.groups.items(), ("all", run.scores.overall)]
     for name, g in rows:
         cells = [name, str(g.problems), str(g.samples)]
-        cells += [f"{100 * g.pass_at[k]:.2f}%" if k in g.pass_at else "-" for k in ks]
+        cells += [
+            f"{100 * g.pass_at[k]:.2f}%{g.coverage(k)}" if k in g.pass_at else "-" for k in ks
+        ]
         cells += [str(g.verdicts.get(v, 0) or "") for v in verdicts]
         table.add_row(*cells)
     console = Console()
@@ -306,6 +308,11 @@ def _print_unjudged(run, console) -> None:
         f"pass@k, which counts the {overall.judged} judged ones",
         markup=False,
     )
+    if any(overall.partial(k) for k in overall.covered):
+        console.print(
+            "a pass@k marked (a/b) averages the a of b problems with at least k judged samples",
+            markup=False,
+        )
     for item in missing_packages(run):
         console.print(
             f"  {item['package']}: {item['samples']} sample(s); {item['install']}",

@@ -184,7 +184,7 @@ class Evaluator:
                     jobs.append(Job(workdir, uid, server_uid))
                 judgements = runner.judge_batch(programs, jobs)
                 judgements = [
-                    blame_missing_library(sample.task.problem, judgement)
+                    blame_missing_library(sample.task.problem, judgement, runner.lacks_library)
                     for sample, judgement in zip(unit, judgements, strict=True)
                 ]
         except Exception as err:  # a harness bug must not end the run: report it per sample

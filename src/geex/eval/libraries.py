@@ -4,23 +4,29 @@ A benchmark may need a library: a JavaScript test that requires an npm package, 
 that includes a boost header. Where the machine lacks it, every sample fails to compile or
 run, which would blame the model for the machine. ``blame_missing_library`` reads each
 toolchain's own words for a missing module, header, package or crate, and counts them only
-when the benchmark's own code (everything of the program but the completion) imports that
-name, or the reference harness's environment provides it (JavaScript/162's canonical solution
-itself requires js-md5, which the reference installs): a completion that imports something
-else that is absent is still the model's mistake. Such a sample is "unavailable", naming the
-package and the command that installs it.
+when both hold:
+
+- the benchmark's own code (everything of the program but the completion) imports that name,
+  or the reference harness's environment provides it (JavaScript/162's canonical solution
+  itself requires js-md5, which the reference installs): a completion that imports something
+  else that is absent is still the model's mistake;
+- the library really is missing on this machine, as the language's runner checks
+  (``Runner.lacks_library``): a wrong path inside a library that is there (``rand::Rngg``,
+  ``numpy.linalgx``, ``boost/nonexistent.hpp``, ``js-md5/nope``) is the program's mistake too.
+
+Such a sample is "unavailable", naming the package and the command that installs it.
 """
 
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass, replace
+from collections.abc import Callable
 
 from geex.eval.problems import Problem
 from geex.eval.programs import assemble
 from geex.eval.runners.javascript import NPM_PACKAGES, npm_package_of
-from geex.eval.runners.rust import CRATES
-from geex.eval.verdicts import COMPILE_ERROR, RUNTIME_ERROR, UNAVAILABLE, Judgement
+from geex.eval.runners.rust import CRATES, missing_crate
+from geex.eval.verdicts import COMPILE_ERROR, RUNTIME_ERROR, Judgement, MissingLibrary
 
 # Each toolchain's message for a name it cannot find; group 1 is the name.
 _MISSING = {
@@ -33,7 +39,9 @@ _MISSING = {
         r"package ([\w./-]+) is not in (?:GOROOT|std)",
     ),
     "java": (r"package ([\w.]+) does not exist",),
-    "rust": (r"unresolved import `(?:::)?(\w+)", r"can't find crate for `(\w+)`"),
+    # The crate alone: rustc says "unresolved import `rand::Rngg`" for a wrong path in a crate
+    # it links, and "unresolved import `rand`" only when it has no crate of that name.
+    "rust": (r"unresolved import `(?:::)?(\w+)`", r"can't find crate for `(\w+)`"),
 }
 _MISSING_PATTERNS = {key: [re.compile(p) for p in ps] for key, ps in _MISSING.items()}
 
@@ -79,23 +87,6 @@ REFERENCE_ENVIRONMENT = {
 }
 # Go packages (GOPATH mode reads Debian's /usr/share/gocode) and their Debian package.
 DEBIAN_GO = {"github.com/stretchr/testify": "golang-github-stretchr-testify-dev"}
-
-
-@dataclass(frozen=True)
-class MissingLibrary:
-    """A library the benchmark needs and this machine lacks."""
-
-    name: str  # as the toolchain names it: "lodash", "boost/any.hpp", "numpy"
-    package: str  # what provides it: an npm, pip or Debian package
-    install: str  # the command that installs it, or a sentence where none is known
-
-    @property
-    def detail(self) -> str:
-        what = self.name if self.package in ("", self.name) else f"{self.name} ({self.package})"
-        command = self.install.startswith(("geex ", "apt-get "))
-        return f"{what} is not installed here: " + (
-            f"run `{self.install}`" if command else self.install
-        )
 
 
 def missing_names(language_key: str, output: str) -> list[str]:
@@ -186,17 +177,16 @@ def install_hint(language_key: str, name: str) -> MissingLibrary:
             name, "", f"the Java package {name} is not in the JDK, the only one Java is judged with"
         )
     if language_key == "rust":
-        return MissingLibrary(
-            name,
-            f"librust-{name}-dev",
-            f"apt-get install librust-{name}-dev, if Geex links the crate (rand, regex, md5)",
-        )
+        return missing_crate(name)
     return MissingLibrary(name, "", f"install {name}")
 
 
-def blame_missing_library(problem: Problem, judgement: Judgement) -> Judgement:
+def blame_missing_library(
+    problem: Problem, judgement: Judgement, lacks: Callable[[str], bool]
+) -> Judgement:
     """``judgement``, made "unavailable" when the program failed for want of a library that
-    the benchmark's own code imports."""
+    the benchmark's own code imports and that this machine lacks (``lacks``: the runner's
+    ``lacks_library``)."""
     if judgement.verdict not in (COMPILE_ERROR, RUNTIME_ERROR):
         return judgement
     key = problem.language.key
@@ -205,13 +195,7 @@ def blame_missing_library(problem: Problem, judgement: Judgement) -> Judgement:
         return judgement
     imports = benchmark_imports(problem)
     for name in names:
-        if _imported(key, name, imports) or in_reference_environment(key, name):
-            missing = install_hint(key, name)
-            return replace(
-                judgement,
-                verdict=UNAVAILABLE,
-                detail=missing.detail,
-                missing_package=missing.package or missing.name,
-                install=missing.install,
-            )
+        needed = _imported(key, name, imports) or in_reference_environment(key, name)
+        if needed and lacks(name):
+            return install_hint(key, name).verdict(judgement)
     return judgement

@@ -37,9 +37,20 @@ def _ks(run: EvalRun) -> list[int]:
 
 def _row(name: str, g: GroupScore, ks: list[int]) -> list[str]:
     cells = [name, str(g.problems), str(g.samples)]
-    cells += [f"{100 * g.pass_at[k]:.2f}" if k in g.pass_at else "-" for k in ks]
+    cells += [f"{100 * g.pass_at[k]:.2f}{g.coverage(k)}" if k in g.pass_at else "-" for k in ks]
     cells += [str(g.verdicts.get(v, 0)) for v in VERDICTS]
     return cells
+
+
+def _partial_sentence(run: EvalRun) -> str:
+    """What "(a/b)" after a pass@k means, where some pass@k left problems out."""
+    groups = [*run.scores.groups.values(), run.scores.overall]
+    if not any(g.partial(k) for g in groups for k in g.covered):
+        return ""
+    return (
+        "A pass@k marked (a/b) averages the a of b problems with at least k judged samples; "
+        "the others had too many samples that could not be judged here."
+    )
 
 
 def _header(ks: list[int]) -> list[str]:
@@ -90,6 +101,8 @@ def markdown(run: EvalRun) -> str:
             f"\npass@k is given only where every problem has at least k samples "
             f"(the fewest here: {run.scores.overall.min_samples})."
         )
+    if _partial_sentence(run):
+        lines.append(f"\n{_partial_sentence(run)}")
     if run.scores.overall.unavailable:
         lines += ["", "## Samples not judged", "", _unjudged_sentence(run)]
         missing = _missing_rows(run)
@@ -168,6 +181,8 @@ def html_report(run: EvalRun) -> str:
     rows = [_row(name, g, ks) for name, g in run.scores.groups.items()]
     rows.append(_row("all", run.scores.overall, ks))
     notes = "".join(f"<p class=note>{html.escape(n)}</p>" for n in run.notes)
+    partial = _partial_sentence(run)
+    partial = f"<p>{html.escape(partial)}</p>" if partial else ""
     unjudged = ""
     if run.scores.overall.unavailable:
         unjudged = f"<h2>Samples not judged</h2><p>{html.escape(_unjudged_sentence(run))}</p>"
@@ -199,6 +214,7 @@ pre {{ background: #f6f6f6; padding: 8px; overflow-x: auto; max-height: 30em; }}
 <p>{len(run.results)} samples judged in {run.seconds:.1f} s; sandbox: {html.escape(run.sandbox)}.</p>
 {notes}
 {_html_table(_header(ks), rows)}
+{partial}
 {svg_chart(run)}
 {unjudged}
 {details}

@@ -128,6 +128,8 @@ def summary(run: EvalRun) -> dict:
             "judged": g.judged,
             "unavailable": g.unavailable,
             "pass@k": {f"pass@{k}": round(v, 6) for k, v in g.pass_at.items()},
+            # Only where a pass@k leaves out problems with fewer than k judged samples.
+            "pass@k problems": {f"pass@{k}": n for k, n in g.covered.items() if g.partial(k)},
             "verdicts": dict(g.verdicts),
         }
 

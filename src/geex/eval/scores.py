@@ -3,13 +3,16 @@
 pass@k (Chen et al. 2021, "Evaluating Large Language Models Trained on Code"): with n samples
 of which c pass, the chance that at least one of k drawn without replacement passes is
 1 - C(n-c, k) / C(n, k). The binomials overflow for n in the hundreds, so it is computed as
-the product 1 - prod_{i=n-c+1}^{n} (1 - k / i). A k is reported only where every problem
-has n >= k samples.
+the product 1 - prod_{i=n-c+1}^{n} (1 - k / i). A k is reported where every problem was
+drawn n >= k samples.
 
 Only judged samples count: an "unavailable" sample (a toolchain or a package the benchmark
 needs is missing here) says nothing of the model, so n is the number of judged samples of a
-problem, and a problem with none is left out. How many were left out, and for want of which
-packages, is reported beside the scores.
+problem. pass@k averages the problems with at least k judged samples; the others are left
+out of that k alone, and ``GroupScore.covered`` says how many problems each k counts, so a
+reader sees when it is fewer than all (one unavailable sample of ten must not remove pass@10
+from the table). How many samples were left out, and for want of which packages, is
+reported beside the scores.
 """
 
 from __future__ import annotations
@@ -40,38 +43,53 @@ def pass_at_k(n: int, c: int, k: int) -> float:
 class GroupScore:
     """Scores of one language, one translation pair, or everything."""
 
-    problems: int = 0  # problems with at least one judged sample
+    problems: int = 0  # problems with at least one sample, judged or not
     samples: int = 0  # all samples, "unavailable" ones included
-    min_samples: int = 0  # the fewest judged samples any problem has
+    min_samples: int = 0  # the fewest samples drawn for any problem: the largest k reported
     pass_at: dict[int, float] = field(default_factory=dict)  # k -> mean pass@k
     verdicts: Counter = field(default_factory=Counter)
     judged: int = 0  # the samples pass@k is computed over
     missing_packages: Counter = field(default_factory=Counter)  # (package, install) -> samples
+    covered: dict[int, int] = field(default_factory=dict)  # k -> problems pass@k averages
 
     @property
     def unavailable(self) -> int:
         return self.samples - self.judged
 
+    def partial(self, k: int) -> bool:
+        """Whether pass@k leaves out problems with fewer than k judged samples."""
+        return self.covered.get(k, self.problems) < self.problems
+
+    def coverage(self, k: int) -> str:
+        """ " (covered/problems)" where pass@k counts fewer than all problems, else ""."""
+        return f" ({self.covered[k]}/{self.problems})" if self.partial(k) else ""
+
 
 def score_group(results: Iterable[SampleResult], ks: Sequence[int] = DEFAULT_KS) -> GroupScore:
+    drawn: Counter = Counter()
     per_task: dict[str, list[bool]] = defaultdict(list)
     verdicts: Counter = Counter()
     missing: Counter = Counter()
-    samples = 0
     for result in results:
-        samples += 1
+        drawn[result.task_id] += 1
         verdicts[result.verdict] += 1
         if result.judged:
             per_task[result.task_id].append(result.passed)
         elif result.missing_package:
             missing[(result.missing_package, result.install)] += 1
-    if not per_task:
-        return GroupScore(samples=samples, verdicts=verdicts, missing_packages=missing)
+    if not drawn:
+        return GroupScore()
+    min_n = min(drawn.values())
     counts = [(len(v), sum(v)) for v in per_task.values()]
-    min_n = min(n for n, _ in counts)
-    pass_at = {k: float(np.mean([pass_at_k(n, c, k) for n, c in counts])) for k in ks if k <= min_n}
+    pass_at, covered = {}, {}
+    for k in (k for k in ks if k <= min_n):
+        scored = [pass_at_k(n, c, k) for n, c in counts if n >= k]
+        covered[k] = len(scored)
+        if scored:
+            pass_at[k] = float(np.mean(scored))
     judged = sum(n for n, _ in counts)
-    return GroupScore(len(per_task), samples, min_n, pass_at, verdicts, judged, missing)
+    return GroupScore(len(drawn), sum(drawn.values()), min_n, pass_at, verdicts, judged,
+                      missing, covered)  # fmt: skip
 
 
 @dataclass

@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import re
 import signal
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from geex.eval.sandbox import RunOutcome
 
@@ -57,6 +57,36 @@ class Judgement:
     run_seconds: float = 0.0
     missing_package: str = ""  # "unavailable" for want of a library: the package that has it
     install: str = ""  # and the command (or sentence) that installs it
+
+
+@dataclass(frozen=True)
+class MissingLibrary:
+    """A library the benchmark needs and this machine lacks."""
+
+    name: str  # as the toolchain names it: "lodash", "boost/any.hpp", "numpy"
+    package: str  # what provides it: an npm, pip or Debian package
+    install: str  # the command that installs it, or a sentence where none is known
+
+    @property
+    def is_command(self) -> bool:
+        return self.install.startswith(("geex ", "apt-get "))
+
+    @property
+    def detail(self) -> str:
+        """What is missing and what to do: a command in backticks, a sentence as it is."""
+        what = self.name if self.package in ("", self.name) else f"{self.name} ({self.package})"
+        todo = f"run `{self.install}`" if self.is_command else self.install
+        return f"{what} is not installed here: {todo}"
+
+    def verdict(self, evidence: Judgement | None = None) -> Judgement:
+        """The "unavailable" verdict naming this library, keeping ``evidence``'s output."""
+        return replace(
+            evidence or Judgement(UNAVAILABLE),
+            verdict=UNAVAILABLE,
+            detail=self.detail,
+            missing_package=self.package or self.name,
+            install=self.install,
+        )
 
 
 def sandbox_wall(outcome: RunOutcome) -> str | None:

@@ -304,7 +304,7 @@ def _evaluation(run: RunFolder, record: dict, folder: Path) -> Section | None:
 
 
 def _scores(name: str, summary: dict, folder: Path) -> Section:
-    """One benchmark's scores: a table per language and a figure."""
+    """One benchmark's scores: a table per language, what could not be judged, a figure."""
     section = Section(name)
     ks = sorted({k for g in summary["groups"].values() for k in g["pass@k"]},
                 key=lambda k: int(k.split("@")[1]))  # fmt: skip
@@ -312,18 +312,51 @@ def _scores(name: str, summary: dict, folder: Path) -> Section:
     header = ["language", "problems", "samples", *ks, "verdicts"]
     if name == "humanevalx":
         header.append("CodeGeeX-13B pass@1")
-    rows = []
+    rows, partial = [], False
     for group, g in summary["groups"].items():
         verdicts = ", ".join(f"{v} {n}" for v, n in g["verdicts"].items() if n)
+        covered = g.get("pass@k problems", {})  # absent before samples could go unjudged
         row = [group, str(g["problems"]), str(g["samples"]),
-               *[_percent(g["pass@k"].get(k)) for k in ks], verdicts]  # fmt: skip
+               *[_percent(g["pass@k"].get(k)) + _covered(covered, k, g) for k in ks],
+               verdicts]  # fmt: skip
+        partial = partial or bool(covered)
         if name == "humanevalx":
-            row.append(_percent(CODEGEEX_13B_HUMANEVALX.get(group)))
+            # Over fewer problems than CodeGeeX-13B's, pass@1 is no like-for-like comparison.
+            mark = " (fewer problems)" if "pass@1" in covered else ""
+            row.append(_percent(CODEGEEX_13B_HUMANEVALX.get(group)) + mark)
         rows.append(row)
     section.table(header, rows)
+    if partial:
+        section.text(
+            "A pass@k marked (a/b) counts only the a of b problems with at least k judged "
+            "samples: the others had samples that could not be judged here"
+            + (", so it does not compare one for one with CodeGeeX-13B's." if name ==
+               "humanevalx" else ".")
+        )  # fmt: skip
+    _unjudged(section, summary)
     section.figure(f"eval-{name}", _eval_png(summary, name == "humanevalx"),
                    f"pass@1 per language, {summary['title']}", folder)  # fmt: skip
     return section
+
+
+def _covered(covered: dict, k: str, group: dict) -> str:
+    return f" ({covered[k]}/{group['problems']})" if k in covered else ""
+
+
+def _unjudged(section: Section, summary: dict) -> None:
+    """How many samples a missing package left unjudged, and the commands that install them."""
+    packages = summary.get("missing_packages") or []
+    if not packages:
+        return
+    unjudged = sum(p["samples"] for p in packages)
+    section.text(
+        f"{unjudged} of {summary['overall']['samples']} samples could not be judged for want "
+        "of a package and are left out of pass@k; install it and run `geex run` again:"
+    )
+    section.table(
+        ["package", "samples", "install"],
+        [[p["package"], str(p["samples"]), p["install"]] for p in packages],
+    )
 
 
 def _samples(run: RunFolder) -> Section | None:

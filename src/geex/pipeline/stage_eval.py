@@ -47,7 +47,7 @@ class EvalStage(Stage):
         e = context.config.eval
         backend = GeexBackend.load(context.path(TrainStage.model))
         sampling = e.sampling
-        results = {}
+        results, unjudged = {}, {}
         config = EvalConfig(workers=e.workers, settings=RunSettings(timeout=e.timeout))
         with Evaluator(config) as evaluator:
             for benchmark in benchmarks(e):
@@ -65,17 +65,33 @@ class EvalStage(Stage):
                     title=f"{title}, generation, n={e.n}, temperature {e.temperature:g}",
                     progress=context.console.is_terminal, expected_samples=len(tasks) * e.n,
                 )  # fmt: skip
-                results[benchmark] = summary(run)["overall"]["pass@k"]
-                context.console.print(f"  {title}: " + ", ".join(
-                    f"{k} {100 * v:.1f}%" for k, v in results[benchmark].items()))  # fmt: skip
-        return {"pass@k": results, "missing_toolchains": context.missing}
+                judged = summary(run)
+                results[benchmark] = judged["overall"]["pass@k"]
+                unjudged[benchmark] = judged["missing_packages"]
+                context.console.print(
+                    f"  {title}: {_scores_line(results[benchmark], unjudged[benchmark])}",
+                    markup=False,
+                )
+        return {"pass@k": results, "missing_toolchains": context.missing,
+                "missing_packages": unjudged}  # fmt: skip
 
     def summary(self, record: dict) -> str:
+        unjudged = record.get("missing_packages", {})  # absent in records of older runs
         parts = [
-            f"{bench} " + ", ".join(f"{k} {100 * v:.1f}%" for k, v in scores.items())
+            f"{bench} {_scores_line(scores, unjudged.get(bench, []))}"
             for bench, scores in record.get("pass@k", {}).items()
         ]
         missing = record.get("missing_toolchains") or {}
         if missing:
             parts.append(f"not judged here: {', '.join(missing)}")
         return "; ".join(parts)
+
+
+def _scores_line(scores: dict, missing_packages: list[dict]) -> str:
+    """pass@k, then the samples a missing package left unjudged and how to install it."""
+    line = ", ".join(f"{k} {100 * v:.1f}%" for k, v in scores.items())
+    if missing_packages:
+        samples = sum(p["samples"] for p in missing_packages)
+        installs = "; ".join(f"{p['package']}: `{p['install']}`" for p in missing_packages)
+        line += f" ({samples} samples not judged for want of {installs})"
+    return line

@@ -120,6 +120,13 @@ class Runner:
         """A word on how this language is judged here (after ``prepare``)."""
         return ""
 
+    def lacks_library(self, name: str) -> bool:
+        """Whether this machine lacks the library behind ``name``, a name the toolchain said
+        it could not find. Runners that can look (a folder, a linked crate, an importable
+        module) say no where the library is there and only the path under it is wrong, which
+        is then the program's mistake; the others take the toolchain's word."""
+        return True
+
     def judge(self, program: str, job: Job) -> Judgement:
         raise NotImplementedError
 

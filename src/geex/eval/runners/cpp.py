@@ -15,6 +15,7 @@ import hashlib
 import re
 import shutil
 import subprocess
+from functools import cached_property
 from pathlib import Path
 from typing import ClassVar
 
@@ -58,6 +59,25 @@ class CppRunner(Runner):
         if self.settings.naive:
             return ""
         return "precompiled header ready" if self._header else "no precompiled header"
+
+    @cached_property
+    def include_dirs(self) -> list[Path]:
+        """The folders g++ looks for ``#include <...>`` headers in, as it lists them."""
+        done = subprocess.run(
+            ["g++", STANDARD, "-x", "c++", "-E", "-v", "-"],
+            input="", capture_output=True, text=True,
+        )  # fmt: skip
+        listed = done.stderr.partition("#include <...> search starts here:")[2]
+        listed = listed.partition("End of search list.")[0]
+        folders = [Path(line.strip()) for line in listed.splitlines() if line.strip()]
+        return folders or [Path("/usr/local/include"), Path("/usr/include")]
+
+    def lacks_library(self, name: str) -> bool:
+        """Whether no include folder has ``name``'s library: its first folder
+        ("boost" of "boost/any.hpp"), or the header itself where it sits at the top. With
+        the folder there, a header missing under it is the program's mistake."""
+        library = name.split("/")[0]
+        return not any((folder / library).exists() for folder in self.include_dirs)
 
     def _can_use_header(self, program: str) -> bool:
         if self._header is None:

@@ -3,9 +3,9 @@
 HumanEval-X's JavaScript tests use ``console.assert``, which prints "Assertion failed" and
 carries on, so the reference harness (and this one) fails a program that prints anything.
 npm packages a program requires (JavaScript/162 needs js-md5) are taken from the cache's
-node_modules (``geex eval prepare --npm``) or NODE_PATH and copied beside the program, with
-the packages they depend on: the sandbox user cannot read the harness's cache folder. A
-package found nowhere makes node fail with "Cannot find module", which
+node_modules (``geex eval prepare --npm``), or from NODE_PATH for the ones the reference
+harness provides, and copied beside the program, with the packages they depend on: the
+sandbox user cannot read the harness's cache folder. A package found nowhere makes node fail with "Cannot find module", which
 ``geex.eval.libraries`` turns into "unavailable" when the benchmark itself requires it.
 """
 
@@ -49,6 +49,22 @@ class JavaScriptRunner(Runner):
                 return folder / name
         return None
 
+    def provided_module(self, name: str) -> Path | None:
+        """Package ``name`` where the programs may have it: any package the cache holds (put
+        there on purpose by ``geex eval prepare --npm``), and on NODE_PATH only what the
+        reference harness provides (``NPM_PACKAGES``). NODE_PATH may be a global tree
+        (npm itself, build tools): a completion requiring one of those must not get it
+        copied beside it, as the reference harness would not have had it."""
+        cached = self.cache_dir / "node_modules" / name
+        if (cached / "package.json").is_file():
+            return cached
+        return self.find_module(name) if name in NPM_PACKAGES else None
+
+    def lacks_library(self, name: str) -> bool:
+        """Whether the package of ``name`` is nowhere the programs get it from: with it
+        there, a file missing inside it ("js-md5/nope") is the program's mistake."""
+        return self.provided_module(npm_package_of(name)) is None
+
     def install_npm_packages(self, specs: Sequence[str] = ()) -> Path:
         """Install npm packages (names, name@version, tarballs, folders; by default what
         HumanEval-X needs) into the cache's node_modules, which ``judge`` copies from.
@@ -84,12 +100,12 @@ class JavaScriptRunner(Runner):
         shutil.copyfile(path, kept)
         return str(kept)
 
-    def copy_package(self, name: str, node_modules: Path) -> bool:
-        """Copy package ``name`` and what it depends on into ``node_modules``; False when
-        it is not installed."""
+    def copy_package(self, name: str, node_modules: Path, dependency: bool = False) -> bool:
+        """Copy package ``name`` (one the programs may have, or a ``dependency`` of one) and
+        what it depends on into ``node_modules``; False when it is not there to copy."""
         if (node_modules / name).exists():
             return True
-        module = self.find_module(name)
+        module = self.find_module(name) if dependency else self.provided_module(name)
         if module is None:
             return False
         shutil.copytree(module, node_modules / name, symlinks=False)
@@ -97,8 +113,8 @@ class JavaScriptRunner(Runner):
             manifest = json.loads((module / "package.json").read_text(encoding="utf-8"))
         except (OSError, ValueError):
             return True
-        for dependency in manifest.get("dependencies") or {}:
-            self.copy_package(dependency, node_modules)
+        for needed in manifest.get("dependencies") or {}:
+            self.copy_package(needed, node_modules, dependency=True)
         return True
 
     def note(self) -> str:

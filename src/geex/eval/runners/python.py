@@ -58,6 +58,7 @@ class PythonRunner(Runner):
         self._packages_env: dict[str, str] | None = None
         self._packages_copy: Path | None = None
         self._packages_lock = threading.Lock()  # taken inside ``self._lock`` too
+        self._importable: dict[str, bool] = {}  # top module -> whether the programs can import it
 
     @cached_property
     def interpreter(self) -> str | None:
@@ -132,6 +133,27 @@ class PythonRunner(Runner):
                 "install the Debian package python3-numpy or run `geex eval prepare --pip numpy` "
                 "(or set GEEX_EVAL_PYTHON)"
             )
+
+    def lacks_library(self, name: str) -> bool:
+        """Whether the judging interpreter, on the programs' PYTHONPATH, cannot import the top
+        module of ``name``: with it there, a missing submodule is the program's mistake."""
+        top = name.split(".")[0]
+        with self._packages_lock:
+            known = self._importable.get(top)
+        if known is None:
+            probe = (
+                f"import importlib.util, sys; sys.exit(importlib.util.find_spec({top!r}) is None)"
+            )
+            with tempfile.TemporaryDirectory(prefix="geex-probe-") as folder:
+                done = subprocess.run(
+                    [self.interpreter, "-B", "-s", "-c", probe], cwd=folder,
+                    env={"PATH": os.environ.get("PATH", ""), **self.packages_env()},
+                    capture_output=True, timeout=60,
+                )  # fmt: skip
+            known = done.returncode == 0
+            with self._packages_lock:
+                self._importable[top] = known
+        return not known
 
     def note(self) -> str:
         return f"{self.interpreter}" + (f"; {self._numpy_error}" if self._numpy_error else "")

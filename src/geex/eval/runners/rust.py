@@ -21,7 +21,7 @@ from pathlib import Path
 from typing import ClassVar
 
 from geex.eval.runners.base import Job, Runner
-from geex.eval.verdicts import Judgement
+from geex.eval.verdicts import Judgement, MissingLibrary
 
 DEBIAN_REGISTRY = Path("/usr/share/cargo/registry")
 CRATES = {"rand": "0.8", "regex": "1", "md5": "0.7"}  # crate -> version wanted
@@ -61,6 +61,18 @@ offline = true
 """
 
 
+def missing_crate(crate: str) -> MissingLibrary:
+    """What to do without ``crate``: the one hint for it, wherever it is found missing. Only
+    the crates Geex links can be installed; any other is a sentence saying so."""
+    if crate not in CRATES:
+        linked = ", ".join(CRATES)
+        return MissingLibrary(crate, "", f"Geex links only the crates {linked}")
+    package = f"librust-{crate}-dev"
+    return MissingLibrary(
+        crate, package, f"apt-get install {package} && geex eval prepare --languages rust"
+    )
+
+
 class RustRunner(Runner):
     key = "rust"
     tools: ClassVar[dict[str, str]] = {"rustc": "rustc", "cargo": "cargo"}
@@ -70,6 +82,7 @@ class RustRunner(Runner):
         super().__init__(*args, **kwargs)
         self.externs: dict[str, Path] = {}  # crate -> its .rlib, once prepared
         self.kit_error = ""
+        self.kit_sources_missing: set[str] = set()  # crates whose Debian sources are absent
 
     @cached_property
     def sysroot_bin(self) -> Path:
@@ -87,6 +100,7 @@ class RustRunner(Runner):
         version = subprocess.run([str(rustc), "-vV"], capture_output=True, text=True).stdout
         available = {c: v for c, v in CRATES.items() if any(DEBIAN_REGISTRY.glob(f"{c}-{v}*"))}
         missing = sorted(CRATES.keys() - available.keys())
+        self.kit_sources_missing = set(missing)
         if missing:
             packages = " ".join(f"librust-{c}-dev" for c in missing)
             self.kit_error = f"crate(s) {', '.join(missing)} not found: install {packages}"
@@ -99,6 +113,9 @@ class RustRunner(Runner):
             self._build_kit(kit, rustc, cargo, available)
         if index.exists():
             self.externs = {c: Path(p) for c, p in json.loads(index.read_text()).items()}
+
+    def lacks_library(self, name: str) -> bool:
+        return name not in self.externs
 
     def note(self) -> str:
         built = ", ".join(self.externs) or "none"
@@ -141,12 +158,10 @@ class RustRunner(Runner):
                 continue
             bare = _USE_LINE[crate].sub("", program)
             if _MENTION[crate].search(bare):
-                reason = self.kit_error or f"crate {crate} unavailable"
-                package = f"librust-{crate}-dev"
-                if package not in reason:  # the sources are there, building them failed
-                    return self.unavailable(reason)
-                install = f"apt-get install {package}, then `geex eval prepare --languages rust`"
-                return self.unavailable(reason, package, install)
+                if crate in self.kit_sources_missing:
+                    return missing_crate(crate).verdict()
+                # The sources are there and building them failed: nothing to install.
+                return self.unavailable(self.kit_error or f"crate {crate} was not built")
             if bare != program:
                 program = bare  # the lines stay, empty, so compiler messages keep their numbers
                 notes.append(crate)
