@@ -28,9 +28,14 @@ fi
 
 # System packages: the toolchains `geex run` and `geex eval` judge code with, and the sandbox
 # (scripts/apt-packages.txt); --dev adds what only the tests use (scripts/apt-packages-dev.txt).
+# A line "PACKAGE COMMAND" installs PACKAGE only where COMMAND is not on PATH already.
 install_apt_packages() {
   local wanted missing sudo=""
-  wanted=$(cat "$@" 2>/dev/null | grep -v '^#' | grep -v '^$' || true)
+  wanted=$(cat "$@" 2>/dev/null | grep -v '^#' | grep -v '^$' \
+           | while read -r package command; do
+               if [ -n "$command" ] && command -v "$command" >/dev/null; then continue; fi
+               echo "$package"
+             done || true)
   [ -n "$wanted" ] || return 0
   missing=$(echo "$wanted" | xargs -r dpkg-query -W -f='${Status} ${Package}\n' 2>&1 \
             | grep -v '^install ok installed' | awk '{print $NF}' || true)

@@ -10,48 +10,39 @@ The pieces, in the order a sample flows through them:
 - ``sandbox`` and ``runners``: compile and run each program in bubblewrap with limits;
 - ``verdicts``, ``evaluator``: the seven verdicts, and the parallel judge;
 - ``scores``, ``results``, ``report``, ``run``: pass@k, results.jsonl with resume, reports.
+
+The names below load on first use, so that a light submodule (``backends``' ``Sampling``, a
+config of ``geex eval``'s flags) imports without numpy.
 """
 
-from geex.eval.backends import (
-    FunctionBackend,
-    GenerationBackend,
-    Sample,
-    Sampling,
-    StopRule,
-    canonical_samples,
-    generate_samples,
-    read_samples,
-)
-from geex.eval.evaluator import EvalConfig, Evaluator
-from geex.eval.problems import Problem, load_embedded, load_hub, load_problems
-from geex.eval.run import EvalRun, evaluate
-from geex.eval.runners import RunSettings
-from geex.eval.scores import pass_at_k
-from geex.eval.tasks import Task, build_tasks, generation_tasks, translation_tasks
-from geex.eval.verdicts import VERDICTS
+from __future__ import annotations
 
-__all__ = [
-    "VERDICTS",
-    "EvalConfig",
-    "EvalRun",
-    "Evaluator",
-    "FunctionBackend",
-    "GenerationBackend",
-    "Problem",
-    "RunSettings",
-    "Sample",
-    "Sampling",
-    "StopRule",
-    "Task",
-    "build_tasks",
-    "canonical_samples",
-    "evaluate",
-    "generate_samples",
-    "generation_tasks",
-    "load_embedded",
-    "load_hub",
-    "load_problems",
-    "pass_at_k",
-    "read_samples",
-    "translation_tasks",
-]
+from geex.lazy_exports import lazy_exports
+
+_EXPORTS = {
+    "FunctionBackend": "geex.eval.backends",
+    "GenerationBackend": "geex.eval.backends",
+    "Sample": "geex.eval.backends",
+    "Sampling": "geex.eval.backends",
+    "StopRule": "geex.eval.backends",
+    "canonical_samples": "geex.eval.backends",
+    "generate_samples": "geex.eval.backends",
+    "read_samples": "geex.eval.backends",
+    "EvalConfig": "geex.eval.evaluator",
+    "Evaluator": "geex.eval.evaluator",
+    "Problem": "geex.eval.problems",
+    "load_embedded": "geex.eval.problems",
+    "load_hub": "geex.eval.problems",
+    "load_problems": "geex.eval.problems",
+    "EvalRun": "geex.eval.run",
+    "evaluate": "geex.eval.run",
+    "RunSettings": "geex.eval.runners",
+    "pass_at_k": "geex.eval.scores",
+    "Task": "geex.eval.tasks",
+    "build_tasks": "geex.eval.tasks",
+    "generation_tasks": "geex.eval.tasks",
+    "translation_tasks": "geex.eval.tasks",
+    "VERDICTS": "geex.eval.verdicts",
+}
+__all__ = sorted(_EXPORTS)
+__getattr__, __dir__ = lazy_exports(__name__, _EXPORTS)

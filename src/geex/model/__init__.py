@@ -7,25 +7,16 @@ builds its flags from them.
 
 from __future__ import annotations
 
-import importlib
+from geex.lazy_exports import lazy_exports
 
+_MODEL = "geex.model.codegeex"
 _EXPORTS = {
-    "CodeGeeX": "geex.model.codegeex",
-    "KVCache": "geex.model.codegeex",
-    "build_model": "geex.model.codegeex",
-    "flops_per_token": "geex.model.codegeex",
-    "num_params": "geex.model.codegeex",
+    "CodeGeeX": _MODEL,
+    "KVCache": _MODEL,
+    "build_model": _MODEL,
+    "flops_per_token": _MODEL,
+    "num_params": _MODEL,
     "ModelConfig": "geex.model.config",
 }
-
 __all__ = sorted(_EXPORTS)
-
-
-def __getattr__(name: str):
-    if name not in _EXPORTS:
-        raise AttributeError(f"module 'geex.model' has no attribute {name!r}")
-    return getattr(importlib.import_module(_EXPORTS[name]), name)
-
-
-def __dir__() -> list[str]:
-    return sorted({*globals(), *_EXPORTS})
+__getattr__, __dir__ = lazy_exports(__name__, _EXPORTS)

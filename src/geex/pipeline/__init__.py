@@ -7,20 +7,23 @@ a budget is spent, :mod:`~geex.pipeline.stages` the registry of stages (each a c
 checks made before anything runs.
 """
 
-from geex.pipeline.budget import Budget, parse_budget
-from geex.pipeline.config import EvalSettings, RunConfig, load_run_config, run_config
-from geex.pipeline.stage import RunInterrupted
-from geex.pipeline.stages import STAGES, RunResult, run_pipeline
+from __future__ import annotations
 
-__all__ = [
-    "STAGES",
-    "Budget",
-    "EvalSettings",
-    "RunConfig",
-    "RunInterrupted",
-    "RunResult",
-    "load_run_config",
-    "parse_budget",
-    "run_config",
-    "run_pipeline",
-]
+from geex.lazy_exports import lazy_exports
+
+# Loaded on first use: `geex --help` reads the run config and the stage names without the
+# stages' machinery.
+_EXPORTS = {
+    "Budget": "geex.pipeline.budget",
+    "parse_budget": "geex.pipeline.budget",
+    "EvalSettings": "geex.pipeline.config",
+    "RunConfig": "geex.pipeline.config",
+    "load_run_config": "geex.pipeline.config",
+    "run_config": "geex.pipeline.config",
+    "RunInterrupted": "geex.pipeline.stage",
+    "STAGES": "geex.pipeline.stages",
+    "RunResult": "geex.pipeline.stages",
+    "run_pipeline": "geex.pipeline.stages",
+}
+__all__ = sorted(_EXPORTS)
+__getattr__, __dir__ = lazy_exports(__name__, _EXPORTS)

@@ -1,16 +1,14 @@
 """The eval stage: generation on the embedded set and, when given, HumanEval-X, judged
-sandboxed; a language whose toolchain is missing is left out with what to install."""
+sandboxed; a language whose toolchain is missing is left out with what to install.
+
+The evaluation machinery (numpy, the runners, the model) is imported in :meth:`EvalStage.run`:
+``geex run --help`` takes its ``--stage`` choices from the registry that lists this class.
+"""
 
 from __future__ import annotations
 
 import dataclasses
 
-from geex.eval.backends import generate_samples
-from geex.eval.backends_geex import GeexBackend
-from geex.eval.evaluator import EvalConfig, Evaluator
-from geex.eval.run import evaluate, summary
-from geex.eval.runners import RunSettings
-from geex.eval.tasks import build_tasks
 from geex.pipeline.benchmarks import TITLES, benchmarks, problems
 from geex.pipeline.checks import missing_toolchains
 from geex.pipeline.stage import RunContext, Stage
@@ -44,6 +42,13 @@ class EvalStage(Stage):
             )
 
     def run(self, context: RunContext) -> dict:
+        from geex.eval.backends import generate_samples
+        from geex.eval.backends_geex import GeexBackend
+        from geex.eval.evaluator import EvalConfig, Evaluator
+        from geex.eval.run import evaluate, summary
+        from geex.eval.runners import RunSettings
+        from geex.eval.tasks import build_tasks
+
         e = context.config.eval
         backend = GeexBackend.load(context.path(TrainStage.model))
         sampling = e.sampling
