@@ -82,6 +82,13 @@ def init_world(device: str = "auto", tp: int = 1) -> World:
     return World(rank, world_size, local_rank, resolved, mesh, tp)
 
 
-def close_world(world: World) -> None:
-    if world.mesh is not None and dist.is_initialized():
-        dist.destroy_process_group()
+def close_world(world: World, *, finished: bool = True) -> None:
+    """Leave the process group. After a finished run every rank first waits for the others:
+    a rank that tears gloo down while a peer still has its last collective in flight kills
+    that peer (``terminate called without an active exception``). After a failure the peers
+    may never arrive, so there is no barrier then."""
+    if world.mesh is None or not dist.is_initialized():
+        return
+    if finished:
+        dist.barrier()
+    dist.destroy_process_group()

@@ -7,6 +7,7 @@ writes a checkpoint before exiting.
 
 from __future__ import annotations
 
+import gc
 import contextlib
 import math
 import signal
@@ -51,9 +52,17 @@ class TrainResult:
 def train(config: TrainConfig, *, show_progress: bool = True) -> TrainResult:
     world = init_world(config.device, config.parallel.tp)
     try:
-        return Trainer(config, world, show_progress=show_progress).run()
-    finally:
-        close_world(world)
+        result = Trainer(config, world, show_progress=show_progress).run()
+    except BaseException:
+        close_world(world, finished=False)
+        raise
+    # The trainer's model and optimizer state (DTensors) reach the mesh's process groups
+    # through reference cycles. Left to the collector at interpreter exit, they let gloo's
+    # threads outlive the torn-down group, and a rank now and then aborts after a finished
+    # run ("terminate called without an active exception", about 1 run in 8 on 2 CPU ranks).
+    gc.collect()
+    close_world(world, finished=True)
+    return result
 
 
 def model_config_for(config: TrainConfig, vocab_size: int) -> ModelConfig:
