@@ -7,8 +7,8 @@ writes a checkpoint before exiting.
 
 from __future__ import annotations
 
-import gc
 import contextlib
+import gc
 import math
 import signal
 import time
