@@ -31,39 +31,26 @@ class RunFolder:
 
     def json(self, relative: str, left_out: str) -> dict | None:
         """The JSON object in ``relative``; None when it is not there or is damaged."""
-        path = self.path(relative)
-        if not path.exists():
-            return None
-        try:
-            fields = json.loads(path.read_text(encoding="utf-8"))
-        except json.JSONDecodeError as err:
-            self.damaged(relative, f"not JSON at line {err.lineno}", left_out)
-            return None
-        except (OSError, UnicodeDecodeError) as err:
-            self.damaged(relative, _reason(err), left_out)
-            return None
-        if not isinstance(fields, dict):
-            self.damaged(relative, "not a JSON object", left_out)
-            return None
-        return fields
+        return self._mapping(relative, left_out, _parse_json, "a JSON object")
 
     def yaml(self, relative: str, left_out: str) -> dict | None:
         """The YAML mapping in ``relative``; None when it is not there or is damaged."""
+        return self._mapping(relative, left_out, _parse_yaml, "a YAML mapping")
+
+    def _mapping(self, relative: str, left_out: str, parse: Callable, kind: str) -> dict | None:
         path = self.path(relative)
         if not path.exists():
             return None
         try:
-            fields = yaml.safe_load(path.read_text(encoding="utf-8"))
-        except yaml.YAMLError as err:
-            mark = getattr(err, "problem_mark", None)
-            where = f" at line {mark.line + 1}" if mark is not None else ""
-            self.damaged(relative, f"not YAML{where}", left_out)
+            fields = parse(path.read_text(encoding="utf-8"))
+        except _Unparsable as err:
+            self.damaged(relative, str(err), left_out)
             return None
         except (OSError, UnicodeDecodeError) as err:
             self.damaged(relative, _reason(err), left_out)
             return None
         if not isinstance(fields, dict):
-            self.damaged(relative, "not a YAML mapping", left_out)
+            self.damaged(relative, f"not {kind}", left_out)
             return None
         return fields
 
@@ -77,6 +64,25 @@ class RunFolder:
         except (TypeError, ValueError, AttributeError, IndexError, GeexError) as err:
             self.damaged(relative, _reason(err), left_out)
         return None
+
+
+class _Unparsable(Exception):
+    """A file's text is not in its format; the message says where."""
+
+
+def _parse_json(text: str):
+    try:
+        return json.loads(text)
+    except json.JSONDecodeError as err:
+        raise _Unparsable(f"not JSON at line {err.lineno}") from None
+
+
+def _parse_yaml(text: str):
+    try:
+        return yaml.safe_load(text)
+    except yaml.YAMLError as err:
+        mark = getattr(err, "problem_mark", None)
+        raise _Unparsable("not YAML" + (f" at line {mark.line + 1}" if mark else "")) from None
 
 
 def _reason(err: Exception) -> str:
