@@ -198,6 +198,8 @@ class PythonRunner(Runner):
             for server in self._servers.values():
                 server.stop()
             self._servers.clear()
-            if self._packages_copy is not None:
-                shutil.rmtree(self._packages_copy, ignore_errors=True)
-                self._packages_copy = None
+            with self._packages_lock:  # a later use reads the packages folder again
+                if self._packages_copy is not None:
+                    shutil.rmtree(self._packages_copy, ignore_errors=True)
+                    self._packages_copy = None
+                self._packages_env = None
