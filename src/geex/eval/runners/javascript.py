@@ -5,8 +5,9 @@ carries on, so the reference harness (and this one) fails a program that prints 
 npm packages a program requires (JavaScript/162 needs js-md5) are taken from the cache's
 node_modules (``geex eval prepare --npm``), or from NODE_PATH for the ones the reference
 harness provides, and copied beside the program, with the packages they depend on: the
-sandbox user cannot read the harness's cache folder. A package found nowhere makes node fail with "Cannot find module", which
-``geex.eval.libraries`` turns into "unavailable" when the benchmark itself requires it.
+sandbox user cannot read the harness's cache folder. A package found nowhere makes node fail
+with "Cannot find module", which ``geex.eval.libraries`` turns into "unavailable" when the
+benchmark itself requires it.
 """
 
 from __future__ import annotations
