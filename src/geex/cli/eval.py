@@ -298,8 +298,6 @@ def _print_summary(run) -> None:
 
 
 def _print_unjudged(run, console) -> None:
-    from geex.eval.run import missing_packages
-
     overall = run.scores.overall
     if not overall.unavailable:
         return
@@ -313,7 +311,7 @@ def _print_unjudged(run, console) -> None:
             "a pass@k marked (a/b) averages the a of b problems with at least k judged samples",
             markup=False,
         )
-    for item in missing_packages(run):
+    for item in overall.missing_package_list():
         console.print(
             f"  {item['package']}: {item['samples']} sample(s); {item['install']}",
             markup=False,

@@ -1,8 +1,8 @@
 """The run's reports: ``report.md`` and a self-contained ``report.html`` with an inline SVG plot.
 
 Both hold a table per language (or translation pair): problems, samples, pass@k and the
-verdict counts ("unavailable": the samples not judged, which pass@k leaves out); then the packages whose absence left samples unjudged, with
-the commands that install them; then the samples that did not pass (with the reason) when
+verdict counts ("unavailable": the samples not judged, which pass@k leaves out); then the
+packages whose absence left samples unjudged, with the commands that install them; then the samples that did not pass (with the reason) when
 there are few enough to read, and the problems no sample solved.
 """
 
@@ -58,8 +58,10 @@ def _header(ks: list[int]) -> list[str]:
 
 
 def _missing_rows(run: EvalRun) -> list[list[str]]:
-    counts = run.scores.overall.missing_packages
-    return [[package, str(n), install] for (package, install), n in counts.most_common()]
+    return [
+        [item["package"], str(item["samples"]), item["install"]]
+        for item in run.scores.overall.missing_package_list()
+    ]
 
 
 def _unjudged_sentence(run: EvalRun) -> str:

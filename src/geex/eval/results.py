@@ -78,11 +78,9 @@ class ResultsFile:
             return results
         with self.path.open(encoding="utf-8") as lines:
             for line in lines:
-                try:
-                    result = SampleResult.from_dict(json.loads(line))
-                except (json.JSONDecodeError, TypeError, AttributeError):
-                    continue  # the line an interruption cut short
-                results[result.key] = result
+                result = _parse_line(line)
+                if result is not None:  # else the line an interruption cut short
+                    results[result.key] = result
         return results
 
     def unreadable_lines(self) -> list[int]:
@@ -94,13 +92,8 @@ class ResultsFile:
             text = self.path.read_text(encoding="utf-8")
         except UnicodeDecodeError:
             return list(range(1, self.path.read_bytes().count(b"\n") + 2))
-        bad = []
-        for number, line in enumerate(text.splitlines(), 1):
-            try:
-                SampleResult.from_dict(json.loads(line))
-            except (json.JSONDecodeError, TypeError, AttributeError):
-                bad.append(number)
-        return bad
+        lines = enumerate(text.splitlines(), 1)
+        return [number for number, line in lines if _parse_line(line) is None]
 
     def append(self, result: SampleResult) -> None:
         self.path.parent.mkdir(parents=True, exist_ok=True)
@@ -114,3 +107,11 @@ class ResultsFile:
             for result in results:
                 out.write(result.to_json() + "\n")
         os.replace(partial, self.path)
+
+
+def _parse_line(line: str) -> SampleResult | None:
+    """The result on one line of the file, or None where the line holds none."""
+    try:
+        return SampleResult.from_dict(json.loads(line))
+    except (json.JSONDecodeError, TypeError, AttributeError):
+        return None

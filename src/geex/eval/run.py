@@ -111,15 +111,6 @@ def evaluate(
     return run
 
 
-def missing_packages(run: EvalRun) -> list[dict]:
-    """The packages that left samples unjudged, with their install commands, most first."""
-    counts = run.scores.overall.missing_packages
-    return [
-        {"package": package, "install": install, "samples": n}
-        for (package, install), n in counts.most_common()
-    ]
-
-
 def summary(run: EvalRun) -> dict:
     def group(g) -> dict:
         return {
@@ -141,7 +132,7 @@ def summary(run: EvalRun) -> dict:
         "notes": run.notes,
         "groups": {name: group(g) for name, g in run.scores.groups.items()},
         "overall": group(run.scores.overall),
-        "missing_packages": missing_packages(run),
+        "missing_packages": run.scores.overall.missing_package_list(),
     }
 
 

@@ -60,6 +60,13 @@ class GroupScore:
         """Whether pass@k leaves out problems with fewer than k judged samples."""
         return self.covered.get(k, self.problems) < self.problems
 
+    def missing_package_list(self) -> list[dict]:
+        """The packages that left samples unjudged, with their install commands, most first."""
+        return [
+            {"package": package, "install": install, "samples": n}
+            for (package, install), n in self.missing_packages.most_common()
+        ]
+
     def coverage(self, k: int) -> str:
         """ " (covered/problems)" where pass@k counts fewer than all problems, else ""."""
         return f" ({self.covered[k]}/{self.problems})" if self.partial(k) else ""
