@@ -23,6 +23,9 @@ def answer_key(prompt: str) -> str:
     raise AssertionError("unknown prompt")
 
 
+ANSWER_KEY = {"source": "answer_key"}  # the generator's identity in the results' fingerprints
+
+
 def test_generated_samples_are_cut_and_judged(evaluator, tmp_path):
     tasks = generation_tasks(load_embedded(["python", "go"]))
     backend = FunctionBackend(answer_key)
@@ -30,7 +33,7 @@ def test_generated_samples_are_cut_and_judged(evaluator, tmp_path):
     def samples(done):
         return generate_samples(backend, tasks, Sampling(n=2), done=done)
 
-    run = evaluate(evaluator, tasks, samples, out_dir=tmp_path)
+    run = evaluate(evaluator, tasks, samples, generator=ANSWER_KEY, out_dir=tmp_path)
     assert len(run.results) == 40
     assert all(r.passed for r in run.results), [r.stderr for r in run.results if not r.passed]
     assert (
@@ -41,7 +44,7 @@ def test_generated_samples_are_cut_and_judged(evaluator, tmp_path):
 
     calls = []
     backend.complete = lambda prompt: calls.append(prompt) or answer_key(prompt)
-    again = evaluate(evaluator, tasks, samples, out_dir=tmp_path)
+    again = evaluate(evaluator, tasks, samples, generator=ANSWER_KEY, out_dir=tmp_path)
     assert calls == [] and again.resumed == 40
 
 

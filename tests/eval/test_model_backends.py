@@ -20,26 +20,12 @@ from geex.eval.backends_openai import OpenAIBackend
 from geex.eval.problems import load_embedded
 from geex.eval.tasks import generation_tasks
 from geex.languages import get_language
-from geex.model import ModelConfig, build_model
-from geex.model.checkpoint import load_model, save_checkpoint
-from geex.tokenizer import load_tokenizer, train_tokenizer
+from geex.model.checkpoint import load_model
+from geex.tokenizer import load_tokenizer
 from tests.conftest import required_module
+from tests.eval.conftest import LANGUAGES
 
-LANGUAGES = ["python", "go"]  # an indented language and a brace language
 NO_STOP = StopRule((), column_zero=False, closing_brace=False)
-
-
-@pytest.fixture(scope="module")
-def checkpoint(tmp_path_factory):
-    """A tiny random Geex model and a tokenizer trained on a few programs, saved together."""
-    texts = [p.prompt + p.canonical_solution for p in load_embedded(LANGUAGES)]
-    tokenizer = train_tokenizer(texts * 3, vocab_size=600, languages=LANGUAGES)
-    # init_std 0.1 rather than 0.02: varied greedy text rather than one repeated token.
-    config = ModelConfig(n_layer=2, n_head=2, d_model=32, max_seq_len=512,
-                         vocab_size=tokenizer.vocab_size, init_std=0.1)  # fmt: skip
-    folder = tmp_path_factory.mktemp("backends") / "tiny-geex"
-    save_checkpoint(build_model(config, seed=0).eval(), folder, tokenizer=tokenizer)
-    return folder
 
 
 @pytest.fixture(scope="module")

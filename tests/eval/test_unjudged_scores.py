@@ -8,6 +8,7 @@ import json
 
 import pytest
 
+from geex.eval.fingerprint import generation_fingerprint
 from geex.eval.report import markdown
 from geex.eval.results import ResultsFile, SampleResult
 from geex.eval.run import EvalRun, evaluate, summary
@@ -120,12 +121,16 @@ def test_results_file_keeps_the_verdict_kind_and_the_package(tmp_path):
     assert line["missing_package"] == "lodash"
 
 
+GENERATOR = {"source": "a model"}
+
+
 def test_resuming_judges_unavailable_samples_again_from_their_generation(evaluator, tmp_path):
     """A model run resumed after `geex eval prepare` does not generate those samples again."""
     sample = inline_sample("python", "def one():\n", "    return 1\n", "assert one() == 1\n")
     earlier = SampleResult(
         sample.task.task_id, 0, "python", "Python", "unavailable", "", sample.generation, "", "",
         0.0, missing_package="numpy", install="geex eval prepare --pip numpy",
+        generation_fingerprint=generation_fingerprint(GENERATOR, sample.task),
     )  # fmt: skip
     ResultsFile(tmp_path / "results.jsonl").append(earlier)
     asked = []
@@ -134,7 +139,9 @@ def test_resuming_judges_unavailable_samples_again_from_their_generation(evaluat
         asked.append(set(done))
         return iter(())
 
-    run = evaluate(evaluator, [sample.task], generate, out_dir=tmp_path, ks=(1,))
+    run = evaluate(
+        evaluator, [sample.task], generate, generator=GENERATOR, out_dir=tmp_path, ks=(1,)
+    )
     assert asked == [{(sample.task.task_id, 0)}]
     assert [r.verdict for r in run.results] == ["passed"]
     assert run.scores.overall.unavailable == 0

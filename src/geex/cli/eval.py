@@ -7,6 +7,7 @@ import dataclasses
 import logging
 import os
 import sys
+from pathlib import Path
 
 from geex.cli.flags import add_config_flags, config_from_args
 from geex.errors import GeexError
@@ -164,6 +165,7 @@ def _embedded(args: argparse.Namespace) -> int:
 def _run(args: argparse.Namespace, problems, benchmark: str, *, known: bool) -> int:
     from geex.eval.backends import canonical_samples, generate_samples, read_samples
     from geex.eval.evaluator import Evaluator
+    from geex.eval.fingerprint import CANONICAL, samples_file_generator
     from geex.eval.problems import LANGUAGE_ORDER, humanevalx_language
     from geex.eval.run import evaluate
     from geex.eval.tasks import build_tasks
@@ -187,7 +189,9 @@ def _run(args: argparse.Namespace, problems, benchmark: str, *, known: bool) -> 
     if not tasks:
         raise GeexError("no tasks in the chosen languages")
     logging.basicConfig(level=logging.WARNING, format="geex eval: %(message)s")
-    backend, model_label = _model_backend(args) if generating else (None, "")
+    backend, model_label, generator = (
+        _model_backend(args, sampling) if generating else (None, "", None)
+    )
     with Evaluator(config) as evaluator:
         languages = sorted({t.language.key for t in tasks})
         missing = evaluator.missing_toolchains(languages)
@@ -197,9 +201,11 @@ def _run(args: argparse.Namespace, problems, benchmark: str, *, known: bool) -> 
         expected = None
         if args.canonical:
             samples = canonical_samples(tasks)
+            generator = CANONICAL
         elif args.samples:
             others = {t.task_id for t in all_tasks} - {t.task_id for t in tasks}
             samples = read_samples(args.samples, tasks, other_task_ids=others)
+            generator = samples_file_generator(args.samples)
         else:
             batch = args.batch_size
 
@@ -211,7 +217,7 @@ def _run(args: argparse.Namespace, problems, benchmark: str, *, known: bool) -> 
         if generating:
             title += f", {model_label}, n={sampling.n}, temperature {sampling.temperature:g}"
         run = evaluate(
-            evaluator, tasks, samples, out_dir=args.out, title=title,
+            evaluator, tasks, samples, generator=generator, out_dir=args.out, title=title,
             progress=not args.no_progress and sys.stderr.isatty(), expected_samples=expected,
         )  # fmt: skip
         js_md5 = evaluator.runner("javascript").find_module("js-md5") is not None
@@ -229,14 +235,20 @@ def _sampling(args: argparse.Namespace):
     return sampling
 
 
-def _model_backend(args: argparse.Namespace):
-    """The backend the arguments name, and a label for the report's title."""
+def _model_backend(args: argparse.Namespace, sampling):
+    """The backend the arguments name, a label for the report's title, and its identity for
+    the results' fingerprints (``geex.eval.fingerprint``)."""
+    from geex.eval.fingerprint import model_generator
+
     options = config_from_args(LoadOptions, args)
     if args.model:
         from geex.eval.backends_geex import GeexBackend
 
         backend = GeexBackend.load(args.model, **dataclasses.asdict(options))
-        return backend, f"Geex model {args.model}"
+        tokenizer = Path(options.tokenizer) if options.tokenizer else None
+        generator = model_generator("geex", args.model, sampling, tokenizer=tokenizer,
+                                    device=options.device, dtype=options.dtype)  # fmt: skip
+        return backend, f"Geex model {args.model}", generator
     if args.hf_model:
         from geex.eval.backends_hf import HFBackend
 
@@ -248,7 +260,9 @@ def _model_backend(args: argparse.Namespace):
             dtype=options.dtype,
             trust_remote_code=args.trust_remote_code,
         )
-        return backend, f"Hugging Face model {args.hf_model}"
+        generator = model_generator("hf", args.hf_model, sampling, device=options.device,
+                                    dtype=options.dtype)  # fmt: skip
+        return backend, f"Hugging Face model {args.hf_model}", generator
     from geex.eval.backends_openai import OpenAIBackend, api_key_from_env
 
     backend = OpenAIBackend(
@@ -259,7 +273,8 @@ def _model_backend(args: argparse.Namespace):
         retries=args.retries,
         concurrency=args.batch_size,
     )
-    return backend, f"{backend.model} at {args.openai_url}"
+    generator = model_generator("openai", args.openai_url, sampling, model=backend.model)
+    return backend, f"{backend.model} at {args.openai_url}", generator
 
 
 def _in_languages(task, chosen: set[str]) -> bool:

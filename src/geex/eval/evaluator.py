@@ -29,7 +29,9 @@ from pathlib import Path
 from geex.config import option
 from geex.errors import GeexError
 from geex.eval.backends import Sample
+from geex.eval.fingerprint import judge_identity, judging_fingerprint
 from geex.eval.libraries import blame_missing_library
+from geex.eval.problems import Problem
 from geex.eval.programs import assemble
 from geex.eval.results import SampleResult, excerpt
 from geex.eval.runners import RUNNERS, Job, Runner, RunSettings
@@ -103,6 +105,12 @@ class Evaluator:
                 runner = cls(self.sandbox, self.cache_dir, self.config.settings)
                 self._runners[language_key] = runner
             return runner
+
+    def judging_fingerprint(self, problem: Problem) -> str:
+        """The hash of ``problem``'s program and tests and of how this evaluator judges them:
+        a stored verdict with another one is judged again (``geex.eval.fingerprint``)."""
+        judge = judge_identity(self.config.example_test, self.config.settings, self.sandbox.mode)
+        return judging_fingerprint(problem, judge)
 
     def missing_toolchains(self, language_keys: Iterable[str]) -> dict[str, str]:
         """Language key -> what to install, for the languages that cannot be judged here."""
@@ -211,6 +219,7 @@ class Evaluator:
                 sandbox=self.sandbox.mode,
                 missing_package=j.missing_package,
                 install=j.install,
+                judging_fingerprint=self.judging_fingerprint(sample.task.problem),
             )
             for sample, program, j in zip(unit, programs, judgements, strict=True)
         ]

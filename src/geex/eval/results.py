@@ -2,7 +2,9 @@
 
 Each line is one sample, written as soon as it is judged, so an interrupted run loses at most
 the samples in flight: rerunning into the same folder reads the file back and judges only what
-is missing. A line cut short by the interruption is ignored.
+is missing. A line cut short by the interruption is ignored. Each line carries the fingerprints
+of what it was judged from (``geex.eval.fingerprint``): a run resumes only the lines whose
+fingerprints match its own.
 """
 
 from __future__ import annotations
@@ -42,6 +44,9 @@ class SampleResult:
     sandbox: str = ""
     missing_package: str = ""  # "unavailable" for want of this package (see geex.eval.libraries)
     install: str = ""  # the command that installs it
+    # What the verdict was judged from (geex.eval.fingerprint); "" in lines of older runs.
+    generation_fingerprint: str = ""
+    judging_fingerprint: str = ""
 
     @property
     def key(self) -> tuple[str, int]:

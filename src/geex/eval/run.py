@@ -4,9 +4,11 @@
 function from the already-judged (task_id, completion_id) pairs to the samples still to make
 (a model backend, which then generates only what an interrupted run lacks).
 
-Resuming keeps every verdict as it was, but judges "unavailable" samples again from their
-stored generation: the package or toolchain they lacked may have been installed since
-(``geex eval prepare``).
+Resuming keeps a stored verdict only where its fingerprints (``geex.eval.fingerprint``) match
+this run's: the same generator and sampling settings, prompt, tests and judge settings. A
+stored sample of the same generation but other tests is judged again from its stored text, as
+are "unavailable" samples: the package or toolchain they lacked may have been installed since
+(``geex eval prepare``). Any other stored result of these tasks is dropped and made afresh.
 """
 
 from __future__ import annotations
@@ -14,12 +16,13 @@ from __future__ import annotations
 import itertools
 import json
 import time
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from geex.eval.backends import Sample
 from geex.eval.evaluator import Evaluator
+from geex.eval.fingerprint import generation_fingerprint
 from geex.eval.report import write_reports
 from geex.eval.results import ResultsFile, SampleResult
 from geex.eval.scores import DEFAULT_KS, Scores, score
@@ -46,31 +49,46 @@ def evaluate(
     tasks: Sequence[Task],
     samples: SampleSource,
     *,
+    generator: Mapping,
     out_dir: str | Path | None = None,
     ks: Sequence[int] = DEFAULT_KS,
     title: str = "Evaluation",
     progress: bool = False,
     expected_samples: int | None = None,
 ) -> EvalRun:
-    """Judge ``samples`` of ``tasks``; with ``out_dir``, resume from and write its results."""
+    """Judge ``samples`` of ``tasks``; with ``out_dir``, resume from and write its results.
+
+    ``generator`` names where the samples come from (``geex.eval.fingerprint``: a model and
+    its sampling settings, a samples file, the canonical solutions): only stored results of
+    the same generator, prompt and tests are resumed.
+    """
     start = time.monotonic()
     order = {task.task_id: i for i, task in enumerate(tasks)}
+    by_id = {task.task_id: task for task in tasks}
+    made_by = {t.task_id: generation_fingerprint(generator, t) for t in tasks}
+    judged_by = {t.task_id: evaluator.judging_fingerprint(t.problem) for t in tasks}
     results_file = ResultsFile(Path(out_dir) / "results.jsonl") if out_dir else None
     stored = results_file.load() if results_file else {}
-    earlier = {key: r for key, r in stored.items() if key[0] in order and r.judged}
-    by_id = {task.task_id: task for task in tasks}
-    unjudged = [
-        Sample(by_id[r.task_id], r.completion_id, r.generation)
-        for key, r in stored.items()
-        if key[0] in order and not r.judged
-    ]
     # Lines of other tasks (another --task or --languages) stay in the file untouched.
     unrelated = [r for key, r in stored.items() if key[0] not in order]
+    ours = {key: r for key, r in stored.items() if key[0] in order}
+    same_generation = {k: r for k, r in ours.items() if r.generation_fingerprint == made_by[k[0]]}
+    earlier = {
+        key: r
+        for key, r in same_generation.items()
+        if r.judged and r.judging_fingerprint == judged_by[key[0]]
+    }
+    # Samples of the same generation judged again: "unavailable" ones (the package they lacked
+    # may be installed since) and those of changed tests or judge settings.
+    again = [
+        Sample(by_id[r.task_id], r.completion_id, r.generation)
+        for key, r in same_generation.items()
+        if key not in earlier
+    ]
 
     if callable(samples):
         kept = dict(earlier)
-        again = {s.key for s in unjudged}
-        todo: Iterable[Sample] = itertools.chain(unjudged, samples(set(kept) | again))
+        todo: Iterable[Sample] = itertools.chain(again, samples(set(kept) | {s.key for s in again}))
         total = expected_samples
     else:
         kept = {}
@@ -86,6 +104,7 @@ def evaluate(
     fresh: list[SampleResult] = []
     with _Progress(progress, title, total, done=len(kept)) as bar:
         for result in evaluator.judge(todo):
+            result.generation_fingerprint = made_by[result.task_id]
             fresh.append(result)
             if results_file:
                 results_file.append(result)
@@ -104,6 +123,15 @@ def evaluate(
     )
     if evaluator.sandbox.warning:
         run.notes.append(evaluator.sandbox.warning)
+    stale = len(ours) - len(same_generation)
+    rejudged = sum(1 for sample in again if same_generation[sample.key].judged)
+    reasons = []
+    if stale:
+        reasons.append(f"{stale} of another model, samples file, sampling or prompt: made afresh")
+    if rejudged:
+        reasons.append(f"{rejudged} judged with other tests or judge settings: judged again")
+    if reasons:
+        run.notes.append(f"earlier results in {out_dir} not reused: " + "; ".join(reasons))
     if out_dir:
         results_file.rewrite([*unrelated, *results])
         write_reports(run, Path(out_dir))

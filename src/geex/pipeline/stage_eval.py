@@ -45,6 +45,7 @@ class EvalStage(Stage):
         from geex.eval.backends import generate_samples
         from geex.eval.backends_geex import GeexBackend
         from geex.eval.evaluator import EvalConfig, Evaluator
+        from geex.eval.fingerprint import model_generator
         from geex.eval.run import evaluate, summary
         from geex.eval.runners import RunSettings
         from geex.eval.tasks import build_tasks
@@ -52,6 +53,8 @@ class EvalStage(Stage):
         e = context.config.eval
         backend = GeexBackend.load(context.path(TrainStage.model))
         sampling = e.sampling
+        generator = model_generator("geex", context.path(TrainStage.model), sampling,
+                                    tokenizer=None, device="auto", dtype="auto")  # fmt: skip
         results, unjudged = {}, {}
         config = EvalConfig(workers=e.workers, settings=RunSettings(timeout=e.timeout))
         with Evaluator(config) as evaluator:
@@ -66,7 +69,7 @@ class EvalStage(Stage):
 
                 title = TITLES[benchmark]
                 run = evaluate(
-                    evaluator, tasks, samples, out_dir=context.path(self.folder) / benchmark,
+                    evaluator, tasks, samples, generator=generator, out_dir=context.path(self.folder) / benchmark,
                     title=f"{title}, generation, n={e.n}, temperature {e.temperature:g}",
                     progress=context.console.is_terminal, expected_samples=len(tasks) * e.n,
                 )  # fmt: skip
