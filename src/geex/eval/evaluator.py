@@ -5,7 +5,9 @@ pool of worker threads (the work itself happens in sandboxed child processes), a
 ``SampleResult`` per sample as it finishes, in completion order. Runners that build several
 programs at once (Go) get them in batches. Each worker owns a slot: a folder for its jobs and,
 when the harness is root, a sandbox user of its own. The evaluator never raises for a
-sample: a harness failure becomes an "unavailable" verdict with the reason, and is logged. A
+sample: a harness failure becomes an "unavailable" verdict with the reason (a bug in Geex is
+logged with its traceback), which the harness checks of ``geex.eval.harness`` turn into an
+error that stops the run. A
 program that failed for want of a library its benchmark imports is "unavailable" too, naming
 the package (``geex.eval.libraries``).
 """
@@ -195,6 +197,8 @@ class Evaluator:
                     blame_missing_library(sample.task.problem, judgement, runner.lacks_library)
                     for sample, judgement in zip(unit, judgements, strict=True)
                 ]
+        except GeexError as err:  # the machine, not the program: report it per sample
+            judgements = [Judgement(UNAVAILABLE, f"harness error: {err}")] * len(unit)
         except Exception as err:  # a harness bug must not end the run: report it per sample
             log.error("judging %s failed:\n%s", unit[0].task.task_id, traceback.format_exc())
             judgements = [Judgement(UNAVAILABLE, f"harness error: {err!r}")] * len(unit)

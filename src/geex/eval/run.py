@@ -9,6 +9,9 @@ this run's: the same generator and sampling settings, prompt, tests and judge se
 stored sample of the same generation but other tests is judged again from its stored text, as
 are "unavailable" samples: the package or toolchain they lacked may have been installed since
 (``geex eval prepare``). Any other stored result of these tasks is dropped and made afresh.
+
+Verdicts reach ``results.jsonl`` only once the harness is proven to have worked after them
+(``geex.eval.harness``); a broken harness stops the run with a ``HarnessError``.
 """
 
 from __future__ import annotations
@@ -23,6 +26,7 @@ from pathlib import Path
 from geex.eval.backends import Sample
 from geex.eval.evaluator import Evaluator
 from geex.eval.fingerprint import generation_fingerprint
+from geex.eval.harness import HarnessWatch
 from geex.eval.report import write_reports
 from geex.eval.results import ResultsFile, SampleResult
 from geex.eval.scores import DEFAULT_KS, Scores, score
@@ -101,14 +105,22 @@ def evaluate(
                 todo.append(sample)
         total = len(samples)
 
+    watch = HarnessWatch(evaluator)
+    watch.start({task.language.key for task in tasks})
     fresh: list[SampleResult] = []
+
+    def record(released: list[SampleResult]) -> None:
+        fresh.extend(released)
+        if results_file:
+            for result in released:
+                results_file.append(result)
+
     with _Progress(progress, title, total, done=len(kept)) as bar:
         for result in evaluator.judge(todo):
             result.generation_fingerprint = made_by[result.task_id]
-            fresh.append(result)
-            if results_file:
-                results_file.append(result)
+            record(watch.add(result))
             bar.advance(result)
+        record(watch.finish())
 
     merged = {**kept, **{r.key: r for r in fresh}}
     results = sorted(merged.values(), key=lambda r: (order[r.task_id], r.completion_id))

@@ -27,6 +27,7 @@ from geex.eval.runners.python_forkserver import ForkServer
 from geex.eval.sandbox import Limits, RunOutcome
 from geex.eval.verdicts import COMPILE_ERROR, SANDBOX_VIOLATION, Judgement
 
+_NO_NUMPY = re.compile(r"(ModuleNotFoundError|ImportError).*numpy")
 _SYNTAX = re.compile(r"^(SyntaxError|IndentationError|TabError): ", re.M)
 
 
@@ -127,6 +128,12 @@ class PythonRunner(Runner):
                 env=self.packages_env(),
             )  # fmt: skip
         self._numpy_error = None
+        if outcome.returncode != 0 and not _NO_NUMPY.search(outcome.output):
+            said = " ".join(outcome.output.split())[:300]
+            raise GeexError(
+                f"the sandbox could not run {self.interpreter} -c 'import numpy' "
+                f"(exit status {outcome.returncode}): {said}"
+            )
         if outcome.returncode != 0:
             self._numpy_error = (
                 f"{self.interpreter} cannot import numpy, which HumanEval-X's preamble imports: "
