@@ -12,6 +12,7 @@ HTTP backends and the sampling settings stay light.
 
 from __future__ import annotations
 
+import logging
 import re
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
@@ -20,10 +21,12 @@ from typing import Protocol
 
 from geex.config import option
 from geex.errors import ConfigError, GeexError
-from geex.eval.problems import read_jsonl
+from geex.eval.problems import lone_surrogate, numbered_records
 from geex.eval.programs import cut_generation
 from geex.eval.tasks import Task
 from geex.languages import Language
+
+log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -186,7 +189,9 @@ def read_samples(
     samples: list[Sample] = []
     next_id: dict[str, int] = {}
     unknown: list[str] = []
-    for number, record in enumerate(read_jsonl(path), 1):
+    lines = 0
+    for number, record in numbered_records(path):
+        lines += 1
         task_id = record.get("task_id")
         text = record.get("generation", record.get("completion"))
         if not isinstance(task_id, str) or not isinstance(text, str):
@@ -197,10 +202,29 @@ def read_samples(
                 unknown.append(task_id)
             continue
         completion_id = record.get("completion_id")
-        if not isinstance(completion_id, int):
+        if completion_id is not None and (
+            not isinstance(completion_id, int) or isinstance(completion_id, bool)
+            or completion_id < 0
+        ):  # fmt: skip
+            raise GeexError(
+                f"{path}:{number}: 'completion_id' must be a whole number >= 0, "
+                f"got {completion_id!r:.40}"
+            )
+        if completion_id is None:
             completion_id = next_id.get(task_id, 0)
         next_id[task_id] = max(next_id.get(task_id, 0), completion_id + 1)
+        surrogate = lone_surrogate(text)
+        if surrogate:
+            # Half of a character pair (a model's output cut mid-character): no program file
+            # can hold it, so the sample is judged with U+FFFD in its place, as a decoder would.
+            log.warning(
+                "%s:%d: the generation of %s holds a lone surrogate (%s): judged with U+FFFD "
+                "in its place", path, number, task_id, surrogate,
+            )  # fmt: skip
+            text = "".join("\ufffd" if 0xD800 <= ord(c) <= 0xDFFF else c for c in text)
         samples.append(Sample(task, completion_id, text))
+    if not lines:
+        raise GeexError(f"samples file {path} holds no samples")
     if unknown:
         shown = ", ".join(list(dict.fromkeys(unknown))[:5])
         raise GeexError(

@@ -13,6 +13,7 @@ from __future__ import annotations
 import gzip
 import json
 import re
+import zlib
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from importlib import resources
@@ -68,36 +69,105 @@ def humanevalx_language(lang_id: str) -> Language:
     return language
 
 
-def problem_from_record(record: dict, language: Language) -> Problem:
-    try:
-        extra = {k: record[k] for k in ("import", "test_setup") if k in record}
-        return Problem(
-            task_id=record["task_id"],
-            language=language,
-            prompt=record["prompt"],
-            declaration=record.get("declaration", ""),
-            canonical_solution=record.get("canonical_solution", ""),
-            test=record["test"],
-            example_test=record.get("example_test") or "",
-            extra=extra,
+_TEXT_FIELDS = ("prompt", "test")  # required
+_OPTIONAL_TEXT_FIELDS = (
+    "declaration",
+    "canonical_solution",
+    "example_test",
+    "import",
+    "test_setup",
+)
+_TASK_ID = re.compile(r"^[^/]+/\d+$")
+
+
+def problem_from_record(record: dict, language: Language, where: str = "") -> Problem:
+    """The problem of one benchmark record; ``where`` ("file:line") names it in errors."""
+    at = f"{where}: " if where else ""
+    task_id = record.get("task_id")
+    if not isinstance(task_id, str) or not _TASK_ID.match(task_id):
+        raise GeexError(
+            f"{at}a {language.name} problem needs a 'task_id' string PREFIX/NUMBER "
+            f"(e.g. CPP/12), got {task_id!r}"
         )
-    except KeyError as err:
-        raise GeexError(f"a {language.name} problem lacks the field {err}") from None
+    for name in (*_TEXT_FIELDS, *_OPTIONAL_TEXT_FIELDS):
+        value = record.get(name)
+        if name not in _TEXT_FIELDS and value is None:
+            continue
+        if name in _TEXT_FIELDS and name not in record:
+            raise GeexError(f"{at}{task_id} lacks the field '{name}'")
+        if not isinstance(value, str):
+            raise GeexError(
+                f"{at}{task_id}: '{name}' must be a string, got {type(value).__name__} {value!r:.40}"
+            )
+        surrogate = lone_surrogate(value)
+        if surrogate:
+            raise GeexError(
+                f"{at}{task_id}: '{name}' holds a lone surrogate ({surrogate}), which no "
+                "program file can hold: fix the benchmark"
+            )
+    return Problem(
+        task_id=task_id,
+        language=language,
+        prompt=record["prompt"],
+        declaration=record.get("declaration") or "",
+        canonical_solution=record.get("canonical_solution") or "",
+        test=record["test"],
+        example_test=record.get("example_test") or "",
+        extra={k: record[k] for k in ("import", "test_setup") if record.get(k) is not None},
+    )
+
+
+def lone_surrogate(text: str) -> str | None:
+    """The first lone surrogate in ``text`` as JSON writes it (``\\ud800``), or None: JSON
+    may spell one, but it is no character and cannot be written as UTF-8."""
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError as err:
+        return f"\\u{ord(text[err.start]):04x}"
+    return None
+
+
+def numbered_records(path: Path) -> Iterator[tuple[int, dict]]:
+    """(line number, record) of each JSON object of a ``.jsonl`` or ``.jsonl.gz`` file, blank
+    lines skipped; a line that is not a JSON object, text that is not UTF-8, or a damaged or
+    cut gzip stream is a :class:`GeexError` naming the file and line."""
+    opener = gzip.open if path.name.endswith(".gz") else open
+    number = 0
+    try:
+        with opener(path, "rb") as lines:
+            for number, raw in enumerate(lines, 1):
+                try:
+                    line = raw.decode("utf-8")
+                except UnicodeDecodeError as err:
+                    raise GeexError(
+                        f"{path}:{number}: not UTF-8 text (byte {raw[err.start]:#04x} at "
+                        f"column {err.start + 1}): save the file as UTF-8"
+                    ) from None
+                if not line.strip():
+                    continue
+                try:
+                    record = json.loads(line)
+                except json.JSONDecodeError as err:
+                    raise GeexError(f"{path}:{number}: not JSON: {err}") from None
+                if not isinstance(record, dict):
+                    raise GeexError(
+                        f"{path}:{number}: expected a JSON object, got a JSON "
+                        f"{_JSON_TYPES.get(type(record), type(record).__name__)}"
+                    )
+                yield number, record
+    except (OSError, EOFError, zlib.error) as err:
+        after = f" after line {number}" if number else ""
+        raise GeexError(f"cannot read {path}{after}: {err} (a damaged or cut file?)") from None
+
+
+_JSON_TYPES = {list: "array", str: "string", int: "number", float: "number", bool: "boolean",
+               type(None): "null"}  # fmt: skip
 
 
 def read_jsonl(path: Path) -> Iterator[dict]:
-    """The records of a ``.jsonl`` or ``.jsonl.gz`` file; blank lines are skipped."""
-    opener = gzip.open if path.name.endswith(".gz") else open
-    try:
-        with opener(path, "rt", encoding="utf-8") as lines:
-            for number, line in enumerate(lines, 1):
-                if line.strip():
-                    try:
-                        yield json.loads(line)
-                    except json.JSONDecodeError as err:
-                        raise GeexError(f"{path}:{number}: not JSON: {err}") from None
-    except (OSError, EOFError) as err:
-        raise GeexError(f"cannot read {path}: {err}") from None
+    """The records of a ``.jsonl`` or ``.jsonl.gz`` file (see :func:`numbered_records`)."""
+    for _, record in numbered_records(path):
+        yield record
 
 
 def _file_language(path: Path) -> str | None:
@@ -132,9 +202,19 @@ def load_problems(folder: str | Path, languages: Iterable[str] | None = None) ->
         raise GeexError(f"{folder} has no benchmark file for {', '.join(missing)}")
     problems = []
     for lang in sorted(files, key=LANGUAGE_ORDER.index):
-        for record in read_jsonl(files[lang]):
-            language = humanevalx_language(record.get("language", lang))
-            problems.append(problem_from_record(record, language))
+        before = len(problems)
+        for number, record in numbered_records(files[lang]):
+            where = f"{files[lang]}:{number}"
+            named = record.get("language", lang)
+            if not isinstance(named, str):
+                raise GeexError(f"{where}: 'language' must be a string, got {named!r:.40}")
+            try:
+                language = humanevalx_language(named)
+            except GeexError as err:
+                raise GeexError(f"{where}: {err}") from None
+            problems.append(problem_from_record(record, language, where))
+        if len(problems) == before:
+            raise GeexError(f"{files[lang]} holds no problems")
     _check_unique(problems)
     return problems
 
