@@ -91,8 +91,10 @@ FIRST = record(PROBLEMS[0])
         (FIRST + record(PROBLEMS[1], test=123), ":2: Geex-Python/1: 'test' must be a string, got int 123"),
         (FIRST.encode() + b'{"task_id": "Geex-Python/1", "prompt": "\xe9"}\n', ":2: not UTF-8 text"),
         (FIRST + record(PROBLEMS[1], task_id=7), ":2: a Python problem needs a 'task_id' string"),
+        (FIRST + record(PROBLEMS[1], prompt="HALF").replace("HALF", "\\udc80"),
+         ":2: Geex-Python/1: 'prompt' holds a lone surrogate (\\udc80)"),
     ],
-    ids=["list", "prompt-null", "test-number", "invalid-utf8", "task-id-number"],
+    ids=["list", "prompt-null", "test-number", "invalid-utf8", "task-id-number", "surrogate"],
 )  # fmt: skip
 def test_damaged_benchmark_rows(tmp_path, content, says):
     path = tmp_path / "humaneval_python.jsonl"

@@ -49,6 +49,7 @@ class BreakingSandbox(Sandbox):
 @pytest.fixture(autouse=True)
 def needs_bubblewrap():
     required_program("bwrap", package="bubblewrap")
+    required_program("node", "nodejs", package="nodejs")
 
 
 def test_a_sandbox_that_cannot_start_judges_nothing(capsys, monkeypatch, tmp_path):
