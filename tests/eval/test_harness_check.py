@@ -80,3 +80,12 @@ def test_a_sandbox_breaking_midway_keeps_only_verdicts_proven_before(tmp_path):
     kept = [json.loads(x) for x in (tmp_path / "results.jsonl").read_text().splitlines()]
     # The failures before the break were not vouched for by a later pass: judged next time.
     assert [(r["completion_id"], r["verdict"]) for r in kept] == [(i, "passed") for i in range(3)]
+
+
+def test_prepare_reports_a_broken_sandbox_per_language(capsys, monkeypatch):
+    monkeypatch.setattr(evaluator_module, "Sandbox", BreakingSandbox)
+    code = main(["eval", "prepare", "--languages", "python", "js"])
+    out, err = capsys.readouterr()
+    assert code == 1 and "Traceback" not in err
+    assert "python      broken:" in out and "javascript  broken:" in out
+    assert "ready" not in out

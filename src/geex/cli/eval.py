@@ -359,9 +359,11 @@ def _check_canonical(run, js_md5: bool) -> int:
 
 def _prepare(args: argparse.Namespace) -> int:
     from geex.eval.evaluator import EvalConfig, Evaluator
+    from geex.eval.harness import check_harness
     from geex.eval.problems import LANGUAGE_ORDER, humanevalx_language
 
     keys = [humanevalx_language(name).key for name in (args.languages or LANGUAGE_ORDER)]
+    broken: list[str] = []
     with Evaluator(EvalConfig()) as evaluator:
         print(f"sandbox: {evaluator.sandbox.mode}")
         if evaluator.sandbox.warning:
@@ -379,6 +381,12 @@ def _prepare(args: argparse.Namespace) -> int:
                 print(f"  {key:<11} unavailable: {missing[key]}")
                 continue
             runner = evaluator.runner(key)
-            runner.prepare()
+            try:
+                runner.prepare()
+                check_harness(evaluator, [key])  # a known-good program must pass
+            except GeexError as err:
+                broken.append(key)
+                print(f"  {key:<11} broken: {err}")
+                continue
             print(f"  {key:<11} ready" + (f" ({runner.note()})" if runner.note() else ""))
-    return 1 if missing else 0
+    return 1 if missing or broken else 0
