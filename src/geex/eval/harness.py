@@ -18,7 +18,7 @@ and the verdicts not yet vouched for are dropped: a rerun judges them again.
 from __future__ import annotations
 
 import functools
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 
 from geex.errors import GeexError
 from geex.eval.backends import Sample
@@ -84,8 +84,18 @@ class HarnessWatch:
     def held(self) -> int:
         return sum(len(held) for held in self._unvouched.values())
 
-    def start(self, language_keys: Iterable[str]) -> None:
+    def checked_first(
+        self, samples: Iterable[Sample], language_keys: Iterable[str]
+    ) -> Iterator[Sample]:
+        """``samples``, with the harness checked before the first is handed out (a run with
+        nothing left to judge checks nothing)."""
+        samples = iter(samples)
+        first = next(samples, None)
+        if first is None:
+            return
         check_harness(self.evaluator, language_keys)
+        yield first
+        yield from samples
 
     def add(self, result: SampleResult) -> list[SampleResult]:
         """The results this one releases (itself and those held before it), maybe none."""

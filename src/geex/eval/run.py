@@ -106,7 +106,7 @@ def evaluate(
         total = len(samples)
 
     watch = HarnessWatch(evaluator)
-    watch.start({task.language.key for task in tasks})
+    todo = watch.checked_first(todo, {task.language.key for task in tasks})
     fresh: list[SampleResult] = []
 
     def record(released: list[SampleResult]) -> None:
