@@ -80,10 +80,6 @@ class HarnessWatch:
         self.check_after = check_after
         self._unvouched: dict[str, list[SampleResult]] = {}
 
-    @property
-    def held(self) -> int:
-        return sum(len(held) for held in self._unvouched.values())
-
     def checked_first(
         self, samples: Iterable[Sample], language_keys: Iterable[str]
     ) -> Iterator[Sample]:

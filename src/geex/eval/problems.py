@@ -69,14 +69,9 @@ def humanevalx_language(lang_id: str) -> Language:
     return language
 
 
-_TEXT_FIELDS = ("prompt", "test")  # required
-_OPTIONAL_TEXT_FIELDS = (
-    "declaration",
-    "canonical_solution",
-    "example_test",
-    "import",
-    "test_setup",
-)
+_REQUIRED_FIELDS = ("prompt", "test")
+# May be absent or null; the string "None" in Rust's example_test stays (see Problem.tests).
+_OPTIONAL_FIELDS = ("declaration", "canonical_solution", "example_test", "import", "test_setup")
 _TASK_ID = re.compile(r"^[^/]+/\d+$")
 
 
@@ -89,16 +84,15 @@ def problem_from_record(record: dict, language: Language, where: str = "") -> Pr
             f"{at}a {language.name} problem needs a 'task_id' string PREFIX/NUMBER "
             f"(e.g. CPP/12), got {task_id!r}"
         )
-    for name in (*_TEXT_FIELDS, *_OPTIONAL_TEXT_FIELDS):
+    for name in (*_REQUIRED_FIELDS, *_OPTIONAL_FIELDS):
         value = record.get(name)
-        if name not in _TEXT_FIELDS and value is None:
+        if name in _OPTIONAL_FIELDS and value is None:
             continue
-        if name in _TEXT_FIELDS and name not in record:
+        if name not in record:
             raise GeexError(f"{at}{task_id} lacks the field '{name}'")
         if not isinstance(value, str):
-            raise GeexError(
-                f"{at}{task_id}: '{name}' must be a string, got {type(value).__name__} {value!r:.40}"
-            )
+            kind = type(value).__name__
+            raise GeexError(f"{at}{task_id}: '{name}' must be a string, got {kind} {value!r:.40}")
         surrogate = lone_surrogate(value)
         if surrogate:
             raise GeexError(
