@@ -192,7 +192,12 @@ def _npy_bytes(array: np.ndarray) -> bytes:
 
 
 class TokenShards:
-    """One split of a dataset folder as a single stream of tokens, memory-mapped."""
+    """One split of a dataset folder as a single stream of tokens, memory-mapped.
+
+    Opening it checks every shard against its index and the manifest's counts (sizes only:
+    cheap at any scale), so a truncated or replaced shard is refused instead of trained on;
+    :meth:`read` refuses token ids beyond the manifest's vocabulary.
+    """
 
     def __init__(self, folder: str | os.PathLike, split: str = "train"):
         self.folder = Path(folder)
@@ -206,20 +211,52 @@ class TokenShards:
         self.languages: list[str] = self.manifest["languages"]
         self.eod_id: int = self.manifest["eod_id"]
         self.vocab_size: int = self.manifest["vocab_size"]
+        self.shard_names: list[str] = list(splits[split]["shards"])
         self._tokens, self._starts, documents = [], [0], []
-        for name in splits[split]["shards"]:
+        for name in self.shard_names:
             path = self.folder / f"{name}.bin"
             try:
                 tokens = np.memmap(path, dtype=dtype, mode="r")
                 index = np.load(self.folder / f"{name}.idx.npy")
             except (OSError, ValueError) as err:
                 raise GeexError(f"cannot read shard {name} of {self.folder}: {err}") from None
+            self._check_shard(name, tokens, index)
             index = index.copy()
             index["offset"] += self._starts[-1]
             documents.append(index)
             self._tokens.append(tokens)
             self._starts.append(self._starts[-1] + tokens.size)
         self.documents = np.concatenate(documents) if documents else np.zeros(0, INDEX_DTYPE)
+        self._check_counts(split, splits[split])
+
+    def _check_shard(self, name: str, tokens: np.ndarray, index: np.ndarray) -> None:
+        """The .bin holds exactly the documents its index lists, end to end."""
+        if index.dtype != INDEX_DTYPE:
+            raise GeexError(
+                f"shard {name} of {self.folder}: {name}.idx.npy is not a shard index "
+                f"(dtype {index.dtype}); {_REBUILD}"
+            )
+        listed = int(index["length"].sum(dtype=np.uint64))
+        if tokens.size != listed:
+            raise GeexError(
+                f"shard {name} of {self.folder} holds {tokens.size:,} tokens but its index "
+                f"lists {listed:,}: the file is truncated or damaged; {_REBUILD}"
+            )
+
+    def _check_counts(self, split: str, counts: dict) -> None:
+        """The shards together hold the tokens and documents the manifest counted."""
+        for what, found in (("tokens", len(self)), ("documents", len(self.documents))):
+            expected = counts.get(what)
+            if isinstance(expected, int) and expected != found:
+                raise GeexError(
+                    f"the '{split}' split of {self.folder} holds {found:,} {what} but "
+                    f"{MANIFEST} counts {expected:,}: a shard is missing, truncated or from "
+                    f"another run; {_REBUILD}"
+                )
+
+    def shard_of(self, position: int) -> str:
+        """The name of the shard holding token ``position`` of the stream."""
+        return self.shard_names[int(np.searchsorted(self._starts, position, side="right")) - 1]
 
     def __len__(self) -> int:
         return self._starts[-1]
@@ -237,6 +274,15 @@ class TokenShards:
             out[filled : filled + take] = self._tokens[shard][local : local + take]
             filled += take
             shard += 1
+        if out.size and out.max() >= self.vocab_size:
+            # Caught here, the id names its shard; past here it is an IndexError deep in the
+            # embedding (or, below the padded vocabulary, an untrained row read in silence).
+            bad = start + int(np.argmax(out >= self.vocab_size))
+            raise GeexError(
+                f"shard {self.shard_of(bad)} of {self.folder} holds token id "
+                f"{int(out.max())} (at token {bad:,} of the stream), beyond the vocabulary of "
+                f"{self.vocab_size:,} in {MANIFEST}: the shard is damaged; {_REBUILD}"
+            )
         return out
 
     def documents_of(self, language: str) -> np.ndarray:
@@ -246,18 +292,49 @@ class TokenShards:
         return self.documents[self.documents["language"] == self.languages.index(language)]
 
 
+_REBUILD = "run `geex data` again to rebuild the dataset"
+
+# What a reader needs of a manifest, and the type each field must have.
+_MANIFEST_FIELDS = {
+    "token_dtype": str,
+    "vocab_size": int,
+    "eod_id": int,
+    "languages": list,
+    "splits": dict,
+}
+
+
 def read_manifest(folder: str | os.PathLike) -> dict:
+    """``dataset.json`` of ``folder``, checked to hold every field a reader uses."""
     path = Path(folder) / MANIFEST
     if not path.is_file():
         hint = ""
         if Path(folder).is_dir() and any(Path(folder).glob("*.bin")):
             hint = " (an unfinished `geex data` run? run it again to finish)"
         raise GeexError(f"{folder} is not a Geex dataset: {MANIFEST} is missing{hint}")
-    manifest = json.loads(path.read_text())
-    if manifest.get("format") != FORMAT:
+    try:
+        manifest = json.loads(path.read_text())
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as err:
+        raise GeexError(f"cannot read {path}: {err}; {_REBUILD}") from None
+    if not isinstance(manifest, dict) or manifest.get("format") != FORMAT:
         raise GeexError(f"{path} is not a Geex dataset manifest")
     if manifest.get("format_version", 0) > FORMAT_VERSION:
         raise GeexError(
             f"{path} is a newer dataset format ({manifest['format_version']}): upgrade Geex"
         )
+    for name, kind in _MANIFEST_FIELDS.items():
+        value = manifest.get(name)
+        if not isinstance(value, kind) or isinstance(value, bool):
+            what = "has no" if name not in manifest else f"has a {type(value).__name__} as its"
+            raise GeexError(f"{path} {what} '{name}' ({kind.__name__} expected); {_REBUILD}")
+    try:
+        np.dtype(manifest["token_dtype"])
+    except TypeError:
+        raise GeexError(
+            f"{path}: token_dtype {manifest['token_dtype']!r} is not a dtype; {_REBUILD}"
+        ) from None
+    for split, entry in manifest["splits"].items():
+        shards = entry.get("shards") if isinstance(entry, dict) else None
+        if not isinstance(shards, list) or not all(isinstance(s, str) for s in shards):
+            raise GeexError(f"{path}: split '{split}' has no list of shards; {_REBUILD}")
     return manifest
