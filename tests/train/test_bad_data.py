@@ -47,11 +47,29 @@ def test_a_truncated_validation_shard_is_refused_not_skipped(dataset, tmp_path):
         train(config(dataset, tmp_path / "run"), show_progress=False)
 
 
+def without_checksums(dataset):
+    """The manifest as a dataset too large to checksum at start (or an older one) has it."""
+    manifest = json.loads((dataset / "dataset.json").read_text())
+    for split in manifest["splits"].values():
+        split.pop("checksums", None)
+    (dataset / "dataset.json").write_text(json.dumps(manifest))
+
+
+def test_a_shard_changed_in_place_fails_its_checksum(dataset, tmp_path):
+    shard = dataset / "train-00000.bin"
+    tokens = np.fromfile(shard, dtype="<u2")
+    tokens[100] = (tokens[100] + 1) % 256  # same size, same vocabulary: only the digest tells
+    tokens.tofile(shard)
+    with pytest.raises(GeexError, match="shard train-00000 of .* does not match its checksum"):
+        train(config(dataset, tmp_path / "run"), show_progress=False)
+
+
 def test_a_token_id_beyond_the_vocabulary_is_one_line_naming_the_shard(dataset, tmp_path):
     shard = dataset / "train-00000.bin"
     tokens = np.fromfile(shard, dtype="<u2")
     tokens[::50] = 60_000  # beyond the model's 384 embedding rows: an IndexError in torch
     tokens.tofile(shard)
+    without_checksums(dataset)  # the check on every batch, not the one at start
     settings = write_config(tmp_path / "train.yaml", dataset)
     refused = geex_train("--config", str(settings), "--out", str(tmp_path / "run"))
     assert refused.returncode != 0 and "Traceback" not in refused.stderr, refused.stderr

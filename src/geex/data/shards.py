@@ -20,8 +20,13 @@ order given, in the one ``dataset.json``.
 
     {"format": "geex-shards", "format_version": 1, "token_dtype": "uint16",
      "vocab_size": 8192, "eod_id": 0, "languages": ["python", "cpp", ...],
-     "splits": {"train": {"shards": ["train-00000"], "documents": 812, "tokens": 1048576},
+     "splits": {"train": {"shards": ["train-00000"], "documents": 812, "tokens": 1048576,
+                          "checksums": {"train-00000": "<blake2b-128 of the .bin>"}},
                 "validation": {...}}}
+
+A reader checks every shard's size against its index and the split's counts; it checks the
+checksums too when the split is small enough for that to cost little
+(:data:`CHECKSUM_BYTES_LIMIT`). Manifests written before the checksums existed have none.
 
 The .bin files are read with ``numpy.memmap``: a reader touches only the pages it needs, so
 terabyte datasets train from disk and every data-parallel rank opens the same files.
@@ -29,6 +34,7 @@ terabyte datasets train from disk and every data-parallel rank opens the same fi
 
 from __future__ import annotations
 
+import hashlib
 import io
 import json
 import os
@@ -46,6 +52,13 @@ FORMAT_VERSION = 1
 MANIFEST = "dataset.json"
 INDEX_DTYPE = np.dtype([("offset", "<u8"), ("length", "<u4"), ("language", "<u2")])
 DEFAULT_SHARD_TOKENS = 256 * 2**20  # 512 MiB of uint16 per file
+# Splits up to this size are checksummed whenever they are opened: about a second of hashing.
+CHECKSUM_BYTES_LIMIT = 2**30
+
+
+def shard_checksum(tokens: np.ndarray) -> str:
+    """The digest the manifest keeps of a shard: blake2b-128 of its bytes as stored."""
+    return hashlib.blake2b(memoryview(np.ascontiguousarray(tokens)), digest_size=16).hexdigest()
 
 
 def token_dtype(vocab_size: int) -> np.dtype:
@@ -62,6 +75,7 @@ class _SplitWriter:
     buffer: list[np.ndarray] = field(default_factory=list)
     index: list[tuple[int, int, int]] = field(default_factory=list)
     buffered_tokens: int = 0
+    checksums: dict[str, str] = field(default_factory=dict)
 
 
 class ShardWriter:
@@ -116,7 +130,9 @@ class ShardWriter:
         prefix = f"{writer.name}-{self.shard_prefix}" if self.shard_prefix else writer.name
         name = f"{prefix}-{len(writer.shards):05d}"
         index = np.array(writer.index, dtype=INDEX_DTYPE)
-        atomic_write(self.folder / f"{name}.bin", np.concatenate(writer.buffer).tofile)
+        tokens = np.concatenate(writer.buffer)
+        atomic_write(self.folder / f"{name}.bin", tokens.tofile)
+        writer.checksums[name] = shard_checksum(tokens)
         atomic_write_bytes(self.folder / f"{name}.idx.npy", _npy_bytes(index))
         writer.shards.append(name)
         writer.buffer, writer.index, writer.buffered_tokens = [], [], 0
@@ -141,7 +157,12 @@ class ShardWriter:
             "token_dtype": self.dtype.name,
             "languages": self.languages,
             "splits": {
-                w.name: {"shards": w.shards, "documents": w.documents, "tokens": w.tokens}
+                w.name: {
+                    "shards": w.shards,
+                    "documents": w.documents,
+                    "tokens": w.tokens,
+                    "checksums": w.checksums,
+                }
                 for w in self._splits.values()
             },
         }
@@ -170,6 +191,7 @@ def write_manifest(
             merged["shards"] += split["shards"]
             merged["documents"] += split["documents"]
             merged["tokens"] += split["tokens"]
+            merged.setdefault("checksums", {}).update(split.get("checksums", {}))
     manifest = {
         "format": FORMAT,
         "format_version": FORMAT_VERSION,
@@ -228,6 +250,8 @@ class TokenShards:
             self._starts.append(self._starts[-1] + tokens.size)
         self.documents = np.concatenate(documents) if documents else np.zeros(0, INDEX_DTYPE)
         self._check_counts(split, splits[split])
+        if len(self) * dtype.itemsize <= CHECKSUM_BYTES_LIMIT:
+            self._check_checksums(splits[split].get("checksums") or {})
 
     def _check_shard(self, name: str, tokens: np.ndarray, index: np.ndarray) -> None:
         """The .bin holds exactly the documents its index lists, end to end."""
@@ -252,6 +276,16 @@ class TokenShards:
                     f"the '{split}' split of {self.folder} holds {found:,} {what} but "
                     f"{MANIFEST} counts {expected:,}: a shard is missing, truncated or from "
                     f"another run; {_REBUILD}"
+                )
+
+    def _check_checksums(self, checksums: dict) -> None:
+        """Each shard the manifest has a checksum of holds the bytes it was written with."""
+        for name, tokens in zip(self.shard_names, self._tokens, strict=True):
+            expected = checksums.get(name)
+            if expected is not None and shard_checksum(tokens) != expected:
+                raise GeexError(
+                    f"shard {name} of {self.folder} does not match its checksum in {MANIFEST}: "
+                    f"the file was changed or damaged after `geex data` wrote it; {_REBUILD}"
                 )
 
     def shard_of(self, position: int) -> str:
