@@ -58,3 +58,19 @@ def write_byte_shards(folder: Path, n: int = 400, validation_every: int = 10) ->
         split = "validation" if i % validation_every == 0 else "train"
         writer.add(list(text.encode()), language, split)
     return writer.close()
+
+
+def write_tokenized_shards(folder: Path, language: str, vocab_size: int = 320) -> Path:
+    """Shards of the corpus tokenized by a tokenizer trained on its ``language`` files only:
+    two such datasets share a vocabulary size but not the meaning of their ids."""
+    from geex.tokenizer import train_tokenizer
+
+    docs = documents(200)
+    tokenizer = train_tokenizer(
+        [text for lang, text in docs if lang == language], vocab_size, languages=["python", "c"]
+    )
+    writer = ShardWriter(folder, vocab_size=tokenizer.vocab_size, eod_id=tokenizer.eod_id)
+    for i, (lang, text) in enumerate(docs):
+        writer.add(tokenizer.encode(text), lang, "validation" if i % 10 == 0 else "train")
+    tokenizer.save(folder)
+    return writer.close()

@@ -23,6 +23,11 @@ def register(subparsers) -> None:
     parser.add_argument(
         "--nproc", type=int, help="launch this many local processes (torchrun) and train on them"
     )
+    parser.add_argument(
+        "--overwrite",
+        action="store_true",
+        help="delete an earlier `geex train` run in --out (its model too) and start again",
+    )
     parser.add_argument("--no-progress", action="store_true", help="no live progress bar")
     parser.set_defaults(handler=_train)
 
@@ -46,7 +51,7 @@ def _train(args: argparse.Namespace) -> int:
     from geex.train.trainer import train
 
     config = config_from_args(args)
-    result = train(config, show_progress=not args.no_progress)
+    result = train(config, show_progress=not args.no_progress, overwrite=args.overwrite)
     if int(os.environ.get("RANK", "0")) == 0:
         state = (
             "stopped (checkpoint saved; run again to resume)" if result.stopped_early else "done"

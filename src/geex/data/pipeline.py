@@ -64,6 +64,7 @@ from geex.data.writer import (
     finish_dataset,
 )
 from geex.errors import GeexError
+from geex.output_folder import claim_output_folder
 from geex.tokenizer import load_tokenizer
 
 
@@ -174,9 +175,10 @@ def prepare_output(config: DataConfig, overwrite: bool = False) -> None:
     out, work = Path(config.out), config.work_dir
     record = work / "config.json"
     fields = config.output_fields()
-    if overwrite and record.is_file():  # only ever delete what `geex data` made
-        shutil.rmtree(out)
-    if record.is_file():
+    earlier = claim_output_folder(
+        out, owned=record.is_file(), command="geex data", overwrite=overwrite
+    )
+    if earlier:
         previous = json.loads(record.read_text())
         if previous != json.loads(json.dumps(fields)):
             changed = sorted(
@@ -186,8 +188,6 @@ def prepare_output(config: DataConfig, overwrite: bool = False) -> None:
                 f"{out} holds a run started with other options ({', '.join(changed)}): "
                 "give another --out, or --overwrite to start again"
             )
-    elif out.exists() and any(out.iterdir()):
-        raise GeexError(f"{out} exists and is not a `geex data` output folder: give another --out")
     work.mkdir(parents=True, exist_ok=True)
     atomic_write_text(record, json.dumps(fields, indent=2))
     if config.tokenizer and not (out / "tokenizer.json").is_file():

@@ -20,8 +20,13 @@ order given, in the one ``dataset.json``.
 
     {"format": "geex-shards", "format_version": 1, "token_dtype": "uint16",
      "vocab_size": 8192, "eod_id": 0, "languages": ["python", "cpp", ...],
-     "splits": {"train": {"shards": ["train-00000"], "documents": 812, "tokens": 1048576},
+     "splits": {"train": {"shards": ["train-00000"], "documents": 812, "tokens": 1048576,
+                          "checksums": {"train-00000": "<blake2b-128 of the .bin>"}},
                 "validation": {...}}}
+
+A reader checks every shard's size against its index and the split's counts; it checks the
+checksums too when the split is small enough for that to cost little
+(:data:`CHECKSUM_BYTES_LIMIT`). Manifests written before the checksums existed have none.
 
 The .bin files are read with ``numpy.memmap``: a reader touches only the pages it needs, so
 terabyte datasets train from disk and every data-parallel rank opens the same files.
@@ -29,6 +34,7 @@ terabyte datasets train from disk and every data-parallel rank opens the same fi
 
 from __future__ import annotations
 
+import hashlib
 import io
 import json
 import os
@@ -46,6 +52,13 @@ FORMAT_VERSION = 1
 MANIFEST = "dataset.json"
 INDEX_DTYPE = np.dtype([("offset", "<u8"), ("length", "<u4"), ("language", "<u2")])
 DEFAULT_SHARD_TOKENS = 256 * 2**20  # 512 MiB of uint16 per file
+# Splits up to this size are checksummed whenever they are opened: about a second of hashing.
+CHECKSUM_BYTES_LIMIT = 2**30
+
+
+def shard_checksum(tokens: np.ndarray) -> str:
+    """The digest the manifest keeps of a shard: blake2b-128 of its bytes as stored."""
+    return hashlib.blake2b(memoryview(np.ascontiguousarray(tokens)), digest_size=16).hexdigest()
 
 
 def token_dtype(vocab_size: int) -> np.dtype:
@@ -62,6 +75,7 @@ class _SplitWriter:
     buffer: list[np.ndarray] = field(default_factory=list)
     index: list[tuple[int, int, int]] = field(default_factory=list)
     buffered_tokens: int = 0
+    checksums: dict[str, str] = field(default_factory=dict)
 
 
 class ShardWriter:
@@ -116,7 +130,9 @@ class ShardWriter:
         prefix = f"{writer.name}-{self.shard_prefix}" if self.shard_prefix else writer.name
         name = f"{prefix}-{len(writer.shards):05d}"
         index = np.array(writer.index, dtype=INDEX_DTYPE)
-        atomic_write(self.folder / f"{name}.bin", np.concatenate(writer.buffer).tofile)
+        tokens = np.concatenate(writer.buffer)
+        atomic_write(self.folder / f"{name}.bin", tokens.tofile)
+        writer.checksums[name] = shard_checksum(tokens)
         atomic_write_bytes(self.folder / f"{name}.idx.npy", _npy_bytes(index))
         writer.shards.append(name)
         writer.buffer, writer.index, writer.buffered_tokens = [], [], 0
@@ -141,7 +157,12 @@ class ShardWriter:
             "token_dtype": self.dtype.name,
             "languages": self.languages,
             "splits": {
-                w.name: {"shards": w.shards, "documents": w.documents, "tokens": w.tokens}
+                w.name: {
+                    "shards": w.shards,
+                    "documents": w.documents,
+                    "tokens": w.tokens,
+                    "checksums": w.checksums,
+                }
                 for w in self._splits.values()
             },
         }
@@ -170,6 +191,7 @@ def write_manifest(
             merged["shards"] += split["shards"]
             merged["documents"] += split["documents"]
             merged["tokens"] += split["tokens"]
+            merged.setdefault("checksums", {}).update(split.get("checksums", {}))
     manifest = {
         "format": FORMAT,
         "format_version": FORMAT_VERSION,
@@ -192,7 +214,12 @@ def _npy_bytes(array: np.ndarray) -> bytes:
 
 
 class TokenShards:
-    """One split of a dataset folder as a single stream of tokens, memory-mapped."""
+    """One split of a dataset folder as a single stream of tokens, memory-mapped.
+
+    Opening it checks every shard against its index and the manifest's counts (sizes only:
+    cheap at any scale), so a truncated or replaced shard is refused instead of trained on;
+    :meth:`read` refuses token ids beyond the manifest's vocabulary.
+    """
 
     def __init__(self, folder: str | os.PathLike, split: str = "train"):
         self.folder = Path(folder)
@@ -206,20 +233,64 @@ class TokenShards:
         self.languages: list[str] = self.manifest["languages"]
         self.eod_id: int = self.manifest["eod_id"]
         self.vocab_size: int = self.manifest["vocab_size"]
+        self.shard_names: list[str] = list(splits[split]["shards"])
         self._tokens, self._starts, documents = [], [0], []
-        for name in splits[split]["shards"]:
+        for name in self.shard_names:
             path = self.folder / f"{name}.bin"
             try:
                 tokens = np.memmap(path, dtype=dtype, mode="r")
                 index = np.load(self.folder / f"{name}.idx.npy")
             except (OSError, ValueError) as err:
                 raise GeexError(f"cannot read shard {name} of {self.folder}: {err}") from None
+            self._check_shard(name, tokens, index)
             index = index.copy()
             index["offset"] += self._starts[-1]
             documents.append(index)
             self._tokens.append(tokens)
             self._starts.append(self._starts[-1] + tokens.size)
         self.documents = np.concatenate(documents) if documents else np.zeros(0, INDEX_DTYPE)
+        self._check_counts(split, splits[split])
+        if len(self) * dtype.itemsize <= CHECKSUM_BYTES_LIMIT:
+            self._check_checksums(splits[split].get("checksums") or {})
+
+    def _check_shard(self, name: str, tokens: np.ndarray, index: np.ndarray) -> None:
+        """The .bin holds exactly the documents its index lists, end to end."""
+        if index.dtype != INDEX_DTYPE:
+            raise GeexError(
+                f"shard {name} of {self.folder}: {name}.idx.npy is not a shard index "
+                f"(dtype {index.dtype}); {_REBUILD}"
+            )
+        listed = int(index["length"].sum(dtype=np.uint64))
+        if tokens.size != listed:
+            raise GeexError(
+                f"shard {name} of {self.folder} holds {tokens.size:,} tokens but its index "
+                f"lists {listed:,}: the file is truncated or damaged; {_REBUILD}"
+            )
+
+    def _check_counts(self, split: str, counts: dict) -> None:
+        """The shards together hold the tokens and documents the manifest counted."""
+        for what, found in (("tokens", len(self)), ("documents", len(self.documents))):
+            expected = counts.get(what)
+            if isinstance(expected, int) and expected != found:
+                raise GeexError(
+                    f"the '{split}' split of {self.folder} holds {found:,} {what} but "
+                    f"{MANIFEST} counts {expected:,}: a shard is missing, truncated or from "
+                    f"another run; {_REBUILD}"
+                )
+
+    def _check_checksums(self, checksums: dict) -> None:
+        """Each shard the manifest has a checksum of holds the bytes it was written with."""
+        for name, tokens in zip(self.shard_names, self._tokens, strict=True):
+            expected = checksums.get(name)
+            if expected is not None and shard_checksum(tokens) != expected:
+                raise GeexError(
+                    f"shard {name} of {self.folder} does not match its checksum in {MANIFEST}: "
+                    f"the file was changed or damaged after `geex data` wrote it; {_REBUILD}"
+                )
+
+    def shard_of(self, position: int) -> str:
+        """The name of the shard holding token ``position`` of the stream."""
+        return self.shard_names[int(np.searchsorted(self._starts, position, side="right")) - 1]
 
     def __len__(self) -> int:
         return self._starts[-1]
@@ -237,6 +308,15 @@ class TokenShards:
             out[filled : filled + take] = self._tokens[shard][local : local + take]
             filled += take
             shard += 1
+        if out.size and out.max() >= self.vocab_size:
+            # Caught here, the id names its shard; past here it is an IndexError deep in the
+            # embedding (or, below the padded vocabulary, an untrained row read in silence).
+            bad = start + int(np.argmax(out >= self.vocab_size))
+            raise GeexError(
+                f"shard {self.shard_of(bad)} of {self.folder} holds token id "
+                f"{int(out.max())} (at token {bad:,} of the stream), beyond the vocabulary of "
+                f"{self.vocab_size:,} in {MANIFEST}: the shard is damaged; {_REBUILD}"
+            )
         return out
 
     def documents_of(self, language: str) -> np.ndarray:
@@ -246,18 +326,49 @@ class TokenShards:
         return self.documents[self.documents["language"] == self.languages.index(language)]
 
 
+_REBUILD = "run `geex data` again to rebuild the dataset"
+
+# What a reader needs of a manifest, and the type each field must have.
+_MANIFEST_FIELDS = {
+    "token_dtype": str,
+    "vocab_size": int,
+    "eod_id": int,
+    "languages": list,
+    "splits": dict,
+}
+
+
 def read_manifest(folder: str | os.PathLike) -> dict:
+    """``dataset.json`` of ``folder``, checked to hold every field a reader uses."""
     path = Path(folder) / MANIFEST
     if not path.is_file():
         hint = ""
         if Path(folder).is_dir() and any(Path(folder).glob("*.bin")):
             hint = " (an unfinished `geex data` run? run it again to finish)"
         raise GeexError(f"{folder} is not a Geex dataset: {MANIFEST} is missing{hint}")
-    manifest = json.loads(path.read_text())
-    if manifest.get("format") != FORMAT:
+    try:
+        manifest = json.loads(path.read_text())
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as err:
+        raise GeexError(f"cannot read {path}: {err}; {_REBUILD}") from None
+    if not isinstance(manifest, dict) or manifest.get("format") != FORMAT:
         raise GeexError(f"{path} is not a Geex dataset manifest")
     if manifest.get("format_version", 0) > FORMAT_VERSION:
         raise GeexError(
             f"{path} is a newer dataset format ({manifest['format_version']}): upgrade Geex"
         )
+    for name, kind in _MANIFEST_FIELDS.items():
+        value = manifest.get(name)
+        if not isinstance(value, kind) or isinstance(value, bool):
+            what = "has no" if name not in manifest else f"has a {type(value).__name__} as its"
+            raise GeexError(f"{path} {what} '{name}' ({kind.__name__} expected); {_REBUILD}")
+    try:
+        np.dtype(manifest["token_dtype"])
+    except TypeError:
+        raise GeexError(
+            f"{path}: token_dtype {manifest['token_dtype']!r} is not a dtype; {_REBUILD}"
+        ) from None
+    for split, entry in manifest["splits"].items():
+        shards = entry.get("shards") if isinstance(entry, dict) else None
+        if not isinstance(shards, list) or not all(isinstance(s, str) for s in shards):
+            raise GeexError(f"{path}: split '{split}' has no list of shards; {_REBUILD}")
     return manifest

@@ -132,21 +132,34 @@ def read_config(folder: str | os.PathLike) -> ModelConfig:
     return ModelConfig.from_dict(header["model"])
 
 
+def _weight_files(folder: Path) -> list[str]:
+    if (folder / INDEX_FILE).is_file():
+        weight_map = json.loads((folder / INDEX_FILE).read_text())["weight_map"]
+        return sorted(set(weight_map.values()))
+    if (folder / WEIGHTS_FILE).is_file():
+        return [WEIGHTS_FILE]
+    raise GeexError(f"{folder} holds no weights ({WEIGHTS_FILE} or {INDEX_FILE})")
+
+
 def load_state_dict(folder: str | os.PathLike) -> dict[str, torch.Tensor]:
     """All tensors of a checkpoint folder, single-file or sharded."""
     folder = Path(folder)
-    if (folder / INDEX_FILE).is_file():
-        weight_map = json.loads((folder / INDEX_FILE).read_text())["weight_map"]
-        files = sorted(set(weight_map.values()))
-    elif (folder / WEIGHTS_FILE).is_file():
-        files = [WEIGHTS_FILE]
-    else:
-        raise GeexError(f"{folder} holds no weights ({WEIGHTS_FILE} or {INDEX_FILE})")
     tensors = {}
-    for name in files:
+    for name in _weight_files(folder):
         with safe_open(folder / name, framework="pt") as f:
             tensors.update({key: f.get_tensor(key) for key in f.keys()})  # noqa: SIM118
     return tensors
+
+
+def tensor_shapes(folder: str | os.PathLike) -> dict[str, tuple[int, ...]]:
+    """The name and shape of every tensor of a checkpoint folder, read from the file headers."""
+    folder = Path(folder)
+    shapes = {}
+    for name in _weight_files(folder):
+        with safe_open(folder / name, framework="pt") as f:
+            for key in f.keys():  # noqa: SIM118
+                shapes[key] = tuple(f.get_slice(key).get_shape())
+    return shapes
 
 
 def load_model(
@@ -162,15 +175,20 @@ def load_model(
     return model.to(device=device, dtype=dtype).eval()
 
 
-def load_weights(model: CodeGeeX, tensors: dict[str, torch.Tensor], *, source: str) -> None:
-    """Assign ``tensors`` to ``model``'s parameters, checking names and shapes first."""
-    expected = {k: v.shape for k, v in model.state_dict().items()}
-    missing = sorted(set(expected) - set(tensors))
-    unexpected = sorted(set(tensors) - set(expected))
+def shape_mismatches(
+    expected: dict[str, tuple[int, ...]], found: dict[str, tuple[int, ...]]
+) -> list[str]:
+    """Why tensors ``found`` (name -> shape) cannot fill a model of ``expected``; [] if they can.
+
+    The one comparison behind every load: a finished checkpoint into a model, a training
+    checkpoint into a resumed run, fine-tuning weights into a new one.
+    """
+    missing = sorted(set(expected) - set(found))
+    unexpected = sorted(set(found) - set(expected))
     wrong = [
-        f"{k}: {tuple(tensors[k].shape)} != {tuple(shape)}"
+        f"{k}: {tuple(found[k])} != {tuple(shape)}"
         for k, shape in expected.items()
-        if k in tensors and tensors[k].shape != shape
+        if k in found and tuple(found[k]) != tuple(shape)
     ]
     problems = []
     if missing:
@@ -179,6 +197,13 @@ def load_weights(model: CodeGeeX, tensors: dict[str, torch.Tensor], *, source: s
         problems.append(f"unexpected {_some(unexpected)}")
     if wrong:
         problems.append(f"wrong shapes {_some(wrong)}")
+    return problems
+
+
+def load_weights(model: CodeGeeX, tensors: dict[str, torch.Tensor], *, source: str) -> None:
+    """Assign ``tensors`` to ``model``'s parameters, checking names and shapes first."""
+    expected = {k: tuple(v.shape) for k, v in model.state_dict().items()}
+    problems = shape_mismatches(expected, {k: tuple(v.shape) for k, v in tensors.items()})
     if problems:
         raise GeexError(f"weights in {source} do not fit the model: " + "; ".join(problems))
     model.load_state_dict(tensors, assign=True)

@@ -17,11 +17,10 @@ from pathlib import Path
 
 import torch
 import torch.distributed as dist
-import yaml
 from torch.distributed.checkpoint.state_dict import StateDictOptions, get_model_state_dict
 from torch.distributed.tensor import DTensor
 
-from geex.data.shards import TokenShards
+from geex.data.shards import TokenShards, read_manifest
 from geex.errors import ConfigError, GeexError
 from geex.model.checkpoint import clean_state_dict, read_config, save_weights
 from geex.model.codegeex import CodeGeeX, build_model, flops_per_token
@@ -30,6 +29,7 @@ from geex.model.loss import lm_loss
 from geex.presets import model_preset
 from geex.tokenizer import load_tokenizer
 from geex.train.checkpoint import CheckpointManager, load_model_weights
+from geex.train.compat import check_init_weights, run_identity
 from geex.train.config import TrainConfig
 from geex.train.data import PackedSamples, document_positions_and_mask, micro_batch_start
 from geex.train.distributed import World, close_world, init_world
@@ -37,6 +37,7 @@ from geex.train.monitor import MetricsLog, Progress, peak_flops
 from geex.train.optim import build_optimizer, learning_rate
 from geex.train.parallel import materialize, parallelize, wrap_data_parallel
 from geex.train.precision import DynamicLossScaler, autocast
+from geex.train.run_folder import prepare_run_folder
 from geex.train.validate import Validation
 
 
@@ -49,10 +50,13 @@ class TrainResult:
     stopped_early: bool  # interrupted (signal) before the budget was spent
 
 
-def train(config: TrainConfig, *, show_progress: bool = True) -> TrainResult:
+def train(
+    config: TrainConfig, *, show_progress: bool = True, overwrite: bool = False
+) -> TrainResult:
+    """Train into ``config.out``; ``overwrite`` deletes an earlier run there and starts anew."""
     world = init_world(config.device, config.parallel.tp)
     try:
-        result = Trainer(config, world, show_progress=show_progress).run()
+        result = Trainer(config, world, show_progress=show_progress, overwrite=overwrite).run()
     except BaseException:
         close_world(world, finished=False)
         raise
@@ -77,18 +81,31 @@ def model_config_for(config: TrainConfig, vocab_size: int) -> ModelConfig:
         return model_config.replace(dropout=config.dropout)
     fields = {"vocab_size": vocab_size, "dropout": config.dropout, **config.model}
     model_config = model_preset(config.preset).replace(**fields)
+    if model_config.padded_vocab_size < vocab_size:
+        raise ConfigError(
+            f"the data uses {vocab_size:,} token ids but the model embeds only "
+            f"{model_config.padded_vocab_size:,} (model.vocab_size {model_config.vocab_size:,}):"
+            f" drop model.vocab_size from the config, or give at least {vocab_size:,}"
+        )
     if config.seq_len and config.seq_len > model_config.max_seq_len:
         model_config = model_config.replace(max_seq_len=config.seq_len)
     return model_config
 
 
 class Trainer:
-    def __init__(self, config: TrainConfig, world: World, *, show_progress: bool = True):
+    def __init__(
+        self,
+        config: TrainConfig,
+        world: World,
+        *,
+        show_progress: bool = True,
+        overwrite: bool = False,
+    ):
         if not config.data or not config.out:
             raise ConfigError(
                 "both data (the `geex data` folder) and out (the run folder) are needed"
             )
-        self.config, self.world = config, world
+        self.config, self.world, self.overwrite = config, world, overwrite
         self.out = Path(config.out)
         self.shards = TokenShards(config.data, "train")
         self.model_config = model_config_for(config, self.shards.vocab_size)
@@ -105,6 +122,7 @@ class Trainer:
         parallelize(self.raw_model, world, config.parallel)
         materialize(self.raw_model, world.device, config.seed)
         if config.init_from:
+            check_init_weights(config.init_from, self.raw_model)
             load_model_weights(self.raw_model, config.init_from)
         self.model = wrap_data_parallel(self.raw_model, world, config.parallel)
         self.optimizer = build_optimizer(self.raw_model, config.optim)
@@ -152,7 +170,7 @@ class Trainer:
     # -- the loop ------------------------------------------------------------------------------
 
     def run(self) -> TrainResult:
-        self._write_run_config()
+        self._prepare_run_folder()
         self._resume()
         progress = Progress(self.planned_steps, self.step, enabled=self.show_progress)
         handlers = self._catch_signals()
@@ -358,11 +376,25 @@ class Trainer:
             self.scaler.load_state_dict(state["scaler"])
         self.metrics.truncate_after(self.step - 1)
 
-    def _write_run_config(self) -> None:
+    def _prepare_run_folder(self) -> None:
+        """Claim the run folder, refusing a resumption that would mix two runs: the main rank
+        checks and writes, every rank raises what it found."""
+        problem = None
         if self.world.is_main:
-            self.out.mkdir(parents=True, exist_ok=True)
-            text = yaml.safe_dump(self.config.to_dict(), sort_keys=False)
-            (self.out / "config.yaml").write_text(text)
+            try:
+                prepare_run_folder(
+                    self.out,
+                    identity=run_identity(self.model_config, self.shards),
+                    config=self.config.to_dict(),
+                    checkpoints=self.checkpoints,
+                    model=self.raw_model,
+                    overwrite=self.overwrite,
+                )
+            except GeexError as err:
+                problem = err
+        problem = self.world.broadcast_object(problem)
+        if problem is not None:
+            raise problem
 
     def _export(self) -> None:
         """The final weights as a Geex checkpoint (safetensors + config + tokenizer) in RUN/model."""
@@ -413,10 +445,10 @@ def _global_norm(grads: list[torch.Tensor]) -> float:
 
 
 def _validation_split(folder: str) -> TokenShards | None:
-    try:
-        return TokenShards(folder, "validation")
-    except GeexError:
+    """The held-out split, if the dataset has one (a damaged one is refused, not skipped)."""
+    if "validation" not in read_manifest(folder)["splits"]:
         return None
+    return TokenShards(folder, "validation")
 
 
 def _dataset_tokenizer(folder: str):

@@ -1,0 +1,68 @@
+"""`geex train` writes only into run folders it made, and never over a trained model unasked.
+
+`pytest tests/train/test_run_folder.py`
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import sys
+
+import pytest
+
+from geex.errors import GeexError
+from geex.train.trainer import train
+from tests.train.runs import write_config
+from tests.train.test_trainer import config
+
+
+def geex_train(*args: str) -> subprocess.CompletedProcess:
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONWARNINGS": "ignore"}
+    command = [sys.executable, "-m", "geex", "train", "--no-progress", *args]
+    return subprocess.run(command, capture_output=True, text=True, timeout=300, env=env)
+
+
+def test_an_unrelated_folder_is_refused_and_left_as_it_was(byte_dataset, tmp_path):
+    mine = tmp_path / "project"
+    mine.mkdir()
+    (mine / "config.yaml").write_text("my: settings\n")
+    (mine / "metrics.jsonl").write_text('{"mine": 1}\n')
+    settings = write_config(tmp_path / "train.yaml", byte_dataset)
+    refused = geex_train("--config", str(settings), "--out", str(mine))
+    assert refused.returncode != 0 and "Traceback" not in refused.stderr
+    assert "is not a `geex train` output folder" in refused.stderr
+    assert sorted(p.name for p in mine.iterdir()) == ["config.yaml", "metrics.jsonl"]
+    assert (mine / "config.yaml").read_text() == "my: settings\n"
+
+
+def test_a_finished_run_without_checkpoints_is_not_trained_over(byte_dataset, tmp_path):
+    run = tmp_path / "run"
+    train(config(byte_dataset, run, eval_every=0), show_progress=False)
+    shutil.rmtree(run / "checkpoints")
+    model = (run / "model" / "model.safetensors").read_bytes()
+    metrics = (run / "metrics.jsonl").read_text()
+    with pytest.raises(GeexError, match="holds a trained model .* give --overwrite"):
+        train(config(byte_dataset, run, eval_every=0, seed=7), show_progress=False)
+    assert (run / "model" / "model.safetensors").read_bytes() == model
+    assert (run / "metrics.jsonl").read_text() == metrics
+
+    result = train(config(byte_dataset, run, eval_every=0, seed=7), show_progress=False,
+                   overwrite=True)  # fmt: skip
+    assert result.steps == 4 and (run / "model" / "model.safetensors").read_bytes() != model
+
+
+def test_overwrite_never_deletes_a_folder_it_did_not_make(byte_dataset, tmp_path):
+    mine = tmp_path / "project"
+    mine.mkdir()
+    (mine / "notes.txt").write_text("keep me")
+    with pytest.raises(GeexError, match="not a `geex train` output folder"):
+        train(config(byte_dataset, mine), show_progress=False, overwrite=True)
+    assert (mine / "notes.txt").read_text() == "keep me"
+
+
+def test_an_empty_folder_or_one_with_only_the_torchrun_log_is_trained_into(byte_dataset, tmp_path):
+    (tmp_path / "torchrun.log").write_text("launching\n")
+    result = train(config(byte_dataset, tmp_path, eval_every=0), show_progress=False)
+    assert result.steps == 4 and (tmp_path / "model" / "model.safetensors").is_file()
