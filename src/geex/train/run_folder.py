@@ -20,7 +20,7 @@ from torch import nn
 from geex.atomic import atomic_write_text
 from geex.errors import GeexError
 from geex.output_folder import claim_output_folder
-from geex.train.checkpoint import CheckpointManager
+from geex.train.checkpoint import MANIFEST_FILE, CheckpointManager
 from geex.train.compat import check_checkpoint_shapes, check_same_identity
 
 RECORD = "geex-train.json"
@@ -45,11 +45,12 @@ def prepare_run_folder(
     """
     record = out / RECORD
     # A complete checkpoint is ours too: run folders written before the record existed.
-    owned = record.is_file() or checkpoints.latest() is not None
+    sealed = [path for path in checkpoints.found() if (path / MANIFEST_FILE).is_file()]
+    owned = record.is_file() or bool(sealed)
     earlier = claim_output_folder(
         out, owned=owned, command="geex train", overwrite=overwrite, ignored=MADE_BEFORE_THE_RUN
     )
-    latest = checkpoints.latest() if earlier else None
+    latest = sealed[-1] if earlier and sealed else None
     if latest is not None:
         if record.is_file():
             check_same_identity(read_record(record), identity, out)

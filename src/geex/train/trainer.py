@@ -28,7 +28,7 @@ from geex.model.config import ModelConfig
 from geex.model.loss import lm_loss
 from geex.presets import model_preset
 from geex.tokenizer import load_tokenizer
-from geex.train.checkpoint import CheckpointManager, load_model_weights
+from geex.train.checkpoint import CheckpointManager, checkpoint_step, load_model_weights
 from geex.train.compat import check_init_weights, run_identity
 from geex.train.config import TrainConfig
 from geex.train.data import PackedSamples, document_positions_and_mask, micro_batch_start
@@ -39,6 +39,9 @@ from geex.train.parallel import materialize, parallelize, wrap_data_parallel
 from geex.train.precision import DynamicLossScaler, autocast
 from geex.train.run_folder import prepare_run_folder
 from geex.train.validate import Validation
+
+# What a resume reads from a checkpoint's trainer state: a checkpoint lacking one is unusable.
+RESUME_STATE_KEYS = ("step", "seq_len", "global_batch", "seed")
 
 
 @dataclass
@@ -140,6 +143,7 @@ class Trainer:
         self.warmup_seconds: float | None = None  # trained_seconds when warm-up ended
         self.max_time = config.max_time
         self._stop_requested = False
+        self.just_resumed: Path | None = None  # the checkpoint loaded, until a step trains on it
 
     def _batch_geometry(self) -> None:
         c, dp = self.config, self.world.dp
@@ -182,6 +186,11 @@ class Trainer:
             while not self._budget_spent():
                 t0 = time.monotonic()
                 record = self._train_step()
+                if not math.isfinite(record["loss"]):
+                    self._non_finite_loss(record["loss"])
+                    self._clock = (time.monotonic(), self.trained_seconds)
+                    continue
+                self.just_resumed = None
                 step_time = time.monotonic() - t0
                 step_times.append(step_time)
                 record.update(self._throughput(step_time))
@@ -204,7 +213,7 @@ class Trainer:
         finally:
             progress.close()
             self._restore_signals(handlers)
-        if not self.checkpoints.latest() or self._latest_step() != self.step:
+        if self._latest_step() != self.step:
             self._save()
         self._export()
         return TrainResult(self.out, self.step, self._tokens(), last_loss, False)
@@ -350,15 +359,37 @@ class Trainer:
         self.checkpoints.save(self.step, self.model, self.optimizer, self._trainer_state())
 
     def _latest_step(self) -> int | None:
-        latest = self.checkpoints.latest()
-        return int(latest.name.removeprefix("step-")) if latest else None
+        """The step of the newest checkpoint known to be good (newer ones may be bad)."""
+        good = self.checkpoints.good
+        return checkpoint_step(good) if good else None
+
+    def _non_finite_loss(self, loss: float) -> None:
+        """Stop on a NaN or infinite loss, or, on the first step after a resume, blame the
+        checkpoint and resume from an older one.
+
+        Overflowing gradients under a finite loss are the fp16 loss scaler's to skip; a
+        non-finite loss is not, and training on it would only save NaN weights over the good
+        checkpoints. A checkpoint is only saved from a finite state, so a non-finite loss right
+        after loading one points at damage the manifest did not catch.
+        """
+        if self.just_resumed is not None:
+            self.checkpoints.reject(self.just_resumed, f"its first step gives a loss of {loss}")
+            self._resume()
+            return
+        good = self.checkpoints.good
+        where = f"the newest checkpoint is {good}" if good else "no checkpoint was saved"
+        raise GeexError(
+            f"step {self.step}: the loss is {loss}; training stopped without saving this state "
+            f"({where}). Lower the learning rate (lr) or check the data, then run again"
+        )
 
     def _resume(self) -> None:
-        latest = self.checkpoints.latest()
-        if latest is None:
+        restored = self.checkpoints.restore(self.model, self.optimizer, RESUME_STATE_KEYS)
+        if restored is None:
             self.metrics.truncate_after(-1)
             return
-        state = self.checkpoints.load(latest, self.model, self.optimizer)
+        latest, state = restored
+        self.just_resumed = latest
         for key, mine in (
             ("seq_len", self.seq_len),
             ("global_batch", self.global_batch),
