@@ -21,6 +21,7 @@ import types
 import typing
 from collections.abc import Callable, Mapping
 from dataclasses import MISSING, dataclass
+from decimal import Decimal
 from pathlib import Path
 from typing import Any, Literal, Union
 
@@ -225,11 +226,17 @@ def _number(value: Any) -> int | float | None:
     if isinstance(value, (int, float)):
         return value
     if isinstance(value, str):
-        for parse in (int, float):
-            try:
-                return parse(value.strip())
-            except ValueError:
-                continue
+        word = value.strip()
+        try:
+            return int(word)
+        except ValueError:
+            pass
+        try:
+            number = float(word)
+        except ValueError:
+            return None
+        # "1e23" is the integer it names, not its nearest float (99999999999999991611392).
+        return int(Decimal(word)) if number.is_integer() else number
     return None
 
 

@@ -4,6 +4,9 @@ geex convert codegeex CKPT [CKPT ...] OUT_DIR   original CodeGeeX .pt (or its pa
 geex convert to-codegeex GEEX_DIR OUT_FILE      back to CodeGeeX's layout, for its own code
 geex convert to-hf GEEX_DIR OUT_DIR             a transformers folder (trust_remote_code)
 geex convert from-hf HF_DIR OUT_DIR             such a folder back to Geex
+
+The output is written beside itself and renamed into place when complete; it may not be the
+input. An existing OUT_DIR is replaced only if empty or an earlier output of the same kind.
 """
 
 from __future__ import annotations

@@ -144,8 +144,10 @@ def _unwrap_optional(annotation: Any) -> Any:
 
 
 def _scalar(annotation: Any):
-    """The argparse ``type`` of a scalar field; anything else stays a string for from_dict."""
-    return annotation if annotation in (int, float, str) else str
+    """The argparse ``type`` of a scalar field: a string, which :func:`geex.config.from_dict`
+    reads as YAML values are read, so that a bad number (``--seed 1e23``, ``--top-k x``) is the
+    config layer's one-line error naming the field, not argparse's usage dump."""
+    return str
 
 
 def _word_reader(parse):

@@ -45,12 +45,33 @@ def _read_prompt(args: argparse.Namespace) -> str:
         return args.prompt.replace("\\n", "\n")
     if args.prompt_file:
         try:
-            return Path(args.prompt_file).read_text()
+            return _utf8_text(
+                Path(args.prompt_file).read_bytes(), f"--prompt-file {args.prompt_file}"
+            )
         except OSError as err:
             raise GeexError(f"cannot read --prompt-file: {err}") from None
     if sys.stdin.isatty():
         raise GeexError("give a prompt with --prompt, --prompt-file, or on stdin")
-    return sys.stdin.read()
+    stdin = getattr(sys.stdin, "buffer", None)  # a test's replacement may hold text only
+    return _utf8_text(stdin.read(), "the prompt on stdin") if stdin else sys.stdin.read()
+
+
+def _utf8_text(data: bytes, what: str) -> str:
+    """A prompt is source code: UTF-8 text, whatever the terminal's locale. A NUL byte is
+    valid UTF-8 but marks a binary file (an image, a compiled program), not code."""
+    try:
+        text = data.decode("utf-8")
+    except UnicodeDecodeError as err:
+        raise GeexError(
+            f"{what} is not UTF-8 text (byte 0x{data[err.start]:02x} at offset {err.start}): "
+            "give a text file of code"
+        ) from None
+    if "\0" in text:
+        raise GeexError(
+            f"{what} holds a NUL byte (offset {data.index(0)}): a binary file, not code; "
+            "give a text file"
+        )
+    return text
 
 
 def _generate(args: argparse.Namespace) -> int:

@@ -25,6 +25,7 @@ from geex.eval.problems import lone_surrogate, numbered_records
 from geex.eval.programs import cut_generation
 from geex.eval.tasks import Task
 from geex.languages import Language
+from geex.model.sampling import check_sampling
 
 log = logging.getLogger(__name__)
 
@@ -87,24 +88,17 @@ class Sampling:
 
     def check(self, batch_size: int, name: Callable[[str], str]) -> None:
         """Refuse settings that cannot work, each field named as the caller's user knows it
-        (``name("top_p")`` is ``--top-p`` on the command line, ``eval.top_p`` in a run file)."""
-        if self.n < 1:
-            raise ConfigError(f"{name('n')} must be >= 1, got {self.n}")
-        if self.temperature < 0:
-            raise ConfigError(
-                f"{name('temperature')} must be >= 0 (0 is greedy), got {self.temperature}"
-            )
-        if self.n > 1 and self.temperature == 0:
-            raise ConfigError(
-                f"{name('n')} {self.n} with temperature 0 draws {self.n} identical greedy "
-                f"completions: give {name('temperature')} > 0 (0.8 is usual for pass@100)"
-            )
-        if not 0 < self.top_p <= 1:
-            raise ConfigError(f"{name('top_p')} must be in (0, 1], got {self.top_p}")
-        for field_name, value in (("max_new_tokens", self.max_new_tokens),
-                                  ("batch_size", batch_size)):  # fmt: skip
-            if value < 1:
-                raise ConfigError(f"{name(field_name)} must be >= 1, got {value}")
+        (``name("top_p")`` is ``--top-p`` on the command line, ``eval.top_p`` in a run file).
+        The rules are decoding's own (:func:`geex.model.sampling.check_sampling`)."""
+        check_sampling(
+            temperature=self.temperature,
+            top_p=self.top_p,
+            max_new_tokens=self.max_new_tokens,
+            num_samples=self.n,
+            name=lambda field: name("n" if field == "num_samples" else field),
+        )
+        if batch_size < 1:
+            raise ConfigError(f"{name('batch_size')} must be >= 1, got {batch_size}")
 
 
 class GenerationBackend(Protocol):

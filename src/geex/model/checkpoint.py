@@ -19,13 +19,14 @@ import os
 from pathlib import Path
 
 import torch
-from safetensors import safe_open
+from safetensors import SafetensorError, safe_open
 from safetensors.torch import save_file
 
 from geex.atomic import atomic_write, atomic_write_text
 from geex.errors import GeexError
 from geex.model.codegeex import CodeGeeX, build_model
 from geex.model.config import ModelConfig
+from geex.model.convert_output import config_field
 
 FORMAT = "geex"
 FORMAT_VERSION = 1
@@ -116,50 +117,134 @@ def read_config(folder: str | os.PathLike) -> ModelConfig:
     if not path.is_file():
         raise GeexError(f"{folder} is not a Geex checkpoint: {CONFIG_FILE} is missing")
     try:
-        header = json.loads(path.read_text())
-    except json.JSONDecodeError as err:
+        header = json.loads(path.read_bytes())
+    except (json.JSONDecodeError, UnicodeDecodeError) as err:
         raise GeexError(f"{path} is not valid JSON: {err}") from None
-    if header.get("format") != FORMAT:
+    if not isinstance(header, dict) or header.get("format") != FORMAT:
         hint = (
-            " (a Hugging Face export? load it with transformers)" if "model_type" in header else ""
+            " (a Hugging Face export? load it with transformers)"
+            if isinstance(header, dict) and "model_type" in header
+            else ""
         )
         raise GeexError(f"{path} is not a Geex checkpoint config{hint}")
-    if header.get("format_version", 0) > FORMAT_VERSION:
+    version = header.get("format_version", 0)
+    if not isinstance(version, int) or version > FORMAT_VERSION:
         raise GeexError(
-            f"{path} has format_version {header['format_version']}; this Geex reads up to "
+            f"{path} has format_version {version!r}; this Geex reads up to "
             f"{FORMAT_VERSION}: upgrade Geex"
         )
-    return ModelConfig.from_dict(header["model"])
+    if not isinstance(header.get("model"), dict):
+        raise GeexError(
+            f'{path} has no "model" object (the model\'s dimensions: n_layer, d_model, ...): '
+            "the checkpoint is incomplete; save or convert it again"
+        )
+    try:
+        return ModelConfig.from_dict(header["model"])
+    except GeexError as err:
+        raise GeexError(f"{path}: {err}") from None
 
 
-def _weight_files(folder: Path) -> list[str]:
+def is_geex_checkpoint(folder: Path) -> bool:
+    """Whether ``folder`` holds a Geex checkpoint (its config.json says so)."""
+    return config_field(folder, "format") == FORMAT
+
+
+def _weight_files(folder: Path) -> list[Path]:
+    """The safetensors files of a checkpoint folder, each checked to be there."""
     if (folder / INDEX_FILE).is_file():
-        weight_map = json.loads((folder / INDEX_FILE).read_text())["weight_map"]
-        return sorted(set(weight_map.values()))
-    if (folder / WEIGHTS_FILE).is_file():
-        return [WEIGHTS_FILE]
-    raise GeexError(f"{folder} holds no weights ({WEIGHTS_FILE} or {INDEX_FILE})")
+        names = _indexed_files(folder / INDEX_FILE)
+    elif (folder / WEIGHTS_FILE).is_file():
+        names = [WEIGHTS_FILE]
+    else:
+        raise GeexError(f"{folder} holds no weights ({WEIGHTS_FILE} or {INDEX_FILE})")
+    for name in names:
+        if not (folder / name).is_file():
+            raise GeexError(f"{folder / name} is missing ({INDEX_FILE} names it): copy it in again")
+    return [folder / name for name in names]
 
 
 def load_state_dict(folder: str | os.PathLike) -> dict[str, torch.Tensor]:
-    """All tensors of a checkpoint folder, single-file or sharded."""
+    """All tensors of a checkpoint folder, single-file or sharded, as stored."""
     folder = Path(folder)
     tensors = {}
-    for name in _weight_files(folder):
-        with safe_open(folder / name, framework="pt") as f:
-            tensors.update({key: f.get_tensor(key) for key in f.keys()})  # noqa: SIM118
+    for path in _weight_files(folder):
+        try:
+            with safe_open(path, framework="pt") as f:
+                tensors.update({key: f.get_tensor(key) for key in f.keys()})  # noqa: SIM118
+        except (SafetensorError, OSError) as err:
+            # A truncated copy or download fails here, in the header or in the data it lists.
+            raise GeexError(
+                f"{path} is not a complete safetensors file ({err}): copy, download or save "
+                "the checkpoint again"
+            ) from None
     return tensors
 
 
 def tensor_shapes(folder: str | os.PathLike) -> dict[str, tuple[int, ...]]:
     """The name and shape of every tensor of a checkpoint folder, read from the file headers."""
-    folder = Path(folder)
     shapes = {}
-    for name in _weight_files(folder):
-        with safe_open(folder / name, framework="pt") as f:
-            for key in f.keys():  # noqa: SIM118
-                shapes[key] = tuple(f.get_slice(key).get_shape())
+    for path in _weight_files(Path(folder)):
+        try:
+            with safe_open(path, framework="pt") as f:
+                for key in f.keys():  # noqa: SIM118
+                    shapes[key] = tuple(f.get_slice(key).get_shape())
+        except (SafetensorError, OSError) as err:
+            raise GeexError(f"{path} is not a complete safetensors file ({err})") from None
     return shapes
+
+
+def _indexed_files(index: Path) -> list[str]:
+    """The shard files a Hugging Face index names."""
+    try:
+        weight_map = json.loads(index.read_bytes())["weight_map"]
+        return sorted(set(weight_map.values()))
+    except (json.JSONDecodeError, UnicodeDecodeError, KeyError, TypeError, AttributeError):
+        raise GeexError(
+            f'{index} is not a shard index (JSON with a "weight_map" of tensor -> file): '
+            "copy or save the checkpoint again"
+        ) from None
+
+
+def finite_weights(
+    tensors: dict[str, torch.Tensor], *, dtype: torch.dtype | None = None, source: str
+) -> dict[str, torch.Tensor]:
+    """``tensors`` in ``dtype`` (None: as they are), refused unless every value is finite.
+
+    One NaN or inf in a weight spreads through every activation after it: such a model
+    generates nothing, so loading or converting it is an error, not a silent success. A
+    value finite as stored may still overflow a narrower dtype (fp32 -> fp16 above 65504).
+    The check is one pass over each tensor (``torch.isfinite(t).all()``), cheap beside
+    reading the file.
+    """
+    cast = tensors if dtype is None else {k: v.to(dtype) for k, v in tensors.items()}
+    bad = [name for name, t in cast.items() if t.is_floating_point() and not _all_finite(t)]
+    if not bad:
+        return cast
+    overflow = dtype is not None and all(_all_finite(tensors[name]) for name in bad)
+    if overflow:
+        largest = torch.finfo(dtype).max
+        raise GeexError(
+            f"weights in {source} overflow {_dtype_name(dtype)} (largest {largest:g}) in "
+            f"{_some(bad)}: use a wider dtype (bf16 or fp32)"
+        )
+    counts = [f"{name} ({_non_finite_count(cast[name])})" for name in bad]
+    raise GeexError(
+        f"weights in {source} are not finite: {_some(counts)}; such a model cannot generate: "
+        "use a checkpoint saved before training diverged, or copy the file again"
+    )
+
+
+def _all_finite(tensor: torch.Tensor) -> bool:
+    return bool(torch.isfinite(tensor).all())
+
+
+def _non_finite_count(tensor: torch.Tensor) -> str:
+    counts = {"NaN": int(torch.isnan(tensor).sum()), "inf": int(torch.isinf(tensor).sum())}
+    return ", ".join(f"{n:,} {kind}" for kind, n in counts.items() if n)
+
+
+def _dtype_name(dtype: torch.dtype) -> str:
+    return str(dtype).removeprefix("torch.")
 
 
 def load_model(
@@ -168,10 +253,12 @@ def load_model(
     device: str | torch.device = "cpu",
     dtype: torch.dtype | None = None,
 ) -> CodeGeeX:
-    """Rebuild the model saved in ``folder``, in eval mode, on ``device``."""
+    """Rebuild the model saved in ``folder``, in eval mode, on ``device``; refused when a
+    weight is NaN or inf (as stored, or once in ``dtype``)."""
     config = read_config(folder)
     model = build_model(config, device="meta")
-    load_weights(model, load_state_dict(folder), source=str(folder))
+    tensors = finite_weights(load_state_dict(folder), dtype=dtype, source=str(folder))
+    load_weights(model, tensors, source=str(folder))
     return model.to(device=device, dtype=dtype).eval()
 
 
@@ -232,10 +319,13 @@ def write_safetensors(
         else [f"model-{i + 1:05d}-of-{len(shards):05d}.safetensors" for i in range(len(shards))]
     )
     for name, shard in zip(names, shards, strict=True):
-        # transformers refuses safetensors files without {"format": "pt"}.
-        atomic_write(
-            folder / name, lambda tmp, shard=shard: save_file(shard, tmp, {"format": "pt"})
-        )
+        try:
+            # transformers refuses safetensors files without {"format": "pt"}.
+            atomic_write(
+                folder / name, lambda tmp, shard=shard: save_file(shard, tmp, {"format": "pt"})
+            )
+        except SafetensorError as err:  # a full disk: "I/O error: No space left on device"
+            raise GeexError(f"cannot write {folder / name}: {err}") from None
     if len(shards) > 1:
         index = {
             "metadata": {"total_size": sum(t.numel() * t.element_size() for t in tensors.values())},

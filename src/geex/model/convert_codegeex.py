@@ -33,10 +33,24 @@ from pathlib import Path
 import torch
 from safetensors import safe_open
 
+from geex.atomic import atomic_write
 from geex.errors import GeexError
-from geex.model.checkpoint import load_state_dict, load_weights, read_config, save_checkpoint
+from geex.model.checkpoint import (
+    finite_weights,
+    is_geex_checkpoint,
+    load_state_dict,
+    load_weights,
+    read_config,
+    save_checkpoint,
+)
 from geex.model.codegeex import build_model
 from geex.model.config import ModelConfig
+from geex.model.convert_output import (
+    check_apart,
+    check_free_space,
+    output_folder,
+    tensor_bytes,
+)
 from geex.tokenizer import load_tokenizer
 
 CODEGEEX_13B_WIDTH, CODEGEEX_13B_HEADS = 5120, 40
@@ -388,6 +402,7 @@ def convert_codegeex(
     (CodeGeeX kept its position tables in fp16 whatever the rest).
     """
     files = checkpoint_files(sources)
+    check_apart([*sources, *files], out_dir)
     loaded_tokenizer = load_tokenizer(tokenizer) if tokenizer is not None else None
     checkpoints = [load_checkpoint_file(f, unsafe_pickle=unsafe_pickle) for f in files]
     tensors = merge_partitions(
@@ -402,18 +417,27 @@ def convert_codegeex(
         vocab_size=vocab_size or hints.get("vocab_size"),
     )
     dtype = dtype or reduce(torch.promote_types, {t.dtype for t in tensors.values()})
+    source = ", ".join(map(str, files))
     model = build_model(config, device="meta")
-    load_weights(
-        model, {k: v.to(dtype) for k, v in tensors.items()}, source=", ".join(map(str, files))
-    )
+    tensors = finite_weights(tensors, dtype=dtype, source=source)
+    load_weights(model, tensors, source=source)
     origin = {"format": "codegeex", "files": [str(f) for f in files]}
-    return save_checkpoint(
-        model,
+    writing = output_folder(
         out_dir,
-        config=config,
-        tokenizer=loaded_tokenizer,
-        metadata={"converted_from": origin},
+        inputs=[*sources, *files],
+        kind="Geex checkpoint",
+        is_kind=is_geex_checkpoint,
+        needed_bytes=tensor_bytes(tensors),
     )
+    with writing as tmp:
+        save_checkpoint(
+            model,
+            tmp,
+            config=config,
+            tokenizer=loaded_tokenizer,
+            metadata={"converted_from": origin},
+        )
+    return Path(out_dir)
 
 
 def geex_to_codegeex(tensors: Mapping[str, torch.Tensor], *, fused_qkv: bool = False) -> dict:
@@ -468,20 +492,20 @@ def export_codegeex(
     CodeGeeX's model hard-codes d_ffn = 4 d_model and LayerNorm eps 1e-5; other shapes come
     from its command line (num layers, hidden size, heads, padded vocab, max positions).
     """
+    check_apart([geex_dir], out_file)
+    out_file = Path(out_file)
+    if out_file.is_dir():
+        raise GeexError(f"{out_file} is a folder; give the .pt file to write")
     config = read_config(geex_dir)
-    tensors = load_state_dict(geex_dir)
-    if dtype is not None:
-        tensors = {k: v.to(dtype) for k, v in tensors.items()}
+    tensors = finite_weights(load_state_dict(geex_dir), dtype=dtype, source=str(geex_dir))
     checkpoint = geex_to_codegeex(tensors, fused_qkv=fused_qkv)
     checkpoint[GEEX_CONFIG_KEY] = config.to_dict()  # outside "module": CodeGeeX ignores it
-    out_file = Path(out_file)
-    out_file.parent.mkdir(parents=True, exist_ok=True)
-    tmp = out_file.with_name(f".{out_file.name}.tmp-{os.getpid()}")
     try:
-        torch.save(checkpoint, tmp)
-        os.replace(tmp, out_file)
-    finally:
-        tmp.unlink(missing_ok=True)
+        out_file.parent.mkdir(parents=True, exist_ok=True)
+        check_free_space(out_file.parent, tensor_bytes(tensors), out_file)
+        atomic_write(out_file, lambda tmp: torch.save(checkpoint, tmp))
+    except OSError as err:  # a full disk, a read-only folder: an existing file is untouched
+        raise GeexError(f"cannot write {out_file}: {err.strerror or err}") from None
     return out_file
 
 

@@ -28,6 +28,8 @@ import torch
 from geex.atomic import atomic_write_text
 from geex.errors import GeexError
 from geex.model.checkpoint import (
+    finite_weights,
+    is_geex_checkpoint,
     load_state_dict,
     load_weights,
     read_config,
@@ -36,6 +38,7 @@ from geex.model.checkpoint import (
 )
 from geex.model.codegeex import build_model
 from geex.model.config import ModelConfig
+from geex.model.convert_output import check_apart, config_field, output_folder, tensor_bytes
 
 REMOTE_CODE_DIR = Path(__file__).parent / "hf_remote"
 REMOTE_CODE_FILES = ("configuration_codegeex.py", "modeling_codegeex.py")
@@ -110,43 +113,62 @@ def export_hf(
     dtype: torch.dtype | None = None,
     max_shard_bytes: int = DEFAULT_SHARD_BYTES,
 ) -> Path:
-    """Write a Geex checkpoint as a folder ``AutoModelForCausalLM`` loads with remote code."""
-    geex_dir, out_dir = Path(geex_dir), Path(out_dir)
-    config = read_config(geex_dir)
-    tensors = load_state_dict(geex_dir)
-    if dtype is not None:
-        tensors = {k: v.to(dtype) for k, v in tensors.items()}
-    saved_dtype = str(next(iter(tensors.values())).dtype).removeprefix("torch.")
-    out_dir.mkdir(parents=True, exist_ok=True)
+    """Write a Geex checkpoint as a folder ``AutoModelForCausalLM`` loads with remote code.
 
-    write_safetensors(
-        {HF_PREFIX + k: v.contiguous() for k, v in tensors.items()}, out_dir, max_shard_bytes
+    ``out_dir`` is written whole or not at all, and replaces only an earlier export (see
+    :mod:`geex.model.convert_output`); weights that are NaN or inf are refused.
+    """
+    geex_dir = Path(geex_dir)
+    check_apart([geex_dir], out_dir)
+    config = read_config(geex_dir)
+    tensors = finite_weights(load_state_dict(geex_dir), dtype=dtype, source=str(geex_dir))
+    saved_dtype = str(next(iter(tensors.values())).dtype).removeprefix("torch.")
+    writing = output_folder(
+        out_dir,
+        inputs=[geex_dir],
+        kind="Hugging Face export",
+        is_kind=is_hf_export,
+        needed_bytes=tensor_bytes(tensors),
     )
-    for name in REMOTE_CODE_FILES:
-        shutil.copyfile(REMOTE_CODE_DIR / name, out_dir / name)
-    _copy_tokenizer(geex_dir, out_dir, config)
-    special = _special_token_ids(out_dir)
-    fields = hf_config(config, dtype=saved_dtype, special_token_ids=special)
-    atomic_write_text(out_dir / "config.json", json.dumps(fields, indent=2) + "\n")
-    generation = {k: v for k, v in special.items() if v is not None}
-    if config.padded_vocab_size > config.vocab_size:
-        # Padding rows of the embedding are no tokens: never generate them.
-        generation["suppress_tokens"] = list(range(config.vocab_size, config.padded_vocab_size))
-    atomic_write_text(out_dir / "generation_config.json", json.dumps(generation, indent=2) + "\n")
-    return out_dir
+    with writing as tmp:
+        write_safetensors(
+            {HF_PREFIX + k: v.contiguous() for k, v in tensors.items()}, tmp, max_shard_bytes
+        )
+        for name in REMOTE_CODE_FILES:
+            shutil.copyfile(REMOTE_CODE_DIR / name, tmp / name)
+        _copy_tokenizer(geex_dir, tmp, config)
+        special = _special_token_ids(tmp)
+        fields = hf_config(config, dtype=saved_dtype, special_token_ids=special)
+        atomic_write_text(tmp / "config.json", json.dumps(fields, indent=2) + "\n")
+        generation = {k: v for k, v in special.items() if v is not None}
+        if config.padded_vocab_size > config.vocab_size:
+            # Padding rows of the embedding are no tokens: never generate them.
+            generation["suppress_tokens"] = list(range(config.vocab_size, config.padded_vocab_size))
+        atomic_write_text(tmp / "generation_config.json", json.dumps(generation, indent=2) + "\n")
+    return Path(out_dir)
+
+
+def is_hf_export(folder: Path) -> bool:
+    """Whether ``folder`` holds a CodeGeeX Hugging Face folder (an earlier export)."""
+    return config_field(folder, "model_type") == MODEL_TYPE
 
 
 def import_hf(
     hf_dir: str | os.PathLike, out_dir: str | os.PathLike, *, dtype: torch.dtype | None = None
 ) -> Path:
-    """Write a CodeGeeX Hugging Face folder (as :func:`export_hf` makes) as a Geex checkpoint."""
+    """Write a CodeGeeX Hugging Face folder (as :func:`export_hf` makes) as a Geex checkpoint.
+
+    ``out_dir`` is written whole or not at all, and replaces only an earlier Geex checkpoint
+    (see :mod:`geex.model.convert_output`); weights that are NaN or inf are refused.
+    """
     hf_dir = Path(hf_dir)
+    check_apart([hf_dir], out_dir)
     path = hf_dir / "config.json"
     if not path.is_file():
         raise GeexError(f"{hf_dir} is not a Hugging Face model folder: config.json is missing")
     try:
-        config = model_config_from_hf(json.loads(path.read_text()))
-    except (GeexError, json.JSONDecodeError) as err:
+        config = model_config_from_hf(json.loads(path.read_bytes()))
+    except (GeexError, ValueError, TypeError, AttributeError) as err:
         raise GeexError(f"{path}: {err}") from None
     hf_tensors = load_state_dict(hf_dir)
     output = hf_tensors.pop(TIED_OUTPUT, None)  # a save_pretrained() copy of the tied weights
@@ -157,20 +179,27 @@ def import_hf(
     if unexpected:
         raise GeexError(f"{hf_dir}: unexpected tensors {', '.join(unexpected[:5])}")
     tensors = {name.removeprefix(HF_PREFIX): t for name, t in hf_tensors.items()}
-    if dtype is not None:
-        tensors = {k: v.to(dtype) for k, v in tensors.items()}
+    tensors = finite_weights(tensors, dtype=dtype, source=str(hf_dir))
     model = build_model(config, device="meta")
     load_weights(model, tensors, source=str(hf_dir))
-    out_dir = save_checkpoint(
-        model,
+    writing = output_folder(
         out_dir,
-        config=config,
-        metadata={"converted_from": {"format": "hf", "folder": str(hf_dir)}},
+        inputs=[hf_dir],
+        kind="Geex checkpoint",
+        is_kind=is_geex_checkpoint,
+        needed_bytes=tensor_bytes(tensors),
     )
-    for name in TOKENIZER_FILES:
-        if (hf_dir / name).is_file():
-            shutil.copyfile(hf_dir / name, Path(out_dir) / name)
-    return out_dir
+    with writing as tmp:
+        save_checkpoint(
+            model,
+            tmp,
+            config=config,
+            metadata={"converted_from": {"format": "hf", "folder": str(hf_dir)}},
+        )
+        for name in TOKENIZER_FILES:
+            if (hf_dir / name).is_file():
+                shutil.copyfile(hf_dir / name, tmp / name)
+    return Path(out_dir)
 
 
 def _copy_tokenizer(geex_dir: Path, out_dir: Path, config: ModelConfig) -> None:

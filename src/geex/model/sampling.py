@@ -1,14 +1,69 @@
 """How decoding draws tokens: one typed config, free of torch so that ``geex generate`` builds
 its flags from it without importing torch (the decoding itself is in
 :mod:`geex.model.generation`).
+
+:func:`check_sampling` holds the rules every way of asking for samples shares (``geex
+generate``, ``geex serve``'s requests, ``geex eval`` and ``geex run``'s evaluation), so that a
+value one of them refuses is refused by all, with the field named as each caller's user knows
+it.
 """
 
 from __future__ import annotations
 
+import math
+from collections.abc import Callable
 from dataclasses import dataclass
 
 from geex.config import option
 from geex.errors import ConfigError
+
+# torch.Generator.manual_seed takes a 64-bit unsigned seed; a larger one overflows inside it.
+MAX_SEED = 2**64 - 1
+
+
+def check_sampling(
+    *,
+    temperature: float,
+    top_p: float,
+    max_new_tokens: int,
+    num_samples: int,
+    top_k: int = 0,
+    seed: int | None = None,
+    name: Callable[[str], str] = str,
+) -> None:
+    """Refuse sampling settings that cannot work, each named by ``name(field)``.
+
+    A NaN or infinite temperature would turn every probability into NaN (a crash in the
+    sampler, or nothing generated), so the temperature must be a finite number >= 0.
+    """
+    if not _is_number(temperature) or not math.isfinite(temperature) or temperature < 0:
+        raise ConfigError(
+            f"{name('temperature')} must be >= 0 and finite (0 is greedy), got {temperature!r}"
+        )
+    if not _is_number(top_p) or not 0 < top_p <= 1:
+        raise ConfigError(f"{name('top_p')} must be in (0, 1], got {top_p!r}")
+    if not _is_integer(top_k) or top_k < 0:
+        raise ConfigError(f"{name('top_k')} must be an integer >= 0 (0 = off), got {top_k!r}")
+    for field, value in (("max_new_tokens", max_new_tokens), ("num_samples", num_samples)):
+        if not _is_integer(value) or value < 1:
+            raise ConfigError(f"{name(field)} must be an integer >= 1, got {value!r}")
+    if seed is not None and (not _is_integer(seed) or not 0 <= seed <= MAX_SEED):
+        raise ConfigError(
+            f"{name('seed')} must be an integer from 0 to {MAX_SEED} (2**64 - 1), got {seed!r}"
+        )
+    if num_samples > 1 and temperature == 0:
+        raise ConfigError(
+            f"{name('num_samples')} {num_samples} with temperature 0 draws {num_samples} "
+            f"identical greedy completions: give {name('temperature')} > 0 (0.8 is usual)"
+        )
+
+
+def _is_number(value) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool)
+
+
+def _is_integer(value) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
 
 
 @dataclass
@@ -21,18 +76,16 @@ class SamplingConfig:
                           "probability (1 = off)")  # fmt: skip
     top_k: int = option(0, help="sample from the k likeliest tokens (0 = off)")
     num_samples: int = option(1, flags=("-n", "--num-samples"), help="continuations per prompt")
-    seed: int | None = option(None, help="seed of the sampling, for repeatable samples")
+    seed: int | None = option(
+        None, help=f"seed of the sampling, for repeatable samples (0 to {MAX_SEED})"
+    )
 
     def __post_init__(self) -> None:
-        if self.max_new_tokens < 1:
-            raise ConfigError(f"max_new_tokens must be >= 1, got {self.max_new_tokens}")
-        if self.temperature < 0:
-            raise ConfigError(f"temperature must be >= 0, got {self.temperature}")
-        if not 0 < self.top_p <= 1:
-            raise ConfigError(f"top_p must be in (0, 1], got {self.top_p}")
-        if self.top_k < 0:
-            raise ConfigError(f"top_k must be >= 0, got {self.top_k}")
-        if self.num_samples < 1:
-            raise ConfigError(f"num_samples must be >= 1, got {self.num_samples}")
-        if self.num_samples > 1 and self.temperature == 0:
-            raise ConfigError("num_samples > 1 needs temperature > 0: greedy samples are identical")
+        check_sampling(
+            temperature=self.temperature,
+            top_p=self.top_p,
+            top_k=self.top_k,
+            max_new_tokens=self.max_new_tokens,
+            num_samples=self.num_samples,
+            seed=self.seed,
+        )
