@@ -3,12 +3,19 @@
 from __future__ import annotations
 
 import json
+import re
+import sys
+import types
 from collections import Counter
 
 import orjson
+import pytest
 
+from geex.data.readers.datasets import CodeDatasetReader
 from geex.data.readers.local import read_archive, read_tree
-from tests.data.cli import run_geex_data
+from geex.data.sources import classify_source
+from geex.errors import GeexError
+from tests.data.cli import one_line_error, run_geex_data
 from tests.data.trees import (
     python_module,
     write_code_tree,
@@ -61,3 +68,50 @@ def test_a_run_reads_past_undecodable_names_and_damaged_members(tmp_path):
     assert reasons["damaged_compressed_data"] == 1, reasons
     # 8 modules and 2 copies, the same file under three names, 2 of the damaged zip's 3
     assert card["languages"]["python"]["files"] == 8 + 2 + 3 + 2
+
+
+def test_an_out_that_is_a_file_is_one_line(tmp_path):
+    code = write_code_tree(tmp_path / "code", n_python=2, n_c=0)
+    (tmp_path / "taken").write_text("not a folder\n")
+    error = one_line_error(run_geex_data(code, "--out", tmp_path / "taken"))
+    assert str(tmp_path / "taken") in error and "not a folder" in error
+
+
+@pytest.mark.parametrize(
+    "spec", ["missing", "./missing", "~/missing-geex-source", "code/missing.py", "a/b/c", "x.tar"]
+)
+def test_a_path_that_is_not_there_is_named_as_missing(spec, tmp_path):
+    with pytest.raises(GeexError, match=re.escape(f"no such file or folder: {spec}")):
+        classify_source(spec)
+
+
+def test_a_missing_relative_path_is_one_line_saying_so(tmp_path):
+    error = one_line_error(run_geex_data("src/missing", "--out", tmp_path / "out", cwd=tmp_path))
+    assert "no such file or folder: src/missing" in error
+    assert not (tmp_path / "out").exists()  # nothing that would refuse the corrected command
+
+
+def test_an_owner_name_that_is_neither_here_nor_on_the_hub_says_both(tmp_path):
+    assert classify_source("bigcode/the-stack-smol").kind == "dataset"
+    error = one_line_error(run_geex_data("owner/name", "--out", tmp_path / "out", cwd=tmp_path))
+    assert "no such file or folder: owner/name" in error and "Hugging Face Hub" in error
+
+
+def test_an_owner_name_the_hub_cannot_give_says_it_is_not_a_path_either(monkeypatch):
+    hub = types.ModuleType("datasets")  # a Hub out of reach, without the network
+    hub.distributed = types.ModuleType("datasets.distributed")
+    hub.distributed.split_dataset_by_node = lambda stream, rank, world_size: stream
+
+    def load_dataset(name, **options):
+        raise ConnectionError(f"cannot reach huggingface.co for {name}")
+
+    hub.load_dataset = load_dataset
+    monkeypatch.setitem(sys.modules, "datasets", hub)
+    monkeypatch.setitem(sys.modules, "datasets.distributed", hub.distributed)
+    either = CodeDatasetReader(classify_source("owner/name").spec)
+    with pytest.raises(GeexError, match="no such file or folder: owner/name; .* cannot reach"):
+        list(either.run())
+    only_hub = CodeDatasetReader(classify_source("hf:owner/name").spec)
+    with pytest.raises(GeexError, match="cannot reach") as raised:
+        list(only_hub.run())
+    assert "no such file or folder" not in str(raised.value)
