@@ -38,7 +38,7 @@ def test_sources_are_classified_by_form_and_by_what_is_on_disk(tmp_path):
     }
     for spec, kind in kinds.items():
         assert classify_source(spec).kind == kind, spec
-    with pytest.raises(GeexError, match="neither a path"):
+    with pytest.raises(GeexError, match="no such file or folder"):
         classify_source(str(tmp_path / "missing" / "folder"))
 
 

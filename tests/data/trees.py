@@ -122,3 +122,44 @@ def write_archives(folder: Path, files: dict[str, str]) -> tuple[Path, Path]:
         for name, text in files.items():
             archive.writestr(name, text)
     return tar_path, zip_path
+
+
+# Latin-1 bytes in a file name: valid for the file system, not UTF-8.
+UNDECODABLE_NAME = b"caf\xe9_\xff.py"
+
+
+def write_undecodable_names(folder: Path, text: str) -> tuple[Path, Path, Path]:
+    """A folder, a tar and a zip, each holding one file named ``UNDECODABLE_NAME``.
+
+    The zip member has no UTF-8 flag, so by the zip format its name is code page 437.
+    """
+    tree = folder / "tree"
+    tree.mkdir(parents=True, exist_ok=True)
+    Path(os.fsdecode(os.path.join(os.fsencode(tree), UNDECODABLE_NAME))).write_text(text)
+    data = text.encode()
+    tar_path = folder / "names.tar"
+    with tarfile.open(tar_path, "w", format=tarfile.GNU_FORMAT) as tar:
+        info = tarfile.TarInfo(os.fsdecode(UNDECODABLE_NAME))
+        info.size = len(data)
+        tar.addfile(info, io.BytesIO(data))
+    placeholder = b"x" * len(UNDECODABLE_NAME)
+    buffer = io.BytesIO()
+    with zipfile.ZipFile(buffer, "w") as archive:
+        archive.writestr(placeholder.decode(), data)
+    zip_path = folder / "names.zip"
+    zip_path.write_bytes(buffer.getvalue().replace(placeholder, UNDECODABLE_NAME))
+    return tree, tar_path, zip_path
+
+
+def write_zip_with_damaged_member(path: Path, files: dict[str, str], damaged: str) -> Path:
+    """A deflated zip whose member ``damaged`` has its compressed bytes overwritten."""
+    buffer = io.BytesIO()
+    with zipfile.ZipFile(buffer, "w", zipfile.ZIP_DEFLATED) as archive:
+        for name, text in files.items():
+            archive.writestr(name, text)
+    raw = bytearray(buffer.getvalue())
+    info = zipfile.ZipFile(io.BytesIO(bytes(raw))).getinfo(damaged)
+    start = info.header_offset + 30 + len(info.filename.encode()) + len(info.extra)
+    raw[start : start + info.compress_size] = b"\xff" * info.compress_size  # an invalid block
+    path.write_bytes(bytes(raw))
+    return path

@@ -14,6 +14,7 @@ import os
 import sys
 from typing import TYPE_CHECKING
 
+from geex.data.output_faults import output_fault
 from geex.errors import GeexError
 
 if TYPE_CHECKING:
@@ -31,6 +32,8 @@ def make_executor(config: DataConfig, stage: Stage, logging_dir: str, depends=No
             workers=workers,
             logging_dir=logging_dir,
             start_method=_start_method(),
+            out=config.out,
+            stage_name=stage.name,
         )
     if config.executor == "slurm":
         from datatrove.executor import SlurmPipelineExecutor
@@ -73,7 +76,12 @@ def _quiet_local_executor():
 
     class _Quiet(LocalPipelineExecutor):
         """Local executor whose tasks log to their files only, so the command line's progress
-        display stays readable; a failing task's log path is in the raised error."""
+        display stays readable; a failing task's log path is in the raised error, and a write
+        into OUT that the system refuses (a full disk) is one line naming OUT."""
+
+        def __init__(self, *args, out: str, stage_name: str, **kwargs):
+            super().__init__(*args, **kwargs)
+            self.out, self.stage_name = out, stage_name
 
         def _run_for_rank(self, rank: int, local_rank: int = 0, node_rank: int = -1):
             if multiprocessing.parent_process() is not None or os.getpid() != _MAIN_PID:
@@ -86,6 +94,10 @@ def _quiet_local_executor():
             except GeexError as err:  # bad input or options: one line, no traceback
                 raise GeexError(str(err)) from None
             except Exception as err:
+                during = f"the {self.stage_name} stage, task {rank}"
+                fault = output_fault(err, self.out, during)
+                if fault is not None:  # raised in a worker process: no chained cause to carry
+                    raise fault from None
                 log = self.logging_dir.resolve_paths(f"logs/task_{rank:05d}.log")
                 raise RuntimeError(f"task {rank} failed ({err!r}); its log: {log}") from err
             finally:

@@ -53,6 +53,7 @@ from geex.data.dedup import (
 )
 from geex.data.executors import make_executor, silence_main_process_logging
 from geex.data.filters import CodeFilter
+from geex.data.output_faults import writing_to
 from geex.data.pii import RedactSecrets
 from geex.data.sources import reader_steps, resolve_sources
 from geex.data.writer import (
@@ -173,6 +174,8 @@ class FinishDataset(PipelineStep):
 def prepare_output(config: DataConfig, overwrite: bool = False) -> None:
     """Create OUT, or check that the run in it was started with the same options."""
     out, work = Path(config.out), config.work_dir
+    if out.exists() and not out.is_dir():
+        raise GeexError(f"--out {out} is a file, not a folder: give the folder to write into")
     record = work / "config.json"
     fields = config.output_fields()
     earlier = claim_output_folder(
@@ -188,7 +191,10 @@ def prepare_output(config: DataConfig, overwrite: bool = False) -> None:
                 f"{out} holds a run started with other options ({', '.join(changed)}): "
                 "give another --out, or --overwrite to start again"
             )
-    work.mkdir(parents=True, exist_ok=True)
+    try:
+        work.mkdir(parents=True, exist_ok=True)
+    except NotADirectoryError:
+        raise GeexError(f"cannot create --out {out}: a part of that path is a file") from None
     atomic_write_text(record, json.dumps(fields, indent=2))
     if config.tokenizer and not (out / "tokenizer.json").is_file():
         load_tokenizer(config.tokenizer).save(out)
@@ -220,8 +226,9 @@ def run_data_pipeline(
         raise GeexError("--executor slurm submits with sbatch, which is not on this machine")
     if config.executor == "ray" and importlib.util.find_spec("ray") is None:
         raise GeexError("--executor ray needs Ray: pip install 'geex[ray]'")
-    prepare_output(config, overwrite)
-    stages = build_stages(config)
+    stages = build_stages(config)  # first: a SOURCE that is not there leaves no OUT behind
+    with writing_to(config.out, "preparing the output folder"):
+        prepare_output(config, overwrite)
     if config.executor == "slurm":  # datatrove's log lines say which jobs were submitted
         executor = None
         for stage in stages:
@@ -236,9 +243,10 @@ def run_data_pipeline(
     for index, stage in enumerate(stages):
         executor = executor_of(stage)
         silence_main_process_logging()
-        if on_stage is None:
-            executor.run()
-        else:
-            on_stage(index, stage, executor.run)
+        with writing_to(config.out, f"the {stage.name} stage"):  # its logs and statistics
+            if on_stage is None:
+                executor.run()
+            else:
+                on_stage(index, stage, executor.run)
         silence_main_process_logging()  # a task run in this process replaced the sinks
     return read_card(config.out)

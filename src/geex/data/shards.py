@@ -131,7 +131,7 @@ class ShardWriter:
         name = f"{prefix}-{len(writer.shards):05d}"
         index = np.array(writer.index, dtype=INDEX_DTYPE)
         tokens = np.concatenate(writer.buffer)
-        atomic_write(self.folder / f"{name}.bin", tokens.tofile)
+        atomic_write(self.folder / f"{name}.bin", lambda tmp: _write_array(tmp, tokens))
         writer.checksums[name] = shard_checksum(tokens)
         atomic_write_bytes(self.folder / f"{name}.idx.npy", _npy_bytes(index))
         writer.shards.append(name)
@@ -205,6 +205,13 @@ def write_manifest(
     path = Path(folder) / MANIFEST
     atomic_write_text(path, json.dumps(manifest, indent=2) + "\n")
     return path
+
+
+def _write_array(path: str, array: np.ndarray) -> None:
+    """The array's bytes, as ``array.tofile`` writes them but through a Python file, whose
+    OSError keeps its errno (``tofile`` reports a full disk as "N requested and M written")."""
+    with open(path, "wb") as file:
+        file.write(memoryview(np.ascontiguousarray(array)).cast("B"))
 
 
 def _npy_bytes(array: np.ndarray) -> bytes:

@@ -20,8 +20,14 @@ from geex.data.embedded import EMBEDDED_EXCLUDED_DIRS, embedded_sources
 from geex.data.readers.datasets import CodeDatasetReader
 from geex.data.readers.git import GitRepoReader
 from geex.data.readers.github import GitHubCrawler
-from geex.data.readers.local import DEFAULT_EXCLUDED_DIRS, DEFAULT_MAX_BYTES, LocalReader
+from geex.data.readers.local import (
+    ARCHIVE_SUFFIXES,
+    DEFAULT_EXCLUDED_DIRS,
+    DEFAULT_MAX_BYTES,
+    LocalReader,
+)
 from geex.errors import GeexError
+from geex.languages import detect_language
 
 if TYPE_CHECKING:
     from geex.data.config import DataConfig
@@ -43,8 +49,8 @@ def classify_source(spec: str, dataset_layout: str = "auto") -> Source:
     if spec.startswith("github:"):
         return Source("github", spec.removeprefix("github:"))
     for prefix in ("hf:", "hub:"):
-        if spec.startswith(prefix):
-            return Source("dataset", spec.removeprefix(prefix))
+        if spec.startswith(prefix):  # the reader's form of a name that is only a Hub name
+            return Source("dataset", "hf://datasets/" + spec.removeprefix(prefix))
     if spec.startswith(_GIT_URL_PREFIXES):
         return Source("git", spec)
     path = Path(spec).expanduser()
@@ -60,9 +66,26 @@ def classify_source(spec: str, dataset_layout: str = "auto") -> Source:
         return Source("local", str(path))
     if path.is_symlink() or os.path.lexists(path):
         return Source("local", str(path))  # a broken link: the reader counts it
-    if dataset_layout != "auto" or (spec.count("/") == 1 and not spec.startswith((".", "/"))):
-        return Source("dataset", spec)  # a Hugging Face Hub name: owner/name
-    raise GeexError(f"source {spec!r} is neither a path here, a git URL, github:QUERY nor hf:NAME")
+    if _looks_like_a_path(spec):
+        raise GeexError(f"no such file or folder: {spec}")
+    if spec.count("/") == 1 or dataset_layout != "auto":
+        # OWNER/NAME on the Hugging Face Hub, or a path that is not here: the reader's error
+        # says both when the Hub does not have it
+        return Source("dataset", spec)
+    raise GeexError(
+        f"no such file or folder: {spec} (nor is it a git URL, github:QUERY or hf:OWNER/NAME)"
+    )
+
+
+def _looks_like_a_path(spec: str) -> bool:
+    """A path by its form alone: ``./x``, ``~/x``, ``/x``, ``a/b/c``, or a name with a file
+    suffix (``x.py``, ``x.tar.gz``, ``x.jsonl``). One slash between two names (``owner/name``)
+    is also how Hugging Face Hub datasets are named, so it is not enough."""
+    if spec.startswith((".", "/", "~")) or spec.count("/") > 1 or os.sep in spec.replace("/", ""):
+        return True
+    name = spec.rsplit("/", 1)[-1].lower()
+    suffixes = (*DATASET_SUFFIXES, *ARCHIVE_SUFFIXES, ".json", ".git")
+    return name.endswith(suffixes) or detect_language(name) is not None
 
 
 def _is_bare_git_repo(path: Path) -> bool:

@@ -206,7 +206,10 @@ class Tokenizer:
         """
         folder = Path(folder)
         folder.mkdir(parents=True, exist_ok=True)
-        self._backend.save(str(folder / TOKENIZER_FILE))
+        # Written from Python rather than by `tokenizers`' own save, whose write errors (a full
+        # disk) arrive as a bare Exception instead of an OSError with its errno.
+        tokenizer_json = self._backend.to_str(pretty=True)
+        (folder / TOKENIZER_FILE).write_text(tokenizer_json, encoding="utf-8")
         special_map = self._special_tokens_map()
         config = {
             "tokenizer_class": "PreTrainedTokenizerFast",

@@ -140,16 +140,26 @@ def _is_hub_name(source: str) -> bool:
     return bool(_HUB_NAME.match(source)) and not _is_data_file(source)
 
 
-def _require_datasets(name: str):
+def _require_datasets(name: str, also_a_path: bool = False):
     try:
         import datasets
     except ImportError as err:
-        raise GeexError(
-            f"reading {name!r} from the Hugging Face Hub needs the datasets library: "
+        raise _hub_error(
+            name,
+            "reading it needs the datasets library: "
             "pip install 'geex[hub]'. Or download the dataset's JSONL or Parquet files and "
-            "pass their paths."
+            "pass their paths.",
+            also_a_path,
         ) from err
     return datasets
+
+
+def _hub_error(name: str, why: str, also_a_path: bool) -> GeexError:
+    """Why Hub dataset ``name`` cannot be read; for a name given without ``hf:``, which could
+    as well have been a path, the error says first that no such file or folder is here."""
+    if also_a_path:
+        return GeexError(f"no such file or folder: {name}; as a Hugging Face Hub dataset, {why}")
+    return GeexError(f"Hugging Face Hub dataset {name!r}: {why}")
 
 
 class CodeDatasetReader(PipelineStep):
@@ -198,6 +208,7 @@ class CodeDatasetReader(PipelineStep):
         self.parquet_batch_rows = parquet_batch_rows
         self.files: list[str] = []
         self.hub_names: list[str] = []
+        self.names_also_paths: set[str] = set()
         for item in map(os.fspath, sources):
             path = Path(item).expanduser()
             if path.is_dir():
@@ -210,8 +221,11 @@ class CodeDatasetReader(PipelineStep):
             elif path.is_file():
                 self.files.append(str(path))
             elif _is_hub_name(item):
-                _require_datasets(item)
-                self.hub_names.append(item.removeprefix("hf://datasets/"))
+                name = item.removeprefix("hf://datasets/")
+                if name == item:  # given as OWNER/NAME, which could also have been a path
+                    self.names_also_paths.add(name)
+                _require_datasets(name, name in self.names_also_paths)
+                self.hub_names.append(name)
             else:
                 raise GeexError(
                     f"{item}: no such file or folder (nor a Hugging Face dataset name such as "
@@ -387,7 +401,8 @@ class CodeDatasetReader(PipelineStep):
 
     def read_hub(self, name: str, rank: int = 0, world_size: int = 1) -> Iterator[Document]:
         """Stream a Hub dataset; a Hub that cannot be reached is a GeexError saying what to do."""
-        datasets = _require_datasets(name)
+        also_a_path = name in self.names_also_paths
+        datasets = _require_datasets(name, also_a_path)
         from datasets.distributed import split_dataset_by_node
 
         source = f"hf://datasets/{name}"
@@ -407,10 +422,12 @@ class CodeDatasetReader(PipelineStep):
                 if document is not None:
                     yield document
         except (ConnectionError, OSError) as err:
-            raise GeexError(
-                f"cannot read {name!r} from the Hugging Face Hub ({type(err).__name__}: {err}). "
-                "Without network, download its JSONL or Parquet files and pass their paths; "
-                "gated datasets such as bigcode/the-stack also need `huggingface-cli login`."
+            raise _hub_error(
+                name,
+                f"it cannot be read ({type(err).__name__}: {err}). Without network, download "
+                "its JSONL or Parquet files and pass their paths; gated datasets such as "
+                "bigcode/the-stack also need `huggingface-cli login`.",
+                also_a_path,
             ) from err
 
 

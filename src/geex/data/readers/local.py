@@ -7,9 +7,11 @@ the bytes of one file. Two functions do the work and the remote readers reuse th
   metadata), or into a counted skip;
 - :func:`read_tree` walks a folder in a stable order and yields its documents.
 
-Bad input never raises. Each skipped file is reported once, through ``on_skip``, as a stat
-label ``skipped_<reason>``; a pipeline step passes its own ``stat_update`` so the counts land
-in the step's statistics and, from there, in the dataset card. The reasons:
+Bad input never raises. A file name that is not UTF-8 (file systems and tar allow any bytes)
+is kept with those bytes escaped (``caf\\xe9.py``, by :func:`utf8_name`), since ids and paths
+go into UTF-8 JSON. Each skipped file is reported once, through ``on_skip``, as a stat label
+``skipped_<reason>``; a pipeline step passes its own ``stat_update`` so the counts land in the
+step's statistics and, from there, in the dataset card. The reasons:
 
 ``unknown_language``  no language from the file name, extension or ``#!`` line
 ``binary``            a NUL byte in the first 8 KiB (git's test)
@@ -21,22 +23,29 @@ in the step's statistics and, from there, in the dataset card. The reasons:
 ``special_file``      a FIFO, socket or device: reading it could block forever
 ``unreadable``        the operating system refused to open or read it
 ``corrupt_archive``   a tar or zip file that cannot be opened or read to its end
+``damaged_compressed_data``  a zip member whose compressed bytes do not decompress (the
+                      archive's other members are still read)
+``encrypted``         a zip member that needs a password
+``unsupported_compression``  a zip member compressed by a method Python cannot undo
 ``empty_repo``        a git working tree with nothing but its ``.git`` folder
 """
 
 from __future__ import annotations
 
 import errno
+import lzma
 import os
 import stat
 import tarfile
 import zipfile
+import zlib
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
 from datatrove.data import Document
 from datatrove.pipeline.base import PipelineStep
+from datatrove.utils.logging import logger
 
 from geex.languages import Language, detect_language
 
@@ -58,6 +67,20 @@ def _ignore(_label: str) -> None:
 
 def is_archive(path: str | os.PathLike) -> bool:
     return os.fspath(path).lower().endswith(ARCHIVE_SUFFIXES)
+
+
+def utf8_name(name: str) -> str:
+    """``name`` as text any UTF-8 writer accepts, with the bytes that are not UTF-8 escaped.
+
+    Python keeps the undecodable bytes of a file name as lone surrogates (``surrogateescape``),
+    which JSON encoders refuse. ``\\xe9`` escapes keep the name readable, and two names that
+    differ only in such bytes keep distinct document ids (``errors="replace"`` would merge them).
+    """
+    try:
+        raw = name.encode("utf-8", "surrogateescape")
+    except UnicodeEncodeError:  # a surrogate no file system made ("\ud800" in a JSON row)
+        return name.encode("utf-8", "backslashreplace").decode("utf-8")
+    return raw.decode("utf-8", "backslashreplace")
 
 
 def _first_line(data: bytes) -> str:
@@ -82,6 +105,7 @@ def document_from_bytes(
     keys such as ``repo``, ``stars`` or ``license``.
     """
     on_skip = on_skip or _ignore
+    path, source = utf8_name(path), utf8_name(source)
     if len(data) > max_bytes:
         on_skip("skipped_too_large")
         return None
@@ -309,8 +333,14 @@ def read_archive(
             if size > max_bytes:
                 on_skip("skipped_too_large")
                 continue
+            try:
+                data = read()
+            except SkippedMember as skipped:  # the other members can still be read
+                logger.warning(f"{utf8_name(source)}: {utf8_name(name)}: {skipped}, skipped")
+                on_skip(f"skipped_{skipped.reason}")
+                continue
             document = document_from_bytes(
-                read(),
+                data,
                 name,
                 source,
                 language=language,
@@ -320,9 +350,30 @@ def read_archive(
             )
             if document is not None:
                 yield document
-    except (OSError, EOFError, tarfile.TarError, zipfile.BadZipFile, ValueError):
+    except _BROKEN_ARCHIVE:
         if rank == 0:  # every task walks the whole archive and meets the same break
             on_skip("skipped_corrupt_archive")
+
+
+# What a tar or zip raises when its own structure, or a compressed tar's one stream, is broken:
+# nothing after that point can be read.
+_BROKEN_ARCHIVE = (
+    OSError,
+    EOFError,
+    tarfile.TarError,
+    zipfile.BadZipFile,
+    ValueError,
+    zlib.error,
+    lzma.LZMAError,
+)
+
+
+class SkippedMember(Exception):
+    """One archive member that cannot be read while the others can (zip compresses each alone)."""
+
+    def __init__(self, reason: str, detail: str):
+        super().__init__(detail)
+        self.reason = reason
 
 
 def _zip_members(path: Path):
@@ -330,7 +381,19 @@ def _zip_members(path: Path):
         for info in archive.infolist():
             if info.is_dir():
                 continue
-            yield info.filename, info.file_size, lambda info=info: archive.read(info)
+            yield info.filename, info.file_size, lambda info=info: _read_zip_member(archive, info)
+
+
+def _read_zip_member(archive: zipfile.ZipFile, info: zipfile.ZipInfo) -> bytes:
+    if info.flag_bits & 0x1:
+        raise SkippedMember("encrypted", "encrypted (needs a password)")
+    try:
+        return archive.read(info)
+    except NotImplementedError as err:  # a compression method zipfile lacks
+        raise SkippedMember("unsupported_compression", str(err)) from err
+    except (zlib.error, lzma.LZMAError, zipfile.BadZipFile, EOFError, OSError) as err:
+        # a bad CRC, an invalid deflate block, a truncated member
+        raise SkippedMember("damaged_compressed_data", f"damaged compressed data ({err})") from err
 
 
 def _tar_members(path: Path):
