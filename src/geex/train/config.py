@@ -14,9 +14,7 @@ import dataclasses
 from dataclasses import dataclass, field
 from pathlib import Path
 
-import yaml
-
-from geex.config import from_dict, option
+from geex.config import from_dict, option, read_yaml_fields
 from geex.errors import ConfigError
 
 PRECISIONS = ("fp32", "bf16", "fp16")
@@ -131,10 +129,4 @@ class TrainConfig:
 
     @staticmethod
     def read_yaml(path: str | Path) -> dict:
-        try:
-            fields = yaml.safe_load(Path(path).read_text()) or {}
-        except (OSError, yaml.YAMLError) as err:
-            raise ConfigError(f"cannot read config {path}: {err}") from None
-        if not isinstance(fields, dict):
-            raise ConfigError(f"{path} must hold a mapping of config fields")
-        return fields
+        return read_yaml_fields(path, "train config")
