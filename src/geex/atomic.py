@@ -17,6 +17,10 @@ def atomic_write(path: str | os.PathLike, write: Callable[[str], None]) -> None:
         with open(tmp, "rb") as f:
             os.fsync(f.fileno())
         os.replace(tmp, path)
+    except OSError as err:
+        if not err.filename:  # a full disk seen when the file is flushed names no file
+            err.filename = str(path)
+        raise
     finally:
         tmp.unlink(missing_ok=True)
 
