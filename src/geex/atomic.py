@@ -18,7 +18,7 @@ def atomic_write(path: str | os.PathLike, write: Callable[[str], None]) -> None:
             os.fsync(f.fileno())
         os.replace(tmp, path)
     except OSError as err:
-        if not err.filename:  # a full disk seen when the file is flushed names no file
+        if err.errno and not err.filename:  # a full disk seen at flush names no file
             err.filename = str(path)
         raise
     finally:
