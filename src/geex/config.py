@@ -190,6 +190,9 @@ def coerce(annotation: Any, value: Any, name: str, kind: str = "") -> Any:
             return Path(value)
         raise refuse("a path")
     if annotation is list or origin is list:
+        if isinstance(value, str):  # iterating it would take each character for an item
+            leaf = name.rsplit(".", 1)[-1]
+            raise refuse(f"a list (for one item write {leaf}: [{value}])")
         if not isinstance(value, (list, tuple)):
             raise refuse("a list")
         item = args[0] if args else Any

@@ -45,5 +45,15 @@ def test_sources_given_as_a_string_are_refused_not_walked_letter_by_letter(tmp_p
     path = tmp_path / "run.yaml"
     path.write_text(f"out: {tmp_path / 'out'}\ndata:\n  sources: /\n")
     error = geex_refuses("run", str(path))
-    assert "run config field 'data.sources' must be a list, got '/'" in error
+    assert (
+        "run config field 'data.sources' must be a list (for one item write sources: [/])" in error
+    )
     assert not (tmp_path / "out").exists()
+
+
+@pytest.mark.parametrize("value", ["[tiny]", "{name: tiny}"])
+def test_a_preset_that_is_not_a_string_is_named(tmp_path, value):
+    path = tmp_path / "run.yaml"
+    path.write_text(f"train:\n  preset: {value}\n")
+    error = geex_refuses("run", str(path))
+    assert "run config field 'train.preset' must be a string" in error
