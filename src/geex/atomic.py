@@ -22,6 +22,10 @@ def atomic_write(path: str | os.PathLike, write: Callable[[str], None]) -> None:
         with open(tmp, "rb") as f:
             os.fsync(f.fileno())
         os.replace(tmp, path)
+    except OSError as err:
+        if err.errno and not err.filename:  # a full disk seen at flush names no file
+            err.filename = str(path)
+        raise
     finally:
         tmp.unlink(missing_ok=True)
 

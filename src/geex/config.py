@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import dataclasses
 import difflib
+import os
 import types
 import typing
 from collections.abc import Callable, Mapping
@@ -24,6 +25,8 @@ from dataclasses import MISSING, dataclass
 from decimal import Decimal
 from pathlib import Path
 from typing import Any, Literal, Union
+
+import yaml
 
 from geex.errors import ConfigError
 
@@ -188,6 +191,9 @@ def coerce(annotation: Any, value: Any, name: str, kind: str = "") -> Any:
             return Path(value)
         raise refuse("a path")
     if annotation is list or origin is list:
+        if isinstance(value, str):  # iterating it would take each character for an item
+            leaf = name.rsplit(".", 1)[-1]
+            raise refuse(f"a list (for one item write {leaf}: [{value}])")
         if not isinstance(value, (list, tuple)):
             raise refuse("a list")
         item = args[0] if args else Any
@@ -246,6 +252,46 @@ def _describe(kind: Any) -> str:
 
 def _dotted(where: str, name: str) -> str:
     return f"{where}.{name}" if where else str(name)
+
+
+def read_yaml_fields(path: str | os.PathLike, what: str) -> dict:
+    """The mapping of fields in the YAML file ``path``, or a one-line ConfigError naming the file.
+
+    ``what`` names the file in messages ("run file"). An empty file is refused rather than read
+    as no fields: a file given on purpose and left empty (a failed copy, a wrong path written
+    over) would otherwise start a default run silently.
+    """
+    try:
+        data = Path(path).read_bytes()
+    except OSError as err:
+        raise ConfigError(f"cannot read the {what} {path}: {err.strerror}") from None
+    try:
+        text = data.decode("utf-8")
+    except UnicodeDecodeError as err:
+        raise ConfigError(
+            f"the {what} {path} is not text (byte {err.start} is not UTF-8): give a YAML file"
+        ) from None
+    try:
+        fields = yaml.safe_load(text)
+    except yaml.YAMLError as err:
+        raise ConfigError(f"the {what} {path} is not valid YAML: {_yaml_problem(err)}") from None
+    if fields is None:
+        raise ConfigError(f"{what} {path} is empty: write the fields it sets, or leave it out")
+    if not isinstance(fields, dict):
+        raise ConfigError(
+            f"the {what} {path} must hold a mapping of fields (name: value), "
+            f"got {_describe(type(fields))}"
+        )
+    return fields
+
+
+def _yaml_problem(err: yaml.YAMLError) -> str:
+    """PyYAML's several-line message as one line: the problem and where it is."""
+    mark = getattr(err, "problem_mark", None)
+    problem = getattr(err, "problem", None)
+    if problem and mark:
+        return f"{problem} at line {mark.line + 1}, column {mark.column + 1}"
+    return str(err).splitlines()[0]
 
 
 # Readers of one command-line word, for fields whose flag is written differently from the field.

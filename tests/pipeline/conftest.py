@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
+
 import pytest
 
 from geex.pipeline import run_config, run_pipeline
@@ -27,3 +31,15 @@ def finished_run(tmp_path_factory):
     config = small_config(tmp_path)
     result = run_pipeline(config)
     return config, result
+
+
+def geex_refuses(*command: str, env: dict | None = None) -> str:
+    """Run ``command`` (``geex`` arguments, or a wrapper such as bwrap before ``-m geex``) and
+    return its one-line error, after checking it failed without a traceback."""
+    argv = list(command) if "-m" in command else [sys.executable, "-m", "geex", *command]
+    result = subprocess.run(argv, capture_output=True, text=True, timeout=600,
+                            env={**os.environ, "PYTHONWARNINGS": "ignore", **(env or {})})  # fmt: skip
+    lines = result.stderr.strip().splitlines()
+    assert result.returncode != 0, f"succeeded:\n{result.stderr[-3000:]}"
+    assert "Traceback" not in result.stderr, result.stderr[-3000:]
+    return lines[-1] if lines else ""

@@ -68,10 +68,10 @@ def test_the_run_decontaminates_against_what_it_evaluates(tmp_path):
 
 
 def test_unreadable_and_non_mapping_files_are_clear_errors(tmp_path):
-    with pytest.raises(ConfigError, match="cannot read the run config"):
+    with pytest.raises(ConfigError, match="cannot read the run file"):
         load_run_config(tmp_path / "absent.yaml")
     (tmp_path / "list.yaml").write_text("- a\n- b\n")
-    with pytest.raises(ConfigError, match="mapping of run fields"):
+    with pytest.raises(ConfigError, match="must hold a mapping of fields"):
         load_run_config(tmp_path / "list.yaml")
     (tmp_path / "bad.yaml").write_text("out: [unclosed\n")
     with pytest.raises(ConfigError, match="not valid YAML"):

@@ -7,6 +7,7 @@ package computes anything itself.
 from __future__ import annotations
 
 import argparse
+import errno
 import importlib
 import sys
 
@@ -66,6 +67,26 @@ def _register_broken(subparsers, stage: str, err: Exception) -> None:
     parser.set_defaults(handler=refuse)
 
 
+# Faults of the machine rather than of Geex: a full disk, a quota, a read-only or forbidden path.
+_ENVIRONMENT_FAULTS = {
+    errno.ENOSPC: "no space left on device while writing {path}: free some space",
+    errno.EDQUOT: "disk quota exceeded while writing {path}: free some space",
+    errno.EROFS: "read-only file system at {path}: choose a writable folder",
+    errno.EACCES: "permission denied for {path}: give this user access or choose another path",
+    errno.EPERM: "operation not permitted on {path}: give this user access or choose another path",
+}
+
+
+def environment_fault(err: OSError) -> str | None:
+    """One line for an OSError the user fixes on the machine, or None for any other."""
+    template = _ENVIRONMENT_FAULTS.get(err.errno)
+    # A write that fails when the file is flushed names no file; a full disk is still one.
+    full = err.errno in (errno.ENOSPC, errno.EDQUOT)
+    if template is None or not (err.filename or full):
+        return None
+    return template.format(path=err.filename or "a file") + ", then run the command again"
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
@@ -80,6 +101,12 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         print(f"geex {args.command}: interrupted", file=sys.stderr)
         return 130
+    except OSError as err:
+        fault = environment_fault(err)
+        if fault is None:
+            raise  # not the machine's state: possibly a bug, so its traceback stays
+        print(f"geex {args.command}: error: {fault}", file=sys.stderr)
+        return 2
     return int(result or 0)
 
 

@@ -23,9 +23,7 @@ import os
 from dataclasses import dataclass, field
 from pathlib import Path
 
-import yaml
-
-from geex.config import from_dict, option
+from geex.config import from_dict, option, read_yaml_fields
 from geex.data.config import DataConfig
 from geex.data.embedded import with_embedded_defaults
 from geex.errors import ConfigError
@@ -147,14 +145,7 @@ class RunConfig:
 
 def load_run_config(path: str | os.PathLike, **overrides) -> RunConfig:
     """A run file, with command-line values (those not None) replacing its fields."""
-    try:
-        fields = yaml.safe_load(Path(path).read_text()) or {}
-    except OSError as err:
-        raise ConfigError(f"cannot read the run config {path}: {err.strerror}") from None
-    except yaml.YAMLError as err:
-        raise ConfigError(f"{path} is not valid YAML: {err}") from None
-    if not isinstance(fields, dict):
-        raise ConfigError(f"{path} must hold a mapping of run fields (out, budget, data, ...)")
+    fields = read_yaml_fields(path, "run file")
     return run_config(fields, **overrides)
 
 

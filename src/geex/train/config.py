@@ -14,9 +14,7 @@ import dataclasses
 from dataclasses import dataclass, field
 from pathlib import Path
 
-import yaml
-
-from geex.config import from_dict, option
+from geex.config import coerce, field_types, from_dict, option, read_yaml_fields
 from geex.errors import ConfigError
 
 PRECISIONS = ("fp32", "bf16", "fp16")
@@ -111,6 +109,11 @@ class TrainConfig:
         """
         from geex.presets import preset_of_checkpoint, train_preset
 
+        types = field_types(cls)
+        for name in ("preset", "init_from"):  # read before from_dict checks the rest
+            if fields.get(name) is not None:
+                value = coerce(types[name], fields[name], _dotted(where, name), kind)
+                fields = {**fields, name: value}
         preset = fields.get("preset")
         if preset is None and fields.get("init_from"):
             # Fine-tuning: the training defaults of the preset the checkpoint was built from.
@@ -131,10 +134,8 @@ class TrainConfig:
 
     @staticmethod
     def read_yaml(path: str | Path) -> dict:
-        try:
-            fields = yaml.safe_load(Path(path).read_text()) or {}
-        except (OSError, yaml.YAMLError) as err:
-            raise ConfigError(f"cannot read config {path}: {err}") from None
-        if not isinstance(fields, dict):
-            raise ConfigError(f"{path} must hold a mapping of config fields")
-        return fields
+        return read_yaml_fields(path, "train config")
+
+
+def _dotted(where: str, name: str) -> str:
+    return f"{where}.{name}" if where else name
