@@ -6,11 +6,14 @@ from __future__ import annotations
 import builtins
 import gzip
 import json
+import subprocess
+import sys
 
 import pytest
 
 from geex.errors import GeexError
 from geex.eval.problems import load_embedded, load_hub, load_problems
+from tests.conftest import required_program
 
 
 def test_humanevalx_folder_loads_all_six_languages(humanevalx_dir):
@@ -71,3 +74,20 @@ def test_hub_without_datasets_says_what_to_do(monkeypatch):
     monkeypatch.setattr(builtins, "__import__", no_datasets)
     with pytest.raises(GeexError, match="pip install datasets"):
         load_hub(["python"])
+
+
+def test_a_file_this_user_cannot_read_is_not_called_damaged(tmp_path):
+    bwrap = required_program("bwrap", package="bubblewrap")
+    samples = tmp_path / "samples.jsonl"
+    samples.write_text('{"task_id": "Python/0", "generation": "  pass\\n"}\n')
+    samples.chmod(0)
+    tmp_path.chmod(0o755)
+    # Root reads any file: run as another user, to whom the file is really unreadable.
+    command = [bwrap, "--dev-bind", "/", "/", "--unshare-user", "--uid", "1000", "--gid", "1000",
+               sys.executable, "-m", "geex", "eval", "embedded", "--samples", str(samples),
+               "--languages", "python", "--no-progress"]  # fmt: skip
+    done = subprocess.run(command, capture_output=True, text=True)
+    assert done.returncode != 0
+    assert "Traceback" not in done.stderr
+    assert f"permission denied for {samples}" in done.stderr
+    assert "damaged" not in done.stderr

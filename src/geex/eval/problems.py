@@ -149,7 +149,9 @@ def numbered_records(path: Path) -> Iterator[tuple[int, dict]]:
                         f"{_JSON_TYPES.get(type(record), type(record).__name__)}"
                     )
                 yield number, record
-    except (OSError, EOFError, zlib.error) as err:
+    except (gzip.BadGzipFile, EOFError, zlib.error) as err:
+        # Only a damaged stream: any other OSError (permission denied, a folder) is the
+        # machine's state, reported as such by the command line.
         after = f" after line {number}" if number else ""
         raise GeexError(f"cannot read {path}{after}: {err} (a damaged or cut file?)") from None
 
