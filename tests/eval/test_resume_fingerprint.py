@@ -7,9 +7,12 @@ from __future__ import annotations
 import dataclasses
 import gzip
 import json
+import os
+import shutil
 import subprocess
 import sys
 
+from geex.eval import fingerprint
 from geex.eval.backends import FunctionBackend, Sampling, generate_samples
 from geex.eval.fingerprint import model_generator
 from geex.eval.problems import load_embedded
@@ -76,20 +79,113 @@ def test_lines_without_fingerprints_are_judged_again(tmp_path):
     assert all(r["generation_fingerprint"] and r["judging_fingerprint"] for r in lines(tmp_path))
 
 
-def test_a_changed_samples_file_is_judged_afresh(tmp_path):
+def test_only_the_changed_samples_of_a_samples_file_are_judged_afresh(tmp_path):
     problems = load_embedded(["python"])[:2]
     samples = tmp_path / "samples.jsonl"
     lines_of = [{"task_id": p.task_id, "generation": p.canonical_solution} for p in problems]
     samples.write_text("".join(json.dumps(x) + "\n" for x in lines_of))
-    common = ["embedded", "--samples", str(samples), "--languages", "python", "--limit", "2",
-              "--out", str(tmp_path / "out")]  # fmt: skip
-    geex_eval(*common)
-    geex_eval(*common)
-    assert json.loads((tmp_path / "out" / "summary.json").read_text())["resumed"] == 2
-    with samples.open("a") as more:  # the same two samples, in another file
+    out = tmp_path / "out"
+    common = ["embedded", "--languages", "python", "--limit", "2", "--out", str(out)]
+    geex_eval(*common, "--samples", str(samples))
+    geex_eval(*common, "--samples", str(samples))
+    assert json.loads((out / "summary.json").read_text())["resumed"] == 2
+    with samples.open("a") as more:  # one sample more: the two there are reused
         more.write(json.dumps({**lines_of[0], "completion_id": 1, "generation": "  pass\n"}))
-    geex_eval(*common)
-    assert json.loads((tmp_path / "out" / "summary.json").read_text())["resumed"] == 0
+    geex_eval(*common, "--samples", str(samples))
+    assert json.loads((out / "summary.json").read_text())["resumed"] == 2
+    assert len(lines(out)) == 3
+    moved = tmp_path / "elsewhere.jsonl"  # another path, another sample's text changed
+    changed = {**lines_of[1], "generation": "    return None\n"}
+    moved.write_text("".join(json.dumps(x) + "\n" for x in [lines_of[0], changed]))
+    geex_eval(*common, "--samples", str(moved))
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["resumed"] == 1
+    by_task = {r["task_id"]: r for r in lines(out)}
+    assert by_task[problems[1].task_id]["generation"] == "    return None\n"
+    replaced = (out / "results.replaced.jsonl").read_text().splitlines()
+    assert sorted((json.loads(x)["task_id"], json.loads(x)["completion_id"]) for x in replaced) == [
+        (problems[0].task_id, 1), (problems[1].task_id, 0)
+    ]  # fmt: skip
+
+
+def test_results_replaced_by_another_generator_are_kept_verbatim(tmp_path):
+    out = tmp_path / "out"
+    common = ["embedded", "--languages", "python", "--limit", "2", "--out", str(out)]
+    geex_eval(*common, "--canonical")
+    canonical = (out / "results.jsonl").read_text().splitlines()
+    samples = tmp_path / "samples.jsonl"
+    problems = load_embedded(["python"])[:2]
+    samples.write_text("".join(json.dumps({"task_id": p.task_id, "generation": "  pass\n"})
+                               + "\n" for p in problems))  # fmt: skip
+    done = geex_eval(*common, "--samples", str(samples))
+    assert (out / "results.replaced.jsonl").read_text().splitlines() == canonical
+    assert "2 replaced result(s) kept in" in done.stdout.replace("\n", " ")
+    notes = json.loads((out / "summary.json").read_text())["notes"]
+    assert any("2 replaced result(s) kept in" in note for note in notes)
+    assert {r["generation"] for r in lines(out)} == {"  pass\n"}
+
+
+def test_a_model_moved_or_run_on_another_device_is_reused(checkpoint, tmp_path):
+    out, moved = tmp_path / "out", tmp_path / "moved-model"
+    common = ["embedded", "--languages", "python", "--limit", "2", "--out", str(out),
+              "--max-new-tokens", "16"]  # fmt: skip
+    geex_eval(*common, "--model", str(checkpoint), "--device", "cpu")
+    assert json.loads((out / "model_digests.json").read_text())  # each file's digest, kept
+    shutil.copytree(checkpoint, moved)
+    (moved / ".git").mkdir()
+    (moved / ".git" / "HEAD").write_text("ref: refs/heads/main\n")
+    (moved / "README.md").write_text("a tiny model\n")
+    geex_eval(*common, "--model", str(moved), "--device", "auto")
+    assert json.loads((out / "summary.json").read_text())["resumed"] == 2
+
+
+def test_a_file_digest_is_read_again_only_when_the_file_changes(tmp_path):
+    weights = tmp_path / "model" / "model.safetensors"
+    weights.parent.mkdir()
+    weights.write_bytes(b"weights")
+    cache_file = tmp_path / "out" / "model_digests.json"
+    first = fingerprint.folder_digest(weights.parent, fingerprint.DigestCache(cache_file))
+    entries = json.loads(cache_file.read_text())
+    (entry,) = entries.values()
+    entry["sha256"] = "0" * 64  # what a rerun finds in the cache is trusted, not read again
+    cache_file.write_text(json.dumps(entries))
+    assert fingerprint.folder_digest(weights.parent, fingerprint.DigestCache(cache_file)) != first
+    os.utime(weights, ns=(1, 1))  # a file that changed is read again
+    assert fingerprint.folder_digest(weights.parent, fingerprint.DigestCache(cache_file)) == first
+    assert fingerprint.folder_digest(weights.parent) == first
+
+
+def test_sampling_flags_are_refused_without_a_model(tmp_path):
+    for flags in (["--temperature", "nan"], ["--n", "3"]):
+        done = subprocess.run([*EVAL, "embedded", "--canonical", "--languages", "python",
+                               "--limit", "1", *flags], capture_output=True, text=True)  # fmt: skip
+        assert done.returncode != 0
+        assert "Traceback" not in done.stderr
+        assert "--canonical judges the reference solutions" in done.stderr
+        assert f"{flags[0]} does not apply" in done.stderr
+
+
+def test_a_larger_n_reuses_the_samples_made(evaluator, tmp_path):
+    tasks = generation_tasks(load_embedded(["python"])[:2])
+    asked = []
+    backend = FunctionBackend(lambda prompt: asked.append(prompt) or "    return None\n")
+
+    def run(n):
+        sampling = Sampling(n=n, temperature=0.8)
+
+        def samples(done):
+            return generate_samples(backend, tasks, sampling, done=done)
+
+        generator = model_generator("test", "answers None", sampling)
+        return evaluate(evaluator, tasks, samples, generator=generator, out_dir=tmp_path,
+                        per_task=n)  # fmt: skip
+
+    assert run(2).resumed == 0 and len(asked) == 4
+    assert run(3).resumed == 4 and len(asked) == 6  # one more sample per task
+    smaller = run(2)  # the third samples stay in the file for a later, larger n
+    assert smaller.resumed == 4 and len(smaller.results) == 4 and len(asked) == 6
+    assert len(lines(tmp_path)) == 6
+    assert run(3).resumed == 6 and len(asked) == 6
 
 
 def test_other_sampling_settings_generate_again_and_other_tests_only_judge_again(

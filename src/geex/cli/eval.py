@@ -9,7 +9,7 @@ import os
 import sys
 from pathlib import Path
 
-from geex.cli.flags import add_config_flags, config_from_args
+from geex.cli.flags import add_config_flags, config_from_args, flag_values
 from geex.errors import GeexError
 from geex.eval.backends import Sampling
 from geex.eval.evaluator import EvalConfig
@@ -165,7 +165,7 @@ def _embedded(args: argparse.Namespace) -> int:
 def _run(args: argparse.Namespace, problems, benchmark: str, *, known: bool) -> int:
     from geex.eval.backends import canonical_samples, generate_samples, read_samples
     from geex.eval.evaluator import Evaluator
-    from geex.eval.fingerprint import CANONICAL, samples_file_generator
+    from geex.eval.fingerprint import CANONICAL, SAMPLES
     from geex.eval.problems import LANGUAGE_ORDER, humanevalx_language
     from geex.eval.run import evaluate
     from geex.eval.tasks import build_tasks
@@ -177,6 +177,7 @@ def _run(args: argparse.Namespace, problems, benchmark: str, *, known: bool) -> 
             "(completions made elsewhere), or a model: --model DIR, --hf-model NAME_OR_DIR "
             "or --openai-url URL"
         )
+    _refuse_sampling_flags(args, generating)
     sampling = _sampling(args) if generating else None
     config = config_from_args(EvalConfig, args)
     if config.settings.timeout <= 0:
@@ -205,7 +206,7 @@ def _run(args: argparse.Namespace, problems, benchmark: str, *, known: bool) -> 
         elif args.samples:
             others = {t.task_id for t in all_tasks} - {t.task_id for t in tasks}
             samples = read_samples(args.samples, tasks, other_task_ids=others)
-            generator = samples_file_generator(args.samples)
+            generator = SAMPLES
         else:
             batch = args.batch_size
 
@@ -213,12 +214,14 @@ def _run(args: argparse.Namespace, problems, benchmark: str, *, known: bool) -> 
                 return generate_samples(backend, tasks, sampling, done=done, batch_size=batch)
 
             expected = len(tasks) * sampling.n
+        per_task = sampling.n if generating else None
         title = f"{benchmark}, {args.task}" + (", canonical solutions" if args.canonical else "")
         if generating:
             title += f", {model_label}, n={sampling.n}, temperature {sampling.temperature:g}"
         run = evaluate(
             evaluator, tasks, samples, generator=generator, out_dir=args.out, title=title,
             progress=not args.no_progress and sys.stderr.isatty(), expected_samples=expected,
+            per_task=per_task,
         )  # fmt: skip
         js_md5 = evaluator.runner("javascript").find_module("js-md5") is not None
     _print_summary(run)
@@ -227,6 +230,22 @@ def _run(args: argparse.Namespace, problems, benchmark: str, *, known: bool) -> 
     if args.canonical and known and args.task == "generation" and not config.example_test:
         return _check_canonical(run, js_md5)
     return 0
+
+
+def _refuse_sampling_flags(args: argparse.Namespace, generating: bool) -> None:
+    """Sampling flags shape only what a model generates: given with --canonical or --samples
+    they would be ignored in silence, so they are refused."""
+    if generating:
+        return
+    given = flag_values(Sampling, args)
+    if given:
+        flag = "--" + next(iter(given)).replace("_", "-")
+        what = (
+            "--canonical judges the reference solutions"
+            if args.canonical
+            else "--samples judges completions made elsewhere"
+        )
+        raise GeexError(f"{what}; {flag} does not apply (it goes with a model)")
 
 
 def _sampling(args: argparse.Namespace):
@@ -247,7 +266,7 @@ def _model_backend(args: argparse.Namespace, sampling):
         backend = GeexBackend.load(args.model, **dataclasses.asdict(options))
         tokenizer = Path(options.tokenizer) if options.tokenizer else None
         generator = model_generator("geex", args.model, sampling, tokenizer=tokenizer,
-                                    device=options.device, dtype=options.dtype)  # fmt: skip
+                                    dtype=options.dtype, cache=_digests(args))  # fmt: skip
         return backend, f"Geex model {args.model}", generator
     if args.hf_model:
         from geex.eval.backends_hf import HFBackend
@@ -260,8 +279,8 @@ def _model_backend(args: argparse.Namespace, sampling):
             dtype=options.dtype,
             trust_remote_code=args.trust_remote_code,
         )
-        generator = model_generator("hf", args.hf_model, sampling, device=options.device,
-                                    dtype=options.dtype)  # fmt: skip
+        generator = model_generator("hf", args.hf_model, sampling, dtype=options.dtype,
+                                    cache=_digests(args))  # fmt: skip
         return backend, f"Hugging Face model {args.hf_model}", generator
     from geex.eval.backends_openai import OpenAIBackend, api_key_from_env
 
@@ -275,6 +294,13 @@ def _model_backend(args: argparse.Namespace, sampling):
     )
     generator = model_generator("openai", args.openai_url, sampling, model=backend.model)
     return backend, f"{backend.model} at {args.openai_url}", generator
+
+
+def _digests(args: argparse.Namespace) -> Path | None:
+    """Where the model files' digests are kept between runs into the same --out."""
+    from geex.eval.fingerprint import DIGESTS
+
+    return Path(args.out) / DIGESTS if args.out else None
 
 
 def _in_languages(task, chosen: set[str]) -> bool:

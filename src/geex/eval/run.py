@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import itertools
 import json
+import logging
 import time
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -32,6 +33,11 @@ from geex.eval.results import ResultsFile, SampleResult
 from geex.eval.scores import DEFAULT_KS, Scores, score
 from geex.eval.tasks import Task
 from geex.progress import open_bar
+
+log = logging.getLogger(__name__)
+
+# Where results replaced by a later run go, so that no generation is ever deleted.
+REPLACED = "results.replaced.jsonl"
 
 SampleSource = Sequence[Sample] | Callable[[set[tuple[str, int]]], Iterable[Sample]]
 
@@ -59,12 +65,19 @@ def evaluate(
     title: str = "Evaluation",
     progress: bool = False,
     expected_samples: int | None = None,
+    per_task: int | None = None,
 ) -> EvalRun:
     """Judge ``samples`` of ``tasks``; with ``out_dir``, resume from and write its results.
 
     ``generator`` names where the samples come from (``geex.eval.fingerprint``: a model and
     its sampling settings, a samples file, the canonical solutions): only stored results of
-    the same generator, prompt and tests are resumed.
+    the same generator, prompt and tests are resumed. ``per_task``: the samples a model makes
+    per task (``--n``); stored samples of higher completion ids stay in the file, out of this
+    run, for a later run with a larger n.
+
+    A stored result that this run replaces (another generator, or another text for the same
+    sample) is first appended to ``results.replaced.jsonl``: a rerun with a forgotten flag
+    never deletes generations.
     """
     start = time.monotonic()
     order = {task.task_id: i for i, task in enumerate(tasks)}
@@ -74,8 +87,9 @@ def evaluate(
     results_file = ResultsFile(Path(out_dir) / "results.jsonl") if out_dir else None
     stored = results_file.load() if results_file else {}
     # Lines of other tasks (another --task or --languages) stay in the file untouched.
-    unrelated = [r for key, r in stored.items() if key[0] not in order]
-    ours = {key: r for key, r in stored.items() if key[0] in order}
+    # So do samples beyond this run's n, for a later run with a larger one.
+    unrelated = [r for key, r in stored.items() if not _ours(key, order, per_task)]
+    ours = {key: r for key, r in stored.items() if _ours(key, order, per_task)}
     same_generation = {k: r for k, r in ours.items() if r.generation_fingerprint == made_by[k[0]]}
     earlier = {
         key: r
@@ -93,7 +107,7 @@ def evaluate(
     if callable(samples):
         kept = dict(earlier)
         todo: Iterable[Sample] = itertools.chain(again, samples(set(kept) | {s.key for s in again}))
-        total = expected_samples
+        total = expected_samples or (per_task and len(tasks) * per_task)
     else:
         kept = {}
         todo = []
@@ -104,6 +118,10 @@ def evaluate(
             else:
                 todo.append(sample)
         total = len(samples)
+
+    replaced = _replaced(ours, same_generation, kept, samples)
+    if out_dir and replaced:
+        _archive(replaced, Path(out_dir) / REPLACED)
 
     watch = HarnessWatch(evaluator)
     todo = watch.checked_first(todo, {task.language.key for task in tasks})
@@ -144,11 +162,46 @@ def evaluate(
         reasons.append(f"{rejudged} judged with other tests or judge settings: judged again")
     if reasons:
         run.notes.append(f"earlier results in {out_dir} not reused: " + "; ".join(reasons))
+    if replaced:
+        where = Path(out_dir) / REPLACED
+        run.notes.append(f"{len(replaced)} replaced result(s) kept in {where}")
+        log.warning("%d earlier result(s) replaced by this run are kept in %s", len(replaced),
+                    where)  # fmt: skip
     if out_dir:
         results_file.rewrite([*unrelated, *results])
         write_reports(run, Path(out_dir))
         (Path(out_dir) / "summary.json").write_text(json.dumps(summary(run), indent=2) + "\n")
     return run
+
+
+def _ours(key: tuple[str, int], order: Mapping[str, int], per_task: int | None) -> bool:
+    return key[0] in order and (per_task is None or key[1] < per_task)
+
+
+def _replaced(
+    ours: Mapping, same_generation: Mapping, kept: Mapping, samples: SampleSource
+) -> list[SampleResult]:
+    """The stored results whose generation this run does not keep: those of another
+    generator, and (a samples file) those whose sample is gone or holds another text."""
+    if callable(samples):
+        return [r for key, r in ours.items() if key not in same_generation]
+    texts = {sample.key: sample.generation for sample in samples}
+    return [
+        r
+        for key, r in ours.items()
+        if key not in kept and (key not in same_generation or texts.get(key) != r.generation)
+    ]
+
+
+def _archive(results: Sequence[SampleResult], path: Path) -> None:
+    """Append ``results`` to ``path``, leaving out lines already there (a run interrupted
+    after archiving them)."""
+    there = set(path.read_text(encoding="utf-8").splitlines()) if path.exists() else set()
+    with path.open("a", encoding="utf-8") as out:
+        for result in results:
+            line = result.to_json()
+            if line not in there:
+                out.write(line + "\n")
 
 
 def summary(run: EvalRun) -> dict:

@@ -45,7 +45,7 @@ class EvalStage(Stage):
         from geex.eval.backends import generate_samples
         from geex.eval.backends_geex import GeexBackend
         from geex.eval.evaluator import EvalConfig, Evaluator
-        from geex.eval.fingerprint import model_generator
+        from geex.eval.fingerprint import DIGESTS, model_generator
         from geex.eval.run import evaluate, summary
         from geex.eval.runners import RunSettings
         from geex.eval.tasks import build_tasks
@@ -54,7 +54,8 @@ class EvalStage(Stage):
         backend = GeexBackend.load(context.path(TrainStage.model))
         sampling = e.sampling
         generator = model_generator("geex", context.path(TrainStage.model), sampling,
-                                    tokenizer=None, device="auto", dtype="auto")  # fmt: skip
+                                    tokenizer=None, dtype="auto",
+                                    cache=context.path(self.folder) / DIGESTS)  # fmt: skip
         results, unjudged = {}, {}
         config = EvalConfig(workers=e.workers, settings=RunSettings(timeout=e.timeout))
         with Evaluator(config) as evaluator:
@@ -72,6 +73,7 @@ class EvalStage(Stage):
                     evaluator, tasks, samples, generator=generator, out_dir=context.path(self.folder) / benchmark,
                     title=f"{title}, generation, n={e.n}, temperature {e.temperature:g}",
                     progress=context.console.is_terminal, expected_samples=len(tasks) * e.n,
+                    per_task=e.n,
                 )  # fmt: skip
                 judged = summary(run)
                 results[benchmark] = judged["overall"]["pass@k"]
