@@ -395,11 +395,13 @@ def convert_codegeex(
     dtype: torch.dtype | None = None,
     tokenizer: str | os.PathLike | None = None,
     unsafe_pickle: bool = False,
+    overwrite: bool = False,
 ) -> Path:
     """Write the CodeGeeX checkpoint in ``sources`` (a file, or its partitions) as a Geex folder.
 
     ``dtype`` None keeps the checkpoint's, promoted to one dtype when its tensors mix several
-    (CodeGeeX kept its position tables in fp16 whatever the rest).
+    (CodeGeeX kept its position tables in fp16 whatever the rest). An existing Geex
+    checkpoint at ``out_dir`` is replaced only with ``overwrite``.
     """
     files = checkpoint_files(sources)
     check_apart([*sources, *files], out_dir)
@@ -428,6 +430,7 @@ def convert_codegeex(
         kind="Geex checkpoint",
         is_kind=is_geex_checkpoint,
         needed_bytes=tensor_bytes(tensors),
+        overwrite=overwrite,
     )
     with writing as tmp:
         save_checkpoint(
@@ -486,16 +489,22 @@ def export_codegeex(
     *,
     dtype: torch.dtype | None = None,
     fused_qkv: bool = False,
+    overwrite: bool = False,
 ) -> Path:
     """Write a Geex checkpoint as one CodeGeeX ``.pt`` file, loadable by CodeGeeX's own code.
 
     CodeGeeX's model hard-codes d_ffn = 4 d_model and LayerNorm eps 1e-5; other shapes come
     from its command line (num layers, hidden size, heads, padded vocab, max positions).
+    An existing ``out_file`` is replaced only with ``overwrite``.
     """
     check_apart([geex_dir], out_file)
     out_file = Path(out_file)
     if out_file.is_dir():
         raise GeexError(f"{out_file} is a folder; give the .pt file to write")
+    if out_file.exists() and not overwrite:
+        raise GeexError(
+            f"{out_file} already exists: give --overwrite to replace it, or another output"
+        )
     config = read_config(geex_dir)
     tensors = finite_weights(load_state_dict(geex_dir), dtype=dtype, source=str(geex_dir))
     checkpoint = geex_to_codegeex(tensors, fused_qkv=fused_qkv)
