@@ -14,8 +14,7 @@ from geex.errors import GeexError
 from geex.model import hf_export
 from geex.model.convert_codegeex import convert_codegeex, export_codegeex
 from geex.model.hf_export import export_hf, import_hf
-from tests.conftest import required_program
-from tests.model.conftest import one_line_error, run_geex
+from tests.conftest import one_line_error, required_program, run_geex
 
 
 def snapshot(folder: Path) -> dict[str, bytes]:

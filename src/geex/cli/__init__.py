@@ -67,13 +67,18 @@ def _register_broken(subparsers, stage: str, err: Exception) -> None:
     parser.set_defaults(handler=refuse)
 
 
-# Faults of the machine rather than of Geex: a full disk, a quota, a read-only or forbidden path.
+# Faults of the machine rather than of Geex: a full disk, a quota, a read-only or forbidden path,
+# or a path the user gave that has a file where a folder goes (or the other way round).
 _ENVIRONMENT_FAULTS = {
     errno.ENOSPC: "no space left on device while writing {path}: free some space",
     errno.EDQUOT: "disk quota exceeded while writing {path}: free some space",
     errno.EROFS: "read-only file system at {path}: choose a writable folder",
     errno.EACCES: "permission denied for {path}: give this user access or choose another path",
     errno.EPERM: "operation not permitted on {path}: give this user access or choose another path",
+    errno.ENOTDIR: "a part of {path} is a file, not a folder: choose another path",
+    errno.EEXIST: "{path} already exists and is in the way (a file where a folder goes?): "
+    "choose another path",
+    errno.EISDIR: "{path} is a folder, not a file: choose another path",
 }
 
 
