@@ -51,6 +51,7 @@ from geex.model.convert_output import (
     output_folder,
     tensor_bytes,
 )
+from geex.os_faults import describe_os_fault
 from geex.tokenizer import load_tokenizer
 
 CODEGEEX_13B_WIDTH, CODEGEEX_13B_HEADS = 5120, 40
@@ -514,7 +515,8 @@ def export_codegeex(
         check_free_space(out_file.parent, tensor_bytes(tensors), out_file)
         atomic_write(out_file, lambda tmp: torch.save(checkpoint, tmp))
     except OSError as err:  # a full disk, a read-only folder: an existing file is untouched
-        raise GeexError(f"cannot write {out_file}: {err.strerror or err}") from None
+        fault = describe_os_fault(err, path=str(out_file)) or err.strerror or err
+        raise GeexError(f"cannot write {out_file}: {fault}") from None
     return out_file
 
 

@@ -23,6 +23,7 @@ from pathlib import Path
 
 from geex.atomic import atomic_folder
 from geex.errors import GeexError
+from geex.os_faults import describe_os_fault
 
 
 def check_apart(inputs: Sequence[str | os.PathLike], output: str | os.PathLike) -> None:
@@ -89,7 +90,8 @@ def output_folder(
         with atomic_folder(real) as tmp:
             yield tmp
     except OSError as err:  # a full disk, a read-only folder: nothing was replaced
-        raise GeexError(f"cannot write {output}: {err.strerror or err}") from None
+        fault = describe_os_fault(err, path=str(output)) or err.strerror or err
+        raise GeexError(f"cannot write {output}: {fault}") from None
 
 
 def check_free_space(folder: Path, needed_bytes: int, output: str | os.PathLike) -> None:
