@@ -6,6 +6,8 @@ from __future__ import annotations
 import importlib
 import os
 import shutil
+import subprocess
+import sys
 import threading
 import time
 from collections.abc import Callable
@@ -115,3 +117,18 @@ def codegeex_tokenizer_dir() -> Path:
 @pytest.fixture
 def humanevalx_dir() -> Path:
     return shared_path("data", "humaneval-x")
+
+
+def run_geex(*args: str | os.PathLike, cwd: Path | None = None) -> subprocess.CompletedProcess:
+    """``geex ARGS`` in a process of its own, as a user runs it; never raises on failure."""
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONWARNINGS": "ignore"}
+    command = [sys.executable, "-m", "geex", *map(str, args)]
+    return subprocess.run(command, capture_output=True, text=True, env=env, cwd=cwd, timeout=300)
+
+
+def one_line_error(result: subprocess.CompletedProcess) -> str:
+    """The error of a refused command, checked to be one line without a traceback."""
+    assert result.returncode != 0, result.stdout
+    assert "Traceback" not in result.stderr, result.stderr
+    assert len(result.stderr.strip().splitlines()) == 1, result.stderr
+    return result.stderr.strip()

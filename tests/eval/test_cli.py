@@ -10,6 +10,7 @@ import pytest
 
 from geex.cli import main
 from geex.eval.problems import load_embedded
+from tests.conftest import one_line_error, run_geex
 
 
 def run(capsys, *argv):
@@ -96,3 +97,14 @@ def test_translation_canonical(capsys, tmp_path):
                        "--out", str(tmp_path))  # fmt: skip
     assert code == 0, err
     assert len((tmp_path / "results.jsonl").read_text().splitlines()) == 30
+
+
+@pytest.mark.parametrize("under", ["", "x"])
+def test_an_out_that_is_or_lies_under_a_file_is_one_line(under, tmp_path):
+    (tmp_path / "file").write_text("mine")
+    out = tmp_path / "file" / under if under else tmp_path / "file"
+    result = run_geex("eval", "embedded", "--canonical", "--languages", "python", "--limit", "1",
+                      "--no-progress", "--out", out)  # fmt: skip
+    assert result.returncode == 2
+    assert str(out) in one_line_error(result)
+    assert (tmp_path / "file").read_text() == "mine"

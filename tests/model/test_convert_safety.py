@@ -1,8 +1,9 @@
-"""`geex convert` never destroys its input: an output that is the input (however spelled) is refused, the output appears whole or not at all, and only an earlier output is replaced. `pytest tests/model/test_convert_safety.py`."""
+"""`geex convert` never destroys its input: an output that is the input (however spelled) is refused, the output appears whole or not at all, and only an earlier output is replaced, only with --overwrite. `pytest tests/model/test_convert_safety.py`."""
 
 from __future__ import annotations
 
 import os
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -13,8 +14,7 @@ from geex.errors import GeexError
 from geex.model import hf_export
 from geex.model.convert_codegeex import convert_codegeex, export_codegeex
 from geex.model.hf_export import export_hf, import_hf
-from tests.conftest import required_program
-from tests.model.conftest import one_line_error, run_geex
+from tests.conftest import one_line_error, required_program, run_geex
 
 
 def snapshot(folder: Path) -> dict[str, bytes]:
@@ -95,7 +95,7 @@ def test_a_failure_mid_write_leaves_the_earlier_output_and_no_leftovers(
 
     monkeypatch.setattr(hf_export, "_copy_tokenizer", crash)  # after the weights are written
     with pytest.raises(RuntimeError, match="killed mid-write"):
-        export_hf(tiny_checkpoint, out)
+        export_hf(tiny_checkpoint, out, overwrite=True)
     with pytest.raises(RuntimeError, match="killed mid-write"):
         export_hf(tiny_checkpoint, tmp_path / "new")
     assert snapshot(out) == before
@@ -105,10 +105,35 @@ def test_a_failure_mid_write_leaves_the_earlier_output_and_no_leftovers(
 def test_an_earlier_output_is_replaced_whole(tiny_checkpoint, tmp_path):
     out = export_hf(tiny_checkpoint, tmp_path / "hf", max_shard_bytes=20_000)
     assert (out / "model.safetensors.index.json").is_file()
-    export_hf(tiny_checkpoint, out)
+    assert run_geex("convert", "to-hf", tiny_checkpoint, out, "--overwrite").returncode == 0
     assert not list(out.glob("model-*-of-*.safetensors"))
     assert not (out / "model.safetensors.index.json").exists()
     assert sorted(p.name for p in tmp_path.iterdir()) == ["hf"]
+
+
+def test_a_trained_model_is_not_replaced_without_overwrite(tiny_checkpoint, hf_folder, tmp_path):
+    model = tmp_path / "run" / "model"
+    shutil.copytree(tiny_checkpoint, model)
+    pt = export_codegeex(tiny_checkpoint, tmp_path / "model.pt")
+    before, pt_before = snapshot(model), pt.read_bytes()
+    for verb, source, out in [
+        ("from-hf", hf_folder, model),
+        ("codegeex", pt, model),
+        ("to-hf", tiny_checkpoint, hf_folder),
+        ("to-codegeex", tiny_checkpoint, pt),
+    ]:
+        error = one_line_error(run_geex("convert", verb, source, out))
+        assert f"{out} already" in error and "--overwrite" in error, verb
+    assert snapshot(model) == before
+    assert pt.read_bytes() == pt_before
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["model.pt", "run"]
+
+
+def test_overwrite_still_refuses_a_folder_of_other_files(hf_folder, tmp_path):
+    (tmp_path / "notes.txt").write_text("mine")
+    error = one_line_error(run_geex("convert", "from-hf", hf_folder, tmp_path, "--overwrite"))
+    assert "already holds files that are not a Geex checkpoint" in error
+    assert snapshot(tmp_path) == {"notes.txt": b"mine"}
 
 
 def test_a_folder_holding_other_files_is_refused_not_emptied(tiny_checkpoint, hf_folder, tmp_path):

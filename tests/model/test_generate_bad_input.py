@@ -11,7 +11,7 @@ import pytest
 from geex.errors import ConfigError
 from geex.eval.backends import Sampling
 from geex.model.sampling import MAX_SEED, SamplingConfig
-from tests.model.conftest import one_line_error, run_geex
+from tests.conftest import one_line_error, run_geex
 
 
 def generate(model, *flags):

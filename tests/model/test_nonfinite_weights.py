@@ -13,7 +13,7 @@ from geex.model.checkpoint import load_model
 from geex.model.convert_codegeex import convert_codegeex, export_codegeex
 from geex.model.hf_export import export_hf, import_hf
 from geex.model.loader import load_for_inference
-from tests.model.conftest import one_line_error, run_geex
+from tests.conftest import one_line_error, run_geex
 
 QUERY = "layers.0.attention.query.weight"
 NORM = "final_layernorm.weight"

@@ -9,6 +9,7 @@ import pytest
 
 from geex.cli import main
 from geex.cli.run import config_from_args
+from tests.conftest import one_line_error, run_geex
 
 
 def parse(argv):
@@ -52,3 +53,13 @@ def test_a_run_file_and_sources_together_are_refused(tmp_path, capsys):
 def test_a_bad_budget_is_one_line(budget, capsys):
     assert main(["run", "--budget", budget]) == 2
     assert "neither a time" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("under", ["", "x"])
+def test_an_out_that_is_or_lies_under_a_file_is_one_line(under, tmp_path):
+    (tmp_path / "file").write_text("mine")
+    out = tmp_path / "file" / under if under else tmp_path / "file"
+    result = run_geex("run", tmp_path, "--out", out)
+    assert result.returncode == 2
+    assert str(out) in one_line_error(result)
+    assert (tmp_path / "file").read_text() == "mine"

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import errno
 import json
+import os
 from pathlib import Path
 
 import pytest
@@ -137,3 +139,32 @@ def test_tokenizer_from_a_newer_geex_is_refused(trained, tmp_path):
     (tmp_path / "tokenizer_config.json").write_text(json.dumps(config))
     with pytest.raises(GeexError, match="newer Geex"):
         load_tokenizer(tmp_path)
+
+
+def test_a_failing_write_leaves_no_tokenizer_json_or_the_old_one(tmp_path, monkeypatch):
+    """A full disk mid-write must not leave a truncated tokenizer.json: `geex data`, run again,
+    takes an existing one as saved."""
+    small = train_tokenizer(SAMPLES * 20, vocab_size=300, languages=["python", "cpp"])
+    old = small.save(tmp_path / "old")
+    before = (old / "tokenizer.json").read_bytes()
+    write_text = Path.write_text
+
+    def half_then_full(path, text, *args, **kwargs):
+        if "tokenizer.json" not in path.name:
+            return write_text(path, text, *args, **kwargs)
+        write_text(path, text[: len(text) // 2], *args, **kwargs)
+        raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+
+    monkeypatch.setattr(Path, "write_text", half_then_full)
+    for folder in (tmp_path / "new", old):
+        with pytest.raises(OSError) as raised:
+            small.save(folder)
+        assert raised.value.errno == errno.ENOSPC
+        assert raised.value.filename == str(folder / "tokenizer.json")
+    assert sorted(p.name for p in (tmp_path / "new").iterdir()) == [
+        "special_tokens_map.json",
+        "tokenizer_config.json",
+    ]
+    assert (old / "tokenizer.json").read_bytes() == before
+    monkeypatch.undo()
+    assert load_tokenizer(old).encode(SAMPLES[0]) == small.encode(SAMPLES[0])

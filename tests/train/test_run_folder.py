@@ -14,6 +14,7 @@ import pytest
 
 from geex.errors import GeexError
 from geex.train.trainer import train
+from tests.conftest import one_line_error
 from tests.train.runs import write_config
 from tests.train.test_trainer import config
 
@@ -66,3 +67,14 @@ def test_an_empty_folder_or_one_with_only_the_torchrun_log_is_trained_into(byte_
     (tmp_path / "torchrun.log").write_text("launching\n")
     result = train(config(byte_dataset, tmp_path, eval_every=0), show_progress=False)
     assert result.steps == 4 and (tmp_path / "model" / "model.safetensors").is_file()
+
+
+@pytest.mark.parametrize("under", ["", "x"])
+def test_an_out_that_is_or_lies_under_a_file_is_one_line(under, byte_dataset, tmp_path):
+    (tmp_path / "file").write_text("mine")
+    out = tmp_path / "file" / under if under else tmp_path / "file"
+    settings = write_config(tmp_path / "train.yaml", byte_dataset)
+    result = geex_train("--config", str(settings), "--out", str(out))
+    assert result.returncode == 2
+    assert str(out) in one_line_error(result)
+    assert (tmp_path / "file").read_text() == "mine"

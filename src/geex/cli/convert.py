@@ -6,7 +6,8 @@ geex convert to-hf GEEX_DIR OUT_DIR             a transformers folder (trust_rem
 geex convert from-hf HF_DIR OUT_DIR             such a folder back to Geex
 
 The output is written beside itself and renamed into place when complete; it may not be the
-input. An existing OUT_DIR is replaced only if empty or an earlier output of the same kind.
+input. An existing output is replaced only with --overwrite, and then only if it is an
+earlier output of the same kind (an empty OUT_DIR is always fine).
 """
 
 from __future__ import annotations
@@ -44,7 +45,7 @@ def register(subparsers) -> None:
         type=int,
         help="real vocabulary size, below the padded rows (default 50400, if it fits)",
     )
-    _add_dtype(codegeex, "default: keep the checkpoint's")
+    _add_options(codegeex, "default: keep the checkpoint's")
     codegeex.add_argument("--tokenizer", metavar="PATH", help="tokenizer to save alongside")
     codegeex.add_argument(
         "--unsafe-pickle",
@@ -62,24 +63,30 @@ def register(subparsers) -> None:
     to_codegeex.add_argument(
         "--fused-qkv", action="store_true", help="write the fused inference layout (get_ckpt_qkv)"
     )
-    _add_dtype(to_codegeex, "default: keep; CodeGeeX's inference code runs fp16")
+    _add_options(to_codegeex, "default: keep; CodeGeeX's inference code runs fp16")
     to_codegeex.set_defaults(handler=_to_codegeex)
 
     to_hf = verbs.add_parser("to-hf", help="export to a Hugging Face transformers folder")
     to_hf.add_argument("geex_dir", metavar="GEEX_DIR")
     to_hf.add_argument("out_dir", metavar="OUT_DIR")
-    _add_dtype(to_hf, "default: keep")
+    _add_options(to_hf, "default: keep")
     to_hf.set_defaults(handler=_to_hf)
 
     from_hf = verbs.add_parser("from-hf", help="import a folder written by to-hf")
     from_hf.add_argument("hf_dir", metavar="HF_DIR")
     from_hf.add_argument("out_dir", metavar="OUT_DIR")
-    _add_dtype(from_hf, "default: keep")
+    _add_options(from_hf, "default: keep")
     from_hf.set_defaults(handler=_from_hf)
 
 
-def _add_dtype(parser, default_help: str) -> None:
+def _add_options(parser, default_help: str) -> None:
+    """The options every verb shares: the weights' dtype, and --overwrite."""
     parser.add_argument("--dtype", choices=DTYPES, help=f"weights dtype ({default_help})")
+    parser.add_argument(
+        "--overwrite",
+        action="store_true",
+        help="replace an existing output of this kind (a folder of anything else is still refused)",
+    )
 
 
 def _torch_dtype(name: str | None):
@@ -99,6 +106,7 @@ def _codegeex(args) -> int:
         dtype=_torch_dtype(args.dtype),
         tokenizer=args.tokenizer,
         unsafe_pickle=args.unsafe_pickle,
+        overwrite=args.overwrite,
     )
     print(f"wrote {out}")
     return 0
@@ -108,7 +116,11 @@ def _to_codegeex(args) -> int:
     from geex.model.convert_codegeex import export_codegeex
 
     out = export_codegeex(
-        args.geex_dir, args.out_file, dtype=_torch_dtype(args.dtype), fused_qkv=args.fused_qkv
+        args.geex_dir,
+        args.out_file,
+        dtype=_torch_dtype(args.dtype),
+        fused_qkv=args.fused_qkv,
+        overwrite=args.overwrite,
     )
     print(f"wrote {out}")
     return 0
@@ -117,7 +129,9 @@ def _to_codegeex(args) -> int:
 def _to_hf(args) -> int:
     from geex.model.hf_export import export_hf
 
-    out = export_hf(args.geex_dir, args.out_dir, dtype=_torch_dtype(args.dtype))
+    out = export_hf(
+        args.geex_dir, args.out_dir, dtype=_torch_dtype(args.dtype), overwrite=args.overwrite
+    )
     print(f"wrote {out}")
     return 0
 
@@ -125,6 +139,8 @@ def _to_hf(args) -> int:
 def _from_hf(args) -> int:
     from geex.model.hf_export import import_hf
 
-    out = import_hf(args.hf_dir, args.out_dir, dtype=_torch_dtype(args.dtype))
+    out = import_hf(
+        args.hf_dir, args.out_dir, dtype=_torch_dtype(args.dtype), overwrite=args.overwrite
+    )
     print(f"wrote {out}")
     return 0

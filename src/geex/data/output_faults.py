@@ -15,26 +15,24 @@ from contextlib import contextmanager
 from pathlib import Path
 
 from geex.errors import GeexError
+from geex.os_faults import NO_ROOM, describe_os_fault
 
-_NO_ROOM = {errno.ENOSPC: "no space left on device", errno.EDQUOT: "disk quota exceeded"}
-_NOT_WRITABLE = {errno.EROFS: "read-only file system"}
-_REFUSED = {errno.EACCES: "permission denied", errno.EPERM: "operation not permitted"}
+# The faults a write into OUT meets; a permission error counts only on a path inside OUT (one
+# on a source is not about the output).
+_OUTPUT_FAULTS = NO_ROOM | {errno.EROFS, errno.EACCES, errno.EPERM}
 
 
 def output_fault(err: BaseException, out: str | os.PathLike, during: str) -> GeexError | None:
     """The error to show for ``err``, raised ``during`` a step writing into ``out``; None when
     ``err`` is not a refused write (a bug, or bad input: the caller handles it)."""
-    if not isinstance(err, OSError):
+    if not isinstance(err, OSError) or err.errno not in _OUTPUT_FAULTS:
         return None
-    if err.errno in _NO_ROOM:
-        return GeexError(
-            f"cannot write to {out} ({during}): {_NO_ROOM[err.errno]}; free some space there and "
-            "run the same command again to finish (the work done so far is kept)"
-        )
-    if err.errno in _NOT_WRITABLE or (err.errno in _REFUSED and _is_under(err.filename, out)):
-        reason = _NOT_WRITABLE.get(err.errno) or _REFUSED[err.errno]
-        return GeexError(f"cannot write to {out} ({during}): {reason}; give a writable --out")
-    return None
+    if err.errno in (errno.EACCES, errno.EPERM) and not _is_under(err.filename, out):
+        return None
+    fault = describe_os_fault(err, path=str(out))
+    if err.errno in NO_ROOM:
+        fault += ", then run the same command again to finish (the work done so far is kept)"
+    return GeexError(f"cannot write to {out} ({during}): {fault}")
 
 
 @contextmanager

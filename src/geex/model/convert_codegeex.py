@@ -51,6 +51,7 @@ from geex.model.convert_output import (
     output_folder,
     tensor_bytes,
 )
+from geex.os_faults import describe_os_fault
 from geex.tokenizer import load_tokenizer
 
 CODEGEEX_13B_WIDTH, CODEGEEX_13B_HEADS = 5120, 40
@@ -395,11 +396,13 @@ def convert_codegeex(
     dtype: torch.dtype | None = None,
     tokenizer: str | os.PathLike | None = None,
     unsafe_pickle: bool = False,
+    overwrite: bool = False,
 ) -> Path:
     """Write the CodeGeeX checkpoint in ``sources`` (a file, or its partitions) as a Geex folder.
 
     ``dtype`` None keeps the checkpoint's, promoted to one dtype when its tensors mix several
-    (CodeGeeX kept its position tables in fp16 whatever the rest).
+    (CodeGeeX kept its position tables in fp16 whatever the rest). An existing Geex
+    checkpoint at ``out_dir`` is replaced only with ``overwrite``.
     """
     files = checkpoint_files(sources)
     check_apart([*sources, *files], out_dir)
@@ -428,6 +431,7 @@ def convert_codegeex(
         kind="Geex checkpoint",
         is_kind=is_geex_checkpoint,
         needed_bytes=tensor_bytes(tensors),
+        overwrite=overwrite,
     )
     with writing as tmp:
         save_checkpoint(
@@ -486,16 +490,22 @@ def export_codegeex(
     *,
     dtype: torch.dtype | None = None,
     fused_qkv: bool = False,
+    overwrite: bool = False,
 ) -> Path:
     """Write a Geex checkpoint as one CodeGeeX ``.pt`` file, loadable by CodeGeeX's own code.
 
     CodeGeeX's model hard-codes d_ffn = 4 d_model and LayerNorm eps 1e-5; other shapes come
     from its command line (num layers, hidden size, heads, padded vocab, max positions).
+    An existing ``out_file`` is replaced only with ``overwrite``.
     """
     check_apart([geex_dir], out_file)
     out_file = Path(out_file)
     if out_file.is_dir():
         raise GeexError(f"{out_file} is a folder; give the .pt file to write")
+    if out_file.exists() and not overwrite:
+        raise GeexError(
+            f"{out_file} already exists: give --overwrite to replace it, or another output"
+        )
     config = read_config(geex_dir)
     tensors = finite_weights(load_state_dict(geex_dir), dtype=dtype, source=str(geex_dir))
     checkpoint = geex_to_codegeex(tensors, fused_qkv=fused_qkv)
@@ -505,7 +515,8 @@ def export_codegeex(
         check_free_space(out_file.parent, tensor_bytes(tensors), out_file)
         atomic_write(out_file, lambda tmp: torch.save(checkpoint, tmp))
     except OSError as err:  # a full disk, a read-only folder: an existing file is untouched
-        raise GeexError(f"cannot write {out_file}: {err.strerror or err}") from None
+        fault = describe_os_fault(err, path=str(out_file)) or err.strerror or err
+        raise GeexError(f"cannot write {out_file}: {fault}") from None
     return out_file
 
 

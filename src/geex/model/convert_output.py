@@ -6,8 +6,10 @@ model's weights, then crashed), so an output that is an input, or holds one, is 
 paths are compared resolved, so a symlink, ``DIR/.`` or a relative path is no way around it.
 The output is filled in a temporary folder beside it and renamed into place at the end
 (:func:`geex.atomic.atomic_folder`), so a crash or an error mid-write leaves no half-written
-output. An existing output folder is replaced only when it is empty or holds an earlier
-output of the same kind; any other folder is refused, never emptied.
+output. An existing output folder is replaced only when it is empty, or when it holds an
+earlier output of the same kind and the caller says ``overwrite`` (``--overwrite``): a
+trained model is never replaced by a mistyped path. Any other folder is refused, never
+emptied, whatever ``overwrite`` says.
 """
 
 from __future__ import annotations
@@ -21,6 +23,7 @@ from pathlib import Path
 
 from geex.atomic import atomic_folder
 from geex.errors import GeexError
+from geex.os_faults import describe_os_fault
 
 
 def check_apart(inputs: Sequence[str | os.PathLike], output: str | os.PathLike) -> None:
@@ -56,12 +59,14 @@ def output_folder(
     kind: str,
     is_kind: Callable[[Path], bool],
     needed_bytes: int = 0,
+    overwrite: bool = False,
 ) -> Iterator[Path]:
     """A temporary folder to fill, that becomes ``output`` once the block ends.
 
     ``kind`` names what is written ("Geex checkpoint"); ``is_kind(folder)`` says whether an
     existing folder holds one, and so may be replaced; ``needed_bytes`` is about what the
-    output takes on disk, checked against the free space before anything is written.
+    output takes on disk, checked against the free space before anything is written;
+    ``overwrite`` allows replacing an existing ``kind`` (and only that).
     """
     check_apart(inputs, output)
     real = Path(output).resolve()  # a symlinked output: write where it points, keep the link
@@ -71,7 +76,11 @@ def output_folder(
         if any(real.iterdir()) and not is_kind(real):
             raise GeexError(
                 f"{output} already holds files that are not a {kind}: give a new or empty "
-                "folder (an earlier output of this command is replaced; nothing else is)"
+                "folder (only an earlier output of this command is replaced, with --overwrite)"
+            )
+        if any(real.iterdir()) and not overwrite:
+            raise GeexError(
+                f"{output} already holds a model: give --overwrite to replace it, or another output"
             )
     if real.parent == real:
         raise GeexError(f"cannot write the {kind} to {output}: give a folder below it")
@@ -81,7 +90,8 @@ def output_folder(
         with atomic_folder(real) as tmp:
             yield tmp
     except OSError as err:  # a full disk, a read-only folder: nothing was replaced
-        raise GeexError(f"cannot write {output}: {err.strerror or err}") from None
+        fault = describe_os_fault(err, path=str(output)) or err.strerror or err
+        raise GeexError(f"cannot write {output}: {fault}") from None
 
 
 def check_free_space(folder: Path, needed_bytes: int, output: str | os.PathLike) -> None:

@@ -112,11 +112,13 @@ def export_hf(
     *,
     dtype: torch.dtype | None = None,
     max_shard_bytes: int = DEFAULT_SHARD_BYTES,
+    overwrite: bool = False,
 ) -> Path:
     """Write a Geex checkpoint as a folder ``AutoModelForCausalLM`` loads with remote code.
 
-    ``out_dir`` is written whole or not at all, and replaces only an earlier export (see
-    :mod:`geex.model.convert_output`); weights that are NaN or inf are refused.
+    ``out_dir`` is written whole or not at all, and replaces only an earlier export, with
+    ``overwrite`` (see :mod:`geex.model.convert_output`); weights that are NaN or inf are
+    refused.
     """
     geex_dir = Path(geex_dir)
     check_apart([geex_dir], out_dir)
@@ -129,6 +131,7 @@ def export_hf(
         kind="Hugging Face export",
         is_kind=is_hf_export,
         needed_bytes=tensor_bytes(tensors),
+        overwrite=overwrite,
     )
     with writing as tmp:
         write_safetensors(
@@ -154,12 +157,17 @@ def is_hf_export(folder: Path) -> bool:
 
 
 def import_hf(
-    hf_dir: str | os.PathLike, out_dir: str | os.PathLike, *, dtype: torch.dtype | None = None
+    hf_dir: str | os.PathLike,
+    out_dir: str | os.PathLike,
+    *,
+    dtype: torch.dtype | None = None,
+    overwrite: bool = False,
 ) -> Path:
     """Write a CodeGeeX Hugging Face folder (as :func:`export_hf` makes) as a Geex checkpoint.
 
-    ``out_dir`` is written whole or not at all, and replaces only an earlier Geex checkpoint
-    (see :mod:`geex.model.convert_output`); weights that are NaN or inf are refused.
+    ``out_dir`` is written whole or not at all, and replaces only an earlier Geex checkpoint,
+    with ``overwrite`` (see :mod:`geex.model.convert_output`); weights that are NaN or inf
+    are refused.
     """
     hf_dir = Path(hf_dir)
     check_apart([hf_dir], out_dir)
@@ -188,6 +196,7 @@ def import_hf(
         kind="Geex checkpoint",
         is_kind=is_geex_checkpoint,
         needed_bytes=tensor_bytes(tensors),
+        overwrite=overwrite,
     )
     with writing as tmp:
         save_checkpoint(

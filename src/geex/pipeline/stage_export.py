@@ -24,6 +24,7 @@ class ExportStage(Stage):
     def run(self, context: RunContext) -> dict:
         from geex.model.hf_export import export_hf
 
-        hf = export_hf(context.path(TrainStage.model), context.path(self.folder))
+        # The run folder is the run's own: an export left by an earlier try is replaced.
+        hf = export_hf(context.path(TrainStage.model), context.path(self.folder), overwrite=True)
         context.console.print(f"  {hf} (transformers, trust_remote_code=True)")
         return {"hf": str(hf)}

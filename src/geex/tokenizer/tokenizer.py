@@ -25,6 +25,7 @@ from pathlib import Path
 
 import tokenizers
 
+from geex.atomic import atomic_write_text
 from geex.errors import GeexError
 from geex.languages import strip_tag
 
@@ -203,13 +204,12 @@ class Tokenizer:
 
         ``load_tokenizer(folder)`` gives back a tokenizer that behaves identically, and
         ``transformers.AutoTokenizer.from_pretrained(folder)`` encodes and decodes the same ids.
+        Each file is written whole or not at all (:func:`geex.atomic.atomic_write_text`), and
+        ``tokenizer.json`` last: where it exists, so do the others, complete, and a command
+        that finds it (``geex data`` run again after a full disk) may take it as saved.
         """
         folder = Path(folder)
         folder.mkdir(parents=True, exist_ok=True)
-        # Written from Python rather than by `tokenizers`' own save, whose write errors (a full
-        # disk) arrive as a bare Exception instead of an OSError with its errno.
-        tokenizer_json = self._backend.to_str(pretty=True)
-        (folder / TOKENIZER_FILE).write_text(tokenizer_json, encoding="utf-8")
         special_map = self._special_tokens_map()
         config = {
             "tokenizer_class": "PreTrainedTokenizerFast",
@@ -227,6 +227,9 @@ class Tokenizer:
         }
         _write_json(folder / CONFIG_FILE, config)
         _write_json(folder / SPECIAL_TOKENS_MAP_FILE, special_map)
+        # Written from Python rather than by `tokenizers`' own save, whose write errors (a full
+        # disk) arrive as a bare Exception instead of an OSError with its errno.
+        atomic_write_text(folder / TOKENIZER_FILE, self._backend.to_str(pretty=True))
         return folder
 
     def _special_tokens_map(self) -> dict:
@@ -277,4 +280,4 @@ def _as_int_list(ids: Iterable[int]) -> list[int]:
 
 
 def _write_json(path: Path, value) -> None:
-    path.write_text(json.dumps(value, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
+    atomic_write_text(path, json.dumps(value, indent=2, ensure_ascii=False) + "\n")

@@ -17,7 +17,6 @@ oldest checkpoints are deleted beyond ``keep``, except the newest one known to b
 
 from __future__ import annotations
 
-import errno
 import hashlib
 import io
 import json
@@ -43,6 +42,7 @@ from torch.distributed.tensor import DTensor
 
 from geex.errors import GeexError
 from geex.model.checkpoint import load_state_dict
+from geex.os_faults import describe_os_fault
 from geex.train.distributed import World
 
 STATE_FILE = "trainer_state.json"
@@ -330,28 +330,8 @@ def _write_durably(path: Path, data: bytes) -> None:
 
 
 def _save_failure(err: BaseException) -> str:
-    """The cause of a failed save in a few words: "no space left on device" for a full disk."""
-    cause = _os_error(err)
-    if cause is not None and cause.errno == errno.ENOSPC:
-        return "no space left on device"
-    return _cause(err)
-
-
-def _os_error(err: BaseException) -> OSError | None:
-    """The OSError behind ``err``: itself, its cause, or what a rank raised inside dcp."""
-    seen = set()
-    pending = [err]
-    while pending:
-        current = pending.pop()
-        if current is None or id(current) in seen:
-            continue
-        seen.add(id(current))
-        if isinstance(current, OSError):
-            return current
-        if isinstance(current, CheckpointException):
-            pending += [exc for exc, _ in current.failures.values()]
-        pending += [current.__cause__, current.__context__]
-    return None
+    """The cause of a failed save in one line: the machine's fault (a full disk) when it is one."""
+    return describe_os_fault(err) or _cause(err)
 
 
 def _cause(err: BaseException) -> str:
