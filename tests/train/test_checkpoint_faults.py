@@ -22,10 +22,12 @@ from geex.train.checkpoint import (
     LEGACY_WARNING,
     MANIFEST_FILE,
     STATE_FILE,
+    CheckpointManager,
     verify_checkpoint,
     write_manifest,
 )
 from geex.train.config import TrainConfig
+from geex.train.distributed import World
 from geex.train.monitor import read_metrics
 from geex.train.run_folder import RECORD
 from geex.train.trainer import train as train_in_process
@@ -363,3 +365,28 @@ def test_each_checkpoint_resumed_from_is_checked_for_the_model_shape(
     assert result.returncode != 0 and "Traceback" not in result.stderr, result.stderr
     assert f"checkpoint {checkpoint(run, 4)} holds another model shape" in result.stderr
     assert not (run / RECORD).exists()  # the record is written only once a checkpoint fits
+
+
+class WorldOfTwo(World):
+    """Rank 0 of two, with the collectives recorded instead of run."""
+
+    def __init__(self):
+        super().__init__(0, 2, 0, torch.device("cpu"), mesh=None, tp=1)
+        self.collectives: list[float] = []
+
+    def all_reduce_max(self, value: float) -> float:
+        self.collectives.append(value)
+        return value
+
+
+def test_any_failure_during_a_save_reaches_the_other_ranks_before_it_is_raised(tmp_path):
+    """A bug in one rank's part of a save must not leave the others waiting at a collective."""
+    world = WorldOfTwo()
+    manager = CheckpointManager(tmp_path / "checkpoints", world)
+
+    def buggy_part():
+        raise ValueError("a bug in this rank's part")
+
+    with pytest.raises(ValueError, match="a bug in this rank's part"):
+        manager._agree(buggy_part, tmp_path / "checkpoints" / "step-00000001")
+    assert world.collectives == [1.0]  # the other ranks learn of the failure

@@ -123,15 +123,19 @@ class CheckpointManager:
     def _agree(self, work, final: Path, cleanup: Path | None = None) -> None:
         """Run this rank's part of a save; if it fails on any rank, fail on every rank (none is
         left waiting at a barrier) with one line naming the checkpoint and the cause."""
-        problem = None
+        problem, failure = None, None
         try:
             work()
         except (OSError, CheckpointException) as err:
             problem = _save_failure(err)
-        if self.world.all_reduce_max(float(problem is not None)):
+        except Exception as err:  # a bug: every rank must still leave the collective below
+            failure = err
+        if self.world.all_reduce_max(float(problem is not None or failure is not None)):
             if cleanup is not None and self.world.is_main:
                 shutil.rmtree(cleanup, ignore_errors=True)
             self.world.barrier()
+            if failure is not None:
+                raise failure
             raise GeexError(
                 f"cannot save checkpoint {final.name} in {self.folder}: "
                 f"{problem or 'another rank failed to write its part'}; the checkpoints "

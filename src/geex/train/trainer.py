@@ -433,6 +433,8 @@ class Trainer:
                 work()
             except GeexError as err:
                 problem = err
+            except OSError as err:  # a read-only or full --out
+                problem = GeexError(f"cannot write {err.filename}: {err.strerror}")
         problem = self.world.broadcast_object(problem)
         if problem is not None:
             raise problem
