@@ -223,7 +223,7 @@ class CheckpointManager:
             problem = str(err)
         except Exception as err:  # every rank must reach the collective below before raising
             if legacy and not isinstance(err, GeexError):
-                problem = f"cannot be read: {_cause(err)}"  # no manifest vouches for its files
+                problem = f"cannot be read: {_load_cause(err)}"  # no manifest vouches for it
             else:
                 failure = err
         outcome = self.world.all_reduce_max(2.0 if failure else 1.0 if problem else 0.0)
@@ -410,17 +410,18 @@ def _load_failure(path: Path, err: BaseException | None) -> BaseException:
     if err is None:
         return GeexError(f"another rank could not load checkpoint {path}; its log says why")
     if isinstance(err, (OSError, CheckpointException, _MetadataUnreadable)):
-        cause = (
-            f"its .metadata cannot be read ({err})"
-            if isinstance(err, _MetadataUnreadable)
-            else _cause(err)
-        )
         return GeexError(
-            f"cannot load checkpoint {path}: {cause}. Its files match its manifest, so "
+            f"cannot load checkpoint {path}: {_load_cause(err)}. Its files match its manifest, so "
             "they are as saved: fix the cause (memory, a torch version that cannot read it) "
             f"and run again, or move {path.name} away to resume from an older checkpoint"
         )
     return err
+
+
+def _load_cause(err: BaseException) -> str:
+    if isinstance(err, _MetadataUnreadable):
+        return f"its .metadata cannot be read ({err})"
+    return _cause(err)
 
 
 def _save_failure(err: BaseException) -> str:
