@@ -6,6 +6,7 @@ stops the run, and a full disk mid-save loses nothing.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import math
 import shlex
@@ -14,12 +15,24 @@ import subprocess
 from pathlib import Path
 
 import pytest
+import torch
 import torch.distributed.checkpoint as dcp
 
-from geex.train.checkpoint import MANIFEST_FILE, STATE_FILE, verify_checkpoint, write_manifest
+from geex.train.checkpoint import (
+    LEGACY_WARNING,
+    MANIFEST_FILE,
+    STATE_FILE,
+    CheckpointManager,
+    verify_checkpoint,
+    write_manifest,
+)
+from geex.train.config import TrainConfig
+from geex.train.distributed import World
 from geex.train.monitor import read_metrics
+from geex.train.run_folder import RECORD
+from geex.train.trainer import train as train_in_process
 from tests.conftest import required_program
-from tests.train.runs import geex_command, losses, run_geex, write_config
+from tests.train.runs import SMALL_MODEL, geex_command, losses, run_geex, write_config
 
 STEPS = 6  # the first run: checkpoints after steps 2, 4 and 6
 DAMAGED_WEIGHT = "model.layers.0.mlp.dense_h_to_4h.weight"
@@ -105,6 +118,17 @@ def remove_manifest(folder: Path) -> None:
     (folder / MANIFEST_FILE).unlink()
 
 
+def truncate_legacy_metadata(folder: Path) -> None:
+    """A checkpoint from before manifests whose .metadata rotted: nothing vouches for it."""
+    remove_manifest(folder)
+    truncate_metadata(folder)
+
+
+def remove_manifest_and_metadata(folder: Path) -> None:
+    remove_manifest(folder)
+    (folder / ".metadata").unlink()
+
+
 # (damage, whether the manifest is then rewritten to match, what the warning says). A rewritten
 # manifest stands for damage done before the manifest was written (or a buggy writer): it is the
 # reading of the checkpoint, then its first training step, that must catch it.
@@ -113,13 +137,16 @@ FAULTS = {
     "distcp-nan-resealed": (overwrite_distcp, True, f"{DAMAGED_WEIGHT} holds NaN or infinite"),
     "distcp-huge-resealed": (overwrite_distcp_with_huge_floats, True, "its first step gives"),
     "metadata-truncated": (truncate_metadata, False, ".metadata has"),
-    "metadata-truncated-resealed": (truncate_metadata, True, "cannot be read"),
     "rng-missing": (remove_rng, False, "rng-00000.pt is missing"),
-    "rng-missing-resealed": (remove_rng, True, "cannot be read"),
     "state-keys-resealed": (drop_state_keys, True, f"its {STATE_FILE} lacks step, seed"),
     "state-json-resealed": (break_state_json, True, f"its {STATE_FILE} cannot be read"),
     "manifest-mismatch": (alter_manifest, False, ".metadata does not match its sha256"),
-    "manifest-missing": (remove_manifest, False, f"it has no {MANIFEST_FILE}"),
+    "legacy-metadata-truncated": (truncate_legacy_metadata, False, "cannot be read"),
+    "incomplete": (
+        remove_manifest_and_metadata,
+        False,
+        f"it has no {MANIFEST_FILE} and is not a complete checkpoint",
+    ),
 }
 
 
@@ -217,3 +244,149 @@ def test_a_full_disk_during_a_save_keeps_the_previous_checkpoint(byte_dataset, t
     resumed = train(config, kept)
     assert "warning" not in resumed.stderr
     assert [r["step"] for r in read_metrics(kept / "metrics.jsonl")] == [0, 1, 2, 3]
+
+
+# -- not damage: a checkpoint that matches its manifest but does not load --------------------------
+
+# Damage done before the manifest was written, so the manifest vouches for it: the same files a
+# torch that cannot read them, or a missing file, would give.
+UNLOADABLE = {
+    "metadata-truncated-resealed": (truncate_metadata, "its .metadata cannot be read"),
+    "rng-missing-resealed": (remove_rng, "no such file or directory"),
+}
+
+
+@pytest.mark.parametrize("fault", UNLOADABLE)
+def test_a_checkpoint_that_matches_its_manifest_but_does_not_load_stops_the_run(
+    trained, tmp_path, fault
+):
+    damage, cause = UNLOADABLE[fault]
+    run, (_, config) = copy_of(trained, tmp_path), trained
+    newest = checkpoint(run, STEPS)
+    damage(newest)
+    write_manifest(newest)
+    metrics = (run / "metrics.jsonl").read_bytes()
+
+    result = train(config, run, "--max-steps", "8", check=False)
+
+    assert result.returncode != 0 and "Traceback" not in result.stderr, result.stderr
+    assert f"cannot load checkpoint {newest}: {cause}" in result.stderr, result.stderr
+    assert "skipped" not in result.stderr
+    assert (run / "metrics.jsonl").read_bytes() == metrics
+    assert sorted(p.name for p in (run / "checkpoints").iterdir()) == [
+        f"step-{step:08d}" for step in (2, 4, 6)
+    ]
+
+
+def test_running_out_of_memory_while_loading_is_raised_not_skipped(
+    trained, tmp_path, monkeypatch, capsys
+):
+    run = copy_of(trained, tmp_path)
+
+    def out_of_memory(*args, **kwargs):
+        raise torch.OutOfMemoryError("CUDA out of memory. Tried to allocate 2.00 GiB")
+
+    monkeypatch.setattr(dcp, "load", out_of_memory)
+    resumed = dataclasses.replace(TrainConfig.from_yaml(trained[1]), out=str(run), max_steps=8)
+    with pytest.raises(torch.OutOfMemoryError):
+        train_in_process(resumed, show_progress=False)
+
+    assert "skipped" not in capsys.readouterr().err
+    assert all(verify_checkpoint(checkpoint(run, step)) is None for step in (2, 4, 6))
+
+
+def test_every_checkpoint_rejected_for_its_first_loss_points_at_lr_and_data(trained, tmp_path):
+    run, (_, config) = copy_of(trained, tmp_path), trained
+    for step in (2, 4, 6):
+        overwrite_distcp_with_huge_floats(checkpoint(run, step))
+        write_manifest(checkpoint(run, step))
+
+    result = train(config, run, "--max-steps", "8", check=False)
+
+    assert result.returncode != 0 and "Traceback" not in result.stderr, result.stderr
+    assert f"no usable checkpoint in {run / 'checkpoints'}" in result.stderr
+    assert "may come from the learning rate (lr) or the data" in result.stderr, result.stderr
+
+
+# -- checkpoints written before manifests ----------------------------------------------------------
+
+
+def make_legacy(run: Path) -> None:
+    """The run folder as a Geex from before manifests and the run record left it."""
+    (run / RECORD).unlink()
+    for step in (2, 4, 6):
+        remove_manifest(checkpoint(run, step))
+
+
+def test_a_run_from_before_manifests_resumes_with_a_warning_and_gains_a_manifest(trained, tmp_path):
+    run, (_, config) = copy_of(trained, tmp_path), trained
+    make_legacy(run)
+
+    result = train(config, run, "--max-steps", "8")
+
+    newest = checkpoint(run, STEPS)
+    assert f"checkpoint {newest} was {LEGACY_WARNING}" in result.stderr, result.stderr
+    assert "skipped" not in result.stderr
+    assert [r["step"] for r in read_metrics(run / "metrics.jsonl")] == list(range(8))
+    assert verify_checkpoint(newest) is None  # its manifest, written once it had loaded
+    assert (run / RECORD).is_file()
+
+
+def test_overwrite_clears_a_run_from_before_manifests(trained, tmp_path):
+    run, (_, config) = copy_of(trained, tmp_path), trained
+    make_legacy(run)
+
+    result = train(config, run, "--max-steps", "2", "--overwrite")
+
+    assert "warning" not in result.stderr, result.stderr
+    assert [r["step"] for r in read_metrics(run / "metrics.jsonl")] == [0, 1]
+    assert not checkpoint(run, STEPS).exists()
+
+
+def test_each_checkpoint_resumed_from_is_checked_for_the_model_shape(
+    byte_dataset, trained, tmp_path
+):
+    """With the newest checkpoint unreadable and no run record, the older one it falls back to
+    must still be refused for a model of one layer (loading it would be a silent partial load)."""
+    run = copy_of(trained, tmp_path)
+    (run / RECORD).unlink()
+    truncate_metadata(checkpoint(run, STEPS))
+    fewer = write_config(
+        tmp_path / "fewer.yaml",
+        byte_dataset,
+        max_steps=8,
+        checkpoint_every=2,
+        keep_checkpoints=3,
+        model={**SMALL_MODEL, "n_layer": 1},
+    )
+
+    result = train(fewer, run, check=False)
+
+    assert result.returncode != 0 and "Traceback" not in result.stderr, result.stderr
+    assert f"checkpoint {checkpoint(run, 4)} holds another model shape" in result.stderr
+    assert not (run / RECORD).exists()  # the record is written only once a checkpoint fits
+
+
+class WorldOfTwo(World):
+    """Rank 0 of two, with the collectives recorded instead of run."""
+
+    def __init__(self):
+        super().__init__(0, 2, 0, torch.device("cpu"), mesh=None, tp=1)
+        self.collectives: list[float] = []
+
+    def all_reduce_max(self, value: float) -> float:
+        self.collectives.append(value)
+        return value
+
+
+def test_any_failure_during_a_save_reaches_the_other_ranks_before_it_is_raised(tmp_path):
+    """A bug in one rank's part of a save must not leave the others waiting at a collective."""
+    world = WorldOfTwo()
+    manager = CheckpointManager(tmp_path / "checkpoints", world)
+
+    def buggy_part():
+        raise ValueError("a bug in this rank's part")
+
+    with pytest.raises(ValueError, match="a bug in this rank's part"):
+        manager._agree(buggy_part, tmp_path / "checkpoints" / "step-00000001")
+    assert world.collectives == [1.0]  # the other ranks learn of the failure

@@ -14,8 +14,8 @@ import pytest
 
 from geex.errors import GeexError
 from geex.train.trainer import train
-from tests.conftest import one_line_error
-from tests.train.runs import write_config
+from tests.conftest import one_line_error, required_program
+from tests.train.runs import geex_command, write_config
 from tests.train.test_trainer import config
 
 
@@ -78,3 +78,26 @@ def test_an_out_that_is_or_lies_under_a_file_is_one_line(under, byte_dataset, tm
     assert result.returncode == 2
     assert str(out) in one_line_error(result)
     assert (tmp_path / "file").read_text() == "mine"
+
+
+def test_a_read_only_out_under_torchrun_is_one_line_on_every_rank(byte_dataset, tmp_path):
+    """Rank 0 cannot make the run folder: every rank must say so, none die in gloo."""
+    bwrap = required_program("bwrap", package="bubblewrap")
+    settings = write_config(tmp_path / "train.yaml", byte_dataset)
+    locked = tmp_path / "locked"
+    locked.mkdir()
+    run = locked / "run"
+    command = geex_command("train", "--config", str(settings), "--out", str(run), nproc=2)
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONWARNINGS": "ignore"}
+    result = subprocess.run(
+        [bwrap, "--dev-bind", "/", "/", "--ro-bind", str(locked), str(locked), *command],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        env=env,
+    )
+
+    assert result.returncode != 0, result.stderr
+    assert result.stderr.count(f"cannot write {run}: Read-only file system") == 2, result.stderr
+    # torchrun prints its own traceback for a failed worker; the workers print none.
+    assert "[rank1]: Traceback" not in result.stderr and "Connection reset" not in result.stderr

@@ -8,11 +8,17 @@ the size and sha256 of every other file.
 
 A checkpoint is written into ``.step-00000100.tmp``; once every rank has finished, the manifest
 is written last (atomically) and the folder renamed into place. A crash or a full disk mid-save
-leaves the previous checkpoints untouched, and a ``step-*`` folder without a valid manifest is
-never resumed from. Files can still rot afterwards (a bad disk, a partial copy, a stray write), so
-a resume checks the manifest and reads the checkpoint before trusting it: one that fails is
-skipped with a warning and the next older one tried (:meth:`CheckpointManager.restore`). The
-oldest checkpoints are deleted beyond ``keep``, except the newest one known to be good.
+leaves the previous checkpoints untouched. Files can still rot afterwards (a bad disk, a partial
+copy, a stray write), so a resume checks the manifest and reads the checkpoint before trusting it:
+one that fails its manifest, its trainer state or the scan for NaN is skipped with a warning and
+the next older one tried (:meth:`CheckpointManager.restore`). One that matches its manifest but
+cannot be loaded (out of memory, a torch that cannot read it) is not damaged: the run stops and
+says why, rather than fall back and throw training away. The oldest checkpoints are deleted
+beyond ``keep``, except the newest one known to be good.
+
+Checkpoints written before manifests existed (``.metadata``, ``trainer_state.json`` and the rank
+files, no ``manifest.json``) are loaded unverified, with a warning, and given a manifest once
+they have loaded; one that fails to load is skipped, as nothing vouches for its files.
 """
 
 from __future__ import annotations
@@ -43,17 +49,23 @@ from torch.distributed.tensor import DTensor
 from geex.errors import GeexError
 from geex.model.checkpoint import load_state_dict
 from geex.os_faults import describe_os_fault
+from geex.train.compat import check_checkpoint_shapes
 from geex.train.distributed import World
 
 STATE_FILE = "trainer_state.json"
 MANIFEST_FILE = "manifest.json"
 MANIFEST_FORMAT = 1
 CHECKPOINT_NAME = re.compile(r"step-(\d{8})")
+LEGACY_WARNING = "written before checkpoints carried a manifest: not verified"
 _HASH_CHUNK = 1 << 20
 
 
 class UnusableCheckpoint(GeexError):
-    """A checkpoint that fails its manifest or cannot be read; the message says why."""
+    """A damaged checkpoint, to skip for an older one; the message says why."""
+
+
+class _MetadataUnreadable(Exception):
+    """The checkpoint's ``.metadata`` could not be read (torch raises what the pickle gives)."""
 
 
 class CheckpointManager:
@@ -111,15 +123,19 @@ class CheckpointManager:
     def _agree(self, work, final: Path, cleanup: Path | None = None) -> None:
         """Run this rank's part of a save; if it fails on any rank, fail on every rank (none is
         left waiting at a barrier) with one line naming the checkpoint and the cause."""
-        problem = None
+        problem, failure = None, None
         try:
             work()
         except (OSError, CheckpointException) as err:
             problem = _save_failure(err)
-        if self.world.all_reduce_max(float(problem is not None)):
+        except Exception as err:  # a bug: every rank must still leave the collective below
+            failure = err
+        if self.world.all_reduce_max(float(problem is not None or failure is not None)):
             if cleanup is not None and self.world.is_main:
                 shutil.rmtree(cleanup, ignore_errors=True)
             self.world.barrier()
+            if failure is not None:
+                raise failure
             raise GeexError(
                 f"cannot save checkpoint {final.name} in {self.folder}: "
                 f"{problem or 'another rank failed to write its part'}; the checkpoints "
@@ -139,10 +155,10 @@ class CheckpointManager:
         """Load the newest good checkpoint into ``model`` and ``optimizer``; return it and its
         trainer state, or None when there is none at all.
 
-        Newer checkpoints that lack their manifest or fail it, cannot be read, lack one of
-        ``required_keys`` in their trainer state, or were :meth:`reject`-ed are skipped, each
-        with a warning. If every checkpoint is bad the run is refused rather than started
-        over, which would throw away all the training they hold.
+        Newer checkpoints that fail their manifest, lack one of ``required_keys`` in their
+        trainer state, hold NaN, or were :meth:`reject`-ed are skipped, each with a warning. If
+        every checkpoint is bad the run is refused rather than started over, which would throw
+        away all the training they hold.
         """
         found = self.found()
         if not found:
@@ -163,10 +179,20 @@ class CheckpointManager:
                 self._warn(f"resuming from {path}, the newest good checkpoint")
             self.good = path
             return path, state
-        raise GeexError(
-            f"no usable checkpoint in {self.folder}: {'; '.join(skipped)}. Move the folder "
-            "away (or delete it) to train from scratch, or use another run folder"
-        )
+        # Only a non-finite loss right after loading gets a checkpoint rejected; that loss
+        # may come from the run's settings rather than from damage.
+        if any(path in self.rejected for path in found):
+            advice = (
+                "A non-finite loss on the first step after loading may come from the learning "
+                "rate (lr) or the data rather than from damage: check those first; if the "
+                "checkpoints are damaged, move the folder away to train from scratch"
+            )
+        else:
+            advice = (
+                "Move the folder away (or delete it) to train from scratch, or use another run "
+                "folder"
+            )
+        raise GeexError(f"no usable checkpoint in {self.folder}: {'; '.join(skipped)}. {advice}")
 
     def reject(self, path: Path, reason: str) -> None:
         """Mark a checkpoint that loaded but proved bad (e.g. a non-finite loss right after)."""
@@ -176,37 +202,66 @@ class CheckpointManager:
         self._warn(f"checkpoint {path} skipped: {reason}")
 
     def _verified_load(self, path: Path, model, optimizer, required_keys) -> dict:
-        problem = None
+        """Load ``path`` on every rank once its manifest checks out (or it predates manifests).
+
+        Raises UnusableCheckpoint for damage (skip it), and anything else (a shape that is not
+        this run's, a failed load of a checkpoint its manifest vouches for) on every rank.
+        """
+        problem, legacy = None, False
         if self.world.is_main:
-            problem = verify_checkpoint(path)
-        problem = self.world.broadcast_object(problem)
-        if problem is None:
-            try:
-                state = self.load(path, model, optimizer, required_keys)
-            except UnusableCheckpoint as err:
-                problem = str(err)
-        if self.world.all_reduce_max(float(problem is not None)):
+            legacy = is_legacy_checkpoint(path)
+            problem = None if legacy else verify_checkpoint(path)
+        problem, legacy = self.world.broadcast_object((problem, legacy))
+        if problem is not None:
+            raise UnusableCheckpoint(problem)
+        if legacy:
+            self._warn(f"checkpoint {path} was {LEGACY_WARNING}")
+        problem, failure = None, None
+        try:
+            state = self.load(path, model, optimizer, required_keys)
+        except UnusableCheckpoint as err:
+            problem = str(err)
+        except Exception as err:  # every rank must reach the collective below before raising
+            if legacy and not isinstance(err, GeexError):
+                problem = f"cannot be read: {_load_cause(err)}"  # no manifest vouches for it
+            else:
+                failure = err
+        outcome = self.world.all_reduce_max(2.0 if failure else 1.0 if problem else 0.0)
+        if outcome == 2.0:
+            raise _load_failure(path, failure)
+        if outcome == 1.0:
             raise UnusableCheckpoint(problem or "another rank could not read it")
+        if legacy and self.world.is_main:
+            self._seal_legacy(path)
         return state
+
+    def _seal_legacy(self, path: Path) -> None:
+        """Give a checkpoint that predates manifests the manifest of the files that loaded."""
+        try:
+            write_manifest(path)
+        except OSError as err:
+            self._warn(f"cannot write {err.filename}: {err.strerror}; {path} stays unverified")
 
     def load(self, path: Path, model, optimizer, required_keys=()) -> dict:
         """Restore model, optimizer and RNG states; return the trainer state."""
         state = _read_trainer_state(path, required_keys)
         model_state, optim_state = get_state_dict(model, optimizer)
+        try:
+            metadata = dcp.FileSystemReader(str(path)).read_metadata()
+        except Exception as err:  # whatever unpickling a file raises
+            raise _MetadataUnreadable(_cause(err)) from err
+        # Before loading: a model with fewer tensors would load without a word.
+        shapes = {name: tuple(tensor.shape) for name, tensor in model_state.items()}
+        check_checkpoint_shapes(path, metadata, shapes)
         bundle = {"model": model_state, "optim": optim_state}
         rng_file = path / f"rng-{self.world.rank:05d}.pt"
         same_world = state.get("world_size") == self.world.world_size
-        try:
-            with warnings.catch_warnings():
-                warnings.filterwarnings("ignore", message=".*torch.distributed is disabled")
-                dcp.load(bundle, checkpoint_id=path)
-            rng = torch.load(rng_file, weights_only=False) if same_world else None
-            if rng is not None and not {"python", "numpy", "torch"} <= set(rng):
-                raise KeyError(f"{rng_file.name} lacks RNG states")
-        # Whatever a damaged file makes torch raise (EOFError, UnpicklingError, RuntimeError,
-        # KeyError, CheckpointException...), the checkpoint cannot be used.
-        except (Exception, CheckpointException) as err:
-            raise UnusableCheckpoint(f"cannot be read: {_cause(err)}") from None
+        with warnings.catch_warnings():
+            warnings.filterwarnings("ignore", message=".*torch.distributed is disabled")
+            dcp.load(bundle, checkpoint_id=path)
+        rng = torch.load(rng_file, weights_only=False) if same_world else None
+        if rng is not None and not {"python", "numpy", "torch"} <= set(rng):
+            raise UnusableCheckpoint(f"{rng_file.name} lacks RNG states")
         # Only finite states are saved, so NaN or inf here is damage (the loss would show it
         # a step or more later, after the optimizer had spread it to every weight).
         damaged = _non_finite_tensor(bundle)
@@ -267,10 +322,30 @@ def manifest_problem(folder: Path) -> str | None:
 
 
 def verify_checkpoint(folder: Path) -> str | None:
-    """Why a checkpoint folder is not usable (unfinished, or its files changed), or None."""
-    if not (Path(folder) / MANIFEST_FILE).is_file():
-        return f"it has no {MANIFEST_FILE}: its save never finished"
-    return manifest_problem(Path(folder))
+    """Why a checkpoint folder does not match its manifest, or has none; None when it does.
+
+    A save in progress is a hidden ``.tmp`` folder until its manifest is written, so a
+    ``step-*`` folder without one was made otherwise: by a Geex from before manifests
+    (:func:`is_legacy_checkpoint`), or by hand.
+    """
+    folder = Path(folder)
+    if not (folder / MANIFEST_FILE).is_file():
+        if is_legacy_checkpoint(folder):
+            return f"it has no {MANIFEST_FILE}: it was {LEGACY_WARNING}"
+        return f"it has no {MANIFEST_FILE} and is not a complete checkpoint"
+    return manifest_problem(folder)
+
+
+def is_legacy_checkpoint(folder: Path) -> bool:
+    """A checkpoint written before checkpoints carried a manifest: ``.metadata``, the trainer
+    state and the ranks' ``.distcp`` files, and no ``manifest.json``."""
+    folder = Path(folder)
+    return (
+        not (folder / MANIFEST_FILE).exists()
+        and (folder / ".metadata").is_file()
+        and (folder / STATE_FILE).is_file()
+        and any(folder.glob("*.distcp"))
+    )
 
 
 def _non_finite_tensor(tree, name: str = "") -> str | None:
@@ -327,6 +402,26 @@ def _write_durably(path: Path, data: bytes) -> None:
         f.write(data)
         f.flush()
         os.fsync(f.fileno())
+
+
+def _load_failure(path: Path, err: BaseException | None) -> BaseException:
+    """What to raise for a checkpoint that matches its manifest but did not load: not damage,
+    so not a reason to fall back to an older one and lose the training since."""
+    if err is None:
+        return GeexError(f"another rank could not load checkpoint {path}; its log says why")
+    if isinstance(err, (OSError, CheckpointException, _MetadataUnreadable)):
+        return GeexError(
+            f"cannot load checkpoint {path}: {_load_cause(err)}. Its files match its manifest, so "
+            "they are as saved: fix the cause (memory, a torch version that cannot read it) "
+            f"and run again, or move {path.name} away to resume from an older checkpoint"
+        )
+    return err
+
+
+def _load_cause(err: BaseException) -> str:
+    if isinstance(err, _MetadataUnreadable):
+        return f"its .metadata cannot be read ({err})"
+    return _cause(err)
 
 
 def _save_failure(err: BaseException) -> str:

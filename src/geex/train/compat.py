@@ -4,9 +4,9 @@ A checkpoint restored into another model shape, or trained on ids from another t
 does not fail: torch distributed checkpoint loads the tensors the new model asks for (fewer
 layers: a partial load) and the embedding rows mean other strings (the loss jumps, nothing
 says why). So a run records its :func:`run_identity` when it starts, and a resumption is
-refused, naming both values, when its own differs; :func:`check_checkpoint_shapes` then
-compares the checkpoint's tensors with the model's, which also covers run folders written
-before the record existed.
+refused, naming both values, when its own differs; :func:`check_checkpoint_shapes` compares
+each checkpoint's tensors with the model's before it is loaded, which also covers run folders
+written before the record existed.
 """
 
 from __future__ import annotations
@@ -15,7 +15,6 @@ import hashlib
 from pathlib import Path
 
 from torch import nn
-from torch.distributed.checkpoint import FileSystemReader
 
 from geex.data.shards import TokenShards
 from geex.errors import ConfigError, GeexError
@@ -84,22 +83,15 @@ def model_shapes(model: nn.Module) -> dict[str, tuple[int, ...]]:
     return {name: tuple(tensor.shape) for name, tensor in model.state_dict().items()}
 
 
-def check_checkpoint_shapes(checkpoint: Path, model: nn.Module) -> None:
-    """Refuse a training checkpoint whose model tensors are not exactly the model's.
-
-    A checkpoint whose metadata cannot be read is left to :meth:`CheckpointManager.restore`,
-    which skips it for an older one and says why.
-    """
-    try:
-        metadata = FileSystemReader(str(checkpoint)).read_metadata()
-    except Exception:  # damage of any kind is restore's to report
-        return
+def check_checkpoint_shapes(checkpoint: Path, metadata, shapes: dict[str, tuple]) -> None:
+    """Refuse a training checkpoint whose model tensors (from its dcp ``metadata``) are not
+    exactly ``shapes``, the model's tensors by name."""
     saved = {
         name.removeprefix("model."): tuple(entry.size)
         for name, entry in metadata.state_dict_metadata.items()
         if name.startswith("model.") and hasattr(entry, "size")
     }
-    problems = shape_mismatches(model_shapes(model), saved)
+    problems = shape_mismatches(shapes, saved)
     if problems:
         raise ConfigError(
             f"checkpoint {checkpoint} holds another model shape than this run's "

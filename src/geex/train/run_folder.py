@@ -15,13 +15,12 @@ import json
 from pathlib import Path
 
 import yaml
-from torch import nn
 
 from geex.atomic import atomic_write_text
 from geex.errors import GeexError
 from geex.output_folder import claim_output_folder
-from geex.train.checkpoint import MANIFEST_FILE, CheckpointManager
-from geex.train.compat import check_checkpoint_shapes, check_same_identity
+from geex.train.checkpoint import MANIFEST_FILE, CheckpointManager, is_legacy_checkpoint
+from geex.train.compat import check_same_identity
 
 RECORD = "geex-train.json"
 # `geex run` opens its torchrun log in the folder before `geex train` starts there.
@@ -32,29 +31,30 @@ def prepare_run_folder(
     out: Path,
     *,
     identity: dict,
-    config: dict,
     checkpoints: CheckpointManager,
-    model: nn.Module,
     overwrite: bool = False,
 ) -> None:
-    """Claim ``out`` for a run of ``identity`` and write its record and ``config.yaml``.
+    """Claim ``out`` for a run of ``identity``: make it, writing nothing in it yet.
 
     Raises GeexError, before anything is written, when ``out`` is someone else's folder, when
-    its checkpoints are of another model or tokenizer, or when it holds a trained model with
-    no checkpoint to resume (``overwrite`` deletes an earlier run's folder first).
+    its record is of another model or tokenizer, or when it holds a trained model with no
+    checkpoint to resume (``overwrite`` deletes an earlier run's folder first). Each checkpoint's
+    tensors are compared with the model's when it is loaded.
     """
     record = out / RECORD
-    # A complete checkpoint is ours too: run folders written before the record existed.
-    sealed = [path for path in checkpoints.found() if (path / MANIFEST_FILE).is_file()]
-    owned = record.is_file() or bool(sealed)
+    # A checkpoint is ours too: run folders written before the record (or the manifest) existed.
+    earlier_checkpoints = [
+        path
+        for path in checkpoints.found()
+        if (path / MANIFEST_FILE).is_file() or is_legacy_checkpoint(path)
+    ]
+    owned = record.is_file() or bool(earlier_checkpoints)
     earlier = claim_output_folder(
         out, owned=owned, command="geex train", overwrite=overwrite, ignored=MADE_BEFORE_THE_RUN
     )
-    latest = sealed[-1] if earlier and sealed else None
-    if latest is not None:
+    if earlier and earlier_checkpoints:
         if record.is_file():
             check_same_identity(read_record(record), identity, out)
-        check_checkpoint_shapes(latest, model)
     elif (out / "model").exists():
         raise GeexError(
             f"{out / 'model'} holds a trained model and {out / 'checkpoints'} no checkpoint to "
@@ -62,7 +62,13 @@ def prepare_run_folder(
             f"another --out"
         )
     out.mkdir(parents=True, exist_ok=True)
-    atomic_write_text(record, json.dumps({"made_by": "geex train", **identity}, indent=2) + "\n")
+
+
+def write_run_record(out: Path, *, identity: dict, config: dict) -> None:
+    """Write the run's record and ``config.yaml``: once its checkpoint has loaded (so a run
+    refused for another model shape leaves the folder's record as it was) or it starts anew."""
+    record = {"made_by": "geex train", **identity}
+    atomic_write_text(out / RECORD, json.dumps(record, indent=2) + "\n")
     atomic_write_text(out / "config.yaml", yaml.safe_dump(config, sort_keys=False))
 
 

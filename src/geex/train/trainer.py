@@ -37,7 +37,7 @@ from geex.train.monitor import MetricsLog, Progress, peak_flops
 from geex.train.optim import build_optimizer, learning_rate
 from geex.train.parallel import materialize, parallelize, wrap_data_parallel
 from geex.train.precision import DynamicLossScaler, autocast
-from geex.train.run_folder import prepare_run_folder
+from geex.train.run_folder import prepare_run_folder, write_run_record
 from geex.train.validate import Validation
 
 # What a resume reads from a checkpoint's trainer state: a checkpoint lacking one is unusable.
@@ -174,8 +174,9 @@ class Trainer:
     # -- the loop ------------------------------------------------------------------------------
 
     def run(self) -> TrainResult:
-        self._prepare_run_folder()
+        self._on_main_rank(self._claim_run_folder)
         self._resume()
+        self._on_main_rank(self._record_run)
         progress = Progress(self.planned_steps, self.step, enabled=self.show_progress)
         handlers = self._catch_signals()
         last_loss, step_times = None, []
@@ -407,22 +408,33 @@ class Trainer:
             self.scaler.load_state_dict(state["scaler"])
         self.metrics.truncate_after(self.step - 1)
 
-    def _prepare_run_folder(self) -> None:
-        """Claim the run folder, refusing a resumption that would mix two runs: the main rank
-        checks and writes, every rank raises what it found."""
+    def _claim_run_folder(self) -> None:
+        """Claim the run folder, refusing a resumption that would mix two runs."""
+        prepare_run_folder(
+            self.out,
+            identity=run_identity(self.model_config, self.shards),
+            checkpoints=self.checkpoints,
+            overwrite=self.overwrite,
+        )
+
+    def _record_run(self) -> None:
+        write_run_record(
+            self.out,
+            identity=run_identity(self.model_config, self.shards),
+            config=self.config.to_dict(),
+        )
+
+    def _on_main_rank(self, work) -> None:
+        """Run ``work`` on the main rank alone; every rank raises what it found, so that none is
+        left waiting for the main rank at the next collective."""
         problem = None
         if self.world.is_main:
             try:
-                prepare_run_folder(
-                    self.out,
-                    identity=run_identity(self.model_config, self.shards),
-                    config=self.config.to_dict(),
-                    checkpoints=self.checkpoints,
-                    model=self.raw_model,
-                    overwrite=self.overwrite,
-                )
+                work()
             except GeexError as err:
                 problem = err
+            except OSError as err:  # a read-only or full --out
+                problem = GeexError(f"cannot write {err.filename}: {err.strerror}")
         problem = self.world.broadcast_object(problem)
         if problem is not None:
             raise problem
