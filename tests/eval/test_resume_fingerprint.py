@@ -213,3 +213,20 @@ def test_other_sampling_settings_generate_again_and_other_tests_only_judge_again
     assert rerun.resumed == 0 and len(asked) == 4  # judged again from the stored text
     assert [r.verdict for r in rerun.results] == ["passed", "passed"]
     assert any("2 judged with other tests" in note for note in rerun.notes)
+
+
+def test_the_dtype_fingerprinted_is_the_one_the_model_was_loaded_in(checkpoint):
+    """`--dtype auto` is fp32 on a CPU and bf16 on most GPUs: the flag does not say which."""
+    from geex.eval.backends_geex import GeexBackend
+
+    sampling = Sampling(n=1)
+    auto = GeexBackend.load(checkpoint, device="cpu", dtype="auto")
+    bf16 = GeexBackend.load(checkpoint, device="cpu", dtype="bf16")
+
+    assert fingerprint.loaded_dtype(auto) == "float32"
+    assert fingerprint.loaded_dtype(bf16) == "bfloat16"
+    made = [
+        model_generator("geex", checkpoint, sampling, dtype=fingerprint.loaded_dtype(backend))
+        for backend in (auto, bf16)
+    ]
+    assert made[0] != made[1]

@@ -136,6 +136,18 @@ def test_overwrite_still_refuses_a_folder_of_other_files(hf_folder, tmp_path):
     assert snapshot(tmp_path) == {"notes.txt": b"mine"}
 
 
+def test_overwrite_replaces_only_a_checkpoint_file(tiny_checkpoint, tmp_path):
+    notes = tmp_path / "notes.txt"
+    notes.write_text("mine")
+    error = one_line_error(
+        run_geex("convert", "to-codegeex", tiny_checkpoint, notes, "--overwrite")
+    )
+    assert "is not a PyTorch checkpoint" in error
+    assert notes.read_text() == "mine"
+    pt = export_codegeex(tiny_checkpoint, tmp_path / "model.pt")
+    assert export_codegeex(tiny_checkpoint, pt, overwrite=True) == pt
+
+
 def test_a_folder_holding_other_files_is_refused_not_emptied(tiny_checkpoint, hf_folder, tmp_path):
     (tmp_path / "notes.txt").write_text("mine")
     error = one_line_error(run_geex("convert", "to-hf", tiny_checkpoint, tmp_path))

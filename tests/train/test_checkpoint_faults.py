@@ -124,6 +124,18 @@ def truncate_legacy_metadata(folder: Path) -> None:
     truncate_metadata(folder)
 
 
+def truncate_distcp(folder: Path) -> None:
+    """Weights cut short: dcp.load fails inside a rank, which dcp reports as a
+    CheckpointException (a BaseException, not an Exception)."""
+    path = next(folder.glob("*.distcp"))
+    path.write_bytes(path.read_bytes()[:20])
+
+
+def truncate_legacy_distcp(folder: Path) -> None:
+    remove_manifest(folder)
+    truncate_distcp(folder)
+
+
 def remove_manifest_and_metadata(folder: Path) -> None:
     remove_manifest(folder)
     (folder / ".metadata").unlink()
@@ -142,6 +154,7 @@ FAULTS = {
     "state-json-resealed": (break_state_json, True, f"its {STATE_FILE} cannot be read"),
     "manifest-mismatch": (alter_manifest, False, ".metadata does not match its sha256"),
     "legacy-metadata-truncated": (truncate_legacy_metadata, False, "cannot be read"),
+    "legacy-distcp-truncated": (truncate_legacy_distcp, False, "cannot be read"),
     "incomplete": (
         remove_manifest_and_metadata,
         False,
@@ -253,6 +266,7 @@ def test_a_full_disk_during_a_save_keeps_the_previous_checkpoint(byte_dataset, t
 UNLOADABLE = {
     "metadata-truncated-resealed": (truncate_metadata, "its .metadata cannot be read"),
     "rng-missing-resealed": (remove_rng, "no such file or directory"),
+    "distcp-truncated-resealed": (truncate_distcp, ""),
 }
 
 

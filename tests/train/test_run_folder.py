@@ -5,15 +5,19 @@
 
 from __future__ import annotations
 
+import errno
 import os
 import shutil
 import subprocess
 import sys
+from types import SimpleNamespace
 
 import pytest
+import torch
 
 from geex.errors import GeexError
-from geex.train.trainer import train
+from geex.train.distributed import World
+from geex.train.trainer import Trainer, train
 from tests.conftest import one_line_error, required_program
 from tests.train.runs import geex_command, write_config
 from tests.train.test_trainer import config
@@ -98,6 +102,39 @@ def test_a_read_only_out_under_torchrun_is_one_line_on_every_rank(byte_dataset, 
     )
 
     assert result.returncode != 0, result.stderr
-    assert result.stderr.count(f"cannot write {run}: Read-only file system") == 2, result.stderr
+    assert result.stderr.count(f"read-only file system at {run}") == 2, result.stderr
     # torchrun prints its own traceback for a failed worker; the workers print none.
     assert "[rank1]: Traceback" not in result.stderr and "Connection reset" not in result.stderr
+
+
+class MainOfTwo(World):
+    """Rank 0 of two, with what it broadcasts recorded instead of sent."""
+
+    def __init__(self):
+        super().__init__(0, 2, 0, torch.device("cpu"), mesh=None, tp=1)
+        self.sent: list = []
+
+    def broadcast_object(self, obj):
+        self.sent.append(obj)
+        return obj
+
+
+@pytest.mark.parametrize(
+    ("fault", "told", "raised"),
+    [
+        (OSError(errno.EROFS, "Read-only file system", "/runs/a"), "read-only", GeexError),
+        (OSError(errno.EIO, "Input/output error", "/runs/a"), "main rank failed", OSError),
+    ],
+)
+def test_the_main_rank_tells_the_others_what_failed(tmp_path, fault, told, raised):
+    """A fault of the machine is one line on every rank; any other OSError keeps its traceback
+    on the main rank, and the other ranks are still told, so none waits for it."""
+    world = MainOfTwo()
+    trainer = SimpleNamespace(world=world, out=tmp_path)
+
+    def work():
+        raise fault
+
+    with pytest.raises(raised):
+        Trainer._on_main_rank(trainer, work)
+    assert len(world.sent) == 1 and told in str(world.sent[0])

@@ -257,7 +257,7 @@ def _sampling(args: argparse.Namespace):
 def _model_backend(args: argparse.Namespace, sampling):
     """The backend the arguments name, a label for the report's title, and its identity for
     the results' fingerprints (``geex.eval.fingerprint``)."""
-    from geex.eval.fingerprint import model_generator
+    from geex.eval.fingerprint import loaded_dtype, model_generator
 
     options = config_from_args(LoadOptions, args)
     if args.model:
@@ -266,7 +266,7 @@ def _model_backend(args: argparse.Namespace, sampling):
         backend = GeexBackend.load(args.model, **dataclasses.asdict(options))
         tokenizer = Path(options.tokenizer) if options.tokenizer else None
         generator = model_generator("geex", args.model, sampling, tokenizer=tokenizer,
-                                    dtype=options.dtype, cache=_digests(args))  # fmt: skip
+                                    dtype=loaded_dtype(backend), cache=_digests(args))  # fmt: skip
         return backend, f"Geex model {args.model}", generator
     if args.hf_model:
         from geex.eval.backends_hf import HFBackend
@@ -279,7 +279,7 @@ def _model_backend(args: argparse.Namespace, sampling):
             dtype=options.dtype,
             trust_remote_code=args.trust_remote_code,
         )
-        generator = model_generator("hf", args.hf_model, sampling, dtype=options.dtype,
+        generator = model_generator("hf", args.hf_model, sampling, dtype=loaded_dtype(backend),
                                     cache=_digests(args))  # fmt: skip
         return backend, f"Hugging Face model {args.hf_model}", generator
     from geex.eval.backends_openai import OpenAIBackend, api_key_from_env

@@ -141,6 +141,12 @@ def path_identity(name: str | os.PathLike, cache: DigestCache | None = None) -> 
     return {"name": str(name)}
 
 
+def loaded_dtype(backend) -> str:
+    """The dtype a backend's model computes in, as loaded: ``--dtype auto`` is fp32 on a CPU and
+    bf16 on most GPUs, which sample differently, so the flag alone does not identify it."""
+    return str(next(backend.model.parameters()).dtype).removeprefix("torch.")
+
+
 def model_generator(
     source: str,
     name: str | os.PathLike,

@@ -506,6 +506,11 @@ def export_codegeex(
         raise GeexError(
             f"{out_file} already exists: give --overwrite to replace it, or another output"
         )
+    if out_file.exists() and not _is_torch_file(out_file):
+        raise GeexError(
+            f"{out_file} is not a PyTorch checkpoint: --overwrite replaces only an earlier "
+            "checkpoint file, never another file; give another output"
+        )
     config = read_config(geex_dir)
     tensors = finite_weights(load_state_dict(geex_dir), dtype=dtype, source=str(geex_dir))
     checkpoint = geex_to_codegeex(tensors, fused_qkv=fused_qkv)
@@ -518,6 +523,14 @@ def export_codegeex(
         fault = describe_os_fault(err, path=str(out_file)) or err.strerror or err
         raise GeexError(f"cannot write {out_file}: {fault}") from None
     return out_file
+
+
+def _is_torch_file(path: Path) -> bool:
+    """Whether ``path`` is what torch.save writes: a zip archive, or a pickle (before torch 1.6,
+    the format of CodeGeeX's own checkpoints)."""
+    with open(path, "rb") as f:
+        start = f.read(4)
+    return start.startswith(b"PK\x03\x04") or start[:1] == b"\x80"
 
 
 def _some(items: list[str], limit: int = 5) -> str:

@@ -45,7 +45,7 @@ class EvalStage(Stage):
         from geex.eval.backends import generate_samples
         from geex.eval.backends_geex import GeexBackend
         from geex.eval.evaluator import EvalConfig, Evaluator
-        from geex.eval.fingerprint import DIGESTS, model_generator
+        from geex.eval.fingerprint import DIGESTS, loaded_dtype, model_generator
         from geex.eval.run import evaluate, summary
         from geex.eval.runners import RunSettings
         from geex.eval.tasks import build_tasks
@@ -54,7 +54,7 @@ class EvalStage(Stage):
         backend = GeexBackend.load(context.path(TrainStage.model))
         sampling = e.sampling
         generator = model_generator("geex", context.path(TrainStage.model), sampling,
-                                    tokenizer=None, dtype="auto",
+                                    tokenizer=None, dtype=loaded_dtype(backend),
                                     cache=context.path(self.folder) / DIGESTS)  # fmt: skip
         results, unjudged = {}, {}
         config = EvalConfig(workers=e.workers, settings=RunSettings(timeout=e.timeout))

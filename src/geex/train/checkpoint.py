@@ -221,7 +221,9 @@ class CheckpointManager:
             state = self.load(path, model, optimizer, required_keys)
         except UnusableCheckpoint as err:
             problem = str(err)
-        except Exception as err:  # every rank must reach the collective below before raising
+        # Every rank must reach the collective below before raising. dcp wraps what a rank
+        # raised while loading in a CheckpointException, which is not an Exception.
+        except (Exception, CheckpointException) as err:
             if legacy and not isinstance(err, GeexError):
                 problem = f"cannot be read: {_load_cause(err)}"  # no manifest vouches for it
             else:
@@ -314,10 +316,13 @@ def manifest_problem(folder: Path) -> str | None:
         path = folder / name
         if not path.is_file():
             return f"{name} is missing"
-        if path.stat().st_size != size:
-            return f"{name} has {path.stat().st_size:,} bytes, its manifest says {size:,}"
-        if _sha256(path) != digest:
-            return f"{name} does not match its sha256 in {MANIFEST_FILE}"
+        try:
+            if path.stat().st_size != size:
+                return f"{name} has {path.stat().st_size:,} bytes, its manifest says {size:,}"
+            if _sha256(path) != digest:
+                return f"{name} does not match its sha256 in {MANIFEST_FILE}"
+        except OSError as err:  # a bad disk: damage like any other, to skip on every rank
+            return f"{name} cannot be read ({_cause(err)})"
     return None
 
 

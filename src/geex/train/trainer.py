@@ -26,6 +26,7 @@ from geex.model.checkpoint import clean_state_dict, read_config, save_weights
 from geex.model.codegeex import CodeGeeX, build_model, flops_per_token
 from geex.model.config import ModelConfig
 from geex.model.loss import lm_loss
+from geex.os_faults import describe_os_fault
 from geex.presets import model_preset
 from geex.tokenizer import load_tokenizer
 from geex.train.checkpoint import CheckpointManager, checkpoint_step, load_model_weights
@@ -433,8 +434,12 @@ class Trainer:
                 work()
             except GeexError as err:
                 problem = err
-            except OSError as err:  # a read-only or full --out
-                problem = GeexError(f"cannot write {err.filename}: {err.strerror}")
+            except OSError as err:
+                fault = describe_os_fault(err, str(self.out))  # a read-only or full --out
+                if fault is None:  # not the machine's fault: a bug, whose traceback rank 0 keeps
+                    self.world.broadcast_object(GeexError("the main rank failed; its log says why"))
+                    raise
+                problem = GeexError(fault)
         problem = self.world.broadcast_object(problem)
         if problem is not None:
             raise problem
