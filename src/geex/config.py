@@ -103,7 +103,7 @@ def from_dict(cls, fields: Mapping, where: str = "", *, kind: str = ""):
     names = [f.name for f in known]
     for name in fields:
         if name not in names:
-            full = _dotted(where, name)
+            full = dotted_name(where, name)
             close = difflib.get_close_matches(str(name), names, n=1)
             hint = f" (did you mean {close[0]!r}?)" if close else ""
             scope = f" of {where}" if where else ""
@@ -114,7 +114,7 @@ def from_dict(cls, fields: Mapping, where: str = "", *, kind: str = ""):
     values = {}
     for field in known:
         if field.name in fields:
-            full = _dotted(where, field.name)
+            full = dotted_name(where, field.name)
             value = coerce(types_[field.name], fields[field.name], full, kind)
             allowed = flag_spec(field).allowed
             if allowed is not None and value not in allowed:
@@ -250,7 +250,8 @@ def _describe(kind: Any) -> str:
     return getattr(kind, "__name__", str(kind))
 
 
-def _dotted(where: str, name: str) -> str:
+def dotted_name(where: str, name: str) -> str:
+    """A field's name as the user writes it: ``train.lr``."""
     return f"{where}.{name}" if where else str(name)
 
 

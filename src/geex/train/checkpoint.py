@@ -46,6 +46,7 @@ from torch.distributed.checkpoint.state_dict import (
 )
 from torch.distributed.tensor import DTensor
 
+from geex.atomic import atomic_write_bytes
 from geex.errors import GeexError
 from geex.model.checkpoint import load_state_dict
 from geex.os_faults import describe_os_fault
@@ -299,9 +300,7 @@ def write_manifest(folder: Path) -> None:
         if p.is_file() and p.name != MANIFEST_FILE
     }
     manifest = {"format": MANIFEST_FORMAT, "files": files}
-    tmp = folder / f".{MANIFEST_FILE}.tmp"
-    _write_durably(tmp, (json.dumps(manifest, indent=2) + "\n").encode())
-    tmp.rename(folder / MANIFEST_FILE)
+    atomic_write_bytes(folder / MANIFEST_FILE, (json.dumps(manifest, indent=2) + "\n").encode())
 
 
 def manifest_problem(folder: Path) -> str | None:

@@ -14,7 +14,7 @@ import dataclasses
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from geex.config import coerce, field_types, from_dict, option, read_yaml_fields
+from geex.config import coerce, dotted_name, field_types, from_dict, option, read_yaml_fields
 from geex.errors import ConfigError
 
 PRECISIONS = ("fp32", "bf16", "fp16")
@@ -112,7 +112,7 @@ class TrainConfig:
         types = field_types(cls)
         for name in ("preset", "init_from"):  # read before from_dict checks the rest
             if fields.get(name) is not None:
-                value = coerce(types[name], fields[name], _dotted(where, name), kind)
+                value = coerce(types[name], fields[name], dotted_name(where, name), kind)
                 fields = {**fields, name: value}
         preset = fields.get("preset")
         if preset is None and fields.get("init_from"):
@@ -135,7 +135,3 @@ class TrainConfig:
     @staticmethod
     def read_yaml(path: str | Path) -> dict:
         return read_yaml_fields(path, "train config")
-
-
-def _dotted(where: str, name: str) -> str:
-    return f"{where}.{name}" if where else name
