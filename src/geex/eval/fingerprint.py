@@ -30,8 +30,6 @@ from geex.eval.problems import Problem
 from geex.eval.runners.base import RunSettings
 from geex.eval.tasks import Task
 
-_CHUNK = 1 << 20
-
 CANONICAL = {"source": "canonical"}
 # A samples file is known by no path or hash: each stored sample's text is compared with the
 # file's (``geex.eval.run``), so an added or changed sample is judged and the rest reused.
@@ -45,11 +43,8 @@ def digest(value: Any) -> str:
 
 
 def file_digest(path: str | os.PathLike) -> str:
-    sha = hashlib.sha256()
     with open(path, "rb") as data:
-        while chunk := data.read(_CHUNK):
-            sha.update(chunk)
-    return sha.hexdigest()
+        return hashlib.file_digest(data, "sha256").hexdigest()
 
 
 # The files that make a model: weights, configs and tokenizer files (and the code of a Hugging

@@ -58,7 +58,6 @@ MANIFEST_FILE = "manifest.json"
 MANIFEST_FORMAT = 1
 CHECKPOINT_NAME = re.compile(r"step-(\d{8})")
 LEGACY_WARNING = "written before checkpoints carried a manifest: not verified"
-_HASH_CHUNK = 1 << 20
 
 
 class UnusableCheckpoint(GeexError):
@@ -372,11 +371,8 @@ def _non_finite_tensor(tree, name: str = "") -> str | None:
 
 
 def _sha256(path: Path) -> str:
-    digest = hashlib.sha256()
     with open(path, "rb") as f:
-        while chunk := f.read(_HASH_CHUNK):
-            digest.update(chunk)
-    return digest.hexdigest()
+        return hashlib.file_digest(f, "sha256").hexdigest()
 
 
 def _read_trainer_state(path: Path, required_keys) -> dict:

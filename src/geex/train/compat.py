@@ -37,7 +37,10 @@ def tokenizer_identity(shards: TokenShards) -> dict:
     """What fixes the meaning of a dataset's ids: its vocabulary, end-of-document id, and
     the digest of its tokenizer.json (None for datasets written without one)."""
     path = shards.folder / TOKENIZER_FILE
-    digest = hashlib.sha256(path.read_bytes()).hexdigest() if path.is_file() else None
+    digest = None
+    if path.is_file():
+        with open(path, "rb") as f:
+            digest = hashlib.file_digest(f, "sha256").hexdigest()
     return {
         "vocab_size": shards.vocab_size,
         "eod_id": shards.eod_id,
