@@ -174,8 +174,6 @@ class FinishDataset(PipelineStep):
 def prepare_output(config: DataConfig, overwrite: bool = False) -> None:
     """Create OUT, or check that the run in it was started with the same options."""
     out, work = Path(config.out), config.work_dir
-    if out.exists() and not out.is_dir():
-        raise GeexError(f"--out {out} is a file, not a folder: give the folder to write into")
     record = work / "config.json"
     fields = config.output_fields()
     earlier = claim_output_folder(
@@ -191,10 +189,7 @@ def prepare_output(config: DataConfig, overwrite: bool = False) -> None:
                 f"{out} holds a run started with other options ({', '.join(changed)}): "
                 "give another --out, or --overwrite to start again"
             )
-    try:
-        work.mkdir(parents=True, exist_ok=True)
-    except NotADirectoryError:
-        raise GeexError(f"cannot create --out {out}: a part of that path is a file") from None
+    work.mkdir(parents=True, exist_ok=True)  # under a file: ENOTDIR, one line at the CLI
     atomic_write_text(record, json.dumps(fields, indent=2))
     if config.tokenizer and not (out / "tokenizer.json").is_file():
         load_tokenizer(config.tokenizer).save(out)
