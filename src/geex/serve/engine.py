@@ -13,7 +13,11 @@ model are served by the same engine:
 - :class:`Runner`: a KV cache in numbered slots, filled by ``prefill`` and extended one token
   per slot by ``decode``.
 
-This version decodes one sequence at a time, in submission order.
+Requests are decoded together: sequences join the running batch when a slot frees and leave
+it the step they end (continuous batching, as in vLLM and llama.cpp's server). A slot keeps
+what it cached after its sequence ends, so the next prompt that starts the same way (the same
+file, a few keystrokes later) prefills only what is new. Text is detokenized and cut by stop
+rules incrementally (:mod:`geex.serve.text_stream`).
 """
 
 from __future__ import annotations
@@ -23,7 +27,7 @@ import collections
 import contextlib
 import threading
 from collections.abc import AsyncIterator, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Protocol
 
 import torch
@@ -32,7 +36,8 @@ from geex.errors import GeexError
 from geex.languages import Language
 from geex.model.generation import sample_next
 from geex.model.sampling import SamplingConfig, check_sampling
-from geex.serve.completion import Completion, _held_back, completion_end
+from geex.serve.completion import Completion
+from geex.serve.text_stream import TextStream
 
 __all__ = [
     "Completion",
@@ -208,22 +213,62 @@ class RequestHandle:
 
 @dataclass
 class _Job:
+    """One submit: ``n`` samples of a prompt, admitted to slots as room frees up."""
+
     prompt_ids: list[int]
     params: GenerationParams
     handles: list[RequestHandle]
     document: str | None = None
+    admitted: int = 0  # samples handed to slots so far, in order
+
+    def waiting(self) -> int:
+        return len(self.handles) - self.admitted
 
 
 @dataclass
-class _TextState:
-    """A sequence's tokens and how much of their text has been handed out."""
+class _Sequence:
+    """One sample being decoded in a slot."""
 
-    ids: list[int] = field(default_factory=list)
-    emitted: int = 0
+    job: _Job
+    sample: int
+    slot: int
+    max_new: int
+    stream: TextStream
+    end_ids: frozenset[int]
+    position: int  # positions the slot holds: where the next fed token goes
+    logits: torch.Tensor | None = None  # of the next token, not sampled yet
+    token: int | None = None  # sampled, not fed to the model yet
+    num_tokens: int = 0
+    generator: torch.Generator | None = None
+
+    @property
+    def handle(self) -> RequestHandle:
+        return self.job.handles[self.sample]
+
+
+_COUNTERS = ("prefill_tokens", "prefix_reused_tokens", "prefix_hits", "decoded_tokens",
+             "decode_steps")  # fmt: skip
+
+
+def _common_prefix(a: Sequence[int], b: Sequence[int]) -> int:
+    n = 0
+    for x, y in zip(a, b, strict=False):
+        if x != y:
+            break
+        n += 1
+    return n
 
 
 class Engine:
-    """Decodes submitted prompts on a background thread."""
+    """Continuous batching over the runner's slots, on a background thread.
+
+    Each step admits queued samples into free slots (up to ``max_batch`` running; a prompt is
+    prefilled once for its ``n`` samples, and only past the longest prefix a free slot still
+    holds), decodes one token for every running sequence in a single batched forward pass,
+    samples each row with its own settings, and retires finished or cancelled sequences, whose
+    slots are free for the next step. Runners with ``swap_slots`` keep running sequences in the
+    lowest slots, so that a decode step reads its caches in place.
+    """
 
     def __init__(
         self, runner: Runner, codec: TextCodec, *, max_batch: int = 16, max_queue: int = 64
@@ -232,9 +277,13 @@ class Engine:
             raise GeexError("max_batch and max_queue must be at least 1")
         self.runner, self.codec = runner, codec
         self.max_batch, self.max_queue = max_batch, max_queue
+        self._capacity = min(max_batch, runner.num_slots)
+        self._swap = getattr(runner, "swap_slots", None)
         self._jobs: collections.deque[_Job] = collections.deque()
         self._documents: dict[str, list[RequestHandle]] = {}
-        self._running = 0
+        self._running: list[_Sequence] = []
+        self._slot_ids: list[list[int]] = [[] for _ in range(runner.num_slots)]  # cached ids
+        self._counts = collections.Counter()
         self._closed = False
         self._wake = threading.Condition()
         self._thread = threading.Thread(target=self._loop, name="geex-engine", daemon=True)
@@ -286,25 +335,29 @@ class Engine:
         return [handle.wait() for handle in self.submit(prompt_ids, params, n=n)]
 
     def stats(self) -> dict:
+        """Load and counters: ``prefill_tokens`` computed by prefills, ``prefix_reused_tokens``
+        taken from a slot's cache instead, ``decoded_tokens`` fed through batched decode steps."""
         with self._wake:
             return {
-                "running": self._running,
-                "queued": sum(len(job.handles) for job in self._jobs),
+                "running": len(self._running),
+                "queued": sum(job.waiting() for job in self._jobs),
                 "slots": self.runner.num_slots,
                 "max_batch": self.max_batch,
                 "max_queue": self.max_queue,
+                **{key: self._counts[key] for key in _COUNTERS},
             }
 
     def close(self) -> None:
-        """Stop the thread; queued requests end as cancelled."""
+        """Stop the thread; running and queued requests end as cancelled."""
         with self._wake:
             self._closed = True
             self._wake.notify()
         self._thread.join(timeout=60)
-        for job in self._jobs:
-            for handle in job.handles:
-                handle._finish(Completion("", 0, "cancelled"))
-        self._jobs.clear()
+        with self._wake:
+            for job in self._jobs:
+                for handle in job.handles[job.admitted :]:
+                    handle._finish(Completion("", 0, "cancelled"))
+            self._jobs.clear()
 
     def __enter__(self) -> Engine:
         return self
@@ -317,70 +370,184 @@ class Engine:
     def _loop(self) -> None:
         while True:
             with self._wake:
-                while not self._jobs and not self._closed:
+                while not self._jobs and not self._running and not self._closed:
                     self._wake.wait()
                 if self._closed:
-                    return
-                job = self._jobs.popleft()
-                self._running = len(job.handles)
-            for sample, handle in enumerate(job.handles):
-                try:
-                    handle._finish(self._decode(job, handle, sample))
-                except Exception as err:  # the engine survives; the client gets the error
-                    handle._finish(None, err)
-            with self._wake:
-                self._running = 0
-                if job.document is not None and self._documents.get(job.document) is job.handles:
-                    del self._documents[job.document]
+                    break
+                admitted = self._take_jobs()
+            try:
+                self._step(admitted)
+            except Exception as err:  # the engine survives; the clients get the error
+                self._retire({id(s): (None, err) for s in self._running})
+        self._retire({id(s): ("cancelled", None) for s in self._running})
+
+    def _take_jobs(self) -> list[tuple[_Job, list[int]]]:
+        """Samples to start this step (under the lock): as many as free running room allows."""
+        room = self._capacity - len(self._running)
+        taken = []
+        while self._jobs:
+            job = self._jobs[0]
+            samples = []
+            while job.admitted < len(job.handles) and len(samples) < room:
+                sample = job.admitted
+                job.admitted += 1
+                if job.handles[sample].cancelled:
+                    job.handles[sample]._finish(Completion("", 0, "cancelled"))
+                else:
+                    samples.append(sample)
+            if samples:
+                taken.append((job, samples))
+                room -= len(samples)
+            if job.waiting():
+                break  # no room left for the rest of this job
+            self._jobs.popleft()
+            self._forget_document(job)
+        return taken
+
+    def _forget_document(self, job: _Job) -> None:
+        if (
+            job.document is not None
+            and self._documents.get(job.document) is job.handles
+            and all(h.done for h in job.handles)
+        ):
+            del self._documents[job.document]
 
     @torch.inference_mode()
-    def _decode(self, job: _Job, handle: RequestHandle, sample: int) -> Completion:
-        if handle.cancelled:
-            return Completion("", 0, "cancelled")
-        runner, params = self.runner, job.params
-        max_new = min(params.max_tokens, runner.context_length - len(job.prompt_ids))
-        sampling = params.sampling(max_new, sample)
-        generator = None
-        if sampling.seed is not None:
-            generator = torch.Generator().manual_seed(sampling.seed)
-        stop = params.stop_sequences()
+    def _step(self, admitted: list[tuple[_Job, list[int]]]) -> None:
+        self._retire({id(s): ("cancelled", None) for s in self._running if s.handle.cancelled})
+        for job, samples in admitted:
+            self._admit(job, samples)
+        feeding = [s for s in self._running if s.token is not None]
+        if feeding:
+            logits = self.runner.decode(
+                [s.slot for s in feeding], [s.token for s in feeding], [s.position for s in feeding]
+            )
+            for row, seq in enumerate(feeding):
+                self._slot_ids[seq.slot].append(seq.token)
+                seq.position += 1
+                seq.logits, seq.token = logits[row], None
+            self._counts["decoded_tokens"] += len(feeding)
+            self._counts["decode_steps"] += 1
+        self._retire(self._sample_all())
+
+    def _admit(self, job: _Job, samples: list[int]) -> None:
+        """Prefill the prompt once, in the free slot holding its longest prefix, then copy it
+        to the other samples' slots."""
+        prompt, params = job.prompt_ids, job.params
+        used = {s.slot for s in self._running}
+        free = [slot for slot in range(self.runner.num_slots) if slot not in used]
+        reuse = [min(_common_prefix(self._slot_ids[slot], prompt), len(prompt) - 1)
+                 for slot in free]  # fmt: skip
+        best = free[max(range(len(free)), key=lambda i: (reuse[i], -i))]
+        common = max(reuse)
+        slots = free[: len(samples)]
+        try:
+            if self._swap is None:
+                slots = [best, *[slot for slot in slots if slot != best][: len(samples) - 1]]
+            elif best != slots[0]:  # bring the prefix down to the lowest free slot
+                self._swap(best, slots[0])
+                self._slot_ids[best], self._slot_ids[slots[0]] = (
+                    self._slot_ids[slots[0]],
+                    self._slot_ids[best],
+                )
+            for slot in slots:
+                self._slot_ids[slot] = []  # unknown until written below
+            logits = self.runner.prefill(slots[0], prompt[common:], common)
+            for slot in slots[1:]:
+                self.runner.copy_slot(slots[0], slot, len(prompt))
+        except Exception as err:
+            for sample in samples:
+                job.handles[sample]._finish(None, err)
+            with self._wake:
+                self._forget_document(job)
+            return
+        for slot in slots:
+            self._slot_ids[slot] = list(prompt)
+        self._counts["prefill_tokens"] += len(prompt) - common
+        self._counts["prefix_reused_tokens"] += common
+        self._counts["prefix_hits"] += common > 0
         end_ids = self.codec.eos_ids | params.stop_token_ids
-        state = _TextState()
-        logits = runner.prefill(0, job.prompt_ids, 0)
-        position = len(job.prompt_ids)
-        reason = "length"
-        for _ in range(max_new):
-            if handle.cancelled:
-                return Completion(self._text(state), len(state.ids), "cancelled")
-            token = int(sample_next(logits[None].float(), sampling, generator)[0])
-            if token in end_ids:
-                reason = "eos"
-                break
-            state.ids.append(token)
-            if self._advance_text(state, handle, stop, params.language):
-                reason = "stop"
-                break
-            if len(state.ids) == max_new:
-                break
-            logits = runner.decode([0], [token], [position])[0]
-            position += 1
-        text = self._text(state)
-        end = completion_end(text, stop, params.language)
-        final = text[:end] if end is not None else text
-        handle._emit(final[state.emitted :])
-        return Completion(final, len(state.ids), reason)
+        stop = params.stop_sequences()
+        max_new = min(params.max_tokens, self.runner.context_length - len(prompt))
+        for slot, sample in zip(slots, samples, strict=True):
+            seq = _Sequence(job, sample, slot, max_new, TextStream(self.codec.decode, stop,
+                            params.language), end_ids, len(prompt), logits=logits)  # fmt: skip
+            self._running.append(seq)
 
-    def _text(self, state: _TextState) -> str:
-        return self.codec.decode(state.ids)
+    def _sample_all(self) -> dict[int, tuple[str | None, BaseException | None]]:
+        """Draw every running sequence's next token; return those that ended, by id."""
+        ended: dict[int, tuple[str | None, BaseException | None]] = {}
+        rows = [s for s in self._running if s.logits is not None]
+        greedy = [s for s in rows if s.job.params.temperature == 0]
+        if greedy:  # one argmax for all greedy rows
+            best = torch.stack([s.logits for s in greedy]).argmax(dim=-1).tolist()
+            for seq, token in zip(greedy, best, strict=True):
+                seq.token = token
+        for seq in rows:
+            try:
+                if seq.token is None:
+                    seq.token = self._draw(seq)
+                reason = self._take_token(seq)
+            except Exception as err:  # this request's fault (e.g. NaN logits), not the others'
+                reason, seq.token = None, None
+                ended[id(seq)] = (None, err)
+                continue
+            seq.logits = None
+            if reason is not None:
+                ended[id(seq)] = (reason, None)
+        return ended
 
-    def _advance_text(
-        self, state: _TextState, handle: RequestHandle, stop: list[str], language
-    ) -> bool:
-        """Hand out the text that no stop rule can still cut; True once one has fired."""
-        text = self._text(state)
-        end = completion_end(text, stop, language)
-        upto = end if end is not None else len(text) - _held_back(text, stop)
-        if upto > state.emitted:
-            handle._emit(text[state.emitted : upto])
-            state.emitted = upto
-        return end is not None
+    def _draw(self, seq: _Sequence) -> int:
+        sampling = seq.job.params.sampling(seq.max_new, seq.sample)
+        if sampling.seed is not None and seq.generator is None:
+            # A generator per sequence: a seeded sample does not depend on its batch mates.
+            seq.generator = torch.Generator(device=seq.logits.device)
+            seq.generator.manual_seed(sampling.seed)
+        return int(sample_next(seq.logits[None], sampling, seq.generator)[0])
+
+    def _take_token(self, seq: _Sequence) -> str | None:
+        """Add the sampled token to the text; the finish reason if the sequence ended."""
+        token = seq.token
+        if token in seq.end_ids:
+            seq.token = None
+            return "eos"
+        seq.num_tokens += 1
+        piece, stopped = seq.stream.add(token)
+        seq.handle._emit(piece)
+        if stopped:
+            return "stop"
+        if seq.num_tokens >= seq.max_new:
+            return "length"
+        return None
+
+    def _retire(self, ended: dict[int, tuple[str | None, BaseException | None]]) -> None:
+        """Finish the ended sequences, free their slots, and move the running ones down into
+        the lowest slots."""
+        if not ended:
+            return
+        keep, jobs = [], {}
+        for seq in self._running:
+            if id(seq) not in ended:
+                keep.append(seq)
+                continue
+            jobs[id(seq.job)] = seq.job
+            reason, error = ended[id(seq)]
+            if error is not None:
+                self._slot_ids[seq.slot] = []  # a failed step leaves the cache unknown
+                seq.handle._finish(None, error)
+            else:
+                seq.handle._emit(seq.stream.finish())
+                seq.handle._finish(Completion(seq.stream.text, seq.num_tokens, reason))
+        if self._swap is not None:
+            holes = sorted(set(range(len(keep))) - {s.slot for s in keep})
+            movers = sorted((s for s in keep if s.slot >= len(keep)), key=lambda s: s.slot)
+            for hole, seq in zip(holes, movers, strict=True):
+                self._swap(seq.slot, hole)
+                ids = self._slot_ids
+                ids[seq.slot], ids[hole] = ids[hole], ids[seq.slot]
+                seq.slot = hole
+            keep.sort(key=lambda s: s.slot)
+        with self._wake:
+            self._running = keep
+            for job in jobs.values():
+                self._forget_document(job)
