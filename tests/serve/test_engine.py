@@ -4,6 +4,8 @@ a bounded queue, and errors that reach the client instead of killing the engine.
 from __future__ import annotations
 
 import asyncio
+import itertools
+import threading
 
 import pytest
 
@@ -137,3 +139,151 @@ def test_a_failing_model_fails_the_request_not_the_engine(model, tokenizer):
             failed.wait(60)
         [ok] = engine.submit(ids, GenerationParams(max_tokens=4, temperature=0))
         assert ok.wait(60).num_tokens >= 1
+
+
+class Recording(GeexRunner):
+    """A runner that records what the engine asks of it."""
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.batches: list[list[int]] = []
+        self.prefills: list[tuple[int, int, int]] = []  # slot, start, new tokens
+        self.copies = 0
+
+    def prefill(self, slot, token_ids, start):
+        self.prefills.append((slot, start, len(token_ids)))
+        return super().prefill(slot, token_ids, start)
+
+    def decode(self, slots, token_ids, positions):
+        self.batches.append(list(slots))
+        return super().decode(slots, token_ids, positions)
+
+    def copy_slot(self, source, target, length):
+        self.copies += 1
+        super().copy_slot(source, target, length)
+
+
+class WithoutSwap:
+    """Only the ``Runner`` protocol: the engine cannot move sequences between slots."""
+
+    def __init__(self, inner: GeexRunner):
+        self.inner = inner
+        self.context_length, self.vocab_size = inner.context_length, inner.vocab_size
+        self.num_slots = inner.num_slots
+
+    def prefill(self, slot, token_ids, start):
+        return self.inner.prefill(slot, token_ids, start)
+
+    def decode(self, slots, token_ids, positions):
+        return self.inner.decode(slots, token_ids, positions)
+
+    def copy_slot(self, source, target, length):
+        self.inner.copy_slot(source, target, length)
+
+
+MIXED = [(p, max_tokens) for p in PROMPTS for max_tokens in (5, 23, 40)]
+
+
+def _alone(model, tokenizer) -> list:
+    with Engine(GeexRunner(model, num_slots=1), geex_codec(tokenizer)) as engine:
+        return [
+            engine.generate(tokenizer.encode(p), GenerationParams(max_tokens=m, temperature=0))[0]
+            for p, m in MIXED
+        ]
+
+
+@pytest.mark.parametrize("swap", [True, False])
+def test_concurrent_greedy_texts_equal_each_request_alone(model, tokenizer, swap):
+    expected = _alone(model, tokenizer)
+    runner = Recording(model, num_slots=4)
+    with Engine(runner if swap else WithoutSwap(runner), geex_codec(tokenizer)) as engine:
+        handles = [
+            engine.submit(tokenizer.encode(p), GenerationParams(max_tokens=m, temperature=0))[0]
+            for p, m in MIXED
+        ]
+        got = [handle.wait(60) for handle in handles]
+    assert got == expected
+    sizes = [len(batch) for batch in runner.batches]
+    assert max(sizes) == 4  # several requests share each forward pass
+    # Sequences leave (the batch shrinks) and queued ones join (it grows again).
+    assert any(a > b for a, b in itertools.pairwise(sizes))
+    assert any(a < b for a, b in itertools.pairwise(sizes))
+    if swap:  # running sequences sit in the lowest slots: decode reads the pool in place
+        assert all(batch == list(range(len(batch))) for batch in runner.batches)
+
+
+def test_a_shared_prefix_is_not_prefilled_again(model, tokenizer):
+    first = tokenizer.encode(PROMPTS[0] + "    return a")
+    second = first + tokenizer.encode(" + b\n\nprint(add(1, 2))")
+    params = GenerationParams(max_tokens=10, temperature=0)
+    runner = Recording(model, num_slots=2)
+    with Engine(runner, geex_codec(tokenizer)) as engine:
+        engine.generate(first, params)
+        before = engine.stats()
+        [reused] = engine.generate(second, params)
+        after = engine.stats()
+    _, start, new = runner.prefills[-1]
+    assert start >= len(first) and start + new == len(second)
+    assert after["prefix_reused_tokens"] - before["prefix_reused_tokens"] == start
+    assert after["prefill_tokens"] - before["prefill_tokens"] == new
+    assert after["prefix_hits"] == before["prefix_hits"] + 1
+    with Engine(GeexRunner(model, num_slots=2), geex_codec(tokenizer)) as fresh:
+        assert fresh.generate(second, params) == [reused]
+
+
+def test_the_same_prompt_again_prefills_one_token(model, tokenizer):
+    ids = tokenizer.encode(PROMPTS[1])
+    runner = Recording(model, num_slots=1)
+    with Engine(runner, geex_codec(tokenizer)) as engine:
+        params = GenerationParams(max_tokens=8, temperature=0)
+        assert engine.generate(ids, params) == engine.generate(ids, params)
+    assert runner.prefills[-1] == (0, len(ids) - 1, 1)  # logits need one position computed
+
+
+def test_n_samples_share_one_prefill(model, tokenizer):
+    runner = Recording(model, num_slots=4)
+    with Engine(runner, geex_codec(tokenizer)) as engine:
+        params = GenerationParams(max_tokens=12, temperature=1.0, seed=3)
+        samples = engine.generate(tokenizer.encode(PROMPTS[2]), params, n=4)
+    assert len(runner.prefills) == 1 and runner.copies == 3
+    assert len({c.text for c in samples}) > 1
+
+
+def test_a_seeded_sample_does_not_depend_on_its_batch_mates(model, tokenizer):
+    ids = tokenizer.encode(PROMPTS[0])
+    params = GenerationParams(max_tokens=20, temperature=0.9, seed=11)
+    with Engine(GeexRunner(model, num_slots=1), geex_codec(tokenizer)) as engine:
+        alone = engine.generate(ids, params, n=3)
+    with Engine(GeexRunner(model, num_slots=2), geex_codec(tokenizer)) as engine:
+        others = [
+            engine.submit(tokenizer.encode(p), GenerationParams(max_tokens=30, temperature=1.0))
+            for p in PROMPTS
+        ]
+        together = engine.generate(ids, params, n=3)  # more samples than slots: admitted in turns
+        for handles in others:
+            [h.wait(60) for h in handles]
+    assert together == alone
+
+
+def test_cancelling_frees_the_slot_at_the_next_step(model, tokenizer):
+    gate, decoding = threading.Event(), threading.Event()
+
+    class Gated(GeexRunner):
+        def decode(self, slots, token_ids, positions):
+            decoding.set()
+            gate.wait(60)
+            return super().decode(slots, token_ids, positions)
+
+    with Engine(Gated(model, num_slots=1), geex_codec(tokenizer)) as engine:
+        ids = tokenizer.encode(PROMPTS[0])
+        [long] = engine.submit(ids, GenerationParams(max_tokens=100, temperature=0))
+        [queued] = engine.submit(ids, GenerationParams(max_tokens=3, temperature=0))
+        assert decoding.wait(60)
+        assert engine.stats()["running"] == 1 and engine.stats()["queued"] == 1
+        long.cancel()
+        gate.set()
+        cancelled = long.wait(60)
+        assert cancelled.finish_reason == "cancelled" and cancelled.num_tokens <= 2
+        assert queued.wait(60).finish_reason == "length"
+        assert engine.stats()["decoded_tokens"] <= 1 + 2  # the long one stopped at once
+        assert engine.stats()["running"] == 0
