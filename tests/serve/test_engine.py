@@ -4,6 +4,7 @@ a bounded queue, and errors that reach the client instead of killing the engine.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import itertools
 import threading
 
@@ -287,3 +288,44 @@ def test_cancelling_frees_the_slot_at_the_next_step(model, tokenizer):
         assert queued.wait(60).finish_reason == "length"
         assert engine.stats()["decoded_tokens"] <= 1 + 2  # the long one stopped at once
         assert engine.stats()["running"] == 0
+
+
+def test_alternating_documents_keep_their_caches(model, tokenizer):
+    """Two files edited in turn: a prompt without a prefix match takes the slot written
+    longest ago, so each file's cache survives the other's requests."""
+    first = tokenizer.encode(PROMPTS[0] + "    return a + b\n")
+    second = tokenizer.encode(PROMPTS[1] + "1;\n    return x;\n}\n")
+    params = GenerationParams(max_tokens=4, temperature=0)
+    with Engine(GeexRunner(model, num_slots=2), geex_codec(tokenizer)) as engine:
+        texts = [engine.generate(ids, params) for ids in (first, second, first, second)]
+        stats = engine.stats()
+    assert texts[0] == texts[2] and texts[1] == texts[3]
+    assert stats["prefix_hits"] == 2
+    assert stats["prefix_reused_tokens"] == len(first) - 1 + len(second) - 1
+
+
+def test_a_reader_that_goes_away_cancels_its_sequence(model, tokenizer):
+    async def run():
+        with Engine(GeexRunner(model, num_slots=1), geex_codec(tokenizer)) as engine:
+            params = GenerationParams(max_tokens=100, temperature=0)
+            [closed] = engine.submit(tokenizer.encode(PROMPTS[0]), params)
+            async with contextlib.aclosing(closed.stream()) as pieces:
+                async for _ in pieces:
+                    break
+            [dropped] = engine.submit(tokenizer.encode(PROMPTS[1]), params)
+
+            read = []
+
+            async def reader():
+                async for piece in dropped.stream():
+                    read.append(piece)
+
+            task = asyncio.create_task(reader())
+            while not read and not dropped.done:
+                await asyncio.sleep(0.001)
+            task.cancel()  # as the server does when the client disconnects
+            return await closed.result(), await dropped.result()
+
+    closed, dropped = asyncio.run(run())
+    assert closed.finish_reason == "cancelled" and closed.num_tokens < 100
+    assert dropped.finish_reason == "cancelled" and dropped.num_tokens < 100

@@ -157,11 +157,18 @@ class RequestHandle:
     # --- read by the client -------------------------------------------------------------
 
     async def stream(self) -> AsyncIterator[str]:
-        """Text pieces as they are decoded; never text that a stop rule cuts later."""
+        """Text pieces as they are decoded; never text that a stop rule cuts later.
+
+        A reader that stops early (its task cancelled when the client disconnects, or the
+        iterator closed) cancels the sequence, so that its slot is not spent on nobody."""
         if self._pieces is None:
             raise GeexError("stream() needs a handle submitted from an event loop; use wait()")
-        while (piece := await self._pieces.get()) is not _END:
-            yield piece
+        try:
+            while (piece := await self._pieces.get()) is not _END:
+                yield piece
+        finally:
+            if not self.done:
+                self.cancel()
 
     async def result(self) -> Completion:
         if self._finished is None:
@@ -283,6 +290,8 @@ class Engine:
         self._documents: dict[str, list[RequestHandle]] = {}
         self._running: list[_Sequence] = []
         self._slot_ids: list[list[int]] = [[] for _ in range(runner.num_slots)]  # cached ids
+        self._slot_used = [0] * runner.num_slots  # when each slot was last written
+        self._clock = 0
         self._counts = collections.Counter()
         self._closed = False
         self._wake = threading.Condition()
@@ -438,19 +447,19 @@ class Engine:
         free = [slot for slot in range(self.runner.num_slots) if slot not in used]
         reuse = [min(_common_prefix(self._slot_ids[slot], prompt), len(prompt) - 1)
                  for slot in free]  # fmt: skip
-        best = free[max(range(len(free)), key=lambda i: (reuse[i], -i))]
-        common = max(reuse)
+        # The longest prefix; without one, the slot written longest ago, so that the caches
+        # of the files edited last stay for their next keystroke.
+        chosen = max(range(len(free)), key=lambda i: (reuse[i], -self._slot_used[free[i]]))
+        best, common = free[chosen], reuse[chosen]
         slots = free[: len(samples)]
         try:
             if self._swap is None:
                 slots = [best, *[slot for slot in slots if slot != best][: len(samples) - 1]]
-            elif best != slots[0]:  # bring the prefix down to the lowest free slot
-                self._swap(best, slots[0])
-                self._slot_ids[best], self._slot_ids[slots[0]] = (
-                    self._slot_ids[slots[0]],
-                    self._slot_ids[best],
-                )
+            elif best != slots[0]:  # bring it down to the lowest free slot
+                self._swap_slots(best, slots[0])
+            self._clock += 1
             for slot in slots:
+                self._slot_used[slot] = self._clock
                 self._slot_ids[slot] = []  # unknown until written below
             logits = self.runner.prefill(slots[0], prompt[common:], common)
             for slot in slots[1:]:
@@ -520,6 +529,11 @@ class Engine:
             return "length"
         return None
 
+    def _swap_slots(self, a: int, b: int) -> None:
+        self._swap(a, b)
+        for state in (self._slot_ids, self._slot_used):
+            state[a], state[b] = state[b], state[a]
+
     def _retire(self, ended: dict[int, tuple[str | None, BaseException | None]]) -> None:
         """Finish the ended sequences, free their slots, and move the running ones down into
         the lowest slots."""
@@ -531,6 +545,8 @@ class Engine:
                 keep.append(seq)
                 continue
             jobs[id(seq.job)] = seq.job
+            self._clock += 1
+            self._slot_used[seq.slot] = self._clock
             reason, error = ended[id(seq)]
             if error is not None:
                 self._slot_ids[seq.slot] = []  # a failed step leaves the cache unknown
@@ -542,9 +558,7 @@ class Engine:
             holes = sorted(set(range(len(keep))) - {s.slot for s in keep})
             movers = sorted((s for s in keep if s.slot >= len(keep)), key=lambda s: s.slot)
             for hole, seq in zip(holes, movers, strict=True):
-                self._swap(seq.slot, hole)
-                ids = self._slot_ids
-                ids[seq.slot], ids[hole] = ids[hole], ids[seq.slot]
+                self._swap_slots(seq.slot, hole)
                 seq.slot = hole
             keep.sort(key=lambda s: s.slot)
         with self._wake:
