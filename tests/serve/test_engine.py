@@ -143,20 +143,27 @@ def test_a_failing_model_fails_the_request_not_the_engine(model, tokenizer):
 
 
 class Recording(GeexRunner):
-    """A runner that records what the engine asks of it."""
+    """A runner that records what the engine asks of it; its decode steps wait for ``gate``."""
 
     def __init__(self, *args, **kwargs):
         super().__init__(*args, **kwargs)
         self.batches: list[list[int]] = []
         self.prefills: list[tuple[int, int, int]] = []  # slot, start, new tokens
+        self.calls: list[str] = []
         self.copies = 0
+        self.gate, self.decoding = threading.Event(), threading.Event()
+        self.gate.set()
 
     def prefill(self, slot, token_ids, start):
         self.prefills.append((slot, start, len(token_ids)))
+        self.calls.append("prefill")
         return super().prefill(slot, token_ids, start)
 
     def decode(self, slots, token_ids, positions):
+        self.decoding.set()
+        assert self.gate.wait(60)
         self.batches.append(list(slots))
+        self.calls.append("decode")
         return super().decode(slots, token_ids, positions)
 
     def copy_slot(self, source, target, length):
@@ -267,27 +274,61 @@ def test_a_seeded_sample_does_not_depend_on_its_batch_mates(model, tokenizer):
 
 
 def test_cancelling_frees_the_slot_at_the_next_step(model, tokenizer):
-    gate, decoding = threading.Event(), threading.Event()
-
-    class Gated(GeexRunner):
-        def decode(self, slots, token_ids, positions):
-            decoding.set()
-            gate.wait(60)
-            return super().decode(slots, token_ids, positions)
-
-    with Engine(Gated(model, num_slots=1), geex_codec(tokenizer)) as engine:
+    runner = Recording(model, num_slots=1)
+    runner.gate.clear()
+    with Engine(runner, geex_codec(tokenizer)) as engine:
         ids = tokenizer.encode(PROMPTS[0])
         [long] = engine.submit(ids, GenerationParams(max_tokens=100, temperature=0))
         [queued] = engine.submit(ids, GenerationParams(max_tokens=3, temperature=0))
-        assert decoding.wait(60)
+        assert runner.decoding.wait(60)
         assert engine.stats()["running"] == 1 and engine.stats()["queued"] == 1
         long.cancel()
-        gate.set()
+        runner.gate.set()
         cancelled = long.wait(60)
         assert cancelled.finish_reason == "cancelled" and cancelled.num_tokens <= 2
         assert queued.wait(60).finish_reason == "length"
         assert engine.stats()["decoded_tokens"] <= 1 + 2  # the long one stopped at once
         assert engine.stats()["running"] == 0
+
+
+def test_superseded_requests_leave_a_full_queue(model, tokenizer):
+    runner = Recording(model, num_slots=1)
+    runner.gate.clear()
+    with Engine(runner, geex_codec(tokenizer), max_queue=2) as engine:
+        ids = tokenizer.encode(PROMPTS[0])
+        params = GenerationParams(max_tokens=5, temperature=0)
+        [blocker] = engine.submit(ids, params)
+        assert runner.decoding.wait(60)  # running, not queued
+        [first] = engine.submit(ids, params, document="a.py")
+        [second] = engine.submit(ids, params, document="a.py")  # the queue is full now
+        [third] = engine.submit(ids, params, document="a.py")  # takes the first's place
+        [other] = engine.submit(ids, params)  # takes the second's
+        try:
+            with pytest.raises(EngineBusy):
+                engine.submit(ids, params)
+        finally:
+            runner.gate.set()
+        assert [h.wait(60).finish_reason for h in (first, second, third, other)] == [
+            "cancelled",
+            "cancelled",
+            "length",
+            "length",
+        ]
+        assert blocker.wait(60).finish_reason == "length"
+
+
+def test_a_burst_of_prompts_is_prefilled_between_decode_steps(model, tokenizer):
+    runner = Recording(model, num_slots=4)
+    runner.gate.clear()
+    with Engine(runner, geex_codec(tokenizer)) as engine:
+        engine.prefill_budget = 1  # one prompt a step
+        params = GenerationParams(max_tokens=8, temperature=0)
+        handles = [engine.submit(tokenizer.encode(PROMPTS[0]), params)[0]]
+        assert runner.decoding.wait(60)
+        handles += [engine.submit(tokenizer.encode(p), params)[0] for p in PROMPTS]
+        runner.gate.set()
+        [h.wait(60) for h in handles]
+    assert runner.calls[:8] == ["prefill", "decode"] * 4
 
 
 def test_alternating_documents_keep_their_caches(model, tokenizer):

@@ -109,7 +109,11 @@ class TextCodec(Protocol):
 
 
 class Runner(Protocol):
-    """What the engine needs of a model: a KV cache in numbered slots."""
+    """What the engine needs of a model: a KV cache in numbered slots.
+
+    A runner may also offer ``swap_slots(a, b)`` (exchange two slots' caches); the engine then
+    keeps the running sequences in slots ``0 .. batch-1``, which a runner can read in place.
+    """
 
     context_length: int  # positions one sequence may use, prompt and generated
     vocab_size: int  # logits columns kept
@@ -277,6 +281,10 @@ class Engine:
     lowest slots, so that a decode step reads its caches in place.
     """
 
+    # Prompt tokens prefilled in one step before the running sequences' next decode: a burst of
+    # new requests then delays the tokens of those already streaming by a few prefills at most.
+    prefill_budget = 2048
+
     def __init__(
         self, runner: Runner, codec: TextCodec, *, max_batch: int = 16, max_queue: int = 64
     ) -> None:
@@ -324,6 +332,8 @@ class Engine:
         with self._wake:
             if self._closed:
                 raise GeexError("the engine has stopped")
+            if len(self._jobs) >= self.max_queue:
+                self._drop_cancelled_jobs()  # an editor's superseded keystrokes, say
             if len(self._jobs) >= self.max_queue:
                 raise EngineBusy(
                     f"the server is busy: {len(self._jobs)} requests are waiting already",
@@ -391,11 +401,15 @@ class Engine:
         self._retire({id(s): ("cancelled", None) for s in self._running})
 
     def _take_jobs(self) -> list[tuple[_Job, list[int]]]:
-        """Samples to start this step (under the lock): as many as free running room allows."""
+        """Samples to start this step (under the lock): as many as free running room allows,
+        and prompts of at most ``prefill_budget`` tokens together, save the first."""
         room = self._capacity - len(self._running)
-        taken = []
+        taken, budget = [], self.prefill_budget
         while self._jobs:
             job = self._jobs[0]
+            if taken and len(job.prompt_ids) > budget:
+                break
+            budget -= len(job.prompt_ids)
             samples = []
             while job.admitted < len(job.handles) and len(samples) < room:
                 sample = job.admitted
@@ -412,6 +426,16 @@ class Engine:
             self._jobs.popleft()
             self._forget_document(job)
         return taken
+
+    def _drop_cancelled_jobs(self) -> None:
+        """Free the queue of jobs whose every sample was cancelled before it started."""
+        for job in [
+            j for j in self._jobs if not j.admitted and all(h.cancelled for h in j.handles)
+        ]:
+            self._jobs.remove(job)
+            for handle in job.handles:
+                handle._finish(Completion("", 0, "cancelled"))
+            self._forget_document(job)
 
     def _forget_document(self, job: _Job) -> None:
         if (
