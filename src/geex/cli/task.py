@@ -148,7 +148,10 @@ def _run(args: argparse.Namespace) -> int:
 def _print_whole(response) -> int:
     answer = json.loads(response.read())
     print(answer["text"])
-    print(f"[{answer['finish_reason']}, {answer['usage']['completion_tokens']} tokens]", file=sys.stderr)
+    print(
+        f"[{answer['finish_reason']}, {answer['usage']['completion_tokens']} tokens]",
+        file=sys.stderr,
+    )
     return 0
 
 

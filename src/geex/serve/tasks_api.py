@@ -30,6 +30,7 @@ from starlette.concurrency import run_in_threadpool
 from geex.errors import GeexError
 from geex.serve.engine import EngineBusy, GenerationParams, RequestHandle
 from geex.serve.openai_api import STREAM_END, ApiError, error_body, usage
+from geex.serve.state import ServeLimits
 from geex.serve.tasks import AnswerCutter, TaskPrompt, task_class
 
 log = logging.getLogger("geex.serve")
@@ -61,7 +62,8 @@ def _validation_error(err: pydantic.ValidationError) -> ApiError:
     return ApiError(message, param=field)
 
 
-def _check_options(options: TaskOptions, model_name: str, limits) -> None:
+def _check_options(options: TaskOptions, model_name: str, limits: ServeLimits) -> None:
+    """The model and the token cap; GenerationParams checks the sampling values."""
     if options.model is not None and options.model != model_name:
         raise ApiError(
             f"the model {options.model!r} is not served here; this server serves {model_name!r}",
@@ -69,29 +71,17 @@ def _check_options(options: TaskOptions, model_name: str, limits) -> None:
             param="model",
             code="model_not_found",
         )
-    if options.max_tokens is not None and options.max_tokens < 1:
-        raise ApiError(f"max_tokens must be >= 1, got {options.max_tokens}", param="max_tokens")
-    cap = getattr(limits, "max_tokens", None)
-    if cap and options.max_tokens is not None and options.max_tokens > cap:
+    cap = limits.max_tokens
+    if options.max_tokens is not None and options.max_tokens > cap:
         raise ApiError(
             f"max_tokens {options.max_tokens} is above this server's limit of {cap}",
             param="max_tokens",
         )
-    if options.temperature < 0:
-        raise ApiError(
-            f"temperature must be >= 0 (0 is greedy), got {options.temperature}",
-            param="temperature",
-        )
-    if not 0 < options.top_p <= 1:
-        raise ApiError(f"top_p must be in (0, 1], got {options.top_p}", param="top_p")
-    if options.top_k < 0:
-        raise ApiError(f"top_k must be >= 0 (0 is off), got {options.top_k}", param="top_k")
 
 
-def _prompt_ids(model, prompt: TaskPrompt, max_tokens: int, limits) -> list[int]:
+def _prompt_ids(state, prompt: TaskPrompt, max_tokens: int) -> list[int]:
     """The prompt's token ids (run in a worker thread: tokenizing a big file takes time)."""
-    context = model.runner.context_length
-    limit = min(context - 1, getattr(limits, "max_prompt_tokens", None) or context)
+    model, limit = state.model, state.prompt_budget()
     if prompt.fim is not None:
         if model.fim is None:
             raise ApiError(
@@ -109,14 +99,14 @@ def _prompt_ids(model, prompt: TaskPrompt, max_tokens: int, limits) -> list[int]
     if len(ids) > limit:
         raise ApiError(
             f"the prompt has {len(ids)} tokens; this server takes at most {limit} (the model's "
-            f"context is {context}): send less code",
+            f"context is {model.context_length}): send less code",
             code="context_length_exceeded",
         )
     return ids
 
 
 def router(state) -> APIRouter:
-    """The task routes, over ``state.model`` (a ServedModel) and ``state.engine``."""
+    """The task routes over a :class:`~geex.serve.state.ServerState`."""
     routes = APIRouter()
 
     @routes.post("/v1/tasks/{task}")
@@ -139,24 +129,29 @@ def router(state) -> APIRouter:
         except pydantic.ValidationError as err:
             raise _validation_error(err) from None
 
-        model, limits = state.model, getattr(state, "limits", None)
-        _check_options(options, model.name, limits)
+        model = state.model
+        _check_options(options, model.name, state.limits)
         try:
             prompt = asked.prompt(chat=model.chat_template is not None)
         except GeexError as err:
             raise ApiError(str(err)) from None
-        max_tokens = options.max_tokens or task_type.default_max_tokens
-        ids = await run_in_threadpool(_prompt_ids, model, prompt, max_tokens, limits)
-        params = GenerationParams(
-            max_tokens=max_tokens,
-            temperature=options.temperature,
-            top_p=options.top_p,
-            top_k=options.top_k,
-            seed=options.seed,
-            stop=prompt.stop,
-            language=prompt.language,
-            stop_token_ids=frozenset(model.stop_token_ids),
-        )
+        max_tokens = options.max_tokens
+        if max_tokens is None:
+            max_tokens = task_type.default_max_tokens
+        try:
+            params = GenerationParams(
+                max_tokens=max_tokens,
+                temperature=options.temperature,
+                top_p=options.top_p,
+                top_k=options.top_k,
+                seed=options.seed,
+                stop=prompt.stop,
+                language=prompt.language,
+                stop_token_ids=frozenset(model.stop_token_ids),
+            )
+        except GeexError as err:
+            raise ApiError(str(err)) from None
+        ids = await run_in_threadpool(_prompt_ids, state, prompt, max_tokens)
         try:
             (handle,) = state.engine.submit(ids, params, document=options.document)
         except EngineBusy as err:
@@ -164,7 +159,7 @@ def router(state) -> APIRouter:
             headers = {"Retry-After": str(err.retry_after)}
             return JSONResponse(body, status_code=429, headers=headers)
         except GeexError as err:
-            raise ApiError(str(err), code="context_length_exceeded") from None
+            raise ApiError(str(err)) from None
 
         answer = _Answer(task, model.name, handle, prompt)
         if options.stream:
