@@ -156,7 +156,7 @@ def _print_whole(response) -> int:
 
 
 def _print_stream(response) -> int:
-    last = ""
+    last, ended = "", False
     for raw in response:
         line = raw.decode("utf-8").rstrip("\r\n")
         if not line.startswith("data: ") or line == "data: [DONE]":
@@ -170,8 +170,11 @@ def _print_stream(response) -> int:
             sys.stdout.write(last)
             sys.stdout.flush()
         elif "finish_reason" in event:
+            ended = True
             if not last.endswith("\n"):
                 sys.stdout.write("\n")
             tokens = event["usage"]["completion_tokens"]
             print(f"[{event['finish_reason']}, {tokens} tokens]", file=sys.stderr)
+    if not ended:
+        raise GeexError("the server closed the stream before the answer ended")
     return 0
