@@ -127,6 +127,8 @@ def test_natural_language_is_en_or_zh():
 def test_ask_with_a_language_is_a_comment_question():
     prompt = AskTask("what does it return?", ADD_PY, "python").prompt(chat=False)
     assert prompt.text.endswith(f"{ADD_PY}\n# Question: what does it return?\n# Answer:\n")
+    no_context = AskTask("what is a closure?", language="go").prompt(chat=False)
+    assert no_context.text == "// language: Go\n// Question: what is a closure?\n// Answer:\n"
     plain = AskTask("what is a closure?").prompt(chat=False)
     assert plain.text == "Question: what is a closure?\nAnswer:" and plain.stop == ("\nQuestion:",)
 

@@ -206,3 +206,34 @@ def test_a_full_queue_is_a_429_with_retry_after(served):
         code, answer, headers = post(running, "explain", {"code": ADD_PY, "language": "python"})
     assert code == 429 and headers["Retry-After"] == "3"
     assert answer["error"]["type"] == "rate_limit_error"
+
+
+def test_a_failure_after_the_stream_began_is_an_error_event():
+    import asyncio
+
+    from geex.errors import GeexError
+    from geex.serve.tasks_api import _Answer
+
+    class FailingHandle:
+        prompt_tokens = 3
+        cancelled = False
+
+        async def stream(self):
+            yield "int x"
+            raise GeexError("the engine has stopped")
+
+        def cancel(self):
+            self.cancelled = True
+
+    handle = FailingHandle()
+    prompt = ExplainTask("int x;", "cpp").prompt(chat=True)
+
+    async def read():
+        return [event async for event in _Answer("explain", "m", handle, prompt).events()]
+
+    sent = asyncio.run(read())
+    assert sent[0] == 'data: {"text": "int x"}\n\n'
+    assert json.loads(sent[1].removeprefix("data: "))["error"]["message"] == (
+        "the engine has stopped"
+    )
+    assert sent[2] == "data: [DONE]\n\n" and handle.cancelled

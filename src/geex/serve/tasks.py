@@ -159,7 +159,7 @@ def top_level_block(language: Language | None) -> OutputCut:
 
 def _explanation(language: Language, request: str, code: str) -> TaskPrompt:
     """The base-model prompt that asks for comment text after ``code``, and its cut."""
-    head = f"{language.tag}\n{code.rstrip()}\n\n"
+    head = f"{language.tag}\n{code.rstrip()}\n\n" if code.strip() else f"{language.tag}\n"
     if language.line_comment:
         prompt = head + comment_lines(language, request) + "\n"
         return TaskPrompt(text=prompt, language=None, cut=comment_text(language.line_comment))
