@@ -237,3 +237,17 @@ def test_a_failure_after_the_stream_began_is_an_error_event():
         "the engine has stopped"
     )
     assert sent[2] == "data: [DONE]\n\n" and handle.cancelled
+
+
+def test_the_document_reaches_the_engine_so_a_newer_request_cancels_the_older(served):
+    seen = []
+
+    class RecordingEngine:
+        def submit(self, ids, params, *, n=1, document=None):
+            seen.append(document)
+            raise EngineBusy("the server is busy", retry_after=1)
+
+    with BackgroundServer(tasks_app(ServerState(served, RecordingEngine()))) as running:
+        post(running, "complete", {"prefix": "x = ", "document": "src/app.py"})
+        post(running, "complete", {"prefix": "x = "})
+    assert seen == ["src/app.py", None]
