@@ -6,6 +6,7 @@ shared ``/v1/completions`` route handing Tabby's bodies to :func:`tabby_completi
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import urllib.error
 import urllib.request
@@ -19,7 +20,7 @@ from geex.eval.problems import load_embedded
 from geex.model import ModelConfig, build_model
 from geex.model.checkpoint import save_checkpoint
 from geex.serve import llamacpp_api, ollama_api, tabby_api
-from geex.serve.engine import Engine
+from geex.serve.engine import Engine, GenerationParams
 from geex.serve.models import load_served_model
 from geex.serve.state import ServeLimits, ServerState
 from geex.tokenizer import train_tokenizer
@@ -77,3 +78,15 @@ def get(url: str) -> tuple[int, dict]:
             return response.status, json.loads(response.read())
     except urllib.error.HTTPError as err:
         return err.code, json.loads(err.read())
+
+
+def expected_text(state: ServerState, prompt_ids: list[int], **params) -> str:
+    """What the engine answers for ``prompt_ids``, greedy unless told otherwise."""
+    params = {"temperature": 0.0, "stop_token_ids": state.model.stop_token_ids, **params}
+    [completion] = state.engine.generate(prompt_ids, GenerationParams(**params))
+    return completion.text
+
+
+def without_fim(state: ServerState) -> ServerState:
+    """The same model and engine, served as a model with no FIM tokens."""
+    return ServerState(dataclasses.replace(state.model, fim=None), state.engine, state.limits)
