@@ -5,6 +5,7 @@ NDJSON streaming by default, FIM with ``suffix``, options, chat, tags, show, ver
 from __future__ import annotations
 
 import json
+import urllib.request
 
 import pytest
 
@@ -175,3 +176,25 @@ def test_a_suffix_needs_a_model_with_fim(state):
         assert "no fill-in-the-middle tokens" in json.loads(raw)["error"]
         _, raw, _ = call(plain, "/api/show", {"model": "tiny-geex"})
         assert json.loads(raw)["capabilities"] == ["completion"]
+
+
+def test_a_client_that_leaves_a_stream_cancels_its_generation(server, state, monkeypatch):
+    handles = []
+    submit = state.engine.submit
+
+    def recording_submit(*args, **kwargs):
+        handles.extend(submit(*args, **kwargs))
+        return handles[-1:]
+
+    monkeypatch.setattr(state.engine, "submit", recording_submit)
+    body = {
+        "model": "tiny-geex",
+        "prompt": "x = ",
+        "options": {"temperature": 0, "num_predict": 10_000},
+    }
+    request = urllib.request.Request(server.url + "/api/generate", data=json.dumps(body).encode())
+    with urllib.request.urlopen(request, timeout=60) as response:
+        assert json.loads(response.readline())["done"] is False
+    [handle] = handles
+    # The whole context would take the tiny model many steps; leaving ends it early.
+    assert handle.wait(timeout=120).finish_reason == "cancelled"

@@ -10,7 +10,8 @@ llama.vscode)::
 name (as a comment of the file's language when Geex knows it), since a model without
 repository-level FIM tokens has no other place for it. ``prompt`` is text after the prefix,
 as llama.cpp places it. Streaming answers are server-sent events ``data: {"content", "stop"}``,
-the last with ``"stop": true`` and the counts; there is no ``[DONE]``. Errors are
+the last with ``"stop": true`` and the counts; there is no ``[DONE]``, and a failure after
+the first event is an ``error: {...}`` event, as llama.cpp sends it. Errors are
 ``{"error": {"code", "message", "type"}}``; infilling with a model that has no FIM tokens is
 llama.cpp's 501 ``not_supported_error``. Defaults are llama.cpp's (temperature 0.8, top_k 40,
 top_p 0.95; ``n_predict`` -1 runs to the server's token cap).
@@ -65,7 +66,6 @@ class CompletionRequest(BaseModel):
     seed: int = -1  # -1: a random seed
     stop: list[str] = Field(default_factory=list)
     stream: bool = False
-    id_slot: int = -1  # llama.cpp's slot choice; Geex's engine places sequences itself
 
 
 class InfillRequest(CompletionRequest):
