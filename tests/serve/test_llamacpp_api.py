@@ -144,6 +144,7 @@ def test_extra_context_is_headed_by_its_file():
         ("/infill", {"input_extra": [{"filename": []}]}, "input_extra.0.filename"),
         ("/infill", {"input_prefix": "x", "temperature": -2}, "temperature must be >= 0"),
         ("/completion", {"prompt": ""}, "a non-empty prompt"),
+        ("/infill", {"input_extra": [{"text": "a\ud800"}]}, "input_extra.0.text: the text is not"),
     ],
 )
 def test_errors_are_llamacpps_shape(server, path, body, message):

@@ -160,6 +160,8 @@ def test_tags_show_and_version(server):
          400, "options.num_predict: Input should be a valid integer"),
         ("/api/chat", {"model": "tiny-geex", "messages": []}, 400, "at least one message"),
         ("/api/chat", b"[1, 2]", 400, "must be a JSON object"),
+        ("/api/chat", {"model": "tiny-geex", "messages": [{"role": "user", "content": "\udc00"}]},
+         400, "messages.0.content: the text is not valid Unicode"),
     ],
 )  # fmt: skip
 def test_errors_are_ollamas_shape(server, path, body, status, message):

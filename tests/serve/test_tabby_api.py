@@ -185,6 +185,7 @@ def test_the_file_is_the_engines_document(server, state, monkeypatch):
         ({"segments": {"suffix": "x"}}, "segments.prefix: Field required"),
         ({"segments": {"prefix": 3}}, "segments.prefix: Input should be a valid string"),
         ({"segments": {"prefix": "x"}, "temperature": -1}, "temperature must be >= 0"),
+        ({"segments": {"prefix": "x\ud800"}}, "segments.prefix: the text is not valid Unicode"),
     ],
 )
 def test_bad_bodies_are_400s_with_a_message(server, body, message):

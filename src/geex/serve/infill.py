@@ -30,7 +30,6 @@ RequestModel = TypeVar("RequestModel", bound=BaseModel)
 EDITOR_LANGUAGE_IDS = {
     "javascriptreact": "javascript",
     "typescriptreact": "typescript",
-    "objective-cpp": "objective-cpp",
     "jsx": "javascript",
     "tsx": "typescript",
 }
@@ -60,12 +59,38 @@ async def read_request(request: Request, model: type[RequestModel]) -> RequestMo
 def parse_request(data: object, model: type[RequestModel]) -> RequestModel:
     if not isinstance(data, dict):
         raise RequestError("the request body must be a JSON object")
+    where = _lone_surrogate(data)
+    if where is not None:
+        # JSON's \ud800 escapes decode to text no tokenizer can encode.
+        raise RequestError(f"{where}: the text is not valid Unicode (a lone surrogate escape)")
     try:
         return model.model_validate(data)
     except ValidationError as err:
         first = err.errors()[0]
         where = ".".join(str(part) for part in first["loc"])
         raise RequestError(f"{where}: {first['msg']}" if where else first["msg"]) from None
+
+
+def _lone_surrogate(value: object, where: str = "") -> str | None:
+    """The dotted path of the first string in ``value`` with a lone surrogate, if any."""
+    if isinstance(value, str):
+        try:
+            value.encode("utf-8")
+        except UnicodeEncodeError:
+            return where or "body"
+        return None
+    items = (
+        value.items()
+        if isinstance(value, dict)
+        else enumerate(value)
+        if isinstance(value, list)
+        else ()
+    )
+    for key, item in items:
+        found = _lone_surrogate(item, f"{where}.{key}" if where else str(key))
+        if found is not None:
+            return found
+    return None
 
 
 def editor_language(name: str | None) -> Language | None:
