@@ -162,3 +162,15 @@ def test_infill_without_fim_is_not_supported(state):
         error = json.loads(raw)["error"]
         assert error["type"] == "not_supported_error"
         assert "no fill-in-the-middle tokens" in error["message"]
+
+
+def test_a_failure_mid_stream_is_an_error_event(server, state, monkeypatch):
+    def broken(*args, **kwargs):
+        raise RuntimeError("device lost")
+
+    monkeypatch.setattr(state.model.runner, "decode", broken)
+    status, raw, _ = post(server.url + "/infill", {**LLAMA_VIM_BODY, "stream": True})
+    assert status == 200
+    last = raw.decode().strip().split("\n\n")[-1]
+    assert last.startswith("error: ")
+    assert json.loads(last[len("error: ") :])["error"]["message"] == "device lost"

@@ -200,3 +200,14 @@ def test_a_client_that_leaves_a_stream_cancels_its_generation(server, state, mon
     [handle] = handles
     # The whole context would take the tiny model many steps; leaving ends it early.
     assert handle.wait(timeout=120).finish_reason == "cancelled"
+
+
+def test_a_failure_mid_stream_is_the_last_line(server, state, monkeypatch):
+    def broken(*args, **kwargs):
+        raise RuntimeError("device lost")
+
+    monkeypatch.setattr(state.model.runner, "decode", broken)
+    body = {"model": "tiny-geex", "prompt": "x = ", "options": GREEDY}
+    status, raw, _ = call(server, "/api/generate", body)
+    assert status == 200  # sent before the failure
+    assert lines(raw)[-1] == {"error": "device lost"}

@@ -20,6 +20,7 @@ top_p 0.95; ``n_predict`` -1 runs to the server's token cap).
 from __future__ import annotations
 
 import json
+import logging
 import time
 from collections.abc import AsyncIterator
 
@@ -41,6 +42,8 @@ from geex.serve.infill import (
     submit,
 )
 from geex.serve.state import ServerState
+
+log = logging.getLogger("geex.serve.llamacpp")
 
 STOP_TYPES = {"eos": "eos", "length": "limit", "stop": "word", "cancelled": "none"}
 ERROR_TYPES = {400: "invalid_request_error", 429: "unavailable_error", 501: "not_supported_error"}
@@ -133,7 +136,9 @@ async def _answer(state: ServerState, handle: RequestHandle, stream: bool) -> Re
             async for piece in pieces(handle):
                 yield f"data: {json.dumps({'index': 0, 'content': piece, 'stop': False})}\n\n"
             completion = await handle.result()
-        except GeexError as err:
+        except Exception as err:  # the status line has gone out: the error is the last event
+            if not isinstance(err, GeexError):
+                log.exception("streamed generation failed")
             body = {"error": {"code": 500, "message": str(err), "type": "server_error"}}
             yield f"error: {json.dumps(body)}\n\n"
             return

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import logging
 import time
 from collections.abc import AsyncIterator, Callable
 from datetime import datetime, timezone
@@ -40,6 +41,8 @@ from geex.serve.infill import (
     submit,
 )
 from geex.serve.state import ServerState
+
+log = logging.getLogger("geex.serve.ollama")
 
 # The Ollama release whose API shapes this module follows (clients gate features on it).
 OLLAMA_API_VERSION = "0.5.0"
@@ -151,7 +154,9 @@ async def _answer(
                 line = {"model": name, "created_at": _now(), **piece_fields(piece), "done": False}
                 yield json.dumps(line) + "\n"
             completion = await handle.result()
-        except GeexError as err:
+        except Exception as err:  # the status line has gone out: the error is the last line
+            if not isinstance(err, GeexError):
+                log.exception("streamed generation failed")
             yield json.dumps({"error": str(err)}) + "\n"
             return
         stats = _stats(handle, completion, started, first or time.perf_counter())
