@@ -11,7 +11,8 @@ piece of ``response`` (or ``message.content``) and ``"done": false``, then a las
 ``"done": true``, the ``done_reason`` and the counts and durations (in nanoseconds). Errors are
 ``{"error": message}``, also as a line of a stream that has begun. Defaults are Ollama's
 (temperature 0.8, top_k 40, top_p 0.9); ``num_predict`` -1 runs to the server's token cap.
-A model named other than the served one is a 404, as Ollama answers for a model it lacks.
+A model named other than the served one is a 404, as Ollama answers for a model it lacks;
+``format``, ``images`` and ``tools`` are refused with a 400 rather than silently ignored.
 """
 
 from __future__ import annotations
@@ -70,6 +71,8 @@ class GenerateRequest(BaseModel):
     raw: bool = False
     stream: bool = True
     options: Options = Field(default_factory=Options)
+    format: object = None  # refused: see unsupported()
+    images: list | None = None
 
 
 class Message(BaseModel):
@@ -77,6 +80,7 @@ class Message(BaseModel):
 
     role: str
     content: str = ""
+    images: list | None = None
 
 
 class ChatRequest(BaseModel):
@@ -86,6 +90,8 @@ class ChatRequest(BaseModel):
     messages: list[Message] = Field(default_factory=list)
     stream: bool = True
     options: Options = Field(default_factory=Options)
+    format: object = None
+    tools: list | None = None
 
 
 class ShowRequest(BaseModel):
@@ -107,6 +113,17 @@ def _check_model(state: ServerState, name: str | None) -> None:
     served = state.model.name
     if name and name not in (served, f"{served}:latest"):
         raise RequestError(f"model '{name}' not found; this server serves '{served}'", 404)
+
+
+def unsupported(body: GenerateRequest | ChatRequest) -> None:
+    """Refuse what a code model served here cannot honour, rather than ignore it silently."""
+    if body.format:
+        raise RequestError("format: structured (JSON) output is not supported by geex serve")
+    messages = body.messages if isinstance(body, ChatRequest) else [body]
+    if any(m.images for m in messages):
+        raise RequestError("images: the served model reads text only")
+    if isinstance(body, ChatRequest) and body.tools:
+        raise RequestError("tools: tool calling is not supported by geex serve")
 
 
 def _params(state: ServerState, options: Options):
@@ -182,6 +199,7 @@ async def generate(state: ServerState, request: Request) -> Response:
     try:
         body = await read_request(request, GenerateRequest)
         _check_model(state, body.model)
+        unsupported(body)
         if not body.prompt and not body.suffix:
             # Ollama's way to load a model: an empty prompt answers at once.
             done = {"model": state.model.name, "created_at": _now(), "response": ""}
@@ -207,6 +225,7 @@ async def chat(state: ServerState, request: Request) -> Response:
     try:
         body = await read_request(request, ChatRequest)
         _check_model(state, body.model)
+        unsupported(body)
         if not body.messages:
             raise RequestError("messages: at least one message is needed")
         messages = [m.model_dump() for m in body.messages]
