@@ -177,12 +177,8 @@ async def _answer(
             yield json.dumps({"error": str(err)}) + "\n"
             return
         stats = _stats(handle, completion, started, first or time.perf_counter())
-        yield (
-            json.dumps(
-                {"model": name, "created_at": _now(), **piece_fields(""), "done": True, **stats}
-            )
-            + "\n"
-        )
+        final = {"model": name, "created_at": _now(), **piece_fields(""), "done": True, **stats}
+        yield json.dumps(final) + "\n"
 
     if stream:
         return StreamingResponse(lines(), media_type="application/x-ndjson")
