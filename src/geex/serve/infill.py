@@ -123,7 +123,8 @@ async def infill_prompt_ids(state: ServerState, prefix: str, suffix: str) -> lis
 async def plain_prompt_ids(state: ServerState, text: str) -> list[int]:
     """``text`` tokenized; a prompt longer than the budget keeps its end, nearest the cursor."""
     ids = await run_in_threadpool(state.model.codec.encode, text)
-    return ids[len(ids) - state.prompt_budget() :] if len(ids) > state.prompt_budget() else ids
+    budget = state.prompt_budget()
+    return ids[len(ids) - budget :] if len(ids) > budget else ids
 
 
 def generation_params(
