@@ -578,14 +578,16 @@ class Engine:
             else:
                 seq.handle._emit(seq.stream.finish())
                 seq.handle._finish(Completion(seq.stream.text, seq.num_tokens, reason))
+        with self._wake:
+            self._running = keep
+            for job in jobs.values():
+                self._forget_document(job)
         if self._swap is not None:
+            # Each hole below the batch size takes the highest running sequence: one swap per
+            # hole, where shifting every sequence down would cost one per sequence above it.
             holes = sorted(set(range(len(keep))) - {s.slot for s in keep})
             movers = sorted((s for s in keep if s.slot >= len(keep)), key=lambda s: s.slot)
             for hole, seq in zip(holes, movers, strict=True):
                 self._swap_slots(seq.slot, hole)
                 seq.slot = hole
             keep.sort(key=lambda s: s.slot)
-        with self._wake:
-            self._running = keep
-            for job in jobs.values():
-                self._forget_document(job)
