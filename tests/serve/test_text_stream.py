@@ -8,6 +8,7 @@ import functools
 
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
+from tokenizers import SentencePieceBPETokenizer
 
 from geex.eval.problems import load_embedded
 from geex.languages import get_language
@@ -50,16 +51,40 @@ def sequences(draw):
     return ids, [s for s in stop if s], get_language(language) if language else None
 
 
+@functools.cache
+def sentencepiece_decode():
+    """A SentencePiece-style BPE, whose decoder drops the first token's leading space: a
+    window of recent ids decodes differently from the same ids inside the whole text."""
+    trained = SentencePieceBPETokenizer()
+    texts = [p.prompt + p.canonical_solution for p in load_embedded(["python"])]
+    trained.train_from_iterator(texts, vocab_size=300, show_progress=False)
+    return trained.decode, trained.get_vocab_size()
+
+
 @settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(sequences())
 def test_every_step_equals_completion_end_on_the_whole_text(case):
     ids, stop, language = case
-    stream = TextStream(tokenizer().decode, stop, language)
+    check_every_step(tokenizer().decode, ids, stop, language)
+
+
+@settings(max_examples=150, deadline=None)
+@given(st.data())
+def test_a_decoder_that_strips_the_first_space_streams_the_same_text(data):
+    decode, vocab = sentencepiece_decode()
+    ids = data.draw(st.lists(st.integers(0, vocab - 1), min_size=1, max_size=40))
+    text = decode(ids)
+    stop = [text[i : i + 3] for i in data.draw(st.lists(st.integers(0, len(text)), max_size=2))]
+    check_every_step(decode, ids, [s for s in stop if s], None)
+
+
+def check_every_step(decode, ids, stop, language) -> None:
+    stream = TextStream(decode, stop, language)
     handed_out = ""
     for k, token in enumerate(ids, start=1):
         piece, fired = stream.add(token)
         handed_out += piece
-        text = tokenizer().decode(ids[:k])
+        text = decode(ids[:k])
         end = completion_end(text, stop, language)
         final = text if end is None else text[:end]
         assert fired == (end is not None)
