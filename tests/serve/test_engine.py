@@ -370,3 +370,16 @@ def test_a_reader_that_goes_away_cancels_its_sequence(model, tokenizer):
     closed, dropped = asyncio.run(run())
     assert closed.finish_reason == "cancelled" and closed.num_tokens < 100
     assert dropped.finish_reason == "cancelled" and dropped.num_tokens < 100
+
+
+def test_rows_sampled_together_keep_their_own_settings(model, tokenizer):
+    ids = tokenizer.encode(PROMPTS[2])
+    greedy = GenerationParams(max_tokens=15, temperature=0)
+    top_1 = GenerationParams(max_tokens=15, temperature=1.5, top_k=1)  # greedy in effect
+    wide = GenerationParams(max_tokens=15, temperature=1.5)
+    with Engine(GeexRunner(model, num_slots=8), geex_codec(tokenizer)) as engine:
+        [expected] = engine.generate(ids, greedy)
+        handles = [*engine.submit(ids, wide, n=4), *engine.submit(ids, top_1, n=3)]
+        results = [handle.wait(60) for handle in handles]
+    assert [r.text for r in results[4:]] == [expected.text] * 3
+    assert any(r.text != expected.text for r in results[:4])

@@ -511,10 +511,23 @@ class Engine:
         """Draw every running sequence's next token; return those that ended, by id."""
         ended: dict[int, tuple[str | None, BaseException | None]] = {}
         rows = [s for s in self._running if s.logits is not None]
-        greedy = [s for s in rows if s.job.params.temperature == 0]
-        if greedy:  # one argmax for all greedy rows
-            best = torch.stack([s.logits for s in greedy]).argmax(dim=-1).tolist()
-            for seq, token in zip(greedy, best, strict=True):
+        # Rows drawn alike share one call: all greedy rows one argmax, unseeded rows of the same
+        # settings one sampler call. A seeded row draws alone, from its own generator.
+        groups: dict[tuple, list[_Sequence]] = collections.defaultdict(list)
+        for seq in rows:
+            params = seq.job.params
+            if params.temperature == 0:
+                groups[("greedy",)].append(seq)
+            elif params.seed is None:
+                groups[(params.temperature, params.top_p, params.top_k)].append(seq)
+        for group in groups.values():
+            try:
+                logits = torch.stack([s.logits for s in group])
+                sampling = group[0].job.params.sampling(group[0].max_new)
+                tokens = sample_next(logits, sampling).tolist()
+            except Exception:  # drawn row by row below, where a failure is that row's
+                continue
+            for seq, token in zip(group, tokens, strict=True):
                 seq.token = token
         for seq in rows:
             try:
