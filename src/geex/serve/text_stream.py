@@ -65,7 +65,7 @@ class TextStream:
         self.ids.append(token)
         window = self._decode(self.ids[self._prefix_offset :])
         read = self._decode(self.ids[self._prefix_offset : self._read_offset])
-        new = window[len(read) :] if window.startswith(read) else window
+        new = window[len(read) :]
         self.end = self._find_end(new)
         if new and not new.endswith(_INCOMPLETE):
             self._commit(new)
