@@ -16,7 +16,7 @@ from geex.languages import get_language
 from geex.model import ModelConfig, build_model
 from geex.model.sampling import SamplingConfig
 from geex.serve.completion import complete
-from geex.serve.engine import Engine, EngineBusy, GenerationParams
+from geex.serve.engine import Completion, Engine, EngineBusy, GenerationParams
 from geex.serve.geex_runner import GeexRunner, geex_codec
 from geex.tokenizer import train_tokenizer
 
@@ -220,12 +220,14 @@ def test_concurrent_greedy_texts_equal_each_request_alone(model, tokenizer, swap
         assert all(batch == list(range(len(batch))) for batch in runner.batches)
 
 
-def test_a_shared_prefix_is_not_prefilled_again(model, tokenizer):
+@pytest.mark.parametrize("swap", [True, False])
+def test_a_shared_prefix_is_not_prefilled_again(model, tokenizer, swap):
     first = tokenizer.encode(PROMPTS[0] + "    return a")
     second = first + tokenizer.encode(" + b\n\nprint(add(1, 2))")
     params = GenerationParams(max_tokens=10, temperature=0)
     runner = Recording(model, num_slots=2)
-    with Engine(runner, geex_codec(tokenizer)) as engine:
+    with Engine(runner if swap else WithoutSwap(runner), geex_codec(tokenizer)) as engine:
+        engine.generate(tokenizer.encode(PROMPTS[1]), params)  # another file's cache
         engine.generate(first, params)
         before = engine.stats()
         [reused] = engine.generate(second, params)
@@ -248,12 +250,15 @@ def test_the_same_prompt_again_prefills_one_token(model, tokenizer):
     assert runner.prefills[-1] == (0, len(ids) - 1, 1)  # logits need one position computed
 
 
-def test_n_samples_share_one_prefill(model, tokenizer):
+@pytest.mark.parametrize("swap", [True, False])
+def test_n_samples_share_one_prefill(model, tokenizer, swap):
     runner = Recording(model, num_slots=4)
-    with Engine(runner, geex_codec(tokenizer)) as engine:
-        params = GenerationParams(max_tokens=12, temperature=1.0, seed=3)
+    params = GenerationParams(max_tokens=12, temperature=1.0, seed=3)
+    with Engine(runner if swap else WithoutSwap(runner), geex_codec(tokenizer)) as engine:
         samples = engine.generate(tokenizer.encode(PROMPTS[2]), params, n=4)
     assert len(runner.prefills) == 1 and runner.copies == 3
+    with Engine(GeexRunner(model, num_slots=1), geex_codec(tokenizer)) as one_slot:
+        assert one_slot.generate(tokenizer.encode(PROMPTS[2]), params, n=4) == samples
     assert len({c.text for c in samples}) > 1
 
 
@@ -383,3 +388,19 @@ def test_rows_sampled_together_keep_their_own_settings(model, tokenizer):
         results = [handle.wait(60) for handle in handles]
     assert [r.text for r in results[4:]] == [expected.text] * 3
     assert any(r.text != expected.text for r in results[:4])
+
+
+def test_closing_cancels_what_runs_and_what_waits(model, tokenizer):
+    runner = Recording(model, num_slots=1)
+    runner.gate.clear()
+    engine = Engine(runner, geex_codec(tokenizer))
+    ids = tokenizer.encode(PROMPTS[0])
+    [running] = engine.submit(ids, GenerationParams(max_tokens=100, temperature=0))
+    [waiting] = engine.submit(ids, GenerationParams(max_tokens=100, temperature=0))
+    assert runner.decoding.wait(60)
+    runner.gate.set()
+    engine.close()
+    assert running.wait(0).finish_reason == "cancelled"
+    assert waiting.wait(0) == Completion("", 0, "cancelled")
+    with pytest.raises(GeexError, match="stopped"):
+        engine.submit(ids, GenerationParams())
