@@ -189,28 +189,32 @@ class WithoutSwap:
         self.inner.copy_slot(source, target, length)
 
 
-MIXED = [(p, max_tokens) for p in PROMPTS for max_tokens in (5, 23, 40)]
+# Each request its own length and stop rules, so that rows of one batch end differently.
+MIXED = [
+    GenerationParams(max_tokens=m, temperature=0, stop=stop, language=lang)
+    for m, stop, lang in [
+        (5, (), None),
+        (23, ("\n\n",), get_language("python")),
+        (40, (), get_language("cpp")),
+        (40, ("(",), None),
+    ]
+]
 
 
-def _alone(model, tokenizer) -> list:
-    with Engine(GeexRunner(model, num_slots=1), geex_codec(tokenizer)) as engine:
-        return [
-            engine.generate(tokenizer.encode(p), GenerationParams(max_tokens=m, temperature=0))[0]
-            for p, m in MIXED
-        ]
+def _mixed_requests() -> list[tuple[str, GenerationParams]]:
+    return [(p, params) for p in PROMPTS for params in MIXED]
 
 
 @pytest.mark.parametrize("swap", [True, False])
 def test_concurrent_greedy_texts_equal_each_request_alone(model, tokenizer, swap):
-    expected = _alone(model, tokenizer)
+    with Engine(GeexRunner(model, num_slots=1), geex_codec(tokenizer)) as engine:
+        expected = [engine.generate(tokenizer.encode(p), q)[0] for p, q in _mixed_requests()]
     runner = Recording(model, num_slots=4)
     with Engine(runner if swap else WithoutSwap(runner), geex_codec(tokenizer)) as engine:
-        handles = [
-            engine.submit(tokenizer.encode(p), GenerationParams(max_tokens=m, temperature=0))[0]
-            for p, m in MIXED
-        ]
+        handles = [engine.submit(tokenizer.encode(p), q)[0] for p, q in _mixed_requests()]
         got = [handle.wait(60) for handle in handles]
     assert got == expected
+    assert {c.finish_reason for c in got} >= {"length", "stop"}
     sizes = [len(batch) for batch in runner.batches]
     assert max(sizes) == 4  # several requests share each forward pass
     # Sequences leave (the batch shrinks) and queued ones join (it grows again).
