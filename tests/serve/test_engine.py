@@ -326,18 +326,30 @@ def test_superseded_requests_leave_a_full_queue(model, tokenizer):
         assert blocker.wait(60).finish_reason == "length"
 
 
-def test_a_burst_of_prompts_is_prefilled_between_decode_steps(model, tokenizer):
-    runner = Recording(model, num_slots=4)
+def test_a_long_prompt_is_prefilled_in_chunks_between_decode_steps(model, tokenizer):
+    runner = Recording(model, num_slots=3)
     runner.gate.clear()
+    long_ids = tokenizer.encode(PROMPTS[2] * 20)[:70]
+    assert len(long_ids) == 70
+    sampled = GenerationParams(max_tokens=6, temperature=1.0, seed=5)
     with Engine(runner, geex_codec(tokenizer)) as engine:
-        engine.prefill_budget = 1  # one prompt a step
-        params = GenerationParams(max_tokens=8, temperature=0)
-        handles = [engine.submit(tokenizer.encode(PROMPTS[0]), params)[0]]
+        engine.prefill_budget = 16
+        short = tokenizer.encode(PROMPTS[0])
+        [running] = engine.submit(short, GenerationParams(max_tokens=30, temperature=0))
         assert runner.decoding.wait(60)
-        handles += [engine.submit(tokenizer.encode(p), params)[0] for p in PROMPTS]
+        chunked = engine.submit(long_ids, sampled, n=2)
         runner.gate.set()
-        [h.wait(60) for h in handles]
-    assert runner.calls[:8] == ["prefill", "decode"] * 4
+        results = [h.wait(60) for h in chunked]
+        running.wait(60)
+    assert runner.prefills[0] == (0, 0, len(short))
+    starts = [(start, new) for _, start, new in runner.prefills[1:]]
+    assert starts == [(0, 16), (16, 16), (32, 16), (48, 16), (64, 6)]
+    assert runner.copies == 1
+    # The running sequence decodes between the chunks.
+    prefill_calls = [i for i, call in enumerate(runner.calls) if call == "prefill"][1:]
+    assert all("decode" in runner.calls[a:b] for a, b in itertools.pairwise(prefill_calls))
+    with Engine(GeexRunner(model, num_slots=2), geex_codec(tokenizer)) as whole:
+        assert whole.generate(long_ids, sampled, n=2) == results
 
 
 def test_alternating_documents_keep_their_caches(model, tokenizer):
@@ -408,3 +420,35 @@ def test_closing_cancels_what_runs_and_what_waits(model, tokenizer):
     assert waiting.wait(0) == Completion("", 0, "cancelled")
     with pytest.raises(GeexError, match="stopped"):
         engine.submit(ids, GenerationParams())
+
+
+def test_samples_cancelled_during_a_chunked_prefill(model, tokenizer):
+    on_prefill = {}
+
+    class Hooked(Recording):
+        def prefill(self, slot, token_ids, start):
+            on_prefill.pop(start, lambda: None)()
+            return super().prefill(slot, token_ids, start)
+
+    runner = Hooked(model, num_slots=3)
+    long_ids = tokenizer.encode(PROMPTS[2] * 20)[:40]
+    sampled = GenerationParams(max_tokens=6, temperature=1.0, seed=5)
+    with Engine(runner, geex_codec(tokenizer)) as engine:
+        engine.prefill_budget = 8
+        kept, dropped = engine.submit(long_ids, sampled, n=2)
+        on_prefill[8] = dropped.cancel  # while the second chunk is computed
+        assert dropped.wait(60) == Completion("", 0, "cancelled")
+        result = kept.wait(60)
+        assert runner.copies == 0  # the cancelled sample's slot was given back
+        # Every sample cancelled: the prefill stops, its slot keeps the part done.
+        other = tokenizer.encode(PROMPTS[1] * 20)[:40]
+        [gone] = engine.submit(other, sampled)
+        on_prefill[16] = gone.cancel
+        assert gone.wait(60).finish_reason == "cancelled"
+        before = engine.stats()
+        [again] = engine.submit(other, sampled)
+        again.wait(60)
+        reused = engine.stats()["prefix_reused_tokens"] - before["prefix_reused_tokens"]
+        assert reused == 24 and engine.stats()["running"] == 0
+    with Engine(GeexRunner(model, num_slots=2), geex_codec(tokenizer)) as whole:
+        assert whole.generate(long_ids, sampled, n=2)[0] == result

@@ -257,6 +257,17 @@ class _Sequence:
         return self.job.handles[self.sample]
 
 
+@dataclass
+class _Prefill:
+    """A prompt being prefilled into ``slots[0]`` a chunk per step, then copied to the other
+    samples' slots."""
+
+    job: _Job
+    samples: list[int]
+    slots: list[int]
+    done: int  # prompt positions cached in slots[0]
+
+
 _COUNTERS = ("prefill_tokens", "prefix_reused_tokens", "prefix_hits", "decoded_tokens",
              "decode_steps")  # fmt: skip
 
@@ -273,17 +284,19 @@ def _common_prefix(a: Sequence[int], b: Sequence[int]) -> int:
 class Engine:
     """Continuous batching over the runner's slots, on a background thread.
 
-    Each step admits queued samples into free slots (up to ``max_batch`` running; a prompt is
-    prefilled once for its ``n`` samples, and only past the longest prefix a free slot still
-    holds), decodes one token for every running sequence in a single batched forward pass,
-    samples each row with its own settings, and retires finished or cancelled sequences, whose
-    slots are free for the next step. Runners with ``swap_slots`` keep running sequences in the
-    lowest slots, so that a decode step reads its caches in place.
+    Each step admits queued samples into free slots (up to ``max_batch`` at once), prefills up
+    to ``prefill_budget`` prompt tokens (a prompt once for its ``n`` samples, and only past the
+    longest prefix a free slot still holds; a long prompt in chunks over several steps), decodes
+    one token for every running sequence in a single batched forward pass, samples each row
+    with its own settings, and retires finished or cancelled sequences, whose slots are free
+    for the next step. Runners with ``swap_slots`` keep running sequences in the lowest slots,
+    so that a decode step reads their caches in place.
     """
 
-    # Prompt tokens prefilled in one step before the running sequences' next decode: a burst of
-    # new requests then delays the tokens of those already streaming by a few prefills at most.
-    prefill_budget = 2048
+    # Prompt tokens prefilled per step, between the running sequences' decode steps: a long
+    # prompt is prefilled in chunks over several steps, so that neither a long file nor a burst
+    # of new requests stalls the streams already running for more than this many tokens' pass.
+    prefill_budget = 1024
 
     def __init__(
         self, runner: Runner, codec: TextCodec, *, max_batch: int = 16, max_queue: int = 64
@@ -297,6 +310,7 @@ class Engine:
         self._jobs: collections.deque[_Job] = collections.deque()
         self._documents: dict[str, list[RequestHandle]] = {}
         self._running: list[_Sequence] = []
+        self._prefilling: list[_Prefill] = []
         self._slot_ids: list[list[int]] = [[] for _ in range(runner.num_slots)]  # cached ids
         self._slot_used = [0] * runner.num_slots  # when each slot was last written
         self._clock = 0
@@ -358,13 +372,17 @@ class Engine:
         taken from a slot's cache instead, ``decoded_tokens`` fed through batched decode steps."""
         with self._wake:
             return {
-                "running": len(self._running),
+                "running": len(self._running) + self._reserved(),
+                "prefilling": self._reserved(),
                 "queued": sum(job.waiting() for job in self._jobs),
                 "slots": self.runner.num_slots,
                 "max_batch": self.max_batch,
                 "max_queue": self.max_queue,
                 **{key: self._counts[key] for key in _COUNTERS},
             }
+
+    def _reserved(self) -> int:
+        return sum(len(prefill.samples) for prefill in self._prefilling)
 
     def close(self) -> None:
         """Stop the thread; running and queued requests end as cancelled."""
@@ -389,7 +407,7 @@ class Engine:
     def _loop(self) -> None:
         while True:
             with self._wake:
-                while not self._jobs and not self._running and not self._closed:
+                while not (self._jobs or self._running or self._prefilling or self._closed):
                     self._wake.wait()
                 if self._closed:
                     break
@@ -397,19 +415,20 @@ class Engine:
             try:
                 self._step(admitted)
             except Exception as err:  # the engine survives; the clients get the error
-                self._retire({id(s): (None, err) for s in self._running})
-        self._retire({id(s): ("cancelled", None) for s in self._running})
+                self._end_everything(None, err)
+        self._end_everything("cancelled", None)
+
+    def _end_everything(self, reason: str | None, error: BaseException | None) -> None:
+        for prefill in list(self._prefilling):
+            self._end_prefill(prefill, reason, error)
+        self._retire({id(s): (reason, error) for s in self._running})
 
     def _take_jobs(self) -> list[tuple[_Job, list[int]]]:
-        """Samples to start this step (under the lock): as many as free running room allows,
-        and prompts of at most ``prefill_budget`` tokens together, save the first."""
-        room = self._capacity - len(self._running)
-        taken, budget = [], self.prefill_budget
+        """Samples to start this step (under the lock): as many as free running room allows."""
+        room = self._capacity - len(self._running) - self._reserved()
+        taken = []
         while self._jobs:
             job = self._jobs[0]
-            if taken and len(job.prompt_ids) > budget:
-                break
-            budget -= len(job.prompt_ids)
             samples = []
             while job.admitted < len(job.handles) and len(samples) < room:
                 sample = job.admitted
@@ -448,8 +467,10 @@ class Engine:
     @torch.inference_mode()
     def _step(self, admitted: list[tuple[_Job, list[int]]]) -> None:
         self._retire({id(s): ("cancelled", None) for s in self._running if s.handle.cancelled})
+        self._drop_cancelled_samples()
         for job, samples in admitted:
             self._admit(job, samples)
+        self._advance_prefills()
         feeding = [s for s in self._running if s.token is not None]
         if feeding:
             logits = self.runner.decode(
@@ -464,10 +485,11 @@ class Engine:
         self._retire(self._sample_all())
 
     def _admit(self, job: _Job, samples: list[int]) -> None:
-        """Prefill the prompt once, in the free slot holding its longest prefix, then copy it
-        to the other samples' slots."""
-        prompt, params = job.prompt_ids, job.params
+        """Reserve slots for the samples: the prompt is prefilled once, in the free slot that
+        holds its longest prefix, from the end of that prefix."""
+        prompt = job.prompt_ids
         used = {s.slot for s in self._running}
+        used.update(slot for prefill in self._prefilling for slot in prefill.slots)
         free = [slot for slot in range(self.runner.num_slots) if slot not in used]
         reuse = [min(_common_prefix(self._slot_ids[slot], prompt), len(prompt) - 1)
                  for slot in free]  # fmt: skip
@@ -476,36 +498,89 @@ class Engine:
         chosen = max(range(len(free)), key=lambda i: (reuse[i], -self._slot_used[free[i]]))
         best, common = free[chosen], reuse[chosen]
         slots = free[: len(samples)]
-        try:
-            if self._swap is None:
-                slots = [best, *[slot for slot in slots if slot != best][: len(samples) - 1]]
-            elif best != slots[0]:  # bring it down to the lowest free slot
+        if self._swap is None:
+            slots = [best, *[slot for slot in slots if slot != best][: len(samples) - 1]]
+        elif best != slots[0]:  # bring it down to the lowest free slot
+            try:
                 self._swap_slots(best, slots[0])
-            self._clock += 1
-            for slot in slots:
-                self._slot_used[slot] = self._clock
-                self._slot_ids[slot] = []  # unknown until written below
-            logits = self.runner.prefill(slots[0], prompt[common:], common)
-            for slot in slots[1:]:
-                self.runner.copy_slot(slots[0], slot, len(prompt))
-        except Exception as err:
-            for sample in samples:
-                job.handles[sample]._finish(None, err)
-            with self._wake:
-                self._forget_document(job)
-            return
+            except Exception as err:
+                for sample in samples:
+                    job.handles[sample]._finish(None, err)
+                return
+        self._clock += 1
         for slot in slots:
-            self._slot_ids[slot] = list(prompt)
-        self._counts["prefill_tokens"] += len(prompt) - common
+            self._slot_used[slot] = self._clock
+            self._slot_ids[slot] = []  # unknown until written
+        self._slot_ids[slots[0]] = prompt[:common]
         self._counts["prefix_reused_tokens"] += common
         self._counts["prefix_hits"] += common > 0
+        with self._wake:
+            self._prefilling.append(_Prefill(job, samples, slots, common))
+
+    def _advance_prefills(self) -> None:
+        """Prefill up to ``prefill_budget`` prompt tokens, oldest prompt first; a prompt done
+        is copied to its other samples' slots and its sequences start."""
+        budget = self.prefill_budget
+        for prefill in list(self._prefilling):
+            if budget <= 0:
+                break
+            prompt, first = prefill.job.prompt_ids, prefill.slots[0]
+            chunk = prompt[prefill.done : prefill.done + budget]
+            try:
+                logits = self.runner.prefill(first, chunk, prefill.done)
+                prefill.done += len(chunk)
+                self._slot_ids[first] = prompt[: prefill.done]
+                if prefill.done == len(prompt):
+                    for slot in prefill.slots[1:]:
+                        self.runner.copy_slot(first, slot, len(prompt))
+                        self._slot_ids[slot] = list(prompt)
+            except Exception as err:
+                self._end_prefill(prefill, None, err)
+                continue
+            budget -= len(chunk)
+            self._counts["prefill_tokens"] += len(chunk)
+            if prefill.done == len(prompt):
+                self._start(prefill, logits)
+
+    def _start(self, prefill: _Prefill, logits: torch.Tensor) -> None:
+        job, params = prefill.job, prefill.job.params
         end_ids = self.codec.eos_ids | params.stop_token_ids
         stop = params.stop_sequences()
-        max_new = min(params.max_tokens, self.runner.context_length - len(prompt))
-        for slot, sample in zip(slots, samples, strict=True):
-            seq = _Sequence(job, sample, slot, max_new, TextStream(self.codec.decode, stop,
-                            params.language), end_ids, len(prompt), logits=logits)  # fmt: skip
-            self._running.append(seq)
+        max_new = min(params.max_tokens, self.runner.context_length - len(job.prompt_ids))
+        with self._wake:
+            self._prefilling.remove(prefill)
+            for slot, sample in zip(prefill.slots, prefill.samples, strict=True):
+                stream = TextStream(self.codec.decode, stop, params.language)
+                self._running.append(_Sequence(job, sample, slot, max_new, stream, end_ids,
+                                               len(job.prompt_ids), logits=logits))  # fmt: skip
+        self._compact()
+
+    def _drop_cancelled_samples(self) -> None:
+        """Cancelled samples leave their prefill (the last reserved slot is given back); a
+        prefill left without samples ends, its slot keeping the part of the prompt done."""
+        for prefill in list(self._prefilling):
+            for sample in [s for s in prefill.samples if prefill.job.handles[s].cancelled]:
+                prefill.job.handles[sample]._finish(Completion("", 0, "cancelled"))
+                with self._wake:
+                    prefill.samples.remove(sample)
+                    if prefill.samples:
+                        prefill.slots.pop()
+            if not prefill.samples:
+                self._end_prefill(prefill, "cancelled", None)
+
+    def _end_prefill(
+        self, prefill: _Prefill, reason: str | None, error: BaseException | None
+    ) -> None:
+        if error is not None:
+            for slot in prefill.slots:
+                self._slot_ids[slot] = []  # a failed prefill leaves the cache unknown
+        for sample in prefill.samples:
+            prefill.job.handles[sample]._finish(
+                None if error else Completion("", 0, reason or "cancelled"), error
+            )
+        with self._wake:
+            self._prefilling.remove(prefill)
+            self._forget_document(prefill.job)
 
     def _sample_all(self) -> dict[int, tuple[str | None, BaseException | None]]:
         """Draw every running sequence's next token; return those that ended, by id."""
@@ -567,9 +642,28 @@ class Engine:
         return None
 
     def _swap_slots(self, a: int, b: int) -> None:
+        """Exchange two slots' caches and everything the engine keeps about them."""
         self._swap(a, b)
         for state in (self._slot_ids, self._slot_used):
             state[a], state[b] = state[b], state[a]
+        exchange = {a: b, b: a}
+        for seq in self._running:
+            seq.slot = exchange.get(seq.slot, seq.slot)
+        for prefill in self._prefilling:
+            prefill.slots = [exchange.get(slot, slot) for slot in prefill.slots]
+
+    def _compact(self) -> None:
+        """Move the running sequences into slots ``0 .. batch-1``, where decode reads them in
+        place. Each hole takes the highest running sequence: one swap per hole, where shifting
+        every sequence down would cost one per sequence above it."""
+        if self._swap is None:
+            return
+        size = len(self._running)
+        holes = sorted(set(range(size)) - {s.slot for s in self._running})
+        movers = sorted((s for s in self._running if s.slot >= size), key=lambda s: s.slot)
+        for hole, seq in zip(holes, movers, strict=True):
+            self._swap_slots(seq.slot, hole)
+        self._running.sort(key=lambda s: s.slot)
 
     def _retire(self, ended: dict[int, tuple[str | None, BaseException | None]]) -> None:
         """Finish the ended sequences, free their slots, and move the running ones down into
@@ -595,12 +689,4 @@ class Engine:
             self._running = keep
             for job in jobs.values():
                 self._forget_document(job)
-        if self._swap is not None:
-            # Each hole below the batch size takes the highest running sequence: one swap per
-            # hole, where shifting every sequence down would cost one per sequence above it.
-            holes = sorted(set(range(len(keep))) - {s.slot for s in keep})
-            movers = sorted((s for s in keep if s.slot >= len(keep)), key=lambda s: s.slot)
-            for hole, seq in zip(holes, movers, strict=True):
-                self._swap_slots(seq.slot, hole)
-                seq.slot = hole
-            keep.sort(key=lambda s: s.slot)
+        self._compact()
