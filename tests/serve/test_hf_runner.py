@@ -1,0 +1,108 @@
+"""HFRunner: slot-cached prefill and decode over a transformers model give the logits of the
+model's own full forward pass; HFCodec encodes prompts as the model's tokenizer does.
+
+Run: pytest tests/serve/test_hf_runner.py -q
+"""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from geex.errors import GeexError
+from geex.serve.models import load_served_model
+from tests.serve.hf_model_folder import CODE, STARCODER_FIM, save_tiny_hf_model
+
+# fp32 on CPU: cached and uncached attention differ only by summation order.
+ATOL = 1e-5
+
+
+@pytest.fixture(scope="module")
+def served(tmp_path_factory):
+    folder = save_tiny_hf_model(tmp_path_factory.mktemp("hf"), special_tokens=STARCODER_FIM)
+    return load_served_model(folder, device="cpu", dtype="fp32", max_slots=3)
+
+
+def full_logits(served, ids):
+    model = served.runner.model
+    with torch.inference_mode():
+        return model(torch.tensor([ids])).logits[0, :, : served.runner.vocab_size].float()
+
+
+def test_prefill_and_decode_equal_the_full_forward(served):
+    runner, ids = served.runner, served.codec.encode(CODE[0])
+    assert len(ids) > 6
+    reference = full_logits(served, ids)
+    torch.testing.assert_close(runner.prefill(0, ids[:4], 0), reference[3], atol=ATOL, rtol=0)
+    # The rest on top of the cached first four positions.
+    last = runner.prefill(0, ids[4:-2], 4)
+    torch.testing.assert_close(last, reference[len(ids) - 3], atol=ATOL, rtol=0)
+    runner.prefill(1, ids[:-1], 0)
+    step = runner.decode([0, 1], [ids[-2], ids[-1]], [len(ids) - 2, len(ids) - 1])
+    assert step.shape == (2, runner.vocab_size) and step.dtype == torch.float32
+    torch.testing.assert_close(step[0], reference[-2], atol=ATOL, rtol=0)
+    torch.testing.assert_close(step[1], reference[-1], atol=ATOL, rtol=0)
+
+
+def test_copied_prefix_then_prefill_equals_a_fresh_prefill(served):
+    runner = served.runner
+    ids = served.codec.encode(CODE[1])
+    other = served.codec.encode(CODE[2])
+    runner.prefill(0, ids, 0)
+    runner.copy_slot(0, 2, 5)
+    assert runner.cached_length(2) == 5 and runner.cached_length(0) == len(ids)
+    continued = runner.prefill(2, other, 5)
+    fresh = runner.prefill(1, ids[:5] + other, 0)
+    torch.testing.assert_close(continued, fresh, atol=ATOL, rtol=0)
+    torch.testing.assert_close(
+        continued, full_logits(served, ids[:5] + other)[-1], atol=ATOL, rtol=0
+    )
+    # The source keeps its own cache: decoding it still matches its full sequence.
+    step = runner.decode([0], [other[0]], [len(ids)])
+    torch.testing.assert_close(step[0], full_logits(served, ids + other[:1])[-1], atol=ATOL, rtol=0)
+
+
+def test_prefill_at_an_earlier_start_reuses_that_prefix(served):
+    runner, ids = served.runner, served.codec.encode(CODE[3])
+    runner.prefill(0, ids, 0)
+    again = runner.prefill(0, ids[3:], 3)  # the slot held more: cropped to 3 first
+    assert runner.cached_length(0) == len(ids)
+    torch.testing.assert_close(again, full_logits(served, ids)[-1], atol=ATOL, rtol=0)
+
+
+def test_runner_sizes_come_from_the_tokenizer_and_config(served):
+    runner = served.runner
+    assert runner.vocab_size == served.codec.vocab_size  # the 3 padded rows dropped
+    assert runner.context_length == 64 and runner.num_slots == 3
+
+
+def test_runner_refuses_what_it_cannot_do(served):
+    runner = served.runner
+    with pytest.raises(GeexError, match="out of range"):
+        runner.prefill(3, [1], 0)
+    runner.prefill(1, [5, 6], 0)
+    with pytest.raises(GeexError, match="holds 2 positions"):
+        runner.prefill(1, [7], 4)
+    with pytest.raises(GeexError, match="context"):
+        runner.prefill(1, [1] * 65, 0)
+    with pytest.raises(GeexError, match="at least one token"):
+        runner.prefill(1, [], 0)
+
+
+def test_codec_keeps_special_names_as_text_and_knows_its_end(served):
+    codec = served.codec
+    eos = codec.tokenizer.eos_token_id
+    assert codec.eos_ids == {eos}
+    assert eos not in codec.encode("x <|endoftext|> y")
+    assert codec.decode(codec.encode(CODE[0])) == CODE[0]
+    assert codec.leading_ids == ()
+
+
+def test_codec_puts_the_tokenizers_bos_first(tmp_path):
+    served = load_served_model(
+        save_tiny_hf_model(tmp_path, bos=True), device="cpu", dtype="fp32", max_slots=1
+    )
+    bos = served.codec.tokenizer.bos_token_id
+    assert served.codec.leading_ids == (bos,)
+    ids = served.codec.encode("def f")
+    assert ids[0] == bos and ids[1:] == served.codec.encode_text("def f")
