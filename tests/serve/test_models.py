@@ -1,0 +1,120 @@
+"""load_served_model: a Hugging Face folder or a Geex checkpoint, told apart by config.json; the
+FIM style detected or named; a model without FIM tokens refuses a suffix.
+
+Run: pytest tests/serve/test_models.py -q
+"""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from geex.errors import GeexError
+from geex.serve.hf_runner import HFRunner
+from geex.serve.models import load_served_model, model_kind
+from geex.tokenizer.fim import FIM_STYLES
+from tests.serve.hf_model_folder import CODE, STARCODER_FIM, save_tiny_hf_model
+
+
+@pytest.fixture(scope="module")
+def fim_folder(tmp_path_factory):
+    return save_tiny_hf_model(tmp_path_factory.mktemp("fim"), special_tokens=STARCODER_FIM)
+
+
+@pytest.fixture(scope="module")
+def plain_folder(tmp_path_factory):
+    return save_tiny_hf_model(tmp_path_factory.mktemp("plain"))
+
+
+def load(folder, **options):
+    return load_served_model(folder, device="cpu", dtype="fp32", max_slots=2, **options)
+
+
+def test_hf_folder_is_loaded_with_its_detected_fim_style(fim_folder):
+    served = load(fim_folder)
+    assert served.kind == "hf" and isinstance(served.runner, HFRunner)
+    assert served.name == fim_folder.name
+    assert served.fim is FIM_STYLES["starcoder"]
+    vocab = served.codec.vocab
+    assert served.stop_token_ids >= {vocab["<|endoftext|>"], vocab["<fim_pad>"]}
+
+
+def test_fim_prompt_is_the_styles_layout_and_fits_the_budget(fim_folder):
+    served = load(fim_folder)
+    vocab, codec = served.codec.vocab, served.codec
+    prefix, suffix = "def add(a, b):\n    return ", "\n\nprint(add(1, 2))\n"
+    ids = served.fim_prompt_ids(prefix, suffix, max_prompt_tokens=1000)
+    assert ids == [
+        vocab["<fim_prefix>"],
+        *codec.encode_text(prefix),
+        vocab["<fim_suffix>"],
+        *codec.encode_text(suffix),
+        vocab["<fim_middle>"],
+    ]
+    short = served.fim_prompt_ids(prefix * 20, suffix * 20, max_prompt_tokens=40)
+    assert len(short) == 40
+    assert short[-1] == vocab["<fim_middle>"]
+    # The prefix keeps its end (next to the cursor), the suffix its start.
+    kept_prefix = short[1 : short.index(vocab["<fim_suffix>"])]
+    assert kept_prefix == codec.encode_text(prefix * 20)[-len(kept_prefix) :]
+    kept_suffix = short[short.index(vocab["<fim_suffix>"]) + 1 : -1]
+    assert kept_suffix == codec.encode_text(suffix * 20)[: len(kept_suffix)]
+
+
+def test_folder_without_fim_tokens_has_no_fim_and_refuses_a_suffix(plain_folder):
+    served = load(plain_folder)
+    assert served.fim is None
+    with pytest.raises(GeexError, match="no fill-in-the-middle tokens"):
+        served.fim_prompt_ids("def f():", "\n    return 1\n", max_prompt_tokens=100)
+    # Without a suffix it is a plain completion prompt.
+    assert served.fim_prompt_ids(CODE[0], "", max_prompt_tokens=100) == served.codec.encode(CODE[0])
+
+
+def test_prefix_only_is_an_explicit_choice_that_drops_the_suffix(plain_folder):
+    served = load(plain_folder, fim_style="prefix-only")
+    assert served.fim is FIM_STYLES["prefix-only"]
+    ids = served.fim_prompt_ids(CODE[0], "ignored()", max_prompt_tokens=5)
+    assert ids == served.codec.encode(CODE[0])[-5:]
+
+
+def test_named_style_overrides_and_missing_tokens_are_refused(fim_folder, plain_folder):
+    with pytest.raises(GeexError, match="'deepseek' needs the tokens"):
+        load(fim_folder, fim_style="deepseek")
+    with pytest.raises(GeexError, match="unknown FIM style"):
+        load(plain_folder, fim_style="fill")
+    assert load(fim_folder, fim_style="none").fim is None
+
+
+def test_name_override_and_quantize_refused_for_hf(fim_folder):
+    assert load(fim_folder, name="coder").name == "coder"
+    with pytest.raises(GeexError, match="for Geex checkpoints"):
+        load(fim_folder, quantize="int8")
+    with pytest.raises(GeexError, match="unknown quantization"):
+        load(fim_folder, quantize="int3")
+
+
+def test_folders_that_are_neither_kind_are_one_clear_error(tmp_path):
+    with pytest.raises(GeexError, match="no such folder"):
+        model_kind(tmp_path / "missing")
+    with pytest.raises(GeexError, match="no config.json"):
+        model_kind(tmp_path)
+    (tmp_path / "config.json").write_text("{not json")
+    with pytest.raises(GeexError, match="not valid JSON"):
+        model_kind(tmp_path)
+    (tmp_path / "config.json").write_text(json.dumps({"hidden_size": 8}))
+    with pytest.raises(GeexError, match="neither a Geex checkpoint"):
+        load_served_model(tmp_path)
+    (tmp_path / "config.json").write_text(json.dumps({"format": "geex"}))
+    assert model_kind(tmp_path) == "geex"
+    (tmp_path / "config.json").write_text(json.dumps({"model_type": "llama"}))
+    assert model_kind(tmp_path) == "hf"
+    file = tmp_path / "config.json"
+    with pytest.raises(GeexError, match="is a file"):
+        model_kind(file)
+
+
+def test_a_broken_hf_folder_is_one_clear_error(tmp_path):
+    (tmp_path / "config.json").write_text(json.dumps({"model_type": "llama"}))
+    with pytest.raises(GeexError, match="cannot load"):
+        load(tmp_path)
