@@ -179,3 +179,8 @@ def test_encode_without_leading_space_drops_a_sentencepiece_dummy_prefix():
         return [ord("▁"), *map(ord, text)]
 
     assert encode_without_leading_space(encode, "ab") == [ord("a"), ord("b")]
+
+    def merging(text: str) -> list[int]:  # merges the anchor with what follows: plain encoding
+        return [len(text)]
+
+    assert encode_without_leading_space(merging, "ab") == [2]

@@ -106,3 +106,25 @@ def test_codec_puts_the_tokenizers_bos_first(tmp_path):
     assert served.codec.leading_ids == (bos,)
     ids = served.codec.encode("def f")
     assert ids[0] == bos and ids[1:] == served.codec.encode_text("def f")
+
+
+def test_importing_the_serving_modules_does_not_import_transformers():
+    import subprocess
+    import sys
+
+    probe = (
+        "import sys, geex.serve.hf_runner, geex.serve.models, geex.tokenizer.fim; "
+        "print('transformers' in sys.modules)"
+    )
+    result = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip() == "False"
+
+
+def test_a_missing_transformers_is_one_error_naming_the_install(tmp_path, monkeypatch):
+    import sys
+
+    folder = save_tiny_hf_model(tmp_path)
+    monkeypatch.setitem(sys.modules, "transformers", None)  # import now fails as if absent
+    with pytest.raises(GeexError, match=r"pip install 'geex\[hf\]'"):
+        load_served_model(folder, device="cpu")

@@ -118,3 +118,25 @@ def test_a_broken_hf_folder_is_one_clear_error(tmp_path):
     (tmp_path / "config.json").write_text(json.dumps({"model_type": "llama"}))
     with pytest.raises(GeexError, match="cannot load"):
         load(tmp_path)
+
+
+def test_code_llama_layout_bos_first_and_the_suffix_without_a_leading_space(tmp_path):
+    from tests.serve.hf_model_folder import save_sentencepiece_style_model
+
+    served = load(save_sentencepiece_style_model(tmp_path))
+    assert served.fim is FIM_STYLES["codellama"]
+    tokenizer, vocab = served.codec.tokenizer, served.codec.vocab
+    prefix, suffix = "def add(a, b):\n", "return a + b\n"
+    plain = tokenizer(suffix, add_special_tokens=False)["input_ids"]
+    assert tokenizer.convert_ids_to_tokens(plain)[0].startswith("▁")  # the dummy prefix
+    ids = served.fim_prompt_ids(prefix, suffix, max_prompt_tokens=100)
+    assert ids[:2] == [tokenizer.bos_token_id, vocab["▁<PRE>"]]
+    assert (
+        ids[2 : ids.index(vocab["▁<SUF>"])]
+        == tokenizer(prefix, add_special_tokens=False)["input_ids"]
+    )
+    suffix_ids = ids[ids.index(vocab["▁<SUF>"]) + 1 : -1]
+    assert ids[-1] == vocab["▁<MID>"]
+    assert not tokenizer.convert_ids_to_tokens(suffix_ids)[0].startswith("▁")
+    assert tokenizer.decode(suffix_ids) == suffix
+    assert vocab["▁<EOT>"] in served.stop_token_ids

@@ -234,12 +234,15 @@ def build_fim_ids(
 def encode_without_leading_space(encode: Callable[[str], list[int]], text: str) -> list[int]:
     """``text``'s ids without the space a SentencePiece tokenizer puts before a text's start.
 
-    Encodes an anchor line before the text and drops the anchor's ids, as Code Llama's own
-    ``encode_infilling`` does with "☺"; a tokenizer that merges the anchor into the text
-    (never seen) falls back to plain encoding.
+    Code Llama's own ``encode_infilling`` does it this way: encode a rare character before the
+    text and drop that character's ids. Should a tokenizer merge the character into the text,
+    which the check below would show, the text is encoded plainly.
     """
-    anchor = encode("\n")
-    ids = encode("\n" + text)
+    anchor = encode(_ANCHOR)
+    ids = encode(_ANCHOR + text)
     if ids[: len(anchor)] == anchor:
         return ids[len(anchor) :]
     return encode(text)
+
+
+_ANCHOR = "☺"
