@@ -128,3 +128,23 @@ def test_a_missing_transformers_is_one_error_naming_the_install(tmp_path, monkey
     monkeypatch.setitem(sys.modules, "transformers", None)  # import now fails as if absent
     with pytest.raises(GeexError, match=r"pip install 'geex\[hf\]'"):
         load_served_model(folder, device="cpu")
+
+
+def test_engine_over_the_hf_runner_decodes_what_transformers_generates(served):
+    from geex.serve.engine import Engine, GenerationParams
+
+    tokenizer, model = served.codec.tokenizer, served.runner.model
+    ids = served.codec.encode(CODE[0][:12])
+    with torch.inference_mode():
+        out = model.generate(
+            torch.tensor([ids]),
+            attention_mask=torch.ones(1, len(ids), dtype=torch.long),
+            do_sample=False,
+            max_new_tokens=8,
+            pad_token_id=tokenizer.eos_token_id,
+        )[0, len(ids) :].tolist()
+    if tokenizer.eos_token_id in out:
+        out = out[: out.index(tokenizer.eos_token_id)]
+    with Engine(served.runner, served.codec, max_batch=2) as engine:
+        [got] = engine.generate(ids, GenerationParams(max_tokens=8, temperature=0))
+    assert out and got.text == served.codec.decode(out)

@@ -140,3 +140,56 @@ def test_code_llama_layout_bos_first_and_the_suffix_without_a_leading_space(tmp_
     assert not tokenizer.convert_ids_to_tokens(suffix_ids)[0].startswith("▁")
     assert tokenizer.decode(suffix_ids) == suffix
     assert vocab["▁<EOT>"] in served.stop_token_ids
+
+
+@pytest.fixture(scope="module")
+def geex_folder(tmp_path_factory):
+    import torch
+
+    from geex.model import ModelConfig, build_model
+    from geex.model.checkpoint import save_checkpoint
+    from geex.tokenizer import train_tokenizer
+
+    tokenizer = train_tokenizer(CODE * 10, vocab_size=400, languages=["python"])
+    config = ModelConfig(n_layer=2, n_head=2, d_model=32, max_seq_len=64,
+                         vocab_size=tokenizer.vocab_size, init_std=0.1)  # fmt: skip
+    folder = tmp_path_factory.mktemp("geex")
+    save_checkpoint(build_model(config, seed=0), folder, tokenizer=tokenizer, dtype=torch.float32)
+    config_file = folder / "tokenizer_config.json"
+    saved = json.loads(config_file.read_text())
+    saved["chat_template"] = "{% for m in messages %}{{ m['content'] }}{% endfor %}"
+    config_file.write_text(json.dumps(saved))
+    return folder
+
+
+def test_geex_checkpoint_is_served_with_geex_fim_and_its_template(geex_folder):
+    import torch
+
+    from geex.model.loader import load_for_inference
+    from geex.serve.geex_runner import GeexRunner
+
+    served = load(geex_folder)
+    assert served.kind == "geex" and isinstance(served.runner, GeexRunner)
+    assert served.fim is FIM_STYLES["geex"]
+    tokenizer = served.codec.tokenizer
+    ids = served.fim_prompt_ids("def f(", "):\n", max_prompt_tokens=64)
+    assert ids == [
+        tokenizer.fim_prefix_id,
+        *tokenizer.encode("def f("),
+        tokenizer.fim_suffix_id,
+        *tokenizer.encode("):\n"),
+        tokenizer.fim_middle_id,
+    ]
+    assert served.stop_token_ids >= {tokenizer.eod_id, tokenizer.fim_pad_id}
+    assert served.chat_prompt_ids([{"role": "user", "content": "hi"}]) == tokenizer.encode("hi")
+    assert served.context_length == 64
+    # The runner runs the checkpoint's model: its logits are the model's own.
+    model = load_for_inference(geex_folder, device="cpu", dtype="fp32").model
+    with torch.inference_mode():
+        full = model(torch.tensor([ids])).float()[0, -1, : tokenizer.vocab_size]
+    torch.testing.assert_close(served.runner.prefill(0, ids, 0), full, atol=1e-5, rtol=0)
+
+
+def test_geex_checkpoint_with_a_named_style_it_lacks_is_refused(geex_folder):
+    with pytest.raises(GeexError, match="'starcoder' needs the tokens"):
+        load(geex_folder, fim_style="starcoder")

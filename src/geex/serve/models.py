@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import json
 import os
+import time
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -31,6 +32,7 @@ from geex.serve.chat import (
     plain_chat_prompt,
     render_chat_template,
 )
+from geex.serve.engine import Runner, TextCodec
 from geex.tokenizer.fim import (
     FimStyle,
     FimTokenIds,
@@ -59,13 +61,19 @@ class ServedModel:
     """A model ready to serve: its runner and codec for the engine, its prompt conventions."""
 
     name: str
-    runner: object  # geex.serve.engine.Runner
-    codec: object  # geex.serve.engine.TextCodec
+    runner: Runner
+    codec: TextCodec
     fim: FimStyle | None  # None: no FIM tokens, a request with a suffix is refused
     chat_template: str | None  # None: a base model, chatted with as a plain transcript
     kind: str  # "geex" | "hf"
     tokens: PromptTokens = field(repr=False, default=None)
     fim_ids: FimTokenIds | None = field(repr=False, default=None)
+    created: int = field(default_factory=lambda: int(time.time()))
+
+    @property
+    def context_length(self) -> int:
+        """Positions one sequence may use, prompt and answer together."""
+        return self.runner.context_length
 
     def fim_prompt_ids(self, prefix: str, suffix: str, *, max_prompt_tokens: int) -> list[int]:
         """The infill prompt of the text before and after the cursor, at most
@@ -272,7 +280,7 @@ def _load_geex(folder, tokenizer, device, dtype, quantize, max_slots) -> ServedM
         model = quantize_int8(model)
     return ServedModel(
         name=loaded.name,
-        runner=GeexRunner(model, num_slots=max_slots),
+        runner=GeexRunner(model, max_slots, vocab_size=loaded.tokenizer.vocab_size),
         codec=geex_codec(loaded.tokenizer),
         fim=None,
         chat_template=saved_chat_template(Path(tokenizer) if tokenizer else folder),
