@@ -193,3 +193,26 @@ def test_geex_checkpoint_is_served_with_geex_fim_and_its_template(geex_folder):
 def test_geex_checkpoint_with_a_named_style_it_lacks_is_refused(geex_folder):
     with pytest.raises(GeexError, match="'starcoder' needs the tokens"):
         load(geex_folder, fim_style="starcoder")
+
+
+def test_a_geex_checkpoint_exported_to_hf_serves_the_same_logits(geex_folder, tmp_path):
+    """``geex convert to-hf``'s folder (its own model code) through the Hugging Face path."""
+    import torch
+
+    from geex.model.hf_export import export_hf
+
+    export_hf(geex_folder, tmp_path / "hf")
+    with pytest.raises(GeexError, match="trust-remote-code"):
+        load(tmp_path / "hf")
+    hf = load(tmp_path / "hf", trust_remote_code=True)
+    geex = load(geex_folder)
+    assert hf.kind == "hf" and hf.fim is FIM_STYLES["geex"]
+    assert hf.runner.vocab_size == geex.runner.vocab_size
+    ids = geex.fim_prompt_ids("def f(", "):\n", max_prompt_tokens=64)
+    assert hf.fim_prompt_ids("def f(", "):\n", max_prompt_tokens=64) == ids
+    torch.testing.assert_close(
+        hf.runner.prefill(0, ids, 0), geex.runner.prefill(0, ids, 0), atol=1e-4, rtol=0
+    )
+    step_hf = hf.runner.decode([0], [ids[0]], [len(ids)])
+    step_geex = geex.runner.decode([0], [ids[0]], [len(ids)])
+    torch.testing.assert_close(step_hf, step_geex, atol=1e-4, rtol=0)

@@ -277,7 +277,7 @@ def _load_geex(folder, tokenizer, device, dtype, quantize, max_slots) -> ServedM
     if quantize == "int8":
         from geex.model.quantize import quantize_int8
 
-        model = quantize_int8(model)
+        quantize_int8(model)  # in place
     return ServedModel(
         name=loaded.name,
         runner=GeexRunner(model, max_slots, vocab_size=loaded.tokenizer.vocab_size),
