@@ -66,6 +66,7 @@ class ServedModel:
     fim: FimStyle | None  # None: no FIM tokens, a request with a suffix is refused
     chat_template: str | None  # None: a base model, chatted with as a plain transcript
     kind: str  # "geex" | "hf"
+    # Set by load_served_model: the tokenizer's side of prompts, and the FIM style's ids.
     tokens: PromptTokens = field(repr=False, default=None)
     fim_ids: FimTokenIds | None = field(repr=False, default=None)
     created: int = field(default_factory=lambda: int(time.time()))
@@ -79,17 +80,15 @@ class ServedModel:
         """The infill prompt of the text before and after the cursor, at most
         ``max_prompt_tokens`` long: the prefix cut from the left, the suffix from the right
         (:func:`geex.tokenizer.fim.build_fim_ids` says how the budget is split)."""
-        if self.fim is None:
-            if suffix:
-                raise GeexError(
-                    f"model {self.name} has no fill-in-the-middle tokens, so it cannot read a "
-                    "suffix; send the prefix alone, or serve it with --fim-style prefix-only "
-                    "to drop suffixes"
-                )
-            ids = FimTokenIds(None, None, None, frozenset())
-        else:
-            ids = self.fim_ids
+        if self.fim is None and suffix:
+            raise GeexError(
+                f"model {self.name} has no fill-in-the-middle tokens, so it cannot read a "
+                "suffix; send the prefix alone, or serve it with --fim-style prefix-only "
+                "to drop suffixes"
+            )
+        # No style and no suffix: a plain completion prompt, cut as prefix-only cuts it.
         style = self.fim or get_fim_style("prefix-only")
+        ids = self.fim_ids or style.token_ids({})
         suffix_ids = []
         if suffix and not style.drops_suffix:
             suffix_ids = (
@@ -145,7 +144,8 @@ def load_served_model(
     (detected from the vocabulary), "none", or a style name from
     :data:`geex.tokenizer.fim.FIM_STYLES` (refused when the vocabulary lacks its tokens).
     ``quantize``: "int8" for weight-only INT8 (Geex checkpoints). ``max_slots``: sequences
-    decoded at once, each with its KV cache.
+    decoded at once, each with its KV cache. ``trust_remote_code``: run the model code a
+    Hugging Face folder carries (``geex convert to-hf`` writes CodeGeeX's that way).
     """
     folder = Path(path)
     kind = model_kind(folder)
@@ -167,7 +167,8 @@ def load_served_model(
 
 
 def model_kind(folder: Path) -> str:
-    """ "geex" or "hf", from the folder's ``config.json``; anything else is one clear error."""
+    """The folder's kind, "geex" or "hf", from its ``config.json``; anything else is one
+    clear error."""
     if not folder.exists():
         raise GeexError(f"model folder {folder}: no such folder")
     if not folder.is_dir():
