@@ -148,3 +148,17 @@ def test_engine_over_the_hf_runner_decodes_what_transformers_generates(served):
     with Engine(served.runner, served.codec, max_batch=2) as engine:
         [got] = engine.generate(ids, GenerationParams(max_tokens=8, temperature=0))
     assert out and got.text == served.codec.decode(out)
+
+
+def test_codec_decodes_generated_ids_as_a_continuation(tmp_path):
+    """A SentencePiece decoder drops the first token's space; a continuation keeps it."""
+    from tests.serve.hf_model_folder import save_sentencepiece_style_model
+
+    served = load_served_model(save_sentencepiece_style_model(tmp_path), device="cpu", max_slots=1)
+    codec, text = served.codec, CODE[0]
+    ids = codec.encode_text(text)
+    assert codec.tokenizer.decode(ids[1:]) != codec.decode(ids[1:])  # the plain decoder's loss
+    whole = codec.decode(ids)
+    for k in range(1, len(ids)):
+        assert codec.decode(ids[:k]) + codec.decode(ids[k:]) == whole
+    assert whole.strip() == text.strip()

@@ -180,14 +180,24 @@ class HFCodec:
         eos = eos if isinstance(eos, list) else [eos] if eos is not None else []
         self.eos_ids = frozenset({*eos, tokenizer.eos_token_id} - {None})
         self.leading_ids = self._leading_ids()
+        self._anchor = self.encode_text("a")
+        self._anchor_text = self._decode(self._anchor)
 
     def encode(self, text: str) -> list[int]:
         return [*self.leading_ids, *self.encode_text(text)]
 
     def decode(self, ids: Sequence[int]) -> str:
-        return self.tokenizer.decode(
-            list(ids), skip_special_tokens=False, clean_up_tokenization_spaces=False
-        )
+        """The text of ``ids`` as a continuation of what came before them.
+
+        SentencePiece decoders drop the "▁" (space) of a text's first token, right for a whole
+        text but wrong for generated tokens that follow a prompt (" return" would come out as
+        "return"). So the ids are decoded behind an anchor token whose own text is then cut
+        off, as Code Llama's ``decode_infilling`` does; byte-level decoders are unaffected.
+        """
+        text = self._decode([*self._anchor, *ids])
+        if text.startswith(self._anchor_text):
+            return text[len(self._anchor_text) :]
+        return self._decode(list(ids))
 
     def encode_text(self, text: str) -> list[int]:
         """``text``'s ids alone: no BOS, special-token names as text."""
@@ -208,6 +218,11 @@ class HFCodec:
             )
         except TemplateError as err:
             raise GeexError(f"the chat template cannot render these messages: {err}") from None
+
+    def _decode(self, ids: list[int]) -> str:
+        return self.tokenizer.decode(
+            ids, skip_special_tokens=False, clean_up_tokenization_spaces=False
+        )
 
     def _encode(self, text: str, *, split_special_tokens: bool) -> list[int]:
         return self.tokenizer(
