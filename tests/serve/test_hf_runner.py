@@ -162,3 +162,26 @@ def test_codec_decodes_generated_ids_as_a_continuation(tmp_path):
     for k in range(1, len(ids)):
         assert codec.decode(ids[:k]) + codec.decode(ids[k:]) == whole
     assert whole.strip() == text.strip()
+
+
+def test_slots_of_different_lengths_decode_in_one_forward_over_several_steps(served):
+    runner = served.runner
+    sequences = [
+        served.codec.encode(text)[:n] for text, n in zip(CODE[:3], (5, 9, 12), strict=True)
+    ]
+    assert [len(s) for s in sequences] == [5, 9, 12]
+    for slot, ids in enumerate(sequences):
+        runner.prefill(slot, ids, 0)
+    forwards = []
+    hook = runner.model.register_forward_hook(lambda *_: forwards.append(1))
+    for step in range(3):
+        tokens = [(7 * step + slot) % 50 for slot in range(3)]
+        forwards.clear()
+        logits = runner.decode([0, 1, 2], tokens, [len(s) for s in sequences])
+        assert len(forwards) == 1  # one forward for the three slots
+        for slot, token in enumerate(tokens):
+            sequences[slot] = [*sequences[slot], token]
+            want = full_logits(served, sequences[slot])[-1]
+            torch.testing.assert_close(logits[slot], want, atol=ATOL, rtol=0)
+    hook.remove()
+    assert [runner.cached_length(s) for s in range(3)] == [len(s) for s in sequences]

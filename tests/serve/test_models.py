@@ -213,6 +213,9 @@ def test_a_geex_checkpoint_exported_to_hf_serves_the_same_logits(geex_folder, tm
     torch.testing.assert_close(
         hf.runner.prefill(0, ids, 0), geex.runner.prefill(0, ids, 0), atol=1e-4, rtol=0
     )
-    step_hf = hf.runner.decode([0], [ids[0]], [len(ids)])
-    step_geex = geex.runner.decode([0], [ids[0]], [len(ids)])
+    # Two slots of different lengths decoded together (padded and masked in one forward).
+    for served in (hf, geex):
+        served.runner.prefill(1, ids[:3], 0)
+    step_hf = hf.runner.decode([0, 1], [ids[0], ids[4]], [len(ids), 3])
+    step_geex = geex.runner.decode([0, 1], [ids[0], ids[4]], [len(ids), 3])
     torch.testing.assert_close(step_hf, step_geex, atol=1e-4, rtol=0)

@@ -3,10 +3,10 @@
 :class:`HFRunner` is the engine's ``Runner`` over an ``AutoModelForCausalLM``: each slot is one
 sequence with its own ``DynamicCache``. ``prefill`` at ``start`` crops the slot's cache to its
 first ``start`` positions and runs the new tokens on top (a reused prompt prefix costs
-nothing); ``decode`` runs one token per slot, a slot at a time: the caches differ in length,
-and batching them would need padding and attention masks per step. Correct first; a model
-with sliding-window layers keeps only the window, so reusing a prefix longer than the window
-is not exact there.
+nothing); ``decode`` runs one token for every slot in one forward, the caches left-padded to
+the longest and the padding masked (models whose caches are not plain per-layer tensors,
+such as sliding-window ones, decode a slot at a time). A model with sliding-window layers
+keeps only the window, so reusing a prefix longer than the window is not exact there.
 
 :class:`HFCodec` is the engine's ``TextCodec`` over the model's ``AutoTokenizer``, and what
 :mod:`geex.serve.models` needs for FIM and chat prompts: the vocabulary, the ids the tokenizer
@@ -58,6 +58,8 @@ class HFRunner:
         self._cache_kwarg = "cache" if "cache" in forward else "past_key_values"
         keep = [k for k in ("logits_to_keep", "num_logits_to_keep") if k in forward]
         self._keep_kwarg = keep[0] if keep else None
+        # Batching slots of different lengths needs a padding mask and explicit positions.
+        self._batchable = {"attention_mask", "position_ids"} <= forward.keys()
 
     # --- the Runner protocol ---------------------------------------------------------------
 
@@ -86,8 +88,8 @@ class HFRunner:
         """One new token per slot at its position; float32 logits ``(len(slots), vocab_size)``."""
         if not len(slots) == len(token_ids) == len(positions):
             raise GeexError("decode needs one token and one position per slot")
-        rows = []
-        for slot, token, position in zip(slots, token_ids, positions, strict=True):
+        caches = []
+        for slot, position in zip(slots, positions, strict=True):
             self._check_slot(slot)
             cache = self._caches[slot]
             if cache is None:
@@ -95,7 +97,10 @@ class HFRunner:
             if position >= self.context_length:
                 raise GeexError(f"position {position} is past the context of {self.context_length}")
             self._crop(cache, position, slot)
-            rows.append(self._forward(slot, [token]))
+            caches.append(cache)
+        if len(slots) > 1 and self._batchable and all(map(_plain_layers, caches)):
+            return self._decode_batch(caches, token_ids, positions)
+        rows = [self._forward(slot, [token]) for slot, token in zip(slots, token_ids, strict=True)]
         return torch.cat(rows) if rows else torch.empty(0, self.vocab_size)
 
     def copy_slot(self, source: int, target: int, length: int) -> None:
@@ -130,6 +135,38 @@ class HFRunner:
             out = self.model(input_ids=ids, **options)
         return out.logits[:, -1, : self.vocab_size].float()
 
+    def _decode_batch(self, caches: list, token_ids: Sequence[int], positions: Sequence[int]):
+        """One forward for every slot: each cache left-padded to the longest, the padding
+        masked out, each row at its own position; each slot's cache then takes its new
+        column. Copying the caches costs about what attention reads of them anyway, and one
+        forward instead of one per slot is what keeps a GPU busy."""
+        from geex.model.hf_loading import import_transformers
+
+        longest = max(positions)
+        batch = import_transformers().DynamicCache()
+        for layer in range(len(caches[0].layers)):
+            keys = [c.layers[layer].keys for c in caches]
+            values = [c.layers[layer].values for c in caches]
+            batch.update(_left_pad(keys, longest), _left_pad(values, longest), layer)
+        mask = torch.zeros(len(caches), longest + 1, dtype=torch.long, device=self.device)
+        for row, position in enumerate(positions):
+            mask[row, longest - position :] = 1
+        options = {self._cache_kwarg: batch, "use_cache": True}
+        if self._keep_kwarg is not None:
+            options[self._keep_kwarg] = 1
+        with torch.inference_mode():
+            out = self.model(
+                input_ids=torch.tensor([[t] for t in token_ids], device=self.device),
+                attention_mask=mask,
+                position_ids=torch.tensor([[p] for p in positions], device=self.device),
+                **options,
+            )
+            for layer, batched in enumerate(batch.layers):
+                for row, cache in enumerate(caches):
+                    new = slice(row, row + 1), slice(None), slice(-1, None)
+                    cache.update(batched.keys[new], batched.values[new], layer)
+        return out.logits[:, -1, : self.vocab_size].float()
+
     def _new_cache(self):
         from geex.model.hf_loading import import_transformers
 
@@ -152,6 +189,26 @@ class HFRunner:
     def _check_slot(self, slot: int) -> None:
         if not 0 <= slot < self.num_slots:
             raise GeexError(f"slot {slot} is out of range (0..{self.num_slots - 1})")
+
+
+def _plain_layers(cache) -> bool:
+    """Whether every layer of ``cache`` holds all its positions (transformers' DynamicLayer),
+    so that caches can be padded and stacked; sliding-window and linear-attention layers, and
+    the layouts of transformers before 4.54, decode a slot at a time."""
+    layers = getattr(cache, "layers", None)
+    return bool(layers) and all(
+        type(layer).__name__ == "DynamicLayer" and getattr(layer, "keys", None) is not None
+        for layer in layers
+    )
+
+
+def _left_pad(tensors: list[torch.Tensor], length: int) -> torch.Tensor:
+    """``(1, heads, n_i, dim)`` tensors as one ``(batch, heads, length, dim)``, right-aligned."""
+    first = tensors[0]
+    out = first.new_zeros(len(tensors), first.shape[1], length, first.shape[3])
+    for row, tensor in enumerate(tensors):
+        out[row, :, length - tensor.shape[2] :] = tensor[0]
+    return out
 
 
 def model_context_length(config) -> int:
