@@ -231,6 +231,8 @@ def _load_hf(folder, tokenizer, device, dtype, max_slots, trust_remote_code) -> 
     codec = HFCodec(tok, getattr(model, "generation_config", None))
     runner = HFRunner(model, max_slots, vocab_size=codec.vocab_size)
     template = getattr(tok, "chat_template", None)
+    if isinstance(template, dict):  # named templates (a tool-use one beside the default)
+        template = template.get("default")
     return ServedModel(
         name=folder.resolve().name,
         runner=runner,
