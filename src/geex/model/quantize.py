@@ -17,16 +17,18 @@ the dequantized matrix).
 
 Kernels (:func:`int8_linear`), measured on a 2-core CPU with torch 2.13:
 
-* CPU, bf16/fp16 activations, at most :data:`PACKED_MM_MAX_ROWS` rows (decoding):
-  ``torch.ops.aten._weight_int8pack_mm``, which reads the int8 matrix directly and beats the
-  bf16 dense matmul it replaces (it reads half the bytes).
-* everything else, fp32 activations and CUDA included: the int8 matrix is cast to the compute
-  dtype for this one layer, ``F.linear(x, q.to(dtype)) * scale``. The CPU int8-pack kernel
-  does accept fp32 activations, but it ran 5-10 times slower than this cast (and 10-50 times
-  slower for prefill-sized inputs in any dtype). The cast form is the one inductor recognises
-  under ``torch.compile`` and lowers to the int8 kernel itself. It costs one layer's weight in
-  the compute dtype, transiently (the head's is the largest: vocabulary x width). fp16 scales
-  the weight before the matmul: ``x @ q`` (|q| up to 127) can overflow fp16's range.
+* CPU, at most :data:`PACKED_MM_MAX_ROWS` rows (decoding): ``torch.ops.aten._weight_int8pack_mm``,
+  which reads the int8 matrix directly: for one row of the small preset's head it took half the
+  time of the dense bf16 or fp32 matmul it replaces. It accepts fp32 activations too, but that
+  path ran 3-10 times slower than the dense fp32 matmul, so fp32 activations go through its
+  bf16 path: the activations and scales are rounded to bf16 there (a relative 0.4% at most,
+  under the int8 rounding of the weights themselves) and the result is fp32 again.
+* everything else (prefill, large batches, CUDA): the int8 matrix is cast to the compute
+  dtype for this one layer, ``F.linear(x, q.to(dtype)) * scale``; the int8-pack kernel ran
+  10-50 times slower than this on prefill-sized inputs. The cast form is the one inductor
+  recognises under ``torch.compile`` and lowers to the int8 kernel itself. It costs one layer's
+  weight in the compute dtype, transiently (the head's is the largest: vocabulary x width).
+  fp16 scales the weight before the matmul: ``x @ q`` (|q| up to 127) can overflow fp16.
 
 Quantization happens at load (``--quantize int8``): checkpoints always hold full-precision
 weights, a quantized model refuses to train, and :func:`geex.model.checkpoint.save_checkpoint`
@@ -48,7 +50,7 @@ from geex.model.codegeex import MLP, CodeGeeX, SelfAttention
 INT8_MAX = 127  # symmetric: -128 is never used, so that -q is representable
 # Above this many rows (prompt prefill, big batches) the int8-pack kernel lost to the cast path.
 PACKED_MM_MAX_ROWS = 8
-_PACKED_DTYPES = (torch.bfloat16, torch.float16)
+_PACKED_DTYPES = (torch.bfloat16, torch.float16)  # the int8-pack kernel's fast activations
 
 TRAINING_REFUSED = (
     "an int8-quantized model cannot be trained (its weights are rounded and have no "
@@ -71,12 +73,16 @@ def int8_linear(
 ) -> torch.Tensor:
     """``F.linear(x, q * scale[:, None], bias)`` without materialising the scaled matrix."""
     dtype = x.dtype
-    scale = scale.to(dtype)
     rows = x.numel() // x.shape[-1]
-    if x.device.type == "cpu" and dtype in _PACKED_DTYPES and rows <= PACKED_MM_MAX_ROWS:
-        flat = x.reshape(rows, x.shape[-1]).contiguous()
-        y = torch.ops.aten._weight_int8pack_mm(flat, q, scale).view(*x.shape[:-1], -1)
-    elif dtype == torch.float16:
+    if x.device.type == "cpu" and rows <= PACKED_MM_MAX_ROWS:
+        # fp32 goes through the kernel's bf16 path: its own fp32 path is the slow one.
+        packed = dtype if dtype in _PACKED_DTYPES else torch.bfloat16
+        flat = x.reshape(rows, x.shape[-1]).to(packed).contiguous()
+        y = torch.ops.aten._weight_int8pack_mm(flat, q, scale.to(packed))
+        y = y.to(dtype).view(*x.shape[:-1], -1)
+        return y if bias is None else y + bias
+    scale = scale.to(dtype)
+    if dtype == torch.float16:
         y = F.linear(x, q.to(dtype) * scale[:, None])
     else:
         y = F.linear(x, q.to(dtype)) * scale
