@@ -161,6 +161,14 @@ def test_a_quantized_model_refuses_to_train(trained):
         quantize_int8(model)
 
 
+def test_quantizing_onto_a_device_moves_every_tensor_there():
+    model = build_model(model_preset("tiny")).eval()
+    quantize_int8(model, device="meta")  # a stand-in for a GPU: any device but the model's
+    tensors = dict(model.named_parameters()) | dict(model.named_buffers())
+    assert {name for name, t in tensors.items() if t.device.type != "meta"} == set()
+    assert model.word_embeddings.weight.device.type == "meta"
+
+
 def test_rows_round_to_nearest_against_the_stored_scale():
     weight = torch.tensor([[0.5, -1.27, 0.01], [0.0, 0.0, 0.0], [2.0, 1.01, -0.5]])
     q, scale = quantize_rows(weight)

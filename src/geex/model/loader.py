@@ -4,8 +4,9 @@
 load a model the same way, here: the tokenizer saved with the checkpoint (or one named), the
 check that the tokenizer's ids fit the model's embedding, the device and dtype resolved from
 what the user typed ("auto", "cuda:1", "bf16"), the model in eval mode, quantized when asked
-(``--quantize int8``, :mod:`geex.model.quantize`: after the dtype, so the scales are rounded to
-the dtype the model computes in).
+(``--quantize int8``, :mod:`geex.model.quantize`: in the compute dtype first, so the scales are
+rounded to it, then onto the device layer by layer, so the full-precision model need not fit a
+GPU).
 """
 
 from __future__ import annotations
@@ -82,11 +83,14 @@ def load_for_inference(
 
     where = resolve_device(str(device))
     precision = dtype if isinstance(dtype, torch.dtype) else resolve_dtype(dtype, where)
-    model = load_model(folder, device=where, dtype=precision)
     if quantize == "int8":
         from geex.model.quantize import quantize_int8
 
-        quantize_int8(model)
+        # Quantized onto the device layer by layer: the full-precision model need not fit it.
+        model = load_model(folder, device="cpu", dtype=precision)
+        quantize_int8(model, device=where)
+    else:
+        model = load_model(folder, device=where, dtype=precision)
     return InferenceModel(model, tok, where, precision, folder.resolve().name, quantize)
 
 

@@ -254,13 +254,16 @@ def is_quantized(model: nn.Module) -> bool:
 
 
 @torch.no_grad()
-def quantize_int8(model: CodeGeeX) -> QuantizationReport:
+def quantize_int8(model: CodeGeeX, device: str | torch.device | None = None) -> QuantizationReport:
     """Swap ``model``'s linear layers (attention, MLP, top query layer) and its tied word
-    embedding for int8 ones, in place; the model must be in eval mode, already in its compute
-    dtype and on its device (the scales are rounded to that dtype).
+    embedding for int8 ones, in place. The model must be in eval mode and already in its
+    compute dtype (the scales are rounded to that dtype).
 
-    Each full-precision weight is freed as its int8 copy replaces it, so the peak is the
-    model plus one layer.
+    ``device``: where the quantized model goes, each layer moved there just before it is
+    quantized. A GPU then holds the int8 model plus one full-precision layer at most, never the
+    whole full-precision model: how a 13B whose bf16 weights would not fit a GPU gets onto it
+    in int8 (load on the CPU, quantize onto the GPU). Each full-precision weight is freed as
+    its int8 copy replaces it.
     """
     if not isinstance(model, CodeGeeX):
         raise GeexError(f"int8 quantization applies to a Geex CodeGeeX model, not {type(model)}")
@@ -268,6 +271,10 @@ def quantize_int8(model: CodeGeeX) -> QuantizationReport:
         raise GeexError("the model is already quantized")
     if model.training:
         raise GeexError(TRAINING_REFUSED)
+
+    def moved(module: nn.Module) -> nn.Module:
+        return module if device is None else module.to(device)
+
     total_before = weight_bytes(model)
     linear = [0, 0, 0]  # tensors, bytes before, bytes after
     for module in list(model.modules()):
@@ -276,13 +283,14 @@ def quantize_int8(model: CodeGeeX) -> QuantizationReport:
         for name, child in list(module.named_children()):
             if isinstance(child, nn.Linear):
                 before = weight_bytes(child)
-                swapped = Int8Linear.from_linear(child)
+                swapped = Int8Linear.from_linear(moved(child))
                 setattr(module, name, swapped)
                 linear = [linear[0] + 1, linear[1] + before, linear[2] + weight_bytes(swapped)]
     embedding = model.word_embeddings
     embedding_before = weight_bytes(embedding)
-    model.word_embeddings = Int8Embedding.from_embedding(embedding)
+    model.word_embeddings = Int8Embedding.from_embedding(moved(embedding))
     embedding_after = weight_bytes(model.word_embeddings)
+    moved(model)  # what stays in full precision: position tables, norms, biases
     kept = total_before - linear[1] - embedding_before
     return QuantizationReport(
         (
