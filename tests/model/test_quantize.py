@@ -6,6 +6,11 @@ from __future__ import annotations
 
 import copy
 import hashlib
+import json
+import re
+import subprocess
+import sys
+import urllib.request
 from pathlib import Path
 
 import pytest
@@ -32,7 +37,7 @@ from geex.model.quantize import (
 from geex.model.sampling import SamplingConfig
 from geex.presets import model_preset
 from geex.tokenizer import train_tokenizer
-from tests.conftest import one_line_error, run_geex
+from tests.conftest import one_line_error, required_module, run_geex
 
 SOURCES = sorted((Path(__file__).resolve().parents[2] / "src" / "geex").rglob("*.py"))
 # Error bounds on held-out real code, about 4x what a briefly trained model measures
@@ -122,6 +127,36 @@ def test_geex_generate_takes_quantize_int8(trained):
     )  # fmt: skip
     assert result.returncode == 0, result.stderr
     assert '"tokens": ' in result.stdout
+
+
+def test_geex_serve_takes_quantize_int8(trained):
+    required_module("fastapi")
+    from geex.serve.completion import complete
+
+    folder, _ = trained
+    command = [sys.executable, "-m", "geex", "serve", "--model", str(folder), "--port", "0",
+               "--device", "cpu", "--quantize", "int8", "--log-level", "warning"]  # fmt: skip
+    process = subprocess.Popen(command, stderr=subprocess.PIPE, text=True)
+    try:
+        line = process.stderr.readline()
+        match = re.search(r"at (http://127\.0\.0\.1:\d+)/v1", line)
+        assert match, line + process.stderr.read()
+        body = {"prompt": "def add(", "max_tokens": 12, "temperature": 0}
+        request = urllib.request.Request(
+            match.group(1) + "/v1/completions", data=json.dumps(body).encode()
+        )
+        request.add_header("Content-Type", "application/json")
+        with urllib.request.urlopen(request, timeout=120) as response:
+            answer = json.loads(response.read())
+    finally:
+        process.terminate()
+        process.wait(timeout=30)
+        process.stderr.close()
+    loaded = load_for_inference(folder, device="cpu", quantize="int8")
+    sampling = SamplingConfig(max_new_tokens=12, temperature=0)
+    ((want,),) = complete(loaded.model, loaded.tokenizer, ["def add("], sampling=sampling,
+                          add_tag=False)  # fmt: skip
+    assert want.num_tokens > 0 and answer["choices"][0]["text"] == want.text
 
 
 def test_an_unknown_quantization_is_refused(trained):
