@@ -266,3 +266,15 @@ def test_eval_fingerprints_a_quantized_model_apart(trained):
 def test_geex_eval_refuses_quantize_without_a_geex_model():
     result = run_geex("eval", "embedded", "--hf-model", "gpt2", "--quantize", "int8")
     assert "--quantize int8 goes with --model" in one_line_error(result)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("dtype", ["fp32", "bf16"])
+def test_compiled_decoding_of_a_quantized_model_gives_the_eager_tokens(trained, dtype):
+    folder, held_out = trained
+    model = load_for_inference(folder, device="cpu", dtype=dtype, quantize="int8").model
+    prompts = [held_out[0, :30].tolist(), held_out[1, :12].tolist()]
+    sampling = SamplingConfig(max_new_tokens=12, temperature=0)
+    assert generate(model, prompts, sampling, compile_step=True) == generate(
+        model, prompts, sampling
+    )

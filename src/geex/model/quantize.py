@@ -75,9 +75,15 @@ def int8_linear(
     """``F.linear(x, q * scale[:, None], bias)`` without materialising the scaled matrix."""
     dtype = x.dtype
     rows = x.numel() // x.shape[-1]
-    if x.device.type == "cpu" and rows <= PACKED_MM_MAX_ROWS:
-        # fp32 goes through the kernel's bf16 path: its own fp32 path is the slow one.
-        packed = dtype if dtype in _PACKED_DTYPES else torch.bfloat16
+    # fp32 goes through the kernel's bf16 path: its own fp32 path is the slow one. Not under
+    # torch.compile: inductor (2.13) fails to lower the kernel on inputs converted in the graph.
+    packed = dtype if dtype in _PACKED_DTYPES else torch.bfloat16
+    compiling = torch.compiler.is_compiling()
+    if (
+        x.device.type == "cpu"
+        and rows <= PACKED_MM_MAX_ROWS
+        and not (compiling and packed != dtype)
+    ):
         flat = x.reshape(rows, x.shape[-1]).to(packed).contiguous()
         y = torch.ops.aten._weight_int8pack_mm(flat, q, scale.to(packed))
         y = y.to(dtype).view(*x.shape[:-1], -1)
