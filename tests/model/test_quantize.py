@@ -40,9 +40,9 @@ from geex.tokenizer import train_tokenizer
 from tests.conftest import one_line_error, required_module, run_geex
 
 SOURCES = sorted((Path(__file__).resolve().parents[2] / "src" / "geex").rglob("*.py"))
-# Error bounds on held-out real code, about 4x what a briefly trained model measures
-# (fp32: relative error 0.001, top-1 agreement 99.7%; bf16: 0.0035, 98-99.6%).
-BOUNDS = {torch.float32: (0.005, 0.98), torch.bfloat16: (0.015, 0.95)}
+# Error bounds on held-out real code, 5x the relative error the fixture's model measures
+# (fp32: 0.0009, top-1 agreement 99.3%; bf16: 0.0030, 97.4%; the loss moves by < 0.001).
+BOUNDS = {torch.float32: (0.005, 0.97), torch.bfloat16: (0.015, 0.93)}
 
 
 @pytest.fixture(scope="module")
