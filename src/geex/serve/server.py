@@ -78,12 +78,15 @@ class ServedModel:
         tokenizer: str | os.PathLike | None = None,
         device: str = "auto",
         dtype: str = "auto",
+        quantize: str | None = None,
         name: str | None = None,
     ) -> ServedModel:
         """A Geex checkpoint folder (and its tokenizer, unless another is named)."""
         from geex.model.loader import load_for_inference
 
-        loaded = load_for_inference(folder, tokenizer=tokenizer, device=device, dtype=dtype)
+        loaded = load_for_inference(
+            folder, tokenizer=tokenizer, device=device, dtype=dtype, quantize=quantize
+        )
         return cls(loaded.model, loaded.tokenizer, name or loaded.name)
 
     def prompt_tokens(self, request: CompletionRequest) -> int:
