@@ -10,6 +10,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from geex.config import option
+from geex.errors import GeexError
 
 DTYPE_NAMES = ("auto", "fp32", "bf16", "fp16")
 QUANTIZE_NAMES = ("int8",)
@@ -30,3 +31,11 @@ class LoadOptions:
         help="int8: weight-only INT8 at load, about half the bf16 weight memory "
         "(activations stay in --dtype)",
     )
+
+
+def check_quantize(quantize: str | None) -> None:
+    """Refuse a quantization Geex does not know, before any weight is read."""
+    if quantize is not None and quantize not in QUANTIZE_NAMES:
+        raise GeexError(
+            f"unknown quantization {quantize!r}; choose {', '.join(QUANTIZE_NAMES)} (or none)"
+        )

@@ -23,7 +23,7 @@ from geex.model.checkpoint import load_model, read_config
 from geex.model.codegeex import CodeGeeX
 from geex.model.config import ModelConfig
 from geex.model.device import resolve_device, resolve_dtype
-from geex.model.load_options import QUANTIZE_NAMES
+from geex.model.load_options import check_quantize
 
 if TYPE_CHECKING:
     from geex.tokenizer import Tokenizer
@@ -59,10 +59,7 @@ def load_for_inference(
     """
     from geex.tokenizer import load_tokenizer
 
-    if quantize is not None and quantize not in QUANTIZE_NAMES:
-        raise GeexError(
-            f"unknown quantization {quantize!r}; choose {', '.join(QUANTIZE_NAMES)} (or none)"
-        )
+    check_quantize(quantize)
     folder = Path(folder)
     if not folder.exists():
         raise GeexError(f"model folder {folder}: no such folder")

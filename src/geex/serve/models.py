@@ -25,6 +25,7 @@ from pathlib import Path
 from typing import Protocol
 
 from geex.errors import GeexError
+from geex.model.load_options import check_quantize
 from geex.serve.chat import (
     PLAIN_CHAT_STOP,
     chat_end_ids,
@@ -151,8 +152,7 @@ def load_served_model(
     kind = model_kind(folder)
     if fim_style not in ("auto", "none"):
         get_fim_style(fim_style)  # a mistyped name fails before any weight is read
-    if quantize not in (None, "int8"):
-        raise GeexError(f"unknown quantization {quantize!r}; the one known is int8")
+    check_quantize(quantize)
     if kind == "geex":
         served = _load_geex(folder, tokenizer, device, dtype, quantize, max_slots)
     else:
@@ -275,12 +275,10 @@ def _load_geex(folder, tokenizer, device, dtype, quantize, max_slots) -> ServedM
     from geex.model.loader import load_for_inference
     from geex.serve.geex_runner import GeexRunner, geex_codec
 
-    loaded = load_for_inference(folder, tokenizer=tokenizer, device=device, dtype=dtype)
+    loaded = load_for_inference(
+        folder, tokenizer=tokenizer, device=device, dtype=dtype, quantize=quantize
+    )
     model = loaded.model
-    if quantize == "int8":
-        from geex.model.quantize import quantize_int8
-
-        quantize_int8(model)  # in place
     return ServedModel(
         name=loaded.name,
         runner=GeexRunner(model, max_slots, vocab_size=loaded.tokenizer.vocab_size),
