@@ -190,7 +190,10 @@ class GeexCodec:
         return self.tokenizer.encode(text)
 
     def decode(self, ids: Sequence[int]) -> str:
-        return self.tokenizer.decode(ids)
+        """The text of generated ids. Special tokens (FIM markers an untrained model may
+        emit mid-text, CodeGeeX's reserved ids) are not text a client should see: skipped, as
+        Hugging Face servers skip them. Whitespace and language-tag tokens are kept."""
+        return self.tokenizer.backend.decode(list(ids), skip_special_tokens=True)
 
 
 def geex_codec(tokenizer) -> GeexCodec:
