@@ -111,9 +111,10 @@ class BodySizeMiddleware:
             f"the request body is over this server's limit of {self.max_bytes} bytes "
             f"({mib:g} MiB; geex serve --max-body-mb)"
         )
-        # The connection closes: the rest of the body is not worth reading.
-        await send_error(send, 413, error_body(message, code="request_too_large"),
-                         {"Connection": "close"})  # fmt: skip
+        # No "Connection: close": a client still sending could then meet a reset instead of
+        # this answer. uvicorn discards the rest of the body unparsed, and drops the connection
+        # at its keep-alive timeout.
+        await send_error(send, 413, error_body(message, code="request_too_large"))
 
 
 def add_security(app: FastAPI, limits: ServeLimits) -> None:
