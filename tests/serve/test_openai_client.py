@@ -32,6 +32,9 @@ def client(served):
 
 def test_models_lists_the_served_model(client):
     assert [m.id for m in client.models.list()] == ["tiny-geex"]
+    assert client.models.retrieve("tiny-geex").id == "tiny-geex"
+    with pytest.raises(openai.NotFoundError, match="not served here"):
+        client.models.retrieve("gpt-4")
 
 
 def test_completion_plain_and_with_suffix(client):

@@ -221,6 +221,13 @@ def test_stop_sequences_cut_the_completion(server):
     assert post(server, {**body, "stop": stop})[1]["choices"][0]["text"] == choice["text"]
 
 
+def test_top_k_1_samples_the_greedy_text(server):
+    body = {"prompt": PROMPTS[0], "max_tokens": 16}
+    greedy = post(server, {**body, "temperature": 0})[1]["choices"][0]["text"]
+    status, answer = post(server, {**body, "temperature": 1.0, "top_k": 1, "seed": 3})
+    assert status == 200 and answer["choices"][0]["text"] == greedy
+
+
 def test_concurrent_requests_each_get_their_own_answer(server):
     bodies = [{"prompt": p, "max_tokens": 16, "temperature": 0} for p in [*PROMPTS, *PROMPTS]]
     alone = [post(server, b)[1]["choices"][0]["text"] for b in bodies]
@@ -235,6 +242,7 @@ def test_concurrent_requests_each_get_their_own_answer(server):
         ({"prompt": "x", "temperature": -1}, 400, "temperature", "temperature must be >= 0"),
         ({"prompt": "x", "n": 2, "temperature": 0}, 400, "n", "set temperature > 0"),
         ({"prompt": "x", "top_p": 0}, 400, "top_p", "top_p must be in (0, 1]"),
+        ({"prompt": "x", "top_k": -1}, 400, "top_k", "top_k must be >= 0"),
         ({"prompt": "x", "max_tokens": 0}, 400, "max_tokens", "max_tokens must be >= 1"),
         ({"prompt": 5}, 400, "prompt", "prompt:"),
         ({"max_tokens": 3}, 400, "prompt", "prompt: Field required"),

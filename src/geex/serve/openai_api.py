@@ -69,6 +69,7 @@ class _Request(BaseModel):
     model: str | None = None
     temperature: float = 1.0
     top_p: float = 1.0
+    top_k: int = 0  # not OpenAI's, but vLLM's and llama.cpp's: 0 keeps every token
     n: int = 1
     stop: str | list[str] | None = None
     stream: bool = False
@@ -172,6 +173,9 @@ def check_common(request: _Request, served_name: str) -> None:
         )
     if not 0 < request.top_p <= 1:
         raise ApiError(f"top_p must be in (0, 1], got {request.top_p}", param="top_p")
+    if request.top_k < 0:
+        raise ApiError(f"top_k must be >= 0 (0 keeps every token), got {request.top_k}",
+                       param="top_k")  # fmt: skip
     if request.n < 1:
         raise ApiError(f"n must be >= 1, got {request.n}", param="n")
     if request.n > 1 and request.temperature == 0:

@@ -56,10 +56,18 @@ def router(state: ServerState) -> APIRouter:
     api = APIRouter()
     name = state.model.name
 
+    entry = {"id": name, "object": "model", "created": state.model.created, "owned_by": "geex"}
+
     @api.get("/v1/models")
     async def models() -> dict:
-        entry = {"id": name, "object": "model", "created": state.model.created, "owned_by": "geex"}
         return {"object": "list", "data": [entry]}
+
+    @api.get("/v1/models/{model_id:path}")
+    async def model(model_id: str) -> dict:
+        if model_id != name:
+            raise ApiError(f"the model {model_id!r} is not served here; this server serves "
+                           f"{name!r}", status=404, param="model", code="model_not_found")  # fmt: skip
+        return entry
 
     @api.post("/v1/completions")
     async def completions(body: CompletionRequest, request: Request):
@@ -181,6 +189,7 @@ def _params(state: ServerState, body, max_tokens: int, language) -> GenerationPa
             max_tokens=max_tokens,
             temperature=body.temperature,
             top_p=body.top_p,
+            top_k=body.top_k,
             seed=body.seed,
             stop=tuple(body.stop_sequences),
             language=language,

@@ -44,11 +44,13 @@ class ApiKeyMiddleware:
         self._expected = f"Bearer {api_key}".encode()
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http" or scope["path"] in OPEN_PATHS:
+        if scope["type"] == "lifespan" or scope.get("path") in OPEN_PATHS:
             return await self.app(scope, receive, send)
         given = dict(scope["headers"]).get(b"authorization", b"")
         if hmac.compare_digest(given, self._expected):
             return await self.app(scope, receive, send)
+        if scope["type"] == "websocket":  # none is served; refuse before any route sees it
+            return await send({"type": "websocket.close", "code": 1008})
         message = (
             "no API key given: send the header 'Authorization: Bearer KEY'"
             if not given
