@@ -248,6 +248,8 @@ def test_concurrent_requests_each_get_their_own_answer(server):
         ({"max_tokens": 3}, 400, "prompt", "prompt: Field required"),
         ({"prompt": ""}, 400, "prompt", "prompt is empty"),
         ({"prompt": "x", "language": "klingon"}, 400, "language", "klingon"),
+        ({"prompt": "x", "stop": ["a"] * 17}, 400, "stop", "at most 16 stop sequences"),
+        ({"prompt": "x", "stop": "a" * 257}, 400, "stop", "at most 256 characters"),
         ({"prompt": "x", "logprobs": 3}, 400, "logprobs", "not supported"),
         ({"prompt": "x", "presence_penalty": 1}, 400, "presence_penalty", "not supported"),
         ({"prompt": "x", "n": 300, "temperature": 1}, 400, "n", "--max-n"),

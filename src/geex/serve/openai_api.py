@@ -27,6 +27,8 @@ from geex.languages import get_language
 
 # OpenAI's finish reasons: a stop rule and the end of the document both mean "stop"; a sequence
 # cancelled (the server stopping) ends as "stop" too, as OpenAI has no other word for it.
+MAX_STOP_SEQUENCES, MAX_STOP_CHARS = 16, 256
+
 FINISH_REASONS = {"stop": "stop", "eos": "stop", "length": "length", "cancelled": "stop"}
 
 
@@ -186,8 +188,16 @@ def check_common(request: _Request, served_name: str) -> None:
         )
     if request.seed is not None and not 0 <= request.seed < 2**63:
         raise ApiError(f"seed must be in 0..2**63-1, got {request.seed}", param="seed")
-    if any(s == "" for s in request.stop_sequences):
+    stops = request.stop_sequences
+    if any(s == "" for s in stops):
         raise ApiError("stop sequences must not be empty strings", param="stop")
+    # Every stop sequence is matched against the text's end at every step: bound the work.
+    if len(stops) > MAX_STOP_SEQUENCES or any(len(s) > MAX_STOP_CHARS for s in stops):
+        raise ApiError(
+            f"at most {MAX_STOP_SEQUENCES} stop sequences of at most {MAX_STOP_CHARS} "
+            f"characters each, got {len(stops)} (the longest {max(map(len, stops))})",
+            param="stop",
+        )
     _refuse_unsupported(
         {
             "presence_penalty": request.presence_penalty not in (None, 0),
