@@ -168,3 +168,34 @@ def test_streams_over_the_limit_are_a_429_with_retry_after(guarded):
     # The stream's end frees its place.
     with urllib.request.urlopen(request, timeout=60) as again:
         assert again.status == 200 and again.read().endswith(b"data: [DONE]\n\n")
+
+
+def test_a_protocol_that_lets_a_limit_or_a_full_queue_through_still_answers_4xx(
+    checkpoint, monkeypatch
+):
+    from fastapi import APIRouter
+
+    from geex.serve import server as server_module
+    from geex.serve.engine import EngineBusy
+    from geex.serve.limits import check_samples
+
+    def careless(state):
+        api = APIRouter()
+
+        @api.get("/careless/limit")
+        async def limit():
+            check_samples(state.limits, 99)
+
+        @api.get("/careless/busy")
+        async def busy():
+            raise EngineBusy("the server is busy", retry_after=3)
+
+        return api
+
+    monkeypatch.setattr(server_module, "PROTOCOL_ROUTERS", [*server_module.PROTOCOL_ROUTERS,
+                                                            careless])  # fmt: skip
+    with serving(checkpoint) as (server, _state):
+        status, answer, _ = call(server, "/careless/limit")
+        assert status == 400 and "--max-n" in answer["error"]["message"]
+        status, answer, headers = call(server, "/careless/busy")
+        assert status == 429 and headers["Retry-After"] == "3"

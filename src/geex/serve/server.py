@@ -26,6 +26,8 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from geex import __version__
 from geex.errors import GeexError
 from geex.serve import openai_routes
+from geex.serve.engine import EngineBusy
+from geex.serve.limits import LimitExceeded
 from geex.serve.openai_api import ApiError, error_body
 from geex.serve.security import add_security
 from geex.serve.state import ServerState
@@ -71,6 +73,18 @@ def _add_error_handlers(app: FastAPI) -> None:
     @app.exception_handler(ApiError)
     async def api_error(_request, err: ApiError) -> JSONResponse:
         return JSONResponse(err.body(), status_code=err.status, headers=err.headers)
+
+    # A protocol that lets these through still answers a 4xx, not a 500.
+    @app.exception_handler(LimitExceeded)
+    async def over_limit(_request, err: LimitExceeded) -> JSONResponse:
+        headers = {"Retry-After": str(err.retry_after)} if err.retry_after else None
+        body = error_body(str(err), param=err.param, code=err.code)
+        return JSONResponse(body, status_code=err.status, headers=headers)
+
+    @app.exception_handler(EngineBusy)
+    async def busy(_request, err: EngineBusy) -> JSONResponse:
+        body = error_body(str(err), code="rate_limit_exceeded")
+        return JSONResponse(body, status_code=429, headers={"Retry-After": str(err.retry_after)})
 
     @app.exception_handler(RequestValidationError)
     async def bad_request(_request, err: RequestValidationError) -> JSONResponse:

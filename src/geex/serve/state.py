@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+from geex.errors import ConfigError
 from geex.serve.engine import Engine
 from geex.serve.limits import StreamSlots
 from geex.serve.models import ServedModel
@@ -24,8 +25,6 @@ class ServeLimits:
     max_streams: int = 64  # concurrent streaming responses
 
     def __post_init__(self) -> None:
-        from geex.errors import ConfigError
-
         if self.api_key is not None and not self.api_key.strip():
             raise ConfigError("the API key is empty: give a key, or none")
         for name in ("max_body_bytes", "max_tokens", "max_n", "max_streams"):
