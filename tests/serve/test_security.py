@@ -54,6 +54,7 @@ def test_every_api_route_needs_the_key(guarded, path):
 def test_health_and_index_are_open_and_the_key_opens_the_rest(guarded):
     assert call(guarded, "/health")[0] == 200 and call(guarded, "/")[0] == 200
     assert call(guarded, "/v1/models", headers=AUTH)[0] == 200
+    assert call(guarded, "/v1/models", headers={"Authorization": f"bearer {KEY}"})[0] == 200
     body = {"prompt": "def f():\n", "max_tokens": 4, "temperature": 0}
     assert call(guarded, "/v1/completions", body, AUTH)[0] == 200
 

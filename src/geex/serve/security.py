@@ -41,13 +41,15 @@ class ApiKeyMiddleware:
 
     def __init__(self, app: ASGIApp, api_key: str) -> None:
         self.app = app
-        self._expected = f"Bearer {api_key}".encode()
+        self._key = api_key.encode()
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] == "lifespan" or scope.get("path") in OPEN_PATHS:
             return await self.app(scope, receive, send)
         given = dict(scope["headers"]).get(b"authorization", b"")
-        if hmac.compare_digest(given, self._expected):
+        scheme, _, token = given.partition(b" ")
+        # The scheme's case does not matter (RFC 9110); the key is compared in constant time.
+        if scheme.lower() == b"bearer" and hmac.compare_digest(token.strip(), self._key):
             return await self.app(scope, receive, send)
         if scope["type"] == "websocket":  # none is served; refuse before any route sees it
             return await send({"type": "websocket.close", "code": 1008})
