@@ -27,6 +27,7 @@ _STAGES = (
     "generate",
     "eval",
     "serve",
+    "task",
     "run",
 )
 

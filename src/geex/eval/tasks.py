@@ -58,12 +58,23 @@ def generation_prompt(problem: Problem, *, tag: bool = True) -> str:
 
 
 def translation_prompt(source: Problem, target: Problem) -> str:
+    source_code = f"{source.declaration}\n{source.canonical_solution.rstrip()}"
+    return code_translation_prompt(
+        source.language, source_code, target.language, target.declaration
+    )
+
+
+def code_translation_prompt(
+    source_language: Language, source_code: str, target_language: Language, target_start: str = ""
+) -> str:
+    """CodeGeeX's translation layout for any code: the benchmark's tasks and the server's
+    ``translate`` task share it, so a model is asked the way it was evaluated."""
     return (
         "code translation\n"
-        f"{source.language.name}:\n"
-        f"{source.declaration}\n{source.canonical_solution.rstrip()}\n"
-        f"{target.language.name}:\n"
-        f"{target.declaration}"
+        f"{source_language.name}:\n"
+        f"{source_code}\n"
+        f"{target_language.name}:\n"
+        f"{target_start}"
     )
 
 

@@ -1,0 +1,181 @@
+"""What the editor protocols (Tabby, Ollama, llama.cpp) share on their way to the engine.
+
+Each protocol answers errors in its own JSON shape, so bodies are read and validated here,
+not by FastAPI (whose validation errors the application answers in one shape for all): a bad
+body becomes a :class:`RequestError` that the protocol's route turns into its own answer.
+Prompts are tokenized off the event loop, an infill through the model's FIM convention and
+cut to the prompt budget, and handed to the engine with the editor's file as its document,
+so that a newer keystroke in the same file cancels the request it makes stale.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import AsyncIterator, Sequence
+from typing import TypeVar
+
+from pydantic import BaseModel, ValidationError
+from starlette.concurrency import run_in_threadpool
+from starlette.requests import Request
+
+from geex.errors import GeexError
+from geex.languages import Language, get_language
+from geex.serve.engine import EngineBusy, GenerationParams, RequestHandle
+from geex.serve.state import ServerState
+
+RequestModel = TypeVar("RequestModel", bound=BaseModel)
+
+# Editor language ids (VS Code's, which tabby-agent and most plugins send) that are not names
+# or aliases in Geex's language table.
+EDITOR_LANGUAGE_IDS = {
+    "javascriptreact": "javascript",
+    "typescriptreact": "typescript",
+    "jsx": "javascript",
+    "tsx": "typescript",
+}
+
+
+class RequestError(GeexError):
+    """A request the server refuses: ``status`` 400 for bad input, 429 when the engine is full."""
+
+    def __init__(self, message: str, status: int = 400, retry_after: int | None = None) -> None:
+        super().__init__(message)
+        self.message, self.status, self.retry_after = message, status, retry_after
+
+    def headers(self) -> dict[str, str] | None:
+        return {"Retry-After": str(self.retry_after)} if self.retry_after is not None else None
+
+
+async def read_request(request: Request, model: type[RequestModel]) -> RequestModel:
+    """The body of ``request`` as ``model``; a body that is not one is a :class:`RequestError`."""
+    raw = await request.body()
+    try:
+        data = json.loads(raw) if raw.strip() else {}
+    except ValueError as err:
+        raise RequestError(f"the request body is not valid JSON ({err})") from None
+    return parse_request(data, model)
+
+
+def parse_request(data: object, model: type[RequestModel]) -> RequestModel:
+    if not isinstance(data, dict):
+        raise RequestError("the request body must be a JSON object")
+    where = _lone_surrogate(data)
+    if where is not None:
+        # JSON's \ud800 escapes decode to text no tokenizer can encode.
+        raise RequestError(f"{where}: the text is not valid Unicode (a lone surrogate escape)")
+    try:
+        return model.model_validate(data)
+    except ValidationError as err:
+        first = err.errors()[0]
+        where = ".".join(str(part) for part in first["loc"])
+        raise RequestError(f"{where}: {first['msg']}" if where else first["msg"]) from None
+
+
+def _lone_surrogate(value: object, where: str = "") -> str | None:
+    """The dotted path of the first string in ``value`` with a lone surrogate, if any."""
+    if isinstance(value, str):
+        try:
+            value.encode("utf-8")
+        except UnicodeEncodeError:
+            return where or "body"
+        return None
+    items = (
+        value.items()
+        if isinstance(value, dict)
+        else enumerate(value)
+        if isinstance(value, list)
+        else ()
+    )
+    for key, item in items:
+        found = _lone_surrogate(item, f"{where}.{key}" if where else str(key))
+        if found is not None:
+            return found
+    return None
+
+
+def editor_language(name: str | None) -> Language | None:
+    """Geex's language for an editor's language id, or None for one Geex does not know (such a
+    request is still served, with no language stop rules)."""
+    if not name:
+        return None
+    key = name.strip().lower()
+    try:
+        return get_language(EDITOR_LANGUAGE_IDS.get(key, key))
+    except GeexError:
+        return None
+
+
+async def infill_prompt_ids(state: ServerState, prefix: str, suffix: str) -> list[int]:
+    """The model's FIM prompt for the text around the cursor, cut to the prompt budget."""
+    if state.model.fim is None:
+        raise RequestError(
+            f"model {state.model.name} has no fill-in-the-middle tokens, so it cannot complete "
+            "between a prefix and a suffix; send the prefix alone"
+        )
+    try:
+        return await run_in_threadpool(
+            state.model.fim_prompt_ids, prefix, suffix, max_prompt_tokens=state.prompt_budget()
+        )
+    except GeexError as err:
+        raise RequestError(str(err)) from None
+
+
+async def plain_prompt_ids(state: ServerState, text: str) -> list[int]:
+    """``text`` tokenized; a prompt longer than the budget keeps its end, nearest the cursor."""
+    ids = await run_in_threadpool(state.model.codec.encode, text)
+    budget = state.prompt_budget()
+    return ids[len(ids) - budget :] if len(ids) > budget else ids
+
+
+def generation_params(
+    state: ServerState,
+    *,
+    max_tokens: int | None,
+    temperature: float,
+    top_p: float = 1.0,
+    top_k: int = 0,
+    seed: int | None = None,
+    stop: Sequence[str] = (),
+    language: Language | None = None,
+) -> GenerationParams:
+    """Sampling settings checked, ``max_tokens`` capped by the server's limit."""
+    cap = state.limits.max_tokens
+    try:
+        return GenerationParams(
+            max_tokens=min(max_tokens, cap) if max_tokens is not None else cap,
+            temperature=temperature,
+            top_p=top_p,
+            top_k=top_k,
+            seed=seed,
+            stop=tuple(s for s in stop if s),
+            language=language,
+            stop_token_ids=state.model.stop_token_ids,
+        )
+    except GeexError as err:
+        raise RequestError(str(err)) from None
+
+
+def submit(
+    state: ServerState,
+    prompt_ids: Sequence[int],
+    params: GenerationParams,
+    document: str | None = None,
+) -> RequestHandle:
+    """One sequence queued on the engine; a full queue is a 429, a prompt too long a 400."""
+    try:
+        [handle] = state.engine.submit(prompt_ids, params, document=document)
+    except EngineBusy as err:
+        raise RequestError(str(err), status=429, retry_after=err.retry_after) from None
+    except GeexError as err:
+        raise RequestError(str(err)) from None
+    return handle
+
+
+async def pieces(handle: RequestHandle) -> AsyncIterator[str]:
+    """The handle's text as decoded; a client that leaves (the generator closed) cancels it."""
+    try:
+        async for piece in handle.stream():
+            yield piece
+    finally:
+        if not handle.done:
+            handle.cancel()

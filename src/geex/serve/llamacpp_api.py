@@ -1,0 +1,198 @@
+"""llama.cpp server's completion API, for the editor plugins built on it (llama.vim,
+llama.vscode)::
+
+    POST /infill       input_prefix, input_suffix, input_extra [{filename, text}], prompt
+    POST /completion   prompt
+
+(``GET /health`` is the server's own, whose ``{"status": "ok"}`` is llama.cpp's answer too.)
+
+``input_extra`` is context from other files: each goes before the prefix, headed by its file
+name (as a comment of the file's language when Geex knows it), since a model without
+repository-level FIM tokens has no other place for it. ``prompt`` is text after the prefix,
+as llama.cpp places it. Streaming answers are server-sent events ``data: {"content", "stop"}``,
+the last with ``"stop": true`` and the counts; there is no ``[DONE]``, and a failure after
+the first event is an ``error: {...}`` event, as llama.cpp sends it. Errors are
+``{"error": {"code", "message", "type"}}``; infilling with a model that has no FIM tokens is
+llama.cpp's 501 ``not_supported_error``. Defaults are llama.cpp's (temperature 0.8, top_k 40,
+top_p 0.95; ``n_predict`` -1 runs to the server's token cap).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import time
+from collections.abc import AsyncIterator
+
+from fastapi import APIRouter
+from fastapi.responses import JSONResponse, Response, StreamingResponse
+from pydantic import BaseModel, ConfigDict, Field
+from starlette.requests import Request
+
+from geex.errors import GeexError
+from geex.languages import detect_language
+from geex.serve.engine import Completion, RequestHandle
+from geex.serve.infill import (
+    RequestError,
+    generation_params,
+    infill_prompt_ids,
+    pieces,
+    plain_prompt_ids,
+    read_request,
+    submit,
+)
+from geex.serve.state import ServerState
+
+log = logging.getLogger("geex.serve.llamacpp")
+
+STOP_TYPES = {"eos": "eos", "length": "limit", "stop": "word", "cancelled": "none"}
+ERROR_TYPES = {400: "invalid_request_error", 429: "unavailable_error", 501: "not_supported_error"}
+
+
+class ExtraContext(BaseModel):
+    model_config = ConfigDict(extra="ignore")
+
+    filename: str = ""
+    text: str = ""
+
+
+class CompletionRequest(BaseModel):
+    """``/completion``'s fields; ``/infill`` adds its own below. Unknown fields are ignored."""
+
+    model_config = ConfigDict(extra="ignore")
+
+    prompt: str = ""
+    n_predict: int = -1
+    temperature: float = 0.8
+    top_k: int = 40
+    top_p: float = 0.95
+    seed: int = -1  # -1: a random seed
+    stop: list[str] = Field(default_factory=list)
+    stream: bool = False
+
+
+class InfillRequest(CompletionRequest):
+    input_prefix: str = ""
+    input_suffix: str = ""
+    input_extra: list[ExtraContext] = Field(default_factory=list)
+    filename: str | None = None  # not llama.cpp's: the file, so a newer request cancels this
+
+
+def error_response(err: RequestError) -> JSONResponse:
+    kind = ERROR_TYPES.get(err.status, "server_error")
+    body = {"error": {"code": err.status, "message": err.message, "type": kind}}
+    return JSONResponse(body, status_code=err.status, headers=err.headers())
+
+
+def extra_context(chunks: list[ExtraContext]) -> str:
+    """Other files' text, each after a line naming its file."""
+    parts = []
+    for chunk in chunks:
+        language = detect_language(chunk.filename) if chunk.filename else None
+        comment = language.line_comment if language else None
+        header = f"{comment} {chunk.filename}" if comment else chunk.filename
+        text = chunk.text if chunk.text.endswith("\n") else chunk.text + "\n"
+        parts.append(f"{header}\n{text}" if header else text)
+    return "".join(parts)
+
+
+def _params(state: ServerState, body: CompletionRequest):
+    return generation_params(
+        state,
+        max_tokens=body.n_predict if body.n_predict > 0 else None,
+        temperature=body.temperature,
+        top_p=body.top_p,
+        top_k=body.top_k,
+        seed=body.seed if body.seed >= 0 else None,
+        stop=body.stop,
+    )
+
+
+def _final(
+    state: ServerState, handle: RequestHandle, completion: Completion, started: float
+) -> dict:
+    elapsed_ms = (time.perf_counter() - started) * 1000
+    return {
+        "stop": True,
+        "model": state.model.name,
+        "tokens_predicted": completion.num_tokens,
+        "tokens_evaluated": handle.prompt_tokens,
+        "stop_type": STOP_TYPES[completion.finish_reason],
+        "stopping_word": "",
+        "truncated": False,
+        "timings": {
+            "prompt_n": handle.prompt_tokens,
+            "predicted_n": completion.num_tokens,
+            "predicted_ms": elapsed_ms,
+        },
+    }
+
+
+async def _answer(state: ServerState, handle: RequestHandle, stream: bool) -> Response:
+    started = time.perf_counter()
+
+    async def events() -> AsyncIterator[str]:
+        try:
+            async for piece in pieces(handle):
+                yield f"data: {json.dumps({'index': 0, 'content': piece, 'stop': False})}\n\n"
+            completion = await handle.result()
+        except Exception as err:  # the status line has gone out: the error is the last event
+            if not isinstance(err, GeexError):
+                log.exception("streamed generation failed")
+            body = {"error": {"code": 500, "message": str(err), "type": "server_error"}}
+            yield f"error: {json.dumps(body)}\n\n"
+            return
+        final = {"index": 0, "content": "", **_final(state, handle, completion, started)}
+        yield f"data: {json.dumps(final)}\n\n"
+
+    if stream:
+        return StreamingResponse(events(), media_type="text/event-stream")
+    try:
+        completion = await handle.result()
+    except GeexError as err:
+        return error_response(RequestError(str(err), 500))
+    body = {"index": 0, "content": completion.text, **_final(state, handle, completion, started)}
+    return JSONResponse(body)
+
+
+async def infill(state: ServerState, request: Request) -> Response:
+    try:
+        body = await read_request(request, InfillRequest)
+        if state.model.fim is None:
+            raise RequestError(
+                f"infill is not supported by model {state.model.name}: it has no "
+                "fill-in-the-middle tokens",
+                501,
+            )
+        prefix = extra_context(body.input_extra) + body.input_prefix + body.prompt
+        ids = await infill_prompt_ids(state, prefix, body.input_suffix)
+        handle = submit(state, ids, _params(state, body), document=body.filename)
+    except RequestError as err:
+        return error_response(err)
+    return await _answer(state, handle, body.stream)
+
+
+async def completion(state: ServerState, request: Request) -> Response:
+    try:
+        body = await read_request(request, CompletionRequest)
+        if not body.prompt:
+            raise RequestError("prompt: a non-empty prompt is needed")
+        ids = await plain_prompt_ids(state, body.prompt)
+        handle = submit(state, ids, _params(state, body))
+    except RequestError as err:
+        return error_response(err)
+    return await _answer(state, handle, body.stream)
+
+
+def router(state: ServerState) -> APIRouter:
+    routes = APIRouter(tags=["llama.cpp"])
+
+    @routes.post("/infill")
+    async def infill_route(request: Request) -> Response:
+        return await infill(state, request)
+
+    @routes.post("/completion")
+    async def completion_route(request: Request) -> Response:
+        return await completion(state, request)
+
+    return routes

@@ -1,0 +1,81 @@
+"""`geex task VERB` against a running tasks server: the answer printed as the server gives it, and one-line errors. `pytest tests/serve/test_task_cli.py`."""
+
+from __future__ import annotations
+
+import io
+import socket
+
+from geex.cli import main
+from tests.serve.test_tasks_api import ADD_PY, engine, post, served, server  # noqa: F401
+
+
+def run(capsys, *argv):
+    code = main(["task", *argv])
+    out, err = capsys.readouterr()
+    return code, out, err
+
+
+def one_line(err: str) -> str:
+    assert "Traceback" not in err and len(err.strip().splitlines()) == 1, err
+    return err.strip()
+
+
+def test_translate_streams_the_servers_answer(capsys, server, tmp_path):  # noqa: F811
+    source = tmp_path / "add.py"
+    source.write_text(ADD_PY)
+    code, out, err = run(capsys, "translate", str(source), "--to", "cpp", "--max-tokens", "40",
+                         "--url", server.url)  # fmt: skip
+    assert code == 0, err
+    body = {"code": ADD_PY, "language": "python", "target": "cpp", "max_tokens": 40}
+    _, answer, _ = post(server, "translate", body)
+    assert answer["text"] and out == answer["text"] + "\n"
+    assert f"[{answer['finish_reason']}, {answer['usage']['completion_tokens']} tokens]" in err
+
+
+def test_explain_from_stdin_whole_answer(capsys, monkeypatch, server):  # noqa: F811
+    monkeypatch.setattr("sys.stdin", io.StringIO(ADD_PY))
+    code, out, err = run(capsys, "explain", "-", "--language", "python", "--lang", "zh",
+                         "--max-tokens", "8", "--no-stream", "--url", server.url)  # fmt: skip
+    assert code == 0, err
+    body = {"code": ADD_PY, "language": "python", "natural_language": "zh", "max_tokens": 8}
+    _, answer, _ = post(server, "explain", body)
+    assert out == answer["text"] + "\n"
+
+
+def test_infill_splits_the_file_at_the_marker(capsys, server, tmp_path):  # noqa: F811
+    source = tmp_path / "f.py"
+    source.write_text("def f(x):\n    return <FILL>\n")
+    code, out, err = run(capsys, "infill", str(source), "--max-tokens", "6", "--url", server.url,
+                         "--no-stream")  # fmt: skip
+    assert code == 0, err
+    _, answer, _ = post(server, "infill", {"prefix": "def f(x):\n    return ", "suffix": "\n",
+                                           "language": "python", "max_tokens": 6})  # fmt: skip
+    assert out == answer["text"] + "\n"
+    source.write_text("def f(x):\n    return\n")
+    code, _, err = run(capsys, "infill", str(source), "--url", server.url)
+    assert code == 2 and "has no <FILL> marking the gap" in one_line(err)
+
+
+def test_server_errors_are_one_line(capsys, server, tmp_path):  # noqa: F811
+    source = tmp_path / "add.py"
+    source.write_text(ADD_PY)
+    code, _, err = run(capsys, "translate", str(source), "--to", "klingon", "--url", server.url)
+    assert code == 2
+    assert one_line(err).startswith(
+        "geex task: error: the server answered 400: target: unknown language 'klingon'; valid"
+    )
+
+
+def test_a_language_not_known_from_the_file_must_be_named(capsys, tmp_path):
+    notes = tmp_path / "notes.txt"
+    notes.write_text("x")
+    code, _, err = run(capsys, "explain", str(notes))
+    assert code == 2 and "name the code's language with --language" in one_line(err)
+
+
+def test_no_server_is_one_line(capsys, tmp_path):
+    with socket.socket() as sock:  # a port that nothing listens on once closed
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    code, _, err = run(capsys, "ask", "what is a closure?", "--url", f"http://127.0.0.1:{port}")
+    assert code == 2 and "cannot reach a server at http://127.0.0.1:" in one_line(err)
