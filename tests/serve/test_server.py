@@ -348,3 +348,17 @@ def test_a_failure_inside_the_engine_is_a_json_500_and_the_server_goes_on(
     assert json.loads(events[0])["error"]["type"] == "server_error" and events[-1] == "[DONE]"
     monkeypatch.undo()
     assert post(server, {"prompt": "x", "temperature": 0})[0] == 200
+
+
+def test_every_protocol_is_mounted_and_tabby_bodies_share_v1_completions(server, state):
+    endpoints = set(get(server, "/")["endpoints"])
+    assert {"GET /v1/health", "POST /api/generate", "POST /infill", "POST /v1/tasks/{task}"} <= (
+        endpoints
+    )
+    tabby = {"language": "python", "segments": {"prefix": "def add(a, b):\n    c = ",
+                                                "suffix": "\n    return c\n"}}  # fmt: skip
+    status, answer = post(server, tabby)
+    assert status == 200, answer
+    assert answer["id"] and "text" in answer["choices"][0] and "object" not in answer
+    status, version = call(server, "/api/version")[:2]
+    assert status == 200 and "version" in version

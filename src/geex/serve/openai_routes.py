@@ -15,15 +15,19 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 import logging
 from collections.abc import AsyncIterator, Callable, Sequence
 
+import pydantic
 from fastapi import APIRouter, Request
+from fastapi.exceptions import RequestValidationError
 from fastapi.responses import StreamingResponse
 from starlette.concurrency import run_in_threadpool
 
 from geex.errors import GeexError
 from geex.languages import get_language
+from geex.serve import tabby_api
 from geex.serve.completion import with_language_tag
 from geex.serve.engine import EngineBusy, GenerationParams, RequestHandle
 from geex.serve.limits import LimitExceeded, check_max_tokens, check_prompt_tokens, check_samples
@@ -70,7 +74,14 @@ def router(state: ServerState) -> APIRouter:
         return entry
 
     @api.post("/v1/completions")
-    async def completions(body: CompletionRequest, request: Request):
+    async def completions(request: Request):
+        data = await _json_body(request)
+        if tabby_api.is_tabby_request(data):  # Tabby's editor agent posts to the same path
+            return await tabby_api.tabby_completion(state, data)
+        try:
+            body = CompletionRequest.model_validate(data)
+        except pydantic.ValidationError as err:
+            raise RequestValidationError(err.errors()) from None
         check_completion(body, name)
         with _as_api_error():
             check_max_tokens(state.limits, body.max_tokens)
@@ -125,6 +136,17 @@ def router(state: ServerState) -> APIRouter:
         )
 
     return api
+
+
+async def _json_body(request: Request) -> object:
+    """The parsed body; FastAPI's own parsing is bypassed where two protocols share a path."""
+    raw = await request.body()
+    if not raw.strip():
+        raise ApiError("the request body is empty: send a JSON object")
+    try:
+        return json.loads(raw)
+    except (ValueError, RecursionError) as err:  # bad JSON, bad UTF-8, absurd nesting
+        raise ApiError(f"the request body is not valid JSON ({err})") from None
 
 
 @contextlib.contextmanager

@@ -25,7 +25,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from geex import __version__
 from geex.errors import GeexError
-from geex.serve import openai_routes
+from geex.serve import llamacpp_api, ollama_api, openai_routes, tabby_api, tasks_api
 from geex.serve.engine import EngineBusy
 from geex.serve.limits import LimitExceeded
 from geex.serve.openai_api import ApiError, error_body
@@ -36,7 +36,11 @@ log = logging.getLogger("geex.serve")
 
 # One line per protocol: a function of the server state returning its routes.
 PROTOCOL_ROUTERS: list[Callable[[ServerState], APIRouter]] = [
-    openai_routes.router,
+    openai_routes.router,  # also hands Tabby's bodies at /v1/completions to tabby_api
+    tabby_api.router,
+    ollama_api.router,
+    llamacpp_api.router,
+    tasks_api.router,
 ]
 
 
