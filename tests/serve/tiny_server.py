@@ -1,4 +1,5 @@
-"""A tiny random Geex checkpoint served on a free loopback port, for the server's tests."""
+"""A tiny random Geex checkpoint behind ``create_app`` on a free loopback port, for the server's
+tests; the checkpoint is the editor tests' (``save_tiny_checkpoint``)."""
 
 from __future__ import annotations
 
@@ -9,26 +10,13 @@ import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
 
-from geex.eval.problems import load_embedded
-from geex.model import ModelConfig, build_model
-from geex.model.checkpoint import save_checkpoint
 from geex.serve.engine import Engine
 from geex.serve.models import load_served_model
 from geex.serve.server import BackgroundServer, create_app
 from geex.serve.state import ServeLimits, ServerState
-from geex.tokenizer import train_tokenizer
+from tests.serve.editor_server import save_tiny_model as save_tiny_checkpoint
 
-
-def save_tiny_checkpoint(folder: Path, max_seq_len: int = 256) -> Path:
-    """A 2-layer random model and a tokenizer trained on a few programs, saved together."""
-    texts = [p.prompt + p.canonical_solution for p in load_embedded(["python", "cpp"])]
-    tokenizer = train_tokenizer(texts * 3, vocab_size=600, languages=["python", "cpp"])
-    # init_std 0.1 rather than 0.02: varied greedy text, so that stop sequences have something
-    # to cut.
-    config = ModelConfig(n_layer=2, n_head=2, d_model=32, max_seq_len=max_seq_len,
-                         vocab_size=tokenizer.vocab_size, init_std=0.1)  # fmt: skip
-    save_checkpoint(build_model(config, seed=0).eval(), folder, tokenizer=tokenizer)
-    return folder
+__all__ = ["call", "save_tiny_checkpoint", "serving"]
 
 
 @contextlib.contextmanager
