@@ -152,7 +152,7 @@ def test_a_chat_model_is_asked_through_its_chat_prompt(served, engine):
                                                       "max_tokens": 4})  # fmt: skip
     assert status == 200, answer
     messages = list(ExplainTask(ADD_PY, "python").prompt(chat=True).messages)
-    assert answer["usage"]["prompt_tokens"] == len(served.chat_prompt_ids(messages))
+    assert answer["usage"]["prompt_tokens"] == len(chat.chat_prompt_ids(messages))
 
 
 @pytest.mark.parametrize(

@@ -18,7 +18,7 @@ import torch
 
 from geex.errors import GeexError
 from geex.eval.backends import Sampling, StopRule
-from geex.model.device import resolve_device, resolve_dtype
+from geex.model.hf_loading import import_transformers, load_causal_lm
 
 
 class HFBackend:
@@ -46,28 +46,10 @@ class HFBackend:
         dtype: str = "auto",
         trust_remote_code: bool = False,
     ) -> HFBackend:
-        transformers = _import_transformers()
-
-        where = resolve_device(device)
-        torch_dtype = resolve_dtype(dtype, where)
-        # transformers renamed torch_dtype to dtype in 4.56; 5.x warns about the old name.
-        major, minor = (int(x) for x in transformers.__version__.split(".")[:2])
-        dtype_key = "dtype" if (major, minor) >= (4, 56) else "torch_dtype"
-        try:
-            tokenizer = transformers.AutoTokenizer.from_pretrained(
-                name_or_folder, trust_remote_code=trust_remote_code
-            )
-            model = transformers.AutoModelForCausalLM.from_pretrained(
-                name_or_folder, trust_remote_code=trust_remote_code, **{dtype_key: torch_dtype}
-            )
-        except (OSError, ValueError) as err:
-            hint = (
-                " (a folder with its own model code needs --trust-remote-code)"
-                if not trust_remote_code and "trust_remote_code" in str(err)
-                else ""
-            )
-            raise GeexError(f"cannot load {name_or_folder!r}: {err}{hint}") from None
-        return cls(model.to(where), tokenizer)
+        model, tokenizer = load_causal_lm(
+            name_or_folder, device=device, dtype=dtype, trust_remote_code=trust_remote_code
+        )
+        return cls(model, tokenizer)
 
     def generate(
         self, prompts: Sequence[str], stops: Sequence[StopRule], sampling: Sampling
@@ -90,7 +72,7 @@ class HFBackend:
                 max_new_tokens=sampling.max_new_tokens,
                 num_return_sequences=sampling.n,
                 pad_token_id=self.tokenizer.pad_token_id,
-                stopping_criteria=_import_transformers().StoppingCriteriaList([criteria]),
+                stopping_criteria=import_transformers().StoppingCriteriaList([criteria]),
                 **options,
             )
         texts = [self.completion_text(row, stops[i // sampling.n]) for i, row in enumerate(
@@ -111,16 +93,6 @@ class HFBackend:
                 ids = ids[:i]
                 break
         return self.tokenizer.decode(ids, skip_special_tokens=False)
-
-
-def _import_transformers():
-    try:
-        import transformers
-    except ModuleNotFoundError as err:
-        if err.name != "transformers":
-            raise
-        raise GeexError("Hugging Face models need transformers: pip install 'geex[hf]'") from None
-    return transformers
 
 
 class _StopRules:

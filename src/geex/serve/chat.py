@@ -1,0 +1,120 @@
+"""Chat prompts: a list of messages rendered as the model expects its conversations.
+
+A model tuned for chat ships a Jinja chat template (``chat_template`` in its
+``tokenizer_config.json``); the prompt is that template rendered with
+``add_generation_prompt=True``, so the text ends where the assistant's answer begins. Geex
+renders it the way ``transformers`` does (a sandboxed, immutable Jinja environment with
+``trim_blocks`` and ``lstrip_blocks``, ``raise_exception`` and a ``tojson`` filter), so a
+template behaves the same under both.
+
+A base model has no template. It gets a plain transcript, the shape most pretraining text
+with dialogue has::
+
+    {system message, if any}
+
+    User: {message}
+    Assistant: {message}
+    User: {message}
+    Assistant:
+
+and the answer ends at the next ``\\nUser:`` (:data:`PLAIN_CHAT_STOP`). A chat model's turn
+ends at a token instead: any of :data:`CHAT_END_TOKENS` the vocabulary has, and end of text.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping, Sequence
+
+from geex.errors import GeexError
+
+ROLES = ("system", "user", "assistant")
+
+# The tokens that close a turn: ChatML (Qwen, Geex), Llama 3, Gemma, Phi-3, DeepSeek-Coder's
+# instruct models (<|EOT|>) and later DeepSeek models (end of sentence).
+CHAT_END_TOKENS = (
+    "<|im_end|>",
+    "<|eot_id|>",
+    "<end_of_turn>",
+    "<|end|>",
+    "<|EOT|>",
+    "<｜end▁of▁sentence｜>",
+)
+
+PLAIN_CHAT_STOP = ("\nUser:",)
+
+
+def check_messages(messages: object) -> list[dict[str, str]]:
+    """``messages`` as a list of ``{"role", "content"}`` with known roles and text content."""
+    if not isinstance(messages, Sequence) or isinstance(messages, str) or not messages:
+        raise GeexError("messages must be a non-empty list of {role, content} objects")
+    checked = []
+    for i, message in enumerate(messages):
+        if not isinstance(message, Mapping):
+            raise GeexError(f"messages[{i}] is not an object with a role and a content")
+        role, content = message.get("role"), message.get("content")
+        if role not in ROLES:
+            raise GeexError(f"messages[{i}].role is {role!r}; expected one of {', '.join(ROLES)}")
+        if not isinstance(content, str):
+            raise GeexError(f"messages[{i}].content must be text")
+        checked.append({"role": role, "content": content})
+    return checked
+
+
+def plain_chat_prompt(messages: Sequence[Mapping[str, str]]) -> str:
+    """The transcript a base model continues (see the module docstring)."""
+    lines, turns = [], []
+    for message in messages:
+        if message["role"] == "system":
+            lines.append(message["content"].strip() + "\n")
+        else:
+            speaker = "User" if message["role"] == "user" else "Assistant"
+            turns.append(f"{speaker}: {message['content'].strip()}")
+    return "\n".join([*lines, *turns, "Assistant:"])
+
+
+def render_chat_template(
+    template: str,
+    messages: Sequence[Mapping[str, str]],
+    special_tokens: Mapping[str, str | None],
+    *,
+    add_generation_prompt: bool = True,
+) -> str:
+    """``template`` rendered for ``messages``, as ``transformers``' ``apply_chat_template``.
+
+    ``special_tokens``: ``bos_token``, ``eos_token``... as the template refers to them. A
+    template error (a bad template, or one that refuses the conversation through
+    ``raise_exception``) is a GeexError with the template's own message.
+    """
+    import jinja2
+    from jinja2.ext import loopcontrols
+    from jinja2.sandbox import ImmutableSandboxedEnvironment
+
+    def raise_exception(message: str):
+        raise jinja2.exceptions.TemplateError(message)
+
+    def tojson(value, ensure_ascii=False, indent=None, separators=None, sort_keys=False):
+        return json.dumps(
+            value, ensure_ascii=ensure_ascii, indent=indent, separators=separators,
+            sort_keys=sort_keys,
+        )  # fmt: skip
+
+    env = ImmutableSandboxedEnvironment(
+        trim_blocks=True, lstrip_blocks=True, extensions=[loopcontrols]
+    )
+    env.filters["tojson"] = tojson
+    env.globals["raise_exception"] = raise_exception
+    try:
+        compiled = env.from_string(template)
+        return compiled.render(
+            messages=list(messages),
+            add_generation_prompt=add_generation_prompt,
+            **{k: v for k, v in special_tokens.items() if v is not None},
+        )
+    except jinja2.exceptions.TemplateError as err:
+        raise GeexError(f"the chat template cannot render these messages: {err}") from None
+
+
+def chat_end_ids(vocab: Mapping[str, int]) -> frozenset[int]:
+    """The ids of the turn-ending tokens ``vocab`` has."""
+    return frozenset(vocab[t] for t in CHAT_END_TOKENS if t in vocab)
