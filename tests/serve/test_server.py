@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 import re
 import subprocess
 import sys
+import urllib.error
 import urllib.request
 from concurrent.futures import ThreadPoolExecutor
 
@@ -125,7 +127,7 @@ def test_suffix_fills_in_the_middle_with_the_fim_prompt(server, state, reference
     status, answer = post(server, {"prompt": prefix, "suffix": suffix, "max_tokens": 16,
                                    "temperature": 0})  # fmt: skip
     assert status == 200, answer
-    tok, fim = reference.tokenizer, state.model.fim
+    tok, fim = reference.tokenizer, state.model.fim_ids  # Geex's style: prefix-suffix-middle
     ids = [fim.prefix, *tok.encode(prefix), fim.suffix, *tok.encode(suffix), fim.middle]
     assert answer["usage"]["prompt_tokens"] == len(ids)
     [want] = state.engine.generate(ids, _greedy(16, state))
@@ -162,7 +164,8 @@ def test_chat_answers_with_an_assistant_message_from_the_chat_prompt(server, sta
     plain = [{"role": "system", "content": "You write Python."},
              {"role": "user", "content": "Add two numbers."}]  # fmt: skip
     ids = state.model.chat_prompt_ids(plain)
-    [want] = state.engine.generate(ids, _greedy(12, state))
+    params = dataclasses.replace(_greedy(12, state), stop=state.model.chat_stop)
+    [want] = state.engine.generate(ids, params)
     (choice,) = answer["choices"]
     assert choice["message"] == {"role": "assistant", "content": want.text}
     assert answer["usage"]["prompt_tokens"] == len(ids)
@@ -299,7 +302,8 @@ def test_unknown_route_is_a_json_404(server):
 
 def test_geex_serve_command_serves_the_checkpoint(checkpoint):
     command = [sys.executable, "-m", "geex", "serve", "--model", str(checkpoint), "--port", "0",
-               "--device", "cpu", "--model-name", "tiny", "--log-level", "warning"]  # fmt: skip
+               "--device", "cpu", "--model-name", "tiny", "--log-level", "warning",
+               "--fim-style", "none"]  # fmt: skip
     process = subprocess.Popen(command, stderr=subprocess.PIPE, text=True)
     try:
         line = process.stderr.readline()
@@ -310,6 +314,14 @@ def test_geex_serve_command_serves_the_checkpoint(checkpoint):
             urllib.request.urlopen(match.group(1) + "/v1/models", timeout=60).read()
         )
         assert [m["id"] for m in models["data"]] == ["tiny"]
+        request = urllib.request.Request(
+            match.group(1) + "/v1/completions", method="POST",
+            data=json.dumps({"prompt": "x", "suffix": "y"}).encode(),
+            headers={"Content-Type": "application/json"},
+        )  # fmt: skip
+        with pytest.raises(urllib.error.HTTPError) as refused:  # --fim-style none: no infill
+            urllib.request.urlopen(request, timeout=60)
+        assert refused.value.code == 400
     finally:
         process.terminate()
         process.wait(timeout=30)
@@ -323,6 +335,7 @@ def test_geex_serve_command_serves_the_checkpoint(checkpoint):
         (["--api-key", " "], "--api-key"),
         (["--max-n", "0"], "--max-n must be at least 1"),
         (["--max-body-mb", "0"], "--max-body-mb must be > 0"),
+        (["--fim-style", "klingon"], "unknown FIM style"),
     ],
 )
 def test_geex_serve_refuses_unsafe_or_impossible_settings_in_one_line(checkpoint, flags, says):
@@ -362,3 +375,18 @@ def test_every_protocol_is_mounted_and_tabby_bodies_share_v1_completions(server,
     assert answer["id"] and "text" in answer["choices"][0] and "object" not in answer
     status, version = call(server, "/api/version")[:2]
     assert status == 200 and "version" in version
+
+
+def test_a_model_without_fim_refuses_a_suffix_but_takes_an_empty_one(state, reference):
+    from geex.serve.server import BackgroundServer, create_app
+    from geex.serve.state import ServerState
+
+    no_fim = dataclasses.replace(state.model, fim=None, fim_ids=None)
+    with BackgroundServer(create_app(ServerState(no_fim, state.engine))) as plain_server:
+        body = {"prompt": "def f():\n", "max_tokens": 4, "temperature": 0}
+        status, answer = post(plain_server, {**body, "suffix": "\n    return 1\n"})
+        assert status == 400 and answer["error"]["param"] == "suffix"
+        assert "--fim-style" in answer["error"]["message"]
+        status, answer = post(plain_server, {**body, "suffix": ""})
+        assert status == 200, answer
+        assert answer["usage"]["prompt_tokens"] == len(reference.tokenizer.encode("def f():\n"))

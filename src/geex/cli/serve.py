@@ -25,8 +25,22 @@ def register(subparsers) -> None:
         "completions field 'language' adds CodeGeeX's language tag line and the language's "
         "stop rules.",
     )
-    parser.add_argument("--model", required=True, metavar="DIR", help="Geex checkpoint folder")
+    parser.add_argument(
+        "--model", required=True, metavar="DIR",
+        help="a Geex checkpoint or a Hugging Face model folder",
+    )  # fmt: skip
     add_config_flags(parser, LoadOptions)
+    parser.add_argument(
+        "--fim-style", default="auto", metavar="STYLE",
+        help="fill-in-the-middle tokens: auto (read from the vocabulary), none, prefix-only "
+        "(suffixes dropped), or a style: geex, starcoder, santacoder, codellama, deepseek, "
+        "qwen, codegemma",
+    )  # fmt: skip
+    parser.add_argument("--quantize", choices=["int8"], help="weight-only INT8 (Geex checkpoints)")
+    parser.add_argument(
+        "--trust-remote-code", action="store_true",
+        help="run the model code a Hugging Face folder carries",
+    )  # fmt: skip
     parser.add_argument(
         "--model-name", metavar="NAME", help="name clients ask for (default: the folder's name)"
     )
@@ -137,7 +151,13 @@ def _serve(args: argparse.Namespace) -> int:
     sock = listening_socket(args.host, args.port)  # before loading: a taken port fails fast
     options = config_from_args(LoadOptions, args)
     model = load_served_model(
-        args.model, **dataclasses.asdict(options), name=args.model_name, max_slots=args.max_batch
+        args.model,
+        **dataclasses.asdict(options),
+        name=args.model_name,
+        fim_style=args.fim_style,
+        quantize=args.quantize,
+        max_slots=args.max_batch,
+        trust_remote_code=args.trust_remote_code,
     )
     engine = Engine(model.runner, model.codec, max_batch=args.max_batch, max_queue=args.max_queue)
     try:

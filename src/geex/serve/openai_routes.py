@@ -121,7 +121,7 @@ def router(state: ServerState) -> APIRouter:
         ids = await run_in_threadpool(_guarded, "messages", state.model.chat_prompt_ids, messages)
         with _as_api_error():
             check_prompt_tokens(state, len(ids), "messages")
-        params = _params(state, body, max_tokens, None)
+        params = _params(state, body, max_tokens, None, state.model.chat_stop)
         if body.stream:
             return _stream(state, [ids], params, body, len(ids), chat=True)
         handles = _submit(state, [ids], params, body.n)
@@ -184,7 +184,8 @@ def _completion_prompts(state: ServerState, body: CompletionRequest, language) -
     """Each prompt's ids: framed for infilling (and cut to fit) with a suffix, else whole."""
     model = state.model
     prompts = [with_language_tag(p, language) if language else p for p in body.prompts]
-    if body.suffix is not None:
+    # An empty suffix (the cursor at the end of the file) is an infill only for a FIM model.
+    if body.suffix or (body.suffix is not None and model.fim is not None):
         if model.fim is None:
             raise ApiError(
                 f"the model {model.name} has no fill-in-the-middle tokens, so a suffix cannot be "
@@ -205,7 +206,9 @@ def _completion_prompts(state: ServerState, body: CompletionRequest, language) -
     return ids
 
 
-def _params(state: ServerState, body, max_tokens: int, language) -> GenerationParams:
+def _params(
+    state: ServerState, body, max_tokens: int, language, extra_stop: tuple[str, ...] = ()
+) -> GenerationParams:
     try:
         return GenerationParams(
             max_tokens=max_tokens,
@@ -213,7 +216,7 @@ def _params(state: ServerState, body, max_tokens: int, language) -> GenerationPa
             top_p=body.top_p,
             top_k=body.top_k,
             seed=body.seed,
-            stop=tuple(body.stop_sequences),
+            stop=(*body.stop_sequences, *extra_stop),
             language=language,
             stop_token_ids=state.model.stop_token_ids,
         )
