@@ -109,3 +109,29 @@ def test_a_busy_server_raises_rate_limit_error(client, served, monkeypatch):
     with pytest.raises(openai.RateLimitError, match="busy") as caught:
         client.completions.create(**args)
     assert caught.value.response.headers["retry-after"] == "2"
+
+
+def test_a_hugging_face_model_with_starcoder_fim_and_chatml_through_the_client(
+    tmp_path_factory,
+):
+    from tests.serve.hf_model_folder import CHATML, STARCODER_FIM, save_tiny_hf_model
+
+    folder = save_tiny_hf_model(tmp_path_factory.mktemp("hf") / "tiny-hf",
+                                special_tokens=[*STARCODER_FIM, "<|im_start|>", "<|im_end|>"],
+                                chat_template=CHATML)  # fmt: skip
+    with serving(folder) as (server, state):
+        assert state.model.kind == "hf" and state.model.fim.name == "starcoder"
+        client = openai.OpenAI(base_url=server.url + "/v1", api_key="unused", max_retries=0)
+        infill = client.completions.create(model="tiny-hf", prompt="def add(a, b):\n    ",
+                                           suffix="\n    return c\n", max_tokens=8,
+                                           temperature=0)  # fmt: skip
+        ids = state.model.fim_prompt_ids("def add(a, b):\n    ", "\n    return c\n",
+                                         max_prompt_tokens=state.prompt_budget())  # fmt: skip
+        assert infill.usage.prompt_tokens == len(ids)
+        chat = client.chat.completions.create(
+            model="tiny-hf", messages=[{"role": "user", "content": "add"}], max_tokens=8,
+            temperature=0,
+        )  # fmt: skip
+        prompt = state.model.chat_prompt_ids([{"role": "user", "content": "add"}])
+        assert chat.usage.prompt_tokens == len(prompt)
+        assert "<|im_end|>" not in chat.choices[0].message.content
