@@ -20,12 +20,14 @@ def load_model(path, device="cpu", dtype=None):
     return _load_model(path, device=device, dtype=dtype)
 
 
-def load_for_inference(path, *, tokenizer=None, device="auto", dtype="auto"):
-    """A Geex checkpoint ready to decode: ``.model``, ``.tokenizer``, ``.device``, ``.dtype``.
-    See :func:`geex.model.loader.load_for_inference`."""
+def load_for_inference(path, *, tokenizer=None, device="auto", dtype="auto", quantize=None):
+    """A Geex checkpoint ready to decode: ``.model``, ``.tokenizer``, ``.device``, ``.dtype``;
+    ``quantize="int8"`` for weight-only INT8. See :func:`geex.model.loader.load_for_inference`."""
     from geex.model.loader import load_for_inference as _load_for_inference
 
-    return _load_for_inference(path, tokenizer=tokenizer, device=device, dtype=dtype)
+    return _load_for_inference(
+        path, tokenizer=tokenizer, device=device, dtype=dtype, quantize=quantize
+    )
 
 
 __all__ = ["__version__", "load_for_inference", "load_model"]

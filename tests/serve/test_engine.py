@@ -4,6 +4,9 @@ a bounded queue, and errors that reach the client instead of killing the engine.
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import itertools
+import threading
 
 import pytest
 
@@ -13,7 +16,7 @@ from geex.languages import get_language
 from geex.model import ModelConfig, build_model
 from geex.model.sampling import SamplingConfig
 from geex.serve.completion import complete
-from geex.serve.engine import Engine, EngineBusy, GenerationParams
+from geex.serve.engine import Completion, Engine, EngineBusy, GenerationParams
 from geex.serve.geex_runner import GeexRunner, geex_codec
 from geex.tokenizer import train_tokenizer
 
@@ -137,3 +140,315 @@ def test_a_failing_model_fails_the_request_not_the_engine(model, tokenizer):
             failed.wait(60)
         [ok] = engine.submit(ids, GenerationParams(max_tokens=4, temperature=0))
         assert ok.wait(60).num_tokens >= 1
+
+
+class Recording(GeexRunner):
+    """A runner that records what the engine asks of it; its decode steps wait for ``gate``."""
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.batches: list[list[int]] = []
+        self.prefills: list[tuple[int, int, int]] = []  # slot, start, new tokens
+        self.calls: list[str] = []
+        self.copies = 0
+        self.gate, self.decoding = threading.Event(), threading.Event()
+        self.gate.set()
+
+    def prefill(self, slot, token_ids, start):
+        self.prefills.append((slot, start, len(token_ids)))
+        self.calls.append("prefill")
+        return super().prefill(slot, token_ids, start)
+
+    def decode(self, slots, token_ids, positions):
+        self.decoding.set()
+        assert self.gate.wait(60)
+        self.batches.append(list(slots))
+        self.calls.append("decode")
+        return super().decode(slots, token_ids, positions)
+
+    def copy_slot(self, source, target, length):
+        self.copies += 1
+        super().copy_slot(source, target, length)
+
+
+class WithoutSwap:
+    """Only the ``Runner`` protocol: the engine cannot move sequences between slots."""
+
+    def __init__(self, inner: GeexRunner):
+        self.inner = inner
+        self.context_length, self.vocab_size = inner.context_length, inner.vocab_size
+        self.num_slots = inner.num_slots
+
+    def prefill(self, slot, token_ids, start):
+        return self.inner.prefill(slot, token_ids, start)
+
+    def decode(self, slots, token_ids, positions):
+        return self.inner.decode(slots, token_ids, positions)
+
+    def copy_slot(self, source, target, length):
+        self.inner.copy_slot(source, target, length)
+
+
+# Each request its own length and stop rules, so that rows of one batch end differently.
+MIXED = [
+    GenerationParams(max_tokens=m, temperature=0, stop=stop, language=lang)
+    for m, stop, lang in [
+        (5, (), None),
+        (23, ("\n\n",), get_language("python")),
+        (40, (), get_language("cpp")),
+        (40, ("(",), None),
+    ]
+]
+
+
+def _mixed_requests() -> list[tuple[str, GenerationParams]]:
+    return [(p, params) for p in PROMPTS for params in MIXED]
+
+
+@pytest.mark.parametrize("swap", [True, False])
+def test_concurrent_greedy_texts_equal_each_request_alone(model, tokenizer, swap):
+    with Engine(GeexRunner(model, num_slots=1), geex_codec(tokenizer)) as engine:
+        expected = [engine.generate(tokenizer.encode(p), q)[0] for p, q in _mixed_requests()]
+    runner = Recording(model, num_slots=4)
+    with Engine(runner if swap else WithoutSwap(runner), geex_codec(tokenizer)) as engine:
+        handles = [engine.submit(tokenizer.encode(p), q)[0] for p, q in _mixed_requests()]
+        got = [handle.wait(60) for handle in handles]
+    assert got == expected
+    assert {c.finish_reason for c in got} >= {"length", "stop"}
+    sizes = [len(batch) for batch in runner.batches]
+    assert max(sizes) == 4  # several requests share each forward pass
+    # Sequences leave (the batch shrinks) and queued ones join (it grows again).
+    assert any(a > b for a, b in itertools.pairwise(sizes))
+    assert any(a < b for a, b in itertools.pairwise(sizes))
+    if swap:  # running sequences sit in the lowest slots: decode reads the pool in place
+        assert all(batch == list(range(len(batch))) for batch in runner.batches)
+
+
+@pytest.mark.parametrize("swap", [True, False])
+def test_a_shared_prefix_is_not_prefilled_again(model, tokenizer, swap):
+    first = tokenizer.encode(PROMPTS[0] + "    return a")
+    second = first + tokenizer.encode(" + b\n\nprint(add(1, 2))")
+    params = GenerationParams(max_tokens=10, temperature=0)
+    runner = Recording(model, num_slots=2)
+    with Engine(runner if swap else WithoutSwap(runner), geex_codec(tokenizer)) as engine:
+        engine.generate(tokenizer.encode(PROMPTS[1]), params)  # another file's cache
+        engine.generate(first, params)
+        before = engine.stats()
+        [reused] = engine.generate(second, params)
+        after = engine.stats()
+    _, start, new = runner.prefills[-1]
+    assert start >= len(first) and start + new == len(second)
+    assert after["prefix_reused_tokens"] - before["prefix_reused_tokens"] == start
+    assert after["prefill_tokens"] - before["prefill_tokens"] == new
+    assert after["prefix_hits"] == before["prefix_hits"] + 1
+    with Engine(GeexRunner(model, num_slots=2), geex_codec(tokenizer)) as fresh:
+        assert fresh.generate(second, params) == [reused]
+
+
+def test_the_same_prompt_again_prefills_one_token(model, tokenizer):
+    ids = tokenizer.encode(PROMPTS[1])
+    runner = Recording(model, num_slots=1)
+    with Engine(runner, geex_codec(tokenizer)) as engine:
+        params = GenerationParams(max_tokens=8, temperature=0)
+        assert engine.generate(ids, params) == engine.generate(ids, params)
+    assert runner.prefills[-1] == (0, len(ids) - 1, 1)  # logits need one position computed
+
+
+@pytest.mark.parametrize("swap", [True, False])
+def test_n_samples_share_one_prefill(model, tokenizer, swap):
+    runner = Recording(model, num_slots=4)
+    params = GenerationParams(max_tokens=12, temperature=1.0, seed=3)
+    with Engine(runner if swap else WithoutSwap(runner), geex_codec(tokenizer)) as engine:
+        samples = engine.generate(tokenizer.encode(PROMPTS[2]), params, n=4)
+    assert len(runner.prefills) == 1 and runner.copies == 3
+    with Engine(GeexRunner(model, num_slots=1), geex_codec(tokenizer)) as one_slot:
+        assert one_slot.generate(tokenizer.encode(PROMPTS[2]), params, n=4) == samples
+    assert len({c.text for c in samples}) > 1
+
+
+def test_a_seeded_sample_does_not_depend_on_its_batch_mates(model, tokenizer):
+    ids = tokenizer.encode(PROMPTS[0])
+    params = GenerationParams(max_tokens=20, temperature=0.9, seed=11)
+    with Engine(GeexRunner(model, num_slots=1), geex_codec(tokenizer)) as engine:
+        alone = engine.generate(ids, params, n=3)
+    with Engine(GeexRunner(model, num_slots=2), geex_codec(tokenizer)) as engine:
+        others = [
+            engine.submit(tokenizer.encode(p), GenerationParams(max_tokens=30, temperature=1.0))
+            for p in PROMPTS
+        ]
+        together = engine.generate(ids, params, n=3)  # more samples than slots: admitted in turns
+        for handles in others:
+            [h.wait(60) for h in handles]
+    assert together == alone
+
+
+def test_cancelling_frees_the_slot_at_the_next_step(model, tokenizer):
+    runner = Recording(model, num_slots=1)
+    runner.gate.clear()
+    with Engine(runner, geex_codec(tokenizer)) as engine:
+        ids = tokenizer.encode(PROMPTS[0])
+        [long] = engine.submit(ids, GenerationParams(max_tokens=100, temperature=0))
+        [queued] = engine.submit(ids, GenerationParams(max_tokens=3, temperature=0))
+        assert runner.decoding.wait(60)
+        assert engine.stats()["running"] == 1 and engine.stats()["queued"] == 1
+        long.cancel()
+        runner.gate.set()
+        cancelled = long.wait(60)
+        assert cancelled.finish_reason == "cancelled" and cancelled.num_tokens <= 2
+        assert queued.wait(60).finish_reason == "length"
+        assert engine.stats()["decoded_tokens"] <= 1 + 2  # the long one stopped at once
+        assert engine.stats()["running"] == 0
+
+
+def test_superseded_requests_leave_a_full_queue(model, tokenizer):
+    runner = Recording(model, num_slots=1)
+    runner.gate.clear()
+    with Engine(runner, geex_codec(tokenizer), max_queue=2) as engine:
+        ids = tokenizer.encode(PROMPTS[0])
+        params = GenerationParams(max_tokens=5, temperature=0)
+        [blocker] = engine.submit(ids, params)
+        assert runner.decoding.wait(60)  # running, not queued
+        [first] = engine.submit(ids, params, document="a.py")
+        [second] = engine.submit(ids, params, document="a.py")  # the queue is full now
+        [third] = engine.submit(ids, params, document="a.py")  # takes the first's place
+        [other] = engine.submit(ids, params)  # takes the second's
+        try:
+            with pytest.raises(EngineBusy):
+                engine.submit(ids, params)
+        finally:
+            runner.gate.set()
+        assert [h.wait(60).finish_reason for h in (first, second, third, other)] == [
+            "cancelled",
+            "cancelled",
+            "length",
+            "length",
+        ]
+        assert blocker.wait(60).finish_reason == "length"
+
+
+def test_a_long_prompt_is_prefilled_in_chunks_between_decode_steps(model, tokenizer):
+    runner = Recording(model, num_slots=3)
+    runner.gate.clear()
+    long_ids = tokenizer.encode(PROMPTS[2] * 20)[:70]
+    assert len(long_ids) == 70
+    sampled = GenerationParams(max_tokens=6, temperature=1.0, seed=5)
+    with Engine(runner, geex_codec(tokenizer)) as engine:
+        engine.prefill_budget = 16
+        short = tokenizer.encode(PROMPTS[0])
+        [running] = engine.submit(short, GenerationParams(max_tokens=30, temperature=0))
+        assert runner.decoding.wait(60)
+        chunked = engine.submit(long_ids, sampled, n=2)
+        runner.gate.set()
+        results = [h.wait(60) for h in chunked]
+        running.wait(60)
+    assert runner.prefills[0] == (0, 0, len(short))
+    starts = [(start, new) for _, start, new in runner.prefills[1:]]
+    assert starts == [(0, 16), (16, 16), (32, 16), (48, 16), (64, 6)]
+    assert runner.copies == 1
+    # The running sequence decodes between the chunks.
+    prefill_calls = [i for i, call in enumerate(runner.calls) if call == "prefill"][1:]
+    assert all("decode" in runner.calls[a:b] for a, b in itertools.pairwise(prefill_calls))
+    with Engine(GeexRunner(model, num_slots=2), geex_codec(tokenizer)) as whole:
+        assert whole.generate(long_ids, sampled, n=2) == results
+
+
+def test_alternating_documents_keep_their_caches(model, tokenizer):
+    """Two files edited in turn: a prompt without a prefix match takes the slot written
+    longest ago, so each file's cache survives the other's requests."""
+    first = tokenizer.encode(PROMPTS[0] + "    return a + b\n")
+    second = tokenizer.encode(PROMPTS[1] + "1;\n    return x;\n}\n")
+    params = GenerationParams(max_tokens=4, temperature=0)
+    with Engine(GeexRunner(model, num_slots=2), geex_codec(tokenizer)) as engine:
+        texts = [engine.generate(ids, params) for ids in (first, second, first, second)]
+        stats = engine.stats()
+    assert texts[0] == texts[2] and texts[1] == texts[3]
+    assert stats["prefix_hits"] == 2
+    assert stats["prefix_reused_tokens"] == len(first) - 1 + len(second) - 1
+
+
+def test_a_reader_that_goes_away_cancels_its_sequence(model, tokenizer):
+    async def run():
+        with Engine(GeexRunner(model, num_slots=1), geex_codec(tokenizer)) as engine:
+            params = GenerationParams(max_tokens=100, temperature=0)
+            [closed] = engine.submit(tokenizer.encode(PROMPTS[0]), params)
+            async with contextlib.aclosing(closed.stream()) as pieces:
+                async for _ in pieces:
+                    break
+            [dropped] = engine.submit(tokenizer.encode(PROMPTS[1]), params)
+
+            read = []
+
+            async def reader():
+                async for piece in dropped.stream():
+                    read.append(piece)
+
+            task = asyncio.create_task(reader())
+            while not read and not dropped.done:
+                await asyncio.sleep(0.001)
+            task.cancel()  # as the server does when the client disconnects
+            return await closed.result(), await dropped.result()
+
+    closed, dropped = asyncio.run(run())
+    assert closed.finish_reason == "cancelled" and closed.num_tokens < 100
+    assert dropped.finish_reason == "cancelled" and dropped.num_tokens < 100
+
+
+def test_rows_sampled_together_keep_their_own_settings(model, tokenizer):
+    ids = tokenizer.encode(PROMPTS[2])
+    greedy = GenerationParams(max_tokens=15, temperature=0)
+    top_1 = GenerationParams(max_tokens=15, temperature=1.5, top_k=1)  # greedy in effect
+    wide = GenerationParams(max_tokens=15, temperature=1.5)
+    with Engine(GeexRunner(model, num_slots=8), geex_codec(tokenizer)) as engine:
+        [expected] = engine.generate(ids, greedy)
+        handles = [*engine.submit(ids, wide, n=4), *engine.submit(ids, top_1, n=3)]
+        results = [handle.wait(60) for handle in handles]
+    assert [r.text for r in results[4:]] == [expected.text] * 3
+    assert any(r.text != expected.text for r in results[:4])
+
+
+def test_closing_cancels_what_runs_and_what_waits(model, tokenizer):
+    runner = Recording(model, num_slots=1)
+    runner.gate.clear()
+    engine = Engine(runner, geex_codec(tokenizer))
+    ids = tokenizer.encode(PROMPTS[0])
+    [running] = engine.submit(ids, GenerationParams(max_tokens=100, temperature=0))
+    [waiting] = engine.submit(ids, GenerationParams(max_tokens=100, temperature=0))
+    assert runner.decoding.wait(60)
+    runner.gate.set()
+    engine.close()
+    assert running.wait(0).finish_reason == "cancelled"
+    assert waiting.wait(0) == Completion("", 0, "cancelled")
+    with pytest.raises(GeexError, match="stopped"):
+        engine.submit(ids, GenerationParams())
+
+
+def test_samples_cancelled_during_a_chunked_prefill(model, tokenizer):
+    on_prefill = {}
+
+    class Hooked(Recording):
+        def prefill(self, slot, token_ids, start):
+            on_prefill.pop(start, lambda: None)()
+            return super().prefill(slot, token_ids, start)
+
+    runner = Hooked(model, num_slots=3)
+    long_ids = tokenizer.encode(PROMPTS[2] * 20)[:40]
+    sampled = GenerationParams(max_tokens=6, temperature=1.0, seed=5)
+    with Engine(runner, geex_codec(tokenizer)) as engine:
+        engine.prefill_budget = 8
+        kept, dropped = engine.submit(long_ids, sampled, n=2)
+        on_prefill[8] = dropped.cancel  # while the second chunk is computed
+        assert dropped.wait(60) == Completion("", 0, "cancelled")
+        result = kept.wait(60)
+        assert runner.copies == 0  # the cancelled sample's slot was given back
+        # Every sample cancelled: the prefill stops, its slot keeps the part done.
+        other = tokenizer.encode(PROMPTS[1] * 20)[:40]
+        [gone] = engine.submit(other, sampled)
+        on_prefill[16] = gone.cancel
+        assert gone.wait(60).finish_reason == "cancelled"
+        before = engine.stats()
+        [again] = engine.submit(other, sampled)
+        again.wait(60)
+        reused = engine.stats()["prefix_reused_tokens"] - before["prefix_reused_tokens"]
+        assert reused == 24 and engine.stats()["running"] == 0
+    with Engine(GeexRunner(model, num_slots=2), geex_codec(tokenizer)) as whole:
+        assert whole.generate(long_ids, sampled, n=2)[0] == result

@@ -260,6 +260,8 @@ def _model_backend(args: argparse.Namespace, sampling):
     from geex.eval.fingerprint import loaded_dtype, model_generator
 
     options = config_from_args(LoadOptions, args)
+    if options.quantize and not args.model:
+        raise GeexError("--quantize int8 goes with --model (a Geex checkpoint)")
     if args.model:
         from geex.eval.backends_geex import GeexBackend
 

@@ -36,7 +36,6 @@ def register(subparsers) -> None:
         "(suffixes dropped), or a style: geex, starcoder, santacoder, codellama, deepseek, "
         "qwen, codegemma",
     )  # fmt: skip
-    parser.add_argument("--quantize", choices=["int8"], help="weight-only INT8 (Geex checkpoints)")
     parser.add_argument(
         "--trust-remote-code", action="store_true",
         help="run the model code a Hugging Face folder carries",
@@ -155,7 +154,6 @@ def _serve(args: argparse.Namespace) -> int:
         **dataclasses.asdict(options),
         name=args.model_name,
         fim_style=args.fim_style,
-        quantize=args.quantize,
         max_slots=args.max_batch,
         trust_remote_code=args.trust_remote_code,
     )

@@ -39,11 +39,14 @@ class GeexBackend:
         tokenizer: str | os.PathLike | None = None,
         device: str = "auto",
         dtype: str = "auto",
+        quantize: str | None = None,
     ) -> GeexBackend:
         """A checkpoint folder, with the tokenizer saved in it unless another is named."""
         from geex.model.loader import load_for_inference
 
-        loaded = load_for_inference(folder, tokenizer=tokenizer, device=device, dtype=dtype)
+        loaded = load_for_inference(
+            folder, tokenizer=tokenizer, device=device, dtype=dtype, quantize=quantize
+        )
         return cls(loaded.model, loaded.tokenizer)
 
     def generate(

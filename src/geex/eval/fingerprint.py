@@ -138,8 +138,11 @@ def path_identity(name: str | os.PathLike, cache: DigestCache | None = None) -> 
 
 def loaded_dtype(backend) -> str:
     """The dtype a backend's model computes in, as loaded: ``--dtype auto`` is fp32 on a CPU and
-    bf16 on most GPUs, which sample differently, so the flag alone does not identify it."""
-    return str(next(backend.model.parameters()).dtype).removeprefix("torch.")
+    bf16 on most GPUs, which sample differently, so the flag alone does not identify it. A model
+    quantized at load (``--quantize int8``: int8 weights) samples differently again: ``+int8``."""
+    dtype = str(next(backend.model.parameters()).dtype).removeprefix("torch.")
+    int8 = any(str(b.dtype) == "torch.int8" for b in backend.model.buffers())
+    return f"{dtype}+int8" if int8 else dtype
 
 
 def model_generator(

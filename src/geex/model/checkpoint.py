@@ -67,8 +67,16 @@ def save_checkpoint(
     metadata: dict | None = None,
 ) -> Path:
     """Write ``model`` (and optionally its tokenizer) as a Geex checkpoint folder."""
+    state = model.state_dict()
+    if any(tensor.dtype == torch.int8 for tensor in state.values()):
+        # Quantization happens at load (geex.model.quantize); rounded weights saved as a
+        # checkpoint would be trained or re-quantized as if they were the originals.
+        raise GeexError(
+            "an int8-quantized model is not saved as a checkpoint: checkpoints hold "
+            "full-precision weights; save the model before quantizing (it is quantized at load)"
+        )
     return save_weights(
-        clean_state_dict(model.state_dict()),
+        clean_state_dict(state),
         folder,
         config=config or _unwrap(model).config,
         tokenizer=tokenizer,

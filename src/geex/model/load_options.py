@@ -12,6 +12,7 @@ from dataclasses import dataclass
 from geex.config import option
 
 DTYPE_NAMES = ("auto", "fp32", "bf16", "fp16")
+QUANTIZE_NAMES = ("int8",)
 
 
 @dataclass
@@ -22,4 +23,10 @@ class LoadOptions:
     device: str = option("auto", help="cpu, cuda, cuda:1, ... (default auto: the GPU if any)")
     dtype: str = option(
         "auto", choices=DTYPE_NAMES, help="auto: bf16 on GPUs that support it, else fp32"
+    )
+    quantize: str | None = option(
+        None,
+        choices=QUANTIZE_NAMES,
+        help="int8: weight-only INT8 at load, about half the bf16 weight memory "
+        "(activations stay in --dtype)",
     )

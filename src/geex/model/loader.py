@@ -3,7 +3,10 @@
 ``geex generate``, ``geex serve``, the Geex evaluation backend and ``geex run``'s samples all
 load a model the same way, here: the tokenizer saved with the checkpoint (or one named), the
 check that the tokenizer's ids fit the model's embedding, the device and dtype resolved from
-what the user typed ("auto", "cuda:1", "bf16"), the model in eval mode.
+what the user typed ("auto", "cuda:1", "bf16"), the model in eval mode, quantized when asked
+(``--quantize int8``, :mod:`geex.model.quantize`: in the compute dtype first, so the scales are
+rounded to it, then onto the device layer by layer, so the full-precision model need not fit a
+GPU).
 """
 
 from __future__ import annotations
@@ -20,6 +23,7 @@ from geex.model.checkpoint import load_model, read_config
 from geex.model.codegeex import CodeGeeX
 from geex.model.config import ModelConfig
 from geex.model.device import resolve_device, resolve_dtype
+from geex.model.load_options import QUANTIZE_NAMES
 
 if TYPE_CHECKING:
     from geex.tokenizer import Tokenizer
@@ -34,6 +38,7 @@ class InferenceModel:
     device: torch.device
     dtype: torch.dtype
     name: str  # the checkpoint folder's name: what a server reports as its model
+    quantize: str | None = None  # "int8" when the weights were quantized at load
 
 
 def load_for_inference(
@@ -42,16 +47,22 @@ def load_for_inference(
     tokenizer: str | os.PathLike | None = None,
     device: str | torch.device = "auto",
     dtype: str | torch.dtype = "auto",
+    quantize: str | None = None,
 ) -> InferenceModel:
     """The checkpoint in ``folder`` with its tokenizer (or ``tokenizer``), ready to decode.
 
     ``device``: "auto" (the GPU when there is one), "cpu", "cuda", "cuda:N".
     ``dtype``: "auto" (bf16 on GPUs that support it, else fp32), "fp32", "bf16", "fp16".
+    ``quantize``: None, or "int8" (weight-only; activations stay in ``dtype``).
     The tokenizer is checked against the model's config before any weight is read, so a
     mismatch costs no time on a large checkpoint.
     """
     from geex.tokenizer import load_tokenizer
 
+    if quantize is not None and quantize not in QUANTIZE_NAMES:
+        raise GeexError(
+            f"unknown quantization {quantize!r}; choose {', '.join(QUANTIZE_NAMES)} (or none)"
+        )
     folder = Path(folder)
     if not folder.exists():
         raise GeexError(f"model folder {folder}: no such folder")
@@ -72,8 +83,15 @@ def load_for_inference(
 
     where = resolve_device(str(device))
     precision = dtype if isinstance(dtype, torch.dtype) else resolve_dtype(dtype, where)
-    model = load_model(folder, device=where, dtype=precision)
-    return InferenceModel(model, tok, where, precision, folder.resolve().name)
+    if quantize == "int8":
+        from geex.model.quantize import quantize_int8
+
+        # Quantized onto the device layer by layer: the full-precision model need not fit it.
+        model = load_model(folder, device="cpu", dtype=precision)
+        quantize_int8(model, device=where)
+    else:
+        model = load_model(folder, device=where, dtype=precision)
+    return InferenceModel(model, tok, where, precision, folder.resolve().name, quantize)
 
 
 def check_tokenizer_fits(tokenizer: Tokenizer, config: ModelConfig) -> None:
