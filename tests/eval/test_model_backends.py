@@ -128,9 +128,9 @@ def test_hugging_face_standard_architecture(checkpoint, tmp_path):
 def geex_server(checkpoint):
     required_module("fastapi")
     required_module("uvicorn")
-    from geex.serve.server import BackgroundServer, ServedModel, create_app
+    from tests.serve.tiny_server import serving
 
-    with BackgroundServer(create_app(ServedModel.load(checkpoint, device="cpu"))) as server:
+    with serving(checkpoint) as (server, _state):
         yield server
 
 

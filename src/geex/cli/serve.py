@@ -1,26 +1,45 @@
-"""`geex serve`: an OpenAI-compatible completion server for a Geex checkpoint."""
+"""`geex serve`: a model behind OpenAI's completions and chat APIs (and the other protocols)."""
 
 from __future__ import annotations
 
 import argparse
 import dataclasses
+import ipaddress
+import os
 import sys
 
 from geex.cli.flags import add_config_flags, config_from_args
 from geex.errors import GeexError
 from geex.model.load_options import LoadOptions
 
+API_KEY_ENV = "GEEX_API_KEY"
+
 
 def register(subparsers) -> None:
     parser = subparsers.add_parser(
         "serve",
-        help="serve a model over the OpenAI completions API",
-        description="Serve a Geex checkpoint at /v1/completions (OpenAI's completions API, with "
-        "streaming) and /v1/models. The extra request field 'language' adds CodeGeeX's language "
-        "tag line and the language's stop rules. Requests are decoded one at a time.",
+        help="serve a model over OpenAI's completions and chat APIs",
+        description="Serve a Geex checkpoint at /v1/completions (with suffix: fill in the "
+        "middle), /v1/chat/completions and /v1/models, streamed as server-sent events on "
+        "request. Requests share one engine that decodes up to --max-batch sequences. The extra "
+        "completions field 'language' adds CodeGeeX's language tag line and the language's "
+        "stop rules.",
     )
-    parser.add_argument("--model", required=True, metavar="DIR", help="Geex checkpoint folder")
+    parser.add_argument(
+        "--model", required=True, metavar="DIR",
+        help="a Geex checkpoint or a Hugging Face model folder",
+    )  # fmt: skip
     add_config_flags(parser, LoadOptions)
+    parser.add_argument(
+        "--fim-style", default="auto", metavar="STYLE",
+        help="fill-in-the-middle tokens: auto (read from the vocabulary), none, prefix-only "
+        "(suffixes dropped), or a style: geex, starcoder, santacoder, codellama, deepseek, "
+        "qwen, codegemma",
+    )  # fmt: skip
+    parser.add_argument(
+        "--trust-remote-code", action="store_true",
+        help="run the model code a Hugging Face folder carries",
+    )  # fmt: skip
     parser.add_argument(
         "--model-name", metavar="NAME", help="name clients ask for (default: the folder's name)"
     )
@@ -29,18 +48,85 @@ def register(subparsers) -> None:
     parser.add_argument(
         "--log-level", choices=["debug", "info", "warning", "error"], default="info"
     )
+    security = parser.add_argument_group("security")
+    security.add_argument(
+        "--api-key",
+        metavar="KEY",
+        default=os.environ.get(API_KEY_ENV) or None,
+        help=f"clients must send 'Authorization: Bearer KEY' (default: ${API_KEY_ENV}; "
+        "/health and / stay open)",
+    )
+    security.add_argument(
+        "--insecure-no-key",
+        action="store_true",
+        help="allow a non-loopback --host without --api-key",
+    )
+    security.add_argument(
+        "--cors-origin",
+        action="append",
+        default=[],
+        metavar="ORIGIN",
+        help="let browser pages from ORIGIN call the API (repeatable; '*' for any)",
+    )
+    limits = parser.add_argument_group("limits")
+    limits.add_argument("--max-body-mb", type=float, default=4.0, metavar="MB",
+                        help="largest request body, in MiB (default 4)")  # fmt: skip
+    limits.add_argument("--max-prompt-tokens", type=int, metavar="N",
+                        help="longest prompt (default: the model's context less one)")  # fmt: skip
+    limits.add_argument("--max-tokens", type=int, default=2048, metavar="N",
+                        help="most new tokens per completion (default 2048)")  # fmt: skip
+    limits.add_argument("--max-n", type=int, default=16, metavar="N",
+                        help="most completions per request (default 16)")  # fmt: skip
+    limits.add_argument("--max-streams", type=int, default=64, metavar="N",
+                        help="most streaming responses open at once (default 64)")  # fmt: skip
+    limits.add_argument("--max-batch", type=int, default=16, metavar="N",
+                        help="sequences decoded together (KV cache slots; default 16)")  # fmt: skip
+    limits.add_argument("--max-queue", type=int, default=64, metavar="N",
+                        help="requests waiting before a 429 (default 64)")  # fmt: skip
     parser.set_defaults(handler=_serve)
+
+
+def is_loopback(host: str) -> bool:
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host.strip("[]")).is_loopback
+    except ValueError:
+        return False
+
+
+def _limits(args: argparse.Namespace):
+    from geex.serve.state import MIB, ServeLimits
+
+    if not args.max_body_mb > 0:
+        raise GeexError(f"--max-body-mb must be > 0, got {args.max_body_mb}")
+    for flag in ("max_prompt_tokens", "max_tokens", "max_n", "max_streams"):
+        value = getattr(args, flag)
+        if value is not None and value < 1:
+            raise GeexError(f"--{flag.replace('_', '-')} must be at least 1, got {value}")
+    return ServeLimits(
+        api_key=args.api_key or None,
+        cors_origins=tuple(args.cors_origin),
+        max_body_bytes=int(args.max_body_mb * MIB),
+        max_prompt_tokens=args.max_prompt_tokens,
+        max_tokens=args.max_tokens,
+        max_n=args.max_n,
+        max_streams=args.max_streams,
+    )
 
 
 def _serve(args: argparse.Namespace) -> int:
     try:
+        from geex.serve.engine import Engine
+        from geex.serve.models import load_served_model
         from geex.serve.server import (
-            ServedModel,
             create_app,
+            endpoints,
             listening_socket,
             run_server,
             server_url,
         )
+        from geex.serve.state import ServerState
     except ModuleNotFoundError as err:
         if err.name in ("fastapi", "uvicorn", "starlette", "pydantic"):
             raise GeexError(
@@ -49,15 +135,41 @@ def _serve(args: argparse.Namespace) -> int:
         raise
     if not 0 <= args.port <= 65535:
         raise GeexError(f"--port must be in 0..65535, got {args.port}")
+    if args.api_key is not None and not args.api_key.strip():
+        raise GeexError(f"--api-key (or ${API_KEY_ENV}) is empty")
+    if not is_loopback(args.host) and not args.api_key and not args.insecure_no_key:
+        raise GeexError(
+            f"--host {args.host} lets other machines reach the server, and without --api-key "
+            f"(or ${API_KEY_ENV}) anyone there could use the model: set a key, or pass "
+            "--insecure-no-key if a proxy in front authenticates"
+        )
+    for flag in ("max_batch", "max_queue"):
+        if getattr(args, flag) < 1:
+            raise GeexError(f"--{flag.replace('_', '-')} must be at least 1")
+    limits = _limits(args)
     sock = listening_socket(args.host, args.port)  # before loading: a taken port fails fast
     options = config_from_args(LoadOptions, args)
-    served = ServedModel.load(args.model, **dataclasses.asdict(options), name=args.model_name)
-    device = next(served.model.parameters()).device
-    print(
-        f"geex serve: {served.name} on {device}, at {server_url(sock)}/v1 "
-        "(one request at a time; Ctrl+C stops)",
-        flush=True,
-        file=sys.stderr,
+    model = load_served_model(
+        args.model,
+        **dataclasses.asdict(options),
+        name=args.model_name,
+        fim_style=args.fim_style,
+        max_slots=args.max_batch,
+        trust_remote_code=args.trust_remote_code,
     )
-    run_server(create_app(served), sock, log_level=args.log_level)
+    engine = Engine(model.runner, model.codec, max_batch=args.max_batch, max_queue=args.max_queue)
+    try:
+        app = create_app(ServerState(model, engine, limits))
+        device = getattr(model.runner, "device", "?")
+        key = "API key required" if limits.api_key else "no API key"
+        print(
+            f"geex serve: {model.name} on {device}, at {server_url(sock)}/v1 ({key}; "
+            f"{args.max_batch} sequences at a time; Ctrl+C stops)",
+            flush=True,
+            file=sys.stderr,
+        )
+        print(f"endpoints: {', '.join(endpoints(app))}", flush=True, file=sys.stderr)
+        run_server(app, sock, log_level=args.log_level)
+    finally:
+        engine.close()
     return 0

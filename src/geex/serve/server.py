@@ -1,274 +1,121 @@
-"""``geex serve``: an OpenAI-compatible completion server for a Geex checkpoint.
+"""``geex serve``: the FastAPI application over one model and its engine, run by uvicorn.
 
-FastAPI routes, run by uvicorn::
+    GET  /                  what is served and where (open without a key)
+    GET  /health            {"status": "ok", "model": NAME, "engine": {running, queued, ...}}
+    ...                     each protocol's routes, from PROTOCOL_ROUTERS
 
-    GET  /health            {"status": "ok", "model": NAME}
-    GET  /v1/models         the one model served
-    POST /v1/completions    OpenAI's completions API (+ Geex's ``language`` field), streamed
-                            as server-sent events with ``"stream": true``
-
-Requests are served one at a time: a lock around the model lets one request decode while the
-others wait their turn. The prompts and ``n`` samples of *one* request are decoded together as
-a batch; batching *across* requests (continuous batching, as vLLM does) is not done yet.
-Decoding runs in a worker thread, so the event loop keeps answering ``/health`` meanwhile.
+Every protocol is a module with ``router(state) -> APIRouter``: a thin adapter that tokenizes
+off the event loop and hands prompt ids to the engine, which decodes on its own thread. So the
+event loop only moves text, and ``/health`` answers at once under any load. The API key, the
+body-size bound and CORS wrap the whole application (:mod:`geex.serve.security`).
 """
 
 from __future__ import annotations
 
-import asyncio
-import json
 import logging
-import os
 import socket
 import threading
 import time
-from collections.abc import AsyncIterator, Callable
-from dataclasses import dataclass, field
+from collections.abc import Callable
 
-from fastapi import FastAPI
+from fastapi import APIRouter, FastAPI
 from fastapi.exceptions import RequestValidationError
-from fastapi.responses import JSONResponse, StreamingResponse
-from starlette.concurrency import run_in_threadpool
+from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from geex import __version__
 from geex.errors import GeexError
-from geex.languages import get_language
-from geex.serve.completion import Completion, complete, with_language_tag
-from geex.serve.openai_api import (
-    FINISH_REASONS,
-    STREAM_END,
-    ApiError,
-    CompletionRequest,
-    check_request,
-    completion_response,
-    error_body,
-    new_completion_id,
-    stream_chunk,
-    text_choice,
-    usage,
-)
+from geex.serve import llamacpp_api, ollama_api, openai_routes, tabby_api, tasks_api
+from geex.serve.engine import EngineBusy
+from geex.serve.limits import LimitExceeded
+from geex.serve.openai_api import ApiError, error_body
+from geex.serve.security import add_security
+from geex.serve.state import ServerState
 
 log = logging.getLogger("geex.serve")
 
-DEFAULT_MAX_ROWS = 256  # prompts x n per request: a bound on the KV cache one request may ask for
+# One line per protocol: a function of the server state returning its routes.
+PROTOCOL_ROUTERS: list[Callable[[ServerState], APIRouter]] = [
+    openai_routes.router,  # also hands Tabby's bodies at /v1/completions to tabby_api
+    tabby_api.router,
+    ollama_api.router,
+    llamacpp_api.router,
+    tasks_api.router,
+]
 
 
-@dataclass
-class ServedModel:
-    """A model and its tokenizer, decoded by one request at a time."""
+def create_app(state: ServerState) -> FastAPI:
+    """The FastAPI application serving ``state.model`` through ``state.engine``."""
+    app = FastAPI(title="Geex", version=__version__, description="A code model's server")
+    _add_error_handlers(app)
 
-    model: object
-    tokenizer: object
-    name: str
-    max_rows: int = DEFAULT_MAX_ROWS
-    created: int = field(default_factory=lambda: int(time.time()))
-    lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
+    @app.get("/")
+    async def index() -> dict:
+        return {"name": "geex", "model": state.model.name, "endpoints": endpoints(app)}
 
-    def __post_init__(self) -> None:
-        from geex.model.loader import check_tokenizer_fits
+    @app.get("/health")
+    async def health() -> dict:
+        stats = {**state.engine.stats(), "streams": state.streams.open}
+        return {"status": "ok", "model": state.model.name, "engine": stats}
 
-        check_tokenizer_fits(self.tokenizer, self.model.config)
-
-    @classmethod
-    def load(
-        cls,
-        folder: str | os.PathLike,
-        *,
-        tokenizer: str | os.PathLike | None = None,
-        device: str = "auto",
-        dtype: str = "auto",
-        quantize: str | None = None,
-        name: str | None = None,
-    ) -> ServedModel:
-        """A Geex checkpoint folder (and its tokenizer, unless another is named)."""
-        from geex.model.loader import load_for_inference
-
-        loaded = load_for_inference(
-            folder, tokenizer=tokenizer, device=device, dtype=dtype, quantize=quantize
-        )
-        return cls(loaded.model, loaded.tokenizer, name or loaded.name)
-
-    def prompt_tokens(self, request: CompletionRequest) -> int:
-        """Tokens the prompts take, tag lines included; too long a prompt is a 400."""
-        language = get_language(request.language) if request.language else None
-        context = self.model.config.max_seq_len
-        total = 0
-        for i, prompt in enumerate(request.prompts):
-            count = len(self.tokenizer.encode(with_language_tag(prompt, language)))
-            if count >= context:
-                raise ApiError(
-                    f"prompt {i} has {count} tokens; the model's context is {context} tokens, "
-                    "and at least one must be left to generate",
-                    param="prompt",
-                    code="context_length_exceeded",
-                )
-            total += count
-        return total
-
-    def complete(
-        self, request: CompletionRequest, on_text: Callable[[int, str], None] | None = None
-    ) -> list[Completion]:
-        """Every (prompt, sample) completion of ``request``, prompt-major, as OpenAI orders them."""
-        from geex.model.sampling import SamplingConfig
-
-        sampling = SamplingConfig(
-            max_new_tokens=request.max_tokens,
-            temperature=request.temperature,
-            top_p=request.top_p,
-            num_samples=request.n,
-            seed=request.seed,
-        )
-        with self.lock:
-            per_prompt = complete(
-                self.model,
-                self.tokenizer,
-                request.prompts,
-                language=request.language,
-                sampling=sampling,
-                stop=request.stop_sequences,
-                add_tag=request.language is not None,
-                on_text=on_text,
-            )
-        return [c for samples in per_prompt for c in samples]
+    for make_router in PROTOCOL_ROUTERS:
+        app.include_router(make_router(state))
+    add_security(app, state.limits)
+    return app
 
 
-def create_app(served: ServedModel) -> FastAPI:
-    """The FastAPI application serving ``served``."""
-    app = FastAPI(title="Geex", version=__version__, description="OpenAI-compatible completions")
+def endpoints(app: FastAPI) -> list[str]:
+    """``"METHOD /path"`` of every route, for the start line and ``GET /``."""
+    # The OpenAPI schema, as routers included into routers are not flat in app.routes.
+    paths = app.openapi()["paths"]
+    return [f"{method.upper()} {path}" for path, methods in paths.items() for method in methods]
+
+
+def _add_error_handlers(app: FastAPI) -> None:
+    """Every error as JSON in OpenAI's shape, the one editor clients parse."""
 
     @app.exception_handler(ApiError)
     async def api_error(_request, err: ApiError) -> JSONResponse:
-        return JSONResponse(err.body(), status_code=err.status)
+        return JSONResponse(err.body(), status_code=err.status, headers=err.headers)
+
+    # A protocol that lets these through still answers a 4xx, not a 500.
+    @app.exception_handler(LimitExceeded)
+    async def over_limit(_request, err: LimitExceeded) -> JSONResponse:
+        headers = {"Retry-After": str(err.retry_after)} if err.retry_after else None
+        body = error_body(str(err), param=err.param, code=err.code)
+        return JSONResponse(body, status_code=err.status, headers=headers)
+
+    @app.exception_handler(EngineBusy)
+    async def busy(_request, err: EngineBusy) -> JSONResponse:
+        body = error_body(str(err), code="rate_limit_exceeded")
+        return JSONResponse(body, status_code=429, headers={"Retry-After": str(err.retry_after)})
 
     @app.exception_handler(RequestValidationError)
     async def bad_request(_request, err: RequestValidationError) -> JSONResponse:
         first = err.errors()[0] if err.errors() else {"loc": (), "msg": "invalid request"}
+        if first.get("type") == "missing" and tuple(first.get("loc", ())) == ("body",):
+            message = "the request body is empty: send a JSON object"
+            return JSONResponse(error_body(message), status_code=400)
         if first.get("type") == "json_invalid":
-            message = f"the request body is not valid JSON ({first['msg']})"
+            message = f"the request body is not valid JSON ({first.get('msg')})"
             return JSONResponse(error_body(message), status_code=400)
         # loc is ("body", field, <union member>, <index>...): the field is what a client sets.
         location = [part for part in first.get("loc", ()) if part != "body"]
         field_name = str(location[0]) if location else None
-        message = f"{field_name}: {first['msg']}" if field_name else first["msg"]
+        message = f"{field_name or 'the request body'}: {first.get('msg')}"
         return JSONResponse(error_body(message, param=field_name), status_code=400)
 
     @app.exception_handler(StarletteHTTPException)
     async def http_error(_request, err: StarletteHTTPException) -> JSONResponse:
-        return JSONResponse(error_body(str(err.detail)), status_code=err.status_code)
+        return JSONResponse(
+            error_body(str(err.detail)), status_code=err.status_code, headers=err.headers
+        )
 
     @app.exception_handler(Exception)
     async def server_error(_request, err: Exception) -> JSONResponse:
         # Starlette re-raises the exception after this answer, so uvicorn logs its traceback.
         body = error_body(f"internal error: {type(err).__name__}: {err}", kind="server_error")
         return JSONResponse(body, status_code=500)
-
-    @app.get("/health")
-    async def health() -> dict:
-        return {"status": "ok", "model": served.name}
-
-    @app.get("/v1/models")
-    async def models() -> dict:
-        entry = {
-            "id": served.name,
-            "object": "model",
-            "created": served.created,
-            "owned_by": "geex",
-        }
-        return {"object": "list", "data": [entry]}
-
-    @app.post("/v1/completions")
-    async def completions(request: CompletionRequest):
-        check_request(request, served.name, served.max_rows)
-        prompt_tokens = served.prompt_tokens(request)
-        if request.stream:
-            events = _stream(served, request, prompt_tokens)
-            return StreamingResponse(events, media_type="text/event-stream")
-        try:
-            results = await run_in_threadpool(served.complete, request)
-        except GeexError as err:
-            raise ApiError(str(err)) from None
-        echoed = _echoed_prompts(request)
-        return completion_response(
-            new_completion_id(),
-            served.name,
-            [echoed[i] + c.text for i, c in enumerate(results)],
-            [FINISH_REASONS[c.finish_reason] for c in results],
-            prompt_tokens,
-            sum(c.num_tokens for c in results),
-        )
-
-    return app
-
-
-def _echoed_prompts(request: CompletionRequest) -> list[str]:
-    """What goes before each choice's text: its prompt with ``echo``, else nothing."""
-    return [p if request.echo else "" for p in request.prompts for _ in range(request.n)]
-
-
-class _ClientGone(Exception):
-    """Raised inside decoding to stop it once the streaming client has disconnected."""
-
-
-async def _stream(
-    served: ServedModel, request: CompletionRequest, prompt_tokens: int
-) -> AsyncIterator[str]:
-    """Server-sent events: text as it is decoded, then each choice's finish, then [DONE].
-
-    Decoding runs in a worker thread and hands text to the event loop through a queue; when
-    the client goes away, the next piece of text stops the decoding, freeing the model.
-    """
-    loop = asyncio.get_running_loop()
-    queue: asyncio.Queue = asyncio.Queue()
-    client_gone = threading.Event()
-    finished = object()
-
-    def on_text(row: int, text: str) -> None:
-        if client_gone.is_set():
-            raise _ClientGone
-        loop.call_soon_threadsafe(queue.put_nowait, (row, text))
-
-    def decode() -> list[Completion]:
-        try:
-            return served.complete(request, on_text)
-        finally:
-            loop.call_soon_threadsafe(queue.put_nowait, finished)
-
-    completion_id = new_completion_id()
-
-    def event(choices: list[dict], usage_fields: dict | None = None) -> str:
-        return stream_chunk(completion_id, served.name, choices, usage_fields)
-
-    work = loop.run_in_executor(None, decode)
-    try:
-        for row, prompt in enumerate(_echoed_prompts(request)):
-            if prompt:
-                yield event([text_choice(row, prompt)])
-        while (item := await queue.get()) is not finished:
-            row, text = item
-            yield event([text_choice(row, text)])
-        try:
-            results = await work
-        except GeexError as err:
-            yield f"data: {json.dumps(error_body(str(err)))}\n\n"
-            yield STREAM_END
-            return
-        except Exception as err:  # the status line has gone out: report it in the stream
-            log.exception("streamed request failed")
-            body = error_body(f"internal error: {type(err).__name__}: {err}", kind="server_error")
-            yield f"data: {json.dumps(body)}\n\n"
-            yield STREAM_END
-            return
-        for row, result in enumerate(results):
-            yield event([text_choice(row, "", FINISH_REASONS[result.finish_reason])])
-        if request.include_usage_chunk:
-            generated = sum(c.num_tokens for c in results)
-            yield event([], usage(prompt_tokens, generated))
-        yield STREAM_END
-    finally:
-        client_gone.set()
-        # A decode stopped by a departed client ends in _ClientGone: nobody waits for it.
-        work.add_done_callback(lambda done: done.cancelled() or done.exception())
 
 
 def listening_socket(host: str, port: int) -> socket.socket:
@@ -300,7 +147,7 @@ def run_server(
 class BackgroundServer:
     """Serve an app from a thread of this process on a free loopback port::
 
-        with BackgroundServer(create_app(served)) as server:
+        with BackgroundServer(create_app(state)) as server:
             urllib.request.urlopen(server.url + "/health")
 
     For tests and notebooks, where a second process would load the model again.
