@@ -18,12 +18,14 @@ API_KEY_ENV = "GEEX_API_KEY"
 def register(subparsers) -> None:
     parser = subparsers.add_parser(
         "serve",
-        help="serve a model over OpenAI's completions and chat APIs",
-        description="Serve a Geex checkpoint at /v1/completions (with suffix: fill in the "
-        "middle), /v1/chat/completions and /v1/models, streamed as server-sent events on "
-        "request. Requests share one engine that decodes up to --max-batch sequences. The extra "
-        "completions field 'language' adds CodeGeeX's language tag line and the language's "
-        "stop rules.",
+        help="serve a model to editors: OpenAI, Tabby, Ollama and llama.cpp APIs, and tasks",
+        description="Serve a Geex checkpoint (a converted CodeGeeX-13B is one) or a Hugging "
+        "Face model folder over OpenAI's API (/v1/completions, with suffix: fill in the "
+        "middle; /v1/chat/completions; /v1/models), Tabby's (/v1/completions with segments), "
+        "Ollama's (/api/generate, /api/chat), llama.cpp's (/infill, /completion) and the "
+        "assistant's tasks (/v1/tasks/TASK, what 'geex task' calls). All requests share one "
+        "engine that decodes up to --max-batch sequences together. GET / lists the routes; "
+        "docs/serve.md shows each protocol.",
     )
     parser.add_argument(
         "--model", required=True, metavar="DIR",
@@ -43,11 +45,21 @@ def register(subparsers) -> None:
     parser.add_argument(
         "--model-name", metavar="NAME", help="name clients ask for (default: the folder's name)"
     )
-    parser.add_argument("--host", default="127.0.0.1", help="address to listen on")
-    parser.add_argument("--port", type=int, default=8000, help="0 picks a free port")
     parser.add_argument(
-        "--log-level", choices=["debug", "info", "warning", "error"], default="info"
+        "--host", default="127.0.0.1",
+        help="address to listen on (default 127.0.0.1; any other needs --api-key or "
+        "--insecure-no-key)",
+    )  # fmt: skip
+    parser.add_argument(
+        "--port",
+        type=int,
+        default=8000,
+        help="port to listen on (default 8000; 0 picks a free one)",
     )
+    parser.add_argument(
+        "--log-level", choices=["debug", "info", "warning", "error"], default="info",
+        help="the server's log (default info: one line per request)",
+    )  # fmt: skip
     security = parser.add_argument_group("security")
     security.add_argument(
         "--api-key",
@@ -59,7 +71,7 @@ def register(subparsers) -> None:
     security.add_argument(
         "--insecure-no-key",
         action="store_true",
-        help="allow a non-loopback --host without --api-key",
+        help="allow a non-loopback --host without --api-key (a proxy in front authenticates)",
     )
     security.add_argument(
         "--cors-origin",
@@ -70,19 +82,22 @@ def register(subparsers) -> None:
     )
     limits = parser.add_argument_group("limits")
     limits.add_argument("--max-body-mb", type=float, default=4.0, metavar="MB",
-                        help="largest request body, in MiB (default 4)")  # fmt: skip
+                        help="largest request body, in MiB; more is a 413 (default 4)")  # fmt: skip
     limits.add_argument("--max-prompt-tokens", type=int, metavar="N",
-                        help="longest prompt (default: the model's context less one)")  # fmt: skip
+                        help="longest prompt in tokens; fill-in-the-middle prompts are cut to "
+                        "it (default: the model's context less one)")  # fmt: skip
     limits.add_argument("--max-tokens", type=int, default=2048, metavar="N",
                         help="most new tokens per completion (default 2048)")  # fmt: skip
     limits.add_argument("--max-n", type=int, default=16, metavar="N",
                         help="most completions per request (default 16)")  # fmt: skip
     limits.add_argument("--max-streams", type=int, default=64, metavar="N",
-                        help="most streaming responses open at once (default 64)")  # fmt: skip
+                        help="most streaming responses open at once; one more is a 429 "
+                        "(default 64)")  # fmt: skip
     limits.add_argument("--max-batch", type=int, default=16, metavar="N",
-                        help="sequences decoded together (KV cache slots; default 16)")  # fmt: skip
+                        help="sequences decoded together: KV cache slots, allocated at start "
+                        "(default 16)")  # fmt: skip
     limits.add_argument("--max-queue", type=int, default=64, metavar="N",
-                        help="requests waiting before a 429 (default 64)")  # fmt: skip
+                        help="requests waiting for a slot; one more is a 429 (default 64)")  # fmt: skip
     parser.set_defaults(handler=_serve)
 
 

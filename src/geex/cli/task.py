@@ -25,8 +25,10 @@ def register(subparsers) -> None:
         "task",
         help="ask a running geex serve to translate, explain, comment, complete or answer",
         description="Run one of the assistant's tasks on a running 'geex serve' and print the "
-        "answer as it is generated. FILE may be '-' for stdin; the language is found from "
-        "FILE's name unless --language names it.",
+        "answer as it is generated (its end and token count go to stderr). FILE may be '-' "
+        "for stdin; the language is found from FILE's name unless --language names it. "
+        "Examples: geex task explain app.py; geex task infill app.py (the gap marked <FILL>); "
+        "geex task translate app.py --to cpp. 'geex task VERB --help' lists a verb's options.",
     )
     verbs = parser.add_subparsers(dest="verb", metavar="VERB", required=True)
 
@@ -34,19 +36,33 @@ def register(subparsers) -> None:
         sub = verbs.add_parser(name, help=help, description=help)
         if file:
             sub.add_argument("file", metavar="FILE", help="the code ('-': read stdin)")
-        sub.add_argument("--language", "-l", help="language of the code (default: from FILE)")
+        sub.add_argument(
+            "--language", "-l", metavar="LANG",
+            help="language of the code: python, cpp, java, js, go, ... (default: from FILE's name)",
+        )  # fmt: skip
         sub.add_argument("--url", default=DEFAULT_URL, help=f"the server (default {DEFAULT_URL})")
         sub.add_argument(
-            "--api-key", default=os.environ.get("GEEX_API_KEY"), help="default: $GEEX_API_KEY"
+            "--api-key", metavar="KEY", default=os.environ.get("GEEX_API_KEY"),
+            help="the server's key, sent as 'Authorization: Bearer KEY' (default: $GEEX_API_KEY)",
+        )  # fmt: skip
+        sub.add_argument(
+            "--max-tokens", type=int, metavar="N", help="most new tokens (default: the task's own)"
         )
-        sub.add_argument("--max-tokens", type=int, help="default: the task's own")
-        sub.add_argument("--temperature", type=float, default=0.0, help="0 (default) is greedy")
-        sub.add_argument("--no-stream", action="store_true", help="print the answer at the end")
+        sub.add_argument(
+            "--temperature", type=float, default=0.0, metavar="T",
+            help="sampling temperature (default 0: greedy, the same answer each time)",
+        )  # fmt: skip
+        sub.add_argument(
+            "--no-stream", action="store_true", help="print the answer at the end, not as it comes"
+        )
         sub.set_defaults(handler=_run, task=name)
         return sub
 
     def natural(sub: argparse.ArgumentParser) -> None:
-        sub.add_argument("--lang", choices=("en", "zh"), default="en", help="answer in")
+        sub.add_argument(
+            "--lang", choices=("en", "zh"), default="en",
+            help="the answer's language: en (default) or zh",
+        )  # fmt: skip
 
     verb("complete", "continue the code in FILE")
     infill = verb("infill", "fill the gap marked in FILE")
@@ -58,7 +74,7 @@ def register(subparsers) -> None:
     natural(verb("explain", "explain the code in FILE"))
     natural(verb("comment", "add a comment to each line of the code in FILE"))
     ask = verb("ask", "answer a question, about the code in --context if given", file=False)
-    ask.add_argument("question")
+    ask.add_argument("question", help="the question, in quotes")
     ask.add_argument("--context", metavar="FILE", help="code the question is about ('-': stdin)")
     natural(ask)
 
