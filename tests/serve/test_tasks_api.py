@@ -197,6 +197,20 @@ def test_infill_without_fim_tokens_is_a_400(served, engine):
     assert code == 400 and "no fill-in-the-middle tokens" in answer["error"]["message"]
 
 
+def test_a_prompt_the_model_cannot_build_is_a_400(served, engine):
+    tight = ServerState(served, engine, ServeLimits(max_prompt_tokens=2))
+    with BackgroundServer(tasks_app(tight)) as running:
+        code, answer, _ = post(running, "infill", {"prefix": "x = ", "suffix": "\n"})
+    assert code == 400, answer
+    assert answer["error"]["message"].startswith("cannot build the prompt: ")
+    failing = "{{ raise_exception('this template takes no code blocks') }}"
+    chat = dataclasses.replace(served, chat_template=failing)
+    with BackgroundServer(tasks_app(ServerState(chat, engine))) as running:
+        code, answer, _ = post(running, "explain", {"code": ADD_PY, "language": "python"})
+    assert code == 400, answer
+    assert "this template takes no code blocks" in answer["error"]["message"]
+
+
 def test_a_full_queue_is_a_429_with_retry_after(served):
     class FullEngine:
         def submit(self, *args, **kwargs):
