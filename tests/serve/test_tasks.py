@@ -174,3 +174,30 @@ def test_unknown_task_names_the_tasks():
     with pytest.raises(GeexError, match="unknown task 'fix'; tasks: complete, infill"):
         task_class("fix")
     assert task_class("comment-to-code") is CommentToCodeTask
+
+
+@pytest.mark.parametrize(
+    ("make", "field"),
+    [
+        (lambda lang: CommentToCodeTask("add two numbers", lang), "language"),
+        (lambda lang: TranslateTask(ADD_PY, lang, "go"), "language"),
+        (lambda lang: TranslateTask(ADD_PY, "python", lang), "target"),
+        (lambda lang: ExplainTask(ADD_PY, lang), "language"),
+        (lambda lang: CommentTask(ADD_PY, lang), "language"),
+    ],
+    ids=["comment-to-code", "translate-source", "translate-target", "explain", "comment"],
+)
+@pytest.mark.parametrize("chat", [False, True])
+def test_a_task_that_needs_a_language_names_the_field_when_it_is_empty_or_unknown(
+    make, field, chat
+):
+    for empty in ("", "  "):
+        with pytest.raises(GeexError, match=f"^{field} is empty: name the code's language"):
+            make(empty).prompt(chat=chat)
+    with pytest.raises(GeexError, match=f"^{field}: unknown language 'klingon'"):
+        make("klingon").prompt(chat=chat)
+
+
+def test_a_task_with_an_optional_language_takes_an_empty_one_as_none():
+    assert CompleteTask("x = ", "").prompt(chat=False).language is None
+    assert AskTask("what is a closure?", language="").prompt(chat=False).text.startswith("Question")

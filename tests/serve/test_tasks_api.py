@@ -176,6 +176,13 @@ def test_a_chat_model_is_asked_through_its_chat_prompt(served, engine):
          "the model 'gpt-4' is not served here"),
         ("explain", {"code": ADD_PY * 200, "language": "python"}, 400, "send less code"),
         ("explain", [1, 2], 400, "must be a JSON object"),
+        ("explain", {"code": "x = 1", "language": ""}, 400, "language is empty"),
+        ("comment", {"code": "x = 1", "language": ""}, 400, "language is empty"),
+        ("comment-to-code", {"comment": "add", "language": ""}, 400, "language is empty"),
+        ("translate", {"code": ADD_PY, "language": "", "target": "go"}, 400,
+         "language is empty"),
+        ("translate", {"code": ADD_PY, "language": "python", "target": ""}, 400,
+         "target is empty"),
     ],
 )  # fmt: skip
 def test_bad_requests_are_openai_errors(server, task, body, status, message):

@@ -72,6 +72,13 @@ def _language(name: str | None, field_name: str = "language") -> Language | None
         raise GeexError(f"{field_name}: {err}") from None
 
 
+def _required_language(name: str, field_name: str = "language") -> Language:
+    """The language a task cannot do without: an empty or unknown name is the caller's error."""
+    if not isinstance(name, str) or not name.strip():
+        raise GeexError(f"{field_name} is empty: name the code's language (python, cpp, go, ...)")
+    return _language(name, field_name)
+
+
 def _natural(value: str) -> str:
     if value not in ("en", "zh"):
         raise GeexError(f"natural_language must be 'en' or 'zh', got {value!r}")
@@ -216,7 +223,7 @@ class CommentToCodeTask:
 
     def prompt(self, chat: bool) -> TaskPrompt:
         _required(self.comment, "comment")
-        language = _language(self.language)
+        language = _required_language(self.language)
         if chat:
             ask = (
                 f"Write {language.name} code that does the following. Reply with the code in "
@@ -249,8 +256,8 @@ class TranslateTask:
 
     def prompt(self, chat: bool) -> TaskPrompt:
         _required(self.code, "code")
-        source = _language(self.language)
-        target = _language(self.target, "target")
+        source = _required_language(self.language)
+        target = _required_language(self.target, "target")
         if source == target:
             raise GeexError(f"code is already {source.name}: name another target language")
         if chat:
@@ -293,7 +300,8 @@ class ExplainTask:
 
     def prompt(self, chat: bool) -> TaskPrompt:
         _required(self.code, "code")
-        language, natural = _language(self.language), _natural(self.natural_language)
+        language = _required_language(self.language)
+        natural = _natural(self.natural_language)
         if chat:
             ask = f"{_EXPLAIN_CHAT[natural].format(name=language.name)}\n\n"
             ask += fence(self.code, language)
@@ -316,7 +324,8 @@ class CommentTask:
 
     def prompt(self, chat: bool) -> TaskPrompt:
         _required(self.code, "code")
-        language, natural = _language(self.language), _natural(self.natural_language)
+        language = _required_language(self.language)
+        natural = _natural(self.natural_language)
         if chat:
             ask = f"{_COMMENT_CHAT[natural].format(name=language.name)}\n\n"
             ask += fence(self.code, language)
