@@ -155,6 +155,20 @@ def test_chat_prompts_are_one_user_message_with_the_code_fenced():
     assert explain.messages[0]["content"].startswith("用中文解释这段Python代码")
 
 
+def test_explain_and_comment_ask_a_chat_model_the_same_way_and_cut_differently():
+    code = "int x;"
+    comment = CommentTask(code, "cpp", "zh").prompt(chat=True)
+    (message,) = comment.messages
+    assert message["content"] == (
+        "为这段C++代码逐行添加中文注释。用一个代码块回复注释后的代码。\n\n```cpp\nint x;\n```"
+    )
+    reply = "Here:\n```cpp\nint x;  // x\n```\nDone."
+    assert cut_in_pieces(comment.cut, reply) == ("int x;  // x", True)
+    explain = ExplainTask(code, "cpp").prompt(chat=True)
+    assert explain.messages[0]["content"] == "Explain this C++ code.\n\n```cpp\nint x;\n```"
+    assert cut_in_pieces(explain.cut, reply) == (reply, False)
+
+
 def test_fenced_code_takes_the_first_block_of_a_reply():
     reply = "Here it is:\n```go\nfunc add(a, b int) int {\n\treturn a + b\n}\n```\nMore text\n"
     assert cut_in_pieces(FencedCode, reply) == (

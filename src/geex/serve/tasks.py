@@ -233,6 +233,14 @@ def fence(code: str, language: Language | None) -> str:
     return f"```{tag}\n{code.rstrip()}\n```"
 
 
+def _chat_about_code(
+    request: str, code: str, language: Language, cut: MakeCut = KeepAll
+) -> TaskPrompt:
+    """A chat model's prompt: one user message, the request and then the code fenced."""
+    content = f"{request}\n\n{fence(code, language)}"
+    return TaskPrompt(messages=({"role": "user", "content": content},), cut=cut)
+
+
 def _explanation(language: Language, request: str, code: str) -> TaskPrompt:
     """The base-model prompt that asks for comment text after ``code``, and its cut."""
     head = f"{language.tag}\n{code.rstrip()}\n\n" if code.strip() else f"{language.tag}\n"
@@ -332,9 +340,9 @@ class TranslateTask:
         if chat:
             ask = (
                 f"Translate this {source.name} code into {target.name}. Reply with the "
-                f"{target.name} code in one code block.\n\n{fence(self.code, source)}"
+                f"{target.name} code in one code block."
             )
-            return TaskPrompt(messages=({"role": "user", "content": ask},), cut=FencedCode)
+            return _chat_about_code(ask, self.code, source, FencedCode)
         prompt = code_translation_prompt(source, self.code.rstrip(), target, self.target_start)
         return TaskPrompt(
             text=prompt,
@@ -358,28 +366,44 @@ _ASK = {"en": ("Question:", "Answer:"), "zh": ("问题：", "回答：")}
 
 
 @dataclass(frozen=True)
-class ExplainTask:
-    """Explain ``code`` in English or Chinese, as plain text."""
+class _AboutCodeTask:
+    """A request about ``code`` answered in English or Chinese. Explaining and commenting
+    share their fields, their checks and the chat prompt; they differ in the request's words
+    (``chat_request``), in the chat reply's cut and in the base model's prompt."""
 
-    name: ClassVar[str] = "explain"
-    default_max_tokens: ClassVar[int] = 256
     code: str
     language: str
     natural_language: NaturalLanguage = "en"
+    chat_request: ClassVar[dict[str, str]]
+    chat_cut: ClassVar[MakeCut] = KeepAll
 
     def prompt(self, chat: bool) -> TaskPrompt:
         _required(self.code, "code")
         language = _required_language(self.language)
         natural = _natural(self.natural_language)
         if chat:
-            ask = f"{_EXPLAIN_CHAT[natural].format(name=language.name)}\n\n"
-            ask += fence(self.code, language)
-            return TaskPrompt(messages=({"role": "user", "content": ask},))
+            request = self.chat_request[natural].format(name=language.name)
+            return _chat_about_code(request, self.code, language, self.chat_cut)
+        return self.base_prompt(language, natural)
+
+    def base_prompt(self, language: Language, natural: str) -> TaskPrompt:
+        raise NotImplementedError
+
+
+@dataclass(frozen=True)
+class ExplainTask(_AboutCodeTask):
+    """Explain ``code`` in English or Chinese, as plain text."""
+
+    name: ClassVar[str] = "explain"
+    default_max_tokens: ClassVar[int] = 256
+    chat_request: ClassVar[dict[str, str]] = _EXPLAIN_CHAT
+
+    def base_prompt(self, language: Language, natural: str) -> TaskPrompt:
         return _explanation(language, _EXPLAIN[natural], self.code)
 
 
 @dataclass(frozen=True)
-class CommentTask:
+class CommentTask(_AboutCodeTask):
     """Return ``code`` with a comment on each line, in English or Chinese.
 
     The base-model prompt is the plugin's: the code, the request as a comment, then the
@@ -387,18 +411,10 @@ class CommentTask:
 
     name: ClassVar[str] = "comment"
     default_max_tokens: ClassVar[int] = 512
-    code: str
-    language: str
-    natural_language: NaturalLanguage = "en"
+    chat_request: ClassVar[dict[str, str]] = _COMMENT_CHAT
+    chat_cut: ClassVar[MakeCut] = FencedCode
 
-    def prompt(self, chat: bool) -> TaskPrompt:
-        _required(self.code, "code")
-        language = _required_language(self.language)
-        natural = _natural(self.natural_language)
-        if chat:
-            ask = f"{_COMMENT_CHAT[natural].format(name=language.name)}\n\n"
-            ask += fence(self.code, language)
-            return TaskPrompt(messages=({"role": "user", "content": ask},), cut=FencedCode)
+    def base_prompt(self, language: Language, natural: str) -> TaskPrompt:
         code = self.code.strip("\n").rstrip()
         request = comment_lines(language, _COMMENT[natural])
         first_line = code.split("\n", 1)[0] + "\n"
