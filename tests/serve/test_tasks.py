@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import random
+
 import pytest
 
 from geex.errors import GeexError
@@ -15,10 +17,10 @@ from geex.serve.tasks import (
     CommentToCodeTask,
     CompleteTask,
     ExplainTask,
+    FencedCode,
     InfillTask,
     TranslateTask,
     comment_text,
-    fenced_code,
     task_class,
     top_level_block,
 )
@@ -36,6 +38,13 @@ def cut_in_pieces(cut, output: str, size: int = 3) -> tuple[str, bool]:
             break
     sent += cutter.finish()
     return sent, cutter.done
+
+
+def cut_whole(make_cut, output: str, final: bool) -> tuple[str, bool]:
+    """The answer of ``output`` fed in one piece."""
+    cutter = AnswerCutter(make_cut)
+    answer = cutter.feed(output, final)
+    return answer, cutter.done
 
 
 def test_translation_prompt_is_the_evaluation_prompt():
@@ -146,23 +155,53 @@ def test_chat_prompts_are_one_user_message_with_the_code_fenced():
     assert explain.messages[0]["content"].startswith("用中文解释这段Python代码")
 
 
+def test_explain_and_comment_ask_a_chat_model_the_same_way_and_cut_differently():
+    code = "int x;"
+    comment = CommentTask(code, "cpp", "zh").prompt(chat=True)
+    (message,) = comment.messages
+    assert message["content"] == (
+        "为这段C++代码逐行添加中文注释。用一个代码块回复注释后的代码。\n\n```cpp\nint x;\n```"
+    )
+    reply = "Here:\n```cpp\nint x;  // x\n```\nDone."
+    assert cut_in_pieces(comment.cut, reply) == ("int x;  // x", True)
+    explain = ExplainTask(code, "cpp").prompt(chat=True)
+    assert explain.messages[0]["content"] == "Explain this C++ code.\n\n```cpp\nint x;\n```"
+    assert cut_in_pieces(explain.cut, reply) == (reply, False)
+
+
 def test_fenced_code_takes_the_first_block_of_a_reply():
     reply = "Here it is:\n```go\nfunc add(a, b int) int {\n\treturn a + b\n}\n```\nMore text\n"
-    assert cut_in_pieces(fenced_code, reply) == (
+    assert cut_in_pieces(FencedCode, reply) == (
         "func add(a, b int) int {\n\treturn a + b\n}",
         True,
     )
-    assert cut_in_pieces(fenced_code, "x = 1\ny = 2") == ("x = 1\ny = 2", False)
+    assert cut_in_pieces(FencedCode, "x = 1\ny = 2") == ("x = 1\ny = 2", False)
 
 
 def test_top_level_block_keeps_the_closing_line():
     cut = top_level_block(get_language("cpp"))
-    assert cut("struct A {\n  int x;\n};\nint y;\n", False) == ("struct A {\n  int x;\n};", True)
-    assert cut("int f() {\n", False) == ("int f() {\n", False)
-    assert top_level_block(get_language("python"))("def f(): {}\n", False) == (
+    assert cut_whole(cut, "struct A {\n  int x;\n};\nint y;\n", False) == (
+        "struct A {\n  int x;\n};",
+        True,
+    )
+    assert cut_whole(cut, "int f() {\n", False) == ("int f() {\n", False)
+    assert cut_whole(top_level_block(get_language("python")), "def f(): {}\n", False) == (
         "def f(): {}\n",
         False,
     )
+
+
+def test_top_level_block_ends_at_a_brace_the_prompt_opened():
+    cut = top_level_block(get_language("cpp"))
+    assert cut_whole(cut, "}\nint y;\n", False) == ("}", True)
+    assert cut_in_pieces(cut, "  return 1;\n} // f\n}\n", size=1) == ("  return 1;\n} // f", True)
+
+
+def test_translation_into_a_signature_that_opens_a_block_ends_with_its_body():
+    start = "int add(int a, int b) {\n"
+    prompt = TranslateTask(ADD_PY, "python", "cpp", target_start=start).prompt(chat=False)
+    answer, done = cut_in_pieces(prompt.cut, "    return a + b;\n}\nint main() {\n}\n")
+    assert (prompt.head + answer, done) == (start + "    return a + b;\n}", True)
 
 
 def test_comment_text_ends_at_a_blank_line_after_the_comment():
@@ -174,3 +213,101 @@ def test_unknown_task_names_the_tasks():
     with pytest.raises(GeexError, match="unknown task 'fix'; tasks: complete, infill"):
         task_class("fix")
     assert task_class("comment-to-code") is CommentToCodeTask
+
+
+@pytest.mark.parametrize(
+    ("make", "field"),
+    [
+        (lambda lang: CommentToCodeTask("add two numbers", lang), "language"),
+        (lambda lang: TranslateTask(ADD_PY, lang, "go"), "language"),
+        (lambda lang: TranslateTask(ADD_PY, "python", lang), "target"),
+        (lambda lang: ExplainTask(ADD_PY, lang), "language"),
+        (lambda lang: CommentTask(ADD_PY, lang), "language"),
+    ],
+    ids=["comment-to-code", "translate-source", "translate-target", "explain", "comment"],
+)
+@pytest.mark.parametrize("chat", [False, True])
+def test_a_task_that_needs_a_language_names_the_field_when_it_is_empty_or_unknown(
+    make, field, chat
+):
+    for empty in ("", "  "):
+        with pytest.raises(GeexError, match=f"^{field} is empty: name the code's language"):
+            make(empty).prompt(chat=chat)
+    with pytest.raises(GeexError, match=f"^{field}: unknown language 'klingon'"):
+        make("klingon").prompt(chat=chat)
+
+
+def test_a_task_with_an_optional_language_takes_an_empty_one_as_none():
+    assert CompleteTask("x = ", "").prompt(chat=False).language is None
+    assert AskTask("what is a closure?", language="").prompt(chat=False).text.startswith("Question")
+
+
+# The cuts as functions of the whole output so far: the rules of the module's docstrings,
+# written plainly, that the incremental cuts must agree with on any split of the output.
+
+
+def _whole_lines(text: str, final: bool) -> list[str]:
+    lines = text.split("\n")
+    return lines if final else lines[:-1]
+
+
+def whole_fenced_code(text: str, final: bool) -> tuple[str, bool]:
+    inside = None
+    for line in _whole_lines(text, final):
+        if inside is None:
+            if line.lstrip().startswith("```"):
+                inside = []
+        elif line.strip().startswith("```"):
+            return "\n".join(inside), True
+        else:
+            inside.append(line)
+    if inside is None:
+        return (text, False) if final else ("", False)
+    return "\n".join(inside), False
+
+
+def whole_comment_text(text: str, final: bool) -> tuple[str, bool]:
+    kept = []
+    for line in _whole_lines(text, final):
+        if line.strip().startswith("//"):
+            kept.append(line.strip()[2:].removeprefix(" "))
+        elif line.strip() or kept:
+            return "\n".join(kept), True
+    return "\n".join(kept), False
+
+
+def whole_top_level_block(text: str, final: bool) -> tuple[str, bool]:
+    depth = 0
+    for i, char in enumerate(text):
+        depth += {"{": 1, "}": -1}.get(char, 0)
+        if char == "}" and depth <= 0:
+            newline = text.find("\n", i)
+            return (text[:newline], True) if newline >= 0 else (text, final)
+    return text, False
+
+
+@pytest.mark.parametrize(
+    ("make_cut", "whole"),
+    [
+        (FencedCode, whole_fenced_code),
+        (comment_text("//"), whole_comment_text),
+        (top_level_block(get_language("cpp")), whole_top_level_block),
+    ],
+    ids=["fenced_code", "comment_text", "top_level_block"],
+)
+def test_a_cut_fed_in_random_pieces_agrees_with_the_cut_of_the_whole_text(make_cut, whole):
+    parts = ["{", "}", "};", "\n", "\n\n", "// ", "//", "```", "```go", " ", "x = 1", "中", "  "]
+    rng = random.Random(0)
+    for _ in range(300):
+        output = "".join(rng.choice(parts) for _ in range(rng.randint(0, 30)))
+        cuts = sorted(rng.sample(range(1, len(output)), min(len(output) - 1, 6))) if output else []
+        pieces = [output[a:b] for a, b in zip([0, *cuts], [*cuts, len(output)], strict=True)]
+        cutter, seen = AnswerCutter(make_cut), ""
+        for piece in pieces:
+            cutter.feed(piece)
+            seen += piece
+            if cutter.done:
+                break
+            assert (cutter.answer, cutter.done) == whole(seen, False), (pieces, seen)
+        cutter.finish()
+        assert (cutter.answer, cutter.done) == whole(output, True), pieces

@@ -176,6 +176,13 @@ def test_a_chat_model_is_asked_through_its_chat_prompt(served, engine):
          "the model 'gpt-4' is not served here"),
         ("explain", {"code": ADD_PY * 200, "language": "python"}, 400, "send less code"),
         ("explain", [1, 2], 400, "must be a JSON object"),
+        ("explain", {"code": "x = 1", "language": ""}, 400, "language is empty"),
+        ("comment", {"code": "x = 1", "language": ""}, 400, "language is empty"),
+        ("comment-to-code", {"comment": "add", "language": ""}, 400, "language is empty"),
+        ("translate", {"code": ADD_PY, "language": "", "target": "go"}, 400,
+         "language is empty"),
+        ("translate", {"code": ADD_PY, "language": "python", "target": ""}, 400,
+         "target is empty"),
     ],
 )  # fmt: skip
 def test_bad_requests_are_openai_errors(server, task, body, status, message):
@@ -195,6 +202,20 @@ def test_infill_without_fim_tokens_is_a_400(served, engine):
     with BackgroundServer(tasks_app(ServerState(no_fim, engine))) as running:
         code, answer, _ = post(running, "infill", {"prefix": "x = ", "suffix": "\n"})
     assert code == 400 and "no fill-in-the-middle tokens" in answer["error"]["message"]
+
+
+def test_a_prompt_the_model_cannot_build_is_a_400(served, engine):
+    tight = ServerState(served, engine, ServeLimits(max_prompt_tokens=2))
+    with BackgroundServer(tasks_app(tight)) as running:
+        code, answer, _ = post(running, "infill", {"prefix": "x = ", "suffix": "\n"})
+    assert code == 400, answer
+    assert answer["error"]["message"].startswith("cannot build the prompt: ")
+    failing = "{{ raise_exception('this template takes no code blocks') }}"
+    chat = dataclasses.replace(served, chat_template=failing)
+    with BackgroundServer(tasks_app(ServerState(chat, engine))) as running:
+        code, answer, _ = post(running, "explain", {"code": ADD_PY, "language": "python"})
+    assert code == 400, answer
+    assert "this template takes no code blocks" in answer["error"]["message"]
 
 
 def test_a_full_queue_is_a_429_with_retry_after(served):

@@ -11,15 +11,16 @@ taken as the code.
 
 Each request is a dataclass (the HTTP adapter validates JSON into it) whose ``prompt(chat)``
 says what to generate from and how to cut the output. Cuts work on text only, so that they
-are tested without a model, and on whole lines while streaming, so that text already sent
-never has to be taken back.
+are tested without a model; they read each piece of the output once, as it streams, and
+only ever add to the answer, so that text already sent never has to be taken back.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass, field
-from typing import ClassVar, Literal
+from dataclasses import dataclass
+from functools import partial
+from typing import ClassVar, Literal, Protocol
 
 from geex.errors import GeexError
 from geex.eval.tasks import code_translation_prompt
@@ -28,14 +29,145 @@ from geex.serve.completion import with_language_tag
 
 NaturalLanguage = Literal["en", "zh"]
 
-# (generated text, is it the whole output?) -> (the answer so far, has the answer ended?).
-# While the output is incomplete the answer may only grow: a later call returns an extension
-# of an earlier call's answer, so a stream never takes text back.
-OutputCut = Callable[[str, bool], tuple[str, bool]]
+
+class AnswerCut(Protocol):
+    """One answer's cut, fed the output as it arrives. ``feed`` returns the answer's new text
+    and whether the answer has ended; each piece is looked at once, so a long answer costs
+    time in proportion to its length. While the output is incomplete the answer only grows:
+    a stream never takes text back."""
+
+    def feed(self, piece: str, final: bool) -> tuple[str, bool]: ...
 
 
-def keep_all(text: str, final: bool) -> tuple[str, bool]:
-    return text, False
+# A fresh cut for each answer: cuts hold the state of the output they have seen.
+MakeCut = Callable[[], AnswerCut]
+
+
+class KeepAll:
+    """The whole output is the answer; the engine's stop rules alone end it."""
+
+    def feed(self, piece: str, final: bool) -> tuple[str, bool]:
+        return piece, False
+
+
+class LineCut:
+    """A cut that looks at whole lines (all of them once the output is final), each once:
+    subclasses say what a line adds to the answer in ``line`` and what is left in ``end``."""
+
+    def __init__(self) -> None:
+        self._partial: list[str] = []  # the line being written
+
+    def feed(self, piece: str, final: bool) -> tuple[str, bool]:
+        if "\n" not in piece and not final:
+            self._partial.append(piece)
+            return "", False
+        lines = ("".join(self._partial) + piece).split("\n")
+        self._partial = [] if final else [lines.pop()]
+        added: list[str] = []
+        for line in lines:
+            text, ended = self.line(line)
+            added.append(text)
+            if ended:
+                return "".join(added), True
+        if final:
+            added.append(self.end())
+        return "".join(added), False
+
+    def line(self, line: str) -> tuple[str, bool]:
+        raise NotImplementedError
+
+    def end(self) -> str:
+        return ""
+
+
+class FencedCode(LineCut):
+    """A chat reply's first code block; a reply without a fence is taken as code whole."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self._before: list[str] | None = []  # the reply's lines until a fence opens
+        self._started = False  # has a line of code been sent?
+
+    def line(self, line: str) -> tuple[str, bool]:
+        if self._before is not None:
+            if line.lstrip().startswith("```"):
+                self._before = None
+            else:
+                self._before.append(line)
+            return "", False
+        if line.strip().startswith("```"):
+            return "", True
+        text = f"\n{line}" if self._started else line
+        self._started = True
+        return text, False
+
+    def end(self) -> str:
+        return "\n".join(self._before) if self._before is not None else ""
+
+
+class CommentText(LineCut):
+    """The comment lines that open the output, markers removed: an explanation written as
+    comments ends at its first line of code (or a blank line after it has begun)."""
+
+    def __init__(self, marker: str) -> None:
+        super().__init__()
+        self._marker = marker
+        self._started = False
+
+    def line(self, line: str) -> tuple[str, bool]:
+        stripped = line.strip()
+        if stripped.startswith(self._marker):
+            text = stripped[len(self._marker) :].removeprefix(" ")
+            text = f"\n{text}" if self._started else text
+            self._started = True
+            return text, False
+        return "", bool(stripped or self._started)
+
+
+class TopLevelBlock:
+    """For a brace language, the output up to the end of the line of the first ``}`` that
+    brings the depth back to zero or below: the close of the first block the answer opened
+    (one function, class or statement block, as asked), or of one the prompt opened (a
+    translation's ``target_start`` may end with ``{``).
+
+    It is not :func:`geex.serve.completion.closing_brace_end`, which ends a completion inside
+    a body at the ``}`` that closes more than the completion opened and cuts right after it:
+    a task asks for a whole definition, so the first block's close ends it, and the rest of
+    its line (``};``, ``});``) belongs to it."""
+
+    def __init__(self) -> None:
+        self._depth = 0
+        self._closed = False  # the ending brace is out; the answer ends with its line
+
+    def feed(self, piece: str, final: bool) -> tuple[str, bool]:
+        start = 0
+        if not self._closed:
+            for i, char in enumerate(piece):
+                if char == "{":
+                    self._depth += 1
+                elif char == "}":
+                    self._depth -= 1
+                    if self._depth <= 0:
+                        self._closed, start = True, i
+                        break
+            else:
+                return piece, False
+        newline = piece.find("\n", start)
+        if newline >= 0:
+            return piece[:newline], True
+        return piece, final
+
+
+def comment_text(marker: str) -> MakeCut:
+    """The cut of an explanation written in comments that open with ``marker``."""
+    return partial(CommentText, marker)
+
+
+def top_level_block(language: Language | None) -> MakeCut:
+    """Brace languages end with their first block; others on their stop sequences alone."""
+    if language is None or not language.brace_delimited:
+        return KeepAll
+    return TopLevelBlock
 
 
 @dataclass(frozen=True)
@@ -53,7 +185,7 @@ class TaskPrompt:
     fim: tuple[str, str] | None = None
     stop: tuple[str, ...] = ()
     language: Language | None = None
-    cut: OutputCut = keep_all
+    cut: MakeCut = KeepAll
     head: str = ""
 
 
@@ -70,6 +202,13 @@ def _language(name: str | None, field_name: str = "language") -> Language | None
         return get_language(name)
     except GeexError as err:
         raise GeexError(f"{field_name}: {err}") from None
+
+
+def _required_language(name: str, field_name: str = "language") -> Language:
+    """The language a task cannot do without: an empty or unknown name is the caller's error."""
+    if not isinstance(name, str) or not name.strip():
+        raise GeexError(f"{field_name} is empty: name the code's language (python, cpp, go, ...)")
+    return _language(name, field_name)
 
 
 def _natural(value: str) -> str:
@@ -94,67 +233,12 @@ def fence(code: str, language: Language | None) -> str:
     return f"```{tag}\n{code.rstrip()}\n```"
 
 
-def _lines(text: str, final: bool) -> list[str]:
-    """The complete lines of ``text`` (all of them once the output is final)."""
-    lines = text.split("\n")
-    return lines if final else lines[:-1]
-
-
-def fenced_code(text: str, final: bool) -> tuple[str, bool]:
-    """A chat reply's first code block; a reply without a fence is taken as code whole."""
-    inside: list[str] | None = None
-    for line in _lines(text, final):
-        if inside is None:
-            if line.lstrip().startswith("```"):
-                inside = []
-        elif line.strip().startswith("```"):
-            return "\n".join(inside), True
-        else:
-            inside.append(line)
-    if inside is None:
-        return (text, False) if final else ("", False)
-    return "\n".join(inside), False
-
-
-def comment_text(marker: str) -> OutputCut:
-    """The comment lines that open the output, markers removed: an explanation written as
-    comments ends at its first line of code (or a blank line after it has begun)."""
-
-    def cut(text: str, final: bool) -> tuple[str, bool]:
-        kept: list[str] = []
-        for line in _lines(text, final):
-            stripped = line.strip()
-            if stripped.startswith(marker):
-                kept.append(stripped[len(marker) :].removeprefix(" "))
-            elif stripped or kept:
-                return "\n".join(kept), True
-        return "\n".join(kept), False
-
-    return cut
-
-
-def top_level_block(language: Language | None) -> OutputCut:
-    """For a brace language, the output up to the end of the line whose ``}`` closes the first
-    top-level block: one function, class or statement block, as asked. Other languages end
-    on their stop sequences alone."""
-    if language is None or not language.brace_delimited:
-        return keep_all
-
-    def cut(text: str, final: bool) -> tuple[str, bool]:
-        depth = 0
-        for i, char in enumerate(text):
-            if char == "{":
-                depth += 1
-            elif char == "}":
-                depth -= 1
-                if depth == 0:
-                    newline = text.find("\n", i)
-                    if newline >= 0:
-                        return text[:newline], True
-                    return text, final
-        return text, False
-
-    return cut
+def _chat_about_code(
+    request: str, code: str, language: Language, cut: MakeCut = KeepAll
+) -> TaskPrompt:
+    """A chat model's prompt: one user message, the request and then the code fenced."""
+    content = f"{request}\n\n{fence(code, language)}"
+    return TaskPrompt(messages=({"role": "user", "content": content},), cut=cut)
 
 
 def _explanation(language: Language, request: str, code: str) -> TaskPrompt:
@@ -216,13 +300,13 @@ class CommentToCodeTask:
 
     def prompt(self, chat: bool) -> TaskPrompt:
         _required(self.comment, "comment")
-        language = _language(self.language)
+        language = _required_language(self.language)
         if chat:
             ask = (
                 f"Write {language.name} code that does the following. Reply with the code in "
                 f"one code block.\n\n{self.comment.strip()}"
             )
-            return TaskPrompt(messages=({"role": "user", "content": ask},), cut=fenced_code)
+            return TaskPrompt(messages=({"role": "user", "content": ask},), cut=FencedCode)
         comment = self.comment.strip()
         marker = language.line_comment
         if not (marker and all(line.lstrip().startswith(marker) for line in comment.split("\n"))):
@@ -249,16 +333,16 @@ class TranslateTask:
 
     def prompt(self, chat: bool) -> TaskPrompt:
         _required(self.code, "code")
-        source = _language(self.language)
-        target = _language(self.target, "target")
+        source = _required_language(self.language)
+        target = _required_language(self.target, "target")
         if source == target:
             raise GeexError(f"code is already {source.name}: name another target language")
         if chat:
             ask = (
                 f"Translate this {source.name} code into {target.name}. Reply with the "
-                f"{target.name} code in one code block.\n\n{fence(self.code, source)}"
+                f"{target.name} code in one code block."
             )
-            return TaskPrompt(messages=({"role": "user", "content": ask},), cut=fenced_code)
+            return _chat_about_code(ask, self.code, source, FencedCode)
         prompt = code_translation_prompt(source, self.code.rstrip(), target, self.target_start)
         return TaskPrompt(
             text=prompt,
@@ -282,27 +366,44 @@ _ASK = {"en": ("Question:", "Answer:"), "zh": ("问题：", "回答：")}
 
 
 @dataclass(frozen=True)
-class ExplainTask:
+class _AboutCodeTask:
+    """A request about ``code`` answered in English or Chinese. Explaining and commenting
+    share their fields, their checks and the chat prompt; they differ in the request's words
+    (``chat_request``), in the chat reply's cut and in the base model's prompt."""
+
+    code: str
+    language: str
+    natural_language: NaturalLanguage = "en"
+    chat_request: ClassVar[dict[str, str]]
+    chat_cut: ClassVar[MakeCut] = KeepAll
+
+    def prompt(self, chat: bool) -> TaskPrompt:
+        _required(self.code, "code")
+        language = _required_language(self.language)
+        natural = _natural(self.natural_language)
+        if chat:
+            request = self.chat_request[natural].format(name=language.name)
+            return _chat_about_code(request, self.code, language, self.chat_cut)
+        return self.base_prompt(language, natural)
+
+    def base_prompt(self, language: Language, natural: str) -> TaskPrompt:
+        raise NotImplementedError
+
+
+@dataclass(frozen=True)
+class ExplainTask(_AboutCodeTask):
     """Explain ``code`` in English or Chinese, as plain text."""
 
     name: ClassVar[str] = "explain"
     default_max_tokens: ClassVar[int] = 256
-    code: str
-    language: str
-    natural_language: NaturalLanguage = "en"
+    chat_request: ClassVar[dict[str, str]] = _EXPLAIN_CHAT
 
-    def prompt(self, chat: bool) -> TaskPrompt:
-        _required(self.code, "code")
-        language, natural = _language(self.language), _natural(self.natural_language)
-        if chat:
-            ask = f"{_EXPLAIN_CHAT[natural].format(name=language.name)}\n\n"
-            ask += fence(self.code, language)
-            return TaskPrompt(messages=({"role": "user", "content": ask},))
+    def base_prompt(self, language: Language, natural: str) -> TaskPrompt:
         return _explanation(language, _EXPLAIN[natural], self.code)
 
 
 @dataclass(frozen=True)
-class CommentTask:
+class CommentTask(_AboutCodeTask):
     """Return ``code`` with a comment on each line, in English or Chinese.
 
     The base-model prompt is the plugin's: the code, the request as a comment, then the
@@ -310,17 +411,10 @@ class CommentTask:
 
     name: ClassVar[str] = "comment"
     default_max_tokens: ClassVar[int] = 512
-    code: str
-    language: str
-    natural_language: NaturalLanguage = "en"
+    chat_request: ClassVar[dict[str, str]] = _COMMENT_CHAT
+    chat_cut: ClassVar[MakeCut] = FencedCode
 
-    def prompt(self, chat: bool) -> TaskPrompt:
-        _required(self.code, "code")
-        language, natural = _language(self.language), _natural(self.natural_language)
-        if chat:
-            ask = f"{_COMMENT_CHAT[natural].format(name=language.name)}\n\n"
-            ask += fence(self.code, language)
-            return TaskPrompt(messages=({"role": "user", "content": ask},), cut=fenced_code)
+    def base_prompt(self, language: Language, natural: str) -> TaskPrompt:
         code = self.code.strip("\n").rstrip()
         request = comment_lines(language, _COMMENT[natural])
         first_line = code.split("\n", 1)[0] + "\n"
@@ -384,24 +478,20 @@ def task_class(name: str) -> type:
         raise GeexError(f"unknown task {name!r}; tasks: {', '.join(TASKS)}") from None
 
 
-@dataclass
 class AnswerCutter:
     """Applies a task's cut to output arriving piece by piece: ``feed`` returns the answer's
     new text, ``done`` says the answer has ended (the rest of the generation is not needed)."""
 
-    cut: OutputCut
-    output: str = ""
-    sent: int = 0
-    done: bool = False
-    _answer: str = field(default="", repr=False)
+    def __init__(self, make_cut: MakeCut) -> None:
+        self._cut = make_cut()
+        self._answer: list[str] = []
+        self.done = False
 
     def feed(self, piece: str, final: bool = False) -> str:
         if self.done:
             return ""
-        self.output += piece
-        self._answer, self.done = self.cut(self.output, final)
-        new = self._answer[self.sent :]
-        self.sent = len(self._answer)
+        new, self.done = self._cut.feed(piece, final)
+        self._answer.append(new)
         return new
 
     def finish(self) -> str:
@@ -410,4 +500,4 @@ class AnswerCutter:
 
     @property
     def answer(self) -> str:
-        return self._answer
+        return "".join(self._answer)

@@ -82,20 +82,22 @@ def _check_options(options: TaskOptions, model_name: str, limits: ServeLimits) -
 def _prompt_ids(state, prompt: TaskPrompt, max_tokens: int) -> list[int]:
     """The prompt's token ids (run in a worker thread: tokenizing a big file takes time)."""
     model, limit = state.model, state.prompt_budget()
-    if prompt.fim is not None:
-        if model.fim is None:
-            raise ApiError(
-                f"the model {model.name!r} has no fill-in-the-middle tokens: use the "
-                "'complete' task",
-                param="suffix",
-            )
-        # Editors send whole files: the prefix and suffix are cut to leave room to generate.
-        room = max(limit - max_tokens, limit // 2)
-        return model.fim_prompt_ids(*prompt.fim, max_prompt_tokens=room)
-    if prompt.messages is not None:
-        ids = model.chat_prompt_ids([dict(m) for m in prompt.messages])
-    else:
-        ids = model.codec.encode(prompt.text)
+    if prompt.fim is not None and model.fim is None:
+        raise ApiError(
+            f"the model {model.name!r} has no fill-in-the-middle tokens: use the 'complete' task",
+            param="suffix",
+        )
+    try:
+        if prompt.fim is not None:
+            # Editors send whole files: the prefix and suffix are cut to leave room to generate.
+            room = max(limit - max_tokens, limit // 2)
+            return model.fim_prompt_ids(*prompt.fim, max_prompt_tokens=room)
+        if prompt.messages is not None:
+            ids = model.chat_prompt_ids([dict(m) for m in prompt.messages])
+        else:
+            ids = model.codec.encode(prompt.text)
+    except GeexError as err:  # a chat template's error, a budget too small for the FIM tokens
+        raise ApiError(f"cannot build the prompt: {err}") from None
     if len(ids) > limit:
         raise ApiError(
             f"the prompt has {len(ids)} tokens; this server takes at most {limit} (the model's "
