@@ -72,6 +72,7 @@ def parse_args(argv=None) -> argparse.Namespace:
     parser.add_argument("--clients", type=int, nargs="*", default=[1, 4, 16])
     parser.add_argument("--requests", type=int, default=2, help="requests per client per round")
     parser.add_argument("--max-tokens", type=int, default=64, help="tokens per request")
+    parser.add_argument("--repeats", type=int, default=1, help="rounds per server and clients")
     parser.add_argument("--slots", type=int, default=16, help="Geex's sequences decoded at once")
     parser.add_argument("--line-presets", nargs="*", default=["tiny", "small"],
                         choices=sorted(MODEL_PRESETS), help="presets of the single-line table")  # fmt: skip
@@ -299,11 +300,16 @@ def p50_p95(values: list[float]) -> str:
     return f"{ms(percentile(values, 50))} / {ms(percentile(values, 95))}"
 
 
-def latency_cells(round_: Round) -> list[str]:
-    """TTFT and per-token latency, each as "p50 / p95" in ms."""
-    first = [t.first_token_s for t in round_.timings]
-    per_token = [t.per_token_s for t in round_.timings if t.per_token_s is not None]
+def latency_cells(rounds: list[Round]) -> list[str]:
+    """TTFT and per-token latency over the rounds' requests, each as "p50 / p95" in ms."""
+    timings = [t for r in rounds for t in r.timings]
+    first = [t.first_token_s for t in timings]
+    per_token = [t.per_token_s for t in timings if t.per_token_s is not None]
     return [p50_p95(first), p50_p95(per_token)]
+
+
+def mean_tokens(rounds: list[Round]) -> float:
+    return statistics.mean(t.tokens for r in rounds for t in r.timings)
 
 
 # -- the two tables --------------------------------------------------------------------------
@@ -317,21 +323,31 @@ def concurrency_table(args: argparse.Namespace, folder: Path) -> None:
         warm = max(args.clients)
         for url in servers.values():
             drive(url, prompts, warm, 1, min(8, args.max_tokens), offset=len(prompts) - warm)
-        rows, offset = [], 0
+        rows, token_notes, offset = [], [], 0
         for clients in args.clients:
-            # Baseline then Geex, back to back, so both rounds meet the same load and prompts.
-            rounds = {name: drive(url, prompts, clients, args.requests, args.max_tokens, offset)
-                      for name, url in servers.items()}  # fmt: skip
-            offset += clients * args.requests
+            rounds: dict[str, list[Round]] = {name: [] for name in servers}
+            for _ in range(args.repeats):
+                # Baseline then Geex, back to back: the same load and the same prompts.
+                for name, url in servers.items():
+                    rounds[name].append(
+                        drive(url, prompts, clients, args.requests, args.max_tokens, offset)
+                    )
+                offset += clients * args.requests
             base, ours = rounds["baseline"], rounds["Geex"]
+            ratio = statistics.median(
+                o.tokens_per_s / b.tokens_per_s for b, o in zip(base, ours, strict=True)
+            )
             rows.append([
                 str(clients),
-                f"{base.tokens_per_s:,.1f}",
-                f"{ours.tokens_per_s:,.1f}",
-                f"{ours.tokens_per_s / base.tokens_per_s:.2f}x",
+                f"{statistics.median(r.tokens_per_s for r in base):,.1f}",
+                f"{statistics.median(r.tokens_per_s for r in ours):,.1f}",
+                f"{ratio:.2f}x",
                 *latency_cells(base),
                 *latency_cells(ours),
             ])  # fmt: skip
+            token_notes.append(
+                f"{clients}: baseline {mean_tokens(base):.1f}, Geex {mean_tokens(ours):.1f}"
+            )
         stats = state.engine.stats()
     columns = ["clients", "baseline tok/s", "Geex tok/s", "Geex / base",
                "base TTFT", "base per token", "Geex TTFT", "Geex per token"]  # fmt: skip
@@ -340,7 +356,11 @@ def concurrency_table(args: argparse.Namespace, folder: Path) -> None:
         f"{args.max_tokens} tokens each, greedy",
         columns,
         rows,
-        [machine(), "TTFT: time to first token; per token: after the first; p50 / p95 in ms.",
+        [machine(),
+         f"tok/s: median of {args.repeats} round(s) per server, baseline and Geex in turn; "
+         "Geex / base: median of the rounds' ratios",
+         "TTFT: time to first token; per token: after the first; p50 / p95 in ms over all rounds",
+         "mean completion tokens per request, by clients: " + "; ".join(token_notes),
          f"Geex engine at the end: {stats}"],
     )  # fmt: skip
 
