@@ -56,7 +56,14 @@ from geex.presets import MODEL_PRESETS, model_preset
 from geex.serve.completion import complete
 from geex.serve.engine import Engine
 from geex.serve.models import load_served_model
-from geex.serve.openai_api import STREAM_END, CompletionRequest, stream_event, text_choice, usage
+from geex.serve.openai_api import (
+    FINISH_REASONS,
+    STREAM_END,
+    CompletionRequest,
+    stream_event,
+    text_choice,
+    usage,
+)
 from geex.serve.server import BackgroundServer, create_app
 from geex.serve.state import ServeLimits, ServerState
 from geex.tokenizer import train_tokenizer
@@ -161,8 +168,8 @@ def baseline_app(model, tokenizer, name: str) -> FastAPI:
             while (text := await pieces.get()) is not finished:
                 yield stream_event("cmpl-0", name, [text_choice(0, text)], chat=False)
             result = (await work)[0][0]
-            yield stream_event("cmpl-0", name, [text_choice(0, "", result.finish_reason)],
-                               chat=False)  # fmt: skip
+            finish = text_choice(0, "", FINISH_REASONS[result.finish_reason])
+            yield stream_event("cmpl-0", name, [finish], chat=False)
             yield stream_event(
                 "cmpl-0", name, [], chat=False, usage_fields=usage(0, result.num_tokens)
             )
