@@ -113,6 +113,9 @@ class Runner(Protocol):
 
     A runner may also offer ``swap_slots(a, b)`` (exchange two slots' caches); the engine then
     keeps the running sequences in slots ``0 .. batch-1``, which a runner can read in place.
+    And ``reusable_prefix(slot, n) -> int``: how many of the ``n`` cached positions a prompt
+    shares with ``slot`` a prefill may keep (a sliding-window cache cannot be cut back once
+    positions left its window); without it, all of them.
     """
 
     context_length: int  # positions one sequence may use, prompt and generated
@@ -307,6 +310,7 @@ class Engine:
         self.max_batch, self.max_queue = max_batch, max_queue
         self._capacity = min(max_batch, runner.num_slots)
         self._swap = getattr(runner, "swap_slots", None)
+        self._reusable_prefix = getattr(runner, "reusable_prefix", None)
         self._jobs: collections.deque[_Job] = collections.deque()
         self._documents: dict[str, list[RequestHandle]] = {}
         self._running: list[_Sequence] = []
@@ -491,8 +495,8 @@ class Engine:
         used = {s.slot for s in self._running}
         used.update(slot for prefill in self._prefilling for slot in prefill.slots)
         free = [slot for slot in range(self.runner.num_slots) if slot not in used]
-        reuse = [min(_common_prefix(self._slot_ids[slot], prompt), len(prompt) - 1)
-                 for slot in free]  # fmt: skip
+        reuse = [self._reusable(slot, min(_common_prefix(self._slot_ids[slot], prompt),
+                                          len(prompt) - 1)) for slot in free]  # fmt: skip
         # The longest prefix; without one, the slot written longest ago, so that the caches
         # of the files edited last stay for their next keystroke.
         chosen = max(range(len(free)), key=lambda i: (reuse[i], -self._slot_used[free[i]]))
@@ -516,6 +520,11 @@ class Engine:
         self._counts["prefix_hits"] += common > 0
         with self._wake:
             self._prefilling.append(_Prefill(job, samples, slots, common))
+
+    def _reusable(self, slot: int, shared: int) -> int:
+        if self._reusable_prefix is None or shared == 0:
+            return shared
+        return self._reusable_prefix(slot, shared)
 
     def _advance_prefills(self) -> None:
         """Prefill up to ``prefill_budget`` prompt tokens, oldest prompt first; a prompt done
