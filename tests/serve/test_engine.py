@@ -452,3 +452,11 @@ def test_samples_cancelled_during_a_chunked_prefill(model, tokenizer):
         assert reused == 24 and engine.stats()["running"] == 0
     with Engine(GeexRunner(model, num_slots=2), geex_codec(tokenizer)) as whole:
         assert whole.generate(long_ids, sampled, n=2)[0] == result
+
+
+def test_a_tiny_temperature_decodes_greedily(engine, tokenizer):
+    ids = tokenizer.encode(PROMPTS[0])
+    [greedy] = engine.generate(ids, GenerationParams(max_tokens=12, temperature=0))
+    for seed in (None, 3):  # rows sampled in a group, and a seeded row drawn alone
+        tiny = GenerationParams(max_tokens=12, temperature=1e-39, seed=seed)
+        assert engine.generate(ids, tiny) == [greedy]

@@ -35,7 +35,7 @@ import torch
 from geex.errors import GeexError
 from geex.languages import Language
 from geex.model.generation import sample_next
-from geex.model.sampling import SamplingConfig, check_sampling
+from geex.model.sampling import GREEDY_BELOW, SamplingConfig, check_sampling
 from geex.serve.completion import Completion
 from geex.serve.text_stream import TextStream
 
@@ -55,7 +55,7 @@ class GenerationParams:
     """How one sequence is decoded and where its text ends."""
 
     max_tokens: int = 16
-    temperature: float = 1.0  # 0 is greedy
+    temperature: float = 1.0  # 0 (or below GREEDY_BELOW) is greedy
     top_p: float = 1.0
     top_k: int = 0
     seed: int | None = None
@@ -600,7 +600,7 @@ class Engine:
         groups: dict[tuple, list[_Sequence]] = collections.defaultdict(list)
         for seq in rows:
             params = seq.job.params
-            if params.temperature == 0:
+            if params.temperature < GREEDY_BELOW:
                 groups[("greedy",)].append(seq)
             elif params.seed is None:
                 groups[(params.temperature, params.top_p, params.top_k)].append(seq)
