@@ -123,6 +123,14 @@ def test_bad_sampling_is_refused_before_queueing():
         GenerationParams(max_tokens=0)
 
 
+def test_stop_sequences_are_bounded_for_every_protocol():
+    GenerationParams(stop=("x" * 256,) * 16)
+    with pytest.raises(GeexError, match="^stop: at most 16 sequences .* got 20000"):
+        GenerationParams(stop=tuple(f"s{i}" for i in range(20_000)))
+    with pytest.raises(GeexError, match=r"^stop: .*\(the longest 257 characters\)"):
+        GenerationParams(stop=("}", "x" * 257))
+
+
 def test_a_failing_model_fails_the_request_not_the_engine(model, tokenizer):
     class Broken(GeexRunner):
         calls = 0

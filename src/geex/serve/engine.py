@@ -50,6 +50,11 @@ __all__ = [
 ]
 
 
+# Every stop sequence is searched for in the new text at every token, on the engine's thread
+# that all requests share: a request's stop rules are bounded (OpenAI's own bound).
+MAX_STOP_SEQUENCES, MAX_STOP_CHARS = 16, 256
+
+
 @dataclass(frozen=True)
 class GenerationParams:
     """How one sequence is decoded and where its text ends."""
@@ -73,6 +78,12 @@ class GenerationParams:
             seed=self.seed,
             name=lambda f: {"max_new_tokens": "max_tokens"}.get(f, f),
         )
+        if len(self.stop) > MAX_STOP_SEQUENCES or any(len(s) > MAX_STOP_CHARS for s in self.stop):
+            raise GeexError(
+                f"stop: at most {MAX_STOP_SEQUENCES} sequences of at most {MAX_STOP_CHARS} "
+                f"characters each, got {len(self.stop)} "
+                f"(the longest {max(map(len, self.stop))} characters)"
+            )
 
     def sampling(self, max_tokens: int, sample: int = 0) -> SamplingConfig:
         """The sampler's settings; sample ``i`` of a seeded request draws from ``seed + i``."""
