@@ -468,3 +468,41 @@ def test_a_tiny_temperature_decodes_greedily(engine, tokenizer):
     for seed in (None, 3):  # rows sampled in a group, and a seeded row drawn alone
         tiny = GenerationParams(max_tokens=12, temperature=1e-39, seed=seed)
         assert engine.generate(ids, tiny) == [greedy]
+
+
+def test_samples_taken_from_the_queue_finish_when_a_step_fails_before_starting_them(
+    model, tokenizer
+):
+    class FailingSwap(Recording):
+        fail = False
+
+        def swap_slots(self, a, b):
+            if self.fail:
+                raise RuntimeError("out of memory in swap")
+            super().swap_slots(a, b)
+
+    runner = FailingSwap(model, num_slots=3)
+    runner.gate.clear()
+    ids = tokenizer.encode(PROMPTS[0])
+    with Engine(runner, geex_codec(tokenizer)) as engine:
+        first, second = engine.submit(ids, GenerationParams(max_tokens=100, seed=1), n=2)
+        assert runner.decoding.wait(60)  # both run, in slots 0 and 1
+        [queued] = engine.submit(ids, GenerationParams(max_tokens=4, temperature=0))
+        first.cancel()  # next step: taken from the queue, then slot 1 moves down and fails
+        runner.fail = True
+        runner.gate.set()
+        for handle in (second, queued):
+            with pytest.raises(RuntimeError, match="out of memory in swap"):
+                handle.wait(60)
+        runner.fail = False
+        [after] = engine.submit(ids, GenerationParams(max_tokens=4, temperature=0))
+        assert after.wait(60).num_tokens >= 1
+
+
+def test_a_handle_finishes_once():
+    from geex.serve.engine import RequestHandle
+
+    handle = RequestHandle(prompt_tokens=3)
+    handle._finish(Completion("x", 1, "stop"))
+    handle._finish(None, RuntimeError("a later failure of the same step"))
+    assert handle.wait(0) == Completion("x", 1, "stop")

@@ -163,6 +163,7 @@ class RequestHandle:
         self.prompt_tokens = prompt_tokens
         self._cancelled = threading.Event()
         self._done = threading.Event()
+        self._finishing = threading.Lock()
         self._completion: Completion | None = None
         self._error: BaseException | None = None
         try:
@@ -224,8 +225,13 @@ class RequestHandle:
             self._call_on_loop(self._pieces.put_nowait, text)
 
     def _finish(self, completion: Completion | None, error: BaseException | None = None) -> None:
-        self._completion, self._error = completion, error
-        self._done.set()
+        """End the handle; it ends once, so a later call (an engine step that failed after
+        finishing some of its sequences, say) changes nothing."""
+        with self._finishing:
+            if self._done.is_set():
+                return
+            self._completion, self._error = completion, error
+            self._done.set()
         if self._pieces is not None and self._finished is not None:
             self._call_on_loop(self._pieces.put_nowait, _END)
             self._call_on_loop(self._finished.set)
@@ -430,13 +436,27 @@ class Engine:
             try:
                 self._step(admitted)
             except Exception as err:  # the engine survives; the clients get the error
-                self._end_everything(None, err)
+                self._end_everything(None, err, admitted)
         self._end_everything("cancelled", None)
 
-    def _end_everything(self, reason: str | None, error: BaseException | None) -> None:
+    def _end_everything(
+        self,
+        reason: str | None,
+        error: BaseException | None,
+        admitted: list[tuple[_Job, list[int]]] = (),
+    ) -> None:
+        """End every sequence, those running or prefilling and those this step took from the
+        queue but had not reached when it failed: each handle taken finishes."""
         for prefill in list(self._prefilling):
             self._end_prefill(prefill, reason, error)
         self._retire({id(s): (reason, error) for s in self._running})
+        for job, samples in admitted:
+            for sample in samples:
+                job.handles[sample]._finish(
+                    None if error else Completion("", 0, reason or "cancelled"), error
+                )
+            with self._wake:
+                self._forget_document(job)
 
     def _take_jobs(self) -> list[tuple[_Job, list[int]]]:
         """Samples to start this step (under the lock): as many as free running room allows."""
