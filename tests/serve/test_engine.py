@@ -500,9 +500,10 @@ def test_samples_taken_from_the_queue_finish_when_a_step_fails_before_starting_t
 
 
 def test_a_handle_finishes_once():
-    from geex.serve.engine import RequestHandle
+    from geex.serve import engine, handle
 
-    handle = RequestHandle(prompt_tokens=3)
-    handle._finish(Completion("x", 1, "stop"))
-    handle._finish(None, RuntimeError("a later failure of the same step"))
+    assert engine.RequestHandle is handle.RequestHandle  # the name protocols import
+    handle = handle.RequestHandle(prompt_tokens=3)
+    handle.finish(Completion("x", 1, "stop"))
+    handle.finish(None, RuntimeError("a later failure of the same step"))
     assert handle.wait(0) == Completion("x", 1, "stop")

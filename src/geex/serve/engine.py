@@ -22,11 +22,9 @@ rules incrementally (:mod:`geex.serve.text_stream`).
 
 from __future__ import annotations
 
-import asyncio
 import collections
-import contextlib
 import threading
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Protocol
 
@@ -37,6 +35,7 @@ from geex.languages import Language
 from geex.model.generation import sample_next
 from geex.model.sampling import GREEDY_BELOW, SamplingConfig, check_sampling
 from geex.serve.completion import Completion
+from geex.serve.handle import RequestHandle
 from geex.serve.text_stream import TextStream
 
 __all__ = [
@@ -147,99 +146,6 @@ class Runner(Protocol):
     def copy_slot(self, source: int, target: int, length: int) -> None:
         """The first ``length`` cached positions of ``source`` into ``target``."""
         ...
-
-
-_END = object()
-
-
-class RequestHandle:
-    """One sequence being generated: its text as it comes, how it ended, a way to stop it.
-
-    Made on the event loop's thread, it streams to that loop (``stream``, ``result``); made on
-    any other thread, ``wait`` blocks for the result. The engine's thread feeds it.
-    """
-
-    def __init__(self, prompt_tokens: int) -> None:
-        self.prompt_tokens = prompt_tokens
-        self._cancelled = threading.Event()
-        self._done = threading.Event()
-        self._finishing = threading.Lock()
-        self._completion: Completion | None = None
-        self._error: BaseException | None = None
-        try:
-            self._loop: asyncio.AbstractEventLoop | None = asyncio.get_running_loop()
-        except RuntimeError:
-            self._loop = None
-        self._pieces: asyncio.Queue | None = asyncio.Queue() if self._loop else None
-        self._finished: asyncio.Event | None = asyncio.Event() if self._loop else None
-
-    # --- read by the client -------------------------------------------------------------
-
-    async def stream(self) -> AsyncIterator[str]:
-        """Text pieces as they are decoded; never text that a stop rule cuts later.
-
-        A reader that stops early (its task cancelled when the client disconnects, or the
-        iterator closed) cancels the sequence, so that its slot is not spent on nobody."""
-        if self._pieces is None:
-            raise GeexError("stream() needs a handle submitted from an event loop; use wait()")
-        try:
-            while (piece := await self._pieces.get()) is not _END:
-                yield piece
-        finally:
-            if not self.done:
-                self.cancel()
-
-    async def result(self) -> Completion:
-        if self._finished is None:
-            raise GeexError("result() needs a handle submitted from an event loop; use wait()")
-        await self._finished.wait()
-        return self._outcome()
-
-    def wait(self, timeout: float | None = None) -> Completion:
-        if not self._done.wait(timeout):
-            raise TimeoutError(f"no result within {timeout} s")
-        return self._outcome()
-
-    def cancel(self) -> None:
-        """Stop decoding at the next step; the result's finish reason is "cancelled"."""
-        self._cancelled.set()
-
-    @property
-    def cancelled(self) -> bool:
-        return self._cancelled.is_set()
-
-    @property
-    def done(self) -> bool:
-        return self._done.is_set()
-
-    def _outcome(self) -> Completion:
-        if self._error is not None:
-            raise self._error
-        assert self._completion is not None
-        return self._completion
-
-    # --- fed by the engine --------------------------------------------------------------
-
-    def _emit(self, text: str) -> None:
-        if text and self._pieces is not None:
-            self._call_on_loop(self._pieces.put_nowait, text)
-
-    def _finish(self, completion: Completion | None, error: BaseException | None = None) -> None:
-        """End the handle; it ends once, so a later call (an engine step that failed after
-        finishing some of its sequences, say) changes nothing."""
-        with self._finishing:
-            if self._done.is_set():
-                return
-            self._completion, self._error = completion, error
-            self._done.set()
-        if self._pieces is not None and self._finished is not None:
-            self._call_on_loop(self._pieces.put_nowait, _END)
-            self._call_on_loop(self._finished.set)
-
-    def _call_on_loop(self, function, *args) -> None:
-        # A closed loop raises RuntimeError: nobody is listening any more.
-        with contextlib.suppress(RuntimeError):
-            self._loop.call_soon_threadsafe(function, *args)
 
 
 @dataclass
@@ -414,7 +320,7 @@ class Engine:
         with self._wake:
             for job in self._jobs:
                 for handle in job.handles[job.admitted :]:
-                    handle._finish(Completion("", 0, "cancelled"))
+                    handle.finish(Completion("", 0, "cancelled"))
             self._jobs.clear()
 
     def __enter__(self) -> Engine:
@@ -452,7 +358,7 @@ class Engine:
         self._retire({id(s): (reason, error) for s in self._running})
         for job, samples in admitted:
             for sample in samples:
-                job.handles[sample]._finish(
+                job.handles[sample].finish(
                     None if error else Completion("", 0, reason or "cancelled"), error
                 )
             with self._wake:
@@ -469,7 +375,7 @@ class Engine:
                 sample = job.admitted
                 job.admitted += 1
                 if job.handles[sample].cancelled:
-                    job.handles[sample]._finish(Completion("", 0, "cancelled"))
+                    job.handles[sample].finish(Completion("", 0, "cancelled"))
                 else:
                     samples.append(sample)
             if samples:
@@ -488,7 +394,7 @@ class Engine:
         ]:
             self._jobs.remove(job)
             for handle in job.handles:
-                handle._finish(Completion("", 0, "cancelled"))
+                handle.finish(Completion("", 0, "cancelled"))
             self._forget_document(job)
 
     def _forget_document(self, job: _Job) -> None:
@@ -540,7 +446,7 @@ class Engine:
                 self._swap_slots(best, slots[0])
             except Exception as err:
                 for sample in samples:
-                    job.handles[sample]._finish(None, err)
+                    job.handles[sample].finish(None, err)
                 return
         self._clock += 1
         for slot in slots:
@@ -600,7 +506,7 @@ class Engine:
         prefill left without samples ends, its slot keeping the part of the prompt done."""
         for prefill in list(self._prefilling):
             for sample in [s for s in prefill.samples if prefill.job.handles[s].cancelled]:
-                prefill.job.handles[sample]._finish(Completion("", 0, "cancelled"))
+                prefill.job.handles[sample].finish(Completion("", 0, "cancelled"))
                 with self._wake:
                     prefill.samples.remove(sample)
                     if prefill.samples:
@@ -615,7 +521,7 @@ class Engine:
             for slot in prefill.slots:
                 self._slot_ids[slot] = []  # a failed prefill leaves the cache unknown
         for sample in prefill.samples:
-            prefill.job.handles[sample]._finish(
+            prefill.job.handles[sample].finish(
                 None if error else Completion("", 0, reason or "cancelled"), error
             )
         with self._wake:
@@ -674,7 +580,7 @@ class Engine:
             return "eos"
         seq.num_tokens += 1
         piece, stopped = seq.stream.add(token)
-        seq.handle._emit(piece)
+        seq.handle.emit(piece)
         if stopped:
             return "stop"
         if seq.num_tokens >= seq.max_new:
@@ -721,10 +627,10 @@ class Engine:
             reason, error = ended[id(seq)]
             if error is not None:
                 self._slot_ids[seq.slot] = []  # a failed step leaves the cache unknown
-                seq.handle._finish(None, error)
+                seq.handle.finish(None, error)
             else:
-                seq.handle._emit(seq.stream.finish())
-                seq.handle._finish(Completion(seq.stream.text, seq.num_tokens, reason))
+                seq.handle.emit(seq.stream.finish())
+                seq.handle.finish(Completion(seq.stream.text, seq.num_tokens, reason))
         with self._wake:
             self._running = keep
             for job in jobs.values():
