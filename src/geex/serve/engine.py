@@ -349,7 +349,7 @@ class Engine:
         self,
         reason: str | None,
         error: BaseException | None,
-        admitted: list[tuple[_Job, list[int]]] = (),
+        admitted: Sequence[tuple[_Job, list[int]]] = (),
     ) -> None:
         """End every sequence, those running or prefilling and those this step took from the
         queue but had not reached when it failed: each handle taken finishes."""
@@ -432,8 +432,10 @@ class Engine:
         used = {s.slot for s in self._running}
         used.update(slot for prefill in self._prefilling for slot in prefill.slots)
         free = [slot for slot in range(self.runner.num_slots) if slot not in used]
-        reuse = [self._reusable(slot, min(_common_prefix(self._slot_ids[slot], prompt),
-                                          len(prompt) - 1)) for slot in free]  # fmt: skip
+        shared = [_common_prefix(self._slot_ids[slot], prompt) for slot in free]
+        # At least the prompt's last token is computed again: its logits start the sequence.
+        reuse = [self._reusable(slot, min(n, len(prompt) - 1))
+                 for slot, n in zip(free, shared, strict=True)]  # fmt: skip
         # The longest prefix; without one, the slot written longest ago, so that the caches
         # of the files edited last stay for their next keystroke.
         chosen = max(range(len(free)), key=lambda i: (reuse[i], -self._slot_used[free[i]]))
