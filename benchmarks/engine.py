@@ -29,7 +29,7 @@ from geex.eval.problems import load_embedded
 from geex.model import build_model
 from geex.presets import MODEL_PRESETS, model_preset
 from geex.serve.engine import Engine, GenerationParams
-from geex.serve.geex_runner import GeexRunner, geex_codec
+from geex.serve.geex_runner import GeexCodec, GeexRunner
 from geex.tokenizer import train_tokenizer
 
 
@@ -56,7 +56,7 @@ def measure(args: argparse.Namespace) -> dict:
                for p in problems]  # fmt: skip
     params = GenerationParams(max_tokens=args.max_tokens, temperature=0)
     results = {}
-    with Engine(runner, geex_codec(tokenizer), max_batch=args.slots) as engine:
+    with Engine(runner, GeexCodec(tokenizer), max_batch=args.slots) as engine:
         engine.generate(prompts[0], params)  # warm-up
         for clients in args.clients:
             tokens = [0] * clients

@@ -132,3 +132,10 @@ def test_context_overflow_and_bad_settings_are_clear_errors(model):
         SamplingConfig(num_samples=3)
     with pytest.raises(ConfigError, match="top_p"):
         SamplingConfig(top_p=0)
+
+
+def test_a_temperature_below_the_greedy_threshold_takes_the_argmax():
+    logits = torch.randn(3, 50, generator=torch.Generator().manual_seed(0)) * 30
+    for temperature in (1e-39, 5e-324, 9e-6):  # 1e-39 overflowed the logits to inf/NaN
+        tokens = sample_next(logits, SamplingConfig(temperature=temperature))
+        assert torch.equal(tokens, logits.argmax(dim=-1))

@@ -1,4 +1,5 @@
-"""A tiny Hugging Face model folder saved by the tests themselves: a random LlamaForCausalLM and
+"""A tiny Hugging Face model folder saved by the tests themselves: a random LlamaForCausalLM (or
+MistralForCausalLM, for a sliding attention window) and
 a real byte-level BPE tokenizer (``tokenizers``) trained on a few lines of code, with the
 special tokens a test asks for, written with ``save_pretrained``."""
 
@@ -30,9 +31,11 @@ def save_tiny_hf_model(
     chat_template: str | None = None,
     bos: bool = False,
     seed: int = 0,
+    sliding_window: int | None = None,
 ) -> Path:
     """Save the model and tokenizer in ``folder``; ``bos`` makes the tokenizer start every
-    text with ``<s>`` as Llama's does."""
+    text with ``<s>`` as Llama's does; ``sliding_window`` makes it a Mistral whose layers
+    attend to that many positions."""
     transformers = required_module("transformers")
     from tokenizers import Tokenizer, decoders, models, pre_tokenizers, processors, trainers
 
@@ -60,7 +63,11 @@ def save_tiny_hf_model(
     )
     if chat_template is not None:
         tokenizer.chat_template = chat_template
-    config = transformers.LlamaConfig(
+    config_class, window = transformers.LlamaConfig, {}
+    if sliding_window is not None:
+        config_class, window = transformers.MistralConfig, {"sliding_window": sliding_window}
+    config = config_class(
+        **window,
         vocab_size=len(tokenizer) + 3,  # padded rows, as real checkpoints have
         hidden_size=32,
         intermediate_size=64,
@@ -72,7 +79,7 @@ def save_tiny_hf_model(
         bos_token_id=tokenizer.bos_token_id,
     )
     torch.manual_seed(seed)
-    model = transformers.LlamaForCausalLM(config)
+    model = transformers.AutoModelForCausalLM.from_config(config)
     model.save_pretrained(folder)
     tokenizer.save_pretrained(folder)
     return folder

@@ -17,7 +17,7 @@ from geex.model import ModelConfig, build_model
 from geex.model.sampling import SamplingConfig
 from geex.serve.completion import complete
 from geex.serve.engine import Completion, Engine, EngineBusy, GenerationParams
-from geex.serve.geex_runner import GeexRunner, geex_codec
+from geex.serve.geex_runner import GeexCodec, GeexRunner
 from geex.tokenizer import train_tokenizer
 
 PROMPTS = ["def add(a, b):\n", "int main() {\n    int x = ", "# language: Python\nimport os\n"]
@@ -38,7 +38,7 @@ def model(tokenizer):
 
 @pytest.fixture
 def engine(model, tokenizer):
-    with Engine(GeexRunner(model, num_slots=4), geex_codec(tokenizer), max_queue=8) as running:
+    with Engine(GeexRunner(model, num_slots=4), GeexCodec(tokenizer), max_queue=8) as running:
         yield running
 
 
@@ -85,7 +85,7 @@ def test_seeded_samples_are_reproducible_and_differ(engine, tokenizer):
 
 
 def test_a_newer_request_for_the_same_document_cancels_the_older(model, tokenizer):
-    with Engine(GeexRunner(model, num_slots=1), geex_codec(tokenizer)) as engine:
+    with Engine(GeexRunner(model, num_slots=1), GeexCodec(tokenizer)) as engine:
         ids = tokenizer.encode(PROMPTS[0])
         params = GenerationParams(max_tokens=100, temperature=0)
         blocker = engine.submit(ids, params)  # keeps the engine busy meanwhile
@@ -97,7 +97,7 @@ def test_a_newer_request_for_the_same_document_cancels_the_older(model, tokenize
 
 
 def test_a_full_queue_is_refused_with_a_retry_hint(model, tokenizer):
-    with Engine(GeexRunner(model, num_slots=1), geex_codec(tokenizer), max_queue=2) as engine:
+    with Engine(GeexRunner(model, num_slots=1), GeexCodec(tokenizer), max_queue=2) as engine:
         ids = tokenizer.encode(PROMPTS[0])
         params = GenerationParams(max_tokens=100, temperature=0)
         handles = []
@@ -123,6 +123,14 @@ def test_bad_sampling_is_refused_before_queueing():
         GenerationParams(max_tokens=0)
 
 
+def test_stop_sequences_are_bounded_for_every_protocol():
+    GenerationParams(stop=("x" * 256,) * 16)
+    with pytest.raises(GeexError, match="^stop: at most 16 sequences .* got 20000"):
+        GenerationParams(stop=tuple(f"s{i}" for i in range(20_000)))
+    with pytest.raises(GeexError, match=r"^stop: .*\(the longest 257 characters\)"):
+        GenerationParams(stop=("}", "x" * 257))
+
+
 def test_a_failing_model_fails_the_request_not_the_engine(model, tokenizer):
     class Broken(GeexRunner):
         calls = 0
@@ -133,7 +141,7 @@ def test_a_failing_model_fails_the_request_not_the_engine(model, tokenizer):
                 raise RuntimeError("out of memory")
             return super().prefill(slot, token_ids, start)
 
-    with Engine(Broken(model, num_slots=1), geex_codec(tokenizer)) as engine:
+    with Engine(Broken(model, num_slots=1), GeexCodec(tokenizer)) as engine:
         ids = tokenizer.encode(PROMPTS[0])
         [failed] = engine.submit(ids, GenerationParams(max_tokens=4, temperature=0))
         with pytest.raises(RuntimeError, match="out of memory"):
@@ -207,10 +215,10 @@ def _mixed_requests() -> list[tuple[str, GenerationParams]]:
 
 @pytest.mark.parametrize("swap", [True, False])
 def test_concurrent_greedy_texts_equal_each_request_alone(model, tokenizer, swap):
-    with Engine(GeexRunner(model, num_slots=1), geex_codec(tokenizer)) as engine:
+    with Engine(GeexRunner(model, num_slots=1), GeexCodec(tokenizer)) as engine:
         expected = [engine.generate(tokenizer.encode(p), q)[0] for p, q in _mixed_requests()]
     runner = Recording(model, num_slots=4)
-    with Engine(runner if swap else WithoutSwap(runner), geex_codec(tokenizer)) as engine:
+    with Engine(runner if swap else WithoutSwap(runner), GeexCodec(tokenizer)) as engine:
         handles = [engine.submit(tokenizer.encode(p), q)[0] for p, q in _mixed_requests()]
         got = [handle.wait(60) for handle in handles]
     assert got == expected
@@ -230,7 +238,7 @@ def test_a_shared_prefix_is_not_prefilled_again(model, tokenizer, swap):
     second = first + tokenizer.encode(" + b\n\nprint(add(1, 2))")
     params = GenerationParams(max_tokens=10, temperature=0)
     runner = Recording(model, num_slots=2)
-    with Engine(runner if swap else WithoutSwap(runner), geex_codec(tokenizer)) as engine:
+    with Engine(runner if swap else WithoutSwap(runner), GeexCodec(tokenizer)) as engine:
         engine.generate(tokenizer.encode(PROMPTS[1]), params)  # another file's cache
         engine.generate(first, params)
         before = engine.stats()
@@ -241,14 +249,14 @@ def test_a_shared_prefix_is_not_prefilled_again(model, tokenizer, swap):
     assert after["prefix_reused_tokens"] - before["prefix_reused_tokens"] == start
     assert after["prefill_tokens"] - before["prefill_tokens"] == new
     assert after["prefix_hits"] == before["prefix_hits"] + 1
-    with Engine(GeexRunner(model, num_slots=2), geex_codec(tokenizer)) as fresh:
+    with Engine(GeexRunner(model, num_slots=2), GeexCodec(tokenizer)) as fresh:
         assert fresh.generate(second, params) == [reused]
 
 
 def test_the_same_prompt_again_prefills_one_token(model, tokenizer):
     ids = tokenizer.encode(PROMPTS[1])
     runner = Recording(model, num_slots=1)
-    with Engine(runner, geex_codec(tokenizer)) as engine:
+    with Engine(runner, GeexCodec(tokenizer)) as engine:
         params = GenerationParams(max_tokens=8, temperature=0)
         assert engine.generate(ids, params) == engine.generate(ids, params)
     assert runner.prefills[-1] == (0, len(ids) - 1, 1)  # logits need one position computed
@@ -258,10 +266,10 @@ def test_the_same_prompt_again_prefills_one_token(model, tokenizer):
 def test_n_samples_share_one_prefill(model, tokenizer, swap):
     runner = Recording(model, num_slots=4)
     params = GenerationParams(max_tokens=12, temperature=1.0, seed=3)
-    with Engine(runner if swap else WithoutSwap(runner), geex_codec(tokenizer)) as engine:
+    with Engine(runner if swap else WithoutSwap(runner), GeexCodec(tokenizer)) as engine:
         samples = engine.generate(tokenizer.encode(PROMPTS[2]), params, n=4)
     assert len(runner.prefills) == 1 and runner.copies == 3
-    with Engine(GeexRunner(model, num_slots=1), geex_codec(tokenizer)) as one_slot:
+    with Engine(GeexRunner(model, num_slots=1), GeexCodec(tokenizer)) as one_slot:
         assert one_slot.generate(tokenizer.encode(PROMPTS[2]), params, n=4) == samples
     assert len({c.text for c in samples}) > 1
 
@@ -269,9 +277,9 @@ def test_n_samples_share_one_prefill(model, tokenizer, swap):
 def test_a_seeded_sample_does_not_depend_on_its_batch_mates(model, tokenizer):
     ids = tokenizer.encode(PROMPTS[0])
     params = GenerationParams(max_tokens=20, temperature=0.9, seed=11)
-    with Engine(GeexRunner(model, num_slots=1), geex_codec(tokenizer)) as engine:
+    with Engine(GeexRunner(model, num_slots=1), GeexCodec(tokenizer)) as engine:
         alone = engine.generate(ids, params, n=3)
-    with Engine(GeexRunner(model, num_slots=2), geex_codec(tokenizer)) as engine:
+    with Engine(GeexRunner(model, num_slots=2), GeexCodec(tokenizer)) as engine:
         others = [
             engine.submit(tokenizer.encode(p), GenerationParams(max_tokens=30, temperature=1.0))
             for p in PROMPTS
@@ -285,7 +293,7 @@ def test_a_seeded_sample_does_not_depend_on_its_batch_mates(model, tokenizer):
 def test_cancelling_frees_the_slot_at_the_next_step(model, tokenizer):
     runner = Recording(model, num_slots=1)
     runner.gate.clear()
-    with Engine(runner, geex_codec(tokenizer)) as engine:
+    with Engine(runner, GeexCodec(tokenizer)) as engine:
         ids = tokenizer.encode(PROMPTS[0])
         [long] = engine.submit(ids, GenerationParams(max_tokens=100, temperature=0))
         [queued] = engine.submit(ids, GenerationParams(max_tokens=3, temperature=0))
@@ -303,7 +311,7 @@ def test_cancelling_frees_the_slot_at_the_next_step(model, tokenizer):
 def test_superseded_requests_leave_a_full_queue(model, tokenizer):
     runner = Recording(model, num_slots=1)
     runner.gate.clear()
-    with Engine(runner, geex_codec(tokenizer), max_queue=2) as engine:
+    with Engine(runner, GeexCodec(tokenizer), max_queue=2) as engine:
         ids = tokenizer.encode(PROMPTS[0])
         params = GenerationParams(max_tokens=5, temperature=0)
         [blocker] = engine.submit(ids, params)
@@ -332,7 +340,7 @@ def test_a_long_prompt_is_prefilled_in_chunks_between_decode_steps(model, tokeni
     long_ids = tokenizer.encode(PROMPTS[2] * 20)[:70]
     assert len(long_ids) == 70
     sampled = GenerationParams(max_tokens=6, temperature=1.0, seed=5)
-    with Engine(runner, geex_codec(tokenizer)) as engine:
+    with Engine(runner, GeexCodec(tokenizer)) as engine:
         engine.prefill_budget = 16
         short = tokenizer.encode(PROMPTS[0])
         [running] = engine.submit(short, GenerationParams(max_tokens=30, temperature=0))
@@ -348,7 +356,7 @@ def test_a_long_prompt_is_prefilled_in_chunks_between_decode_steps(model, tokeni
     # The running sequence decodes between the chunks.
     prefill_calls = [i for i, call in enumerate(runner.calls) if call == "prefill"][1:]
     assert all("decode" in runner.calls[a:b] for a, b in itertools.pairwise(prefill_calls))
-    with Engine(GeexRunner(model, num_slots=2), geex_codec(tokenizer)) as whole:
+    with Engine(GeexRunner(model, num_slots=2), GeexCodec(tokenizer)) as whole:
         assert whole.generate(long_ids, sampled, n=2) == results
 
 
@@ -358,7 +366,7 @@ def test_alternating_documents_keep_their_caches(model, tokenizer):
     first = tokenizer.encode(PROMPTS[0] + "    return a + b\n")
     second = tokenizer.encode(PROMPTS[1] + "1;\n    return x;\n}\n")
     params = GenerationParams(max_tokens=4, temperature=0)
-    with Engine(GeexRunner(model, num_slots=2), geex_codec(tokenizer)) as engine:
+    with Engine(GeexRunner(model, num_slots=2), GeexCodec(tokenizer)) as engine:
         texts = [engine.generate(ids, params) for ids in (first, second, first, second)]
         stats = engine.stats()
     assert texts[0] == texts[2] and texts[1] == texts[3]
@@ -368,7 +376,7 @@ def test_alternating_documents_keep_their_caches(model, tokenizer):
 
 def test_a_reader_that_goes_away_cancels_its_sequence(model, tokenizer):
     async def run():
-        with Engine(GeexRunner(model, num_slots=1), geex_codec(tokenizer)) as engine:
+        with Engine(GeexRunner(model, num_slots=1), GeexCodec(tokenizer)) as engine:
             params = GenerationParams(max_tokens=100, temperature=0)
             [closed] = engine.submit(tokenizer.encode(PROMPTS[0]), params)
             async with contextlib.aclosing(closed.stream()) as pieces:
@@ -398,7 +406,7 @@ def test_rows_sampled_together_keep_their_own_settings(model, tokenizer):
     greedy = GenerationParams(max_tokens=15, temperature=0)
     top_1 = GenerationParams(max_tokens=15, temperature=1.5, top_k=1)  # greedy in effect
     wide = GenerationParams(max_tokens=15, temperature=1.5)
-    with Engine(GeexRunner(model, num_slots=8), geex_codec(tokenizer)) as engine:
+    with Engine(GeexRunner(model, num_slots=8), GeexCodec(tokenizer)) as engine:
         [expected] = engine.generate(ids, greedy)
         handles = [*engine.submit(ids, wide, n=4), *engine.submit(ids, top_1, n=3)]
         results = [handle.wait(60) for handle in handles]
@@ -409,7 +417,7 @@ def test_rows_sampled_together_keep_their_own_settings(model, tokenizer):
 def test_closing_cancels_what_runs_and_what_waits(model, tokenizer):
     runner = Recording(model, num_slots=1)
     runner.gate.clear()
-    engine = Engine(runner, geex_codec(tokenizer))
+    engine = Engine(runner, GeexCodec(tokenizer))
     ids = tokenizer.encode(PROMPTS[0])
     [running] = engine.submit(ids, GenerationParams(max_tokens=100, temperature=0))
     [waiting] = engine.submit(ids, GenerationParams(max_tokens=100, temperature=0))
@@ -433,7 +441,7 @@ def test_samples_cancelled_during_a_chunked_prefill(model, tokenizer):
     runner = Hooked(model, num_slots=3)
     long_ids = tokenizer.encode(PROMPTS[2] * 20)[:40]
     sampled = GenerationParams(max_tokens=6, temperature=1.0, seed=5)
-    with Engine(runner, geex_codec(tokenizer)) as engine:
+    with Engine(runner, GeexCodec(tokenizer)) as engine:
         engine.prefill_budget = 8
         kept, dropped = engine.submit(long_ids, sampled, n=2)
         on_prefill[8] = dropped.cancel  # while the second chunk is computed
@@ -450,5 +458,52 @@ def test_samples_cancelled_during_a_chunked_prefill(model, tokenizer):
         again.wait(60)
         reused = engine.stats()["prefix_reused_tokens"] - before["prefix_reused_tokens"]
         assert reused == 24 and engine.stats()["running"] == 0
-    with Engine(GeexRunner(model, num_slots=2), geex_codec(tokenizer)) as whole:
+    with Engine(GeexRunner(model, num_slots=2), GeexCodec(tokenizer)) as whole:
         assert whole.generate(long_ids, sampled, n=2)[0] == result
+
+
+def test_a_tiny_temperature_decodes_greedily(engine, tokenizer):
+    ids = tokenizer.encode(PROMPTS[0])
+    [greedy] = engine.generate(ids, GenerationParams(max_tokens=12, temperature=0))
+    for seed in (None, 3):  # rows sampled in a group, and a seeded row drawn alone
+        tiny = GenerationParams(max_tokens=12, temperature=1e-39, seed=seed)
+        assert engine.generate(ids, tiny) == [greedy]
+
+
+def test_samples_taken_from_the_queue_finish_when_a_step_fails_before_starting_them(
+    model, tokenizer
+):
+    class FailingSwap(Recording):
+        fail = False
+
+        def swap_slots(self, a, b):
+            if self.fail:
+                raise RuntimeError("out of memory in swap")
+            super().swap_slots(a, b)
+
+    runner = FailingSwap(model, num_slots=3)
+    runner.gate.clear()
+    ids = tokenizer.encode(PROMPTS[0])
+    with Engine(runner, GeexCodec(tokenizer)) as engine:
+        first, second = engine.submit(ids, GenerationParams(max_tokens=100, seed=1), n=2)
+        assert runner.decoding.wait(60)  # both run, in slots 0 and 1
+        [queued] = engine.submit(ids, GenerationParams(max_tokens=4, temperature=0))
+        first.cancel()  # next step: taken from the queue, then slot 1 moves down and fails
+        runner.fail = True
+        runner.gate.set()
+        for handle in (second, queued):
+            with pytest.raises(RuntimeError, match="out of memory in swap"):
+                handle.wait(60)
+        runner.fail = False
+        [after] = engine.submit(ids, GenerationParams(max_tokens=4, temperature=0))
+        assert after.wait(60).num_tokens >= 1
+
+
+def test_a_handle_finishes_once():
+    from geex.serve import engine, handle
+
+    assert engine.RequestHandle is handle.RequestHandle  # the name protocols import
+    handle = handle.RequestHandle(prompt_tokens=3)
+    handle.finish(Completion("x", 1, "stop"))
+    handle.finish(None, RuntimeError("a later failure of the same step"))
+    assert handle.wait(0) == Completion("x", 1, "stop")

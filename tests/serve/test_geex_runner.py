@@ -81,12 +81,12 @@ def test_the_pool_is_allocated_once_at_its_full_size(model):
 
 def test_the_served_text_leaves_special_tokens_out():
     from geex.eval.problems import load_embedded
-    from geex.serve.geex_runner import geex_codec
+    from geex.serve.geex_runner import GeexCodec
     from geex.tokenizer import train_tokenizer
 
     texts = [p.prompt for p in load_embedded(["python"])]
     tokenizer = train_tokenizer(texts * 2, vocab_size=400, languages=["python"])
-    codec = geex_codec(tokenizer)
+    codec = GeexCodec(tokenizer)
     ids = [*codec.encode("x = 1"), tokenizer.fim_middle_id, *codec.encode("\n    y")]
     assert codec.decode(ids) == "x = 1\n    y"
     assert "<|fim_middle|>" in tokenizer.decode(ids)  # the tokenizer itself writes them out

@@ -185,3 +185,36 @@ def test_slots_of_different_lengths_decode_in_one_forward_over_several_steps(ser
             torch.testing.assert_close(logits[slot], want, atol=ATOL, rtol=0)
     hook.remove()
     assert [runner.cached_length(s) for s in range(3)] == [len(s) for s in sequences]
+
+
+def test_a_sliding_window_cache_is_reused_only_where_it_can_be_cut_back(tmp_path):
+    from geex.serve.engine import Engine, GenerationParams
+    from geex.serve.hf_runner import HFRunner
+
+    folder = save_tiny_hf_model(tmp_path, sliding_window=16)
+    served = load_served_model(folder, device="cpu", dtype="fp32", max_slots=1)
+    runner = served.runner
+    first = list(range(3, 43))  # 40 tokens: past the window of 16
+    second = first[:30] + list(range(250, 260))
+    runner.prefill(0, first[:10], 0)
+    assert runner.reusable_prefix(0, 5) == 5  # nothing has left the window yet
+    runner.prefill(0, first[10:], 10)
+    assert runner.reusable_prefix(0, 30) == 0 and runner.reusable_prefix(0, 40) == 40
+    params = GenerationParams(max_tokens=4, temperature=0)
+    with Engine(runner, served.codec) as engine:
+        engine.generate(first, params)
+        [again] = engine.generate(second, params)  # shares 30 tokens with the slot's cache
+        assert engine.stats()["prefix_reused_tokens"] == 0
+    with Engine(HFRunner(runner.model, num_slots=1), served.codec) as fresh:
+        assert fresh.generate(second, params) == [again]
+
+
+def test_a_full_attention_cache_is_reusable_up_to_any_length(served):
+    runner, ids = served.runner, served.codec.encode(CODE[1])
+    runner.prefill(2, ids, 0)
+    assert [runner.reusable_prefix(2, n) for n in (0, 3, len(ids), len(ids) + 5)] == [
+        0,
+        3,
+        len(ids),
+        len(ids),
+    ]

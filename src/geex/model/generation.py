@@ -20,14 +20,14 @@ import torch
 
 from geex.errors import GeexError
 from geex.model.codegeex import CodeGeeX, KVCache
-from geex.model.sampling import SamplingConfig
+from geex.model.sampling import GREEDY_BELOW, SamplingConfig
 
 
 def sample_next(
     logits: torch.Tensor, sampling: SamplingConfig, generator: torch.Generator | None = None
 ) -> torch.Tensor:
-    """One token id per row of ``logits`` ``(batch, vocab)``."""
-    if sampling.temperature == 0:
+    """One token id per row of ``logits`` ``(batch, vocab)``; greedy below ``GREEDY_BELOW``."""
+    if sampling.temperature < GREEDY_BELOW:
         return logits.argmax(dim=-1)
     logits = logits.float() / sampling.temperature
     if sampling.top_k:

@@ -19,6 +19,10 @@ from geex.errors import ConfigError
 
 # torch.Generator.manual_seed takes a 64-bit unsigned seed; a larger one overflows inside it.
 MAX_SEED = 2**64 - 1
+# Below this temperature decoding is greedy: dividing logits by 1e-39 overflows them to inf
+# (NaN probabilities), and any temperature this small picks the likeliest token anyway (vLLM's
+# threshold).
+GREEDY_BELOW = 1e-5
 
 
 def check_sampling(
@@ -34,7 +38,9 @@ def check_sampling(
     """Refuse sampling settings that cannot work, each named by ``name(field)``.
 
     A NaN or infinite temperature would turn every probability into NaN (a crash in the
-    sampler, or nothing generated), so the temperature must be a finite number >= 0.
+    sampler, or nothing generated), so the temperature must be a finite number >= 0. Below
+    ``GREEDY_BELOW`` (1e-5) it is greedy, as 0 is: a tiny temperature would overflow the
+    logits it divides.
     """
     if not _is_number(temperature) or not math.isfinite(temperature) or temperature < 0:
         raise ConfigError(

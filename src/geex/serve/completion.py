@@ -29,10 +29,10 @@ def with_language_tag(prompt: str, language: Language | None) -> str:
     return f"{language.tag}\n{prompt}"
 
 
-def closing_brace_end(text: str) -> int | None:
+def closing_brace_end(text: str, depth: int = 0) -> int | None:
     """Where a brace language's body ends: just after the first ``}`` that closes more than the
-    completion opened (CodeGeeX's HumanEval-X rule; braces in strings count too, as there)."""
-    depth = 0
+    completion opened (CodeGeeX's HumanEval-X rule; braces in strings count too, as there).
+    ``depth`` is the braces left open by text before ``text`` (a stream's earlier pieces)."""
     for i, char in enumerate(text):
         if char == "{":
             depth += 1
@@ -53,7 +53,7 @@ def completion_end(text: str, stop: Sequence[str], language: Language | None) ->
     return min(ends) if ends else None
 
 
-def _held_back(text: str, stop: Sequence[str]) -> int:
+def held_back(text: str, stop: Sequence[str]) -> int:
     """How many trailing characters may still turn into a stop sequence or a split character."""
     hold = 0
     for s in stop:
@@ -105,7 +105,7 @@ def complete(
         decoded[row] = text
         end = completion_end(text, stop, lang)
         if on_text is not None:
-            upto = end if end is not None else len(text) - _held_back(text, stop)
+            upto = end if end is not None else len(text) - held_back(text, stop)
             if upto > emitted.get(row, 0):
                 on_text(row, text[emitted.get(row, 0) : upto])
                 emitted[row] = upto

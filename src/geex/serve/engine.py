@@ -22,11 +22,9 @@ rules incrementally (:mod:`geex.serve.text_stream`).
 
 from __future__ import annotations
 
-import asyncio
 import collections
-import contextlib
 import threading
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Protocol
 
@@ -35,8 +33,9 @@ import torch
 from geex.errors import GeexError
 from geex.languages import Language
 from geex.model.generation import sample_next
-from geex.model.sampling import SamplingConfig, check_sampling
+from geex.model.sampling import GREEDY_BELOW, SamplingConfig, check_sampling
 from geex.serve.completion import Completion
+from geex.serve.handle import RequestHandle
 from geex.serve.text_stream import TextStream
 
 __all__ = [
@@ -50,12 +49,17 @@ __all__ = [
 ]
 
 
+# Every stop sequence is searched for in the new text at every token, on the engine's thread
+# that all requests share: a request's stop rules are bounded (OpenAI's own bound).
+MAX_STOP_SEQUENCES, MAX_STOP_CHARS = 16, 256
+
+
 @dataclass(frozen=True)
 class GenerationParams:
     """How one sequence is decoded and where its text ends."""
 
     max_tokens: int = 16
-    temperature: float = 1.0  # 0 is greedy
+    temperature: float = 1.0  # 0 (or below GREEDY_BELOW) is greedy
     top_p: float = 1.0
     top_k: int = 0
     seed: int | None = None
@@ -73,6 +77,12 @@ class GenerationParams:
             seed=self.seed,
             name=lambda f: {"max_new_tokens": "max_tokens"}.get(f, f),
         )
+        if len(self.stop) > MAX_STOP_SEQUENCES or any(len(s) > MAX_STOP_CHARS for s in self.stop):
+            raise GeexError(
+                f"stop: at most {MAX_STOP_SEQUENCES} sequences of at most {MAX_STOP_CHARS} "
+                f"characters each, got {len(self.stop)} "
+                f"(the longest {max(map(len, self.stop))} characters)"
+            )
 
     def sampling(self, max_tokens: int, sample: int = 0) -> SamplingConfig:
         """The sampler's settings; sample ``i`` of a seeded request draws from ``seed + i``."""
@@ -113,6 +123,9 @@ class Runner(Protocol):
 
     A runner may also offer ``swap_slots(a, b)`` (exchange two slots' caches); the engine then
     keeps the running sequences in slots ``0 .. batch-1``, which a runner can read in place.
+    And ``reusable_prefix(slot, n) -> int``: how many of the ``n`` cached positions a prompt
+    shares with ``slot`` a prefill may keep (a sliding-window cache cannot be cut back once
+    positions left its window); without it, all of them.
     """
 
     context_length: int  # positions one sequence may use, prompt and generated
@@ -133,93 +146,6 @@ class Runner(Protocol):
     def copy_slot(self, source: int, target: int, length: int) -> None:
         """The first ``length`` cached positions of ``source`` into ``target``."""
         ...
-
-
-_END = object()
-
-
-class RequestHandle:
-    """One sequence being generated: its text as it comes, how it ended, a way to stop it.
-
-    Made on the event loop's thread, it streams to that loop (``stream``, ``result``); made on
-    any other thread, ``wait`` blocks for the result. The engine's thread feeds it.
-    """
-
-    def __init__(self, prompt_tokens: int) -> None:
-        self.prompt_tokens = prompt_tokens
-        self._cancelled = threading.Event()
-        self._done = threading.Event()
-        self._completion: Completion | None = None
-        self._error: BaseException | None = None
-        try:
-            self._loop: asyncio.AbstractEventLoop | None = asyncio.get_running_loop()
-        except RuntimeError:
-            self._loop = None
-        self._pieces: asyncio.Queue | None = asyncio.Queue() if self._loop else None
-        self._finished: asyncio.Event | None = asyncio.Event() if self._loop else None
-
-    # --- read by the client -------------------------------------------------------------
-
-    async def stream(self) -> AsyncIterator[str]:
-        """Text pieces as they are decoded; never text that a stop rule cuts later.
-
-        A reader that stops early (its task cancelled when the client disconnects, or the
-        iterator closed) cancels the sequence, so that its slot is not spent on nobody."""
-        if self._pieces is None:
-            raise GeexError("stream() needs a handle submitted from an event loop; use wait()")
-        try:
-            while (piece := await self._pieces.get()) is not _END:
-                yield piece
-        finally:
-            if not self.done:
-                self.cancel()
-
-    async def result(self) -> Completion:
-        if self._finished is None:
-            raise GeexError("result() needs a handle submitted from an event loop; use wait()")
-        await self._finished.wait()
-        return self._outcome()
-
-    def wait(self, timeout: float | None = None) -> Completion:
-        if not self._done.wait(timeout):
-            raise TimeoutError(f"no result within {timeout} s")
-        return self._outcome()
-
-    def cancel(self) -> None:
-        """Stop decoding at the next step; the result's finish reason is "cancelled"."""
-        self._cancelled.set()
-
-    @property
-    def cancelled(self) -> bool:
-        return self._cancelled.is_set()
-
-    @property
-    def done(self) -> bool:
-        return self._done.is_set()
-
-    def _outcome(self) -> Completion:
-        if self._error is not None:
-            raise self._error
-        assert self._completion is not None
-        return self._completion
-
-    # --- fed by the engine --------------------------------------------------------------
-
-    def _emit(self, text: str) -> None:
-        if text and self._pieces is not None:
-            self._call_on_loop(self._pieces.put_nowait, text)
-
-    def _finish(self, completion: Completion | None, error: BaseException | None = None) -> None:
-        self._completion, self._error = completion, error
-        self._done.set()
-        if self._pieces is not None and self._finished is not None:
-            self._call_on_loop(self._pieces.put_nowait, _END)
-            self._call_on_loop(self._finished.set)
-
-    def _call_on_loop(self, function, *args) -> None:
-        # A closed loop raises RuntimeError: nobody is listening any more.
-        with contextlib.suppress(RuntimeError):
-            self._loop.call_soon_threadsafe(function, *args)
 
 
 @dataclass
@@ -307,6 +233,7 @@ class Engine:
         self.max_batch, self.max_queue = max_batch, max_queue
         self._capacity = min(max_batch, runner.num_slots)
         self._swap = getattr(runner, "swap_slots", None)
+        self._reusable_prefix = getattr(runner, "reusable_prefix", None)
         self._jobs: collections.deque[_Job] = collections.deque()
         self._documents: dict[str, list[RequestHandle]] = {}
         self._running: list[_Sequence] = []
@@ -393,7 +320,7 @@ class Engine:
         with self._wake:
             for job in self._jobs:
                 for handle in job.handles[job.admitted :]:
-                    handle._finish(Completion("", 0, "cancelled"))
+                    handle.finish(Completion("", 0, "cancelled"))
             self._jobs.clear()
 
     def __enter__(self) -> Engine:
@@ -415,13 +342,27 @@ class Engine:
             try:
                 self._step(admitted)
             except Exception as err:  # the engine survives; the clients get the error
-                self._end_everything(None, err)
+                self._end_everything(None, err, admitted)
         self._end_everything("cancelled", None)
 
-    def _end_everything(self, reason: str | None, error: BaseException | None) -> None:
+    def _end_everything(
+        self,
+        reason: str | None,
+        error: BaseException | None,
+        admitted: Sequence[tuple[_Job, list[int]]] = (),
+    ) -> None:
+        """End every sequence, those running or prefilling and those this step took from the
+        queue but had not reached when it failed: each handle taken finishes."""
         for prefill in list(self._prefilling):
             self._end_prefill(prefill, reason, error)
         self._retire({id(s): (reason, error) for s in self._running})
+        for job, samples in admitted:
+            for sample in samples:
+                job.handles[sample].finish(
+                    None if error else Completion("", 0, reason or "cancelled"), error
+                )
+            with self._wake:
+                self._forget_document(job)
 
     def _take_jobs(self) -> list[tuple[_Job, list[int]]]:
         """Samples to start this step (under the lock): as many as free running room allows."""
@@ -434,7 +375,7 @@ class Engine:
                 sample = job.admitted
                 job.admitted += 1
                 if job.handles[sample].cancelled:
-                    job.handles[sample]._finish(Completion("", 0, "cancelled"))
+                    job.handles[sample].finish(Completion("", 0, "cancelled"))
                 else:
                     samples.append(sample)
             if samples:
@@ -453,7 +394,7 @@ class Engine:
         ]:
             self._jobs.remove(job)
             for handle in job.handles:
-                handle._finish(Completion("", 0, "cancelled"))
+                handle.finish(Completion("", 0, "cancelled"))
             self._forget_document(job)
 
     def _forget_document(self, job: _Job) -> None:
@@ -491,8 +432,10 @@ class Engine:
         used = {s.slot for s in self._running}
         used.update(slot for prefill in self._prefilling for slot in prefill.slots)
         free = [slot for slot in range(self.runner.num_slots) if slot not in used]
-        reuse = [min(_common_prefix(self._slot_ids[slot], prompt), len(prompt) - 1)
-                 for slot in free]  # fmt: skip
+        shared = [_common_prefix(self._slot_ids[slot], prompt) for slot in free]
+        # At least the prompt's last token is computed again: its logits start the sequence.
+        reuse = [self._reusable(slot, min(n, len(prompt) - 1))
+                 for slot, n in zip(free, shared, strict=True)]  # fmt: skip
         # The longest prefix; without one, the slot written longest ago, so that the caches
         # of the files edited last stay for their next keystroke.
         chosen = max(range(len(free)), key=lambda i: (reuse[i], -self._slot_used[free[i]]))
@@ -505,7 +448,7 @@ class Engine:
                 self._swap_slots(best, slots[0])
             except Exception as err:
                 for sample in samples:
-                    job.handles[sample]._finish(None, err)
+                    job.handles[sample].finish(None, err)
                 return
         self._clock += 1
         for slot in slots:
@@ -516,6 +459,11 @@ class Engine:
         self._counts["prefix_hits"] += common > 0
         with self._wake:
             self._prefilling.append(_Prefill(job, samples, slots, common))
+
+    def _reusable(self, slot: int, shared: int) -> int:
+        if self._reusable_prefix is None or shared == 0:
+            return shared
+        return self._reusable_prefix(slot, shared)
 
     def _advance_prefills(self) -> None:
         """Prefill up to ``prefill_budget`` prompt tokens, oldest prompt first; a prompt done
@@ -560,7 +508,7 @@ class Engine:
         prefill left without samples ends, its slot keeping the part of the prompt done."""
         for prefill in list(self._prefilling):
             for sample in [s for s in prefill.samples if prefill.job.handles[s].cancelled]:
-                prefill.job.handles[sample]._finish(Completion("", 0, "cancelled"))
+                prefill.job.handles[sample].finish(Completion("", 0, "cancelled"))
                 with self._wake:
                     prefill.samples.remove(sample)
                     if prefill.samples:
@@ -575,7 +523,7 @@ class Engine:
             for slot in prefill.slots:
                 self._slot_ids[slot] = []  # a failed prefill leaves the cache unknown
         for sample in prefill.samples:
-            prefill.job.handles[sample]._finish(
+            prefill.job.handles[sample].finish(
                 None if error else Completion("", 0, reason or "cancelled"), error
             )
         with self._wake:
@@ -591,7 +539,7 @@ class Engine:
         groups: dict[tuple, list[_Sequence]] = collections.defaultdict(list)
         for seq in rows:
             params = seq.job.params
-            if params.temperature == 0:
+            if params.temperature < GREEDY_BELOW:
                 groups[("greedy",)].append(seq)
             elif params.seed is None:
                 groups[(params.temperature, params.top_p, params.top_k)].append(seq)
@@ -634,7 +582,7 @@ class Engine:
             return "eos"
         seq.num_tokens += 1
         piece, stopped = seq.stream.add(token)
-        seq.handle._emit(piece)
+        seq.handle.emit(piece)
         if stopped:
             return "stop"
         if seq.num_tokens >= seq.max_new:
@@ -681,10 +629,10 @@ class Engine:
             reason, error = ended[id(seq)]
             if error is not None:
                 self._slot_ids[seq.slot] = []  # a failed step leaves the cache unknown
-                seq.handle._finish(None, error)
+                seq.handle.finish(None, error)
             else:
-                seq.handle._emit(seq.stream.finish())
-                seq.handle._finish(Completion(seq.stream.text, seq.num_tokens, reason))
+                seq.handle.emit(seq.stream.finish())
+                seq.handle.finish(Completion(seq.stream.text, seq.num_tokens, reason))
         with self._wake:
             self._running = keep
             for job in jobs.values():

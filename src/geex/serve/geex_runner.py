@@ -194,7 +194,3 @@ class GeexCodec:
         emit mid-text, CodeGeeX's reserved ids) are not text a client should see: skipped, as
         Hugging Face servers skip them. Whitespace and language-tag tokens are kept."""
         return self.tokenizer.backend.decode(list(ids), skip_special_tokens=True)
-
-
-def geex_codec(tokenizer) -> GeexCodec:
-    return GeexCodec(tokenizer)

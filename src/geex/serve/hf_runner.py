@@ -5,8 +5,9 @@ sequence with its own ``DynamicCache``. ``prefill`` at ``start`` crops the slot'
 first ``start`` positions and runs the new tokens on top (a reused prompt prefix costs
 nothing); ``decode`` runs one token for every slot in one forward, the caches left-padded to
 the longest and the padding masked (models whose caches are not plain per-layer tensors,
-such as sliding-window ones, decode a slot at a time). A model with sliding-window layers
-keeps only the window, so reusing a prefix longer than the window is not exact there.
+such as sliding-window ones, decode a slot at a time). A sliding-window layer keeps only its
+window, so a slot whose sequence outgrew the window cannot be cut back to a shorter prefix:
+:meth:`HFRunner.reusable_prefix` then says 0 and the engine prefills the prompt whole.
 
 :class:`HFCodec` is the engine's ``TextCodec`` over the model's ``AutoTokenizer``, and what
 :mod:`geex.serve.models` needs for FIM and chat prompts: the vocabulary, the ids the tokenizer
@@ -118,6 +119,21 @@ class HFRunner:
         self._crop(copied, length, source)
         self._caches[target] = copied
 
+    def reusable_prefix(self, slot: int, length: int) -> int:
+        """How many of ``slot``'s first ``length`` cached positions a prefill may keep: all of
+        them where the cache holds exactly that many or can be cut back to them, else none.
+
+        transformers refuses to crop a sliding-window layer that has dropped positions off its
+        window, and layers that are not plain key/value lists (linear attention) hold a state
+        that cannot be cut back at all."""
+        self._check_slot(slot)
+        cache = self._caches[slot]
+        if cache is None:
+            return 0
+        held = cache.get_seq_length()
+        length = min(length, held)
+        return length if length == held or self._croppable(cache) else 0
+
     def cached_length(self, slot: int) -> int:
         """Positions ``slot`` holds (0 for an empty slot)."""
         self._check_slot(slot)
@@ -175,6 +191,22 @@ class HFRunner:
             return dynamic_cache(config=self.model.config)
         except TypeError:
             return dynamic_cache()
+
+    def _croppable(self, cache) -> bool:
+        layers = getattr(cache, "layers", None)
+        if layers is None:  # transformers before 4.54: a key/value list per layer
+            return getattr(self.model.config, "sliding_window", None) is None
+        for layer in layers:
+            kind = type(layer).__name__
+            if kind == "DynamicLayer":
+                continue
+            if (
+                kind == "DynamicSlidingWindowLayer"
+                and layer.get_seq_length() < layer.sliding_window
+            ):
+                continue  # nothing has left the window yet
+            return False
+        return True
 
     def _crop(self, cache, length: int, slot: int) -> None:
         held = cache.get_seq_length()

@@ -273,7 +273,7 @@ class GeexPromptTokens:
 
 def _load_geex(folder, tokenizer, device, dtype, quantize, max_slots) -> ServedModel:
     from geex.model.loader import load_for_inference
-    from geex.serve.geex_runner import GeexRunner, geex_codec
+    from geex.serve.geex_runner import GeexCodec, GeexRunner
 
     loaded = load_for_inference(
         folder, tokenizer=tokenizer, device=device, dtype=dtype, quantize=quantize
@@ -282,7 +282,7 @@ def _load_geex(folder, tokenizer, device, dtype, quantize, max_slots) -> ServedM
     return ServedModel(
         name=loaded.name,
         runner=GeexRunner(model, max_slots, vocab_size=loaded.tokenizer.vocab_size),
-        codec=geex_codec(loaded.tokenizer),
+        codec=GeexCodec(loaded.tokenizer),
         fim=None,
         chat_template=saved_chat_template(Path(tokenizer) if tokenizer else folder),
         kind="geex",

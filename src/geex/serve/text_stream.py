@@ -19,7 +19,7 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 
 from geex.languages import Language
-from geex.serve.completion import _held_back
+from geex.serve.completion import closing_brace_end, held_back
 
 _INCOMPLETE = "\ufffd"
 
@@ -94,13 +94,8 @@ class TextStream:
         start = max(0, self._committed_len - self._longest_stop + 1)
         region = self._tail_from(start) + new
         ends = [start + i for i in (region.find(s) for s in self.stop) if i >= 0]
-        if self._braces:
-            depth = self._depth
-            for i, char in enumerate(new):
-                depth += (char == "{") - (char == "}")
-                if depth < 0:
-                    ends.append(self._committed_len + i + 1)
-                    break
+        if self._braces and (brace := closing_brace_end(new, self._depth)) is not None:
+            ends.append(self._committed_len + brace)
         return min(ends) if ends else None
 
     def _tail_from(self, start: int) -> str:
@@ -119,7 +114,7 @@ class TextStream:
         else:
             # Hold back what may still become a stop sequence; pending text is not final.
             tail = self._tail_from(max(0, self._committed_len - self._longest_stop))
-            upto = self._committed_len - _held_back(tail, self.stop)
+            upto = self._committed_len - held_back(tail, self.stop)
         if upto <= self._emitted:
             return ""
         piece = (self._tail_from(self._emitted) + self._pending)[: upto - self._emitted]
