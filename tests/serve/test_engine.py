@@ -507,3 +507,11 @@ def test_a_handle_finishes_once():
     handle.finish(Completion("x", 1, "stop"))
     handle.finish(None, RuntimeError("a later failure of the same step"))
     assert handle.wait(0) == Completion("x", 1, "stop")
+
+
+def test_several_samples_at_a_greedy_temperature_are_refused():
+    """Below the greedy threshold n samples would be n copies of one completion."""
+    from geex.model.sampling import check_sampling
+
+    with pytest.raises(GeexError, match="identical greedy completions"):
+        check_sampling(temperature=1e-6, top_p=1.0, max_new_tokens=4, num_samples=3)

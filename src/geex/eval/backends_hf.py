@@ -19,6 +19,7 @@ import torch
 from geex.errors import GeexError
 from geex.eval.backends import Sampling, StopRule
 from geex.model.hf_loading import import_transformers, load_causal_lm
+from geex.model.sampling import GREEDY_BELOW
 
 
 class HFBackend:
@@ -57,7 +58,7 @@ class HFBackend:
         device = next(self.model.parameters()).device
         batch = self.tokenizer(list(prompts), return_tensors="pt", padding=True).to(device)
         prompt_length = batch["input_ids"].shape[1]
-        sample = sampling.temperature > 0
+        sample = sampling.temperature >= GREEDY_BELOW  # below it, greedy (as Geex decodes)
         options = (
             # top_k=0: sample from the whole distribution (transformers' default keeps 50).
             {"temperature": sampling.temperature, "top_p": sampling.top_p, "top_k": 0}

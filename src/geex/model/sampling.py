@@ -57,10 +57,11 @@ def check_sampling(
         raise ConfigError(
             f"{name('seed')} must be an integer from 0 to {MAX_SEED} (2**64 - 1), got {seed!r}"
         )
-    if num_samples > 1 and temperature == 0:
+    if num_samples > 1 and temperature < GREEDY_BELOW:
         raise ConfigError(
-            f"{name('num_samples')} {num_samples} with temperature 0 draws {num_samples} "
-            f"identical greedy completions: give {name('temperature')} > 0 (0.8 is usual)"
+            f"{name('num_samples')} {num_samples} with temperature {temperature:g} draws "
+            f"{num_samples} identical greedy completions (below {GREEDY_BELOW:g} decoding is "
+            f"greedy): give {name('temperature')} > 0 (0.8 is usual)"
         )
 
 

@@ -24,6 +24,7 @@ from pydantic import BaseModel, ConfigDict
 
 from geex.errors import GeexError
 from geex.languages import get_language
+from geex.model.sampling import GREEDY_BELOW
 
 # OpenAI's finish reasons: a stop rule and the end of the document both mean "stop"; a sequence
 # cancelled (the server stopping) ends as "stop" too, as OpenAI has no other word for it.
@@ -180,10 +181,11 @@ def check_common(request: _Request, served_name: str) -> None:
                        param="top_k")  # fmt: skip
     if request.n < 1:
         raise ApiError(f"n must be >= 1, got {request.n}", param="n")
-    if request.n > 1 and request.temperature == 0:
+    if request.n > 1 and request.temperature < GREEDY_BELOW:
         raise ApiError(
-            f"n={request.n} with temperature 0 would return {request.n} identical greedy "
-            "completions: set temperature > 0 to sample, or n to 1",
+            f"n={request.n} with temperature {request.temperature:g} would return {request.n} "
+            f"identical greedy completions (below {GREEDY_BELOW:g} decoding is greedy): set "
+            "temperature > 0 to sample, or n to 1",
             param="n",
         )
     if request.seed is not None and not 0 <= request.seed < 2**63:
