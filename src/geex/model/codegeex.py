@@ -226,9 +226,10 @@ class Block(nn.Module):
             attn_mask=attn_mask,
             is_causal=is_causal,
         )
-        x = x + F.dropout(attn, self.dropout, self.training)
+        dropout = self.dropout if self.training else 0.0  # no call at all when off
+        x = x + (F.dropout(attn, dropout) if dropout else attn)
         mlp = self.mlp(self.post_attention_layernorm(x))
-        return x + F.dropout(mlp, self.dropout, self.training)
+        return x + (F.dropout(mlp, dropout) if dropout else mlp)
 
 
 class CodeGeeX(nn.Module):

@@ -41,10 +41,14 @@ class PackedLinear:
     """
 
     def __init__(self, modules: Sequence[nn.Module], batch_hint: int):
-        params = [
-            (m, name) for m in modules for name in ("weight", "bias") if _param(m, name) is not None
+        # (the module's parameter table, name, tensor, version): a dict lookup per check, where
+        # getattr on a module goes through nn.Module.__getattr__.
+        self._sources = [
+            (m._parameters, name, p, p._version)
+            for m in modules
+            for name in ("weight", "bias")
+            if (p := _param(m, name)) is not None
         ]
-        self._sources = [(m, name, _param(m, name), _param(m, name)._version) for m, name in params]
         with torch.no_grad():
             weight = (
                 torch.cat([m.weight for m in modules]) if len(modules) > 1 else modules[0].weight
@@ -57,8 +61,8 @@ class PackedLinear:
     def fresh(self) -> bool:
         """Each source parameter is still in its module, unchanged since packing."""
         return all(
-            getattr(m, name) is param and param._version == version
-            for m, name, param, version in self._sources
+            table.get(name) is param and param._version == version
+            for table, name, param, version in self._sources
         )
 
     def __call__(self, x: torch.Tensor) -> torch.Tensor:
