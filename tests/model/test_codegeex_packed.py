@@ -99,3 +99,9 @@ def test_only_fp32_cpu_weights_are_packed():
         model = build_model(CONFIG, seed=0)
     assert not model.pack_for_cpu_decoding()
     assert model.packed_output is None and model.layers["0"].attention.packed_qkv is None
+    model = build_model(CONFIG, seed=0)
+    embeddings = model.word_embeddings
+    weight = embeddings.weight.detach()
+    del embeddings.weight
+    embeddings.weight = weight  # computed, not a parameter: a quantized layer's, say
+    assert not model.pack_for_cpu_decoding()

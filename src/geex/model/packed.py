@@ -100,7 +100,7 @@ def pack_linears(
     if current is not None and current.fresh() and current.batch_hint == batch_hint:
         return current
     if any(_param(m, "weight") is None for m in modules):
-        return None  # e.g. a quantized layer that keeps its weights otherwise
+        return None  # e.g. a quantized layer, which keeps its weights otherwise
     params = [_param(m, name) for m in modules for name in ("weight", "bias")]
     if not all(
         type(p.data) is torch.Tensor and p.is_cpu and p.dtype == torch.float32
@@ -113,4 +113,5 @@ def pack_linears(
 
 
 def _param(module: nn.Module, name: str) -> torch.Tensor | None:
-    return getattr(module, name, None)
+    # Registered parameters only: a layer that computes its weight (a quantized one) is not packed.
+    return module._parameters.get(name)
