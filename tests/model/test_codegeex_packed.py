@@ -73,11 +73,18 @@ def test_changed_or_replaced_weights_are_used_not_their_stale_copies(packed_call
         other = build_model(CONFIG, seed=1).eval()
         packed.load_state_dict(other.state_dict(), assign=True)
         torch.testing.assert_close(packed(ids), other(ids), rtol=1e-5, atol=1e-5)
-    stale_calls = len(packed_calls)
-    packed.pack_for_cpu_decoding()  # repacks what changed
-    with torch.no_grad():
-        torch.testing.assert_close(packed(ids), other(ids), rtol=1e-5, atol=1e-5)
-    assert len(packed_calls) - stale_calls == 4 * (CONFIG.n_layer + 1) + 2
+    calls_per_forward = 4 * (CONFIG.n_layer + 1) + 2
+    for _ in range(2):
+        calls = len(packed_calls)
+        packed.pack_for_cpu_decoding()  # repacks what changed
+        with torch.no_grad():
+            torch.testing.assert_close(packed(ids), other(ids), rtol=1e-5, atol=1e-5)
+        assert len(packed_calls) - calls == calls_per_forward
+        packed.to(torch.float64).to(torch.float32)  # new data under the same parameters
+        calls = len(packed_calls)
+        with torch.no_grad():
+            torch.testing.assert_close(packed(ids), other(ids), rtol=1e-5, atol=1e-5)
+        assert len(packed_calls) == calls
 
 
 def test_training_never_uses_the_packed_copies(packed_calls):

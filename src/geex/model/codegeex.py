@@ -34,8 +34,8 @@ from geex.model.packed import PackedLinear, pack_linears, packed_path, packing_a
 
 # The rows per matmul CPU decoding packs its weights for. Measured on a 2-core AMD EPYC (one
 # thread, decode step with 32 cached positions): a hint of 64 ran tiny's step 1.25x (batch 1)
-# and 1.75x (batch 8) faster than MKL, small's 1.85x at batch 8 and equal at batch 1 (bound by
-# reading the weights); hints of 1 to 16 were slower at every batch size.
+# and 1.7x (batch 8) faster than MKL, small's 1.85x at batch 8 and alike at batch 1 (bound by
+# reading the weights); smaller hints were slower for tiny and no faster for small.
 DECODE_BATCH_HINT = 64
 
 

@@ -10,10 +10,11 @@ eagerly and without freezing: the parameters stay ordinary ``nn.Linear`` weights
 save and load as before, and the packed copy sits beside them.
 
 A packed copy is a second copy of those weights in memory, kept until the model is dropped.
-It remembers which parameter tensors it was made from and their version counters, so a weight
-changed in place (an optimiser step, ``load_state_dict``) or replaced
-(``load_state_dict(assign=True)``) makes it stale, and a stale copy is never used: the caller
-falls back to its ``nn.Linear``. Rows past the batch hint work too, at a lower speed.
+It remembers which parameter tensors it was made from, their version counters and storage, so
+a weight changed in place (an optimiser step, ``load_state_dict``), given new data
+(``Module.to``) or replaced (``load_state_dict(assign=True)``) makes it stale, and a stale copy
+is never used: the caller falls back to its ``nn.Linear``. Only writes through ``param.data``,
+which bypass the version counter, go unseen (the project makes none). Rows past the batch hint work too, at a lower speed.
 """
 
 from __future__ import annotations
@@ -41,10 +42,11 @@ class PackedLinear:
     """
 
     def __init__(self, modules: Sequence[nn.Module], batch_hint: int):
-        # (the module's parameter table, name, tensor, version): a dict lookup per check, where
-        # getattr on a module goes through nn.Module.__getattr__.
+        # (the module's parameter table, name, tensor, version, storage): a dict lookup per
+        # check, where getattr on a module goes through nn.Module.__getattr__. The storage
+        # catches `param.data = ...` (what Module.to() does), which keeps the version.
         self._sources = [
-            (m._parameters, name, p, p._version)
+            (m._parameters, name, p, p._version, p.data_ptr())
             for m in modules
             for name in ("weight", "bias")
             if (p := _param(m, name)) is not None
@@ -61,8 +63,8 @@ class PackedLinear:
     def fresh(self) -> bool:
         """Each source parameter is still in its module, unchanged since packing."""
         return all(
-            table.get(name) is param and param._version == version
-            for table, name, param, version in self._sources
+            table.get(name) is param and param._version == version and param.data_ptr() == ptr
+            for table, name, param, version, ptr in self._sources
         )
 
     def __call__(self, x: torch.Tensor) -> torch.Tensor:
