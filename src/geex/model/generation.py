@@ -6,9 +6,12 @@ the prompts are encoded once and their cache fanned out to the samples, and fini
 leave the batch so the rest decode at a smaller batch size.
 
 Each new token costs one forward pass of a single position, a few hundred small operations:
-on a CPU their Python and dispatch overhead is a large part of the step. ``compile_step=True``
-runs those steps through ``torch.compile`` instead, with shapes that stay the same from step to
-step (see :func:`_fixed_shape_step`), so the graph compiles once per model and shape family.
+on a CPU their Python and dispatch overhead is a large part of the step, and the rest is
+matmuls of a few rows by every weight, which MKL runs far below a core's peak. So on a CPU in
+fp32 the model first packs its weights for oneDNN (:meth:`CodeGeeX.pack_for_cpu_decoding`,
+once per model, a second copy of the weights). ``compile_step=True`` runs the steps through
+``torch.compile`` instead, with shapes that stay the same from step to step (see
+:func:`_fixed_shape_step`), so the graph compiles once per model and shape family.
 """
 
 from __future__ import annotations
@@ -82,6 +85,8 @@ def generate(
         )
     max_new = min(sampling.max_new_tokens, config.max_seq_len - longest)
     vocab_size = vocab_size or config.vocab_size
+    if not compile_step:
+        model.pack_for_cpu_decoding()  # a no-op off the CPU, outside fp32, or once packed
     generator = None
     if sampling.seed is not None:
         generator = torch.Generator(device=device).manual_seed(sampling.seed)
