@@ -112,3 +112,13 @@ def test_only_fp32_cpu_weights_are_packed():
     del embeddings.weight
     embeddings.weight = weight  # computed, not a parameter: a quantized layer's, say
     assert not model.pack_for_cpu_decoding()
+
+
+def test_weights_over_the_bound_are_not_packed():
+    """A second copy of a large model's weights costs more memory than it saves time."""
+    from geex.model import ModelConfig, build_model
+
+    model = build_model(ModelConfig(n_layer=1, n_head=2, d_model=32, max_seq_len=32,
+                                    vocab_size=128), seed=0).eval()  # fmt: skip
+    assert not model.pack_for_cpu_decoding(max_bytes=1024)
+    assert model.packed_output is None

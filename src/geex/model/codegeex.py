@@ -232,6 +232,10 @@ class Block(nn.Module):
         return x + (F.dropout(mlp, dropout) if dropout else mlp)
 
 
+# Weights above this are not given a packed second copy (see CodeGeeX.pack_for_cpu_decoding).
+MAX_PACKED_BYTES = 4 * 2**30
+
+
 class CodeGeeX(nn.Module):
     def __init__(self, config: ModelConfig):
         super().__init__()
@@ -245,16 +249,22 @@ class CodeGeeX(nn.Module):
         self.top_query_layer = Block(config)
         self.packed_output: PackedLinear | None = None  # the tied output projection, packed
 
-    def pack_for_cpu_decoding(self, batch_hint: int = DECODE_BATCH_HINT) -> bool:
+    def pack_for_cpu_decoding(
+        self, batch_hint: int = DECODE_BATCH_HINT, max_bytes: int = MAX_PACKED_BYTES
+    ) -> bool:
         """Give every matmul a oneDNN-packed copy of its weights for CPU inference in fp32.
 
         Forward passes without autograd then run their matmuls from the copies (up to twice as
         fast at a few rows, see :mod:`geex.model.packed`), at the cost of a second copy of the
         weights in memory; a copy whose weights changed since is not used, and calling this
         again repacks it. Returns False, packing nothing, off the CPU, outside fp32 or without
-        oneDNN. ``batch_hint`` is the rows per matmul oneDNN lays the weights out for.
+        oneDNN, or when the weights take more than ``max_bytes`` (4 GiB by default, about a
+        billion fp32 parameters): a model that large is better decoded in bf16 or INT8 than
+        with its memory doubled. ``batch_hint`` is the rows per matmul oneDNN lays the weights
+        out for.
         """
-        if not packing_available():
+        weight_bytes = sum(p.numel() * p.element_size() for p in self.parameters())
+        if not packing_available() or weight_bytes > max_bytes:
             return False
         self.packed_output = pack_linears(self.packed_output, (self.word_embeddings,), batch_hint)
         if self.packed_output is None:

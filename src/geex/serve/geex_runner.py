@@ -79,6 +79,8 @@ class GeexRunner:
         if num_slots < 1:
             raise GeexError(f"num_slots must be at least 1, got {num_slots}")
         self.model = model.eval()
+        # On a CPU in fp32, decode matmuls from oneDNN-packed weights (a no-op elsewhere).
+        self.packed = model.pack_for_cpu_decoding()
         config = model.config
         self.num_slots = num_slots
         self.context_length = config.max_seq_len
