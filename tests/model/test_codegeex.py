@@ -100,6 +100,17 @@ def test_layers_are_named_by_index_for_sharding_and_checkpoints():
     assert "final_layernorm.weight" in names
 
 
+def test_last_only_gives_the_last_position_and_fills_the_same_cache():
+    model = tiny_model()
+    ids = torch.randint(0, 100, (2, 9))
+    caches = [KVCache(model.config, 2, 16, dtype=torch.float32, device="cpu") for _ in range(2)]
+    full = model(ids, kv_cache=caches[0])
+    last = model(ids, kv_cache=caches[1], last_only=True)
+    assert last.shape == (2, 1, full.shape[-1])
+    torch.testing.assert_close(last, full[:, -1:], rtol=1e-5, atol=1e-5)
+    torch.testing.assert_close(caches[1].keys, caches[0].keys)
+
+
 @pytest.mark.parametrize("chunks", [[17, 13, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1], [1] * 12, [30]])
 def test_cached_decoding_equals_full_recomputation(chunks):
     model = tiny_model()

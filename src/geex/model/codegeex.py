@@ -283,12 +283,16 @@ class CodeGeeX(nn.Module):
         *,
         kv_cache: KVCache | None = None,
         attn_mask: torch.Tensor | None = None,
+        last_only: bool = False,
     ) -> torch.Tensor:
         """Logits ``(batch, seq, padded_vocab_size)`` for ``input_ids`` ``(batch, seq)``.
 
         ``position_ids`` default to the positions after what ``kv_cache`` holds. ``attn_mask``
         (boolean, True = may attend, broadcastable to ``(batch, 1, seq, keys)``) replaces the
         causal mask, e.g. for left-padded batches or attention reset at document boundaries.
+        ``last_only`` gives the logits of the last position alone, ``(batch, 1, vocab)``: a
+        prompt's prefill needs no others, and the vocabulary projection of every position is
+        most of a small model's prefill.
         """
         seq = input_ids.shape[1]
         past = kv_cache.length if kv_cache is not None else 0
@@ -310,6 +314,8 @@ class CodeGeeX(nn.Module):
         x = self.top_query_layer(x, queries, layer_index=self.config.n_layer, **attend)
         if kv_cache is not None:
             kv_cache.advance(seq)
+        if last_only:
+            x = x[:, -1:]
         if packed_path(x) and PackedLinear.usable(self.packed_output):
             return self.packed_output(x)
         return F.linear(x, self.word_embeddings.weight)

@@ -118,7 +118,7 @@ class GeexRunner:
         ids = torch.tensor([list(token_ids)], dtype=torch.long, device=self.device)
         positions = torch.arange(start, start + ids.shape[1], device=self.device)[None]
         cache = _SlotPrefill(self.keys, self.values, slot, start)
-        logits = self.model(ids, positions, kv_cache=cache)
+        logits = self.model(ids, positions, kv_cache=cache, last_only=True)
         self.lengths[slot] = start + len(token_ids)
         return logits[0, -1, : self.vocab_size].float()
 
