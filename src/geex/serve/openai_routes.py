@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import json
 import logging
 from collections.abc import AsyncIterator, Callable, Sequence
 
@@ -48,6 +47,7 @@ from geex.serve.openai_api import (
     text_choice,
     usage,
 )
+from geex.serve.request_body import RequestError, read_json
 from geex.serve.state import ServerState
 
 log = logging.getLogger("geex.serve")
@@ -78,10 +78,7 @@ def router(state: ServerState) -> APIRouter:
         data = await _json_body(request)
         if tabby_api.is_tabby_request(data):  # Tabby's editor agent posts to the same path
             return await tabby_api.tabby_completion(state, data)
-        try:
-            body = CompletionRequest.model_validate(data)
-        except pydantic.ValidationError as err:
-            raise RequestValidationError(err.errors()) from None
+        body = _validated(CompletionRequest, data)
         check_completion(body, name)
         with _as_api_error():
             check_max_tokens(state.limits, body.max_tokens)
@@ -109,7 +106,8 @@ def router(state: ServerState) -> APIRouter:
         )
 
     @api.post("/v1/chat/completions")
-    async def chat_completions(body: ChatCompletionRequest, request: Request):
+    async def chat_completions(request: Request):
+        body = _validated(ChatCompletionRequest, await _json_body(request))
         check_chat(body, name)
         max_tokens = body.token_limit or state.limits.max_tokens
         with _as_api_error():
@@ -138,15 +136,20 @@ def router(state: ServerState) -> APIRouter:
     return api
 
 
-async def _json_body(request: Request) -> object:
-    """The parsed body; FastAPI's own parsing is bypassed where two protocols share a path."""
-    raw = await request.body()
-    if not raw.strip():
-        raise ApiError("the request body is empty: send a JSON object")
+async def _json_body(request: Request) -> dict:
+    """The parsed body; FastAPI's own parsing is bypassed so that every protocol reads bodies
+    alike (and two protocols can share a path)."""
     try:
-        return json.loads(raw)
-    except (ValueError, RecursionError) as err:  # bad JSON, bad UTF-8, absurd nesting
-        raise ApiError(f"the request body is not valid JSON ({err})") from None
+        return await read_json(request)
+    except RequestError as err:
+        raise ApiError.of(err) from None
+
+
+def _validated(model: type[pydantic.BaseModel], data: dict):
+    try:
+        return model.model_validate(data)
+    except pydantic.ValidationError as err:  # answered as FastAPI's own validation errors
+        raise RequestValidationError(err.errors()) from None
 
 
 @contextlib.contextmanager

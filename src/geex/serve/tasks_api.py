@@ -30,6 +30,7 @@ from starlette.concurrency import run_in_threadpool
 from geex.errors import GeexError
 from geex.serve.engine import EngineBusy, GenerationParams, RequestHandle
 from geex.serve.openai_api import STREAM_END, ApiError, error_body, usage
+from geex.serve.request_body import RequestError, read_json
 from geex.serve.state import ServeLimits
 from geex.serve.tasks import AnswerCutter, TaskPrompt, task_class
 
@@ -116,11 +117,9 @@ def router(state) -> APIRouter:
         except GeexError as err:
             raise ApiError(str(err), status=404, param="task") from None
         try:
-            body = json.loads(await request.body())
-        except (ValueError, UnicodeDecodeError) as err:
-            raise ApiError(f"the request body is not valid JSON ({err})") from None
-        if not isinstance(body, dict):
-            raise ApiError("the request body must be a JSON object of the task's fields")
+            body = await read_json(request)
+        except RequestError as err:
+            raise ApiError.of(err) from None
         try:
             options = TaskOptions.model_validate(body)
             names = {f.name for f in dataclasses.fields(task_type)}
