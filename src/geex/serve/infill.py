@@ -11,7 +11,8 @@ so that a newer keystroke in the same file cancels the request it makes stale.
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Sequence
+import contextlib
+from collections.abc import AsyncIterator, Iterator, Sequence
 from typing import TypeVar
 
 from pydantic import BaseModel, ValidationError
@@ -21,6 +22,7 @@ from starlette.requests import Request
 from geex.errors import GeexError
 from geex.languages import Language, get_language
 from geex.serve.engine import EngineBusy, GenerationParams, RequestHandle
+from geex.serve.limits import CountedStream, LimitExceeded
 from geex.serve.request_body import RequestError, lone_surrogate, read_json
 from geex.serve.state import ServerState
 
@@ -143,3 +145,26 @@ async def pieces(handle: RequestHandle) -> AsyncIterator[str]:
     finally:
         if not handle.done:
             handle.cancel()
+
+
+@contextlib.contextmanager
+def stream_slot(state: ServerState, stream: bool) -> Iterator[None]:
+    """A slot of ``--max-streams`` for a streaming request, held from before it is submitted;
+    the server at its limit is a 429 :class:`RequestError`."""
+    try:
+        with state.streams.held(stream):
+            yield
+    except LimitExceeded as err:
+        raise RequestError(str(err), err.status, retry_after=err.retry_after) from None
+
+
+def counted_stream(
+    state: ServerState, body: AsyncIterator[str], handle: RequestHandle, media_type: str
+) -> CountedStream:
+    """The streamed answer, giving back its slot (and cancelling the handle) when it ends."""
+
+    def cancel() -> None:
+        if not handle.done:
+            handle.cancel()
+
+    return CountedStream(body, state.streams, media_type=media_type, on_close=cancel)

@@ -21,7 +21,6 @@ from collections.abc import AsyncIterator, Callable, Sequence
 import pydantic
 from fastapi import APIRouter, Request
 from fastapi.exceptions import RequestValidationError
-from fastapi.responses import StreamingResponse
 from starlette.concurrency import run_in_threadpool
 
 from geex.errors import GeexError
@@ -29,7 +28,13 @@ from geex.languages import get_language
 from geex.serve import tabby_api
 from geex.serve.completion import with_language_tag
 from geex.serve.engine import EngineBusy, GenerationParams, RequestHandle
-from geex.serve.limits import LimitExceeded, check_max_tokens, check_prompt_tokens, check_samples
+from geex.serve.limits import (
+    CountedStream,
+    LimitExceeded,
+    check_max_tokens,
+    check_prompt_tokens,
+    check_samples,
+)
 from geex.serve.openai_api import (
     FINISH_REASONS,
     STREAM_END,
@@ -266,32 +271,11 @@ async def _results(request: Request, handles: list[RequestHandle]) -> list:
             waiter.cancel()
 
 
-class _EventStream(StreamingResponse):
-    """Server-sent events that run ``on_close`` however the response ends: finished, the
-    client gone (Starlette cancels the body), or never started."""
-
-    def __init__(self, events: AsyncIterator[str], on_close: Callable[[], None]) -> None:
-        headers = {"Cache-Control": "no-cache", "X-Accel-Buffering": "no"}
-        super().__init__(events, media_type="text/event-stream", headers=headers)
-        self._on_close = on_close
-
-    async def __call__(self, scope, receive, send) -> None:
-        try:
-            await super().__call__(scope, receive, send)
-        finally:
-            self._on_close()
-
-
 def _stream(state: ServerState, prompt_ids, params, body, prompt_tokens: int, *, chat: bool,
-            echoes: Sequence[str] = ()) -> _EventStream:  # fmt: skip
+            echoes: Sequence[str] = ()) -> CountedStream:  # fmt: skip
     """Submit and stream: each choice's pieces as they are decoded, its finish, then [DONE]."""
-    with _as_api_error():
-        state.streams.acquire()
-    try:
+    with _as_api_error(), state.streams.held():
         handles = _submit(state, prompt_ids, params, body.n)
-    except BaseException:
-        state.streams.release()
-        raise
     completion_id = new_id("chatcmpl" if chat else "cmpl")
     name = state.model.name
 
@@ -329,16 +313,14 @@ def _stream(state: ServerState, prompt_ids, params, body, prompt_tokens: int, *,
             yield event([], usage(prompt_tokens, generated))
         yield STREAM_END
 
-    closed = False
-
-    def on_close() -> None:
-        nonlocal closed
-        if not closed:
-            closed = True
-            _cancel([h for h in handles if not h.done])
-            state.streams.release()
-
-    return _EventStream(events(), on_close)
+    headers = {"Cache-Control": "no-cache", "X-Accel-Buffering": "no"}
+    return CountedStream(
+        events(),
+        state.streams,
+        media_type="text/event-stream",
+        on_close=lambda: _cancel([h for h in handles if not h.done]),
+        headers=headers,
+    )
 
 
 async def _merged(handles: list[RequestHandle]) -> AsyncIterator[tuple[int, str | None]]:

@@ -23,12 +23,13 @@ from collections.abc import AsyncIterator
 
 import pydantic
 from fastapi import APIRouter, Request
-from fastapi.responses import JSONResponse, StreamingResponse
+from fastapi.responses import JSONResponse
 from pydantic import BaseModel, ConfigDict
 from starlette.concurrency import run_in_threadpool
 
 from geex.errors import GeexError
 from geex.serve.engine import EngineBusy, GenerationParams, RequestHandle
+from geex.serve.limits import CountedStream, LimitExceeded
 from geex.serve.openai_api import STREAM_END, ApiError, error_body, usage
 from geex.serve.request_body import RequestError, read_json
 from geex.serve.state import ServeLimits
@@ -152,17 +153,23 @@ def router(state) -> APIRouter:
             raise ApiError(str(err)) from None
         ids = await run_in_threadpool(_prompt_ids, state, prompt, max_tokens)
         try:
-            (handle,) = state.engine.submit(ids, params, document=options.document)
-        except EngineBusy as err:
+            with state.streams.held(options.stream):
+                (handle,) = state.engine.submit(ids, params, document=options.document)
+        except (EngineBusy, LimitExceeded) as err:
             body = error_body(str(err), kind="rate_limit_error", code="server_busy")
-            headers = {"Retry-After": str(err.retry_after)}
+            headers = {"Retry-After": str(err.retry_after or 1)}
             return JSONResponse(body, status_code=429, headers=headers)
         except GeexError as err:
             raise ApiError(str(err)) from None
 
         answer = _Answer(task, model.name, handle, prompt)
         if options.stream:
-            return StreamingResponse(answer.events(), media_type="text/event-stream")
+            return CountedStream(
+                answer.events(),
+                state.streams,
+                media_type="text/event-stream",
+                on_close=lambda: None if handle.done else handle.cancel(),
+            )
         return await answer.whole()
 
     return routes
