@@ -136,8 +136,8 @@ def router(state) -> APIRouter:
         except GeexError as err:
             raise ApiError(str(err)) from None
         max_tokens = options.max_tokens
-        if max_tokens is None:
-            max_tokens = task_type.default_max_tokens
+        if max_tokens is None:  # the task's own length, within the server's cap
+            max_tokens = min(task_type.default_max_tokens, state.limits.max_tokens)
         try:
             params = GenerationParams(
                 max_tokens=max_tokens,
