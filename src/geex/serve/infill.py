@@ -23,7 +23,7 @@ from geex.errors import GeexError
 from geex.languages import Language, get_language
 from geex.serve.engine import EngineBusy, GenerationParams, RequestHandle
 from geex.serve.limits import CountedStream, LimitExceeded
-from geex.serve.request_body import RequestError, lone_surrogate, read_json
+from geex.serve.request_body import RequestError, check_text_of, read_json
 from geex.serve.state import ServerState
 
 RequestModel = TypeVar("RequestModel", bound=BaseModel)
@@ -47,10 +47,7 @@ async def read_request(request: Request, model: type[RequestModel]) -> RequestMo
 def parse_request(data: object, model: type[RequestModel]) -> RequestModel:
     if not isinstance(data, dict):
         raise RequestError("the request body must be a JSON object")
-    where = lone_surrogate(data)
-    if where is not None:
-        # JSON's \ud800 escapes decode to text no tokenizer can encode.
-        raise RequestError(f"{where}: the text is not valid Unicode (a lone surrogate escape)")
+    check_text_of(data)
     try:
         return model.model_validate(data)
     except ValidationError as err:

@@ -52,7 +52,7 @@ from geex.serve.openai_api import (
     text_choice,
     usage,
 )
-from geex.serve.request_body import RequestError, read_json
+from geex.serve.request_body import RequestError, check_text_of, read_json
 from geex.serve.state import ServerState
 
 log = logging.getLogger("geex.serve")
@@ -80,9 +80,13 @@ def router(state: ServerState) -> APIRouter:
 
     @api.post("/v1/completions")
     async def completions(request: Request):
-        data = await _json_body(request)
+        data = await _json_body(request, check_text=False)  # Tabby's errors are its own
         if tabby_api.is_tabby_request(data):  # Tabby's editor agent posts to the same path
             return await tabby_api.tabby_completion(state, data)
+        try:
+            check_text_of(data)
+        except RequestError as err:
+            raise ApiError.of(err) from None
         body = _validated(CompletionRequest, data)
         check_completion(body, name)
         with _as_api_error():
@@ -141,11 +145,11 @@ def router(state: ServerState) -> APIRouter:
     return api
 
 
-async def _json_body(request: Request) -> dict:
+async def _json_body(request: Request, check_text: bool = True) -> dict:
     """The parsed body; FastAPI's own parsing is bypassed so that every protocol reads bodies
     alike (and two protocols can share a path)."""
     try:
-        return await read_json(request)
+        return await read_json(request, check_text=check_text)
     except RequestError as err:
         raise ApiError.of(err) from None
 

@@ -36,8 +36,10 @@ class RequestError(GeexError):
         return {"Retry-After": str(self.retry_after)} if self.retry_after is not None else None
 
 
-def parse_json(raw: bytes, *, empty: dict | None = None) -> dict:
-    """``raw`` as a JSON object; ``empty`` is what an empty body means (None: it is an error)."""
+def parse_json(raw: bytes, *, empty: dict | None = None, check_text: bool = True) -> dict:
+    """``raw`` as a JSON object; ``empty`` is what an empty body means (None: it is an error).
+    ``check_text=False`` leaves :func:`check_text` to a caller that must first tell which
+    protocol the body is in (two share ``/v1/completions``)."""
     if not raw.strip():
         if empty is None:
             raise RequestError("the request body is empty: send a JSON object")
@@ -50,18 +52,26 @@ def parse_json(raw: bytes, *, empty: dict | None = None) -> dict:
         raise RequestError(f"the request body is not valid JSON ({err})") from None
     if not isinstance(data, dict):
         raise RequestError("the request body must be a JSON object")
+    if check_text:
+        check_text_of(data)
+    return data
+
+
+def check_text_of(data: object) -> None:
+    """Refuse text holding a lone surrogate anywhere in ``data``."""
     where = lone_surrogate(data)
     if where is not None:
         raise RequestError(
             f"{where}: the text is not valid Unicode (a lone surrogate escape)",
             param=where.split(".")[0],
         )
-    return data
 
 
-async def read_json(request: Request, *, empty: dict | None = None) -> dict:
+async def read_json(
+    request: Request, *, empty: dict | None = None, check_text: bool = True
+) -> dict:
     """The body of ``request`` as a JSON object (see :func:`parse_json`)."""
-    return parse_json(await request.body(), empty=empty)
+    return parse_json(await request.body(), empty=empty, check_text=check_text)
 
 
 def lone_surrogate(value: object) -> str | None:
