@@ -128,7 +128,7 @@ def unsupported(body: GenerateRequest | ChatRequest) -> None:
         raise RequestError("tools: tool calling is not supported by geex serve")
 
 
-def _params(state: ServerState, options: Options):
+def _params(state: ServerState, options: Options, stop: tuple[str, ...] = ()):
     num_predict = options.num_predict
     return generation_params(
         state,
@@ -137,7 +137,7 @@ def _params(state: ServerState, options: Options):
         top_p=options.top_p,
         top_k=options.top_k,
         seed=options.seed if options.seed is not None and options.seed >= 0 else None,
-        stop=options.stop,
+        stop=(*options.stop, *stop),
     )
 
 
@@ -232,7 +232,8 @@ async def chat(state: ServerState, request: Request) -> Response:
             ids = await run_in_threadpool(state.model.chat_prompt_ids, messages)
         except GeexError as err:
             raise RequestError(str(err)) from None
-        params = _params(state, body.options)
+        # A base model's transcript goes on with the next turn: the answer ends before it.
+        params = _params(state, body.options, stop=state.model.chat_stop)
         with stream_slot(state, body.stream):
             handle = submit(state, ids, params)
     except RequestError as err:

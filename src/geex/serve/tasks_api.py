@@ -145,7 +145,8 @@ def router(state) -> APIRouter:
                 top_p=options.top_p,
                 top_k=options.top_k,
                 seed=options.seed,
-                stop=prompt.stop,
+                # A chat prompt's answer ends where the model's chat ends (OpenAI's chat alike).
+                stop=(*prompt.stop, *(model.chat_stop if prompt.messages is not None else ())),
                 language=prompt.language,
                 stop_token_ids=frozenset(model.stop_token_ids),
             )
