@@ -25,6 +25,7 @@ from geex.eval.evaluator import EvalConfig
 from geex.model.load_options import LoadOptions
 from geex.model.sampling import SamplingConfig
 from geex.pipeline.config import RunConfig, run_config
+from geex.serve.serve_limits import ServeLimits
 from geex.train.config import TrainConfig
 
 # Each converted subcommand and the config its flags fill.
@@ -39,6 +40,7 @@ SUBCOMMANDS = [
     (["generate"], SamplingConfig),
     (["generate"], LoadOptions),
     (["serve"], LoadOptions),
+    (["serve"], ServeLimits),
     (["eval", "embedded"], LoadOptions),
 ]
 
@@ -89,6 +91,7 @@ MEANINGFUL = {  # values that must mean something to the config's own checks
     "train.preset": (["small"], "small"),
     "preset": (["small"], "small"),
     "validation_fraction": (["0.25"], 0.25),
+    "cors_origins": (["http://a.test", "--cors-origin", "*"], ("http://a.test", "*")),
 }
 
 
@@ -156,8 +159,23 @@ def dotted(config, path):
             None,
             lambda fields: from_dict(LoadOptions, fields),
         ),
+        (
+            ["serve", "--model", "m"],
+            ServeLimits,
+            None,
+            lambda fields: from_dict(ServeLimits, fields),
+        ),
     ],
-    ids=["data", "train", "run", "eval-sampling", "eval-judging", "generate", "serve-loading"],
+    ids=[
+        "data",
+        "train",
+        "run",
+        "eval-sampling",
+        "eval-judging",
+        "generate",
+        "serve-loading",
+        "serve-limits",
+    ],
 )
 def test_every_flag_gives_the_config_from_dict_gives(words, cls, read, library):
     argv, values = flags_and_values(cls)
@@ -259,3 +277,14 @@ def test_a_new_field_with_metadata_is_a_flag_and_a_config_key_with_no_other_edit
         from_dict(ToyPlus, {"name": "a", "color": "blue"})
     with pytest.raises(ConfigError, match="'colour' must be one of red, blue"):
         from_dict(ToyPlus, {"name": "a", "colour": "green"})
+
+
+def test_serves_api_key_comes_from_the_environment_unless_the_flag_gives_one(monkeypatch):
+    monkeypatch.setenv("GEEX_API_KEY", "from-env")
+    args = build_parser().parse_args(["serve", "--model", "m"])
+    assert config_from_args(ServeLimits, args).api_key == "from-env"
+    args = build_parser().parse_args(["serve", "--model", "m", "--api-key", "from-flag"])
+    assert config_from_args(ServeLimits, args).api_key == "from-flag"
+    monkeypatch.delenv("GEEX_API_KEY")
+    args = build_parser().parse_args(["serve", "--model", "m"])
+    assert config_from_args(ServeLimits, args).api_key is None

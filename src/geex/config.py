@@ -300,7 +300,10 @@ def _yaml_problem(err: yaml.YAMLError) -> str:
 
 def megabytes(word: str) -> int:
     """``0.5`` (MB on the command line) as bytes."""
-    return int(float(word) * 2**20)
+    try:
+        return int(float(word) * 2**20)
+    except (ValueError, OverflowError):  # not a number, nan, inf
+        raise ConfigError(f"wants a number of MB; got {word!r}") from None
 
 
 def comma_list(word: str) -> list[str]:

@@ -1,7 +1,5 @@
-"""A served tiny Geex model with the editor protocols' routes, for the editor protocol tests.
-
-The app is built the way ``create_app`` mounts each protocol (``include_router``), with the
-shared ``/v1/completions`` route handing Tabby's bodies to :func:`tabby_completion`.
+"""A tiny Geex model and its server state, for the editor protocol tests, which serve it with
+``geex.serve.server.create_app``: the app ``geex serve`` serves, every protocol mounted.
 """
 
 from __future__ import annotations
@@ -12,14 +10,9 @@ import urllib.error
 import urllib.request
 from pathlib import Path
 
-from fastapi import FastAPI
-from fastapi.responses import JSONResponse
-from starlette.requests import Request
-
 from geex.eval.problems import load_embedded
 from geex.model import ModelConfig, build_model
 from geex.model.checkpoint import save_checkpoint
-from geex.serve import llamacpp_api, ollama_api, tabby_api
 from geex.serve.engine import Engine, GenerationParams
 from geex.serve.models import load_served_model
 from geex.serve.state import ServeLimits, ServerState
@@ -41,21 +34,6 @@ def serving_state(folder: Path, limits: ServeLimits | None = None) -> ServerStat
     model = load_served_model(folder, device="cpu", name="tiny-geex", max_slots=2)
     engine = Engine(model.runner, model.codec, max_queue=8)
     return ServerState(model, engine, limits or ServeLimits())
-
-
-def editor_app(state: ServerState) -> FastAPI:
-    app = FastAPI()
-    for protocol in (tabby_api, ollama_api, llamacpp_api):
-        app.include_router(protocol.router(state))
-
-    @app.post("/v1/completions")
-    async def completions(request: Request):
-        body = await request.json()
-        if tabby_api.is_tabby_request(body):
-            return await tabby_api.tabby_completion(state, body)
-        return JSONResponse({"error": "only Tabby bodies in this test app"}, status_code=400)
-
-    return app
 
 
 def post(url: str, body, headers: dict | None = None) -> tuple[int, bytes, dict]:

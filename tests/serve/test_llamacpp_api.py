@@ -15,9 +15,8 @@ required_module("uvicorn")
 
 from geex.serve.engine import GenerationParams  # noqa: E402
 from geex.serve.llamacpp_api import ExtraContext, extra_context  # noqa: E402
-from geex.serve.server import BackgroundServer  # noqa: E402
+from geex.serve.server import BackgroundServer, create_app  # noqa: E402
 from tests.serve.editor_server import (  # noqa: E402
-    editor_app,
     expected_text,
     post,
     save_tiny_model,
@@ -53,7 +52,7 @@ def state(tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def server(state):
-    with BackgroundServer(editor_app(state)) as running:
+    with BackgroundServer(create_app(state)) as running:
         yield running
 
 
@@ -156,7 +155,7 @@ def test_errors_are_llamacpps_shape(server, path, body, message):
 
 
 def test_infill_without_fim_is_not_supported(state):
-    with BackgroundServer(editor_app(without_fim(state))) as plain:
+    with BackgroundServer(create_app(without_fim(state))) as plain:
         status, raw, _ = post(plain.url + "/infill", LLAMA_VIM_BODY)
         assert status == 501
         error = json.loads(raw)["error"]

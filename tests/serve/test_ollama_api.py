@@ -14,9 +14,8 @@ from tests.conftest import required_module
 required_module("fastapi")
 required_module("uvicorn")
 
-from geex.serve.server import BackgroundServer  # noqa: E402
+from geex.serve.server import BackgroundServer, create_app  # noqa: E402
 from tests.serve.editor_server import (  # noqa: E402
-    editor_app,
     expected_text,
     get,
     post,
@@ -37,7 +36,7 @@ def state(tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def server(state):
-    with BackgroundServer(editor_app(state)) as running:
+    with BackgroundServer(create_app(state)) as running:
         yield running
 
 
@@ -177,7 +176,7 @@ def test_errors_are_ollamas_shape(server, path, body, status, message):
 
 
 def test_a_suffix_needs_a_model_with_fim(state):
-    with BackgroundServer(editor_app(without_fim(state))) as plain:
+    with BackgroundServer(create_app(without_fim(state))) as plain:
         body = {"model": "tiny-geex", "prompt": "a", "suffix": "b", "stream": False}
         status, raw, _ = call(plain, "/api/generate", body)
         assert status == 400

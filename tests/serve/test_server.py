@@ -333,8 +333,11 @@ def test_geex_serve_command_serves_the_checkpoint(checkpoint):
     [
         (["--host", "0.0.0.0"], "--insecure-no-key"),
         (["--api-key", " "], "--api-key"),
-        (["--max-n", "0"], "--max-n must be at least 1"),
-        (["--max-body-mb", "0"], "--max-body-mb must be > 0"),
+        (["--max-n", "0"], "max_n (--max-n) must be at least 1, got 0"),
+        (["--max-body-mb", "0"], "max_body_bytes (--max-body-mb) must be at least 1"),
+        (["--max-body-mb", "inf"], "argument --max-body-mb: wants a number of MB"),
+        (["--max-streams", "many"], "max_streams"),
+        (["--cors-origin", " "], "a CORS origin is empty"),
         (["--fim-style", "klingon"], "unknown FIM style"),
     ],
 )

@@ -1,6 +1,7 @@
-"""tabby-agent 1.5.0 (Tabby's editor agent, from npm) as a real client of `geex serve`'s Tabby API:
-its language server completes a line with the text the server produced. Needs node and
-`scripts/setup.sh --dev` (npm ci in tests/serve/clients). `pytest tests/serve/test_tabby_agent.py`."""
+"""tabby-agent 1.5.0 (Tabby's editor agent, from npm) as a real client of `geex serve`, run as the
+command itself with an API key: the agent, given the key as its token, completes a line with the
+text the server produced. Needs node and `scripts/setup.sh --dev` (npm ci in tests/serve/clients).
+`pytest tests/serve/test_tabby_agent.py`."""
 
 from __future__ import annotations
 
@@ -17,16 +18,9 @@ required_module("pytest_lsp")
 
 from lsprotocol import types  # noqa: E402
 from pytest_lsp import ClientServerConfig  # noqa: E402
-from starlette.responses import Response  # noqa: E402
 
-from geex.serve.server import BackgroundServer  # noqa: E402
-from geex.serve.state import ServeLimits  # noqa: E402
-from tests.serve.editor_server import (  # noqa: E402
-    editor_app,
-    post,
-    save_tiny_model,
-    serving_state,
-)
+from tests.serve.editor_server import post, save_tiny_model  # noqa: E402
+from tests.serve.serve_process import geex_serve  # noqa: E402
 
 CLIENTS = Path(__file__).parent / "clients"
 AGENT = CLIENTS / "node_modules" / "tabby-agent" / "dist" / "cli.js"
@@ -48,28 +42,11 @@ def node() -> str:
 
 
 @pytest.fixture(scope="module")
-def server_and_log(tmp_path_factory):
-    """A served tiny model with the api key set; the log of Tabby bodies and answers."""
+def server(tmp_path_factory):
+    """`geex serve` of a tiny model, with an API key."""
     folder = save_tiny_model(tmp_path_factory.mktemp("tabby") / "tiny-geex")
-    state = serving_state(folder, ServeLimits(api_key=TOKEN))
-    app = editor_app(state)
-    exchanges: list[tuple[dict, dict]] = []
-
-    @app.middleware("http")
-    async def record(request, call_next):
-        if request.url.path != "/v1/completions":
-            return await call_next(request)
-        body = json.loads(await request.body())
-        body["authorization"] = request.headers.get("authorization")
-        response = await call_next(request)
-        chunks = [chunk async for chunk in response.body_iterator]
-        answer = json.loads(b"".join(chunks))
-        exchanges.append((body, answer))
-        return Response(b"".join(chunks), response.status_code, media_type="application/json")
-
-    with BackgroundServer(app) as running:
-        yield running, exchanges
-    state.engine.close()
+    with geex_serve(folder, "--api-key", TOKEN, "--model-name", "tiny-geex") as url:
+        yield url
 
 
 def agent_home(tmp_path: Path, endpoint: str) -> Path:
@@ -83,9 +60,17 @@ def agent_home(tmp_path: Path, endpoint: str) -> Path:
 
 
 @pytest.mark.asyncio
-async def test_tabby_agent_completes_with_the_servers_text(node, server_and_log, tmp_path):
-    server, exchanges = server_and_log
-    home = agent_home(tmp_path, server.url)
+async def test_tabby_agent_completes_with_the_servers_text(node, server, tmp_path):
+    # Without the key the server serves nothing: the agent's answer proves it sent its token.
+    body = {"language": "python", "segments": {"prefix": BEFORE, "suffix": AFTER}}
+    status, refused, _ = post(server + "/v1/completions", body)
+    assert status == 401, refused
+    status, answer, _ = post(server + "/v1/completions", body, {"Authorization": f"Bearer {TOKEN}"})
+    assert status == 200, answer
+    served = json.loads(answer)["choices"][0]["text"]
+    assert served.strip(), "the tiny model completed nothing: the test proves nothing"
+
+    home = agent_home(tmp_path, server)
     config = ClientServerConfig(
         server_command=[node, str(AGENT), "--lsp", "--stdio"],
         server_env={"HOME": str(home), "PATH": "/usr/bin:/bin"},
@@ -114,17 +99,8 @@ async def test_tabby_agent_completes_with_the_servers_text(node, server_and_log,
     finally:
         await client.shutdown_session()
         await client.stop()
-    assert exchanges, "tabby-agent sent no completion request"
-    body, answer = exchanges[-1]
-    assert body.pop("authorization") == f"Bearer {TOKEN}"  # the config's token, sent as Tabby does
-    assert body["language"] == "python"
-    assert body["segments"]["prefix"].endswith("def add(a, b):\n    return ")
-    assert body["segments"]["suffix"].startswith("  # sum\n")
-    served = answer["choices"][0]["text"]
-    assert served.strip(), "the tiny model completed nothing: the test proves nothing"
-    # The agent trims the completion (the cursor follows a space) and offers it as the item.
+    # The agent sends the text around the cursor as Tabby's segments, so the server answers
+    # it as it answered the same segments above (greedy: no state kept); the agent trims the
+    # completion (the cursor follows a space) and offers it as the item.
+    assert result is not None, "tabby-agent offered no completion"
     assert [item.text_edit.new_text for item in result.items] == [served.strip()]
-    # The same body sent again is answered with the same text: greedy, no state kept.
-    status, again, _ = post(server.url + "/v1/completions", body)
-    assert status == 200
-    assert json.loads(again)["choices"][0]["text"] == served

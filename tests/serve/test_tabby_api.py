@@ -16,7 +16,7 @@ required_module("uvicorn")
 from geex.languages import get_language  # noqa: E402
 from geex.serve.engine import EngineBusy  # noqa: E402
 from geex.serve.infill import editor_language  # noqa: E402
-from geex.serve.server import BackgroundServer  # noqa: E402
+from geex.serve.server import BackgroundServer, create_app  # noqa: E402
 from geex.serve.tabby_api import (  # noqa: E402
     Segments,
     is_tabby_request,
@@ -24,7 +24,6 @@ from geex.serve.tabby_api import (  # noqa: E402
     with_snippets,
 )
 from tests.serve.editor_server import (  # noqa: E402
-    editor_app,
     expected_text,
     get,
     post,
@@ -57,7 +56,7 @@ def state(tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def server(state):
-    with BackgroundServer(editor_app(state)) as running:
+    with BackgroundServer(create_app(state)) as running:
         yield running
 
 
@@ -195,7 +194,7 @@ def test_bad_bodies_are_400s_with_a_message(server, body, message):
 
 
 def test_a_model_without_fim_refuses_a_suffix_and_completes_a_prefix(state):
-    with BackgroundServer(editor_app(without_fim(state))) as plain:
+    with BackgroundServer(create_app(without_fim(state))) as plain:
         status, answer = complete(plain, AGENT_BODY)
         assert status == 400
         assert "has no fill-in-the-middle tokens" in answer["error"]

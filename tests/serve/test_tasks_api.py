@@ -272,3 +272,11 @@ def test_the_document_reaches_the_engine_so_a_newer_request_cancels_the_older(se
         post(running, "complete", {"prefix": "x = ", "document": "src/app.py"})
         post(running, "complete", {"prefix": "x = "})
     assert seen == ["src/app.py", None]
+
+
+def test_a_tasks_own_length_stays_within_the_servers_cap(served, engine):
+    state = ServerState(served, engine, ServeLimits(max_tokens=2))
+    with BackgroundServer(tasks_app(state)) as capped:
+        status, answer, _ = post(capped, "complete", {"prefix": "def f(x):\n"})
+    assert status == 200, answer
+    assert answer["usage"]["completion_tokens"] <= 2  # not the task's default of 64

@@ -11,8 +11,7 @@ import sys
 from geex.cli.flags import add_config_flags, config_from_args
 from geex.errors import GeexError
 from geex.model.load_options import LoadOptions
-
-API_KEY_ENV = "GEEX_API_KEY"
+from geex.serve.serve_limits import API_KEY_ENV, ServeLimits
 
 
 def register(subparsers) -> None:
@@ -60,44 +59,19 @@ def register(subparsers) -> None:
         "--log-level", choices=["debug", "info", "warning", "error"], default="info",
         help="the server's log (default info: one line per request)",
     )  # fmt: skip
-    security = parser.add_argument_group("security")
-    security.add_argument(
-        "--api-key",
-        metavar="KEY",
-        default=os.environ.get(API_KEY_ENV) or None,
-        help=f"clients must send 'Authorization: Bearer KEY' (default: ${API_KEY_ENV}; "
-        "/health and / stay open)",
-    )
-    security.add_argument(
+    parser.add_argument(
         "--insecure-no-key",
         action="store_true",
         help="allow a non-loopback --host without --api-key (a proxy in front authenticates)",
     )
-    security.add_argument(
-        "--cors-origin",
-        action="append",
-        default=[],
-        metavar="ORIGIN",
-        help="let browser pages from ORIGIN call the API (repeatable; '*' for any)",
-    )
-    limits = parser.add_argument_group("limits")
-    limits.add_argument("--max-body-mb", type=float, default=4.0, metavar="MB",
-                        help="largest request body, in MiB; more is a 413 (default 4)")  # fmt: skip
-    limits.add_argument("--max-prompt-tokens", type=int, metavar="N",
-                        help="longest prompt in tokens; fill-in-the-middle prompts are cut to "
-                        "it (default: the model's context less one)")  # fmt: skip
-    limits.add_argument("--max-tokens", type=int, default=2048, metavar="N",
-                        help="most new tokens per completion (default 2048)")  # fmt: skip
-    limits.add_argument("--max-n", type=int, default=16, metavar="N",
-                        help="most completions per request (default 16)")  # fmt: skip
-    limits.add_argument("--max-streams", type=int, default=64, metavar="N",
-                        help="most streaming responses open at once; one more is a 429 "
-                        "(default 64)")  # fmt: skip
-    limits.add_argument("--max-batch", type=int, default=16, metavar="N",
-                        help="sequences decoded together: KV cache slots, allocated at start "
-                        "(default 16)")  # fmt: skip
-    limits.add_argument("--max-queue", type=int, default=64, metavar="N",
-                        help="requests waiting for a slot; one more is a 429 (default 64)")  # fmt: skip
+    add_config_flags(parser, ServeLimits)
+    if os.environ.get(API_KEY_ENV):  # the flag, when given, wins over the environment
+        parser.set_defaults(api_key=os.environ[API_KEY_ENV])
+    engine = parser.add_argument_group("engine")
+    engine.add_argument("--max-batch", type=int, default=16, metavar="N",
+                        help="sequences decoded together (KV cache slots; default 16)")  # fmt: skip
+    engine.add_argument("--max-queue", type=int, default=64, metavar="N",
+                        help="requests waiting before a 429 (default 64)")  # fmt: skip
     parser.set_defaults(handler=_serve)
 
 
@@ -108,26 +82,6 @@ def is_loopback(host: str) -> bool:
         return ipaddress.ip_address(host.strip("[]")).is_loopback
     except ValueError:
         return False
-
-
-def _limits(args: argparse.Namespace):
-    from geex.serve.state import MIB, ServeLimits
-
-    if not args.max_body_mb > 0:
-        raise GeexError(f"--max-body-mb must be > 0, got {args.max_body_mb}")
-    for flag in ("max_prompt_tokens", "max_tokens", "max_n", "max_streams"):
-        value = getattr(args, flag)
-        if value is not None and value < 1:
-            raise GeexError(f"--{flag.replace('_', '-')} must be at least 1, got {value}")
-    return ServeLimits(
-        api_key=args.api_key or None,
-        cors_origins=tuple(args.cors_origin),
-        max_body_bytes=int(args.max_body_mb * MIB),
-        max_prompt_tokens=args.max_prompt_tokens,
-        max_tokens=args.max_tokens,
-        max_n=args.max_n,
-        max_streams=args.max_streams,
-    )
 
 
 def _serve(args: argparse.Namespace) -> int:
@@ -150,9 +104,8 @@ def _serve(args: argparse.Namespace) -> int:
         raise
     if not 0 <= args.port <= 65535:
         raise GeexError(f"--port must be in 0..65535, got {args.port}")
-    if args.api_key is not None and not args.api_key.strip():
-        raise GeexError(f"--api-key (or ${API_KEY_ENV}) is empty")
-    if not is_loopback(args.host) and not args.api_key and not args.insecure_no_key:
+    limits = config_from_args(ServeLimits, args)
+    if not is_loopback(args.host) and not limits.api_key and not args.insecure_no_key:
         raise GeexError(
             f"--host {args.host} lets other machines reach the server, and without --api-key "
             f"(or ${API_KEY_ENV}) anyone there could use the model: set a key, or pass "
@@ -161,7 +114,6 @@ def _serve(args: argparse.Namespace) -> int:
     for flag in ("max_batch", "max_queue"):
         if getattr(args, flag) < 1:
             raise GeexError(f"--{flag.replace('_', '-')} must be at least 1")
-    limits = _limits(args)
     sock = listening_socket(args.host, args.port)  # before loading: a taken port fails fast
     options = config_from_args(LoadOptions, args)
     model = load_served_model(

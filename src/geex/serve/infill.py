@@ -1,8 +1,9 @@
 """What the editor protocols (Tabby, Ollama, llama.cpp) share on their way to the engine.
 
-Each protocol answers errors in its own JSON shape, so bodies are read and validated here,
-not by FastAPI (whose validation errors the application answers in one shape for all): a bad
-body becomes a :class:`RequestError` that the protocol's route turns into its own answer.
+Each protocol answers errors in its own JSON shape, so bodies are read
+(:mod:`geex.serve.request_body`) and validated here, not by FastAPI (whose validation errors
+the application answers in one shape for all): a bad body becomes a :class:`RequestError`
+that the protocol's route turns into its own answer.
 Prompts are tokenized off the event loop, an infill through the model's FIM convention and
 cut to the prompt budget, and handed to the engine with the editor's file as its document,
 so that a newer keystroke in the same file cancels the request it makes stale.
@@ -10,8 +11,8 @@ so that a newer keystroke in the same file cancels the request it makes stale.
 
 from __future__ import annotations
 
-import json
-from collections.abc import AsyncIterator, Sequence
+import contextlib
+from collections.abc import AsyncIterator, Iterator, Sequence
 from typing import TypeVar
 
 from pydantic import BaseModel, ValidationError
@@ -21,6 +22,8 @@ from starlette.requests import Request
 from geex.errors import GeexError
 from geex.languages import Language, get_language
 from geex.serve.engine import EngineBusy, GenerationParams, RequestHandle
+from geex.serve.limits import CountedStream, LimitExceeded
+from geex.serve.request_body import RequestError, check_text_of, read_json
 from geex.serve.state import ServerState
 
 RequestModel = TypeVar("RequestModel", bound=BaseModel)
@@ -35,62 +38,23 @@ EDITOR_LANGUAGE_IDS = {
 }
 
 
-class RequestError(GeexError):
-    """A request the server refuses: ``status`` 400 for bad input, 429 when the engine is full."""
-
-    def __init__(self, message: str, status: int = 400, retry_after: int | None = None) -> None:
-        super().__init__(message)
-        self.message, self.status, self.retry_after = message, status, retry_after
-
-    def headers(self) -> dict[str, str] | None:
-        return {"Retry-After": str(self.retry_after)} if self.retry_after is not None else None
-
-
 async def read_request(request: Request, model: type[RequestModel]) -> RequestModel:
-    """The body of ``request`` as ``model``; a body that is not one is a :class:`RequestError`."""
-    raw = await request.body()
-    try:
-        data = json.loads(raw) if raw.strip() else {}
-    except ValueError as err:
-        raise RequestError(f"the request body is not valid JSON ({err})") from None
-    return parse_request(data, model)
+    """The body of ``request`` as ``model``; a body that is not one is a :class:`RequestError`.
+    An empty body is an empty object: every field takes its default."""
+    return parse_request(await read_json(request, empty={}, check_text=False), model)
 
 
 def parse_request(data: object, model: type[RequestModel]) -> RequestModel:
+    """``data`` (a parsed body) as ``model``, its text checked, or a :class:`RequestError`."""
     if not isinstance(data, dict):
         raise RequestError("the request body must be a JSON object")
-    where = _lone_surrogate(data)
-    if where is not None:
-        # JSON's \ud800 escapes decode to text no tokenizer can encode.
-        raise RequestError(f"{where}: the text is not valid Unicode (a lone surrogate escape)")
+    check_text_of(data)
     try:
         return model.model_validate(data)
     except ValidationError as err:
         first = err.errors()[0]
         where = ".".join(str(part) for part in first["loc"])
         raise RequestError(f"{where}: {first['msg']}" if where else first["msg"]) from None
-
-
-def _lone_surrogate(value: object, where: str = "") -> str | None:
-    """The dotted path of the first string in ``value`` with a lone surrogate, if any."""
-    if isinstance(value, str):
-        try:
-            value.encode("utf-8")
-        except UnicodeEncodeError:
-            return where or "body"
-        return None
-    items = (
-        value.items()
-        if isinstance(value, dict)
-        else enumerate(value)
-        if isinstance(value, list)
-        else ()
-    )
-    for key, item in items:
-        found = _lone_surrogate(item, f"{where}.{key}" if where else str(key))
-        if found is not None:
-            return found
-    return None
 
 
 def editor_language(name: str | None) -> Language | None:
@@ -179,3 +143,26 @@ async def pieces(handle: RequestHandle) -> AsyncIterator[str]:
     finally:
         if not handle.done:
             handle.cancel()
+
+
+@contextlib.contextmanager
+def stream_slot(state: ServerState, stream: bool) -> Iterator[None]:
+    """A slot of ``--max-streams`` for a streaming request, held from before it is submitted;
+    the server at its limit is a 429 :class:`RequestError`."""
+    try:
+        with state.streams.held(stream):
+            yield
+    except LimitExceeded as err:
+        raise RequestError(str(err), err.status, retry_after=err.retry_after) from None
+
+
+def counted_stream(
+    state: ServerState, body: AsyncIterator[str], handle: RequestHandle, media_type: str
+) -> CountedStream:
+    """The streamed answer, giving back its slot (and cancelling the handle) when it ends."""
+
+    def cancel() -> None:
+        if not handle.done:
+            handle.cancel()
+
+    return CountedStream(body, state.streams, media_type=media_type, on_close=cancel)

@@ -7,7 +7,11 @@ The exception is protocol-neutral: each protocol answers it in its own error sha
 
 from __future__ import annotations
 
+import contextlib
+from collections.abc import AsyncIterator, Callable, Iterator
 from typing import TYPE_CHECKING
+
+from starlette.responses import StreamingResponse
 
 from geex.errors import GeexError
 
@@ -69,10 +73,11 @@ def check_prompt_tokens(state: ServerState, count: int, param: str = "prompt") -
 
 
 class StreamSlots:
-    """How many streaming responses are open; one more than ``limit`` is a 429.
+    """How many streaming responses are open, of every protocol; one more than ``limit`` is a
+    429 (each protocol answers :class:`LimitExceeded` in its own shape).
 
-    Counted on the event loop's thread only (acquired in a route, released when the response
-    ends), so a plain integer suffices.
+    Counted on the event loop's thread only (acquired in a route, released when its
+    :class:`CountedStream` ends), so a plain integer suffices.
     """
 
     def __init__(self, limit: int) -> None:
@@ -93,3 +98,49 @@ class StreamSlots:
 
     def release(self) -> None:
         self.open = max(0, self.open - 1)
+
+    @contextlib.contextmanager
+    def held(self, stream: bool = True) -> Iterator[None]:
+        """Acquire a slot for a streaming request (none for another), and give it back if the
+        block fails before its :class:`CountedStream` takes it over."""
+        if not stream:
+            yield
+            return
+        self.acquire()
+        try:
+            yield
+        except BaseException:
+            self.release()
+            raise
+
+
+class CountedStream(StreamingResponse):
+    """A streaming response that holds a slot of ``slots`` (acquired by the route) until it
+    ends, however it ends: finished, the client gone (Starlette cancels the body), or never
+    started; then it runs ``on_close`` (which cancels the generation it was reading)."""
+
+    def __init__(
+        self,
+        body: AsyncIterator[str],
+        slots: StreamSlots,
+        *,
+        media_type: str,
+        on_close: Callable[[], None] = lambda: None,
+        headers: dict[str, str] | None = None,
+    ) -> None:
+        super().__init__(body, media_type=media_type, headers=headers)
+        self._slots, self._on_close, self._closed = slots, on_close, False
+
+    async def __call__(self, scope, receive, send) -> None:
+        try:
+            await super().__call__(scope, receive, send)
+        finally:
+            self.close()
+
+    def close(self) -> None:
+        if not self._closed:
+            self._closed = True
+            try:
+                self._on_close()
+            finally:
+                self._slots.release()

@@ -25,7 +25,7 @@ import time
 from collections.abc import AsyncIterator
 
 from fastapi import APIRouter
-from fastapi.responses import JSONResponse, Response, StreamingResponse
+from fastapi.responses import JSONResponse, Response
 from pydantic import BaseModel, ConfigDict, Field
 from starlette.requests import Request
 
@@ -34,11 +34,13 @@ from geex.languages import detect_language
 from geex.serve.engine import Completion, RequestHandle
 from geex.serve.infill import (
     RequestError,
+    counted_stream,
     generation_params,
     infill_prompt_ids,
     pieces,
     plain_prompt_ids,
     read_request,
+    stream_slot,
     submit,
 )
 from geex.serve.state import ServerState
@@ -146,7 +148,7 @@ async def _answer(state: ServerState, handle: RequestHandle, stream: bool) -> Re
         yield f"data: {json.dumps(final)}\n\n"
 
     if stream:
-        return StreamingResponse(events(), media_type="text/event-stream")
+        return counted_stream(state, events(), handle, "text/event-stream")
     try:
         completion = await handle.result()
     except GeexError as err:
@@ -166,7 +168,8 @@ async def infill(state: ServerState, request: Request) -> Response:
             )
         prefix = extra_context(body.input_extra) + body.input_prefix + body.prompt
         ids = await infill_prompt_ids(state, prefix, body.input_suffix)
-        handle = submit(state, ids, _params(state, body), document=body.filename)
+        with stream_slot(state, body.stream):
+            handle = submit(state, ids, _params(state, body), document=body.filename)
     except RequestError as err:
         return error_response(err)
     return await _answer(state, handle, body.stream)
@@ -178,7 +181,8 @@ async def completion(state: ServerState, request: Request) -> Response:
         if not body.prompt:
             raise RequestError("prompt: a non-empty prompt is needed")
         ids = await plain_prompt_ids(state, body.prompt)
-        handle = submit(state, ids, _params(state, body))
+        with stream_slot(state, body.stream):
+            handle = submit(state, ids, _params(state, body))
     except RequestError as err:
         return error_response(err)
     return await _answer(state, handle, body.stream)

@@ -25,7 +25,7 @@ from collections.abc import AsyncIterator, Callable
 from datetime import datetime, timezone
 
 from fastapi import APIRouter
-from fastapi.responses import JSONResponse, Response, StreamingResponse
+from fastapi.responses import JSONResponse, Response
 from pydantic import BaseModel, ConfigDict, Field
 from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
@@ -34,11 +34,13 @@ from geex.errors import GeexError
 from geex.serve.engine import Completion, RequestHandle
 from geex.serve.infill import (
     RequestError,
+    counted_stream,
     generation_params,
     infill_prompt_ids,
     pieces,
     plain_prompt_ids,
     read_request,
+    stream_slot,
     submit,
 )
 from geex.serve.state import ServerState
@@ -126,7 +128,7 @@ def unsupported(body: GenerateRequest | ChatRequest) -> None:
         raise RequestError("tools: tool calling is not supported by geex serve")
 
 
-def _params(state: ServerState, options: Options):
+def _params(state: ServerState, options: Options, stop: tuple[str, ...] = ()):
     num_predict = options.num_predict
     return generation_params(
         state,
@@ -135,7 +137,7 @@ def _params(state: ServerState, options: Options):
         top_p=options.top_p,
         top_k=options.top_k,
         seed=options.seed if options.seed is not None and options.seed >= 0 else None,
-        stop=options.stop,
+        stop=(*options.stop, *stop),
     )
 
 
@@ -181,7 +183,7 @@ async def _answer(
         yield json.dumps(final) + "\n"
 
     if stream:
-        return StreamingResponse(lines(), media_type="application/x-ndjson")
+        return counted_stream(state, lines(), handle, "application/x-ndjson")
     try:
         completion = await handle.result()
     except GeexError as err:
@@ -211,7 +213,8 @@ async def generate(state: ServerState, request: Request) -> Response:
                 f"{body.system}\n\n{body.prompt}" if body.system and not body.raw else body.prompt
             )
             ids = await plain_prompt_ids(state, text)
-        handle = submit(state, ids, _params(state, body.options))
+        with stream_slot(state, body.stream):
+            handle = submit(state, ids, _params(state, body.options))
     except RequestError as err:
         return error_response(err)
     return await _answer(state, handle, body.stream, lambda text: {"response": text})
@@ -229,7 +232,10 @@ async def chat(state: ServerState, request: Request) -> Response:
             ids = await run_in_threadpool(state.model.chat_prompt_ids, messages)
         except GeexError as err:
             raise RequestError(str(err)) from None
-        handle = submit(state, ids, _params(state, body.options))
+        # A base model's transcript goes on with the next turn: the answer ends before it.
+        params = _params(state, body.options, stop=state.model.chat_stop)
+        with stream_slot(state, body.stream):
+            handle = submit(state, ids, params)
     except RequestError as err:
         return error_response(err)
 

@@ -25,6 +25,7 @@ from pydantic import BaseModel, ConfigDict
 from geex.errors import GeexError
 from geex.languages import get_language
 from geex.model.sampling import GREEDY_BELOW
+from geex.serve.request_body import RequestError
 
 # OpenAI's finish reasons: a stop rule and the end of the document both mean "stop"; a sequence
 # cancelled (the server stopping) ends as "stop" too, as OpenAI has no other word for it.
@@ -58,6 +59,11 @@ class ApiError(Exception):
 
     def body(self) -> dict:
         return error_body(self.message, kind=self.kind, param=self.param, code=self.code)
+
+    @classmethod
+    def of(cls, err: RequestError) -> ApiError:
+        """A refusal of the shared body reader, in OpenAI's shape."""
+        return cls(err.message, status=err.status, param=err.param, headers=err.headers())
 
 
 def error_body(message: str, *, kind: str = "invalid_request_error", param=None, code=None) -> dict:

@@ -15,14 +15,12 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import json
 import logging
 from collections.abc import AsyncIterator, Callable, Sequence
 
 import pydantic
 from fastapi import APIRouter, Request
 from fastapi.exceptions import RequestValidationError
-from fastapi.responses import StreamingResponse
 from starlette.concurrency import run_in_threadpool
 
 from geex.errors import GeexError
@@ -30,7 +28,13 @@ from geex.languages import get_language
 from geex.serve import tabby_api
 from geex.serve.completion import with_language_tag
 from geex.serve.engine import EngineBusy, GenerationParams, RequestHandle
-from geex.serve.limits import LimitExceeded, check_max_tokens, check_prompt_tokens, check_samples
+from geex.serve.limits import (
+    CountedStream,
+    LimitExceeded,
+    check_max_tokens,
+    check_prompt_tokens,
+    check_samples,
+)
 from geex.serve.openai_api import (
     FINISH_REASONS,
     STREAM_END,
@@ -48,6 +52,7 @@ from geex.serve.openai_api import (
     text_choice,
     usage,
 )
+from geex.serve.request_body import RequestError, check_text_of, read_json
 from geex.serve.state import ServerState
 
 log = logging.getLogger("geex.serve")
@@ -75,13 +80,14 @@ def router(state: ServerState) -> APIRouter:
 
     @api.post("/v1/completions")
     async def completions(request: Request):
-        data = await _json_body(request)
+        data = await _json_body(request, check_text=False)  # Tabby's errors are its own
         if tabby_api.is_tabby_request(data):  # Tabby's editor agent posts to the same path
             return await tabby_api.tabby_completion(state, data)
         try:
-            body = CompletionRequest.model_validate(data)
-        except pydantic.ValidationError as err:
-            raise RequestValidationError(err.errors()) from None
+            check_text_of(data)
+        except RequestError as err:
+            raise ApiError.of(err) from None
+        body = _validated(CompletionRequest, data)
         check_completion(body, name)
         with _as_api_error():
             check_max_tokens(state.limits, body.max_tokens)
@@ -109,7 +115,8 @@ def router(state: ServerState) -> APIRouter:
         )
 
     @api.post("/v1/chat/completions")
-    async def chat_completions(body: ChatCompletionRequest, request: Request):
+    async def chat_completions(request: Request):
+        body = _validated(ChatCompletionRequest, await _json_body(request))
         check_chat(body, name)
         max_tokens = body.token_limit or state.limits.max_tokens
         with _as_api_error():
@@ -138,15 +145,20 @@ def router(state: ServerState) -> APIRouter:
     return api
 
 
-async def _json_body(request: Request) -> object:
-    """The parsed body; FastAPI's own parsing is bypassed where two protocols share a path."""
-    raw = await request.body()
-    if not raw.strip():
-        raise ApiError("the request body is empty: send a JSON object")
+async def _json_body(request: Request, check_text: bool = True) -> dict:
+    """The parsed body; FastAPI's own parsing is bypassed so that every protocol reads bodies
+    alike (and two protocols can share a path)."""
     try:
-        return json.loads(raw)
-    except (ValueError, RecursionError) as err:  # bad JSON, bad UTF-8, absurd nesting
-        raise ApiError(f"the request body is not valid JSON ({err})") from None
+        return await read_json(request, check_text=check_text)
+    except RequestError as err:
+        raise ApiError.of(err) from None
+
+
+def _validated(model: type[pydantic.BaseModel], data: dict):
+    try:
+        return model.model_validate(data)
+    except pydantic.ValidationError as err:  # answered as FastAPI's own validation errors
+        raise RequestValidationError(err.errors()) from None
 
 
 @contextlib.contextmanager
@@ -263,32 +275,11 @@ async def _results(request: Request, handles: list[RequestHandle]) -> list:
             waiter.cancel()
 
 
-class _EventStream(StreamingResponse):
-    """Server-sent events that run ``on_close`` however the response ends: finished, the
-    client gone (Starlette cancels the body), or never started."""
-
-    def __init__(self, events: AsyncIterator[str], on_close: Callable[[], None]) -> None:
-        headers = {"Cache-Control": "no-cache", "X-Accel-Buffering": "no"}
-        super().__init__(events, media_type="text/event-stream", headers=headers)
-        self._on_close = on_close
-
-    async def __call__(self, scope, receive, send) -> None:
-        try:
-            await super().__call__(scope, receive, send)
-        finally:
-            self._on_close()
-
-
 def _stream(state: ServerState, prompt_ids, params, body, prompt_tokens: int, *, chat: bool,
-            echoes: Sequence[str] = ()) -> _EventStream:  # fmt: skip
+            echoes: Sequence[str] = ()) -> CountedStream:  # fmt: skip
     """Submit and stream: each choice's pieces as they are decoded, its finish, then [DONE]."""
-    with _as_api_error():
-        state.streams.acquire()
-    try:
+    with _as_api_error(), state.streams.held():
         handles = _submit(state, prompt_ids, params, body.n)
-    except BaseException:
-        state.streams.release()
-        raise
     completion_id = new_id("chatcmpl" if chat else "cmpl")
     name = state.model.name
 
@@ -326,16 +317,14 @@ def _stream(state: ServerState, prompt_ids, params, body, prompt_tokens: int, *,
             yield event([], usage(prompt_tokens, generated))
         yield STREAM_END
 
-    closed = False
-
-    def on_close() -> None:
-        nonlocal closed
-        if not closed:
-            closed = True
-            _cancel([h for h in handles if not h.done])
-            state.streams.release()
-
-    return _EventStream(events(), on_close)
+    headers = {"Cache-Control": "no-cache", "X-Accel-Buffering": "no"}
+    return CountedStream(
+        events(),
+        state.streams,
+        media_type="text/event-stream",
+        on_close=lambda: _cancel([h for h in handles if not h.done]),
+        headers=headers,
+    )
 
 
 async def _merged(handles: list[RequestHandle]) -> AsyncIterator[tuple[int, str | None]]:

@@ -23,13 +23,15 @@ from collections.abc import AsyncIterator
 
 import pydantic
 from fastapi import APIRouter, Request
-from fastapi.responses import JSONResponse, StreamingResponse
+from fastapi.responses import JSONResponse
 from pydantic import BaseModel, ConfigDict
 from starlette.concurrency import run_in_threadpool
 
 from geex.errors import GeexError
 from geex.serve.engine import EngineBusy, GenerationParams, RequestHandle
+from geex.serve.limits import CountedStream, LimitExceeded
 from geex.serve.openai_api import STREAM_END, ApiError, error_body, usage
+from geex.serve.request_body import RequestError, read_json
 from geex.serve.state import ServeLimits
 from geex.serve.tasks import AnswerCutter, TaskPrompt, task_class
 
@@ -118,11 +120,9 @@ def router(state) -> APIRouter:
         except GeexError as err:
             raise ApiError(str(err), status=404, param="task") from None
         try:
-            body = json.loads(await request.body())
-        except (ValueError, UnicodeDecodeError) as err:
-            raise ApiError(f"the request body is not valid JSON ({err})") from None
-        if not isinstance(body, dict):
-            raise ApiError("the request body must be a JSON object of the task's fields")
+            body = await read_json(request)
+        except RequestError as err:
+            raise ApiError.of(err) from None
         try:
             options = TaskOptions.model_validate(body)
             names = {f.name for f in dataclasses.fields(task_type)}
@@ -138,8 +138,8 @@ def router(state) -> APIRouter:
         except GeexError as err:
             raise ApiError(str(err)) from None
         max_tokens = options.max_tokens
-        if max_tokens is None:
-            max_tokens = task_type.default_max_tokens
+        if max_tokens is None:  # the task's own length, within the server's cap
+            max_tokens = min(task_type.default_max_tokens, state.limits.max_tokens)
         try:
             params = GenerationParams(
                 max_tokens=max_tokens,
@@ -147,7 +147,8 @@ def router(state) -> APIRouter:
                 top_p=options.top_p,
                 top_k=options.top_k,
                 seed=options.seed,
-                stop=prompt.stop,
+                # A chat prompt's answer ends where the model's chat ends (OpenAI's chat alike).
+                stop=(*prompt.stop, *(model.chat_stop if prompt.messages is not None else ())),
                 language=prompt.language,
                 stop_token_ids=frozenset(model.stop_token_ids),
             )
@@ -155,17 +156,23 @@ def router(state) -> APIRouter:
             raise ApiError(str(err)) from None
         ids = await run_in_threadpool(_prompt_ids, state, prompt, max_tokens)
         try:
-            (handle,) = state.engine.submit(ids, params, document=options.document)
-        except EngineBusy as err:
+            with state.streams.held(options.stream):
+                (handle,) = state.engine.submit(ids, params, document=options.document)
+        except (EngineBusy, LimitExceeded) as err:
             body = error_body(str(err), kind="rate_limit_error", code="server_busy")
-            headers = {"Retry-After": str(err.retry_after)}
+            headers = {"Retry-After": str(err.retry_after or 1)}
             return JSONResponse(body, status_code=429, headers=headers)
         except GeexError as err:
             raise ApiError(str(err)) from None
 
         answer = _Answer(task, model.name, handle, prompt)
         if options.stream:
-            return StreamingResponse(answer.events(), media_type="text/event-stream")
+            return CountedStream(
+                answer.events(),
+                state.streams,
+                media_type="text/event-stream",
+                on_close=lambda: None if handle.done else handle.cancel(),
+            )
         return await answer.whole()
 
     return routes
