@@ -33,6 +33,9 @@ class ScriptedModel(torch.nn.Module):
         self.script = list(script.encode())
         self.word_embeddings = torch.nn.Embedding(config.padded_vocab_size, 8)
 
+    def pack_for_cpu_decoding(self) -> bool:
+        return False  # no weights to pack
+
     def forward(self, input_ids, position_ids=None, *, kv_cache=None, attn_mask=None):
         if kv_cache is not None:
             kv_cache.advance(input_ids.shape[1])
