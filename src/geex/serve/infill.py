@@ -22,7 +22,7 @@ from starlette.requests import Request
 from geex.errors import GeexError
 from geex.languages import Language, get_language
 from geex.serve.engine import EngineBusy, GenerationParams, RequestHandle
-from geex.serve.limits import CountedStream, LimitExceeded
+from geex.serve.limits import CountedStream, LimitExceeded, prompt_room
 from geex.serve.request_body import RequestError, check_text_of, read_json
 from geex.serve.state import ServerState
 
@@ -69,26 +69,41 @@ def editor_language(name: str | None) -> Language | None:
         return None
 
 
-async def infill_prompt_ids(state: ServerState, prefix: str, suffix: str) -> list[int]:
-    """The model's FIM prompt for the text around the cursor, cut to the prompt budget."""
+async def infill_prompt_ids(
+    state: ServerState, prefix: str, suffix: str, max_tokens: int
+) -> list[int]:
+    """The model's FIM prompt for the text around the cursor, cut to leave ``max_tokens``
+    to generate (:func:`~geex.serve.limits.prompt_room`)."""
     if state.model.fim is None:
         raise RequestError(
             f"model {state.model.name} has no fill-in-the-middle tokens, so it cannot complete "
-            "between a prefix and a suffix; send the prefix alone"
+            "between a prefix and a suffix; serve it with geex serve --fim-style prefix-only "
+            "to complete the prefix and drop the suffix"
         )
+    room = prompt_room(state, max_tokens)
     try:
         return await run_in_threadpool(
-            state.model.fim_prompt_ids, prefix, suffix, max_prompt_tokens=state.prompt_budget()
+            state.model.fim_prompt_ids, prefix, suffix, max_prompt_tokens=room
         )
     except GeexError as err:
         raise RequestError(str(err)) from None
 
 
-async def plain_prompt_ids(state: ServerState, text: str) -> list[int]:
-    """``text`` tokenized; a prompt longer than the budget keeps its end, nearest the cursor."""
+async def plain_prompt_ids(state: ServerState, text: str, max_tokens: int) -> list[int]:
+    """``text`` tokenized; a prompt over the room left by ``max_tokens`` keeps its end, nearest
+    the cursor, and its leading ids (a Llama-family BOS), which the cut would otherwise drop."""
     ids = await run_in_threadpool(state.model.codec.encode, text)
-    budget = state.prompt_budget()
-    return ids[len(ids) - budget :] if len(ids) > budget else ids
+    leading = getattr(state.model.tokens, "leading_ids", ())
+    return cut_left(ids, prompt_room(state, max_tokens), leading)
+
+
+def cut_left(ids: list[int], room: int, leading: Sequence[int] = ()) -> list[int]:
+    """``ids`` in at most ``room`` tokens: its start dropped, ``leading`` ids kept in front."""
+    if len(ids) <= room:
+        return ids
+    head = list(leading) if leading and ids[: len(leading)] == list(leading) else []
+    keep = max(room - len(head), 0)
+    return head + ids[len(ids) - keep :] if keep else head
 
 
 def generation_params(

@@ -72,6 +72,20 @@ def check_prompt_tokens(state: ServerState, count: int, param: str = "prompt") -
     )
 
 
+def prompt_room(state: ServerState, max_tokens: int) -> int:
+    """Prompt tokens a prompt that may be cut (an editor's file, an infill) is cut to, leaving
+    ``max_tokens`` of the context to generate in, but never less than half the prompt budget.
+
+    Cutting to the whole budget (the context less one) would leave room for ONE generated
+    token: a long file would always end "length" after a single token. Half the budget is the
+    floor because a huge ``max_tokens`` (editors send "as many as you like") must not cut the
+    code the completion depends on to nothing; such a request stops at the context instead.
+    """
+    budget = state.prompt_budget()
+    context = state.model.context_length
+    return min(budget, max(context - max_tokens, budget // 2))
+
+
 class StreamSlots:
     """How many streaming responses are open, of every protocol; one more than ``limit`` is a
     429 (each protocol answers :class:`LimitExceeded` in its own shape).

@@ -167,9 +167,10 @@ async def infill(state: ServerState, request: Request) -> Response:
                 501,
             )
         prefix = extra_context(body.input_extra) + body.input_prefix + body.prompt
-        ids = await infill_prompt_ids(state, prefix, body.input_suffix)
+        params = _params(state, body)
+        ids = await infill_prompt_ids(state, prefix, body.input_suffix, params.max_tokens)
         with stream_slot(state, body.stream):
-            handle = submit(state, ids, _params(state, body), document=body.filename)
+            handle = submit(state, ids, params, document=body.filename)
     except RequestError as err:
         return error_response(err)
     return await _answer(state, handle, body.stream)
@@ -180,9 +181,10 @@ async def completion(state: ServerState, request: Request) -> Response:
         body = await read_request(request, CompletionRequest)
         if not body.prompt:
             raise RequestError("prompt: a non-empty prompt is needed")
-        ids = await plain_prompt_ids(state, body.prompt)
+        params = _params(state, body)
+        ids = await plain_prompt_ids(state, body.prompt, params.max_tokens)
         with stream_slot(state, body.stream):
-            handle = submit(state, ids, _params(state, body))
+            handle = submit(state, ids, params)
     except RequestError as err:
         return error_response(err)
     return await _answer(state, handle, body.stream)

@@ -202,8 +202,9 @@ async def generate(state: ServerState, request: Request) -> Response:
             # Ollama's way to load a model: an empty prompt answers at once.
             done = {"model": state.model.name, "created_at": _now(), "response": ""}
             return JSONResponse({**done, "done": True, "done_reason": "load"})
+        params = _params(state, body.options)
         if body.suffix:
-            ids = await infill_prompt_ids(state, body.prompt, body.suffix)
+            ids = await infill_prompt_ids(state, body.prompt, body.suffix, params.max_tokens)
         elif not body.raw and state.model.chat_template is not None:
             messages = [{"role": "system", "content": body.system}] if body.system else []
             messages.append({"role": "user", "content": body.prompt})
@@ -212,9 +213,9 @@ async def generate(state: ServerState, request: Request) -> Response:
             text = (
                 f"{body.system}\n\n{body.prompt}" if body.system and not body.raw else body.prompt
             )
-            ids = await plain_prompt_ids(state, text)
+            ids = await plain_prompt_ids(state, text, params.max_tokens)
         with stream_slot(state, body.stream):
-            handle = submit(state, ids, _params(state, body.options))
+            handle = submit(state, ids, params)
     except RequestError as err:
         return error_response(err)
     return await _answer(state, handle, body.stream, lambda text: {"response": text})

@@ -34,6 +34,7 @@ from geex.serve.limits import (
     check_max_tokens,
     check_prompt_tokens,
     check_samples,
+    prompt_room,
 )
 from geex.serve.openai_api import (
     FINISH_REASONS,
@@ -204,7 +205,7 @@ def _completion_prompts(state: ServerState, body: CompletionRequest, language) -
                 "served; if it was trained with a FIM format, name it with geex serve --fim-style",
                 param="suffix",
             )
-        budget = state.prompt_budget()
+        budget = prompt_room(state, body.max_tokens)
         return [
             _guarded("suffix", model.fim_prompt_ids, p, body.suffix, max_prompt_tokens=budget)
             for p in prompts

@@ -126,10 +126,6 @@ async def tabby_completion(state: ServerState, body: dict) -> Response:
         segments = request.segments
         language = editor_language(request.language)
         prefix = with_snippets(segments, language)
-        if segments.suffix:
-            ids = await infill_prompt_ids(state, prefix, segments.suffix)
-        else:
-            ids = await plain_prompt_ids(state, prefix)
         params = generation_params(
             state,
             max_tokens=DEFAULT_MAX_TOKENS,
@@ -138,6 +134,10 @@ async def tabby_completion(state: ServerState, body: dict) -> Response:
             stop=("\n",) if single_line(segments.suffix) else (),
             language=language,
         )
+        if segments.suffix:
+            ids = await infill_prompt_ids(state, prefix, segments.suffix, params.max_tokens)
+        else:
+            ids = await plain_prompt_ids(state, prefix, params.max_tokens)
         document = segments.filepath or segments.git_url
         completion = await submit(state, ids, params, document=document).result()
     except RequestError as err:

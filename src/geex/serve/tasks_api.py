@@ -29,7 +29,7 @@ from starlette.concurrency import run_in_threadpool
 
 from geex.errors import GeexError
 from geex.serve.engine import EngineBusy, GenerationParams, RequestHandle
-from geex.serve.limits import CountedStream, LimitExceeded
+from geex.serve.limits import CountedStream, LimitExceeded, prompt_room
 from geex.serve.openai_api import STREAM_END, ApiError, error_body, usage
 from geex.serve.request_body import RequestError, read_json
 from geex.serve.state import ServeLimits
@@ -92,7 +92,7 @@ def _prompt_ids(state, prompt: TaskPrompt, max_tokens: int) -> list[int]:
     try:
         if prompt.fim is not None:
             # Editors send whole files: the prefix and suffix are cut to leave room to generate.
-            room = max(limit - max_tokens, limit // 2)
+            room = prompt_room(state, max_tokens)
             return model.fim_prompt_ids(*prompt.fim, max_prompt_tokens=room)
         if prompt.messages is not None:
             ids = model.chat_prompt_ids([dict(m) for m in prompt.messages])
