@@ -44,6 +44,7 @@ from geex.serve.infill import (
     submit,
 )
 from geex.serve.state import ServerState
+from geex.serve.waiting import unless_disconnected
 
 log = logging.getLogger("geex.serve.llamacpp")
 
@@ -130,7 +131,9 @@ def _final(
     }
 
 
-async def _answer(state: ServerState, handle: RequestHandle, stream: bool) -> Response:
+async def _answer(
+    state: ServerState, request: Request, handle: RequestHandle, stream: bool
+) -> Response:
     started = time.perf_counter()
 
     async def events() -> AsyncIterator[str]:
@@ -150,7 +153,9 @@ async def _answer(state: ServerState, handle: RequestHandle, stream: bool) -> Re
     if stream:
         return counted_stream(state, events(), handle, "text/event-stream")
     try:
-        completion = await handle.result()
+        completion = await unless_disconnected(request, handle.result(), handle.cancel)
+    except RequestError as err:
+        return error_response(err)
     except GeexError as err:
         return error_response(RequestError(str(err), 500))
     body = {"index": 0, "content": completion.text, **_final(state, handle, completion, started)}
@@ -173,7 +178,7 @@ async def infill(state: ServerState, request: Request) -> Response:
             handle = submit(state, ids, params, document=body.filename)
     except RequestError as err:
         return error_response(err)
-    return await _answer(state, handle, body.stream)
+    return await _answer(state, request, handle, body.stream)
 
 
 async def completion(state: ServerState, request: Request) -> Response:
@@ -187,7 +192,7 @@ async def completion(state: ServerState, request: Request) -> Response:
             handle = submit(state, ids, params)
     except RequestError as err:
         return error_response(err)
-    return await _answer(state, handle, body.stream)
+    return await _answer(state, request, handle, body.stream)
 
 
 def router(state: ServerState) -> APIRouter:

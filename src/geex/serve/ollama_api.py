@@ -44,6 +44,7 @@ from geex.serve.infill import (
     submit,
 )
 from geex.serve.state import ServerState
+from geex.serve.waiting import unless_disconnected
 
 log = logging.getLogger("geex.serve.ollama")
 
@@ -157,6 +158,7 @@ def _stats(handle: RequestHandle, completion: Completion, started: float, first:
 
 async def _answer(
     state: ServerState,
+    request: Request,
     handle: RequestHandle,
     stream: bool,
     piece_fields: Callable[[str], dict],
@@ -185,7 +187,9 @@ async def _answer(
     if stream:
         return counted_stream(state, lines(), handle, "application/x-ndjson")
     try:
-        completion = await handle.result()
+        completion = await unless_disconnected(request, handle.result(), handle.cancel)
+    except RequestError as err:
+        return error_response(err)
     except GeexError as err:
         return error_response(RequestError(str(err), 500))
     stats = _stats(handle, completion, started, started)
@@ -218,7 +222,7 @@ async def generate(state: ServerState, request: Request) -> Response:
             handle = submit(state, ids, params)
     except RequestError as err:
         return error_response(err)
-    return await _answer(state, handle, body.stream, lambda text: {"response": text})
+    return await _answer(state, request, handle, body.stream, lambda text: {"response": text})
 
 
 async def chat(state: ServerState, request: Request) -> Response:
@@ -243,7 +247,7 @@ async def chat(state: ServerState, request: Request) -> Response:
     def message(text: str) -> dict:
         return {"message": {"role": "assistant", "content": text}}
 
-    return await _answer(state, handle, body.stream, message)
+    return await _answer(state, request, handle, body.stream, message)
 
 
 def _details(state: ServerState) -> dict:

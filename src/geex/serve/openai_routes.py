@@ -55,10 +55,9 @@ from geex.serve.openai_api import (
 )
 from geex.serve.request_body import RequestError, check_text_of, read_json
 from geex.serve.state import ServerState
+from geex.serve.waiting import unless_disconnected
 
 log = logging.getLogger("geex.serve")
-
-DISCONNECT_POLL_SECONDS = 0.5  # how soon a non-streamed request notices its client has gone
 
 
 def router(state: ServerState) -> APIRouter:
@@ -83,7 +82,7 @@ def router(state: ServerState) -> APIRouter:
     async def completions(request: Request):
         data = await _json_body(request, check_text=False)  # Tabby's errors are its own
         if tabby_api.is_tabby_request(data):  # Tabby's editor agent posts to the same path
-            return await tabby_api.tabby_completion(state, data)
+            return await tabby_api.tabby_completion(state, data, request)
         try:
             check_text_of(data)
         except RequestError as err:
@@ -264,16 +263,9 @@ async def _results(request: Request, handles: list[RequestHandle]) -> list:
     """Every handle's completion; a client that hangs up cancels them (its slot is freed)."""
     waiter = asyncio.gather(*(handle.result() for handle in handles))
     try:
-        while True:
-            done, _ = await asyncio.wait({waiter}, timeout=DISCONNECT_POLL_SECONDS)
-            if done:
-                return waiter.result()
-            if await request.is_disconnected():
-                raise ApiError("the client disconnected", status=499)
-    finally:
-        if not waiter.done():
-            _cancel(handles)
-            waiter.cancel()
+        return await unless_disconnected(request, waiter, lambda: _cancel(handles))
+    except RequestError as err:
+        raise ApiError.of(err) from None
 
 
 def _stream(state: ServerState, prompt_ids, params, body, prompt_tokens: int, *, chat: bool,

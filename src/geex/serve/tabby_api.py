@@ -45,6 +45,7 @@ from geex.serve.infill import (
     submit,
 )
 from geex.serve.state import ServerState
+from geex.serve.waiting import unless_disconnected
 
 log = logging.getLogger("geex.serve.tabby")
 
@@ -119,7 +120,7 @@ def with_snippets(segments: Segments, language: Language | None) -> str:
     return "\n".join(lines) + "\n" + segments.prefix
 
 
-async def tabby_completion(state: ServerState, body: dict) -> Response:
+async def tabby_completion(state: ServerState, body: dict, http: Request) -> Response:
     """Tabby's completion for ``body``: FIM when there is text after the cursor."""
     try:
         request = parse_request(body, TabbyCompletionRequest)
@@ -139,7 +140,8 @@ async def tabby_completion(state: ServerState, body: dict) -> Response:
         else:
             ids = await plain_prompt_ids(state, prefix, params.max_tokens)
         document = segments.filepath or segments.git_url
-        completion = await submit(state, ids, params, document=document).result()
+        handle = submit(state, ids, params, document=document)
+        completion = await unless_disconnected(http, handle.result(), handle.cancel)
     except RequestError as err:
         return error_response(err)
     text = completion.text if completion.finish_reason != "cancelled" else ""

@@ -34,6 +34,7 @@ from geex.serve.openai_api import STREAM_END, ApiError, error_body, usage
 from geex.serve.request_body import RequestError, read_json
 from geex.serve.state import ServeLimits
 from geex.serve.tasks import AnswerCutter, TaskPrompt, task_class
+from geex.serve.waiting import unless_disconnected
 
 log = logging.getLogger("geex.serve")
 
@@ -173,7 +174,10 @@ def router(state) -> APIRouter:
                 media_type="text/event-stream",
                 on_close=lambda: None if handle.done else handle.cancel(),
             )
-        return await answer.whole()
+        try:
+            return await unless_disconnected(request, answer.whole(), handle.cancel)
+        except RequestError as err:
+            raise ApiError.of(err) from None
 
     return routes
 
