@@ -173,8 +173,15 @@ def test_the_file_is_the_engines_document(server, state, monkeypatch):
         return submit(ids, params, n=n, document=document)
 
     monkeypatch.setattr(state.engine, "submit", recording_submit)
-    assert complete(server, AGENT_BODY)[0] == 200
-    assert seen == ["src/add.py"]  # a newer request for the same file cancels this one
+    other_repo = {**AGENT_BODY["segments"], "git_url": "https://example.com/other.git"}
+    no_file = {**AGENT_BODY["segments"], "filepath": None}
+    for body in (AGENT_BODY, AGENT_BODY, {**AGENT_BODY, "segments": other_repo},
+                 {**AGENT_BODY, "user": "someone-else"}, {**AGENT_BODY, "segments": no_file}):  # fmt: skip
+        assert complete(server, body)[0] == 200
+    same, again, repo, user, none = seen
+    assert "src/add.py" in same and same == again  # a newer request for the file cancels this
+    assert len({same, repo, user}) == 3  # another repository's or person's file is another
+    assert none is None  # a repository alone is no document: its files would cancel each other
 
 
 @pytest.mark.parametrize(

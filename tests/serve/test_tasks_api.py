@@ -270,8 +270,13 @@ def test_the_document_reaches_the_engine_so_a_newer_request_cancels_the_older(se
 
     with BackgroundServer(tasks_app(ServerState(served, RecordingEngine()))) as running:
         post(running, "complete", {"prefix": "x = ", "document": "src/app.py"})
+        post(running, "complete", {"prefix": "x = ", "document": "src/app.py", "user": "b"})
+        post(running, "explain", {"code": "x = 1", "language": "python", "document": "src/app.py"})
         post(running, "complete", {"prefix": "x = "})
-    assert seen == ["src/app.py", None]
+    first, other_user, explain, none = seen
+    assert "src/app.py" in first and "complete" in first
+    assert len({first, other_user, explain}) == 3  # a keystroke does not cancel an explain
+    assert none is None
 
 
 def test_a_tasks_own_length_stays_within_the_servers_cap(served, engine):

@@ -12,6 +12,8 @@ so that a newer keystroke in the same file cancels the request it makes stale.
 from __future__ import annotations
 
 import contextlib
+import hashlib
+import json
 from collections.abc import AsyncIterator, Iterator, Sequence
 from typing import TypeVar
 
@@ -104,6 +106,29 @@ def cut_left(ids: list[int], room: int, leading: Sequence[int] = ()) -> list[int
     head = list(leading) if leading and ids[: len(leading)] == list(leading) else []
     keep = max(room - len(head), 0)
     return head + ids[len(ids) - keep :] if keep else head
+
+
+def document_key(
+    request: Request,
+    protocol: str,
+    filepath: str | None,
+    *,
+    git_url: str | None = None,
+    user: str | None = None,
+) -> str | None:
+    """The engine's ``document`` for a request about ``filepath``: a newer request with the
+    same key cancels the older, which a keystroke has made stale.
+
+    The key names the protocol (an editor's keystroke must not cancel an explain task on the
+    same file), the client (a hash of its credentials, and the ``user`` it names: two people's
+    ``src/main.py`` are different files) and the repository (``git_url``: two repos'
+    ``src/main.py`` too). A request naming no file has no document: a repository alone would
+    make every file of it cancel the others."""
+    if not filepath:
+        return None
+    credentials = request.headers.get("authorization", "")
+    client = hashlib.sha256(credentials.encode()).hexdigest()[:16] if credentials else ""
+    return json.dumps([protocol, client, user or "", git_url or "", filepath])
 
 
 def generation_params(

@@ -35,6 +35,7 @@ from geex.serve.engine import Completion, RequestHandle
 from geex.serve.infill import (
     RequestError,
     counted_stream,
+    document_key,
     generation_params,
     infill_prompt_ids,
     pieces,
@@ -175,7 +176,8 @@ async def infill(state: ServerState, request: Request) -> Response:
         params = _params(state, body)
         ids = await infill_prompt_ids(state, prefix, body.input_suffix, params.max_tokens)
         with stream_slot(state, body.stream):
-            handle = submit(state, ids, params, document=body.filename)
+            document = document_key(request, "llama.cpp", body.filename)
+            handle = submit(state, ids, params, document=document)
     except RequestError as err:
         return error_response(err)
     return await _answer(state, request, handle, body.stream)

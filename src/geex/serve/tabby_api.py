@@ -37,6 +37,7 @@ from geex import __version__
 from geex.languages import Language
 from geex.serve.infill import (
     RequestError,
+    document_key,
     editor_language,
     generation_params,
     infill_prompt_ids,
@@ -139,7 +140,9 @@ async def tabby_completion(state: ServerState, body: dict, http: Request) -> Res
             ids = await infill_prompt_ids(state, prefix, segments.suffix, params.max_tokens)
         else:
             ids = await plain_prompt_ids(state, prefix, params.max_tokens)
-        document = segments.filepath or segments.git_url
+        document = document_key(
+            http, "tabby", segments.filepath, git_url=segments.git_url, user=request.user
+        )
         handle = submit(state, ids, params, document=document)
         completion = await unless_disconnected(http, handle.result(), handle.cancel)
     except RequestError as err:

@@ -9,7 +9,8 @@ the answer is the task's text, already cut::
 With ``"stream": true`` it comes as server-sent events ``data: {"text": "..."}``, then
 ``data: {"finish_reason": ..., "usage": {...}}`` and ``data: [DONE]``; a failure after the
 stream has begun is an event ``data: {"error": {...}}``. Errors are OpenAI's error objects.
-A ``document`` (an editor's file name) lets a newer request on the same file cancel the older.
+A ``document`` (an editor's file name) lets a newer request of the same task, client (API key
+and ``user``) and file cancel the older.
 """
 
 from __future__ import annotations
@@ -29,6 +30,7 @@ from starlette.concurrency import run_in_threadpool
 
 from geex.errors import GeexError
 from geex.serve.engine import EngineBusy, GenerationParams, RequestHandle
+from geex.serve.infill import document_key
 from geex.serve.limits import CountedStream, LimitExceeded, prompt_room
 from geex.serve.openai_api import STREAM_END, ApiError, error_body, usage
 from geex.serve.request_body import RequestError, read_json
@@ -56,6 +58,7 @@ class TaskOptions(BaseModel):
     seed: int | None = None
     stream: bool = False
     document: str | None = None
+    user: str | None = None  # OpenAI's field: with the API key, whose document it is
 
 
 def _validation_error(err: pydantic.ValidationError) -> ApiError:
@@ -158,7 +161,10 @@ def router(state) -> APIRouter:
         ids = await run_in_threadpool(_prompt_ids, state, prompt, max_tokens)
         try:
             with state.streams.held(options.stream):
-                (handle,) = state.engine.submit(ids, params, document=options.document)
+                document = document_key(
+                    request, f"task {task}", options.document, user=options.user
+                )
+                (handle,) = state.engine.submit(ids, params, document=document)
         except (EngineBusy, LimitExceeded) as err:
             body = error_body(str(err), kind="rate_limit_error", code="server_busy")
             headers = {"Retry-After": str(err.retry_after or 1)}
