@@ -196,6 +196,36 @@ def test_streamed_chunks_concatenate_to_the_unstreamed_text(server):
     assert finished == [c["finish_reason"] for c in whole["choices"]]
     assert len(chunks) > 8  # text came in pieces, not in one chunk at the end
     assert chunks[-1]["choices"] == [] and chunks[-1]["usage"] == whole["usage"]
+    assert all(chunk["usage"] is None for chunk in chunks[:-1])  # as OpenAI's chunks carry it
+
+
+NULLS = {"temperature": None, "top_p": None, "n": None, "max_tokens": None, "stream": None,
+         "echo": None, "seed": None, "stop": None, "stream_options": None}  # fmt: skip
+
+
+def test_null_fields_take_their_defaults(server):
+    status, answer = post(server, {"prompt": "def f():\n", **NULLS})
+    assert status == 200, answer
+    assert len(answer["choices"]) == 1 and answer["usage"]["completion_tokens"] <= 16
+    messages = [{"role": "user", "content": "hi"}]
+    nulls = {k: v for k, v in NULLS.items() if k != "echo"}
+    body = {"messages": messages, **nulls, "max_completion_tokens": None}
+    status, answer = post(server, body, "/v1/chat/completions")
+    assert status == 200, answer
+    status, answer = post(server, {"prompt": None})
+    assert status == 400  # a required field stays required
+
+
+def test_a_developer_message_is_a_system_message(server):
+    def prompt_tokens(role: str) -> int:
+        messages = [{"role": role, "content": "Answer in Python."},
+                    {"role": "user", "content": "hi"}]  # fmt: skip
+        body = {"messages": messages, "max_tokens": 1}
+        status, answer = post(server, body, "/v1/chat/completions")
+        assert status == 200, answer
+        return answer["usage"]["prompt_tokens"]
+
+    assert prompt_tokens("developer") == prompt_tokens("system")
 
 
 def test_n_samples_are_seeded_per_sample_and_ordered_prompt_major(server):

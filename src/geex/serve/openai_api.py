@@ -20,7 +20,7 @@ import time
 import uuid
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict
+from pydantic import BaseModel, ConfigDict, model_validator
 
 from geex.errors import GeexError
 from geex.languages import get_language
@@ -89,6 +89,21 @@ class _Request(BaseModel):
     presence_penalty: float | None = None
     frequency_penalty: float | None = None
     logit_bias: dict[str, float] | None = None
+
+    @model_validator(mode="before")
+    @classmethod
+    def _null_is_default(cls, data: Any) -> Any:
+        """``null`` for a field with a default means the default: OpenAI's spec makes
+        ``temperature``, ``top_p``, ``n``, ``max_tokens``, ``stream``, ``echo``... nullable, and
+        clients (the ``openai`` package's callers, LangChain) send ``null`` for "unset"."""
+        if not isinstance(data, dict):
+            return data
+        fields = cls.model_fields
+        return {
+            key: value
+            for key, value in data.items()
+            if value is not None or key not in fields or fields[key].is_required()
+        }
 
     @property
     def stop_sequences(self) -> list[str]:
@@ -162,7 +177,9 @@ class ChatCompletionRequest(_Request):
                         )
                     texts.append(part["text"])
                 content = "".join(texts)
-            messages.append({"role": message.role, "content": content or ""})
+            # "developer" is OpenAI's newer name for the system message.
+            role = "system" if message.role == "developer" else message.role
+            messages.append({"role": role, "content": content or ""})
         return messages
 
 
@@ -333,8 +350,11 @@ def stream_event(
     *,
     chat: bool,
     usage_fields: dict | None = None,
+    with_usage: bool = False,
 ) -> str:
-    """One server-sent event of a streamed completion or chat completion."""
+    """One server-sent event of a streamed completion or chat completion. ``with_usage``
+    (``stream_options.include_usage``): every chunk has ``usage``, null but in the last, as
+    OpenAI's do."""
     chunk = {
         "id": completion_id,
         "object": "chat.completion.chunk" if chat else "text_completion",
@@ -342,7 +362,7 @@ def stream_event(
         "model": model,
         "choices": choices,
     }
-    if usage_fields is not None:
+    if with_usage or usage_fields is not None:
         chunk["usage"] = usage_fields
     return f"data: {json.dumps(chunk)}\n\n"
 

@@ -277,7 +277,8 @@ def _stream(state: ServerState, prompt_ids, params, body, prompt_tokens: int, *,
     name = state.model.name
 
     def event(choices: list[dict], usage_fields: dict | None = None) -> str:
-        return stream_event(completion_id, name, choices, chat=chat, usage_fields=usage_fields)
+        return stream_event(completion_id, name, choices, chat=chat, usage_fields=usage_fields,
+                            with_usage=body.include_usage_chunk)  # fmt: skip
 
     def piece(index: int, text: str) -> dict:
         return delta_choice(index, {"content": text}) if chat else text_choice(index, text)
