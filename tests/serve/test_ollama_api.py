@@ -181,6 +181,7 @@ def test_a_suffix_needs_a_model_with_fim(state):
         status, raw, _ = call(plain, "/api/generate", body)
         assert status == 400
         assert "no fill-in-the-middle tokens" in json.loads(raw)["error"]
+        assert "geex serve --fim-style prefix-only" in json.loads(raw)["error"]
         _, raw, _ = call(plain, "/api/show", {"model": "tiny-geex"})
         assert json.loads(raw)["capabilities"] == ["completion"]
 

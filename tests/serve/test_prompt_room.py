@@ -15,7 +15,7 @@ required_module("fastapi")
 required_module("uvicorn")
 
 from geex.serve.infill import cut_left  # noqa: E402
-from geex.serve.limits import prompt_room  # noqa: E402
+from geex.serve.limits import LimitExceeded, allowed_max_tokens, prompt_room  # noqa: E402
 from geex.serve.server import BackgroundServer, create_app  # noqa: E402
 from geex.serve.state import ServeLimits, ServerState  # noqa: E402
 from tests.serve.editor_server import post, save_tiny_model, serving_state  # noqa: E402
@@ -143,3 +143,73 @@ def test_a_plain_openai_completion_over_the_context_is_still_a_400(server):
     status, raw, _ = post(server.url + "/v1/completions", {"prompt": PREFIX, "max_tokens": 8})
     assert status == 400
     assert json.loads(raw)["error"]["code"] == "context_length_exceeded"
+
+
+def test_the_editor_protocols_cap_max_tokens_and_openai_and_tasks_refuse(state):
+    limits = ServeLimits(max_tokens=100)
+    assert allowed_max_tokens(limits, None, cap=True) == 100
+    assert allowed_max_tokens(limits, -1, cap=True) == 100  # Ollama's and llama.cpp's "no limit"
+    assert allowed_max_tokens(limits, 500, cap=True) == 100
+    assert allowed_max_tokens(limits, 50, cap=False) == 50
+    with pytest.raises(LimitExceeded, match="geex serve --max-tokens"):
+        allowed_max_tokens(limits, 500, cap=False)
+
+
+@pytest.mark.parametrize(
+    ("path", "body"),
+    [
+        ("/v1/completions", {"segments": {"prefix": "x = "}}),  # Tabby: its own 64, capped
+        (
+            "/api/generate",
+            {
+                "model": "tiny-geex",
+                "prompt": "x = ",
+                "raw": True,
+                "stream": False,
+                "options": {"num_predict": 100_000},
+            },
+        ),
+        (
+            "/api/generate",
+            {
+                "model": "tiny-geex",
+                "prompt": "x = ",
+                "raw": True,
+                "stream": False,
+                "options": {"num_predict": -1},
+            },
+        ),
+        ("/completion", {"prompt": "x = ", "n_predict": 100_000}),
+        ("/infill", {"input_prefix": "x = ", "input_suffix": "\n", "n_predict": -1}),
+    ],
+)
+def test_editor_routes_cap_max_tokens(state, path, body, monkeypatch):
+    seen = []
+    submit = state.engine.submit
+
+    def recording_submit(ids, params, *, n=1, document=None):
+        seen.append(params.max_tokens)
+        return submit(ids, params, n=n, document=document)
+
+    monkeypatch.setattr(state.engine, "submit", recording_submit)
+    capped = ServerState(state.model, state.engine, ServeLimits(max_tokens=8))
+    with BackgroundServer(create_app(capped)) as running:
+        status, raw, _ = post(running.url + path, body)
+    assert status == 200, raw
+    assert seen == [8]
+
+
+@pytest.mark.parametrize(
+    ("path", "body"),
+    [
+        ("/v1/completions", {"prompt": "x = ", "max_tokens": 9}),
+        ("/v1/chat/completions", {"messages": [{"role": "user", "content": "x"}], "max_tokens": 9}),
+        ("/v1/tasks/complete", {"prefix": "x = ", "max_tokens": 9}),
+    ],
+)
+def test_openai_and_task_routes_refuse_max_tokens_over_the_limit(state, path, body):
+    capped = ServerState(state.model, state.engine, ServeLimits(max_tokens=8))
+    with BackgroundServer(create_app(capped)) as running:
+        status, raw, _ = post(running.url + path, body)
+    assert status == 400
+    assert "geex serve --max-tokens" in json.loads(raw)["error"]["message"]

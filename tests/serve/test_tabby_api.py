@@ -205,6 +205,7 @@ def test_a_model_without_fim_refuses_a_suffix_and_completes_a_prefix(state):
         status, answer = complete(plain, AGENT_BODY)
         assert status == 400
         assert "has no fill-in-the-middle tokens" in answer["error"]
+        assert "geex serve --fim-style prefix-only" in answer["error"]  # what to do about it
         status, answer = complete(plain, {"segments": {"prefix": "def f():\n"}})
         assert status == 200
 

@@ -171,7 +171,7 @@ def test_a_chat_model_is_asked_through_its_chat_prompt(served, engine):
         ("explain", {"code": ADD_PY, "language": "python", "max_tokens": 0}, 400,
          "max_tokens must be an integer >= 1"),
         ("explain", {"code": ADD_PY, "language": "python", "max_tokens": 500}, 400,
-         "above this server's limit of 200"),
+         "over this server's limit of 200 tokens per completion (geex serve --max-tokens)"),
         ("explain", {"code": ADD_PY, "language": "python", "model": "gpt-4"}, 404,
          "the model 'gpt-4' is not served here"),
         ("explain", {"code": ADD_PY * 200, "language": "python"}, 400, "send less code"),

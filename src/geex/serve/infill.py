@@ -24,7 +24,7 @@ from starlette.requests import Request
 from geex.errors import GeexError
 from geex.languages import Language, get_language
 from geex.serve.engine import EngineBusy, GenerationParams, RequestHandle
-from geex.serve.limits import CountedStream, LimitExceeded, prompt_room
+from geex.serve.limits import CountedStream, LimitExceeded, allowed_max_tokens, prompt_room
 from geex.serve.request_body import RequestError, check_text_of, read_json
 from geex.serve.state import ServerState
 
@@ -142,11 +142,11 @@ def generation_params(
     stop: Sequence[str] = (),
     language: Language | None = None,
 ) -> GenerationParams:
-    """Sampling settings checked, ``max_tokens`` capped by the server's limit."""
-    cap = state.limits.max_tokens
+    """Sampling settings checked, ``max_tokens`` (none or -1: as many as allowed) capped by
+    the server's limit (:func:`~geex.serve.limits.allowed_max_tokens` says why)."""
     try:
         return GenerationParams(
-            max_tokens=min(max_tokens, cap) if max_tokens is not None else cap,
+            max_tokens=allowed_max_tokens(state.limits, max_tokens, cap=True),
             temperature=temperature,
             top_p=top_p,
             top_k=top_k,

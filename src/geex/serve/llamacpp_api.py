@@ -103,7 +103,7 @@ def extra_context(chunks: list[ExtraContext]) -> str:
 def _params(state: ServerState, body: CompletionRequest):
     return generation_params(
         state,
-        max_tokens=body.n_predict if body.n_predict > 0 else None,
+        max_tokens=body.n_predict,
         temperature=body.temperature,
         top_p=body.top_p,
         top_k=body.top_k,

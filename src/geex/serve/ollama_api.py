@@ -130,10 +130,9 @@ def unsupported(body: GenerateRequest | ChatRequest) -> None:
 
 
 def _params(state: ServerState, options: Options, stop: tuple[str, ...] = ()):
-    num_predict = options.num_predict
     return generation_params(
         state,
-        max_tokens=num_predict if num_predict is not None and num_predict > 0 else None,
+        max_tokens=options.num_predict,
         temperature=options.temperature,
         top_p=options.top_p,
         top_k=options.top_k,

@@ -31,7 +31,7 @@ from geex.serve.engine import EngineBusy, GenerationParams, RequestHandle
 from geex.serve.limits import (
     CountedStream,
     LimitExceeded,
-    check_max_tokens,
+    allowed_max_tokens,
     check_prompt_tokens,
     check_samples,
     prompt_room,
@@ -90,7 +90,7 @@ def router(state: ServerState) -> APIRouter:
         body = _validated(CompletionRequest, data)
         check_completion(body, name)
         with _as_api_error():
-            check_max_tokens(state.limits, body.max_tokens)
+            allowed_max_tokens(state.limits, body.max_tokens, cap=False)
             check_samples(state.limits, body.n, len(body.prompts))
         check_unicode("prompt", *body.prompts)
         check_unicode("suffix", body.suffix)
@@ -118,9 +118,8 @@ def router(state: ServerState) -> APIRouter:
     async def chat_completions(request: Request):
         body = _validated(ChatCompletionRequest, await _json_body(request))
         check_chat(body, name)
-        max_tokens = body.token_limit or state.limits.max_tokens
         with _as_api_error():
-            check_max_tokens(state.limits, max_tokens)
+            max_tokens = allowed_max_tokens(state.limits, body.token_limit, cap=False)
             check_samples(state.limits, body.n)
         messages = body.message_dicts()
         check_unicode("messages", *(m["content"] for m in messages), *(m["role"] for m in messages))

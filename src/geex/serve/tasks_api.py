@@ -31,7 +31,7 @@ from starlette.concurrency import run_in_threadpool
 from geex.errors import GeexError
 from geex.serve.engine import EngineBusy, GenerationParams, RequestHandle
 from geex.serve.infill import document_key
-from geex.serve.limits import CountedStream, LimitExceeded, prompt_room
+from geex.serve.limits import CountedStream, LimitExceeded, allowed_max_tokens, prompt_room
 from geex.serve.openai_api import STREAM_END, ApiError, error_body, usage
 from geex.serve.request_body import RequestError, read_json
 from geex.serve.state import ServeLimits
@@ -77,12 +77,11 @@ def _check_options(options: TaskOptions, model_name: str, limits: ServeLimits) -
             param="model",
             code="model_not_found",
         )
-    cap = limits.max_tokens
-    if options.max_tokens is not None and options.max_tokens > cap:
-        raise ApiError(
-            f"max_tokens {options.max_tokens} is above this server's limit of {cap}",
-            param="max_tokens",
-        )
+    if options.max_tokens is not None:
+        try:
+            allowed_max_tokens(limits, options.max_tokens, cap=False)
+        except LimitExceeded as err:
+            raise ApiError(str(err), param=err.param) from None
 
 
 def _prompt_ids(state, prompt: TaskPrompt, max_tokens: int) -> list[int]:
