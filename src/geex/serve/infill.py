@@ -43,14 +43,18 @@ EDITOR_LANGUAGE_IDS = {
 async def read_request(request: Request, model: type[RequestModel]) -> RequestModel:
     """The body of ``request`` as ``model``; a body that is not one is a :class:`RequestError`.
     An empty body is an empty object: every field takes its default."""
-    return parse_request(await read_json(request, empty={}, check_text=False), model)
+    return parse_request(await read_json(request, empty={}), model, check_text=False)
 
 
-def parse_request(data: object, model: type[RequestModel]) -> RequestModel:
-    """``data`` (a parsed body) as ``model``, its text checked, or a :class:`RequestError`."""
+def parse_request(
+    data: object, model: type[RequestModel], *, check_text: bool = True
+) -> RequestModel:
+    """``data`` (a parsed body) as ``model``, its text checked unless ``check_text`` is
+    False (:func:`~geex.serve.request_body.read_json` checked it), or a :class:`RequestError`."""
     if not isinstance(data, dict):
         raise RequestError("the request body must be a JSON object")
-    check_text_of(data)
+    if check_text:
+        check_text_of(data)
     try:
         return model.model_validate(data)
     except ValidationError as err:

@@ -84,7 +84,7 @@ def router(state: ServerState) -> APIRouter:
         if tabby_api.is_tabby_request(data):  # Tabby's editor agent posts to the same path
             return await tabby_api.tabby_completion(state, data, request)
         try:
-            check_text_of(data)
+            await run_in_threadpool(check_text_of, data)
         except RequestError as err:
             raise ApiError.of(err) from None
         body = _validated(CompletionRequest, data)
