@@ -423,3 +423,16 @@ def test_a_model_without_fim_refuses_a_suffix_but_takes_an_empty_one(state, refe
         status, answer = post(plain_server, {**body, "suffix": ""})
         assert status == 200, answer
         assert answer["usage"]["prompt_tokens"] == len(reference.tokenizer.encode("def f():\n"))
+
+
+def test_a_busy_server_answers_as_the_tasks_do(server, state, monkeypatch):
+    from geex.serve.engine import EngineBusy
+
+    def busy(*args, **kwargs):
+        raise EngineBusy("the server is busy", retry_after=2)
+
+    monkeypatch.setattr(state.engine, "submit", busy)
+    status, answer, headers = call(server, "/v1/completions", {"prompt": "x", "max_tokens": 2})
+    assert status == 429 and headers["Retry-After"] == "2"
+    assert answer["error"]["type"] == "rate_limit_error"
+    assert answer["error"]["code"] == "rate_limit_exceeded"

@@ -37,7 +37,7 @@ def tasks_app(state) -> FastAPI:
 
     @app.exception_handler(ApiError)
     async def api_error(_request, err: ApiError) -> JSONResponse:
-        return JSONResponse(err.body(), status_code=err.status)
+        return JSONResponse(err.body(), status_code=err.status, headers=err.headers)
 
     app.include_router(router(state))
     return app
@@ -227,6 +227,7 @@ def test_a_full_queue_is_a_429_with_retry_after(served):
         code, answer, headers = post(running, "explain", {"code": ADD_PY, "language": "python"})
     assert code == 429 and headers["Retry-After"] == "3"
     assert answer["error"]["type"] == "rate_limit_error"
+    assert answer["error"]["code"] == "rate_limit_exceeded"  # OpenAI's routes' code too
 
 
 def test_a_failure_after_the_stream_began_is_an_error_event():

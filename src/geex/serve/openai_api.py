@@ -66,6 +66,14 @@ class ApiError(Exception):
         return cls(err.message, status=err.status, param=err.param, headers=err.headers())
 
 
+def busy_error(message: str, retry_after: int | None) -> ApiError:
+    """The one answer to a busy server (a full queue, every stream slot taken) in OpenAI's
+    shape, whichever route meets it: a 429 with ``Retry-After``, as the ``openai`` package
+    retries it."""
+    return ApiError(message, status=429, code="rate_limit_exceeded", kind="rate_limit_error",
+                    headers={"Retry-After": str(retry_after or 1)})  # fmt: skip
+
+
 def error_body(message: str, *, kind: str = "invalid_request_error", param=None, code=None) -> dict:
     return {"error": {"message": message, "type": kind, "param": param, "code": code}}
 
@@ -294,49 +302,32 @@ def usage(prompt_tokens: int, completion_tokens: int) -> dict:
     }
 
 
-def completion_response(
+def response_body(
     completion_id: str,
     model: str,
     texts: list[str],
     finish_reasons: list[str],
     prompt_tokens: int,
     completion_tokens: int,
+    *,
+    chat: bool,
 ) -> dict:
-    """The non-streamed completions answer: one choice per (prompt, sample), prompt-major."""
+    """The non-streamed answer: one choice per (prompt, sample), prompt-major; a chat's
+    choices are assistant messages."""
+
+    def choice(index: int, text: str, reason: str) -> dict:
+        if not chat:
+            return text_choice(index, text, reason)
+        message = {"role": "assistant", "content": text}
+        return {"index": index, "message": message, "logprobs": None, "finish_reason": reason}
+
     return {
         "id": completion_id,
-        "object": "text_completion",
+        "object": "chat.completion" if chat else "text_completion",
         "created": int(time.time()),
         "model": model,
         "choices": [
-            {"index": i, "text": text, "logprobs": None, "finish_reason": reason}
-            for i, (text, reason) in enumerate(zip(texts, finish_reasons, strict=True))
-        ],
-        "usage": usage(prompt_tokens, completion_tokens),
-    }
-
-
-def chat_response(
-    completion_id: str,
-    model: str,
-    texts: list[str],
-    finish_reasons: list[str],
-    prompt_tokens: int,
-    completion_tokens: int,
-) -> dict:
-    """The non-streamed chat answer: one assistant message per sample."""
-    return {
-        "id": completion_id,
-        "object": "chat.completion",
-        "created": int(time.time()),
-        "model": model,
-        "choices": [
-            {
-                "index": i,
-                "message": {"role": "assistant", "content": text},
-                "logprobs": None,
-                "finish_reason": reason,
-            }
+            choice(i, text, reason)
             for i, (text, reason) in enumerate(zip(texts, finish_reasons, strict=True))
         ],
         "usage": usage(prompt_tokens, completion_tokens),

@@ -42,13 +42,13 @@ from geex.serve.openai_api import (
     ApiError,
     ChatCompletionRequest,
     CompletionRequest,
-    chat_response,
+    busy_error,
     check_chat,
     check_completion,
-    completion_response,
     delta_choice,
     error_event,
     new_id,
+    response_body,
     stream_event,
     text_choice,
     usage,
@@ -105,13 +105,14 @@ def router(state: ServerState) -> APIRouter:
                            echoes=echoes)  # fmt: skip
         handles = _submit(state, prompt_ids, params, body.n)
         results = await _results(request, handles)
-        return completion_response(
+        return response_body(
             new_id("cmpl"),
             name,
             [echo + c.text for echo, c in zip(echoes, results, strict=True)],
             [FINISH_REASONS[c.finish_reason] for c in results],
             prompt_tokens,
             sum(c.num_tokens for c in results),
+            chat=False,
         )
 
     @api.post("/v1/chat/completions")
@@ -132,13 +133,14 @@ def router(state: ServerState) -> APIRouter:
             return _stream(state, [ids], params, body, len(ids), chat=True)
         handles = _submit(state, [ids], params, body.n)
         results = await _results(request, handles)
-        return chat_response(
+        return response_body(
             new_id("chatcmpl"),
             name,
             [c.text for c in results],
             [FINISH_REASONS[c.finish_reason] for c in results],
             len(ids),
             sum(c.num_tokens for c in results),
+            chat=True,
         )
 
     return api
@@ -166,6 +168,8 @@ def _as_api_error():
     try:
         yield
     except LimitExceeded as err:
+        if err.status == 429:
+            raise busy_error(str(err), err.retry_after) from None
         headers = {"Retry-After": str(err.retry_after)} if err.retry_after else None
         raise ApiError(str(err), status=err.status, param=err.param, code=err.code,
                        headers=headers) from None  # fmt: skip
@@ -245,8 +249,7 @@ def _submit(
             handles += state.engine.submit(ids, params, n=n)
     except EngineBusy as err:
         _cancel(handles)
-        raise ApiError(str(err), status=429, code="rate_limit_exceeded",
-                       headers={"Retry-After": str(err.retry_after)}) from None  # fmt: skip
+        raise busy_error(str(err), err.retry_after) from None
     except GeexError as err:
         _cancel(handles)
         raise ApiError(str(err), param="prompt") from None

@@ -24,7 +24,6 @@ from collections.abc import AsyncIterator
 
 import pydantic
 from fastapi import APIRouter, Request
-from fastapi.responses import JSONResponse
 from pydantic import BaseModel, ConfigDict
 from starlette.concurrency import run_in_threadpool
 
@@ -32,7 +31,7 @@ from geex.errors import GeexError
 from geex.serve.engine import EngineBusy, GenerationParams, RequestHandle
 from geex.serve.infill import document_key
 from geex.serve.limits import CountedStream, LimitExceeded, allowed_max_tokens, prompt_room
-from geex.serve.openai_api import STREAM_END, ApiError, error_body, usage
+from geex.serve.openai_api import STREAM_END, ApiError, busy_error, error_body, usage
 from geex.serve.request_body import RequestError, read_json
 from geex.serve.state import ServeLimits
 from geex.serve.tasks import AnswerCutter, TaskPrompt, task_class
@@ -165,9 +164,7 @@ def router(state) -> APIRouter:
                 )
                 (handle,) = state.engine.submit(ids, params, document=document)
         except (EngineBusy, LimitExceeded) as err:
-            body = error_body(str(err), kind="rate_limit_error", code="server_busy")
-            headers = {"Retry-After": str(err.retry_after or 1)}
-            return JSONResponse(body, status_code=429, headers=headers)
+            raise busy_error(str(err), err.retry_after) from None
         except GeexError as err:
             raise ApiError(str(err)) from None
 
