@@ -12,21 +12,27 @@ so that a newer keystroke in the same file cancels the request it makes stale.
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import hashlib
 import json
-from collections.abc import AsyncIterator, Iterator, Sequence
+import logging
+from collections.abc import AsyncIterator, Callable, Iterator, Sequence
 from typing import TypeVar
 
+from fastapi.responses import JSONResponse, Response
 from pydantic import BaseModel, ValidationError
 from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
 
 from geex.errors import GeexError
 from geex.languages import Language, get_language
-from geex.serve.engine import EngineBusy, GenerationParams, RequestHandle
+from geex.serve.engine import Completion, EngineBusy, GenerationParams, RequestHandle
 from geex.serve.limits import CountedStream, LimitExceeded, allowed_max_tokens, prompt_room
 from geex.serve.request_body import RequestError, check_text_of, read_json
 from geex.serve.state import ServerState
+from geex.serve.waiting import unless_disconnected
+
+log = logging.getLogger("geex.serve")
 
 RequestModel = TypeVar("RequestModel", bound=BaseModel)
 
@@ -210,3 +216,50 @@ def counted_stream(
             handle.cancel()
 
     return CountedStream(body, state.streams, media_type=media_type, on_close=cancel)
+
+
+def plain_error_response(err: RequestError) -> JSONResponse:
+    """An error as Tabby and Ollama answer it: ``{"error": message}``."""
+    return JSONResponse({"error": err.message}, status_code=err.status, headers=err.headers())
+
+
+@dataclasses.dataclass
+class AnswerShape:
+    """How a protocol writes a generation: each streamed piece, the last piece (with the
+    counts), a failure after the stream has begun, the whole answer, and an error."""
+
+    media_type: str
+    piece: Callable[[str], str]
+    final: Callable[[Completion], str]
+    failed: Callable[[Exception], str]
+    whole: Callable[[Completion], dict]
+    error: Callable[[RequestError], Response]
+
+
+async def answer(
+    state: ServerState, request: Request, handle: RequestHandle, stream: bool, shape: AnswerShape
+) -> Response:
+    """The generation streamed (its slot given back, and the handle cancelled, when the stream
+    ends however it ends) or whole (cancelled if the client leaves first), in ``shape``."""
+    if stream:
+
+        async def body() -> AsyncIterator[str]:
+            try:
+                async for piece in pieces(handle):
+                    yield shape.piece(piece)
+                completion = await handle.result()
+            except Exception as err:  # the status line has gone out: the error ends the body
+                if not isinstance(err, GeexError):
+                    log.exception("streamed generation failed")
+                yield shape.failed(err)
+                return
+            yield shape.final(completion)
+
+        return counted_stream(state, body(), handle, shape.media_type)
+    try:
+        completion = await unless_disconnected(request, handle.result(), handle.cancel)
+    except RequestError as err:
+        return shape.error(err)
+    except GeexError as err:
+        return shape.error(RequestError(str(err), 500))
+    return JSONResponse(shape.whole(completion))

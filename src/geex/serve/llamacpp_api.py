@@ -22,30 +22,27 @@ from __future__ import annotations
 import json
 import logging
 import time
-from collections.abc import AsyncIterator
 
 from fastapi import APIRouter
 from fastapi.responses import JSONResponse, Response
 from pydantic import BaseModel, ConfigDict, Field
 from starlette.requests import Request
 
-from geex.errors import GeexError
 from geex.languages import detect_language
 from geex.serve.engine import Completion, RequestHandle
 from geex.serve.infill import (
+    AnswerShape,
     RequestError,
-    counted_stream,
+    answer,
     document_key,
     generation_params,
     infill_prompt_ids,
-    pieces,
     plain_prompt_ids,
     read_request,
     stream_slot,
     submit,
 )
 from geex.serve.state import ServerState
-from geex.serve.waiting import unless_disconnected
 
 log = logging.getLogger("geex.serve.llamacpp")
 
@@ -137,30 +134,25 @@ async def _answer(
 ) -> Response:
     started = time.perf_counter()
 
-    async def events() -> AsyncIterator[str]:
-        try:
-            async for piece in pieces(handle):
-                yield f"data: {json.dumps({'index': 0, 'content': piece, 'stop': False})}\n\n"
-            completion = await handle.result()
-        except Exception as err:  # the status line has gone out: the error is the last event
-            if not isinstance(err, GeexError):
-                log.exception("streamed generation failed")
-            body = {"error": {"code": 500, "message": str(err), "type": "server_error"}}
-            yield f"error: {json.dumps(body)}\n\n"
-            return
-        final = {"index": 0, "content": "", **_final(state, handle, completion, started)}
-        yield f"data: {json.dumps(final)}\n\n"
+    def event(fields: dict) -> str:
+        return f"data: {json.dumps(fields)}\n\n"
 
-    if stream:
-        return counted_stream(state, events(), handle, "text/event-stream")
-    try:
-        completion = await unless_disconnected(request, handle.result(), handle.cancel)
-    except RequestError as err:
-        return error_response(err)
-    except GeexError as err:
-        return error_response(RequestError(str(err), 500))
-    body = {"index": 0, "content": completion.text, **_final(state, handle, completion, started)}
-    return JSONResponse(body)
+    def failed(err: Exception) -> str:
+        body = {"error": {"code": 500, "message": str(err), "type": "server_error"}}
+        return f"error: {json.dumps(body)}\n\n"
+
+    def whole(completion: Completion, text: str) -> dict:
+        return {"index": 0, "content": text, **_final(state, handle, completion, started)}
+
+    shape = AnswerShape(
+        media_type="text/event-stream",
+        piece=lambda text: event({"index": 0, "content": text, "stop": False}),
+        final=lambda completion: event(whole(completion, "")),
+        failed=failed,
+        whole=lambda completion: whole(completion, completion.text),
+        error=error_response,
+    )
+    return await answer(state, request, handle, stream, shape)
 
 
 async def infill(state: ServerState, request: Request) -> Response:

@@ -46,6 +46,9 @@ from geex.serve.infill import (
     plain_prompt_ids,
     submit,
 )
+from geex.serve.infill import (
+    plain_error_response as error_response,
+)
 from geex.serve.state import ServerState
 from geex.serve.waiting import unless_disconnected
 
@@ -93,10 +96,6 @@ class TabbyCompletionRequest(BaseModel):
 def is_tabby_request(body: dict) -> bool:
     """A completions body in Tabby's shape (``segments``) rather than OpenAI's (``prompt``)."""
     return isinstance(body, dict) and "segments" in body and "prompt" not in body
-
-
-def error_response(err: RequestError) -> JSONResponse:
-    return JSONResponse({"error": err.message}, status_code=err.status, headers=err.headers())
 
 
 def single_line(suffix: str | None) -> bool:
