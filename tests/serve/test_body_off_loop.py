@@ -14,14 +14,7 @@ required_module("uvicorn")
 
 from geex.serve import request_body  # noqa: E402
 from geex.serve.server import BackgroundServer, create_app  # noqa: E402
-from tests.serve.editor_server import post, save_tiny_model, serving_state  # noqa: E402
-
-
-@pytest.fixture(scope="module")
-def state(tmp_path_factory):
-    served = serving_state(save_tiny_model(tmp_path_factory.mktemp("body") / "tiny-geex"))
-    yield served
-    served.engine.close()
+from tests.serve.editor_server import post  # noqa: E402
 
 
 @pytest.mark.parametrize(

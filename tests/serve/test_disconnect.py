@@ -17,9 +17,6 @@ from tests.conftest import required_module
 required_module("fastapi")
 required_module("uvicorn")
 
-from geex.serve.server import BackgroundServer, create_app  # noqa: E402
-from tests.serve.editor_server import save_tiny_model, serving_state  # noqa: E402
-
 
 class StalledHandle:
     """A sequence that never ends until cancelled."""
@@ -39,19 +36,6 @@ class StalledHandle:
 
     def cancel(self) -> None:
         self.cancelled.set()
-
-
-@pytest.fixture(scope="module")
-def state(tmp_path_factory):
-    served = serving_state(save_tiny_model(tmp_path_factory.mktemp("gone") / "tiny-geex"))
-    yield served
-    served.engine.close()
-
-
-@pytest.fixture(scope="module")
-def server(state):
-    with BackgroundServer(create_app(state)) as running:
-        yield running
 
 
 def post_and_hang_up(url: str, path: str, body: dict) -> None:

@@ -19,25 +19,10 @@ from tests.serve.editor_server import (  # noqa: E402
     expected_text,
     get,
     post,
-    save_tiny_model,
-    serving_state,
     without_fim,
 )
 
 GREEDY = {"temperature": 0, "num_predict": 24}
-
-
-@pytest.fixture(scope="module")
-def state(tmp_path_factory):
-    served = serving_state(save_tiny_model(tmp_path_factory.mktemp("ollama") / "tiny-geex"))
-    yield served
-    served.engine.close()
-
-
-@pytest.fixture(scope="module")
-def server(state):
-    with BackgroundServer(create_app(state)) as running:
-        yield running
 
 
 def call(server, path, body) -> tuple[int, bytes, dict]:

@@ -18,24 +18,11 @@ from geex.serve.infill import cut_left  # noqa: E402
 from geex.serve.limits import LimitExceeded, allowed_max_tokens, prompt_room  # noqa: E402
 from geex.serve.server import BackgroundServer, create_app  # noqa: E402
 from geex.serve.state import ServeLimits, ServerState  # noqa: E402
-from tests.serve.editor_server import post, save_tiny_model, serving_state  # noqa: E402
+from tests.serve.editor_server import post  # noqa: E402
 
 CONTEXT = 256  # the tiny model's
 PREFIX = "def add(a, b):\n    return a + b\n\n" * 200  # far over the context
 SUFFIX = "\n\nprint(add(1, 2))\n" * 50
-
-
-@pytest.fixture(scope="module")
-def state(tmp_path_factory):
-    served = serving_state(save_tiny_model(tmp_path_factory.mktemp("room") / "tiny-geex"))
-    yield served
-    served.engine.close()
-
-
-@pytest.fixture(scope="module")
-def server(state):
-    with BackgroundServer(create_app(state)) as running:
-        yield running
 
 
 @pytest.fixture

@@ -27,8 +27,6 @@ from tests.serve.editor_server import (  # noqa: E402
     expected_text,
     get,
     post,
-    save_tiny_model,
-    serving_state,
     without_fim,
 )
 
@@ -45,19 +43,6 @@ AGENT_BODY = {
     },
     "user": None,
 }
-
-
-@pytest.fixture(scope="module")
-def state(tmp_path_factory):
-    served = serving_state(save_tiny_model(tmp_path_factory.mktemp("tabby") / "tiny-geex"))
-    yield served
-    served.engine.close()
-
-
-@pytest.fixture(scope="module")
-def server(state):
-    with BackgroundServer(create_app(state)) as running:
-        yield running
 
 
 def complete(server, body) -> tuple[int, dict]:
