@@ -4,9 +4,10 @@ Each protocol answers errors in its own JSON shape, so bodies are read
 (:mod:`geex.serve.request_body`) and validated here, not by FastAPI (whose validation errors
 the application answers in one shape for all): a bad body becomes a :class:`RequestError`
 that the protocol's route turns into its own answer.
-Prompts are tokenized off the event loop, an infill through the model's FIM convention and
-cut to the prompt budget, and handed to the engine with the editor's file as its document,
-so that a newer keystroke in the same file cancels the request it makes stale.
+Prompts are tokenized off the event loop, an infill through the model's FIM convention, and
+cut to leave the request's ``max_tokens`` to generate (:func:`~geex.serve.limits.prompt_room`);
+they are handed to the engine with a key of the editor's file (:func:`document_key`) as its
+document, so that a newer keystroke in the same file cancels the request it makes stale.
 """
 
 from __future__ import annotations
