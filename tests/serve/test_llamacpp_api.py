@@ -19,8 +19,6 @@ from geex.serve.server import BackgroundServer, create_app  # noqa: E402
 from tests.serve.editor_server import (  # noqa: E402
     expected_text,
     post,
-    save_tiny_model,
-    serving_state,
     without_fim,
 )
 
@@ -41,19 +39,6 @@ LLAMA_VIM_BODY = {
     "t_max_predict_ms": 1000,
     "temperature": 0,
 }
-
-
-@pytest.fixture(scope="module")
-def state(tmp_path_factory):
-    served = serving_state(save_tiny_model(tmp_path_factory.mktemp("llamacpp") / "tiny-geex"))
-    yield served
-    served.engine.close()
-
-
-@pytest.fixture(scope="module")
-def server(state):
-    with BackgroundServer(create_app(state)) as running:
-        yield running
 
 
 def infill_ids(state) -> list[int]:

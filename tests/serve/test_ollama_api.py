@@ -19,25 +19,10 @@ from tests.serve.editor_server import (  # noqa: E402
     expected_text,
     get,
     post,
-    save_tiny_model,
-    serving_state,
     without_fim,
 )
 
 GREEDY = {"temperature": 0, "num_predict": 24}
-
-
-@pytest.fixture(scope="module")
-def state(tmp_path_factory):
-    served = serving_state(save_tiny_model(tmp_path_factory.mktemp("ollama") / "tiny-geex"))
-    yield served
-    served.engine.close()
-
-
-@pytest.fixture(scope="module")
-def server(state):
-    with BackgroundServer(create_app(state)) as running:
-        yield running
 
 
 def call(server, path, body) -> tuple[int, bytes, dict]:
@@ -181,6 +166,7 @@ def test_a_suffix_needs_a_model_with_fim(state):
         status, raw, _ = call(plain, "/api/generate", body)
         assert status == 400
         assert "no fill-in-the-middle tokens" in json.loads(raw)["error"]
+        assert "geex serve --fim-style prefix-only" in json.loads(raw)["error"]
         _, raw, _ = call(plain, "/api/show", {"model": "tiny-geex"})
         assert json.loads(raw)["capabilities"] == ["completion"]
 

@@ -137,12 +137,12 @@ def test_suffix_fills_in_the_middle_with_the_fim_prompt(server, state, reference
     assert plain["usage"]["prompt_tokens"] == len(tok.encode(prefix))
 
 
-def test_a_long_fim_prompt_is_cut_to_the_context_not_refused(server, state):
+def test_a_long_fim_prompt_is_cut_to_leave_max_tokens_not_refused(server, state):
     prefix, suffix = "x = 1\n" * 400, "y = 2\n" * 400
     status, answer = post(server, {"prompt": prefix, "suffix": suffix, "max_tokens": 4,
                                    "temperature": 0})  # fmt: skip
     assert status == 200, answer
-    assert answer["usage"]["prompt_tokens"] == state.prompt_budget()
+    assert answer["usage"]["prompt_tokens"] == state.model.context_length - 4
 
 
 def _greedy(max_tokens, state):
@@ -196,6 +196,36 @@ def test_streamed_chunks_concatenate_to_the_unstreamed_text(server):
     assert finished == [c["finish_reason"] for c in whole["choices"]]
     assert len(chunks) > 8  # text came in pieces, not in one chunk at the end
     assert chunks[-1]["choices"] == [] and chunks[-1]["usage"] == whole["usage"]
+    assert all(chunk["usage"] is None for chunk in chunks[:-1])  # as OpenAI's chunks carry it
+
+
+NULLS = {"temperature": None, "top_p": None, "n": None, "max_tokens": None, "stream": None,
+         "echo": None, "seed": None, "stop": None, "stream_options": None}  # fmt: skip
+
+
+def test_null_fields_take_their_defaults(server):
+    status, answer = post(server, {"prompt": "def f():\n", **NULLS})
+    assert status == 200, answer
+    assert len(answer["choices"]) == 1 and answer["usage"]["completion_tokens"] <= 16
+    messages = [{"role": "user", "content": "hi"}]
+    nulls = {k: v for k, v in NULLS.items() if k != "echo"}
+    body = {"messages": messages, **nulls, "max_completion_tokens": None}
+    status, answer = post(server, body, "/v1/chat/completions")
+    assert status == 200, answer
+    status, answer = post(server, {"prompt": None})
+    assert status == 400  # a required field stays required
+
+
+def test_a_developer_message_is_a_system_message(server):
+    def prompt_tokens(role: str) -> int:
+        messages = [{"role": role, "content": "Answer in Python."},
+                    {"role": "user", "content": "hi"}]  # fmt: skip
+        body = {"messages": messages, "max_tokens": 1}
+        status, answer = post(server, body, "/v1/chat/completions")
+        assert status == 200, answer
+        return answer["usage"]["prompt_tokens"]
+
+    assert prompt_tokens("developer") == prompt_tokens("system")
 
 
 def test_n_samples_are_seeded_per_sample_and_ordered_prompt_major(server):
@@ -393,3 +423,16 @@ def test_a_model_without_fim_refuses_a_suffix_but_takes_an_empty_one(state, refe
         status, answer = post(plain_server, {**body, "suffix": ""})
         assert status == 200, answer
         assert answer["usage"]["prompt_tokens"] == len(reference.tokenizer.encode("def f():\n"))
+
+
+def test_a_busy_server_answers_as_the_tasks_do(server, state, monkeypatch):
+    from geex.serve.engine import EngineBusy
+
+    def busy(*args, **kwargs):
+        raise EngineBusy("the server is busy", retry_after=2)
+
+    monkeypatch.setattr(state.engine, "submit", busy)
+    status, answer, headers = call(server, "/v1/completions", {"prompt": "x", "max_tokens": 2})
+    assert status == 429 and headers["Retry-After"] == "2"
+    assert answer["error"]["type"] == "rate_limit_error"
+    assert answer["error"]["code"] == "rate_limit_exceeded"

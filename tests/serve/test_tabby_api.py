@@ -27,8 +27,6 @@ from tests.serve.editor_server import (  # noqa: E402
     expected_text,
     get,
     post,
-    save_tiny_model,
-    serving_state,
     without_fim,
 )
 
@@ -45,19 +43,6 @@ AGENT_BODY = {
     },
     "user": None,
 }
-
-
-@pytest.fixture(scope="module")
-def state(tmp_path_factory):
-    served = serving_state(save_tiny_model(tmp_path_factory.mktemp("tabby") / "tiny-geex"))
-    yield served
-    served.engine.close()
-
-
-@pytest.fixture(scope="module")
-def server(state):
-    with BackgroundServer(create_app(state)) as running:
-        yield running
 
 
 def complete(server, body) -> tuple[int, dict]:
@@ -173,8 +158,15 @@ def test_the_file_is_the_engines_document(server, state, monkeypatch):
         return submit(ids, params, n=n, document=document)
 
     monkeypatch.setattr(state.engine, "submit", recording_submit)
-    assert complete(server, AGENT_BODY)[0] == 200
-    assert seen == ["src/add.py"]  # a newer request for the same file cancels this one
+    other_repo = {**AGENT_BODY["segments"], "git_url": "https://example.com/other.git"}
+    no_file = {**AGENT_BODY["segments"], "filepath": None}
+    for body in (AGENT_BODY, AGENT_BODY, {**AGENT_BODY, "segments": other_repo},
+                 {**AGENT_BODY, "user": "someone-else"}, {**AGENT_BODY, "segments": no_file}):  # fmt: skip
+        assert complete(server, body)[0] == 200
+    same, again, repo, user, none = seen
+    assert "src/add.py" in same and same == again  # a newer request for the file cancels this
+    assert len({same, repo, user}) == 3  # another repository's or person's file is another
+    assert none is None  # a repository alone is no document: its files would cancel each other
 
 
 @pytest.mark.parametrize(
@@ -198,6 +190,7 @@ def test_a_model_without_fim_refuses_a_suffix_and_completes_a_prefix(state):
         status, answer = complete(plain, AGENT_BODY)
         assert status == 400
         assert "has no fill-in-the-middle tokens" in answer["error"]
+        assert "geex serve --fim-style prefix-only" in answer["error"]  # what to do about it
         status, answer = complete(plain, {"segments": {"prefix": "def f():\n"}})
         assert status == 200
 

@@ -37,7 +37,7 @@ def tasks_app(state) -> FastAPI:
 
     @app.exception_handler(ApiError)
     async def api_error(_request, err: ApiError) -> JSONResponse:
-        return JSONResponse(err.body(), status_code=err.status)
+        return JSONResponse(err.body(), status_code=err.status, headers=err.headers)
 
     app.include_router(router(state))
     return app
@@ -171,7 +171,7 @@ def test_a_chat_model_is_asked_through_its_chat_prompt(served, engine):
         ("explain", {"code": ADD_PY, "language": "python", "max_tokens": 0}, 400,
          "max_tokens must be an integer >= 1"),
         ("explain", {"code": ADD_PY, "language": "python", "max_tokens": 500}, 400,
-         "above this server's limit of 200"),
+         "over this server's limit of 200 tokens per completion (geex serve --max-tokens)"),
         ("explain", {"code": ADD_PY, "language": "python", "model": "gpt-4"}, 404,
          "the model 'gpt-4' is not served here"),
         ("explain", {"code": ADD_PY * 200, "language": "python"}, 400, "send less code"),
@@ -227,6 +227,7 @@ def test_a_full_queue_is_a_429_with_retry_after(served):
         code, answer, headers = post(running, "explain", {"code": ADD_PY, "language": "python"})
     assert code == 429 and headers["Retry-After"] == "3"
     assert answer["error"]["type"] == "rate_limit_error"
+    assert answer["error"]["code"] == "rate_limit_exceeded"  # OpenAI's routes' code too
 
 
 def test_a_failure_after_the_stream_began_is_an_error_event():
@@ -270,8 +271,13 @@ def test_the_document_reaches_the_engine_so_a_newer_request_cancels_the_older(se
 
     with BackgroundServer(tasks_app(ServerState(served, RecordingEngine()))) as running:
         post(running, "complete", {"prefix": "x = ", "document": "src/app.py"})
+        post(running, "complete", {"prefix": "x = ", "document": "src/app.py", "user": "b"})
+        post(running, "explain", {"code": "x = 1", "language": "python", "document": "src/app.py"})
         post(running, "complete", {"prefix": "x = "})
-    assert seen == ["src/app.py", None]
+    first, other_user, explain, none = seen
+    assert "src/app.py" in first and "complete" in first
+    assert len({first, other_user, explain}) == 3  # a keystroke does not cancel an explain
+    assert none is None
 
 
 def test_a_tasks_own_length_stays_within_the_servers_cap(served, engine):

@@ -84,6 +84,19 @@ def is_loopback(host: str) -> bool:
         return False
 
 
+def start_line(
+    name: str, device, url: str, limits: ServeLimits, options: LoadOptions, max_batch: int
+) -> str:
+    """What the server says when it starts: where, with which key rule, and how the weights
+    are held (INT8 weights answer a little differently from bf16: the operator should see it)."""
+    key = "API key required" if limits.api_key else "no API key"
+    weights = f", {options.quantize.upper()} weights" if options.quantize else ""
+    return (
+        f"geex serve: {name} on {device}{weights}, at {url}/v1 ({key}; "
+        f"{max_batch} sequences at a time; Ctrl+C stops)"
+    )
+
+
 def _serve(args: argparse.Namespace) -> int:
     try:
         from geex.serve.engine import Engine
@@ -128,10 +141,8 @@ def _serve(args: argparse.Namespace) -> int:
     try:
         app = create_app(ServerState(model, engine, limits))
         device = getattr(model.runner, "device", "?")
-        key = "API key required" if limits.api_key else "no API key"
         print(
-            f"geex serve: {model.name} on {device}, at {server_url(sock)}/v1 ({key}; "
-            f"{args.max_batch} sequences at a time; Ctrl+C stops)",
+            start_line(model.name, device, server_url(sock), limits, options, args.max_batch),
             flush=True,
             file=sys.stderr,
         )

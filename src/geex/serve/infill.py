@@ -4,27 +4,36 @@ Each protocol answers errors in its own JSON shape, so bodies are read
 (:mod:`geex.serve.request_body`) and validated here, not by FastAPI (whose validation errors
 the application answers in one shape for all): a bad body becomes a :class:`RequestError`
 that the protocol's route turns into its own answer.
-Prompts are tokenized off the event loop, an infill through the model's FIM convention and
-cut to the prompt budget, and handed to the engine with the editor's file as its document,
-so that a newer keystroke in the same file cancels the request it makes stale.
+Prompts are tokenized off the event loop, an infill through the model's FIM convention, and
+cut to leave the request's ``max_tokens`` to generate (:func:`~geex.serve.limits.prompt_room`);
+they are handed to the engine with a key of the editor's file (:func:`document_key`) as its
+document, so that a newer keystroke in the same file cancels the request it makes stale.
 """
 
 from __future__ import annotations
 
 import contextlib
-from collections.abc import AsyncIterator, Iterator, Sequence
+import dataclasses
+import hashlib
+import json
+import logging
+from collections.abc import AsyncIterator, Callable, Iterator, Sequence
 from typing import TypeVar
 
+from fastapi.responses import JSONResponse, Response
 from pydantic import BaseModel, ValidationError
 from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
 
 from geex.errors import GeexError
 from geex.languages import Language, get_language
-from geex.serve.engine import EngineBusy, GenerationParams, RequestHandle
-from geex.serve.limits import CountedStream, LimitExceeded
+from geex.serve.engine import Completion, EngineBusy, GenerationParams, RequestHandle
+from geex.serve.limits import CountedStream, LimitExceeded, allowed_max_tokens, prompt_room
 from geex.serve.request_body import RequestError, check_text_of, read_json
 from geex.serve.state import ServerState
+from geex.serve.waiting import unless_disconnected
+
+log = logging.getLogger("geex.serve")
 
 RequestModel = TypeVar("RequestModel", bound=BaseModel)
 
@@ -41,14 +50,18 @@ EDITOR_LANGUAGE_IDS = {
 async def read_request(request: Request, model: type[RequestModel]) -> RequestModel:
     """The body of ``request`` as ``model``; a body that is not one is a :class:`RequestError`.
     An empty body is an empty object: every field takes its default."""
-    return parse_request(await read_json(request, empty={}, check_text=False), model)
+    return parse_request(await read_json(request, empty={}), model, check_text=False)
 
 
-def parse_request(data: object, model: type[RequestModel]) -> RequestModel:
-    """``data`` (a parsed body) as ``model``, its text checked, or a :class:`RequestError`."""
+def parse_request(
+    data: object, model: type[RequestModel], *, check_text: bool = True
+) -> RequestModel:
+    """``data`` (a parsed body) as ``model``, its text checked unless ``check_text`` is
+    False (:func:`~geex.serve.request_body.read_json` checked it), or a :class:`RequestError`."""
     if not isinstance(data, dict):
         raise RequestError("the request body must be a JSON object")
-    check_text_of(data)
+    if check_text:
+        check_text_of(data)
     try:
         return model.model_validate(data)
     except ValidationError as err:
@@ -69,26 +82,64 @@ def editor_language(name: str | None) -> Language | None:
         return None
 
 
-async def infill_prompt_ids(state: ServerState, prefix: str, suffix: str) -> list[int]:
-    """The model's FIM prompt for the text around the cursor, cut to the prompt budget."""
+async def infill_prompt_ids(
+    state: ServerState, prefix: str, suffix: str, max_tokens: int
+) -> list[int]:
+    """The model's FIM prompt for the text around the cursor, cut to leave ``max_tokens``
+    to generate (:func:`~geex.serve.limits.prompt_room`)."""
     if state.model.fim is None:
         raise RequestError(
             f"model {state.model.name} has no fill-in-the-middle tokens, so it cannot complete "
-            "between a prefix and a suffix; send the prefix alone"
+            "between a prefix and a suffix; serve it with geex serve --fim-style prefix-only "
+            "to complete the prefix and drop the suffix"
         )
+    room = prompt_room(state, max_tokens)
     try:
         return await run_in_threadpool(
-            state.model.fim_prompt_ids, prefix, suffix, max_prompt_tokens=state.prompt_budget()
+            state.model.fim_prompt_ids, prefix, suffix, max_prompt_tokens=room
         )
     except GeexError as err:
         raise RequestError(str(err)) from None
 
 
-async def plain_prompt_ids(state: ServerState, text: str) -> list[int]:
-    """``text`` tokenized; a prompt longer than the budget keeps its end, nearest the cursor."""
+async def plain_prompt_ids(state: ServerState, text: str, max_tokens: int) -> list[int]:
+    """``text`` tokenized; a prompt over the room left by ``max_tokens`` keeps its end, nearest
+    the cursor, and its leading ids (a Llama-family BOS), which the cut would otherwise drop."""
     ids = await run_in_threadpool(state.model.codec.encode, text)
-    budget = state.prompt_budget()
-    return ids[len(ids) - budget :] if len(ids) > budget else ids
+    leading = getattr(state.model.tokens, "leading_ids", ())
+    return cut_left(ids, prompt_room(state, max_tokens), leading)
+
+
+def cut_left(ids: list[int], room: int, leading: Sequence[int] = ()) -> list[int]:
+    """``ids`` in at most ``room`` tokens: its start dropped, ``leading`` ids kept in front."""
+    if len(ids) <= room:
+        return ids
+    head = list(leading) if leading and ids[: len(leading)] == list(leading) else []
+    keep = max(room - len(head), 0)
+    return head + ids[len(ids) - keep :] if keep else head
+
+
+def document_key(
+    request: Request,
+    protocol: str,
+    filepath: str | None,
+    *,
+    git_url: str | None = None,
+    user: str | None = None,
+) -> str | None:
+    """The engine's ``document`` for a request about ``filepath``: a newer request with the
+    same key cancels the older, which a keystroke has made stale.
+
+    The key names the protocol (an editor's keystroke must not cancel an explain task on the
+    same file), the client (a hash of its credentials, and the ``user`` it names: two people's
+    ``src/main.py`` are different files) and the repository (``git_url``: two repos'
+    ``src/main.py`` too). A request naming no file has no document: a repository alone would
+    make every file of it cancel the others."""
+    if not filepath:
+        return None
+    credentials = request.headers.get("authorization", "")
+    client = hashlib.sha256(credentials.encode()).hexdigest()[:16] if credentials else ""
+    return json.dumps([protocol, client, user or "", git_url or "", filepath])
 
 
 def generation_params(
@@ -102,11 +153,11 @@ def generation_params(
     stop: Sequence[str] = (),
     language: Language | None = None,
 ) -> GenerationParams:
-    """Sampling settings checked, ``max_tokens`` capped by the server's limit."""
-    cap = state.limits.max_tokens
+    """Sampling settings checked, ``max_tokens`` (none or -1: as many as allowed) capped by
+    the server's limit (:func:`~geex.serve.limits.allowed_max_tokens` says why)."""
     try:
         return GenerationParams(
-            max_tokens=min(max_tokens, cap) if max_tokens is not None else cap,
+            max_tokens=allowed_max_tokens(state.limits, max_tokens, cap=True),
             temperature=temperature,
             top_p=top_p,
             top_k=top_k,
@@ -166,3 +217,50 @@ def counted_stream(
             handle.cancel()
 
     return CountedStream(body, state.streams, media_type=media_type, on_close=cancel)
+
+
+def plain_error_response(err: RequestError) -> JSONResponse:
+    """An error as Tabby and Ollama answer it: ``{"error": message}``."""
+    return JSONResponse({"error": err.message}, status_code=err.status, headers=err.headers())
+
+
+@dataclasses.dataclass
+class AnswerShape:
+    """How a protocol writes a generation: each streamed piece, the last piece (with the
+    counts), a failure after the stream has begun, the whole answer, and an error."""
+
+    media_type: str
+    piece: Callable[[str], str]
+    final: Callable[[Completion], str]
+    failed: Callable[[Exception], str]
+    whole: Callable[[Completion], dict]
+    error: Callable[[RequestError], Response]
+
+
+async def answer(
+    state: ServerState, request: Request, handle: RequestHandle, stream: bool, shape: AnswerShape
+) -> Response:
+    """The generation streamed (its slot given back, and the handle cancelled, when the stream
+    ends however it ends) or whole (cancelled if the client leaves first), in ``shape``."""
+    if stream:
+
+        async def body() -> AsyncIterator[str]:
+            try:
+                async for piece in pieces(handle):
+                    yield shape.piece(piece)
+                completion = await handle.result()
+            except Exception as err:  # the status line has gone out: the error ends the body
+                if not isinstance(err, GeexError):
+                    log.exception("streamed generation failed")
+                yield shape.failed(err)
+                return
+            yield shape.final(completion)
+
+        return counted_stream(state, body(), handle, shape.media_type)
+    try:
+        completion = await unless_disconnected(request, handle.result(), handle.cancel)
+    except RequestError as err:
+        return shape.error(err)
+    except GeexError as err:
+        return shape.error(RequestError(str(err), 500))
+    return JSONResponse(shape.whole(completion))

@@ -35,6 +35,24 @@ class LimitExceeded(GeexError):
         self.param, self.status, self.code, self.retry_after = param, status, code, retry_after
 
 
+def allowed_max_tokens(limits: ServeLimits, asked: int | None, *, cap: bool) -> int:
+    """The token bound a request runs with: ``asked``, or the server's limit if it asks none.
+
+    Over the limit the protocols differ, deliberately. OpenAI's routes and the tasks refuse
+    (``cap=False``: a 400 naming ``geex serve --max-tokens``): their callers ask for a bound
+    and should learn that it is not the one they get. The editor protocols (Tabby, Ollama,
+    llama.cpp) cap (``cap=True``): editors send "as many as you like" values (Ollama's
+    ``num_predict`` -1, llama.cpp's ``n_predict`` -1, a plugin's large default) and cannot be
+    told to change them, and a completion shorter than asked is what their users get anyway.
+    A value of zero or less asks for none (the editors' -1)."""
+    if asked is None or (asked <= 0 and cap):
+        return limits.max_tokens
+    if asked > limits.max_tokens and cap:
+        return limits.max_tokens
+    check_max_tokens(limits, asked)
+    return asked
+
+
 def check_max_tokens(limits: ServeLimits, max_tokens: int) -> None:
     if max_tokens > limits.max_tokens:
         raise LimitExceeded(
@@ -70,6 +88,20 @@ def check_prompt_tokens(state: ServerState, count: int, param: str = "prompt") -
     raise LimitExceeded(
         f"the prompt has {count} tokens; {reason}", param=param, code="context_length_exceeded"
     )
+
+
+def prompt_room(state: ServerState, max_tokens: int) -> int:
+    """Prompt tokens a prompt that may be cut (an editor's file, an infill) is cut to, leaving
+    ``max_tokens`` of the context to generate in, but never less than half the prompt budget.
+
+    Cutting to the whole budget (the context less one) would leave room for ONE generated
+    token: a long file would always end "length" after a single token. Half the budget is the
+    floor because a huge ``max_tokens`` (editors send "as many as you like") must not cut the
+    code the completion depends on to nothing; such a request stops at the context instead.
+    """
+    budget = state.prompt_budget()
+    context = state.model.context_length
+    return min(budget, max(context - max_tokens, budget // 2))
 
 
 class StreamSlots:

@@ -22,22 +22,21 @@ from __future__ import annotations
 import json
 import logging
 import time
-from collections.abc import AsyncIterator
 
 from fastapi import APIRouter
 from fastapi.responses import JSONResponse, Response
 from pydantic import BaseModel, ConfigDict, Field
 from starlette.requests import Request
 
-from geex.errors import GeexError
 from geex.languages import detect_language
 from geex.serve.engine import Completion, RequestHandle
 from geex.serve.infill import (
+    AnswerShape,
     RequestError,
-    counted_stream,
+    answer,
+    document_key,
     generation_params,
     infill_prompt_ids,
-    pieces,
     plain_prompt_ids,
     read_request,
     stream_slot,
@@ -101,7 +100,7 @@ def extra_context(chunks: list[ExtraContext]) -> str:
 def _params(state: ServerState, body: CompletionRequest):
     return generation_params(
         state,
-        max_tokens=body.n_predict if body.n_predict > 0 else None,
+        max_tokens=body.n_predict,
         temperature=body.temperature,
         top_p=body.top_p,
         top_k=body.top_k,
@@ -130,31 +129,30 @@ def _final(
     }
 
 
-async def _answer(state: ServerState, handle: RequestHandle, stream: bool) -> Response:
+async def _answer(
+    state: ServerState, request: Request, handle: RequestHandle, stream: bool
+) -> Response:
     started = time.perf_counter()
 
-    async def events() -> AsyncIterator[str]:
-        try:
-            async for piece in pieces(handle):
-                yield f"data: {json.dumps({'index': 0, 'content': piece, 'stop': False})}\n\n"
-            completion = await handle.result()
-        except Exception as err:  # the status line has gone out: the error is the last event
-            if not isinstance(err, GeexError):
-                log.exception("streamed generation failed")
-            body = {"error": {"code": 500, "message": str(err), "type": "server_error"}}
-            yield f"error: {json.dumps(body)}\n\n"
-            return
-        final = {"index": 0, "content": "", **_final(state, handle, completion, started)}
-        yield f"data: {json.dumps(final)}\n\n"
+    def event(fields: dict) -> str:
+        return f"data: {json.dumps(fields)}\n\n"
 
-    if stream:
-        return counted_stream(state, events(), handle, "text/event-stream")
-    try:
-        completion = await handle.result()
-    except GeexError as err:
-        return error_response(RequestError(str(err), 500))
-    body = {"index": 0, "content": completion.text, **_final(state, handle, completion, started)}
-    return JSONResponse(body)
+    def failed(err: Exception) -> str:
+        body = {"error": {"code": 500, "message": str(err), "type": "server_error"}}
+        return f"error: {json.dumps(body)}\n\n"
+
+    def whole(completion: Completion, text: str) -> dict:
+        return {"index": 0, "content": text, **_final(state, handle, completion, started)}
+
+    shape = AnswerShape(
+        media_type="text/event-stream",
+        piece=lambda text: event({"index": 0, "content": text, "stop": False}),
+        final=lambda completion: event(whole(completion, "")),
+        failed=failed,
+        whole=lambda completion: whole(completion, completion.text),
+        error=error_response,
+    )
+    return await answer(state, request, handle, stream, shape)
 
 
 async def infill(state: ServerState, request: Request) -> Response:
@@ -167,12 +165,14 @@ async def infill(state: ServerState, request: Request) -> Response:
                 501,
             )
         prefix = extra_context(body.input_extra) + body.input_prefix + body.prompt
-        ids = await infill_prompt_ids(state, prefix, body.input_suffix)
+        params = _params(state, body)
+        ids = await infill_prompt_ids(state, prefix, body.input_suffix, params.max_tokens)
         with stream_slot(state, body.stream):
-            handle = submit(state, ids, _params(state, body), document=body.filename)
+            document = document_key(request, "llama.cpp", body.filename)
+            handle = submit(state, ids, params, document=document)
     except RequestError as err:
         return error_response(err)
-    return await _answer(state, handle, body.stream)
+    return await _answer(state, request, handle, body.stream)
 
 
 async def completion(state: ServerState, request: Request) -> Response:
@@ -180,12 +180,13 @@ async def completion(state: ServerState, request: Request) -> Response:
         body = await read_request(request, CompletionRequest)
         if not body.prompt:
             raise RequestError("prompt: a non-empty prompt is needed")
-        ids = await plain_prompt_ids(state, body.prompt)
+        params = _params(state, body)
+        ids = await plain_prompt_ids(state, body.prompt, params.max_tokens)
         with stream_slot(state, body.stream):
-            handle = submit(state, ids, _params(state, body))
+            handle = submit(state, ids, params)
     except RequestError as err:
         return error_response(err)
-    return await _answer(state, handle, body.stream)
+    return await _answer(state, request, handle, body.stream)
 
 
 def router(state: ServerState) -> APIRouter:

@@ -21,7 +21,7 @@ import hashlib
 import json
 import logging
 import time
-from collections.abc import AsyncIterator, Callable
+from collections.abc import Callable
 from datetime import datetime, timezone
 
 from fastapi import APIRouter
@@ -33,15 +33,18 @@ from starlette.requests import Request
 from geex.errors import GeexError
 from geex.serve.engine import Completion, RequestHandle
 from geex.serve.infill import (
+    AnswerShape,
     RequestError,
-    counted_stream,
+    answer,
     generation_params,
     infill_prompt_ids,
-    pieces,
     plain_prompt_ids,
     read_request,
     stream_slot,
     submit,
+)
+from geex.serve.infill import (
+    plain_error_response as error_response,
 )
 from geex.serve.state import ServerState
 
@@ -103,10 +106,6 @@ class ShowRequest(BaseModel):
     name: str | None = None  # the field's name before Ollama 0.3
 
 
-def error_response(err: RequestError) -> JSONResponse:
-    return JSONResponse({"error": err.message}, status_code=err.status, headers=err.headers())
-
-
 def _now() -> str:
     return datetime.now(timezone.utc).isoformat().replace("+00:00", "Z")
 
@@ -129,10 +128,9 @@ def unsupported(body: GenerateRequest | ChatRequest) -> None:
 
 
 def _params(state: ServerState, options: Options, stop: tuple[str, ...] = ()):
-    num_predict = options.num_predict
     return generation_params(
         state,
-        max_tokens=num_predict if num_predict is not None and num_predict > 0 else None,
+        max_tokens=options.num_predict,
         temperature=options.temperature,
         top_p=options.top_p,
         top_k=options.top_k,
@@ -157,6 +155,7 @@ def _stats(handle: RequestHandle, completion: Completion, started: float, first:
 
 async def _answer(
     state: ServerState,
+    request: Request,
     handle: RequestHandle,
     stream: bool,
     piece_fields: Callable[[str], dict],
@@ -164,33 +163,27 @@ async def _answer(
     """The generation as Ollama sends it: NDJSON lines, or one object with the whole text."""
     name = state.model.name
     started = time.perf_counter()
+    first: list[float] = []  # when the first piece came
 
-    async def lines() -> AsyncIterator[str]:
-        first = None
-        try:
-            async for piece in pieces(handle):
-                first = first or time.perf_counter()
-                line = {"model": name, "created_at": _now(), **piece_fields(piece), "done": False}
-                yield json.dumps(line) + "\n"
-            completion = await handle.result()
-        except Exception as err:  # the status line has gone out: the error is the last line
-            if not isinstance(err, GeexError):
-                log.exception("streamed generation failed")
-            yield json.dumps({"error": str(err)}) + "\n"
-            return
-        stats = _stats(handle, completion, started, first or time.perf_counter())
-        final = {"model": name, "created_at": _now(), **piece_fields(""), "done": True, **stats}
-        yield json.dumps(final) + "\n"
+    def line(text: str, **fields) -> dict:
+        return {"model": name, "created_at": _now(), **piece_fields(text), **fields}
 
-    if stream:
-        return counted_stream(state, lines(), handle, "application/x-ndjson")
-    try:
-        completion = await handle.result()
-    except GeexError as err:
-        return error_response(RequestError(str(err), 500))
-    stats = _stats(handle, completion, started, started)
-    body = {"model": name, "created_at": _now(), **piece_fields(completion.text), "done": True}
-    return JSONResponse({**body, **stats})
+    def piece(text: str) -> str:
+        first[:] = first or [time.perf_counter()]
+        return json.dumps(line(text, done=False)) + "\n"
+
+    def stats(completion: Completion) -> dict:
+        return _stats(handle, completion, started, first[0] if first else started)
+
+    shape = AnswerShape(
+        media_type="application/x-ndjson",
+        piece=piece,
+        final=lambda completion: json.dumps(line("", done=True, **stats(completion))) + "\n",
+        failed=lambda err: json.dumps({"error": str(err)}) + "\n",
+        whole=lambda completion: line(completion.text, done=True, **stats(completion)),
+        error=error_response,
+    )
+    return await answer(state, request, handle, stream, shape)
 
 
 async def generate(state: ServerState, request: Request) -> Response:
@@ -202,8 +195,9 @@ async def generate(state: ServerState, request: Request) -> Response:
             # Ollama's way to load a model: an empty prompt answers at once.
             done = {"model": state.model.name, "created_at": _now(), "response": ""}
             return JSONResponse({**done, "done": True, "done_reason": "load"})
+        params = _params(state, body.options)
         if body.suffix:
-            ids = await infill_prompt_ids(state, body.prompt, body.suffix)
+            ids = await infill_prompt_ids(state, body.prompt, body.suffix, params.max_tokens)
         elif not body.raw and state.model.chat_template is not None:
             messages = [{"role": "system", "content": body.system}] if body.system else []
             messages.append({"role": "user", "content": body.prompt})
@@ -212,12 +206,12 @@ async def generate(state: ServerState, request: Request) -> Response:
             text = (
                 f"{body.system}\n\n{body.prompt}" if body.system and not body.raw else body.prompt
             )
-            ids = await plain_prompt_ids(state, text)
+            ids = await plain_prompt_ids(state, text, params.max_tokens)
         with stream_slot(state, body.stream):
-            handle = submit(state, ids, _params(state, body.options))
+            handle = submit(state, ids, params)
     except RequestError as err:
         return error_response(err)
-    return await _answer(state, handle, body.stream, lambda text: {"response": text})
+    return await _answer(state, request, handle, body.stream, lambda text: {"response": text})
 
 
 async def chat(state: ServerState, request: Request) -> Response:
@@ -242,7 +236,7 @@ async def chat(state: ServerState, request: Request) -> Response:
     def message(text: str) -> dict:
         return {"message": {"role": "assistant", "content": text}}
 
-    return await _answer(state, handle, body.stream, message)
+    return await _answer(state, request, handle, body.stream, message)
 
 
 def _details(state: ServerState) -> dict:

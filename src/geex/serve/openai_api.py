@@ -20,7 +20,7 @@ import time
 import uuid
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict
+from pydantic import BaseModel, ConfigDict, model_validator
 
 from geex.errors import GeexError
 from geex.languages import get_language
@@ -66,6 +66,14 @@ class ApiError(Exception):
         return cls(err.message, status=err.status, param=err.param, headers=err.headers())
 
 
+def busy_error(message: str, retry_after: int | None) -> ApiError:
+    """The one answer to a busy server (a full queue, every stream slot taken) in OpenAI's
+    shape, whichever route meets it: a 429 with ``Retry-After``, as the ``openai`` package
+    retries it."""
+    return ApiError(message, status=429, code="rate_limit_exceeded", kind="rate_limit_error",
+                    headers={"Retry-After": str(retry_after or 1)})  # fmt: skip
+
+
 def error_body(message: str, *, kind: str = "invalid_request_error", param=None, code=None) -> dict:
     return {"error": {"message": message, "type": kind, "param": param, "code": code}}
 
@@ -89,6 +97,21 @@ class _Request(BaseModel):
     presence_penalty: float | None = None
     frequency_penalty: float | None = None
     logit_bias: dict[str, float] | None = None
+
+    @model_validator(mode="before")
+    @classmethod
+    def _null_is_default(cls, data: Any) -> Any:
+        """``null`` for a field with a default means the default: OpenAI's spec makes
+        ``temperature``, ``top_p``, ``n``, ``max_tokens``, ``stream``, ``echo``... nullable, and
+        clients (the ``openai`` package's callers, LangChain) send ``null`` for "unset"."""
+        if not isinstance(data, dict):
+            return data
+        fields = cls.model_fields
+        return {
+            key: value
+            for key, value in data.items()
+            if value is not None or key not in fields or fields[key].is_required()
+        }
 
     @property
     def stop_sequences(self) -> list[str]:
@@ -162,7 +185,9 @@ class ChatCompletionRequest(_Request):
                         )
                     texts.append(part["text"])
                 content = "".join(texts)
-            messages.append({"role": message.role, "content": content or ""})
+            # "developer" is OpenAI's newer name for the system message.
+            role = "system" if message.role == "developer" else message.role
+            messages.append({"role": role, "content": content or ""})
         return messages
 
 
@@ -277,49 +302,32 @@ def usage(prompt_tokens: int, completion_tokens: int) -> dict:
     }
 
 
-def completion_response(
+def response_body(
     completion_id: str,
     model: str,
     texts: list[str],
     finish_reasons: list[str],
     prompt_tokens: int,
     completion_tokens: int,
+    *,
+    chat: bool,
 ) -> dict:
-    """The non-streamed completions answer: one choice per (prompt, sample), prompt-major."""
+    """The non-streamed answer: one choice per (prompt, sample), prompt-major; a chat's
+    choices are assistant messages."""
+
+    def choice(index: int, text: str, reason: str) -> dict:
+        if not chat:
+            return text_choice(index, text, reason)
+        message = {"role": "assistant", "content": text}
+        return {"index": index, "message": message, "logprobs": None, "finish_reason": reason}
+
     return {
         "id": completion_id,
-        "object": "text_completion",
+        "object": "chat.completion" if chat else "text_completion",
         "created": int(time.time()),
         "model": model,
         "choices": [
-            {"index": i, "text": text, "logprobs": None, "finish_reason": reason}
-            for i, (text, reason) in enumerate(zip(texts, finish_reasons, strict=True))
-        ],
-        "usage": usage(prompt_tokens, completion_tokens),
-    }
-
-
-def chat_response(
-    completion_id: str,
-    model: str,
-    texts: list[str],
-    finish_reasons: list[str],
-    prompt_tokens: int,
-    completion_tokens: int,
-) -> dict:
-    """The non-streamed chat answer: one assistant message per sample."""
-    return {
-        "id": completion_id,
-        "object": "chat.completion",
-        "created": int(time.time()),
-        "model": model,
-        "choices": [
-            {
-                "index": i,
-                "message": {"role": "assistant", "content": text},
-                "logprobs": None,
-                "finish_reason": reason,
-            }
+            choice(i, text, reason)
             for i, (text, reason) in enumerate(zip(texts, finish_reasons, strict=True))
         ],
         "usage": usage(prompt_tokens, completion_tokens),
@@ -333,8 +341,11 @@ def stream_event(
     *,
     chat: bool,
     usage_fields: dict | None = None,
+    with_usage: bool = False,
 ) -> str:
-    """One server-sent event of a streamed completion or chat completion."""
+    """One server-sent event of a streamed completion or chat completion. ``with_usage``
+    (``stream_options.include_usage``): every chunk has ``usage``, null but in the last, as
+    OpenAI's do."""
     chunk = {
         "id": completion_id,
         "object": "chat.completion.chunk" if chat else "text_completion",
@@ -342,7 +353,7 @@ def stream_event(
         "model": model,
         "choices": choices,
     }
-    if usage_fields is not None:
+    if with_usage or usage_fields is not None:
         chunk["usage"] = usage_fields
     return f"data: {json.dumps(chunk)}\n\n"
 

@@ -31,9 +31,10 @@ from geex.serve.engine import EngineBusy, GenerationParams, RequestHandle
 from geex.serve.limits import (
     CountedStream,
     LimitExceeded,
-    check_max_tokens,
+    allowed_max_tokens,
     check_prompt_tokens,
     check_samples,
+    prompt_room,
 )
 from geex.serve.openai_api import (
     FINISH_REASONS,
@@ -41,23 +42,22 @@ from geex.serve.openai_api import (
     ApiError,
     ChatCompletionRequest,
     CompletionRequest,
-    chat_response,
+    busy_error,
     check_chat,
     check_completion,
-    completion_response,
     delta_choice,
     error_event,
     new_id,
+    response_body,
     stream_event,
     text_choice,
     usage,
 )
 from geex.serve.request_body import RequestError, check_text_of, read_json
 from geex.serve.state import ServerState
+from geex.serve.waiting import unless_disconnected
 
 log = logging.getLogger("geex.serve")
-
-DISCONNECT_POLL_SECONDS = 0.5  # how soon a non-streamed request notices its client has gone
 
 
 def router(state: ServerState) -> APIRouter:
@@ -82,15 +82,15 @@ def router(state: ServerState) -> APIRouter:
     async def completions(request: Request):
         data = await _json_body(request, check_text=False)  # Tabby's errors are its own
         if tabby_api.is_tabby_request(data):  # Tabby's editor agent posts to the same path
-            return await tabby_api.tabby_completion(state, data)
+            return await tabby_api.tabby_completion(state, data, request)
         try:
-            check_text_of(data)
+            await run_in_threadpool(check_text_of, data)
         except RequestError as err:
             raise ApiError.of(err) from None
         body = _validated(CompletionRequest, data)
         check_completion(body, name)
         with _as_api_error():
-            check_max_tokens(state.limits, body.max_tokens)
+            allowed_max_tokens(state.limits, body.max_tokens, cap=False)
             check_samples(state.limits, body.n, len(body.prompts))
         check_unicode("prompt", *body.prompts)
         check_unicode("suffix", body.suffix)
@@ -105,22 +105,22 @@ def router(state: ServerState) -> APIRouter:
                            echoes=echoes)  # fmt: skip
         handles = _submit(state, prompt_ids, params, body.n)
         results = await _results(request, handles)
-        return completion_response(
+        return response_body(
             new_id("cmpl"),
             name,
             [echo + c.text for echo, c in zip(echoes, results, strict=True)],
             [FINISH_REASONS[c.finish_reason] for c in results],
             prompt_tokens,
             sum(c.num_tokens for c in results),
+            chat=False,
         )
 
     @api.post("/v1/chat/completions")
     async def chat_completions(request: Request):
         body = _validated(ChatCompletionRequest, await _json_body(request))
         check_chat(body, name)
-        max_tokens = body.token_limit or state.limits.max_tokens
         with _as_api_error():
-            check_max_tokens(state.limits, max_tokens)
+            max_tokens = allowed_max_tokens(state.limits, body.token_limit, cap=False)
             check_samples(state.limits, body.n)
         messages = body.message_dicts()
         check_unicode("messages", *(m["content"] for m in messages), *(m["role"] for m in messages))
@@ -133,13 +133,14 @@ def router(state: ServerState) -> APIRouter:
             return _stream(state, [ids], params, body, len(ids), chat=True)
         handles = _submit(state, [ids], params, body.n)
         results = await _results(request, handles)
-        return chat_response(
+        return response_body(
             new_id("chatcmpl"),
             name,
             [c.text for c in results],
             [FINISH_REASONS[c.finish_reason] for c in results],
             len(ids),
             sum(c.num_tokens for c in results),
+            chat=True,
         )
 
     return api
@@ -167,6 +168,8 @@ def _as_api_error():
     try:
         yield
     except LimitExceeded as err:
+        if err.status == 429:
+            raise busy_error(str(err), err.retry_after) from None
         headers = {"Retry-After": str(err.retry_after)} if err.retry_after else None
         raise ApiError(str(err), status=err.status, param=err.param, code=err.code,
                        headers=headers) from None  # fmt: skip
@@ -204,7 +207,7 @@ def _completion_prompts(state: ServerState, body: CompletionRequest, language) -
                 "served; if it was trained with a FIM format, name it with geex serve --fim-style",
                 param="suffix",
             )
-        budget = state.prompt_budget()
+        budget = prompt_room(state, body.max_tokens)
         return [
             _guarded("suffix", model.fim_prompt_ids, p, body.suffix, max_prompt_tokens=budget)
             for p in prompts
@@ -246,8 +249,7 @@ def _submit(
             handles += state.engine.submit(ids, params, n=n)
     except EngineBusy as err:
         _cancel(handles)
-        raise ApiError(str(err), status=429, code="rate_limit_exceeded",
-                       headers={"Retry-After": str(err.retry_after)}) from None  # fmt: skip
+        raise busy_error(str(err), err.retry_after) from None
     except GeexError as err:
         _cancel(handles)
         raise ApiError(str(err), param="prompt") from None
@@ -263,16 +265,9 @@ async def _results(request: Request, handles: list[RequestHandle]) -> list:
     """Every handle's completion; a client that hangs up cancels them (its slot is freed)."""
     waiter = asyncio.gather(*(handle.result() for handle in handles))
     try:
-        while True:
-            done, _ = await asyncio.wait({waiter}, timeout=DISCONNECT_POLL_SECONDS)
-            if done:
-                return waiter.result()
-            if await request.is_disconnected():
-                raise ApiError("the client disconnected", status=499)
-    finally:
-        if not waiter.done():
-            _cancel(handles)
-            waiter.cancel()
+        return await unless_disconnected(request, waiter, lambda: _cancel(handles))
+    except RequestError as err:
+        raise ApiError.of(err) from None
 
 
 def _stream(state: ServerState, prompt_ids, params, body, prompt_tokens: int, *, chat: bool,
@@ -284,7 +279,8 @@ def _stream(state: ServerState, prompt_ids, params, body, prompt_tokens: int, *,
     name = state.model.name
 
     def event(choices: list[dict], usage_fields: dict | None = None) -> str:
-        return stream_event(completion_id, name, choices, chat=chat, usage_fields=usage_fields)
+        return stream_event(completion_id, name, choices, chat=chat, usage_fields=usage_fields,
+                            with_usage=body.include_usage_chunk)  # fmt: skip
 
     def piece(index: int, text: str) -> dict:
         return delta_choice(index, {"content": text}) if chat else text_choice(index, text)

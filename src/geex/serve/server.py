@@ -28,7 +28,7 @@ from geex.errors import GeexError
 from geex.serve import llamacpp_api, ollama_api, openai_routes, tabby_api, tasks_api
 from geex.serve.engine import EngineBusy
 from geex.serve.limits import LimitExceeded
-from geex.serve.openai_api import ApiError, error_body
+from geex.serve.openai_api import ApiError, busy_error, error_body
 from geex.serve.security import add_security
 from geex.serve.state import ServerState
 
@@ -81,14 +81,17 @@ def _add_error_handlers(app: FastAPI) -> None:
     # A protocol that lets these through still answers a 4xx, not a 500.
     @app.exception_handler(LimitExceeded)
     async def over_limit(_request, err: LimitExceeded) -> JSONResponse:
+        if err.status == 429:
+            answer = busy_error(str(err), err.retry_after)
+            return JSONResponse(answer.body(), status_code=429, headers=answer.headers)
         headers = {"Retry-After": str(err.retry_after)} if err.retry_after else None
         body = error_body(str(err), param=err.param, code=err.code)
         return JSONResponse(body, status_code=err.status, headers=headers)
 
     @app.exception_handler(EngineBusy)
     async def busy(_request, err: EngineBusy) -> JSONResponse:
-        body = error_body(str(err), code="rate_limit_exceeded")
-        return JSONResponse(body, status_code=429, headers={"Retry-After": str(err.retry_after)})
+        answer = busy_error(str(err), err.retry_after)
+        return JSONResponse(answer.body(), status_code=429, headers=answer.headers)
 
     @app.exception_handler(RequestValidationError)
     async def bad_request(_request, err: RequestValidationError) -> JSONResponse:

@@ -31,12 +31,14 @@ import torch
 from fastapi import APIRouter
 from fastapi.responses import JSONResponse, Response
 from pydantic import BaseModel, ConfigDict
+from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
 
 from geex import __version__
 from geex.languages import Language
 from geex.serve.infill import (
     RequestError,
+    document_key,
     editor_language,
     generation_params,
     infill_prompt_ids,
@@ -44,7 +46,11 @@ from geex.serve.infill import (
     plain_prompt_ids,
     submit,
 )
+from geex.serve.infill import (
+    plain_error_response as error_response,
+)
 from geex.serve.state import ServerState
+from geex.serve.waiting import unless_disconnected
 
 log = logging.getLogger("geex.serve.tabby")
 
@@ -92,10 +98,6 @@ def is_tabby_request(body: dict) -> bool:
     return isinstance(body, dict) and "segments" in body and "prompt" not in body
 
 
-def error_response(err: RequestError) -> JSONResponse:
-    return JSONResponse({"error": err.message}, status_code=err.status, headers=err.headers())
-
-
 def single_line(suffix: str | None) -> bool:
     """True when the cursor's line goes on after it with more than closing brackets."""
     rest_of_line = (suffix or "").split("\n", 1)[0].rstrip()
@@ -119,17 +121,14 @@ def with_snippets(segments: Segments, language: Language | None) -> str:
     return "\n".join(lines) + "\n" + segments.prefix
 
 
-async def tabby_completion(state: ServerState, body: dict) -> Response:
+async def tabby_completion(state: ServerState, body: dict, http: Request) -> Response:
     """Tabby's completion for ``body``: FIM when there is text after the cursor."""
     try:
-        request = parse_request(body, TabbyCompletionRequest)
+        # Off the loop: OpenAI's route, which shares the path, left the text unchecked.
+        request = await run_in_threadpool(parse_request, body, TabbyCompletionRequest)
         segments = request.segments
         language = editor_language(request.language)
         prefix = with_snippets(segments, language)
-        if segments.suffix:
-            ids = await infill_prompt_ids(state, prefix, segments.suffix)
-        else:
-            ids = await plain_prompt_ids(state, prefix)
         params = generation_params(
             state,
             max_tokens=DEFAULT_MAX_TOKENS,
@@ -138,8 +137,15 @@ async def tabby_completion(state: ServerState, body: dict) -> Response:
             stop=("\n",) if single_line(segments.suffix) else (),
             language=language,
         )
-        document = segments.filepath or segments.git_url
-        completion = await submit(state, ids, params, document=document).result()
+        if segments.suffix:
+            ids = await infill_prompt_ids(state, prefix, segments.suffix, params.max_tokens)
+        else:
+            ids = await plain_prompt_ids(state, prefix, params.max_tokens)
+        document = document_key(
+            http, "tabby", segments.filepath, git_url=segments.git_url, user=request.user
+        )
+        handle = submit(state, ids, params, document=document)
+        completion = await unless_disconnected(http, handle.result(), handle.cancel)
     except RequestError as err:
         return error_response(err)
     text = completion.text if completion.finish_reason != "cancelled" else ""

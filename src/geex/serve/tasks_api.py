@@ -9,7 +9,8 @@ the answer is the task's text, already cut::
 With ``"stream": true`` it comes as server-sent events ``data: {"text": "..."}``, then
 ``data: {"finish_reason": ..., "usage": {...}}`` and ``data: [DONE]``; a failure after the
 stream has begun is an event ``data: {"error": {...}}``. Errors are OpenAI's error objects.
-A ``document`` (an editor's file name) lets a newer request on the same file cancel the older.
+A ``document`` (an editor's file name) lets a newer request of the same task, client (API key
+and ``user``) and file cancel the older.
 """
 
 from __future__ import annotations
@@ -23,17 +24,18 @@ from collections.abc import AsyncIterator
 
 import pydantic
 from fastapi import APIRouter, Request
-from fastapi.responses import JSONResponse
 from pydantic import BaseModel, ConfigDict
 from starlette.concurrency import run_in_threadpool
 
 from geex.errors import GeexError
 from geex.serve.engine import EngineBusy, GenerationParams, RequestHandle
-from geex.serve.limits import CountedStream, LimitExceeded
-from geex.serve.openai_api import STREAM_END, ApiError, error_body, usage
+from geex.serve.infill import document_key
+from geex.serve.limits import CountedStream, LimitExceeded, allowed_max_tokens, prompt_room
+from geex.serve.openai_api import STREAM_END, ApiError, busy_error, error_body, usage
 from geex.serve.request_body import RequestError, read_json
 from geex.serve.state import ServeLimits
 from geex.serve.tasks import AnswerCutter, TaskPrompt, task_class
+from geex.serve.waiting import unless_disconnected
 
 log = logging.getLogger("geex.serve")
 
@@ -55,6 +57,7 @@ class TaskOptions(BaseModel):
     seed: int | None = None
     stream: bool = False
     document: str | None = None
+    user: str | None = None  # OpenAI's field: with the API key, whose document it is
 
 
 def _validation_error(err: pydantic.ValidationError) -> ApiError:
@@ -73,12 +76,11 @@ def _check_options(options: TaskOptions, model_name: str, limits: ServeLimits) -
             param="model",
             code="model_not_found",
         )
-    cap = limits.max_tokens
-    if options.max_tokens is not None and options.max_tokens > cap:
-        raise ApiError(
-            f"max_tokens {options.max_tokens} is above this server's limit of {cap}",
-            param="max_tokens",
-        )
+    if options.max_tokens is not None:
+        try:
+            allowed_max_tokens(limits, options.max_tokens, cap=False)
+        except LimitExceeded as err:
+            raise ApiError(str(err), param=err.param) from None
 
 
 def _prompt_ids(state, prompt: TaskPrompt, max_tokens: int) -> list[int]:
@@ -92,7 +94,7 @@ def _prompt_ids(state, prompt: TaskPrompt, max_tokens: int) -> list[int]:
     try:
         if prompt.fim is not None:
             # Editors send whole files: the prefix and suffix are cut to leave room to generate.
-            room = max(limit - max_tokens, limit // 2)
+            room = prompt_room(state, max_tokens)
             return model.fim_prompt_ids(*prompt.fim, max_prompt_tokens=room)
         if prompt.messages is not None:
             ids = model.chat_prompt_ids([dict(m) for m in prompt.messages])
@@ -157,11 +159,12 @@ def router(state) -> APIRouter:
         ids = await run_in_threadpool(_prompt_ids, state, prompt, max_tokens)
         try:
             with state.streams.held(options.stream):
-                (handle,) = state.engine.submit(ids, params, document=options.document)
+                document = document_key(
+                    request, f"task {task}", options.document, user=options.user
+                )
+                (handle,) = state.engine.submit(ids, params, document=document)
         except (EngineBusy, LimitExceeded) as err:
-            body = error_body(str(err), kind="rate_limit_error", code="server_busy")
-            headers = {"Retry-After": str(err.retry_after or 1)}
-            return JSONResponse(body, status_code=429, headers=headers)
+            raise busy_error(str(err), err.retry_after) from None
         except GeexError as err:
             raise ApiError(str(err)) from None
 
@@ -173,7 +176,10 @@ def router(state) -> APIRouter:
                 media_type="text/event-stream",
                 on_close=lambda: None if handle.done else handle.cancel(),
             )
-        return await answer.whole()
+        try:
+            return await unless_disconnected(request, answer.whole(), handle.cancel)
+        except RequestError as err:
+            raise ApiError.of(err) from None
 
     return routes
 
