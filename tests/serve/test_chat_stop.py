@@ -82,3 +82,28 @@ def test_a_task_asked_as_a_chat_ends_at_the_chat_stop(state):
         body = {"code": CODE, "language": "python", "max_tokens": 24}
         status, raw, _ = post(server.url + "/v1/tasks/explain", body)
     assert status == 200 and json.loads(raw)["text"] == before
+
+
+def test_the_servers_own_chat_stop_leaves_the_client_all_sixteen(tmp_path):
+    """A base model's transcript stop is the server's, not one of the client's 16."""
+    from geex.errors import GeexError
+    from geex.serve.engine import MAX_STOP_SEQUENCES, GenerationParams
+
+    client = tuple(f"#{i}" for i in range(MAX_STOP_SEQUENCES))
+    params = GenerationParams(stop=client, server_stop=("\nUser:",))
+    assert params.stop_sequences()[: MAX_STOP_SEQUENCES + 1] == [*client, "\nUser:"]
+    with pytest.raises(GeexError, match="stop: at most 16"):
+        GenerationParams(stop=(*client, "#16"))
+
+
+def test_a_base_model_chat_takes_sixteen_stop_sequences_over_http(state):
+    """OpenAI's and Ollama's chats on a base model: the transcript's stop is not counted."""
+    stops = [f"#{i}#" for i in range(16)]
+    with BackgroundServer(create_app(state)) as server:
+        body = {"messages": MESSAGES, "temperature": 0, "max_tokens": 4, "stop": stops}
+        status, raw, _ = post(server.url + "/v1/chat/completions", body)
+        assert status == 200, raw
+        body = {"model": "tiny-geex", "messages": MESSAGES, "stream": False,
+                "options": {"temperature": 0, "num_predict": 4, "stop": stops}}  # fmt: skip
+        status, raw, _ = post(server.url + "/api/chat", body)
+        assert status == 200, raw

@@ -63,7 +63,10 @@ class GenerationParams:
     top_p: float = 1.0
     top_k: int = 0
     seed: int | None = None
-    stop: tuple[str, ...] = ()  # the text ends before the first of these
+    stop: tuple[str, ...] = ()  # the client's: the text ends before the first of these
+    # The server's own (a chat transcript's next turn, a task's end): not the client's to
+    # count against its limit.
+    server_stop: tuple[str, ...] = ()
     language: Language | None = None  # adds the language's stop rules
     stop_token_ids: frozenset[int] = frozenset()  # besides the codec's end ids
 
@@ -96,7 +99,8 @@ class GenerationParams:
         )
 
     def stop_sequences(self) -> list[str]:
-        return [*self.stop, *(self.language.stop_sequences if self.language else ())]
+        language = self.language.stop_sequences if self.language else ()
+        return [*self.stop, *self.server_stop, *language]
 
 
 class EngineBusy(GeexError):

@@ -151,6 +151,7 @@ def generation_params(
     top_k: int = 0,
     seed: int | None = None,
     stop: Sequence[str] = (),
+    server_stop: Sequence[str] = (),
     language: Language | None = None,
 ) -> GenerationParams:
     """Sampling settings checked, ``max_tokens`` (none or -1: as many as allowed) capped by
@@ -163,6 +164,7 @@ def generation_params(
             top_k=top_k,
             seed=seed,
             stop=tuple(s for s in stop if s),
+            server_stop=tuple(server_stop),
             language=language,
             stop_token_ids=state.model.stop_token_ids,
         )

@@ -135,7 +135,8 @@ def _params(state: ServerState, options: Options, stop: tuple[str, ...] = ()):
         top_p=options.top_p,
         top_k=options.top_k,
         seed=options.seed if options.seed is not None and options.seed >= 0 else None,
-        stop=(*options.stop, *stop),
+        stop=tuple(options.stop),
+        server_stop=stop,
     )
 
 

@@ -231,7 +231,8 @@ def _params(
             top_p=body.top_p,
             top_k=body.top_k,
             seed=body.seed,
-            stop=(*body.stop_sequences, *extra_stop),
+            stop=tuple(body.stop_sequences),
+            server_stop=extra_stop,
             language=language,
             stop_token_ids=state.model.stop_token_ids,
         )

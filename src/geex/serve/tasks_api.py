@@ -150,7 +150,10 @@ def router(state) -> APIRouter:
                 top_k=options.top_k,
                 seed=options.seed,
                 # A chat prompt's answer ends where the model's chat ends (OpenAI's chat alike).
-                stop=(*prompt.stop, *(model.chat_stop if prompt.messages is not None else ())),
+                server_stop=(
+                    *prompt.stop,
+                    *(model.chat_stop if prompt.messages is not None else ()),
+                ),
                 language=prompt.language,
                 stop_token_ids=frozenset(model.stop_token_ids),
             )
