@@ -36,6 +36,7 @@ from geex.model.generation import sample_next
 from geex.model.sampling import GREEDY_BELOW, SamplingConfig, check_sampling
 from geex.serve.completion import Completion
 from geex.serve.handle import RequestHandle
+from geex.serve.serve_limits import MAX_STOP_CHARS, MAX_STOP_SEQUENCES
 from geex.serve.text_stream import TextStream
 
 __all__ = [
@@ -47,11 +48,6 @@ __all__ = [
     "Runner",
     "TextCodec",
 ]
-
-
-# Every stop sequence is searched for in the new text at every token, on the engine's thread
-# that all requests share: a request's stop rules are bounded (OpenAI's own bound).
-MAX_STOP_SEQUENCES, MAX_STOP_CHARS = 16, 256
 
 
 @dataclass(frozen=True)

@@ -26,11 +26,10 @@ from geex.errors import GeexError
 from geex.languages import get_language
 from geex.model.sampling import GREEDY_BELOW
 from geex.serve.request_body import RequestError
+from geex.serve.serve_limits import MAX_STOP_CHARS, MAX_STOP_SEQUENCES
 
 # OpenAI's finish reasons: a stop rule and the end of the document both mean "stop"; a sequence
 # cancelled (the server stopping) ends as "stop" too, as OpenAI has no other word for it.
-MAX_STOP_SEQUENCES, MAX_STOP_CHARS = 16, 256
-
 FINISH_REASONS = {"stop": "stop", "eos": "stop", "length": "length", "cancelled": "stop"}
 
 

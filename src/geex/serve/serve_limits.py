@@ -13,6 +13,10 @@ from dataclasses import dataclass
 from geex.config import megabytes, option
 from geex.errors import ConfigError
 
+# A request's stop sequences (OpenAI's own bound): every one is searched for in the new text
+# at every token, on the engine's thread that all requests share.
+MAX_STOP_SEQUENCES, MAX_STOP_CHARS = 16, 256
+
 MIB = 1024 * 1024
 API_KEY_ENV = "GEEX_API_KEY"  # where `geex serve` reads the key when --api-key is not given
 _SECURITY, _LIMITS = "security", "limits"  # groups of `geex serve -h`
