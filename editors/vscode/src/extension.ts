@@ -1,0 +1,24 @@
+/**
+ * The Geex extension: completion as you type (fill in the middle), candidates on demand,
+ * translation, explanation, comments and Ask, from a `geex serve` the settings name.
+ */
+import type * as vscode from "vscode";
+import { Activity } from "./activity";
+import { GeexClient } from "./client";
+import { readSettings } from "./config";
+import type { Services } from "./services";
+
+export function activate(context: vscode.ExtensionContext): Services {
+  const activity = new Activity();
+  const services: Services = {
+    client: new GeexClient(() => readSettings()),
+    settings: readSettings,
+    activity,
+  };
+  context.subscriptions.push(activity);
+  return services;
+}
+
+export function deactivate(): void {
+  // Everything the extension holds is in context.subscriptions, which VS Code disposes.
+}
