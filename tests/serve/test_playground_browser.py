@@ -151,15 +151,28 @@ def test_the_page_streams_the_servers_answers(chromium, server, tmp_path):
 def test_the_page_follows_the_systems_dark_scheme(chromium, server):
     from playwright.sync_api import sync_playwright
 
-    background = "getComputedStyle(document.body).backgroundColor"
+    colours = "[document.body, document.querySelector('textarea')].map(e => getComputedStyle(e))"
+    colours += ".flatMap(style => [style.backgroundColor, style.color])"
     with sync_playwright() as playwright:
         browser = playwright.chromium.launch(executable_path=chromium)
         try:
-            colours = {}
+            shown = {}
             for scheme in ("light", "dark"):
                 page = browser.new_page(color_scheme=scheme)
                 page.goto(server + "/")
-                colours[scheme] = page.evaluate(background)
+                shown[scheme] = [brightness(colour) for colour in page.evaluate(colours)]
         finally:
             browser.close()
-    assert colours == {"light": "rgb(247, 248, 250)", "dark": "rgb(21, 24, 30)"}
+    # Page and code box: a light background under dark text, and the other way round.
+    assert all(bg > 200 and text < 80 for bg, text in pairs(shown["light"])), shown
+    assert all(bg < 60 and text > 180 for bg, text in pairs(shown["dark"])), shown
+
+
+def brightness(css_colour: str) -> float:
+    """The mean of an ``rgb(r, g, b)`` colour's channels, 0 (black) to 255 (white)."""
+    channels = [float(part) for part in css_colour.split("(")[1].rstrip(")").split(",")[:3]]
+    return sum(channels) / 3
+
+
+def pairs(values: list[float]) -> list[tuple[float, float]]:
+    return list(zip(values[::2], values[1::2], strict=True))

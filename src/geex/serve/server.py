@@ -49,7 +49,6 @@ PROTOCOL_ROUTERS: list[Callable[[ServerState], APIRouter]] = [
     ollama_api.router,
     llamacpp_api.router,
     tasks_api.router,
-    playground.router,  # the page's files; the page itself is GET / for browsers
 ]
 
 
@@ -72,6 +71,7 @@ def create_app(state: ServerState) -> FastAPI:
 
     for make_router in PROTOCOL_ROUTERS:
         app.include_router(make_router(state))
+    app.include_router(playground.router())  # the page's files; the page is GET / itself
     add_security(app, state.limits)
     return app
 

@@ -75,7 +75,7 @@ def _by_name(language) -> str:
     return language.name.lower()
 
 
-def router(_state) -> APIRouter:
+def router() -> APIRouter:
     """The playground's files; ``GET /`` itself is the server's index, which calls ``page``."""
     routes = APIRouter()
 
