@@ -43,7 +43,7 @@ async function watchHealth() {
 
 function askForKey(message) {
   byId("key-panel").hidden = false;
-  byId("key-message").textContent = `This server needs an API key: ${message}`;
+  byId("key-message").textContent = `This server asks for an API key. It said: ${message}`;
   byId("api-key").focus();
 }
 
