@@ -16,8 +16,11 @@ import pytest
 
 from tests.conftest import required_module, required_program
 from tests.pipeline.test_report_render import BROWSERS
-from tests.serve.editor_server import post, save_tiny_model
-from tests.serve.serve_process import geex_serve
+
+required_module("fastapi")
+
+from tests.serve.editor_server import post, save_tiny_model  # noqa: E402
+from tests.serve.serve_process import geex_serve  # noqa: E402
 
 KEY = "playground-browser-key"
 WAIT_MS = 60_000  # a guard against a hang on a busy machine, not a speed check
@@ -176,3 +179,53 @@ def brightness(css_colour: str) -> float:
 
 def pairs(values: list[float]) -> list[tuple[float, float]]:
     return list(zip(values[::2], values[1::2], strict=True))
+
+
+# Runs in the page: api.js's reader over a stream whose events are cut at every 5th byte (in
+# the middle of events, of "\r\n\r\n" and of a character's UTF-8 bytes), as a network may cut them.
+READ_CUT_STREAMS = """async () => {
+  const { streamTask } = await import("/playground/api.js");
+  const answer = (events) => {
+    const bytes = new TextEncoder().encode(events);
+    const chunks = [];
+    for (let at = 0; at < bytes.length; at += 5) chunks.push(bytes.slice(at, at + 5));
+    window.fetch = async () => new Response(new ReadableStream({
+      start(stream) { chunks.forEach((chunk) => stream.enqueue(chunk)); stream.close(); },
+    }));
+  };
+  const read = async (events) => {
+    answer(events);
+    const messages = [];
+    try {
+      for await (const message of streamTask("complete", {})) messages.push(message);
+    } catch (err) {
+      messages.push({ thrown: err.message });
+    }
+    return messages;
+  };
+  const end = 'data: {"finish_reason": "stop", "usage": {"completion_tokens": 2}}\\n\\n';
+  return {
+    whole: await read('data: {"text": "中文 ab"}\\r\\n\\r\\ndata: {"text": "b"}\\n\\n' + end
+                      + "data: [DONE]\\n\\n"),
+    failed: await read('data: {"text": "a"}\\n\\ndata: {"error": {"message": "boom"}}\\n\\n'),
+    cut: await read('data: {"text": "a"}\\n\\n'),
+  };
+}"""
+
+
+def test_the_stream_reader_reassembles_events_cut_anywhere(chromium, server):
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as playwright:
+        browser = playwright.chromium.launch(executable_path=chromium)
+        try:
+            page = browser.new_page()
+            page.goto(server + "/")
+            read = page.evaluate(READ_CUT_STREAMS)
+        finally:
+            browser.close()
+    end = {"finish_reason": "stop", "usage": {"completion_tokens": 2}}
+    assert read["whole"] == [{"text": "中文 ab"}, {"text": "b"}, end]
+    assert read["failed"] == [{"text": "a"}, {"thrown": "boom"}]
+    assert read["cut"] == [{"text": "a"}, {"thrown": "the answer ended before its end mark: "
+                                                     "the server stopped streaming"}]  # fmt: skip

@@ -80,7 +80,8 @@ export async function* streamTask(task, body, signal) {
   for (;;) {
     const { value, done } = await reader.read();
     if (done) break;
-    buffer += value.replaceAll("\r\n", "\n");
+    // On the whole buffer: a "\r\n" may arrive cut in two.
+    buffer = (buffer + value).replaceAll("\r\n", "\n");
     let end;
     while ((end = buffer.indexOf("\n\n")) >= 0) {
       const data = eventData(buffer.slice(0, end));
