@@ -32,10 +32,16 @@ TRANSLATION = {"code": "def add(a, b):\n    return a + b\n", "language": "python
 
 
 @pytest.fixture(scope="module")
-def chromium() -> str:
-    browser = shutil.which(required_program(*BROWSERS, package="chromium"))
+def browser():
+    """Debian's headless Chromium (never a browser Playwright would download)."""
+    chromium = shutil.which(required_program(*BROWSERS, package="chromium"))
     required_module("playwright.sync_api")
-    return browser
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as playwright:
+        launched = playwright.chromium.launch(executable_path=chromium)
+        yield launched
+        launched.close()
 
 
 @pytest.fixture(scope="module")
@@ -86,86 +92,72 @@ def save_screenshot(page, tmp_path: Path, name: str) -> Path:
     return png
 
 
-def test_the_page_streams_the_servers_answers(chromium, server, tmp_path):
-    from playwright.sync_api import expect, sync_playwright
+def test_the_page_streams_the_servers_answers(browser, server, tmp_path):
+    from playwright.sync_api import expect
 
     fim_text = served_answer(server, "infill", FIM)
     translation = served_answer(server, "translate", TRANSLATION)
     problems: list[str] = []
-    with sync_playwright() as playwright:
-        browser = playwright.chromium.launch(executable_path=chromium)
-        try:
-            page = browser.new_page(viewport={"width": 1100, "height": 700}, color_scheme="light")
-            page.on("pageerror", lambda err: problems.append(f"script error: {err}"))
-            page.on(
-                "console", lambda m: "Content Security Policy" in m.text and problems.append(m.text)
-            )
-            page.goto(server + "/")
+    page = browser.new_page(viewport={"width": 1100, "height": 700}, color_scheme="light")
+    page.on("pageerror", lambda err: problems.append(f"script error: {err}"))
+    page.on("console", lambda m: "Content Security Policy" in m.text and problems.append(m.text))
+    page.goto(server + "/")
 
-            # The key is asked for because the server answered 401, and kept once it opens it.
-            expect(page.locator("#key-message")).to_contain_text("no API key", timeout=WAIT_MS)
-            page.fill("#api-key", KEY)
-            page.click('#key-form button[type="submit"]')
-            expect(page.locator("#key-panel")).to_be_hidden(timeout=WAIT_MS)
-            expect(page.locator("#model")).to_have_text("tiny-geex", timeout=WAIT_MS)
-            assert page.evaluate("localStorage.getItem('geex.apiKey')") == KEY
+    # The key is asked for because the server answered 401, and kept once it opens it.
+    expect(page.locator("#key-message")).to_contain_text("no API key", timeout=WAIT_MS)
+    page.fill("#api-key", KEY)
+    page.click('#key-form button[type="submit"]')
+    expect(page.locator("#key-panel")).to_be_hidden(timeout=WAIT_MS)
+    expect(page.locator("#model")).to_have_text("tiny-geex", timeout=WAIT_MS)
+    assert page.evaluate("localStorage.getItem('geex.apiKey')") == KEY
 
-            complete = page.locator("#complete")
-            fill_form(complete, FIM)
-            run_task(complete)
-            answer = complete.locator(".answer")
-            assert answer.get_attribute("data-state") == "done", answer.inner_text()
-            assert complete.locator("mark").text_content() == fim_text
-            assert int(answer.get_attribute("data-pieces")) > 1, "the answer came in one piece"
-            shown = complete.locator(".context").all_text_contents()
-            assert shown == [FIM["prefix"], FIM["suffix"]]
-            save_screenshot(page, tmp_path, "playground.png")
+    complete = page.locator("#complete")
+    fill_form(complete, FIM)
+    run_task(complete)
+    answer = complete.locator(".answer")
+    assert answer.get_attribute("data-state") == "done", answer.inner_text()
+    assert complete.locator("mark").text_content() == fim_text
+    assert int(answer.get_attribute("data-pieces")) > 1, "the answer came in one piece"
+    shown = complete.locator(".context").all_text_contents()
+    assert shown == [FIM["prefix"], FIM["suffix"]]
+    save_screenshot(page, tmp_path, "playground.png")
 
-            page.click('[aria-controls="translate"]')
-            translate = page.locator("#translate")
-            fill_form(translate, {**TRANSLATION, "target": "python"})
-            run_task(translate)  # the server refuses: its message is shown where the answer goes
-            assert translate.locator(".answer").get_attribute("data-state") == "error"
-            expect(translate.locator(".status.error")).to_have_text(
-                "code is already Python: name another target language"
-            )
-            fill_form(translate, TRANSLATION)
-            run_task(translate)
-            answer = translate.locator(".answer")
-            assert answer.get_attribute("data-state") == "done", answer.inner_text()
-            assert answer.locator("pre").text_content() == translation
-            assert int(answer.get_attribute("data-pieces")) > 1, "the answer came in one piece"
-            save_screenshot(page, tmp_path, "playground-translate.png")
+    page.click('[aria-controls="translate"]')
+    translate = page.locator("#translate")
+    fill_form(translate, {**TRANSLATION, "target": "python"})
+    run_task(translate)  # the server refuses: its message is shown where the answer goes
+    assert translate.locator(".answer").get_attribute("data-state") == "error"
+    expect(translate.locator(".status.error")).to_have_text(
+        "code is already Python: name another target language"
+    )
+    fill_form(translate, TRANSLATION)
+    run_task(translate)
+    answer = translate.locator(".answer")
+    assert answer.get_attribute("data-state") == "done", answer.inner_text()
+    assert answer.locator("pre").text_content() == translation
+    assert int(answer.get_attribute("data-pieces")) > 1, "the answer came in one piece"
+    save_screenshot(page, tmp_path, "playground-translate.png")
 
-            # Stop aborts a request still waiting for its answer (held here, never answered).
-            page.route("**/v1/tasks/explain", lambda route: None)
-            page.click('[aria-controls="explain"]')
-            explain = page.locator("#explain")
-            explain.locator('button[type="submit"]').click()
-            expect(explain.locator(".answer")).to_have_attribute("data-state", "streaming")
-            explain.locator(".stop").click()
-            expect(explain.locator(".answer")).to_have_attribute("data-state", "stopped")
-            expect(explain.locator(".stop")).to_be_disabled()
-        finally:
-            browser.close()
+    # Stop aborts a request still waiting for its answer (held here, never answered).
+    page.route("**/v1/tasks/explain", lambda route: None)
+    page.click('[aria-controls="explain"]')
+    explain = page.locator("#explain")
+    explain.locator('button[type="submit"]').click()
+    expect(explain.locator(".answer")).to_have_attribute("data-state", "streaming")
+    explain.locator(".stop").click()
+    expect(explain.locator(".answer")).to_have_attribute("data-state", "stopped")
+    expect(explain.locator(".stop")).to_be_disabled()
     assert problems == []
 
 
-def test_the_page_follows_the_systems_dark_scheme(chromium, server):
-    from playwright.sync_api import sync_playwright
-
+def test_the_page_follows_the_systems_dark_scheme(browser, server):
     colours = "[document.body, document.querySelector('textarea')].map(e => getComputedStyle(e))"
     colours += ".flatMap(style => [style.backgroundColor, style.color])"
-    with sync_playwright() as playwright:
-        browser = playwright.chromium.launch(executable_path=chromium)
-        try:
-            shown = {}
-            for scheme in ("light", "dark"):
-                page = browser.new_page(color_scheme=scheme)
-                page.goto(server + "/")
-                shown[scheme] = [brightness(colour) for colour in page.evaluate(colours)]
-        finally:
-            browser.close()
+    shown = {}
+    for scheme in ("light", "dark"):
+        page = browser.new_page(color_scheme=scheme)
+        page.goto(server + "/")
+        shown[scheme] = [brightness(colour) for colour in page.evaluate(colours)]
     # Page and code box: a light background under dark text, and the other way round.
     assert all(bg > 200 and text < 80 for bg, text in pairs(shown["light"])), shown
     assert all(bg < 60 and text > 180 for bg, text in pairs(shown["dark"])), shown
@@ -213,17 +205,10 @@ READ_CUT_STREAMS = """async () => {
 }"""
 
 
-def test_the_stream_reader_reassembles_events_cut_anywhere(chromium, server):
-    from playwright.sync_api import sync_playwright
-
-    with sync_playwright() as playwright:
-        browser = playwright.chromium.launch(executable_path=chromium)
-        try:
-            page = browser.new_page()
-            page.goto(server + "/")
-            read = page.evaluate(READ_CUT_STREAMS)
-        finally:
-            browser.close()
+def test_the_stream_reader_reassembles_events_cut_anywhere(browser, server):
+    page = browser.new_page()
+    page.goto(server + "/")
+    read = page.evaluate(READ_CUT_STREAMS)
     end = {"finish_reason": "stop", "usage": {"completion_tokens": 2}}
     assert read["whole"] == [{"text": "中文 ab"}, {"text": "b"}, end]
     assert read["failed"] == [{"text": "a"}, {"thrown": "boom"}]
