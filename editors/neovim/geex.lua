@@ -111,14 +111,22 @@ function M.task(verb, first, last, flags)
     stdout = on_stdout }, function(done)
     vim.schedule(function()
       if done.code ~= 0 then
-        return notify(vim.trim(done.stderr ~= '' and done.stderr or ('exit code ' .. done.code)))
+        if received == '' and vim.api.nvim_buf_is_valid(answer) then
+          vim.api.nvim_buf_delete(answer, { force = true }) -- no answer: no empty split left
+        end
+        -- geex's own error line already names it: "geex task: error: ..."
+        local reason = vim.trim(done.stderr)
+        return vim.notify(reason ~= '' and reason or ('geex task: exit code ' .. done.code),
+          vim.log.levels.ERROR)
       end
       show((received:gsub('\n$', '')))
       vim.b[answer].geex_task_done = true
     end)
   end)
   if not ok then
-    notify('cannot run ' .. command[1] .. ': ' .. tostring(started))
+    vim.api.nvim_buf_delete(answer, { force = true })
+    return notify(('cannot run %s (%s): install Geex, or name its command in setup({ geex = ... })')
+      :format(command[1], tostring(started):match('ENOENT') and 'not found' or tostring(started)))
   end
   return answer
 end

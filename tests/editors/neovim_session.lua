@@ -7,7 +7,12 @@
 
 local settings = vim.json.decode(io.open(os.getenv('GEEX_NVIM_SESSION')):read('*a'))
 local WAIT_MS = settings.wait_ms
-local report = { errors = {} }
+local report = { errors = {}, messages = {} }
+local show_message = vim.notify
+vim.notify = function(message, level, opts)
+  table.insert(report.messages, { message = message, level = level })
+  return show_message(message, level, opts)
+end
 
 local function fail(message)
   table.insert(report.errors, message)
@@ -100,6 +105,19 @@ local function session()
   vim.cmd(('%d,%d!%s'):format(settings.translate[1], settings.translate[2], settings.filter))
   report.filter_shell_error = vim.v.shell_error
   report.filtered = lines(source)
+
+  -- A target the server does not know: an error message naming it, and no split left behind.
+  local messages = #report.messages
+  vim.cmd(('%d,%dGeexTranslate klingon'):format(settings.translate[1], settings.translate[2]))
+  if not vim.wait(WAIT_MS, function() return #report.messages > messages end, 20) then
+    return fail(':GeexTranslate klingon reported nothing')
+  end
+  report.windows_after_refusal = #vim.api.nvim_tabpage_list_wins(0)
+
+  -- No geex command where the config says: an error message naming it, and no split.
+  geex.setup({ agent = settings.agent, geex = { 'geex-not-installed' }, url = settings.url })
+  pcall(vim.cmd, 'GeexExplain') -- an error message in a command is raised to its caller
+  report.windows_without_geex = #vim.api.nvim_tabpage_list_wins(0)
 end
 
 local ok, err = xpcall(session, debug.traceback)

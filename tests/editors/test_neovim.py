@@ -131,3 +131,17 @@ def test_neovim_completes_and_translates_with_geex_serve(node, server, tmp_path)
     assert report["filter_shell_error"] == 0
     lines = completed.splitlines()
     assert report["filtered"] == lines[: first - 1] + expected_lines + lines[last:]
+
+    # A refused task names the problem and closes its empty split.
+    refusal, not_installed = report["messages"]
+    assert refusal["message"].startswith(
+        "geex task: error: the server answered 400: target: unknown language 'klingon'"
+    ), refusal
+    assert refusal["level"] == 4  # vim.log.levels.ERROR
+    assert report["windows_after_refusal"] == 2
+    assert not_installed == {
+        "message": "geex: cannot run geex-not-installed (not found): install Geex, or name its "
+        "command in setup({ geex = ... })",
+        "level": 4,
+    }
+    assert report["windows_without_geex"] == 2
