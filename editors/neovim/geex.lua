@@ -5,8 +5,9 @@
 -- run as a language server: `geex serve` speaks Tabby's API, and the agent does what every editor
 -- needs (the text around the cursor, debounce, caching, cutting the answer). The agent reads its
 -- server and key from ~/.tabby-client/agent/config.toml. tabby-agent 1.5.0 answers
--- textDocument/completion (not textDocument/inlineCompletion), so a completion is accepted with
--- a key, or picked from the menu with <C-x><C-o>.
+-- textDocument/completion, not textDocument/inlineCompletion, so there is no ghost text: the
+-- completion key (Alt-\ in insert mode) asks for a completion and inserts all of it. <C-x><C-o>
+-- lists it too, but Neovim 0.11 inserts a plain-text menu item only up to its first space.
 --
 -- The tasks run `geex task VERB -` on the selected lines and stream the answer into a new split:
 --   :'<,'>GeexTranslate go     :'<,'>GeexExplain     :'<,'>GeexComment zh

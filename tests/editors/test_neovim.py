@@ -7,51 +7,22 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
 import subprocess
-import sys
 from pathlib import Path
 
-import pytest
-
-from tests.conftest import missing, required_module
+from tests.conftest import required_module
 from tests.editors.neovim_program import nvim_program
 
 required_module("fastapi")
 
-from tests.serve.editor_server import post, save_tiny_model  # noqa: E402
-from tests.serve.serve_process import geex_serve  # noqa: E402
+from tests.editors.conftest import REPO, geex_program, served  # noqa: E402
 from tests.serve.test_tabby_agent import AFTER, AGENT, BEFORE, TOKEN, agent_home, node  # noqa: E402, F401
 
-REPO = Path(__file__).resolve().parents[2]
 PLUGIN = REPO / "editors" / "neovim" / "geex.lua"
 SESSION = Path(__file__).parent / "neovim_session.lua"
 COMPLETE_KEY = "<M-\\>"  # the plugin's default
 TARGET = "go"
 FUNCTION_LINES = (4, 5)  # `def add(a, b):` and its return line, 1-based
-
-
-@pytest.fixture(scope="module")
-def server(tmp_path_factory):
-    """`geex serve` of a tiny model, with an API key."""
-    folder = save_tiny_model(tmp_path_factory.mktemp("neovim") / "tiny-geex")
-    with geex_serve(folder, "--api-key", TOKEN, "--model-name", "tiny-geex") as url:
-        yield url
-
-
-def geex_program() -> str:
-    """The `geex` command of the Python running the tests, as the user's shell finds it."""
-    beside = Path(sys.executable).with_name("geex")
-    found = str(beside) if beside.exists() else shutil.which("geex")
-    if found is None:
-        missing("needs the geex command (scripts/setup.sh installs it in .venv/bin)")
-    return found
-
-
-def served(url: str, path: str, body: dict) -> dict:
-    status, answer, _ = post(url + path, body, {"Authorization": f"Bearer {TOKEN}"})
-    assert status == 200, answer
-    return json.loads(answer)
 
 
 def run_session(nvim: str, settings: dict, tmp_path: Path, home: Path) -> dict:
