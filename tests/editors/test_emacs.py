@@ -10,7 +10,7 @@ import os
 import subprocess
 from pathlib import Path
 
-from tests.conftest import required_program
+from tests.conftest import missing, required_program
 from tests.editors.conftest import REPO, geex_program, served
 from tests.serve.test_tabby_agent import AFTER, AGENT, BEFORE, TOKEN, agent_home, node  # noqa: F401
 
@@ -20,9 +20,22 @@ TARGET = "go"
 FUNCTION_LINES = (4, 5)  # `def add(a, b):` and its return line, 1-based
 
 
+FIND_EGLOT = '(progn (unless (locate-library "eglot") (package-activate-all)) (princ (locate-library "eglot")))'
+
+
+def emacs_with_eglot() -> str:
+    """Emacs, with eglot (built in from Emacs 29, Debian's elpa-eglot before), or `missing`."""
+    emacs = required_program("emacs", package="emacs-nox")
+    found = subprocess.run([emacs, "--batch", "--eval", FIND_EGLOT], capture_output=True,
+                           text=True, timeout=60)  # fmt: skip
+    if "eglot" not in found.stdout:
+        missing(f"needs eglot in {emacs}: install the Debian package elpa-eglot (or Emacs 29)")
+    return emacs
+
+
 def run_session(settings: dict, tmp_path: Path, home: Path) -> dict:
     """The session script in batch Emacs; its JSON report."""
-    emacs = required_program("emacs", package="emacs-nox")
+    emacs = emacs_with_eglot()
     settings_file = tmp_path / "settings.json"
     settings_file.write_text(json.dumps(settings))
     bin_dir = str(Path(geex_program()).parent)
