@@ -96,6 +96,7 @@ function M.task(verb, first, last, flags)
   local answer = vim.api.nvim_get_current_buf()
   vim.bo[answer].buftype = 'nofile'
   vim.bo[answer].bufhidden = 'wipe'
+  vim.api.nvim_buf_set_name(answer, ('geex %s #%d'):format(verb, answer))
   local received = ''
   local function show(text)
     if vim.api.nvim_buf_is_valid(answer) then
