@@ -13,14 +13,15 @@ import pytest
 from tests.conftest import missing
 from tests.serve.editor_server import post, save_tiny_model
 from tests.serve.serve_process import geex_serve
-from tests.serve.test_tabby_agent import TOKEN
 
 REPO = Path(__file__).resolve().parents[2]
 
 
 @pytest.fixture(scope="package")
 def server(tmp_path_factory):
-    """`geex serve` of a tiny model, with an API key; its URL."""
+    """`geex serve` of a tiny model, with tabby-agent's test key; its URL."""
+    from tests.serve.test_tabby_agent import TOKEN  # a test module: imported where it is used
+
     folder = save_tiny_model(tmp_path_factory.mktemp("editors") / "tiny-geex")
     with geex_serve(folder, "--api-key", TOKEN, "--model-name", "tiny-geex") as url:
         yield url
@@ -37,6 +38,8 @@ def geex_program() -> str:
 
 def served(url: str, path: str, body: dict) -> dict:
     """The server's JSON answer to ``body``, asked with the key."""
+    from tests.serve.test_tabby_agent import TOKEN
+
     status, answer, _ = post(url + path, body, {"Authorization": f"Bearer {TOKEN}"})
     assert status == 200, answer
     return json.loads(answer)
