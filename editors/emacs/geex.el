@@ -11,6 +11,7 @@
 ;;
 ;; Install: copy this file to ~/.emacs.d/lisp/geex.el, then in your init file
 ;;   (add-to-list 'load-path "~/.emacs.d/lisp")
+;;   (setq geex-url "http://127.0.0.1:8000")  ; these settings go before the require
 ;;   (require 'geex)
 ;;   (add-hook 'python-mode-hook #'eglot-ensure)
 
@@ -18,7 +19,7 @@
 (require 'subr-x)
 
 (defvar geex-agent-command '("tabby-agent" "--lsp" "--stdio")
-  "The language server's command line.")
+  "The language server's command line (read when geex.el loads).")
 
 (defvar geex-modes '(python-mode python-ts-mode js-mode typescript-mode go-mode rust-mode
                      c-mode c++-mode java-mode sh-mode)
