@@ -1,7 +1,7 @@
 """The VS Code extension (editors/vscode) builds and passes its own checks: TypeScript strict,
-ESLint and Prettier, its vitest suite against a fake geex serve, and a .vsix from vsce that holds
-the compiled extension and its manifest and none of its sources. Everything runs in a copy, so
-the tree is left as it was. Needs Node.js 20.19+ and `scripts/setup.sh --dev` (npm ci in
+ESLint and Prettier, its vitest suite against a fake geex serve, its end-to-end tests against a
+real `geex serve` of a tiny model, and a .vsix from vsce that holds the compiled extension and its
+manifest and none of its sources. Everything runs in a copy, so the tree is left as it was. Needs Node.js 20.19+ and `scripts/setup.sh --dev` (npm ci in
 editors/vscode). `pytest tests/editors/test_vscode_extension.py`."""
 
 from __future__ import annotations
@@ -16,13 +16,14 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import missing
+from tests.conftest import missing, required_module
 
 EXTENSION = Path(__file__).resolve().parents[2] / "editors" / "vscode"
 # vite (under vitest) and @vscode/vsce need it; older Node fails with errors that do not say so.
 NODE_AT_LEAST = (20, 19)
 # Each step takes seconds; the limit only turns a hang into a failure.
 STEP_TIMEOUT_S = 300
+API_KEY = "test-key-5678"
 
 
 @pytest.fixture(scope="module")
@@ -60,11 +61,23 @@ def extension(tmp_path_factory, npx) -> Path:
     return copy
 
 
-def run(command: list[str], cwd: Path) -> str:
+@pytest.fixture(scope="module")
+def server(tmp_path_factory):
+    """`geex serve` of a tiny random model, with an API key."""
+    required_module("fastapi")
+    from tests.serve.editor_server import save_tiny_model
+    from tests.serve.serve_process import geex_serve
+
+    folder = save_tiny_model(tmp_path_factory.mktemp("editors") / "tiny-geex")
+    with geex_serve(folder, "--api-key", API_KEY, "--model-name", "tiny-geex") as url:
+        yield url
+
+
+def run(command: list[str], cwd: Path, env: dict[str, str] | None = None) -> str:
     """The command's output; a failure shows the command and what it printed."""
     done = subprocess.run(
         command, cwd=cwd, capture_output=True, text=True, timeout=STEP_TIMEOUT_S,
-        env={**os.environ, "NO_COLOR": "1", "FORCE_COLOR": "0"},
+        env={**os.environ, "NO_COLOR": "1", "FORCE_COLOR": "0", **(env or {})},
     )  # fmt: skip
     if done.returncode != 0:
         output = (done.stdout + done.stderr)[-6000:]
@@ -84,6 +97,12 @@ def test_unit_tests_pass(extension, npx):
     output = run(["npm", "test"], extension)
     assert re.search(r"Tests\s+\d+ passed", output), output[-2000:]
     assert "skipped" not in output, output[-2000:]
+
+
+def test_end_to_end_against_geex_serve(extension, npx, server):
+    env = {"GEEX_E2E_URL": server, "GEEX_E2E_API_KEY": API_KEY}
+    output = run([npx, "vitest", "run", "test/serve.e2e.ts"], extension, env)
+    assert re.search(r"Tests\s+4 passed", output), output[-2000:]
 
 
 def test_vsix_holds_the_compiled_extension_and_no_sources(extension, npx, tmp_path):

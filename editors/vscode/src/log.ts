@@ -4,11 +4,14 @@
  * shows it, until a request succeeds again.
  */
 import * as vscode from "vscode";
+import { GeexError } from "./client";
 
 export interface Failure {
   /** What was being done ("completing"). */
   what: string;
   message: string;
+  /** The server's HTTP status, where it answered. */
+  httpStatus: number | undefined;
   at: Date;
 }
 
@@ -30,7 +33,8 @@ export class GeexLog implements vscode.Disposable {
   failed(what: string, error: unknown): void {
     const message = error instanceof Error ? error.message : String(error);
     const repeated = this.failure?.what === what && this.failure.message === message;
-    this.failure = { what, message, at: new Date() };
+    const httpStatus = error instanceof GeexError ? error.status : undefined;
+    this.failure = { what, message, httpStatus, at: new Date() };
     if (!repeated) this.info(`${what} failed: ${message}`);
     this.changed.fire();
   }

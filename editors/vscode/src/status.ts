@@ -6,7 +6,7 @@
  */
 import * as vscode from "vscode";
 import { GeexError, type Health } from "./client";
-import type { GeexLog } from "./log";
+import type { Failure, GeexLog } from "./log";
 import type { Services } from "./services";
 
 /** How often the server's health is asked. */
@@ -86,41 +86,27 @@ export class GeexStatus implements vscode.Disposable {
     const settings = this.services.settings();
     const running = this.services.activity.labels;
     const failure = this.log.lastFailure;
-    const state = this.state;
+    this.item.text =
+      running.length > 0
+        ? `$(sync~spin) Geex: ${running.join(", ")}`
+        : idleText(this.state, settings.completionEnabled, failure);
     const lines = [`Geex server ${settings.serverUrl}`];
-    let text: string;
-    if (state.kind === "online") {
-      const { engine, model } = state.health;
-      lines.push(
-        `Online, serving ${model}`,
-        `Engine: ${engine.running} running, ${engine.queued} queued`,
-      );
-      const mark = failure
-        ? "$(warning)"
-        : settings.completionEnabled
-          ? "$(check)"
-          : "$(circle-slash)";
-      text = `${mark} Geex ${model}`;
-    } else if (state.kind === "offline") {
-      lines.push(state.message);
-      text =
-        state.httpStatus === 401 ? "$(warning) Geex: API key refused" : "$(warning) Geex: offline";
+    if (this.state.kind === "online") {
+      const { engine, model } = this.state.health;
+      lines.push(`Online, serving ${model}`);
+      lines.push(`Engine: ${engine.running} running, ${engine.queued} queued`);
     } else {
-      lines.push("Checking the server…");
-      text = "$(circle-large-outline) Geex";
+      lines.push(this.state.kind === "offline" ? this.state.message : "Checking the server…");
     }
-    if (running.length > 0) text = `$(sync~spin) Geex: ${running.join(", ")}`;
     lines.push(`Completion as you type: ${settings.completionEnabled ? "on" : "off"}`);
     if (failure) {
-      lines.push(
-        `Last failure (${failure.what}, ${failure.at.toLocaleTimeString()}): ${failure.message}`,
-      );
+      const at = failure.at.toLocaleTimeString();
+      lines.push(`Last failure (${failure.what}, ${at}): ${failure.message}`);
     }
     lines.push("Click for the Geex menu.");
-    this.item.text = text;
     this.item.tooltip = lines.join("\n");
     this.item.backgroundColor =
-      state.kind === "offline"
+      this.state.kind === "offline"
         ? new vscode.ThemeColor("statusBarItem.warningBackground")
         : undefined;
   }
@@ -131,6 +117,18 @@ export class GeexStatus implements vscode.Disposable {
     for (const subscription of this.subscriptions) subscription.dispose();
     this.item.dispose();
   }
+}
+
+/** The item's text when nothing is running. */
+function idleText(state: ServerState, completionEnabled: boolean, failure: Failure | undefined) {
+  // geex serve's /health needs no key, so a refused key shows in the requests that need one.
+  const keyRefused =
+    state.kind === "offline" ? state.httpStatus === 401 : failure?.httpStatus === 401;
+  if (keyRefused) return "$(warning) Geex: API key refused";
+  if (state.kind === "offline") return "$(warning) Geex: offline";
+  if (state.kind === "checking") return "$(circle-large-outline) Geex";
+  const mark = failure ? "$(warning)" : completionEnabled ? "$(check)" : "$(circle-slash)";
+  return `${mark} Geex ${state.health.model}`;
 }
 
 interface MenuAction extends vscode.QuickPickItem {

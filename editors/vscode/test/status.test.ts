@@ -3,7 +3,7 @@
 import { afterEach, beforeEach, describe, expect, it, vi } from "vitest";
 import type * as vscode from "vscode";
 import { Activity } from "../src/activity";
-import { GeexClient } from "../src/client";
+import { GeexClient, GeexError } from "../src/client";
 import { readSettings } from "../src/config";
 import { GeexLog } from "../src/log";
 import { HEALTH_POLL_MS, registerStatus, type GeexStatus } from "../src/status";
@@ -85,6 +85,15 @@ describe("the status bar item", () => {
     setConfiguration({ "geex.apiKey": "secret" });
     await status.refresh();
     expect(status.item.text).toBe("$(check) Geex tiny-geex");
+  });
+
+  it("says the key was refused when requests get a 401 while /health answers without one", async () => {
+    server.health();
+    const { item } = await startStatus();
+    const refused = new GeexError("the Geex server answered 401: invalid API key", 401);
+    log.failed("completing", refused);
+    expect(item.text).toBe("$(warning) Geex: API key refused");
+    expect(item.tooltip).toContain("invalid API key");
   });
 
   it("shows the last completion failure until completion works again", async () => {
