@@ -26,6 +26,10 @@ export function registerInlineCompletion(
   context.subscriptions.push(
     provider,
     vscode.languages.registerInlineCompletionItemProvider({ pattern: "**" }, provider),
+    // Another server, model or token limit answers differently: what is cached no longer holds.
+    vscode.workspace.onDidChangeConfiguration((event) => {
+      if (event.affectsConfiguration("geex")) provider.forget();
+    }),
   );
   return provider;
 }
@@ -71,7 +75,7 @@ export class GeexInlineCompletionProvider
       const invoked = context.triggerKind === vscode.InlineCompletionTriggerKind.Invoke;
       if (invoked) this.debouncer.cancel();
       else if (!(await this.debouncer.wait(settings.debounceMs, token))) return undefined;
-      if (controller.signal.aborted) return undefined;
+      if (controller.signal.aborted || token.isCancellationRequested) return undefined;
       const text = await this.services.activity.track(COMPLETING, () =>
         this.fetchCompletion(around, settings, controller.signal),
       );
@@ -107,6 +111,11 @@ export class GeexInlineCompletionProvider
       signal,
     );
     return cutCompletion(choice?.text ?? "", around);
+  }
+
+  /** Drops every cached completion. */
+  forget(): void {
+    this.cache.clear();
   }
 
   dispose(): void {

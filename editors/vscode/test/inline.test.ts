@@ -262,6 +262,15 @@ describe("the cache", () => {
     expect(completionRequests()).toHaveLength(1);
   });
 
+  it("forgets what it cached when a Geex setting changes", async () => {
+    server.completions(() => ["a + b"]);
+    const [document, position] = at(`return ${CURSOR}\n`);
+    await ask(document, position);
+    await vscode.workspace.getConfiguration("geex").update("model", "another-model");
+    await ask(document, position);
+    expect(completionRequests().map((r) => r.body?.model)).toEqual([undefined, "another-model"]);
+  });
+
   it("asks again when the user types something else", async () => {
     server.completions(() => ["compute(1, 2)"]);
     const [document, position] = at(`result = ${CURSOR}\n`);
