@@ -5,6 +5,7 @@ import type * as vscode from "vscode";
 import { Activity } from "../src/activity";
 import { GeexClient, GeexError } from "../src/client";
 import { readSettings } from "../src/config";
+import { activate } from "../src/extension";
 import { GeexLog } from "../src/log";
 import { HEALTH_POLL_MS, registerStatus, type GeexStatus } from "../src/status";
 import { FakeGeexServer } from "./fakeServer";
@@ -147,5 +148,22 @@ describe("the Geex menu and the toggle", () => {
     expect(labels).toContain("$(gear) Open the Geex settings");
     expect(testState.outputChannels[0]?.name).toBe("Geex");
     expect(testState.outputChannels[0]?.shown).toBe(true);
+  });
+});
+
+describe("activation", () => {
+  it("registers completion for every file, the status item, the menu and the toggle", async () => {
+    server.health();
+    activate(context as unknown as vscode.ExtensionContext);
+    expect(testState.inlineProviders.map((p) => p.selector)).toEqual([{ pattern: "**" }]);
+    expect([...testState.commands.keys()]).toEqual(
+      expect.arrayContaining(["geex.statusMenu", "geex.toggleCompletion"]),
+    );
+    const [item] = testState.statusBarItems;
+    await expect.poll(() => item?.text).toBe("$(check) Geex tiny-geex");
+    for (const subscription of context.subscriptions) subscription.dispose();
+    expect(testState.inlineProviders).toEqual([]);
+    expect(testState.commands.has("geex.statusMenu")).toBe(false);
+    expect(item?.visible).toBe(false);
   });
 });
