@@ -68,7 +68,12 @@ export class GeexStatus implements vscode.Disposable {
     const controller = new AbortController();
     this.checking = controller;
     try {
-      this.state = { kind: "online", health: await this.services.client.health(controller.signal) };
+      const health = await this.services.client.health(controller.signal);
+      if (typeof health.model !== "string" || typeof health.engine !== "object") {
+        const url = this.services.settings().serverUrl;
+        throw new GeexError(`${url}/health answered without a model and engine: not geex serve?`);
+      }
+      this.state = { kind: "online", health };
     } catch (error) {
       if (controller.signal.aborted) return;
       this.state = {

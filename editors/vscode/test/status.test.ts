@@ -77,6 +77,13 @@ describe("the status bar item", () => {
     expect(item.backgroundColor).toBeDefined();
   });
 
+  it("says offline when something other than geex serve answers /health", async () => {
+    server.routes.set("GET /health", () => ({ json: { status: "ok" } }));
+    const { item } = await startStatus();
+    expect(item.text).toBe("$(warning) Geex: offline");
+    expect(item.tooltip).toContain("/health answered without a model and engine: not geex serve?");
+  });
+
   it("says the key was refused on a 401, naming the setting", async () => {
     server.health();
     server.apiKey = "secret";
