@@ -6,7 +6,10 @@ import type * as vscode from "vscode";
 import { Activity } from "./activity";
 import { GeexClient } from "./client";
 import { readSettings } from "./config";
+import { registerInlineCompletion } from "./inline";
+import { GeexLog } from "./log";
 import type { Services } from "./services";
+import { registerStatus } from "./status";
 
 export function activate(context: vscode.ExtensionContext): Services {
   const activity = new Activity();
@@ -16,6 +19,10 @@ export function activate(context: vscode.ExtensionContext): Services {
     activity,
   };
   context.subscriptions.push(activity);
+  const log = new GeexLog();
+  context.subscriptions.push(log);
+  registerStatus(context, services, log);
+  registerInlineCompletion(context, services, log);
   return services;
 }
 
