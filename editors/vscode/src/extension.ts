@@ -4,7 +4,10 @@
  */
 import type * as vscode from "vscode";
 import { Activity } from "./activity";
+import { registerAsk } from "./ask";
+import { registerCandidates } from "./candidates";
 import { GeexClient } from "./client";
+import { registerSelectionCommands } from "./commands";
 import { readSettings } from "./config";
 import type { Services } from "./services";
 
@@ -16,6 +19,11 @@ export function activate(context: vscode.ExtensionContext): Services {
     activity,
   };
   context.subscriptions.push(activity);
+  context.subscriptions.push(
+    registerCandidates(context, services),
+    registerSelectionCommands(services),
+    registerAsk(context, services),
+  );
   return services;
 }
 

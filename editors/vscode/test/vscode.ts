@@ -59,6 +59,9 @@ export class Uri {
   static file(path: string): Uri {
     return new Uri("file", path);
   }
+  static joinPath(base: Uri, ...segments: string[]): Uri {
+    return new Uri(base.scheme, [base.path.replace(/\/+$/, ""), ...segments].join("/"));
+  }
   static parse(value: string): Uri {
     const colon = value.indexOf(":");
     return new Uri(value.slice(0, colon), value.slice(colon + 1).replace(/^\/\//, ""));
@@ -373,6 +376,8 @@ export const testState = {
   /** The button the user clicks on the next message that offers some. */
   messageAnswers: [] as (string | undefined)[],
   quickPickItems: [] as unknown[][],
+  /** Each withProgress call: its options, and the source that cancels it as its Cancel button. */
+  progress: [] as { options: unknown; cancellation: CancellationTokenSource }[],
 };
 
 export function resetVscode(): void {
@@ -388,6 +393,7 @@ export function resetVscode(): void {
   testState.inputBoxAnswers = [];
   testState.messageAnswers = [];
   testState.quickPickItems = [];
+  testState.progress = [];
   window.activeTextEditor = undefined;
 }
 
@@ -408,6 +414,12 @@ export function openEditor(
   return editor;
 }
 
+/** Test helper: focus moves to this editor, or away from every editor (to a panel). */
+export function setActiveEditor(editor: TextEditor | undefined): void {
+  window.activeTextEditor = editor;
+  activeEditorChanged.fire(editor);
+}
+
 function message(kind: Message["kind"]) {
   return (text: string, ...items: unknown[]): Promise<string | undefined> => {
     const labels = items.filter((item): item is string => typeof item === "string");
@@ -416,8 +428,12 @@ function message(kind: Message["kind"]) {
   };
 }
 
+const activeEditorChanged = new EventEmitter<TextEditor | undefined>();
+
 export const window = {
   activeTextEditor: undefined as TextEditor | undefined,
+  /** Fired by tests that move the focus (VS Code fires it as the user does). */
+  onDidChangeActiveTextEditor: activeEditorChanged.event,
   showInformationMessage: message("information"),
   showWarningMessage: message("warning"),
   showErrorMessage: message("error"),
@@ -475,10 +491,11 @@ export const window = {
     return Promise.resolve(editor);
   },
   withProgress<T>(
-    _options: unknown,
+    options: unknown,
     task: (progress: { report(value: unknown): void }, token: CancellationToken) => Promise<T>,
   ): Promise<T> {
     const source = new CancellationTokenSource();
+    testState.progress.push({ options, cancellation: source });
     return task({ report: () => undefined }, source.token);
   },
 };

@@ -1,0 +1,60 @@
+/**
+ * The edits the commands make to documents once an answer is in: each is one edit, so one
+ * Undo takes it back, and each goes through an editor brought back for the document, since
+ * by then the focus may be in a panel and the editor the command ran in no longer active.
+ */
+import * as vscode from "vscode";
+
+export function documentEnd(document: vscode.TextDocument): vscode.Position {
+  return document.lineAt(document.lineCount - 1).range.end;
+}
+
+/** The text before and after a position: what fill in the middle is asked about. */
+export function textAround(
+  document: vscode.TextDocument,
+  position: vscode.Position,
+): { prefix: string; suffix: string } {
+  return {
+    prefix: document.getText(new vscode.Range(new vscode.Position(0, 0), position)),
+    suffix: document.getText(new vscode.Range(position, documentEnd(document))),
+  };
+}
+
+/** Where an edit was asked for: the document, its version then, and the editor's column. */
+export interface EditTarget {
+  document: vscode.TextDocument;
+  version: number;
+  viewColumn: vscode.ViewColumn | undefined;
+}
+
+export function editTarget(editor: vscode.TextEditor): EditTarget {
+  return {
+    document: editor.document,
+    version: editor.document.version,
+    viewColumn: editor.viewColumn,
+  };
+}
+
+/** Whether the document is as it was when the edit was asked for (no typing since). */
+export function unchanged(target: EditTarget): boolean {
+  return !target.document.isClosed && target.document.version === target.version;
+}
+
+/**
+ * Replaces `range` with `text` in one undoable edit, in the document's editor (shown again
+ * in its column); the editor, or undefined when VS Code refused the edit.
+ */
+export async function replaceIn(
+  target: EditTarget,
+  range: vscode.Range,
+  text: string,
+): Promise<vscode.TextEditor | undefined> {
+  const editor = await vscode.window.showTextDocument(target.document, {
+    viewColumn: target.viewColumn,
+    preserveFocus: false,
+  });
+  const applied = await editor.edit((edit) => {
+    edit.replace(range, text);
+  });
+  return applied ? editor : undefined;
+}
