@@ -16,7 +16,7 @@ export interface RenderedAnswer {
   codeBlocks: string[];
 }
 
-const FENCE = /^\s*```\s*([\w+#.-]*)\s*$/;
+const FENCE = /^\s*```([^`]*)$/;
 const FENCE_CLOSE = /^\s*```\s*$/;
 
 /** The answer of turn `turn` as HTML; its buttons name the turn and the block. */
@@ -40,7 +40,8 @@ export function renderAnswer(text: string, turn: number): RenderedAnswer {
     endParagraph();
     const code: string[] = [];
     for (i++; i < lines.length && !FENCE_CLOSE.test(lines[i] ?? ""); i++) code.push(lines[i] ?? "");
-    html.push(codeBlockHtml(code.join("\n"), fence[1] ?? "", turn, codeBlocks.length));
+    const language = (fence[1] ?? "").trim().split(/\s+/)[0] ?? "";
+    html.push(codeBlockHtml(code.join("\n"), language, turn, codeBlocks.length));
     codeBlocks.push(code.join("\n"));
   }
   endParagraph();
