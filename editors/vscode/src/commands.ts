@@ -125,7 +125,7 @@ async function explain(services: Services): Promise<void> {
 /**
  * Streams a task's answer into a new untitled document opened beside the code at its first
  * piece (so a failure before any text leaves no empty document behind). Closing the document
- * stops the request.
+ * stops the request, as the notification's Cancel does.
  */
 async function streamIntoNewDocument(
   services: Services,
@@ -137,6 +137,9 @@ async function streamIntoNewDocument(
   await runUserRequest(services, request, async (signal) => {
     const closed = new AbortController();
     let editor: vscode.TextEditor | undefined;
+    const watch = vscode.workspace.onDidCloseTextDocument((gone) => {
+      if (gone === editor?.document) closed.abort();
+    });
     try {
       const stream = services.client.streamTask(
         task,
@@ -155,6 +158,7 @@ async function streamIntoNewDocument(
         if (!appended || editor.document.isClosed) break;
       }
     } finally {
+      watch.dispose();
       closed.abort(); // a no-op once the answer is complete; otherwise it stops the server
     }
     if (!editor) {

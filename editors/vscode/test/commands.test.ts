@@ -3,6 +3,7 @@ import { afterEach, beforeEach, describe, expect, it } from "vitest";
 import { withEndsOf } from "../src/commands";
 import { activateWithFakeServer, type Activated } from "./activated";
 import {
+  closeDocument,
   openEditor,
   Position,
   Selection,
@@ -75,6 +76,18 @@ describe("geex.translate", () => {
     const running = extension.run("geex.translate");
     await expect.poll(() => shownDocument().document.getText()).toBe("func add(");
     testState.progress[0]?.cancellation.cancel();
+    await running;
+    const [request] = extension.server.requestsTo("POST /v1/tasks/translate");
+    await expect.poll(() => request?.aborted).toBe(true);
+    expect(testState.messages).toEqual([]);
+  });
+
+  it("stops the server's generation when the translation's document is closed", async () => {
+    extension.server.task("translate", ["func add(", "a, b int) int {"], 60_000);
+    testState.quickPickAnswers = ["Go"];
+    const running = extension.run("geex.translate");
+    await expect.poll(() => shownDocument().document.getText()).toBe("func add(");
+    closeDocument(shownDocument().document);
     await running;
     const [request] = extension.server.requestsTo("POST /v1/tasks/translate");
     await expect.poll(() => request?.aborted).toBe(true);

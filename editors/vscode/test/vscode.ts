@@ -522,10 +522,20 @@ export const workspace = {
       new TextDocument(options?.content ?? "", options?.language ?? "plaintext"),
     );
   },
+  onDidCloseTextDocument: (listener: (document: TextDocument) => void) =>
+    documentClosed.event(listener),
   onDidChangeConfiguration: (
     listener: (event: { affectsConfiguration(name: string): boolean }) => void,
   ) => configurationChanged.event(listener),
 };
+
+const documentClosed = new EventEmitter<TextDocument>();
+
+/** Test helper: the user closes a document (its last editor). */
+export function closeDocument(document: TextDocument): void {
+  document.isClosed = true;
+  documentClosed.fire(document);
+}
 
 const configurationChanged = new EventEmitter<{ affectsConfiguration(name: string): boolean }>();
 
