@@ -9,7 +9,7 @@
  */
 import { basename } from "node:path";
 import * as vscode from "vscode";
-import { editTarget, replaceIn, textAround, unchanged, type EditTarget } from "./editing";
+import { editTarget, replaceInEditor, textAround, unchanged, type EditTarget } from "./editing";
 import { languageInfo } from "./languages";
 import type { Services } from "./services";
 import { runUserRequest } from "./userRequest";
@@ -154,7 +154,11 @@ class CandidatesPanel implements vscode.Disposable {
       return;
     }
     const { position } = shown;
-    const editor = await replaceIn(shown.target, new vscode.Range(position, position), candidate);
+    const editor = await replaceInEditor(
+      shown.target,
+      new vscode.Range(position, position),
+      candidate,
+    );
     if (!editor) {
       void vscode.window.showErrorMessage("Geex: VS Code did not insert the candidate");
       return;

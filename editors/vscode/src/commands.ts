@@ -12,7 +12,7 @@
 import { basename } from "node:path";
 import * as vscode from "vscode";
 import type { TaskBody, TaskName } from "./client";
-import { documentEnd, editTarget, replaceIn, unchanged } from "./editing";
+import { documentEnd, editTarget, replaceInDocument, unchanged } from "./editing";
 import { languageInfo, TRANSLATION_TARGETS, type LanguageInfo } from "./languages";
 import type { Services } from "./services";
 import { runUserRequest, type UserRequest } from "./userRequest";
@@ -136,9 +136,9 @@ async function streamIntoNewDocument(
 ): Promise<void> {
   await runUserRequest(services, request, async (signal) => {
     const closed = new AbortController();
-    let editor: vscode.TextEditor | undefined;
+    let opened: vscode.TextDocument | undefined;
     const watch = vscode.workspace.onDidCloseTextDocument((gone) => {
-      if (gone === editor?.document) closed.abort();
+      if (gone === opened) closed.abort();
     });
     try {
       const stream = services.client.streamTask(
@@ -147,21 +147,23 @@ async function streamIntoNewDocument(
         AbortSignal.any([signal, closed.signal]),
       );
       for await (const piece of stream) {
-        editor ??= await vscode.window.showTextDocument(
-          await vscode.workspace.openTextDocument(document),
-          { viewColumn: vscode.ViewColumn.Beside, preview: false, preserveFocus: true },
-        );
-        const end = documentEnd(editor.document);
-        const appended = await editor.edit((edit) => {
-          edit.insert(end, piece);
-        });
-        if (!appended || editor.document.isClosed) break;
+        if (!opened) {
+          opened = await vscode.workspace.openTextDocument(document);
+          await vscode.window.showTextDocument(opened, {
+            viewColumn: vscode.ViewColumn.Beside,
+            preview: false,
+            preserveFocus: true,
+          });
+        }
+        // Into the document, not its editor: the user may switch tabs while it streams.
+        const end = documentEnd(opened);
+        if (!(await replaceInDocument(opened, new vscode.Range(end, end), piece))) break;
       }
     } finally {
       watch.dispose();
       closed.abort(); // a no-op once the answer is complete; otherwise it stops the server
     }
-    if (!editor) {
+    if (!opened) {
       void vscode.window.showInformationMessage(`Geex: the model's answer was empty`);
     }
   });
@@ -203,7 +205,13 @@ async function addComments(services: Services): Promise<void> {
     );
   } else if (!unchanged(target)) {
     warn("the document changed while the comments were written, so they no longer fit it");
-  } else if (!(await replaceIn(target, selected.range, withEndsOf(selected.code, answer.text)))) {
+  } else if (
+    !(await replaceInDocument(
+      target.document,
+      selected.range,
+      withEndsOf(selected.code, answer.text),
+    ))
+  ) {
     void vscode.window.showErrorMessage("Geex: VS Code did not apply the comments");
   }
 }

@@ -1,7 +1,7 @@
 /**
  * The edits the commands make to documents once an answer is in: each is one edit, so one
- * Undo takes it back, and each goes through an editor brought back for the document, since
- * by then the focus may be in a panel and the editor the command ran in no longer active.
+ * Undo takes it back. By then the focus may be in a panel, or the editor the command ran in
+ * hidden behind another tab: edits go to the document, or to its editor shown again.
  */
 import * as vscode from "vscode";
 
@@ -41,10 +41,10 @@ export function unchanged(target: EditTarget): boolean {
 }
 
 /**
- * Replaces `range` with `text` in one undoable edit, in the document's editor (shown again
- * in its column); the editor, or undefined when VS Code refused the edit.
+ * Replaces `range` with `text` in one undoable edit, in the document's editor shown again in
+ * its column (the focus with it); the editor, or undefined when VS Code refused the edit.
  */
-export async function replaceIn(
+export async function replaceInEditor(
   target: EditTarget,
   range: vscode.Range,
   text: string,
@@ -57,4 +57,18 @@ export async function replaceIn(
     edit.replace(range, text);
   });
   return applied ? editor : undefined;
+}
+
+/**
+ * Replaces `range` with `text` in one undoable edit without an editor, which the user may
+ * have hidden meanwhile; whether VS Code applied it.
+ */
+export async function replaceInDocument(
+  document: vscode.TextDocument,
+  range: vscode.Range,
+  text: string,
+): Promise<boolean> {
+  const edit = new vscode.WorkspaceEdit();
+  edit.replace(document.uri, range, text);
+  return vscode.workspace.applyEdit(edit);
 }

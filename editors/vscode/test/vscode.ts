@@ -91,6 +91,8 @@ export class TextLine {
 }
 
 let untitledCount = 0;
+/** Every document made, by URI: what workspace.applyEdit finds its documents in. */
+const documentsByUri = new Map<string, TextDocument>();
 
 /** A text document: its text changes only through edits, as in VS Code. */
 export class TextDocument {
@@ -100,7 +102,9 @@ export class TextDocument {
     private text: string,
     readonly languageId: string,
     readonly uri: Uri = Uri.parse(`untitled:Untitled-${++untitledCount}`),
-  ) {}
+  ) {
+    documentsByUri.set(uri.toString(), this);
+  }
   get fileName(): string {
     return this.uri.fsPath;
   }
@@ -166,6 +170,20 @@ export class TextEditorEdit {
       (a, b) => this.document.offsetAt(b[0].start) - this.document.offsetAt(a[0].start),
     );
     for (const [range, text] of ordered) this.document.replace(range, text);
+  }
+}
+
+/** Edits to documents by URI, applied by workspace.applyEdit (each document's as one edit). */
+export class WorkspaceEdit {
+  readonly edits: { uri: Uri; range: Range; text: string }[] = [];
+  insert(uri: Uri, position: Position, text: string): void {
+    this.edits.push({ uri, range: new Range(position, position), text });
+  }
+  replace(uri: Uri, range: Range, text: string): void {
+    this.edits.push({ uri, range, text });
+  }
+  delete(uri: Uri, range: Range): void {
+    this.edits.push({ uri, range, text: "" });
   }
 }
 
@@ -521,6 +539,22 @@ export const workspace = {
     return Promise.resolve(
       new TextDocument(options?.content ?? "", options?.language ?? "plaintext"),
     );
+  },
+  /** Applies every edit, or none if a document is closed or unknown, as VS Code does. */
+  applyEdit(edit: WorkspaceEdit): Promise<boolean> {
+    const documents = edit.edits.map(({ uri }) => documentsByUri.get(uri.toString()));
+    if (documents.some((document) => !document || document.isClosed)) {
+      return Promise.resolve(false);
+    }
+    const builders = new Map<TextDocument, TextEditorEdit>();
+    edit.edits.forEach(({ range, text }, index) => {
+      const document = documents[index] as TextDocument;
+      const builder = builders.get(document) ?? new TextEditorEdit(document);
+      builders.set(document, builder);
+      builder.replace(range, text);
+    });
+    for (const builder of builders.values()) builder.apply();
+    return Promise.resolve(true);
   },
   onDidCloseTextDocument: (listener: (document: TextDocument) => void) =>
     documentClosed.event(listener),
