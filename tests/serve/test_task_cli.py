@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 import io
+import os
 import socket
+import subprocess
+import sys
 
 from geex.cli import main
 from tests.serve.test_tasks_api import ADD_PY, engine, post, served, server  # noqa: F401
@@ -30,6 +33,25 @@ def test_translate_streams_the_servers_answer(capsys, server, tmp_path):  # noqa
     _, answer, _ = post(server, "translate", body)
     assert answer["text"] and out == answer["text"] + "\n"
     assert f"[{answer['finish_reason']}, {answer['usage']['completion_tokens']} tokens]" in err
+
+
+def test_as_a_filter_only_the_answer_reaches_the_shared_output(server, tmp_path):  # noqa: F811
+    # Vim's :'<,'>!CMD runs CMD <selection >out 2>&1 and puts `out` in the buffer: the status
+    # line must stay out of it. With stderr elsewhere it is still printed there.
+    command = [sys.executable, "-m", "geex", "task", "translate", "-", "-l", "python",
+               "--to", "cpp", "--max-tokens", "40", "--url", server.url]  # fmt: skip
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(sys.path)}
+    _, answer, _ = post(server, "translate", {"code": ADD_PY, "language": "python",
+                                              "target": "cpp", "max_tokens": 40})  # fmt: skip
+    status = f"[{answer['finish_reason']}, {answer['usage']['completion_tokens']} tokens]"
+    with open(tmp_path / "out", "w+") as out:
+        done = subprocess.run(command, input=ADD_PY, stdout=out, stderr=subprocess.STDOUT,
+                              text=True, env=env, timeout=120)  # fmt: skip
+        out.seek(0)
+        assert done.returncode == 0 and out.read() == answer["text"] + "\n"
+    done = subprocess.run(command, input=ADD_PY, capture_output=True, text=True, env=env,
+                          timeout=120)  # fmt: skip
+    assert done.stdout == answer["text"] + "\n" and done.stderr.strip() == status
 
 
 def test_explain_from_stdin_whole_answer(capsys, monkeypatch, server):  # noqa: F811

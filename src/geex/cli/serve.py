@@ -147,6 +147,7 @@ def _serve(args: argparse.Namespace) -> int:
             file=sys.stderr,
         )
         print(f"endpoints: {', '.join(endpoints(app))}", flush=True, file=sys.stderr)
+        print(f"playground: {server_url(sock)}/ (in a browser)", flush=True, file=sys.stderr)
         run_server(app, sock, log_level=args.log_level)
     finally:
         engine.close()

@@ -1,7 +1,9 @@
 """`geex task VERB`: ask a running `geex serve` for one of the assistant's tasks.
 
 The editor's flow from a terminal: the code comes from a file (or stdin, as ``-``), the answer
-is streamed to stdout. The verbs are the server's ``/v1/tasks/{task}`` endpoints.
+is streamed to stdout, and only the answer, so that the command works as an editor's filter
+(``:'<,'>!geex task translate - -l python --to go`` in Vim). The verbs are the server's
+``/v1/tasks/{task}`` endpoints.
 """
 
 from __future__ import annotations
@@ -25,8 +27,9 @@ def register(subparsers) -> None:
         "task",
         help="ask a running geex serve to translate, explain, comment, complete or answer",
         description="Run one of the assistant's tasks on a running 'geex serve' and print the "
-        "answer as it is generated (its end and token count go to stderr). FILE may be '-' "
-        "for stdin; the language is found from FILE's name unless --language names it. "
+        "answer as it is generated (its end and token count go to stderr, unless stderr goes "
+        "where the answer goes, as in an editor's filter). FILE may be '-' for stdin; the "
+        "language is found from FILE's name unless --language names it. "
         "Examples: geex task explain app.py; geex task infill app.py (the gap marked <FILL>); "
         "geex task translate app.py --to cpp. 'geex task VERB --help' lists a verb's options.",
     )
@@ -161,13 +164,28 @@ def _run(args: argparse.Namespace) -> int:
         ) from None
 
 
+def _stderr_joins_the_answer() -> bool:
+    """Whether stderr is the file or pipe stdout goes to, and not a terminal: an editor's
+    filter (Vim's ``:'<,'>!geex task ...`` runs it with ``2>&1``), where a status line would
+    land in the buffer with the answer."""
+    try:
+        if sys.stderr.isatty():
+            return False
+        return os.path.samestat(os.fstat(sys.stdout.fileno()), os.fstat(sys.stderr.fileno()))
+    except (OSError, ValueError):  # a stream with no file behind it (io.UnsupportedOperation)
+        return False
+
+
+def _print_status(finish_reason: str, tokens: int) -> None:
+    """The answer's end and its token count, on stderr, unless that would join the answer."""
+    if not _stderr_joins_the_answer():
+        print(f"[{finish_reason}, {tokens} tokens]", file=sys.stderr)
+
+
 def _print_whole(response) -> int:
     answer = json.loads(response.read())
     print(answer["text"])
-    print(
-        f"[{answer['finish_reason']}, {answer['usage']['completion_tokens']} tokens]",
-        file=sys.stderr,
-    )
+    _print_status(answer["finish_reason"], answer["usage"]["completion_tokens"])
     return 0
 
 
@@ -189,8 +207,7 @@ def _print_stream(response) -> int:
             ended = True
             if not last.endswith("\n"):
                 sys.stdout.write("\n")
-            tokens = event["usage"]["completion_tokens"]
-            print(f"[{event['finish_reason']}, {tokens} tokens]", file=sys.stderr)
+            _print_status(event["finish_reason"], event["usage"]["completion_tokens"])
     if not ended:
         raise GeexError("the server closed the stream before the answer ended")
     return 0

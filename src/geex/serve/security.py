@@ -19,13 +19,15 @@ from starlette.middleware.cors import CORSMiddleware
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from geex.serve.openai_api import error_body
+from geex.serve.playground import ASSET_PATHS
 
 if TYPE_CHECKING:
     from fastapi import FastAPI
 
     from geex.serve.state import ServeLimits
 
-OPEN_PATHS = frozenset({"/", "/health"})  # liveness checks need no key
+# Liveness checks need no key, nor the playground's page and files, which hold no data.
+OPEN_PATHS = frozenset({"/", "/health", *ASSET_PATHS})
 
 
 async def send_error(send: Send, status: int, body: dict, headers: dict | None = None) -> None:

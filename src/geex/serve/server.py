@@ -1,6 +1,7 @@
 """``geex serve``: the FastAPI application over one model and its engine, run by uvicorn.
 
-    GET  /                  what is served and where (open without a key)
+    GET  /                  what is served and where (open without a key); a browser
+                            gets the playground page instead (:mod:`geex.serve.playground`)
     GET  /health            {"status": "ok", "model": NAME, "engine": {running, queued, ...}}
     ...                     each protocol's routes, from PROTOCOL_ROUTERS
 
@@ -18,14 +19,21 @@ import threading
 import time
 from collections.abc import Callable
 
-from fastapi import APIRouter, FastAPI
+from fastapi import APIRouter, FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from geex import __version__
 from geex.errors import GeexError
-from geex.serve import llamacpp_api, ollama_api, openai_routes, tabby_api, tasks_api
+from geex.serve import (
+    llamacpp_api,
+    ollama_api,
+    openai_routes,
+    playground,
+    tabby_api,
+    tasks_api,
+)
 from geex.serve.engine import EngineBusy
 from geex.serve.limits import LimitExceeded
 from geex.serve.openai_api import ApiError, busy_error, error_body
@@ -50,8 +58,11 @@ def create_app(state: ServerState) -> FastAPI:
     _add_error_handlers(app)
 
     @app.get("/")
-    async def index() -> dict:
-        return {"name": "geex", "model": state.model.name, "endpoints": endpoints(app)}
+    async def index(request: Request):
+        if playground.wants_page(request):
+            return playground.page()
+        body = {"name": "geex", "model": state.model.name, "endpoints": endpoints(app)}
+        return JSONResponse(body, headers={"Vary": "Accept"})
 
     @app.get("/health")
     async def health() -> dict:
@@ -60,6 +71,7 @@ def create_app(state: ServerState) -> FastAPI:
 
     for make_router in PROTOCOL_ROUTERS:
         app.include_router(make_router(state))
+    app.include_router(playground.router())  # the page's files; the page is GET / itself
     add_security(app, state.limits)
     return app
 

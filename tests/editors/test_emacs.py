@@ -1,0 +1,94 @@
+"""Emacs with the Geex config users copy (editors/emacs/geex.el), end to end against `geex serve`:
+eglot runs tabby-agent, completion-at-point inserts the model's text, and M-x geex-translate
+shows the server's translation beside. Needs emacs (with eglot), node and `scripts/setup.sh
+--dev`. `pytest tests/editors/test_emacs.py`."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+from pathlib import Path
+
+from tests.conftest import missing, required_program
+from tests.editors.conftest import REPO, geex_program, served
+from tests.serve.test_tabby_agent import AFTER, AGENT, BEFORE, TOKEN, agent_home, node  # noqa: F401
+
+PLUGIN = REPO / "editors" / "emacs" / "geex.el"
+SESSION = Path(__file__).parent / "emacs_session.el"
+TARGET = "go"
+FUNCTION_LINES = (4, 5)  # `def add(a, b):` and its return line, 1-based
+
+
+FIND_EGLOT = '(progn (unless (locate-library "eglot") (package-activate-all)) (princ (locate-library "eglot")))'
+
+
+def emacs_with_eglot() -> str:
+    """Emacs, with eglot (built in from Emacs 29, Debian's elpa-eglot before), or `missing`."""
+    emacs = required_program("emacs", package="emacs-nox")
+    found = subprocess.run([emacs, "--batch", "--eval", FIND_EGLOT], capture_output=True,
+                           text=True, timeout=60)  # fmt: skip
+    if "eglot" not in found.stdout:
+        missing(f"needs eglot in {emacs}: install the Debian package elpa-eglot (or Emacs 29)")
+    return emacs
+
+
+def run_session(settings: dict, tmp_path: Path, home: Path) -> dict:
+    """The session script in batch Emacs; its JSON report."""
+    emacs = emacs_with_eglot()
+    settings_file = tmp_path / "settings.json"
+    settings_file.write_text(json.dumps(settings))
+    bin_dir = str(Path(geex_program()).parent)
+    env = {**os.environ, "HOME": str(home), "PATH": os.pathsep.join([bin_dir, "/usr/bin", "/bin"]),
+           "GEEX_API_KEY": TOKEN, "GEEX_EMACS_SESSION": str(settings_file)}  # fmt: skip
+    # Not -Q: Debian's elpa-eglot (Emacs 28) is found through the site start files.
+    done = subprocess.run([emacs, "--batch", "-l", str(SESSION)], env=env, cwd=tmp_path,
+                          capture_output=True, text=True, timeout=180)  # fmt: skip
+    out = Path(settings["out"])
+    assert out.exists(), f"Emacs wrote no report (exit {done.returncode}):\n{done.stderr}"
+    report = json.loads(out.read_text())
+    assert "error" not in report, f"{report['error']}\n{done.stderr[-3000:]}"
+    return report
+
+
+def test_emacs_completes_and_translates_with_geex_serve(node, server, tmp_path):  # noqa: F811
+    completion = served(server, "/v1/completions",
+                        {"language": "python", "segments": {"prefix": BEFORE, "suffix": AFTER}})  # fmt: skip
+    expected_completion = completion["choices"][0]["text"].strip()
+    assert expected_completion, "the tiny model completed nothing: the test proves nothing"
+
+    source = tmp_path / "add.py"
+    source.write_text(BEFORE + AFTER)
+    report = run_session(
+        {
+            "plugin": str(PLUGIN),
+            "agent": [node, str(AGENT), "--lsp", "--stdio"],
+            "url": server,
+            "file": str(source),
+            "cursor": [BEFORE.count("\n") + 1, len(BEFORE.rsplit("\n", 1)[1])],  # 0-based column
+            "translate": FUNCTION_LINES,
+            "target": TARGET,
+            "out": str(tmp_path / "report.json"),
+            "wait_ms": 60_000,
+        },
+        tmp_path,
+        agent_home(tmp_path / "home", server),
+    )
+
+    assert report["mode"] == "python-mode" and report["server_info"] == "tabby-agent"
+    assert report["completion_provider"] is True
+    completed = BEFORE + expected_completion + AFTER
+    assert report["before"] == (BEFORE + AFTER).split("\n")
+    assert report["after"] == completed.split("\n")
+    assert source.read_text() == completed
+
+    first, last = FUNCTION_LINES
+    function = "\n".join(completed.splitlines()[first - 1 : last]) + "\n"
+    translation = served(server, "/v1/tasks/translate",
+                         {"code": function, "language": "python", "target": TARGET})  # fmt: skip
+    # The buffer holds geex task's output: the answer and a newline.
+    assert report["translation"] == (translation["text"].removesuffix("\n") + "\n").split("\n")
+    assert report["translation_shown"] is True
+    assert report["refusal"].startswith(
+        "geex task: error: the server answered 400: target: unknown language 'klingon'"
+    ), report["refusal"]

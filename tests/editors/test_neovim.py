@@ -1,0 +1,118 @@
+"""Neovim 0.11 with the Geex config users copy (editors/neovim/geex.lua), end to end against
+`geex serve`: tabby-agent as its language server completes a line with the model's text, and
+:GeexTranslate and the `geex task` filter put the server's translation in the editor. Needs node,
+Neovim and `scripts/setup.sh --dev`. `pytest tests/editors/test_neovim.py`."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+from pathlib import Path
+
+from tests.conftest import required_module
+from tests.editors.neovim_program import nvim_program
+
+required_module("fastapi")
+
+from tests.editors.conftest import REPO, geex_program, served  # noqa: E402
+from tests.serve.test_tabby_agent import AFTER, AGENT, BEFORE, TOKEN, agent_home, node  # noqa: E402, F401
+
+PLUGIN = REPO / "editors" / "neovim" / "geex.lua"
+SESSION = Path(__file__).parent / "neovim_session.lua"
+COMPLETE_KEY = "<M-\\>"  # the plugin's default
+TARGET = "go"
+FUNCTION_LINES = (4, 5)  # `def add(a, b):` and its return line, 1-based
+
+
+def run_session(nvim: str, settings: dict, tmp_path: Path, home: Path) -> dict:
+    """The session script in headless Neovim; its JSON report."""
+    settings_file = tmp_path / "settings.json"
+    settings_file.write_text(json.dumps(settings))
+    keep = {k: v for k, v in os.environ.items() if not k.startswith(("XDG_", "NVIM", "VIM"))}
+    bin_dir = str(Path(geex_program()).parent)
+    env = {**keep, "HOME": str(home), "PATH": os.pathsep.join([bin_dir, "/usr/bin", "/bin"]),
+           "GEEX_API_KEY": TOKEN, "GEEX_NVIM_SESSION": str(settings_file)}  # fmt: skip
+    command = [nvim, "--headless", "--clean", "-c", f"luafile {SESSION}"]
+    done = subprocess.run(command, env=env, cwd=tmp_path, capture_output=True, text=True,
+                          timeout=180)  # fmt: skip
+    out = Path(settings["out"])
+    assert out.exists(), f"Neovim wrote no report (exit {done.returncode}):\n{done.stderr}"
+    report = json.loads(out.read_text())
+    log = home / ".local" / "state" / "nvim" / "lsp.log"
+    log_tail = log.read_text()[-3000:] if log.exists() else "(no LSP log)"
+    assert not report["errors"], "\n".join(report["errors"]) + "\nLSP log:\n" + log_tail
+    return report
+
+
+def test_neovim_completes_and_translates_with_geex_serve(node, server, tmp_path):  # noqa: F811
+    nvim = nvim_program()
+    completion = served(server, "/v1/completions",
+                        {"language": "python", "segments": {"prefix": BEFORE, "suffix": AFTER}})  # fmt: skip
+    expected_completion = completion["choices"][0]["text"].strip()
+    assert expected_completion, "the tiny model completed nothing: the test proves nothing"
+
+    source = tmp_path / "add.py"
+    source.write_text(BEFORE + AFTER)
+    home = agent_home(tmp_path / "home", server)
+    last_before = BEFORE.rsplit("\n", 1)[1]
+    filter_command = f"geex task translate - -l python --to {TARGET} --url {server}"
+    report = run_session(
+        nvim,
+        {
+            "plugin": str(PLUGIN),
+            "agent": [node, str(AGENT), "--lsp", "--stdio"],
+            "url": server,
+            "file": str(source),
+            "cursor": [BEFORE.count("\n") + 1, len(last_before)],  # on the space after "return"
+            "complete_key": COMPLETE_KEY,
+            "translate": FUNCTION_LINES,
+            "target": TARGET,
+            "filter": filter_command,
+            "out": str(tmp_path / "report.json"),
+            "wait_ms": 60_000,
+        },
+        tmp_path,
+        home,
+    )
+
+    # tabby-agent 1.5.0 offers textDocument/completion only; Neovim's inline completion
+    # request is answered "method not found".
+    assert report["filetype"] == "python"
+    assert report["capabilities"] == {"completion": True, "inline_completion": False}
+    assert report["inline_completion"]["error"]["code"] == -32601
+
+    # The key, typed in insert mode, inserted the model's text at the cursor; the file was saved.
+    completed = BEFORE + expected_completion + AFTER
+    assert report["completed_in_insert_mode"] is True
+    assert report["before"] == (BEFORE + AFTER).splitlines()
+    assert report["after"] == completed.splitlines()
+    assert source.read_text() == completed
+
+    # :GeexTranslate put the server's translation of the (completed) function in a new split,
+    # and the filter put the same text in place of the lines.
+    first, last = FUNCTION_LINES
+    function = "\n".join(completed.splitlines()[first - 1 : last]) + "\n"
+    translation = served(server, "/v1/tasks/translate",
+                         {"code": function, "language": "python", "target": TARGET})  # fmt: skip
+    expected_lines = translation["text"].removesuffix("\n").split("\n")
+    assert "".join(expected_lines).strip(), "the tiny model translated to nothing"
+    assert report["translation"] == expected_lines
+    assert report["translation_filetype"] == TARGET and report["windows"] == 2
+    assert report["filter_shell_error"] == 0
+    lines = completed.splitlines()
+    assert report["filtered"] == lines[: first - 1] + expected_lines + lines[last:]
+
+    # A refused task names the problem and closes its empty split.
+    refusal, not_installed = report["messages"]
+    assert refusal["message"].startswith(
+        "geex task: error: the server answered 400: target: unknown language 'klingon'"
+    ), refusal
+    assert refusal["level"] == 4  # vim.log.levels.ERROR
+    assert report["windows_after_refusal"] == 2
+    assert not_installed == {
+        "message": "geex: cannot run geex-not-installed (not found): install Geex, or name its "
+        "command in setup({ geex = ... })",
+        "level": 4,
+    }
+    assert report["windows_without_geex"] == 2
