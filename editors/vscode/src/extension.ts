@@ -18,12 +18,12 @@ export function activate(context: vscode.ExtensionContext): Services {
     settings: readSettings,
     activity,
   };
-  context.subscriptions.push(activity);
   context.subscriptions.push(
     registerCandidates(context, services),
     registerSelectionCommands(services),
     registerAsk(context, services),
   );
+  context.subscriptions.push(activity);
   return services;
 }
 

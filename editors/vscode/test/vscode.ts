@@ -381,6 +381,8 @@ interface Message {
 /** What the extension did, for tests to read, and how the user answers, for tests to set. */
 export const testState = {
   configuration: {} as Record<string, unknown>,
+  /** Each withProgress call: its options, and the source that cancels it as its Cancel button. */
+  progress: [] as { options: unknown; cancellation: CancellationTokenSource }[],
   commands: new Map<string, (...args: unknown[]) => unknown>(),
   inlineProviders: [] as { selector: unknown; provider: unknown }[],
   statusBarItems: [] as StatusBarItem[],
@@ -394,12 +396,11 @@ export const testState = {
   /** The button the user clicks on the next message that offers some. */
   messageAnswers: [] as (string | undefined)[],
   quickPickItems: [] as unknown[][],
-  /** Each withProgress call: its options, and the source that cancels it as its Cancel button. */
-  progress: [] as { options: unknown; cancellation: CancellationTokenSource }[],
 };
 
 export function resetVscode(): void {
   testState.configuration = {};
+  testState.progress = [];
   testState.commands.clear();
   testState.inlineProviders = [];
   testState.statusBarItems = [];
@@ -411,7 +412,6 @@ export function resetVscode(): void {
   testState.inputBoxAnswers = [];
   testState.messageAnswers = [];
   testState.quickPickItems = [];
-  testState.progress = [];
   window.activeTextEditor = undefined;
 }
 
