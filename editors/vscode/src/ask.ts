@@ -9,8 +9,8 @@
  * holds the conversation and renders it (escaped); the page's script shows what it is sent,
  * and asks for all of it again when VS Code reloads a hidden page.
  */
-import { basename } from "node:path";
 import * as vscode from "vscode";
+import { placeOf } from "./editing";
 import { renderAnswer } from "./markdown";
 import { languageInfo } from "./languages";
 import type { Services } from "./services";
@@ -227,16 +227,10 @@ class AskPanel implements vscode.Disposable {
 }
 
 function contextOf(editor: vscode.TextEditor, code: string): AskContext {
-  const { start, end } = editor.selection;
-  const lastLine = end.character === 0 && end.line > start.line ? end.line : end.line + 1;
-  const name = basename(editor.document.fileName);
   return {
     code,
     language: languageInfo(editor.document.languageId)?.geex,
-    place:
-      lastLine > start.line + 1
-        ? `${name}, lines ${start.line + 1}-${lastLine}`
-        : `${name}, line ${start.line + 1}`,
+    place: placeOf(editor.document, editor.selection),
   };
 }
 

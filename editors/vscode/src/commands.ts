@@ -9,10 +9,9 @@
  * applied only whole: after the answer is complete, in one undoable edit, and only if the
  * document is as it was when they were asked for.
  */
-import { basename } from "node:path";
 import * as vscode from "vscode";
 import type { TaskBody, TaskName } from "./client";
-import { documentEnd, editTarget, replaceInDocument, unchanged } from "./editing";
+import { documentEnd, editTarget, placeOf, replaceInDocument, unchanged } from "./editing";
 import { languageInfo, TRANSLATION_TARGETS, type LanguageInfo } from "./languages";
 import type { Services } from "./services";
 import { runUserRequest, type UserRequest } from "./userRequest";
@@ -59,11 +58,8 @@ function selectedCode(verb: string): SelectedCode | undefined {
   return { editor, range, code, language };
 }
 
-/** "example.py, lines 3-7": where the selection is, for titles. */
 function describePlace({ editor, range }: SelectedCode): string {
-  const name = basename(editor.document.fileName);
-  const [first, last] = [range.start.line + 1, range.end.line + (range.end.character ? 1 : 0)];
-  return last > first ? `${name}, lines ${first}-${last}` : `${name}, line ${first}`;
+  return placeOf(editor.document, range);
 }
 
 interface TargetItem extends vscode.QuickPickItem {

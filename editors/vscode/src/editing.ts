@@ -3,10 +3,22 @@
  * Undo takes it back. By then the focus may be in a panel, or the editor the command ran in
  * hidden behind another tab: edits go to the document, or to its editor shown again.
  */
+import { basename } from "node:path";
 import * as vscode from "vscode";
 
 export function documentEnd(document: vscode.TextDocument): vscode.Position {
   return document.lineAt(document.lineCount - 1).range.end;
+}
+
+/**
+ * "example.py, lines 3-7": where a range is, for titles and the Ask panel. A selection that
+ * ends at the start of a line (whole lines selected with the mouse) does not count that line.
+ */
+export function placeOf(document: vscode.TextDocument, range: vscode.Range): string {
+  const name = basename(document.fileName);
+  const first = range.start.line + 1;
+  const last = range.end.character > 0 || range.isEmpty ? range.end.line + 1 : range.end.line;
+  return last > first ? `${name}, lines ${first}-${last}` : `${name}, line ${first}`;
 }
 
 /** The text before and after a position: what fill in the middle is asked about. */
