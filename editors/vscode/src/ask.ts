@@ -14,7 +14,7 @@ import { placeOf } from "./editing";
 import { renderAnswer } from "./markdown";
 import { languageInfo } from "./languages";
 import type { Services } from "./services";
-import { isAbort } from "./userRequest";
+import { cutAtMaxTokens, isAbort, readPieces } from "./userRequest";
 import {
   escapeHtml,
   isIndex,
@@ -41,6 +41,8 @@ interface Turn {
   answer: string;
   state: "streaming" | "done" | "stopped" | "failed";
   error?: string;
+  /** The token limit the answer reached, if it did. */
+  cutAt?: number;
 }
 
 /** The page's messages: one per button, the question, and "ready" (send me everything). */
@@ -171,10 +173,12 @@ class AskPanel implements vscode.Disposable {
           },
           running.controller.signal,
         );
-        for await (const piece of pieces) {
+        const finishReason = await readPieces(pieces, (piece) => {
           turn.answer += piece;
           this.post(turnMessage(turn));
-        }
+          return true;
+        });
+        if (finishReason === "length") turn.cutAt = settings.taskMaxTokens;
       });
       turn.state = "done";
     } catch (error) {
@@ -267,7 +271,10 @@ function turnHtml(turn: Turn): string {
     : "";
   const ending = {
     streaming: '<p class="note typing">Geex is writing…</p>',
-    done: "",
+    done:
+      turn.cutAt === undefined
+        ? ""
+        : `<p class="note">The answer ${escapeHtml(cutAtMaxTokens(turn.cutAt))}.</p>`,
     stopped: '<p class="note">Stopped.</p>',
     failed: `<p class="error">${escapeHtml(turn.error ?? "failed")}</p>`,
   }[turn.state];

@@ -14,7 +14,7 @@ import type { TaskBody, TaskName } from "./client";
 import { documentEnd, editTarget, placeOf, replaceInDocument, unchanged } from "./editing";
 import { languageInfo, TRANSLATION_TARGETS, type LanguageInfo } from "./languages";
 import type { Services } from "./services";
-import { runUserRequest, type UserRequest } from "./userRequest";
+import { cutAtMaxTokens, readPieces, runUserRequest, type UserRequest } from "./userRequest";
 
 export function registerSelectionCommands(services: Services): vscode.Disposable {
   return vscode.Disposable.from(
@@ -133,6 +133,7 @@ async function streamIntoNewDocument(
   await runUserRequest(services, request, async (signal) => {
     const closed = new AbortController();
     let opened: vscode.TextDocument | undefined;
+    let finishReason: string | undefined;
     const watch = vscode.workspace.onDidCloseTextDocument((gone) => {
       if (gone === opened) closed.abort();
     });
@@ -142,7 +143,7 @@ async function streamIntoNewDocument(
         body,
         AbortSignal.any([signal, closed.signal]),
       );
-      for await (const piece of stream) {
+      finishReason = await readPieces(stream, async (piece) => {
         if (!opened) {
           opened = await vscode.workspace.openTextDocument(document);
           await vscode.window.showTextDocument(opened, {
@@ -153,14 +154,17 @@ async function streamIntoNewDocument(
         }
         // Into the document, not its editor: the user may switch tabs while it streams.
         const end = documentEnd(opened);
-        if (!(await replaceInDocument(opened, new vscode.Range(end, end), piece))) break;
-      }
+        return replaceInDocument(opened, new vscode.Range(end, end), piece);
+      });
     } finally {
       watch.dispose();
       closed.abort(); // a no-op once the answer is complete; otherwise it stops the server
     }
     if (!opened) {
       void vscode.window.showInformationMessage(`Geex: the model's answer was empty`);
+    } else if (finishReason === "length") {
+      const maxTokens = Number(body.max_tokens);
+      void vscode.window.showInformationMessage(`Geex: the answer ${cutAtMaxTokens(maxTokens)}`);
     }
   });
 }

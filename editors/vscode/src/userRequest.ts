@@ -57,3 +57,26 @@ export function reportFailure(error: unknown): void {
 export function isAbort(error: unknown): boolean {
   return error instanceof Error && error.name === "AbortError";
 }
+
+/**
+ * Feeds each piece of a streamed answer to `use`, which returns false to read no further; the
+ * answer's finish reason ("length": cut at max_tokens), or undefined when `use` stopped it.
+ */
+export async function readPieces(
+  stream: AsyncGenerator<string, string, undefined>,
+  use: (piece: string) => Promise<boolean> | boolean,
+): Promise<string | undefined> {
+  for (;;) {
+    const step = await stream.next();
+    if (step.done) return step.value;
+    if (!(await use(step.value))) {
+      await stream.return("");
+      return undefined;
+    }
+  }
+}
+
+/** What to tell the user of an answer that reached the token limit. */
+export function cutAtMaxTokens(maxTokens: number): string {
+  return `reached geex.tasks.maxTokens (${maxTokens} tokens), so it may be incomplete: raise the setting for longer answers`;
+}

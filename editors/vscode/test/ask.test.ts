@@ -135,6 +135,18 @@ describe("geex.ask", () => {
     await expect.poll(() => testState.clipboard).toBe("print(add(1, 2))");
   });
 
+  it("notes an answer cut at the token limit", async () => {
+    extension.server.routes.set("POST /v1/tasks/ask", () => ({
+      stream: [{ text: "It adds" }, { finish_reason: "length" }],
+    }));
+    await extension.run("geex.ask");
+    await ask("What does it do?");
+    expect(turnVersions(0).at(-1)).toContain(
+      '<p class="note">The answer reached geex.tasks.maxTokens (512 tokens), so it may be ' +
+        "incomplete: raise the setting for longer answers.</p>",
+    );
+  });
+
   it("shows the server's error in the conversation", async () => {
     extension.server.routes.set("POST /v1/tasks/ask", () => ({
       status: 400,

@@ -94,6 +94,20 @@ describe("geex.translate", () => {
     expect(testState.messages).toEqual([]);
   });
 
+  it("says when the translation was cut at the token limit", async () => {
+    setConfiguration({ "geex.tasks.maxTokens": 8 });
+    extension.server.routes.set("POST /v1/tasks/translate", () => ({
+      stream: [{ text: "func add(a, b int) int {" }, { finish_reason: "length" }],
+    }));
+    testState.quickPickAnswers = ["Go"];
+    await extension.run("geex.translate");
+    expect(shownDocument().document.getText()).toBe("func add(a, b int) int {");
+    expect(testState.messages.map((m) => m.text)).toEqual([
+      "Geex: the answer reached geex.tasks.maxTokens (8 tokens), so it may be incomplete: " +
+        "raise the setting for longer answers",
+    ]);
+  });
+
   it("says what to select when nothing is selected, and asks nothing", async () => {
     editor.selection = new Selection(new Position(3, 4), new Position(3, 4));
     await extension.run("geex.translate");
