@@ -85,12 +85,10 @@ async function translate(services: Services): Promise<void> {
   await streamIntoNewDocument(
     services,
     { activity: "translating", title: `Geex: translating ${source.label} into ${target.label}` },
-    "translate",
     {
-      code: selected.code,
-      language: source.geex,
-      target: target.info.geex,
-      max_tokens: services.settings().taskMaxTokens,
+      name: "translate",
+      body: { code: selected.code, language: source.geex, target: target.info.geex },
+      maxTokens: services.settings().taskMaxTokens,
     },
     { language: target.languageId, content: "" },
   );
@@ -107,12 +105,14 @@ async function explain(services: Services): Promise<void> {
       activity: "explaining",
       title: `Geex: explaining ${place} in ${NATURAL_LANGUAGE_NAMES[settings.naturalLanguage]}`,
     },
-    "explain",
     {
-      code: selected.code,
-      language: selected.language.geex,
-      natural_language: settings.naturalLanguage,
-      max_tokens: settings.taskMaxTokens,
+      name: "explain",
+      body: {
+        code: selected.code,
+        language: selected.language.geex,
+        natural_language: settings.naturalLanguage,
+      },
+      maxTokens: settings.taskMaxTokens,
     },
     { language: "markdown", content: `## ${place}\n\n` },
   );
@@ -126,8 +126,7 @@ async function explain(services: Services): Promise<void> {
 async function streamIntoNewDocument(
   services: Services,
   request: UserRequest,
-  task: TaskName,
-  body: TaskBody,
+  task: { name: TaskName; body: TaskBody; maxTokens: number },
   document: { language: string; content: string },
 ): Promise<void> {
   await runUserRequest(services, request, async (signal) => {
@@ -139,8 +138,8 @@ async function streamIntoNewDocument(
     });
     try {
       const stream = services.client.streamTask(
-        task,
-        body,
+        task.name,
+        { ...task.body, max_tokens: task.maxTokens },
         AbortSignal.any([signal, closed.signal]),
       );
       finishReason = await readPieces(stream, async (piece) => {
@@ -163,8 +162,9 @@ async function streamIntoNewDocument(
     if (!opened) {
       void vscode.window.showInformationMessage(`Geex: the model's answer was empty`);
     } else if (finishReason === "length") {
-      const maxTokens = Number(body.max_tokens);
-      void vscode.window.showInformationMessage(`Geex: the answer ${cutAtMaxTokens(maxTokens)}`);
+      void vscode.window.showInformationMessage(
+        `Geex: the answer ${cutAtMaxTokens(task.maxTokens)}`,
+      );
     }
   });
 }
