@@ -5,7 +5,7 @@
  * button, and each code block of an answer can be inserted at the cursor or copied.
  *
  * The `ask` task takes one question and its context, so the conversation's earlier turns are
- * kept in the panel for the user to read, not sent with the next question. The extension
+ * kept in the panel for the user to read (until it is closed), not sent with the next question. The extension
  * holds the conversation and renders it (escaped); the page's script shows what it is sent,
  * and asks for all of it again when VS Code reloads a hidden page.
  */
@@ -115,9 +115,11 @@ class AskPanel implements vscode.Disposable {
     });
     const messages = onMessages(panel.webview, parseMessage, (message) => this.handle(message));
     panel.onDidDispose(() => {
+      // Closing the panel ends the conversation: the next Ask starts a new one.
       messages.dispose();
       this.panel = undefined;
       this.running?.controller.abort();
+      this.turns.length = 0;
     });
     return panel;
   }

@@ -135,6 +135,18 @@ describe("geex.ask", () => {
     await expect.poll(() => testState.clipboard).toBe("print(add(1, 2))");
   });
 
+  it("starts a new conversation once the panel is closed", async () => {
+    extension.server.task("ask", ["Yes."]);
+    await extension.run("geex.ask");
+    await ask("Is this Python?");
+    panel().dispose();
+    await extension.run("geex.ask");
+    const reopened = testState.panels[1];
+    reopened?.receive({ type: "ready" });
+    const types = reopened?.sent.map((m) => (m as AskPanelMessage).type);
+    expect(types).toEqual(["context", "context", "busy"]);
+  });
+
   it("notes an answer cut at the token limit", async () => {
     extension.server.routes.set("POST /v1/tasks/ask", () => ({
       stream: [{ text: "It adds" }, { finish_reason: "length" }],
