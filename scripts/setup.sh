@@ -3,7 +3,8 @@
 #   scripts/setup.sh          the library, its CLI and server, and the toolchains evaluation
 #                             runs code with
 #   scripts/setup.sh --dev    plus what the test suite needs (pytest, transformers, chromium,
-#                             the npm editor agents in tests/serve/clients)
+#                             the npm editor agents in tests/serve/clients, and the VS Code
+#                             extension's toolchain in editors/vscode)
 #
 # GEEX_VENV puts the virtual environment elsewhere (default .venv); the test suite uses it to
 # check the base install in a fresh environment of its own.
@@ -63,13 +64,15 @@ venv=${GEEX_VENV:-.venv}
 pip=("$venv/bin/python" -m pip install --quiet --disable-pip-version-check)
 "$venv/bin/python" -c 'import torch' 2>/dev/null || "${pip[@]}" "${GEEX_TORCH:-torch==2.13.0}"
 if [ "$dev" = 1 ]; then "${pip[@]}" -e '.[dev]'; else "${pip[@]}" -e .; fi
-# The editor agents the serve tests drive as real clients, pinned by their lock file.
+# The editor agents the serve tests drive as real clients, and the VS Code extension's
+# compiler, linters, test runner and packager, each pinned by its lock file.
 if [ "$dev" = 1 ]; then
   if command -v npm >/dev/null; then
     (cd tests/serve/clients && npm ci --no-audit --no-fund --silent)
+    (cd editors/vscode && npm ci --no-audit --no-fund --silent)
   else
-    echo "setup.sh: npm is missing, so the editor agent tests (tests/serve/clients) cannot" \
-         "run: install Node.js 18 or newer with npm (Debian package npm)" >&2
+    echo "setup.sh: npm is missing, so the editor tests (tests/serve/clients, editors/vscode)" \
+         "cannot run: install Node.js 20.19 or newer with npm (Debian package npm)" >&2
     exit 1
   fi
 fi

@@ -3,7 +3,15 @@
 import { resolve } from "node:path";
 import { defineConfig } from "vitest/config";
 
+// test/*.e2e.ts drive the extension against a real geex serve at GEEX_E2E_URL; without one
+// they are not collected (tests/editors/test_vscode_extension.py starts a server and runs them).
+const endToEnd = process.env.GEEX_E2E_URL ? ["test/**/*.e2e.ts"] : [];
+
 export default defineConfig({
   resolve: { alias: { vscode: resolve(__dirname, "test/vscode.ts") } },
-  test: { include: ["test/**/*.test.ts"], environment: "node", testTimeout: 10000 },
+  test: {
+    include: ["test/**/*.test.ts", ...endToEnd],
+    environment: "node",
+    testTimeout: 10000,
+  },
 });

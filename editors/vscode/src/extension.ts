@@ -9,7 +9,10 @@ import { registerCandidates } from "./candidates";
 import { GeexClient } from "./client";
 import { registerSelectionCommands } from "./commands";
 import { readSettings } from "./config";
+import { registerInlineCompletion } from "./inline";
+import { GeexLog } from "./log";
 import type { Services } from "./services";
+import { registerStatus } from "./status";
 
 export function activate(context: vscode.ExtensionContext): Services {
   const activity = new Activity();
@@ -24,6 +27,10 @@ export function activate(context: vscode.ExtensionContext): Services {
     registerAsk(context, services),
   );
   context.subscriptions.push(activity);
+  const log = new GeexLog();
+  context.subscriptions.push(log);
+  registerStatus(context, services, log);
+  registerInlineCompletion(context, services, log);
   return services;
 }
 

@@ -30,10 +30,13 @@ export class FakeGeexServer {
   private server: Server | undefined;
   url = "";
 
-  /** Answers `POST /v1/completions` with these texts, one choice each. */
-  completions(texts: (body: Record<string, unknown>) => string[], delayMs = 0): this {
+  /** Answers `POST /v1/completions` with these texts, one choice each, after `delayMs`. */
+  completions(
+    texts: (body: Record<string, unknown>) => string[],
+    delayMs: number | ((request: RecordedRequest) => number) = 0,
+  ): this {
     this.routes.set("POST /v1/completions", (request) => ({
-      delayMs,
+      delayMs: typeof delayMs === "number" ? delayMs : delayMs(request),
       json: {
         id: "cmpl-test",
         object: "text_completion",

@@ -372,6 +372,33 @@ export class WebviewPanel {
   }
 }
 
+/** An output channel: its lines are recorded. */
+export class OutputChannel {
+  readonly lines: string[] = [];
+  shown = false;
+  constructor(readonly name: string) {}
+  append(value: string): void {
+    const last = this.lines.pop() ?? "";
+    this.lines.push(last + value);
+  }
+  appendLine(value: string): void {
+    this.append(value);
+    this.lines.push("");
+  }
+  show(): void {
+    this.shown = true;
+  }
+  hide(): void {
+    this.shown = false;
+  }
+  clear(): void {
+    this.lines.length = 0;
+  }
+  dispose(): void {
+    this.shown = false;
+  }
+}
+
 interface Message {
   kind: "information" | "warning" | "error";
   text: string;
@@ -396,6 +423,7 @@ export const testState = {
   /** The button the user clicks on the next message that offers some. */
   messageAnswers: [] as (string | undefined)[],
   quickPickItems: [] as unknown[][],
+  outputChannels: [] as OutputChannel[],
 };
 
 export function resetVscode(): void {
@@ -412,6 +440,7 @@ export function resetVscode(): void {
   testState.inputBoxAnswers = [];
   testState.messageAnswers = [];
   testState.quickPickItems = [];
+  testState.outputChannels = [];
   window.activeTextEditor = undefined;
 }
 
@@ -487,6 +516,11 @@ export const window = {
     };
     testState.statusBarItems.push(item);
     return item;
+  },
+  createOutputChannel(name: string): OutputChannel {
+    const channel = new OutputChannel(name);
+    testState.outputChannels.push(channel);
+    return channel;
   },
   createWebviewPanel(
     viewType: string,
