@@ -1,10 +1,11 @@
 /**
- * The candidates and Ask panels as a real `geex serve` fills them, written out for
- * tests/serve/test_vscode_panels.py to load in Chromium: each panel's page, the messages the
- * extension sent it, and the server's answers as the client received them. Skipped unless
- * GEEX_PANELS_SERVER (the server's URL) and GEEX_PANELS_OUT (a folder) are set.
+ * The candidates and Ask panels as a real `geex serve` at GEEX_E2E_URL fills them (with the
+ * API key GEEX_E2E_API_KEY, if it has one), written out for tests/editors/test_vscode_panels.py
+ * to load in Chromium: each panel's page, the messages the extension sent it, and the server's
+ * answers as the client received them, into GEEX_PANELS_OUT (a new temporary folder without it).
  */
-import { mkdirSync, writeFileSync } from "node:fs";
+import { mkdirSync, mkdtempSync, writeFileSync } from "node:fs";
+import { tmpdir } from "node:os";
 import { join, resolve } from "node:path";
 import { describe, expect, it } from "vitest";
 import type { ExtensionContext } from "vscode";
@@ -22,8 +23,8 @@ import {
   type WebviewPanel,
 } from "./vscode";
 
-const server = process.env.GEEX_PANELS_SERVER ?? "";
-const out = process.env.GEEX_PANELS_OUT ?? "";
+const server = process.env.GEEX_E2E_URL ?? "";
+const out = process.env.GEEX_PANELS_OUT ?? mkdtempSync(join(tmpdir(), "geex-panels-"));
 const CODE = "def add(a, b):\n    return a + b\n\n\nprint(add(1, 2))\n";
 
 function write(name: string, panel: WebviewPanel, answers: unknown): void {
@@ -31,12 +32,14 @@ function write(name: string, panel: WebviewPanel, answers: unknown): void {
   writeFileSync(join(out, `${name}.json`), JSON.stringify({ messages: panel.sent, answers }));
 }
 
-describe.skipIf(!server || !out)("the panels, filled by a real server", () => {
+describe("the panels, filled by a real server", () => {
   it("writes the candidates and Ask pages with the messages and answers", async () => {
+    if (!server) throw new Error("GEEX_E2E_URL must name a running geex serve");
     mkdirSync(out, { recursive: true });
     resetVscode();
     setConfiguration({
       "geex.serverUrl": server,
+      "geex.apiKey": process.env.GEEX_E2E_API_KEY ?? "",
       "geex.candidates.count": 3,
       "geex.completion.maxTokens": 16,
       "geex.tasks.maxTokens": 32,

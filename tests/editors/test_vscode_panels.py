@@ -4,7 +4,7 @@ stand-in, writes each panel's page and the messages it sent; Chromium loads the 
 editors/vscode/media under its Content Security Policy, receives the messages, and shows the
 server's candidates and streamed answer. Needs node with `npm ci` in editors/vscode, the Debian
 package chromium and playwright (`scripts/setup.sh --dev`).
-`pytest tests/serve/test_vscode_panels.py`; GEEX_DOCS_SCREENSHOTS=docs/images also writes
+`pytest tests/editors/test_vscode_panels.py`; GEEX_DOCS_SCREENSHOTS=docs/images also writes
 the screenshots docs/editors.md shows."""
 
 from __future__ import annotations
@@ -73,13 +73,13 @@ def panels(tmp_path_factory) -> Path:
     folder = save_tiny_model(tmp_path_factory.mktemp("vscode") / "tiny-geex")
     out = tmp_path_factory.mktemp("panels")
     with geex_serve(folder, "--model-name", "tiny-geex") as url:
-        env = {**os.environ, "GEEX_PANELS_SERVER": url, "GEEX_PANELS_OUT": str(out)}
+        env = {**os.environ, "GEEX_E2E_URL": url, "GEEX_PANELS_OUT": str(out)}
         run = subprocess.run(
-            [node, str(VITEST), "run", "test/panels.render.test.ts"],
+            [node, str(VITEST), "run", "test/panels.e2e.ts"],
             cwd=EXTENSION, env=env, capture_output=True, text=True, timeout=RENDER_TIMEOUT_S,
         )  # fmt: skip
     assert run.returncode == 0, run.stdout + run.stderr
-    assert (out / "ask.json").exists(), "the render test was skipped:\n" + run.stdout
+    assert (out / "ask.json").exists(), "the extension wrote no panels:\n" + run.stdout
     return out
 
 
