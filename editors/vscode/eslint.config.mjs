@@ -15,4 +15,20 @@ export default tseslint.config(
     },
   },
   { files: ["**/*.mjs"], ...tseslint.configs.disableTypeChecked },
+  // The panels' scripts: plain browser JavaScript run inside a VS Code webview.
+  {
+    files: ["media/**/*.js"],
+    ...tseslint.configs.disableTypeChecked,
+    languageOptions: {
+      ...tseslint.configs.disableTypeChecked.languageOptions,
+      sourceType: "script",
+      globals: {
+        acquireVsCodeApi: "readonly",
+        document: "readonly",
+        window: "readonly",
+        Element: "readonly",
+        setTimeout: "readonly",
+      },
+    },
+  },
 );

@@ -4,7 +4,10 @@
  */
 import type * as vscode from "vscode";
 import { Activity } from "./activity";
+import { registerAsk } from "./ask";
+import { registerCandidates } from "./candidates";
 import { GeexClient } from "./client";
+import { registerSelectionCommands } from "./commands";
 import { readSettings } from "./config";
 import { registerInlineCompletion } from "./inline";
 import { GeexLog } from "./log";
@@ -18,6 +21,11 @@ export function activate(context: vscode.ExtensionContext): Services {
     settings: readSettings,
     activity,
   };
+  context.subscriptions.push(
+    registerCandidates(context, services),
+    registerSelectionCommands(services),
+    registerAsk(context, services),
+  );
   context.subscriptions.push(activity);
   const log = new GeexLog();
   context.subscriptions.push(log);

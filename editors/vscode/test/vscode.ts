@@ -59,6 +59,9 @@ export class Uri {
   static file(path: string): Uri {
     return new Uri("file", path);
   }
+  static joinPath(base: Uri, ...segments: string[]): Uri {
+    return new Uri(base.scheme, [base.path.replace(/\/+$/, ""), ...segments].join("/"));
+  }
   static parse(value: string): Uri {
     const colon = value.indexOf(":");
     return new Uri(value.slice(0, colon), value.slice(colon + 1).replace(/^\/\//, ""));
@@ -88,6 +91,8 @@ export class TextLine {
 }
 
 let untitledCount = 0;
+/** Every document made, by URI: what workspace.applyEdit finds its documents in. */
+const documentsByUri = new Map<string, TextDocument>();
 
 /** A text document: its text changes only through edits, as in VS Code. */
 export class TextDocument {
@@ -97,7 +102,9 @@ export class TextDocument {
     private text: string,
     readonly languageId: string,
     readonly uri: Uri = Uri.parse(`untitled:Untitled-${++untitledCount}`),
-  ) {}
+  ) {
+    documentsByUri.set(uri.toString(), this);
+  }
   get fileName(): string {
     return this.uri.fsPath;
   }
@@ -163,6 +170,20 @@ export class TextEditorEdit {
       (a, b) => this.document.offsetAt(b[0].start) - this.document.offsetAt(a[0].start),
     );
     for (const [range, text] of ordered) this.document.replace(range, text);
+  }
+}
+
+/** Edits to documents by URI, applied by workspace.applyEdit (each document's as one edit). */
+export class WorkspaceEdit {
+  readonly edits: { uri: Uri; range: Range; text: string }[] = [];
+  insert(uri: Uri, position: Position, text: string): void {
+    this.edits.push({ uri, range: new Range(position, position), text });
+  }
+  replace(uri: Uri, range: Range, text: string): void {
+    this.edits.push({ uri, range, text });
+  }
+  delete(uri: Uri, range: Range): void {
+    this.edits.push({ uri, range, text: "" });
   }
 }
 
@@ -387,6 +408,8 @@ interface Message {
 /** What the extension did, for tests to read, and how the user answers, for tests to set. */
 export const testState = {
   configuration: {} as Record<string, unknown>,
+  /** Each withProgress call: its options, and the source that cancels it as its Cancel button. */
+  progress: [] as { options: unknown; cancellation: CancellationTokenSource }[],
   commands: new Map<string, (...args: unknown[]) => unknown>(),
   inlineProviders: [] as { selector: unknown; provider: unknown }[],
   statusBarItems: [] as StatusBarItem[],
@@ -405,6 +428,7 @@ export const testState = {
 
 export function resetVscode(): void {
   testState.configuration = {};
+  testState.progress = [];
   testState.commands.clear();
   testState.inlineProviders = [];
   testState.statusBarItems = [];
@@ -437,6 +461,12 @@ export function openEditor(
   return editor;
 }
 
+/** Test helper: focus moves to this editor, or away from every editor (to a panel). */
+export function setActiveEditor(editor: TextEditor | undefined): void {
+  window.activeTextEditor = editor;
+  activeEditorChanged.fire(editor);
+}
+
 function message(kind: Message["kind"]) {
   return (text: string, ...items: unknown[]): Promise<string | undefined> => {
     const labels = items.filter((item): item is string => typeof item === "string");
@@ -445,8 +475,12 @@ function message(kind: Message["kind"]) {
   };
 }
 
+const activeEditorChanged = new EventEmitter<TextEditor | undefined>();
+
 export const window = {
   activeTextEditor: undefined as TextEditor | undefined,
+  /** Fired by tests that move the focus (VS Code fires it as the user does). */
+  onDidChangeActiveTextEditor: activeEditorChanged.event,
   showInformationMessage: message("information"),
   showWarningMessage: message("warning"),
   showErrorMessage: message("error"),
@@ -509,10 +543,11 @@ export const window = {
     return Promise.resolve(editor);
   },
   withProgress<T>(
-    _options: unknown,
+    options: unknown,
     task: (progress: { report(value: unknown): void }, token: CancellationToken) => Promise<T>,
   ): Promise<T> {
     const source = new CancellationTokenSource();
+    testState.progress.push({ options, cancellation: source });
     return task({ report: () => undefined }, source.token);
   },
 };
@@ -539,10 +574,36 @@ export const workspace = {
       new TextDocument(options?.content ?? "", options?.language ?? "plaintext"),
     );
   },
+  /** Applies every edit, or none if a document is closed or unknown, as VS Code does. */
+  applyEdit(edit: WorkspaceEdit): Promise<boolean> {
+    const documents = edit.edits.map(({ uri }) => documentsByUri.get(uri.toString()));
+    if (documents.some((document) => !document || document.isClosed)) {
+      return Promise.resolve(false);
+    }
+    const builders = new Map<TextDocument, TextEditorEdit>();
+    edit.edits.forEach(({ range, text }, index) => {
+      const document = documents[index] as TextDocument;
+      const builder = builders.get(document) ?? new TextEditorEdit(document);
+      builders.set(document, builder);
+      builder.replace(range, text);
+    });
+    for (const builder of builders.values()) builder.apply();
+    return Promise.resolve(true);
+  },
+  onDidCloseTextDocument: (listener: (document: TextDocument) => void) =>
+    documentClosed.event(listener),
   onDidChangeConfiguration: (
     listener: (event: { affectsConfiguration(name: string): boolean }) => void,
   ) => configurationChanged.event(listener),
 };
+
+const documentClosed = new EventEmitter<TextDocument>();
+
+/** Test helper: the user closes a document (its last editor). */
+export function closeDocument(document: TextDocument): void {
+  document.isClosed = true;
+  documentClosed.fire(document);
+}
 
 const configurationChanged = new EventEmitter<{ affectsConfiguration(name: string): boolean }>();
 
