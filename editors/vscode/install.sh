@@ -19,7 +19,10 @@ if ! command -v npm >/dev/null; then
   echo "install.sh: npm is missing: install Node.js 20 or newer with npm" >&2
   exit 1
 fi
-npm ci --no-audit --no-fund --silent
+# npm ci again only when the lock file is newer than what node_modules was installed from.
+if [ ! -f node_modules/.package-lock.json ] || [ package-lock.json -nt node_modules/.package-lock.json ]; then
+  npm ci --no-audit --no-fund --silent
+fi
 npm run --silent package >/dev/null
 vsix="$PWD/geex.vsix"
 echo "install.sh: built $vsix"

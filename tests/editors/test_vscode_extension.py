@@ -130,3 +130,29 @@ def test_vsix_holds_the_compiled_extension_and_no_sources(extension, npx, tmp_pa
         if re.match(r"extension/(src|test|node_modules)/", name) or name.endswith((".ts", ".map"))
     ]  # fmt: skip
     assert not leaked, leaked
+
+
+def test_install_script_builds_the_vsix_and_installs_it_with_the_editors_command(
+    extension, npx, tmp_path
+):
+    """README's `editors/vscode/install.sh`: the .vsix is built and handed to `code`."""
+    calls = tmp_path / "calls.txt"
+    fake_code = tmp_path / "code"
+    fake_code.write_text(f'#!/bin/sh\necho "$@" >> {calls}\n')
+    fake_code.chmod(0o755)
+    output = run(["bash", "install.sh"], extension, {"CODE": str(fake_code)})
+    vsix = extension / "geex.vsix"
+    assert calls.read_text().split() == ["--install-extension", str(vsix), "--force"]
+    with zipfile.ZipFile(vsix) as archive:
+        assert "extension/out/extension.js" in archive.namelist()
+    assert "installed" in output
+
+
+def test_install_script_without_the_editor_names_install_from_vsix(extension, npx):
+    done = subprocess.run(
+        ["bash", "install.sh"], cwd=extension, capture_output=True, text=True,
+        timeout=STEP_TIMEOUT_S, env={**os.environ, "CODE": "no-such-editor-command"},
+    )  # fmt: skip
+    assert done.returncode == 1, done.stdout + done.stderr
+    assert "'no-such-editor-command' is not on PATH" in done.stderr
+    assert "Install from VSIX" in done.stderr and str(extension / "geex.vsix") in done.stderr
