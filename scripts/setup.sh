@@ -67,6 +67,14 @@ if [ "$dev" = 1 ]; then "${pip[@]}" -e '.[dev]'; else "${pip[@]}" -e .; fi
 # The editor agents the serve tests drive as real clients, and the VS Code extension's
 # compiler, linters, test runner and packager, each pinned by its lock file.
 if [ "$dev" = 1 ]; then
+  node_version=$(node --version 2>/dev/null || echo none)
+  if ! node -e 'const [a, b] = process.versions.node.split(".").map(Number);
+                process.exit(a > 20 || (a === 20 && b >= 19) ? 0 : 1)' 2>/dev/null; then
+    # Debian 12's nodejs is 18: vitest (vite) and @vscode/vsce need 20.19 or newer.
+    echo "setup.sh: the editor tests need Node.js 20.19 or newer (found: $node_version):" \
+         "install it from nodejs.org or NodeSource, then run setup.sh --dev again" >&2
+    exit 1
+  fi
   if command -v npm >/dev/null; then
     (cd tests/serve/clients && npm ci --no-audit --no-fund --silent)
     (cd editors/vscode && npm ci --no-audit --no-fund --silent)

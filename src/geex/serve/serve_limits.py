@@ -40,7 +40,7 @@ class ServeLimits:
         metavar="KEY",
         group=_SECURITY,
         help=f"clients must send 'Authorization: Bearer KEY' (default: ${API_KEY_ENV}; "
-        "/health and / stay open)",
+        "/health, / and the playground's files stay open)",
     )
     cors_origins: tuple[str, ...] = option(  # empty: no CORS headers at all
         (),
