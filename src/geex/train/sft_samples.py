@@ -37,6 +37,7 @@ class SftBatch:
     targets: torch.Tensor  # (B, T), IGNORE_INDEX outside answers
     position_ids: torch.Tensor  # (B, T), restarting in each conversation
     attn_mask: torch.Tensor  # (B, 1, T, T) bool, causal within each conversation
+    documents: torch.Tensor  # (B, T): each input's conversation number (-1: padding)
 
     def to(self, device) -> SftBatch:
         return SftBatch(*(t.to(device) for t in vars(self).values()))
@@ -141,8 +142,9 @@ class SftSamples:
         rows = self._rows(first_sample, size)
         ids = torch.from_numpy(self.ids[rows])
         targets = ids[:, 1:].masked_fill(~torch.from_numpy(self._targets(rows)), IGNORE_INDEX)
-        positions, mask = positions_and_mask_of_documents(torch.from_numpy(self.documents[rows]))
-        return SftBatch(ids[:, :-1], targets, positions[:, :-1], mask[:, :, :-1, :-1])
+        documents = torch.from_numpy(self.documents[rows][:, :-1])
+        positions, mask = positions_and_mask_of_documents(documents)
+        return SftBatch(ids[:, :-1], targets, positions, mask, documents)
 
     def trained_targets(self, first_sample: int, size: int) -> int:
         """How many answer tokens samples ``first_sample ..`` (``size`` of them) train on."""
