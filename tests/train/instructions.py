@@ -68,9 +68,9 @@ def sft_config(base: Path, data: Path, out: Path, **fields) -> dict:
         "seq_len": 64,
         "global_batch_tokens": 512,
         "micro_batch_size": 4,
-        "max_steps": 40,
+        "max_steps": 150,
         "eval_every": 0,
         "checkpoint_every": 0,
-        "optim": {"warmup_steps": 2, "lr": 3e-3, "weight_decay": 0.0},
+        "optim": {"warmup_steps": 2, "lr": 4e-3, "weight_decay": 0.0},
         **fields,
     }
