@@ -107,8 +107,9 @@ def test_sft_resumes_after_sigkill_with_the_same_losses(chat_base_model, referen
     assert not (run / "model").exists()  # killed before the end
     run_geex(*args)
     assert losses(run) == losses(reference)
-    mine, theirs = load_file(run / "model" / "model.safetensors"), load_file(
-        reference / "model" / "model.safetensors"
+    mine, theirs = (
+        load_file(run / "model" / "model.safetensors"),
+        load_file(reference / "model" / "model.safetensors"),
     )
     assert all(torch.equal(mine[name], theirs[name]) for name in theirs)
 

@@ -84,7 +84,8 @@ def adapter_state_dict(model: nn.Module) -> dict[str, torch.Tensor]:
     """The adapter's weights under peft's saved names."""
     from peft import get_peft_model_state_dict
 
-    state = get_peft_model_state_dict(model)
+    # The embeddings are never adapted; "auto" would look for the base config on the Hub.
+    state = get_peft_model_state_dict(model, save_embedding_layers=False)
     return {PEFT_PREFIX + name: t.detach().cpu().contiguous() for name, t in state.items()}
 
 
