@@ -123,3 +123,20 @@ def test_sft_on_two_processes_equals_one(chat_base_model, reference_run, tmp_pat
     theirs = load_file(reference / "model" / "model.safetensors")
     for name in theirs:
         torch.testing.assert_close(mine[name], theirs[name], rtol=0, atol=2e-5, msg=name)
+
+
+def test_the_flags_reach_the_run_and_misuse_is_one_clear_error(chat_base_model, tmp_path, capsys):
+    from geex.cli import main
+
+    data = write_jsonl(tmp_path / "instructions.jsonl", ROWS)
+    run = tmp_path / "run"
+    args = cli_args(chat_base_model, data, run, "--max-steps", "2", "--checkpoint-every", "0")
+    assert main(args) == 0
+    assert "done: 2 steps" in capsys.readouterr().out
+    assert load_served_model(run / "model", device="cpu").chat_template == GEEX_CHAT_TEMPLATE
+
+    assert main(["train", "--sft", str(data), "--out", str(tmp_path / "x")]) != 0
+    assert "sft fine-tunes a model: name it with init_from" in capsys.readouterr().err
+    both = ["train", "--sft", str(data), "--data", "d", "--init-from", str(chat_base_model)]
+    assert main([*both, "--out", str(tmp_path / "y")]) != 0
+    assert "either data" in capsys.readouterr().err
