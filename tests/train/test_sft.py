@@ -85,11 +85,24 @@ def cli_args(base, data, run, *extra: str) -> list[str]:
 
 
 @pytest.fixture(scope="module")
-def reference_run(chat_base_model, tmp_path_factory):
+def reference_runs(chat_base_model, tmp_path_factory):
+    """Single-process runs, by their extra flags: full fine-tuning, and LoRA merged."""
     folder = tmp_path_factory.mktemp("sft-reference")
     data = write_jsonl(folder / "instructions.jsonl", ROWS)
-    run_geex(*cli_args(chat_base_model, data, folder / "run"))
-    return folder / "run", data
+    runs = {}
+
+    def run(extra: tuple[str, ...]):
+        if extra not in runs:
+            runs[extra] = folder / f"run-{len(runs)}"
+            run_geex(*cli_args(chat_base_model, data, runs[extra], *extra))
+        return runs[extra], data
+
+    return run
+
+
+@pytest.fixture(scope="module")
+def reference_run(reference_runs):
+    return reference_runs(())
 
 
 @pytest.mark.slow
@@ -115,9 +128,10 @@ def test_sft_resumes_after_sigkill_with_the_same_losses(chat_base_model, referen
 
 
 @pytest.mark.slow
-def test_sft_on_two_processes_equals_one(chat_base_model, reference_run, tmp_path):
-    reference, data = reference_run
-    run_geex(*cli_args(chat_base_model, data, tmp_path / "run"), nproc=2)
+@pytest.mark.parametrize("extra", [(), ("--lora", "4", "--lora-merge")], ids=["full", "lora"])
+def test_sft_on_two_processes_equals_one(chat_base_model, reference_runs, extra, tmp_path):
+    reference, data = reference_runs(extra)
+    run_geex(*cli_args(chat_base_model, data, tmp_path / "run", *extra), nproc=2)
     torch.testing.assert_close(losses(tmp_path / "run"), losses(reference), rtol=1e-5, atol=0)
     mine = load_file(tmp_path / "run" / "model" / "model.safetensors")
     theirs = load_file(reference / "model" / "model.safetensors")
