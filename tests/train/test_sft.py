@@ -100,16 +100,14 @@ def reference_runs(chat_base_model, tmp_path_factory):
     return run
 
 
-@pytest.fixture(scope="module")
-def reference_run(reference_runs):
-    return reference_runs(())
-
-
 @pytest.mark.slow
-def test_sft_resumes_after_sigkill_with_the_same_losses(chat_base_model, reference_run, tmp_path):
-    reference, data = reference_run
+@pytest.mark.parametrize("extra", [(), ("--lora", "4", "--lora-merge")], ids=["full", "lora"])
+def test_sft_resumes_after_sigkill_with_the_same_losses(
+    chat_base_model, reference_runs, extra, tmp_path
+):
+    reference, data = reference_runs(extra)
     run = tmp_path / "run"
-    args = cli_args(chat_base_model, data, run)
+    args = cli_args(chat_base_model, data, run, *extra)
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
     process = subprocess.Popen(geex_command(*args), env=env, stderr=subprocess.DEVNULL)
     try:
