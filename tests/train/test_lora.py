@@ -82,12 +82,12 @@ def test_lora_trains_the_adapters_only_and_merges_to_the_same_logits(chat_base_m
 
 def test_lora_settings_are_checked(chat_base_model, tmp_path, monkeypatch):
     with pytest.raises(ConfigError, match="need lora"):
-        TrainConfig(data="d", out="o", lora_merge=True)
+        TrainConfig(data="d", out="o", lora_merge=True).check_fine_tuning()
     with pytest.raises(ConfigError, match="lora fine-tunes a model: name it with init_from"):
-        TrainConfig(data="d", out="o", lora=8)
+        TrainConfig(data="d", out="o", lora=8).check_fine_tuning()
     with pytest.raises(ConfigError, match="plain data parallel"):
         TrainConfig(data="d", out="o", init_from=str(chat_base_model), lora=8,
-                    parallel={"fsdp": True})  # fmt: skip
+                    parallel={"fsdp": True}).check_fine_tuning()  # fmt: skip
     monkeypatch.setitem(sys.modules, "peft", None)  # as if it were not installed
     with pytest.raises(GeexError, match=r"pip install 'geex\[lora\]'"):
         lora_config(8, 16, 0.0)

@@ -111,9 +111,10 @@ class TrainConfig:
                 raise ConfigError(f"{name} must be >= 1, got {getattr(self, name)}")
         if self.parallel.tp < 1:
             raise ConfigError(f"parallel.tp must be >= 1, got {self.parallel.tp}")
-        self._check_fine_tuning()
 
-    def _check_fine_tuning(self) -> None:
+    def check_fine_tuning(self) -> None:
+        """Refuse fine-tuning settings that do not go together; checked when a run starts
+        (like data and out), so that a config may be written in parts."""
         if self.sft and self.data:
             raise ConfigError("give either data (`geex data` shards) or sft (conversations)")
         if (self.sft or self.lora) and not self.init_from:

@@ -118,32 +118,11 @@ class Trainer:
                 "data (the `geex data` folder, or sft conversations) and out (the run folder) "
                 "are needed"
             )
+        config.check_fine_tuning()
         self.config, self.world, self.overwrite = config, world, overwrite
         self.out = Path(config.out)
         self.validation = None
-        if config.sft:
-            self.tokenizer = fine_tuning_tokenizer(config.init_from)
-            self.tokenizer_identity = tokenizer_identity(
-                Path(config.init_from), self.tokenizer.vocab_size, self.tokenizer.eod_id
-            )
-            self.model_config = model_config_for(config, self.tokenizer.vocab_size)
-            self.seq_len = config.seq_len or self.model_config.max_seq_len
-            self.samples = SftSamples(
-                read_conversations(config.sft),
-                self.tokenizer,
-                self.tokenizer.chat_template,
-                self.seq_len,
-                config.seed,
-            )
-        else:
-            self.shards = TokenShards(config.data, "train")
-            self.tokenizer_identity = shards_tokenizer_identity(self.shards)
-            self.model_config = model_config_for(config, self.shards.vocab_size)
-            self.seq_len = config.seq_len or self.model_config.max_seq_len
-            self.samples = PackedSamples(self.shards, self.seq_len, config.seed)
-            held_out = _validation_split(config.data) if config.eval_every else None
-            if held_out is not None:
-                self.validation = Validation(held_out, self.seq_len, config.eval_tokens)
+        self._prepare_data()
         self._batch_geometry()
 
         self.lora_config = None
@@ -172,6 +151,34 @@ class Trainer:
         self.max_time = config.max_time
         self._stop_requested = False
         self.just_resumed: Path | None = None  # the checkpoint loaded, until a step trains on it
+
+    def _prepare_data(self) -> None:
+        """The training samples, and the model and tokenizer they fix: conversations with the
+        tokenizer of the model they tune (``sft``), or packed shards."""
+        config = self.config
+        if config.sft:
+            self.tokenizer = fine_tuning_tokenizer(config.init_from)
+            self.tokenizer_identity = tokenizer_identity(
+                Path(config.init_from), self.tokenizer.vocab_size, self.tokenizer.eod_id
+            )
+            self.model_config = model_config_for(config, self.tokenizer.vocab_size)
+            self.seq_len = config.seq_len or self.model_config.max_seq_len
+            self.samples = SftSamples(
+                read_conversations(config.sft),
+                self.tokenizer,
+                self.tokenizer.chat_template,
+                self.seq_len,
+                config.seed,
+            )
+            return
+        self.shards = TokenShards(config.data, "train")
+        self.tokenizer_identity = shards_tokenizer_identity(self.shards)
+        self.model_config = model_config_for(config, self.shards.vocab_size)
+        self.seq_len = config.seq_len or self.model_config.max_seq_len
+        self.samples = PackedSamples(self.shards, self.seq_len, config.seed)
+        held_out = _validation_split(config.data) if config.eval_every else None
+        if held_out is not None:
+            self.validation = Validation(held_out, self.seq_len, config.eval_tokens)
 
     def _build_model(self) -> CodeGeeX:
         c, world = self.config, self.world
