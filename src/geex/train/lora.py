@@ -5,7 +5,8 @@ layer included (attention ``query``, ``key``, ``value``, ``dense``; MLP ``dense_
 ``dense_4h_to_h``), a trainable update ``(alpha / R) * B @ A`` of rank ``R``: ``A`` random
 (peft's Kaiming-uniform), ``B`` zero, so training starts from the model as it was. Everything
 else (the Linear weights and biases, the word, position and top query embeddings, the
-LayerNorms) is frozen. peft targets the layers by name on Geex's own module (it needs no
+LayerNorms) is frozen, and kept in the compute dtype under ``--precision bf16``/``fp16``; the
+adapters train in fp32. peft targets the layers by name on Geex's own module (it needs no
 ``transformers`` model), replacing each by a wrapper that holds the original as
 ``base_layer``.
 
@@ -56,7 +57,10 @@ def add_lora(model: nn.Module, config) -> None:
 
     inject_adapter_in_model(config, model)
     for name, param in model.named_parameters():
-        param.requires_grad_(".lora_" in name)
+        is_adapter = ".lora_" in name
+        param.requires_grad_(is_adapter)
+        if is_adapter and param.dtype != torch.float32:
+            param.data = param.data.float()  # peft gives adapters the layer's dtype
 
 
 def lora_layers(model: nn.Module) -> list[tuple[nn.Module, str, nn.Module]]:

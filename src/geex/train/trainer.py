@@ -44,7 +44,7 @@ from geex.train.lora import add_lora, lora_config, merge_lora, save_adapter
 from geex.train.monitor import MetricsLog, Progress, peak_flops
 from geex.train.optim import build_optimizer, learning_rate
 from geex.train.parallel import materialize, parallelize, wrap_data_parallel
-from geex.train.precision import DynamicLossScaler, autocast
+from geex.train.precision import AUTOCAST_DTYPES, DynamicLossScaler, autocast
 from geex.train.run_folder import prepare_run_folder, write_run_record
 from geex.train.sft_samples import SftSamples, fine_tuning_tokenizer
 from geex.train.validate import Validation
@@ -185,10 +185,13 @@ class Trainer:
         torch.manual_seed(c.seed)
         if self.lora_config is not None:
             # The frozen weights are loaded whole on the one device (tp and fsdp are refused
-            # with LoRA), then wrapped with adapters: peft wraps materialised layers.
-            model = build_model(self.model_config, device=world.device, seed=c.seed)
+            # with LoRA), in the compute dtype under bf16/fp16 (they take no update, so need
+            # no fp32 master copy: half the memory), then wrapped with fp32 adapters.
+            model = build_model(self.model_config, device="meta")
+            model.to(AUTOCAST_DTYPES.get(c.precision, torch.float32))  # meta: costs nothing
+            model.to_empty(device=world.device)
             check_init_weights(c.init_from, model)
-            load_model_weights(model, c.init_from)
+            load_model_weights(model, c.init_from)  # every tensor: nothing left to initialise
             add_lora(model, self.lora_config)
             parallelize(model, world, c.parallel)  # activation checkpointing, compile
             return model
