@@ -89,6 +89,10 @@ def test_lora_settings_are_checked(chat_base_model, tmp_path, monkeypatch):
     with pytest.raises(ConfigError, match="plain data parallel"):
         TrainConfig(data="d", out="o", init_from=str(chat_base_model), lora=8,
                     parallel={"fsdp": True}).check_fine_tuning()  # fmt: skip
+    # A preset's tp/FSDP layout is for full training: LoRA from a 13B keeps one device.
+    tuned = TrainConfig.from_dict({"preset": "codegeex-13b", "init_from": "m", "lora": 16})
+    assert (tuned.parallel.tp, tuned.parallel.fsdp, tuned.precision) == (1, False, "fp16")
+    tuned.check_fine_tuning()
     monkeypatch.setitem(sys.modules, "peft", None)  # as if it were not installed
     with pytest.raises(GeexError, match=r"pip install 'geex\[lora\]'"):
         lora_config(8, 16, 0.0)

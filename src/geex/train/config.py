@@ -154,6 +154,11 @@ class TrainConfig:
             if preset is not None:
                 fields = {**fields, "preset": preset}
         merged = train_preset(preset or "tiny")
+        if fields.get("lora"):
+            # A preset's tp/FSDP layout shards full training's optimizer state; LoRA trains on
+            # one device (or DDP) and refuses them, so only the user may ask (and be refused).
+            parallel = merged.get("parallel", {})
+            merged["parallel"] = {k: v for k, v in parallel.items() if k not in ("tp", "fsdp")}
         for key, value in fields.items():
             if isinstance(value, dict) and isinstance(merged.get(key), dict):
                 merged[key] = {**merged[key], **value}
