@@ -116,3 +116,10 @@ def test_the_template_is_saved_with_the_tokenizer(chat_base_model, tmp_path):
     assert rendered == render_chat_template(
         GEEX_CHAT_TEMPLATE, TWO_TURNS[:2], {"eos_token": tokenizer.eod_token}
     )
+
+
+def test_a_template_that_does_not_close_answers_is_refused_naming_the_row(chat_base_model):
+    tokenizer = fine_tuning_tokenizer(chat_base_model)
+    bare = "{% for m in messages %}{{ m['content'] }}{% endfor %}"
+    with pytest.raises(GeexError, match="Hi[?]: the chat template does not close an answer"):
+        SftSamples([conversation("Hi?", "yes")], tokenizer, bare, seq_len=63, seed=0)

@@ -30,6 +30,8 @@ from geex.tokenizer.chat_template import GEEX_CHAT_TEMPLATE, render_chat_templat
 from geex.train.conversations import Conversation
 from geex.train.data import positions_and_mask_of_documents
 
+PACKING_STREAM = 0x5F7
+
 
 @dataclass
 class SftBatch:
@@ -105,7 +107,7 @@ class SftSamples:
         seed: int,
     ):
         self.seq_len, self.seed = seq_len, seed
-        encoded = [encode_conversation(c.messages, tokenizer, template) for c in conversations]
+        encoded = [_encoded(c, tokenizer, template) for c in conversations]
         for (ids, _), conversation in zip(encoded, conversations, strict=True):
             if len(ids) > seq_len + 1:
                 raise GeexError(
@@ -113,7 +115,8 @@ class SftSamples:
                     f"--seq-len {seq_len} holds ({seq_len + 1}): shorten it, or train with a "
                     f"longer --seq-len (up to the model's context)"
                 )
-        order = np.random.default_rng([seed, 0x5F7]).permutation(len(encoded))
+        # The packing order: a stream of its own (epoch orders draw from [seed, epoch]).
+        order = np.random.default_rng([seed, PACKING_STREAM]).permutation(len(encoded))
         self.ids, self.trained, self.documents = _pack(
             [encoded[i] for i in order], seq_len + 1, tokenizer.eod_id
         )
@@ -149,6 +152,13 @@ class SftSamples:
     def trained_targets(self, first_sample: int, size: int) -> int:
         """How many answer tokens samples ``first_sample ..`` (``size`` of them) train on."""
         return int(self.targets_per_sample[self._rows(first_sample, size)].sum())
+
+
+def _encoded(conversation: Conversation, tokenizer, template: str):
+    try:
+        return encode_conversation(conversation.messages, tokenizer, template)
+    except GeexError as err:
+        raise GeexError(f"{conversation.where}: {err}") from None
 
 
 def _pack(encoded: list[tuple[list[int], list[bool]]], length: int, pad_id: int):
