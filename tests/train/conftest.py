@@ -10,3 +10,10 @@ from tests.train.corpus import write_byte_shards
 @pytest.fixture(scope="session")
 def byte_dataset(tmp_path_factory):
     return write_byte_shards(tmp_path_factory.mktemp("byte-data"))
+
+
+@pytest.fixture(scope="session")
+def chat_base_model(tmp_path_factory):
+    from tests.train.instructions import write_base_model
+
+    return write_base_model(tmp_path_factory.mktemp("chat-base") / "model")

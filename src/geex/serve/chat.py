@@ -3,9 +3,8 @@
 A model tuned for chat ships a Jinja chat template (``chat_template`` in its
 ``tokenizer_config.json``); the prompt is that template rendered with
 ``add_generation_prompt=True``, so the text ends where the assistant's answer begins. Geex
-renders it the way ``transformers`` does (a sandboxed, immutable Jinja environment with
-``trim_blocks`` and ``lstrip_blocks``, ``raise_exception`` and a ``tojson`` filter), so a
-template behaves the same under both.
+renders it the way ``transformers`` does (:mod:`geex.tokenizer.chat_template`), so a template
+behaves the same under both.
 
 A base model has no template. It gets a plain transcript, the shape most pretraining text
 with dialogue has::
@@ -23,10 +22,10 @@ ends at a token instead: any of :data:`CHAT_END_TOKENS` the vocabulary has, and 
 
 from __future__ import annotations
 
-import json
 from collections.abc import Mapping, Sequence
 
 from geex.errors import GeexError
+from geex.tokenizer.chat_template import render_chat_template as render_chat_template
 
 ROLES = ("system", "user", "assistant")
 
@@ -71,48 +70,6 @@ def plain_chat_prompt(messages: Sequence[Mapping[str, str]]) -> str:
             speaker = "User" if message["role"] == "user" else "Assistant"
             turns.append(f"{speaker}: {message['content'].strip()}")
     return "\n".join([*lines, *turns, "Assistant:"])
-
-
-def render_chat_template(
-    template: str,
-    messages: Sequence[Mapping[str, str]],
-    special_tokens: Mapping[str, str | None],
-    *,
-    add_generation_prompt: bool = True,
-) -> str:
-    """``template`` rendered for ``messages``, as ``transformers``' ``apply_chat_template``.
-
-    ``special_tokens``: ``bos_token``, ``eos_token``... as the template refers to them. A
-    template error (a bad template, or one that refuses the conversation through
-    ``raise_exception``) is a GeexError with the template's own message.
-    """
-    import jinja2
-    from jinja2.ext import loopcontrols
-    from jinja2.sandbox import ImmutableSandboxedEnvironment
-
-    def raise_exception(message: str):
-        raise jinja2.exceptions.TemplateError(message)
-
-    def tojson(value, ensure_ascii=False, indent=None, separators=None, sort_keys=False):
-        return json.dumps(
-            value, ensure_ascii=ensure_ascii, indent=indent, separators=separators,
-            sort_keys=sort_keys,
-        )  # fmt: skip
-
-    env = ImmutableSandboxedEnvironment(
-        trim_blocks=True, lstrip_blocks=True, extensions=[loopcontrols]
-    )
-    env.filters["tojson"] = tojson
-    env.globals["raise_exception"] = raise_exception
-    try:
-        compiled = env.from_string(template)
-        return compiled.render(
-            messages=list(messages),
-            add_generation_prompt=add_generation_prompt,
-            **{k: v for k, v in special_tokens.items() if v is not None},
-        )
-    except jinja2.exceptions.TemplateError as err:
-        raise GeexError(f"the chat template cannot render these messages: {err}") from None
 
 
 def chat_end_ids(vocab: Mapping[str, int]) -> frozenset[int]:

@@ -13,6 +13,10 @@ pipeline lives in one ``tokenizer.json``. What that file cannot say is kept in
 - ``marker_aliases``: names a reference tokenizer gives to tokens whose stored content is the
   text they stand for (CodeGeeX calls the token for four spaces ``<|extratoken_12|>``; here its
   content is the four spaces). ``encode(..., allow_special=True)`` matches those names too.
+
+A model fine-tuned on conversations also keeps its Jinja ``chat_template`` in
+``tokenizer_config.json`` (at the top level, where Hugging Face keeps it), so that whatever
+loads the model renders prompts as it was trained (:mod:`geex.tokenizer.chat_template`).
 """
 
 from __future__ import annotations
@@ -58,8 +62,10 @@ class Tokenizer:
         eod_token: str = EOD_TOKEN,
         unk_token: str | None = None,
         marker_aliases: Mapping[str, int] | None = None,
+        chat_template: str | None = None,
     ) -> None:
         self.kind = kind
+        self.chat_template = chat_template  # None: a base model, not tuned on conversations
         self.eod_token = eod_token
         self.unk_token = unk_token
         self.marker_aliases = dict(marker_aliases or {})
@@ -218,6 +224,7 @@ class Tokenizer:
             "clean_up_tokenization_spaces": False,
             "add_prefix_space": False,
             "model_max_length": DEFAULT_MODEL_MAX_LENGTH,
+            **({"chat_template": self.chat_template} if self.chat_template is not None else {}),
             "geex": {
                 "format_version": FORMAT_VERSION,
                 "kind": self.kind,
@@ -265,7 +272,16 @@ def read_saved(tokenizer_file: Path) -> Tokenizer:
         eod_token=_token_text(config.get("eos_token")) or EOD_TOKEN,
         unk_token=_token_text(config.get("unk_token")),
         marker_aliases=geex.get("marker_aliases"),
+        chat_template=_default_chat_template(config.get("chat_template")),
     )
+
+
+def _default_chat_template(template) -> str | None:
+    """The template text; of transformers' list of named templates, the "default" one."""
+    if isinstance(template, list):
+        named = {t.get("name"): t.get("template") for t in template if isinstance(t, dict)}
+        template = named.get("default")
+    return template if isinstance(template, str) else None
 
 
 def _token_text(value) -> str | None:

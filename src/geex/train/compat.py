@@ -27,26 +27,26 @@ FREE_MODEL_FIELDS = ("dropout", "init_std")
 TOKENIZER_FILE = "tokenizer.json"
 
 
-def run_identity(model_config: ModelConfig, shards: TokenShards) -> dict:
-    """The model shape and the tokenizer of a run, as plain JSON values."""
+def run_identity(model_config: ModelConfig, tokenizer: dict) -> dict:
+    """The model shape and the tokenizer (:func:`tokenizer_identity`) of a run, as JSON values."""
     model = {k: v for k, v in model_config.to_dict().items() if k not in FREE_MODEL_FIELDS}
-    return {"model": model, "tokenizer": tokenizer_identity(shards)}
+    return {"model": model, "tokenizer": tokenizer}
 
 
-def tokenizer_identity(shards: TokenShards) -> dict:
-    """What fixes the meaning of a dataset's ids: its vocabulary, end-of-document id, and
-    the digest of its tokenizer.json (None for datasets written without one)."""
-    path = shards.folder / TOKENIZER_FILE
+def tokenizer_identity(folder: Path, vocab_size: int, eod_id: int) -> dict:
+    """What fixes the meaning of a run's ids: the vocabulary, end-of-document id, and the
+    digest of the tokenizer.json in ``folder`` (a dataset's, or the fine-tuned model's; None
+    for datasets written without one)."""
+    path = folder / TOKENIZER_FILE
     digest = None
     if path.is_file():
         with open(path, "rb") as f:
             digest = hashlib.file_digest(f, "sha256").hexdigest()
-    return {
-        "vocab_size": shards.vocab_size,
-        "eod_id": shards.eod_id,
-        "sha256": digest,
-        "data": str(shards.folder),
-    }
+    return {"vocab_size": vocab_size, "eod_id": eod_id, "sha256": digest, "data": str(folder)}
+
+
+def shards_tokenizer_identity(shards: TokenShards) -> dict:
+    return tokenizer_identity(shards.folder, shards.vocab_size, shards.eod_id)
 
 
 def check_same_identity(recorded: dict, current: dict, run: Path) -> None:

@@ -63,6 +63,21 @@ class TrainConfig:
     # ModelConfig fields changed from the preset: a mapping, so a YAML file's `model:` section
     model: dict = option(default_factory=dict, flag=False)
     init_from: str | None = option(None, metavar="DIR", help="fine-tune from a Geex checkpoint")
+    # Instruction fine-tuning: conversations instead of `geex data` shards (docs/training.md)
+    sft: str | None = option(
+        None,
+        metavar="DATA",
+        help="fine-tune --init-from on conversations: a JSONL or Parquet file or folder, rows "
+        "with `messages` or `instruction`/`output`; the loss is on the answers only",
+    )
+    lora: int = option(
+        0, metavar="R", help="train rank-R LoRA adapters only, not the weights (needs peft)"
+    )
+    lora_alpha: float | None = option(None, help="LoRA's alpha: updates scale by alpha/R (2R)")
+    lora_dropout: float = 0.0
+    lora_merge: bool = option(
+        False, help="merge the LoRA adapter into the weights (RUN/model), not RUN/adapter alone"
+    )
     seq_len: int | None = None  # None: the model's context length
     global_batch_tokens: int = 16_384  # per optimizer step, over all ranks
     micro_batch_size: int = 8  # sequences per rank per forward/backward
@@ -97,6 +112,24 @@ class TrainConfig:
         if self.parallel.tp < 1:
             raise ConfigError(f"parallel.tp must be >= 1, got {self.parallel.tp}")
 
+    def check_fine_tuning(self) -> None:
+        """Refuse fine-tuning settings that do not go together; checked when a run starts
+        (like data and out), so that a config may be written in parts."""
+        if self.sft and self.data:
+            raise ConfigError("give either data (`geex data` shards) or sft (conversations)")
+        if (self.sft or self.lora) and not self.init_from:
+            what = "sft" if self.sft else "lora"
+            raise ConfigError(f"{what} fine-tunes a model: name it with init_from (--init-from)")
+        if self.lora < 0:
+            raise ConfigError(f"lora is the adapters' rank: >= 1, or 0 for none; got {self.lora}")
+        if not self.lora and (self.lora_merge or self.lora_alpha is not None):
+            raise ConfigError("lora_merge and lora_alpha need lora (--lora R)")
+        if self.lora and (self.parallel.tp > 1 or self.parallel.fsdp):
+            raise ConfigError(
+                "lora trains on one device or with plain data parallel (DDP): the frozen "
+                "weights take no optimizer state, so tp and fsdp are not needed for it"
+            )
+
     def to_dict(self) -> dict:
         return dataclasses.asdict(self)
 
@@ -121,6 +154,11 @@ class TrainConfig:
             if preset is not None:
                 fields = {**fields, "preset": preset}
         merged = train_preset(preset or "tiny")
+        if fields.get("lora"):
+            # A preset's tp/FSDP layout shards full training's optimizer state; LoRA trains on
+            # one device (or DDP) and refuses them, so only the user may ask (and be refused).
+            parallel = merged.get("parallel", {})
+            merged["parallel"] = {k: v for k, v in parallel.items() if k not in ("tp", "fsdp")}
         for key, value in fields.items():
             if isinstance(value, dict) and isinstance(merged.get(key), dict):
                 merged[key] = {**merged[key], **value}

@@ -61,16 +61,25 @@ def document_positions_and_mask(input_ids: torch.Tensor, eod_id: int):
 
     Returns ``(position_ids (B, T), attn_mask (B, 1, T, T) bool)``.
     """
-    batch, seq = input_ids.shape
     # Document number of each token: the count of end-of-document tokens strictly before it.
     is_eod = (input_ids == eod_id).long()
-    doc = torch.cumsum(is_eod, dim=1) - is_eod
-    arange = torch.arange(seq, device=input_ids.device).expand(batch, seq)
+    return positions_and_mask_of_documents(torch.cumsum(is_eod, dim=1) - is_eod)
+
+
+def positions_and_mask_of_documents(documents: torch.Tensor):
+    """Positions and a causal mask for sequences packed from several documents, given each
+    token's document number ``(B, T)`` (the same number over one document's run of tokens):
+    positions restart at 0 where a document starts, and no token attends to another document.
+
+    Returns ``(position_ids (B, T), attn_mask (B, 1, T, T) bool)``.
+    """
+    batch, seq = documents.shape
+    arange = torch.arange(seq, device=documents.device).expand(batch, seq)
     start_of_doc = torch.zeros_like(arange)
-    boundary = torch.nn.functional.pad(is_eod[:, :-1], (1, 0)).bool()  # token after an eod
+    boundary = torch.nn.functional.pad(documents[:, 1:] != documents[:, :-1], (1, 0))
     start_of_doc[boundary] = arange[boundary]
     start_of_doc = torch.cummax(start_of_doc, dim=1).values
     positions = arange - start_of_doc
-    causal = torch.ones(seq, seq, dtype=torch.bool, device=input_ids.device).tril()
-    same_doc = doc[:, :, None] == doc[:, None, :]
+    causal = torch.ones(seq, seq, dtype=torch.bool, device=documents.device).tril()
+    same_doc = documents[:, :, None] == documents[:, None, :]
     return positions, (causal & same_doc)[:, None]

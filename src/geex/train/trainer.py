@@ -30,15 +30,23 @@ from geex.os_faults import describe_os_fault
 from geex.presets import model_preset
 from geex.tokenizer import load_tokenizer
 from geex.train.checkpoint import CheckpointManager, checkpoint_step, load_model_weights
-from geex.train.compat import check_init_weights, run_identity
+from geex.train.compat import (
+    check_init_weights,
+    run_identity,
+    shards_tokenizer_identity,
+    tokenizer_identity,
+)
 from geex.train.config import TrainConfig
+from geex.train.conversations import read_conversations
 from geex.train.data import PackedSamples, document_positions_and_mask, micro_batch_start
 from geex.train.distributed import World, close_world, init_world
+from geex.train.lora import add_lora, lora_config, merge_lora, save_adapter
 from geex.train.monitor import MetricsLog, Progress, peak_flops
 from geex.train.optim import build_optimizer, learning_rate
 from geex.train.parallel import materialize, parallelize, wrap_data_parallel
-from geex.train.precision import DynamicLossScaler, autocast
+from geex.train.precision import AUTOCAST_DTYPES, DynamicLossScaler, autocast
 from geex.train.run_folder import prepare_run_folder, write_run_record
+from geex.train.sft_samples import SftSamples, fine_tuning_tokenizer
 from geex.train.validate import Validation
 
 # What a resume reads from a checkpoint's trainer state: a checkpoint lacking one is unusable.
@@ -105,29 +113,27 @@ class Trainer:
         show_progress: bool = True,
         overwrite: bool = False,
     ):
-        if not config.data or not config.out:
+        if not (config.data or config.sft) or not config.out:
             raise ConfigError(
-                "both data (the `geex data` folder) and out (the run folder) are needed"
+                "data (the `geex data` folder, or sft conversations) and out (the run folder) "
+                "are needed"
             )
+        config.check_fine_tuning()
         self.config, self.world, self.overwrite = config, world, overwrite
         self.out = Path(config.out)
-        self.shards = TokenShards(config.data, "train")
-        self.model_config = model_config_for(config, self.shards.vocab_size)
-        self.seq_len = config.seq_len or self.model_config.max_seq_len
-        self._batch_geometry()
-        self.samples = PackedSamples(self.shards, self.seq_len, config.seed)
         self.validation = None
-        held_out = _validation_split(config.data) if config.eval_every else None
-        if held_out is not None:
-            self.validation = Validation(held_out, self.seq_len, config.eval_tokens)
+        self._prepare_data()
+        self._batch_geometry()
 
-        torch.manual_seed(config.seed)
-        self.raw_model: CodeGeeX = build_model(self.model_config, device="meta")
-        parallelize(self.raw_model, world, config.parallel)
-        materialize(self.raw_model, world.device, config.seed)
-        if config.init_from:
-            check_init_weights(config.init_from, self.raw_model)
-            load_model_weights(self.raw_model, config.init_from)
+        self.lora_config = None
+        if config.lora:
+            self.lora_config = lora_config(
+                config.lora,
+                config.lora_alpha or 2 * config.lora,
+                config.lora_dropout,
+                str(Path(config.init_from).resolve()),
+            )
+        self.raw_model: CodeGeeX = self._build_model()
         self.model = wrap_data_parallel(self.raw_model, world, config.parallel)
         self.optimizer = build_optimizer(self.raw_model, config.optim)
         self.scaler = DynamicLossScaler() if config.precision == "fp16" else None
@@ -145,6 +151,57 @@ class Trainer:
         self.max_time = config.max_time
         self._stop_requested = False
         self.just_resumed: Path | None = None  # the checkpoint loaded, until a step trains on it
+
+    def _prepare_data(self) -> None:
+        """The training samples, and the model and tokenizer they fix: conversations with the
+        tokenizer of the model they tune (``sft``), or packed shards."""
+        config = self.config
+        if config.sft:
+            self.tokenizer = fine_tuning_tokenizer(config.init_from)
+            self.tokenizer_identity = tokenizer_identity(
+                Path(config.init_from), self.tokenizer.vocab_size, self.tokenizer.eod_id
+            )
+            self.model_config = model_config_for(config, self.tokenizer.vocab_size)
+            self.seq_len = config.seq_len or self.model_config.max_seq_len
+            self.samples = SftSamples(
+                read_conversations(config.sft),
+                self.tokenizer,
+                self.tokenizer.chat_template,
+                self.seq_len,
+                config.seed,
+            )
+            return
+        self.shards = TokenShards(config.data, "train")
+        self.tokenizer_identity = shards_tokenizer_identity(self.shards)
+        self.model_config = model_config_for(config, self.shards.vocab_size)
+        self.seq_len = config.seq_len or self.model_config.max_seq_len
+        self.samples = PackedSamples(self.shards, self.seq_len, config.seed)
+        held_out = _validation_split(config.data) if config.eval_every else None
+        if held_out is not None:
+            self.validation = Validation(held_out, self.seq_len, config.eval_tokens)
+
+    def _build_model(self) -> CodeGeeX:
+        c, world = self.config, self.world
+        torch.manual_seed(c.seed)
+        if self.lora_config is not None:
+            # The frozen weights are loaded whole on the one device (tp and fsdp are refused
+            # with LoRA), in the compute dtype under bf16/fp16 (they take no update, so need
+            # no fp32 master copy: half the memory), then wrapped with fp32 adapters.
+            model = build_model(self.model_config, device="meta")
+            model.to(AUTOCAST_DTYPES.get(c.precision, torch.float32))  # meta: costs nothing
+            model.to_empty(device=world.device)
+            check_init_weights(c.init_from, model)
+            load_model_weights(model, c.init_from)  # every tensor: nothing left to initialise
+            add_lora(model, self.lora_config)
+            parallelize(model, world, c.parallel)  # activation checkpointing, compile
+            return model
+        model = build_model(self.model_config, device="meta")
+        parallelize(model, world, c.parallel)
+        materialize(model, world.device, c.seed)
+        if c.init_from:
+            check_init_weights(c.init_from, model)
+            load_model_weights(model, c.init_from)
+        return model
 
     def _batch_geometry(self) -> None:
         c, dp = self.config, self.world.dp
@@ -265,6 +322,15 @@ class Trainer:
         scale = self.scaler.scale if self.scaler else 1.0
         loss_sum = torch.zeros((), device=world.device)
         self.model.train()
+        # Pretraining averages the micro-batches' mean losses. Fine-tuning averages over the
+        # step's answer tokens, all ranks together (each rank's sum times dp / their number,
+        # which the data-parallel mean of gradients divides by dp again): a micro-batch with
+        # few answer tokens weighs no more than they do, whatever the layout.
+        sft = isinstance(self.samples, SftSamples)
+        per_step = 1 if sft else self.accumulation
+        if sft:
+            first = self.step * self.global_batch
+            answer_tokens = self.samples.trained_targets(first, self.global_batch)
         for micro in range(self.accumulation):
             start = micro_batch_start(
                 self.step,
@@ -274,16 +340,17 @@ class Trainer:
                 micro_batch=c.micro_batch_size,
                 accumulation=self.accumulation,
             )
-            batch = self.samples.batch(start, c.micro_batch_size).to(world.device)
-            inputs, targets = batch[:, :-1], batch[:, 1:]
-            kwargs = {}
-            if c.reset_at_documents:
-                positions, mask = document_positions_and_mask(inputs, self.shards.eod_id)
-                kwargs = {"position_ids": positions, "attn_mask": mask}
+            inputs, targets, kwargs = self._micro_batch(start)
             with self._gradient_sync(micro == self.accumulation - 1):
                 with autocast(c.precision, world.device, keep_casts=not c.parallel.fsdp):
-                    loss = lm_loss(self.model(inputs, **kwargs), targets)
-                (loss * (scale / self.accumulation)).backward()
+                    logits = self.model(inputs, **kwargs)
+                    if sft:
+                        loss = lm_loss(logits, targets, reduction="sum") * (
+                            world.dp / answer_tokens
+                        )
+                    else:
+                        loss = lm_loss(logits, targets)
+                (loss * (scale / per_step)).backward()
             loss_sum += loss.detach()
 
         grads = [p.grad for p in self.raw_model.parameters() if p.grad is not None]
@@ -301,12 +368,27 @@ class Trainer:
             self.optimizer.step()
         self.optimizer.zero_grad(set_to_none=True)
 
-        loss = self._mean_over_data_ranks(loss_sum / self.accumulation)
+        loss = self._mean_over_data_ranks(loss_sum / per_step)
         record = {"step": self.step, "loss": loss, "lr": lr, "grad_norm": norm}
         record["tokens"] = self._tokens(after_step=self.step + 1)
         if self.scaler is not None:
             record.update(loss_scale=scale, skipped=overflow)
         return record
+
+    def _micro_batch(self, start: int):
+        """Inputs, targets and the model's keyword arguments of the micro-batch at ``start``."""
+        c, device = self.config, self.world.device
+        if isinstance(self.samples, SftSamples):
+            batch = self.samples.batch(start, c.micro_batch_size).to(device)
+            kwargs = {"position_ids": batch.position_ids, "attn_mask": batch.attn_mask}
+            return batch.inputs, batch.targets, kwargs
+        batch = self.samples.batch(start, c.micro_batch_size).to(device)
+        inputs, targets = batch[:, :-1], batch[:, 1:]
+        kwargs = {}
+        if c.reset_at_documents:
+            positions, mask = document_positions_and_mask(inputs, self.shards.eod_id)
+            kwargs = {"position_ids": positions, "attn_mask": mask}
+        return inputs, targets, kwargs
 
     def _gradient_sync(self, sync: bool):
         """DDP all-reduces gradients only on the last micro-batch."""
@@ -413,7 +495,7 @@ class Trainer:
         """Claim the run folder, refusing a resumption that would mix two runs."""
         prepare_run_folder(
             self.out,
-            identity=run_identity(self.model_config, self.shards),
+            identity=run_identity(self.model_config, self.tokenizer_identity),
             checkpoints=self.checkpoints,
             overwrite=self.overwrite,
         )
@@ -421,7 +503,7 @@ class Trainer:
     def _record_run(self) -> None:
         write_run_record(
             self.out,
-            identity=run_identity(self.model_config, self.shards),
+            identity=run_identity(self.model_config, self.tokenizer_identity),
             config=self.config.to_dict(),
         )
 
@@ -445,12 +527,24 @@ class Trainer:
             raise problem
 
     def _export(self) -> None:
-        """The final weights as a Geex checkpoint (safetensors + config + tokenizer) in RUN/model."""
+        """The final weights as a Geex checkpoint (safetensors + config + tokenizer) in RUN/model;
+        LoRA's adapter alone in RUN/adapter unless it is merged into them."""
+        c = self.config
+        tokenizer = self.tokenizer if c.sft else _dataset_tokenizer(c.data)
+        if self.lora_config is not None and not c.lora_merge:
+            if self.world.is_main:
+                save_adapter(self.raw_model, self.lora_config, self.out / "adapter")
+                if tokenizer is not None:
+                    tokenizer.save(self.out / "adapter")
+            return
+        if self.lora_config is not None:
+            merge_lora(self.raw_model)  # the run is over: its model may change shape
         options = StateDictOptions(full_state_dict=True, cpu_offload=True)
-        state = get_model_state_dict(self.model, options=options)
+        state = get_model_state_dict(
+            self.raw_model if self.lora_config is not None else self.model, options=options
+        )
         if not self.world.is_main:
             return
-        tokenizer = _dataset_tokenizer(self.config.data)
         save_weights(
             clean_state_dict(state),
             self.out / "model",
