@@ -27,6 +27,14 @@ def server(tmp_path_factory):
         yield url
 
 
+@pytest.fixture(scope="package")
+def api_key() -> str:
+    """The key the `server` fixture's `geex serve` was started with."""
+    from tests.serve.test_tabby_agent import TOKEN
+
+    return TOKEN
+
+
 def geex_program() -> str:
     """The `geex` command of the Python running the tests, as the user's shell finds it."""
     beside = Path(sys.executable).with_name("geex")
