@@ -1,9 +1,8 @@
-"""What the editor tests share: one `geex serve` of a tiny model with an API key, and the
-answers the server gives directly, which each editor must show."""
+"""What the editor tests share: one `geex serve` of a tiny model with an API key, tabby-agent
+(node and its command line), and the `geex` command the editors run for tasks."""
 
 from __future__ import annotations
 
-import json
 import shutil
 import sys
 from pathlib import Path
@@ -11,28 +10,31 @@ from pathlib import Path
 import pytest
 
 from tests.conftest import missing
-from tests.serve.editor_server import post, save_tiny_model
+from tests.serve.editor_server import save_tiny_model
 from tests.serve.serve_process import geex_serve
+from tests.serve.tabby_agent_client import API_KEY, node_program
 
 REPO = Path(__file__).resolve().parents[2]
 
 
 @pytest.fixture(scope="package")
-def server(tmp_path_factory):
+def server(tmp_path_factory, api_key):
     """`geex serve` of a tiny model, with tabby-agent's test key; its URL."""
-    from tests.serve.test_tabby_agent import TOKEN  # a test module: imported where it is used
-
     folder = save_tiny_model(tmp_path_factory.mktemp("editors") / "tiny-geex")
-    with geex_serve(folder, "--api-key", TOKEN, "--model-name", "tiny-geex") as url:
+    with geex_serve(folder, "--api-key", api_key, "--model-name", "tiny-geex") as url:
         yield url
 
 
 @pytest.fixture(scope="package")
 def api_key() -> str:
     """The key the `server` fixture's `geex serve` was started with."""
-    from tests.serve.test_tabby_agent import TOKEN
+    return API_KEY
 
-    return TOKEN
+
+@pytest.fixture(scope="package")
+def node() -> str:
+    """node, with tabby-agent installed for it."""
+    return node_program()
 
 
 def geex_program() -> str:
@@ -42,12 +44,3 @@ def geex_program() -> str:
     if found is None:
         missing("needs the geex command (scripts/setup.sh installs it in .venv/bin)")
     return found
-
-
-def served(url: str, path: str, body: dict) -> dict:
-    """The server's JSON answer to ``body``, asked with the key."""
-    from tests.serve.test_tabby_agent import TOKEN
-
-    status, answer, _ = post(url + path, body, {"Authorization": f"Bearer {TOKEN}"})
-    assert status == 200, answer
-    return json.loads(answer)

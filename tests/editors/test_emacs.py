@@ -11,8 +11,9 @@ import subprocess
 from pathlib import Path
 
 from tests.conftest import missing, required_program
-from tests.editors.conftest import REPO, geex_program, served
-from tests.serve.test_tabby_agent import AFTER, AGENT, BEFORE, TOKEN, agent_home, node  # noqa: F401
+from tests.editors.conftest import REPO, geex_program
+from tests.serve.editor_server import served
+from tests.serve.tabby_agent_client import AFTER, BEFORE, agent_command, agent_home
 
 PLUGIN = REPO / "editors" / "emacs" / "geex.el"
 SESSION = Path(__file__).parent / "emacs_session.el"
@@ -33,14 +34,14 @@ def emacs_with_eglot() -> str:
     return emacs
 
 
-def run_session(settings: dict, tmp_path: Path, home: Path) -> dict:
-    """The session script in batch Emacs; its JSON report."""
+def run_session(settings: dict, tmp_path: Path, home: Path, key: str) -> dict:
+    """The session script in batch Emacs, `geex task` given ``key``; its JSON report."""
     emacs = emacs_with_eglot()
     settings_file = tmp_path / "settings.json"
     settings_file.write_text(json.dumps(settings))
     bin_dir = str(Path(geex_program()).parent)
     env = {**os.environ, "HOME": str(home), "PATH": os.pathsep.join([bin_dir, "/usr/bin", "/bin"]),
-           "GEEX_API_KEY": TOKEN, "GEEX_EMACS_SESSION": str(settings_file)}  # fmt: skip
+           "GEEX_API_KEY": key, "GEEX_EMACS_SESSION": str(settings_file)}  # fmt: skip
     # Not -Q: Debian's elpa-eglot (Emacs 28) is found through the site start files.
     done = subprocess.run([emacs, "--batch", "-l", str(SESSION)], env=env, cwd=tmp_path,
                           capture_output=True, text=True, timeout=180)  # fmt: skip
@@ -51,9 +52,10 @@ def run_session(settings: dict, tmp_path: Path, home: Path) -> dict:
     return report
 
 
-def test_emacs_completes_and_translates_with_geex_serve(node, server, tmp_path):  # noqa: F811
+def test_emacs_completes_and_translates_with_geex_serve(node, server, api_key, tmp_path):
     completion = served(server, "/v1/completions",
-                        {"language": "python", "segments": {"prefix": BEFORE, "suffix": AFTER}})  # fmt: skip
+                        {"language": "python", "segments": {"prefix": BEFORE, "suffix": AFTER}},
+                        api_key)  # fmt: skip
     expected_completion = completion["choices"][0]["text"].strip()
     assert expected_completion, "the tiny model completed nothing: the test proves nothing"
 
@@ -62,7 +64,7 @@ def test_emacs_completes_and_translates_with_geex_serve(node, server, tmp_path):
     report = run_session(
         {
             "plugin": str(PLUGIN),
-            "agent": [node, str(AGENT), "--lsp", "--stdio"],
+            "agent": agent_command(node),
             "url": server,
             "file": str(source),
             "cursor": [BEFORE.count("\n") + 1, len(BEFORE.rsplit("\n", 1)[1])],  # 0-based column
@@ -73,6 +75,7 @@ def test_emacs_completes_and_translates_with_geex_serve(node, server, tmp_path):
         },
         tmp_path,
         agent_home(tmp_path / "home", server),
+        api_key,
     )
 
     assert report["mode"] == "python-mode" and report["server_info"] == "tabby-agent"
@@ -85,7 +88,7 @@ def test_emacs_completes_and_translates_with_geex_serve(node, server, tmp_path):
     first, last = FUNCTION_LINES
     function = "\n".join(completed.splitlines()[first - 1 : last]) + "\n"
     translation = served(server, "/v1/tasks/translate",
-                         {"code": function, "language": "python", "target": TARGET})  # fmt: skip
+                         {"code": function, "language": "python", "target": TARGET}, api_key)  # fmt: skip
     # The buffer holds geex task's output: the answer and a newline.
     assert report["translation"] == (translation["text"].removesuffix("\n") + "\n").split("\n")
     assert report["translation_shown"] is True

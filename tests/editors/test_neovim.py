@@ -15,8 +15,9 @@ from tests.editors.neovim_program import nvim_program
 
 required_module("fastapi")
 
-from tests.editors.conftest import REPO, geex_program, served  # noqa: E402
-from tests.serve.test_tabby_agent import AFTER, AGENT, BEFORE, TOKEN, agent_home, node  # noqa: E402, F401
+from tests.editors.conftest import REPO, geex_program  # noqa: E402
+from tests.serve.editor_server import served  # noqa: E402
+from tests.serve.tabby_agent_client import AFTER, BEFORE, agent_command, agent_home  # noqa: E402
 
 PLUGIN = REPO / "editors" / "neovim" / "geex.lua"
 SESSION = Path(__file__).parent / "neovim_session.lua"
@@ -25,14 +26,14 @@ TARGET = "go"
 FUNCTION_LINES = (4, 5)  # `def add(a, b):` and its return line, 1-based
 
 
-def run_session(nvim: str, settings: dict, tmp_path: Path, home: Path) -> dict:
-    """The session script in headless Neovim; its JSON report."""
+def run_session(nvim: str, settings: dict, tmp_path: Path, home: Path, key: str) -> dict:
+    """The session script in headless Neovim, `geex task` given ``key``; its JSON report."""
     settings_file = tmp_path / "settings.json"
     settings_file.write_text(json.dumps(settings))
     keep = {k: v for k, v in os.environ.items() if not k.startswith(("XDG_", "NVIM", "VIM"))}
     bin_dir = str(Path(geex_program()).parent)
     env = {**keep, "HOME": str(home), "PATH": os.pathsep.join([bin_dir, "/usr/bin", "/bin"]),
-           "GEEX_API_KEY": TOKEN, "GEEX_NVIM_SESSION": str(settings_file)}  # fmt: skip
+           "GEEX_API_KEY": key, "GEEX_NVIM_SESSION": str(settings_file)}  # fmt: skip
     command = [nvim, "--headless", "--clean", "-c", f"luafile {SESSION}"]
     done = subprocess.run(command, env=env, cwd=tmp_path, capture_output=True, text=True,
                           timeout=180)  # fmt: skip
@@ -45,10 +46,11 @@ def run_session(nvim: str, settings: dict, tmp_path: Path, home: Path) -> dict:
     return report
 
 
-def test_neovim_completes_and_translates_with_geex_serve(node, server, tmp_path):  # noqa: F811
+def test_neovim_completes_and_translates_with_geex_serve(node, server, api_key, tmp_path):
     nvim = nvim_program()
     completion = served(server, "/v1/completions",
-                        {"language": "python", "segments": {"prefix": BEFORE, "suffix": AFTER}})  # fmt: skip
+                        {"language": "python", "segments": {"prefix": BEFORE, "suffix": AFTER}},
+                        api_key)  # fmt: skip
     expected_completion = completion["choices"][0]["text"].strip()
     assert expected_completion, "the tiny model completed nothing: the test proves nothing"
 
@@ -61,7 +63,7 @@ def test_neovim_completes_and_translates_with_geex_serve(node, server, tmp_path)
         nvim,
         {
             "plugin": str(PLUGIN),
-            "agent": [node, str(AGENT), "--lsp", "--stdio"],
+            "agent": agent_command(node),
             "url": server,
             "file": str(source),
             "cursor": [BEFORE.count("\n") + 1, len(last_before)],  # on the space after "return"
@@ -74,6 +76,7 @@ def test_neovim_completes_and_translates_with_geex_serve(node, server, tmp_path)
         },
         tmp_path,
         home,
+        api_key,
     )
 
     # tabby-agent 1.5.0 offers textDocument/completion only; Neovim's inline completion
@@ -94,7 +97,7 @@ def test_neovim_completes_and_translates_with_geex_serve(node, server, tmp_path)
     first, last = FUNCTION_LINES
     function = "\n".join(completed.splitlines()[first - 1 : last]) + "\n"
     translation = served(server, "/v1/tasks/translate",
-                         {"code": function, "language": "python", "target": TARGET})  # fmt: skip
+                         {"code": function, "language": "python", "target": TARGET}, api_key)  # fmt: skip
     expected_lines = translation["text"].removesuffix("\n").split("\n")
     assert "".join(expected_lines).strip(), "the tiny model translated to nothing"
     assert report["translation"] == expected_lines
