@@ -26,8 +26,8 @@ TARGET = "go"
 FUNCTION_LINES = (4, 5)  # `def add(a, b):` and its return line, 1-based
 
 
-# Neovim's filetype and geex's detection disagree on these files; both names are languages the
-# server knows.
+# Neovim's filetype and geex's detection disagree on these files (Neovim's guess for .as is a
+# language the server does not know).
 AMBIGUOUS = {"x.as": "atlas, not actionscript", "x.dpr": "pascal, not delphi",
              "x.el": "lisp, not emacs-lisp"}  # fmt: skip
 LANGUAGE_OF_FILES = """
@@ -60,10 +60,23 @@ def test_neovim_asks_the_server_for_a_language_by_a_name_it_knows():
         get_language(name)  # raises "unknown language" as the server answers it
     assert len(out["files"]) > 100, "Neovim knew almost none of the files: the test proves little"
     for name, (filetype, language) in out["files"].items():
-        known = get_language(language)
         if name not in AMBIGUOUS:
-            assert known == detect_language(name), (name, filetype, language)
+            assert get_language(language) == detect_language(name), (name, filetype, language)
     assert out["named"] == ["javascript", "typescript", "javascript", "python", "cs", "sh"]
+
+
+def as_shown(line: str) -> str:
+    """A line as Neovim and Emacs show it: a control character as ^X."""
+    return "".join(f"^{chr(ord(c) + 64)}" if ord(c) < 32 else c for c in line)
+
+
+def write_docs_captures(captures: dict[str, str]) -> None:
+    """With GEEX_DOCS_SCREENSHOTS=DIR, the terminal captures docs/editors.md shows, into DIR."""
+    docs = os.environ.get("GEEX_DOCS_SCREENSHOTS")
+    if docs:
+        Path(docs).mkdir(parents=True, exist_ok=True)
+        for name, text in captures.items():
+            (Path(docs) / name).write_text(text + "\n")
 
 
 def run_session(nvim: str, settings: dict, tmp_path: Path, home: Path, key: str) -> dict:
@@ -146,6 +159,10 @@ def test_neovim_completes_and_translates_with_geex_serve(node, server, api_key, 
     lines = completed.splitlines()
     assert report["filtered"] == lines[: first - 1] + expected_lines + lines[last:]
 
+    # Closing the split while the answer is on its way stopped the task (SIGTERM), quietly.
+    assert report["closed_task"] == {"signal": 15, "buffer_left": False, "errmsg": "",
+                                     "messages": 0}  # fmt: skip
+
     # A refused task names the problem and closes its empty split.
     refusal, not_installed = report["messages"]
     assert refusal["message"].startswith(
@@ -159,3 +176,10 @@ def test_neovim_completes_and_translates_with_geex_serve(node, server, api_key, 
         "level": 4,
     }
     assert report["windows_without_geex"] == 2
+
+    # The captures show the buffers as the screen does, the cursor's line marked.
+    marked = [line for line in report["capture_after"].splitlines() if line.startswith("> ")]
+    assert marked == ["> " + as_shown(completed.splitlines()[BEFORE.count("\n")])]
+    write_docs_captures({"neovim-completion.txt": report["capture_before"] + "\n\n"
+                         + report["capture_after"],
+                         "neovim-translation.txt": report["capture_translation"]})  # fmt: skip
