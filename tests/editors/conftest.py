@@ -1,8 +1,10 @@
 """What the editor tests share: one `geex serve` of a tiny model with an API key, tabby-agent
-(node and its command line), and the `geex` command the editors run for tasks."""
+(node and its command line), the `geex` command the editors run for tasks, and the terminal
+captures the docs show."""
 
 from __future__ import annotations
 
+import os
 import shutil
 import sys
 from pathlib import Path
@@ -44,3 +46,17 @@ def geex_program() -> str:
     if found is None:
         missing("needs the geex command (scripts/setup.sh installs it in .venv/bin)")
     return found
+
+
+def as_shown(line: str) -> str:
+    """A line as Neovim and Emacs show it: a control character as ^X."""
+    return "".join(f"^{chr(ord(c) + 64)}" if ord(c) < 32 else c for c in line)
+
+
+def write_docs_captures(captures: dict[str, str]) -> None:
+    """With GEEX_DOCS_SCREENSHOTS=DIR, the terminal captures docs/editors.md shows, into DIR."""
+    docs = os.environ.get("GEEX_DOCS_SCREENSHOTS")
+    if docs:
+        Path(docs).mkdir(parents=True, exist_ok=True)
+        for name, text in captures.items():
+            (Path(docs) / name).write_text(text + "\n")

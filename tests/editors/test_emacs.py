@@ -11,7 +11,7 @@ import subprocess
 from pathlib import Path
 
 from tests.conftest import missing, required_program
-from tests.editors.conftest import REPO, geex_program
+from tests.editors.conftest import REPO, as_shown, geex_program, write_docs_captures
 from tests.serve.editor_server import served
 from tests.serve.tabby_agent_client import AFTER, BEFORE, agent_command, agent_home
 
@@ -21,6 +21,7 @@ TARGET = "go"
 FUNCTION_LINES = (4, 5)  # `def add(a, b):` and its return line, 1-based
 
 
+FIND_EGLOT_FIRST = '(unless (locate-library "eglot") (package-activate-all))'
 FIND_EGLOT = '(progn (unless (locate-library "eglot") (package-activate-all)) (princ (locate-library "eglot")))'
 
 
@@ -42,7 +43,8 @@ def run_session(settings: dict, tmp_path: Path, home: Path, key: str) -> dict:
     bin_dir = str(Path(geex_program()).parent)
     env = {**os.environ, "HOME": str(home), "PATH": os.pathsep.join([bin_dir, "/usr/bin", "/bin"]),
            "GEEX_API_KEY": key, "GEEX_EMACS_SESSION": str(settings_file)}  # fmt: skip
-    # Not -Q: Debian's elpa-eglot (Emacs 28) is found through the site start files.
+    # --batch skips the user's init file; not -Q, which would skip the site start files through
+    # which Debian's elpa-eglot reaches Emacs 28.
     done = subprocess.run([emacs, "--batch", "-l", str(SESSION)], env=env, cwd=tmp_path,
                           capture_output=True, text=True, timeout=180)  # fmt: skip
     out = Path(settings["out"])
@@ -92,6 +94,42 @@ def test_emacs_completes_and_translates_with_geex_serve(node, server, api_key, t
     # The buffer holds geex task's output: the answer and a newline.
     assert report["translation"] == (translation["text"].removesuffix("\n") + "\n").split("\n")
     assert report["translation_shown"] is True
+    assert report["returned_while_running"] is True
     assert report["refusal"].startswith(
         "geex task: error: the server answered 400: target: unknown language 'klingon'"
     ), report["refusal"]
+    assert report["refusal_buffer_left"] is False
+
+    marked = [line for line in report["capture_after"].splitlines() if line.startswith("> ")]
+    assert marked == ["> " + as_shown(completed.splitlines()[BEFORE.count("\n")])]
+    write_docs_captures({"emacs-completion.txt": report["capture_before"] + "\n\n"
+                         + report["capture_after"],
+                         "emacs-translation.txt": report["capture_translation"]})  # fmt: skip
+
+
+LANGUAGE_OF_MODES = """
+(progn
+  (load (getenv "GEEX_PLUGIN") nil t)
+  (princ (json-encode
+          (mapcar (lambda (mode) (cons mode (geex-language-of mode)))
+                  (delete-dups (append geex-modes (mapcar #'car geex-languages)
+                                       '(tsx-ts-mode js2-mode rustic-mode python-ts-mode
+                                         c++-ts-mode bash-ts-mode)))))))
+"""
+
+
+def test_emacs_asks_the_server_for_a_language_by_a_name_it_knows():
+    from geex.languages import get_language
+
+    emacs = emacs_with_eglot()
+    done = subprocess.run([emacs, "--batch", "--eval", f"(progn (require 'json) {FIND_EGLOT_FIRST} {LANGUAGE_OF_MODES})"],
+                          env={**os.environ, "GEEX_PLUGIN": str(PLUGIN)}, capture_output=True,
+                          text=True, timeout=60)  # fmt: skip
+    assert done.returncode == 0 and done.stdout, done.stderr
+    languages = json.loads(done.stdout)
+    for mode, language in languages.items():
+        assert get_language(language), mode  # raises "unknown language", as the server answers
+    assert {mode: languages[mode] for mode in ("tsx-ts-mode", "js2-mode", "rustic-mode",
+            "python-ts-mode", "c++-ts-mode", "bash-ts-mode")} == {
+        "tsx-ts-mode": "typescript", "js2-mode": "javascript", "rustic-mode": "rust",
+        "python-ts-mode": "python", "c++-ts-mode": "c++", "bash-ts-mode": "shell"}  # fmt: skip

@@ -15,7 +15,7 @@ from tests.editors.neovim_program import nvim_program
 
 required_module("fastapi")
 
-from tests.editors.conftest import REPO, geex_program  # noqa: E402
+from tests.editors.conftest import REPO, as_shown, geex_program, write_docs_captures  # noqa: E402
 from tests.serve.editor_server import served  # noqa: E402
 from tests.serve.tabby_agent_client import AFTER, BEFORE, agent_command, agent_home  # noqa: E402
 
@@ -63,20 +63,6 @@ def test_neovim_asks_the_server_for_a_language_by_a_name_it_knows():
         if name not in AMBIGUOUS:
             assert get_language(language) == detect_language(name), (name, filetype, language)
     assert out["named"] == ["javascript", "typescript", "javascript", "python", "cs", "sh"]
-
-
-def as_shown(line: str) -> str:
-    """A line as Neovim and Emacs show it: a control character as ^X."""
-    return "".join(f"^{chr(ord(c) + 64)}" if ord(c) < 32 else c for c in line)
-
-
-def write_docs_captures(captures: dict[str, str]) -> None:
-    """With GEEX_DOCS_SCREENSHOTS=DIR, the terminal captures docs/editors.md shows, into DIR."""
-    docs = os.environ.get("GEEX_DOCS_SCREENSHOTS")
-    if docs:
-        Path(docs).mkdir(parents=True, exist_ok=True)
-        for name, text in captures.items():
-            (Path(docs) / name).write_text(text + "\n")
 
 
 def run_session(nvim: str, settings: dict, tmp_path: Path, home: Path, key: str) -> dict:
