@@ -100,6 +100,16 @@ most `session-capture-lines' lines: a terminal capture for the docs."
                       (goto-char (point-min))
                       (session-capture (format "M-x geex-translate RET %s" (session-setting 'target))))))
 
+  ;; Killing the answer buffer while the task runs stops the task, quietly.
+  (let* ((messages (length session-messages))
+         (answer (geex-translate (point-min) (point-max) (session-setting 'target)))
+         (process (get-buffer-process answer)))
+    (kill-buffer answer)
+    (session-wait-for (lambda () (not (process-live-p process))))
+    (session-record 'killed_task
+                    (list (cons 'status (symbol-name (process-status process)))
+                          (cons 'messages (- (length session-messages) messages)))))
+
   ;; A target the server does not know: geex's one-line error as the message, no buffer left.
   (let ((answer (geex-translate (point-min) (point-max) "klingon")))
     (unless (session-task-done answer)

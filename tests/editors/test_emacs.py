@@ -99,6 +99,7 @@ def test_emacs_completes_and_translates_with_geex_serve(node, server, api_key, t
         "geex task: error: the server answered 400: target: unknown language 'klingon'"
     ), report["refusal"]
     assert report["refusal_buffer_left"] is False
+    assert report["killed_task"] == {"status": "signal", "messages": 0}
 
     marked = [line for line in report["capture_after"].splitlines() if line.startswith("> ")]
     assert marked == ["> " + as_shown(completed.splitlines()[BEFORE.count("\n")])]
