@@ -63,14 +63,18 @@ task. When the task fails, the buffer goes unless it holds some answer, and geex
 error is the message."
   (let* ((answer (get-buffer-create (format "*geex %s*" verb)))
          (errors (generate-new-buffer (format " *geex %s errors*" verb)))
+         ;; A pipe of our own for stderr: the default one writes its own end into the buffer.
+         (stderr (make-pipe-process :name (format "geex %s stderr" verb) :buffer errors
+                                    :noquery t :sentinel #'ignore))
          (running (get-buffer-process answer)))
-    (when running
+    (when running ; the same task asked again: the old one stops, and keeps out of the buffer
+      (set-process-buffer running nil)
       (delete-process running))
     (with-current-buffer answer
       (erase-buffer))
     (let ((process
            (make-process
-            :name (format "geex %s" verb) :buffer answer :stderr errors :noquery t
+            :name (format "geex %s" verb) :buffer answer :stderr stderr :noquery t
             :connection-type 'pipe
             :command (append (list geex-command "task" verb "-" "--language"
                                    (geex-language-of major-mode) "--url" geex-url)
@@ -98,9 +102,11 @@ error is the message."
   (let ((answer (process-buffer process))
         (status (process-exit-status process)))
     (unless (or (eql status 0) (not (buffer-live-p answer)))
-      ;; geex's stderr reaches ERRORS through its own pipe: wait for it to end.
-      (let ((pipe (get-buffer-process errors)))
-        (while (and pipe (process-live-p pipe) (accept-process-output pipe 0.05))))
+      ;; geex's stderr reaches ERRORS through its own pipe: wait (bounded) until it closes.
+      (let ((pipe (get-buffer-process errors)) (tries 40))
+        (while (and pipe (process-live-p pipe) (> tries 0))
+          (accept-process-output pipe 0.05)
+          (setq tries (1- tries))))
       (let ((reason (string-trim (with-current-buffer errors (buffer-string)))))
         (when (zerop (buffer-size answer))
           (kill-buffer answer)) ; no answer: no empty buffer left behind

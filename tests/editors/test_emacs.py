@@ -98,6 +98,7 @@ def test_emacs_completes_and_translates_with_geex_serve(node, server, api_key, t
     assert report["refusal"].startswith(
         "geex task: error: the server answered 400: target: unknown language 'klingon'"
     ), report["refusal"]
+    assert "\n" not in report["refusal"], "the message is geex's one line, nothing else"
     assert report["refusal_buffer_left"] is False
     assert report["killed_task"] == {"status": "signal", "messages": 0}
 
