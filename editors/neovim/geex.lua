@@ -28,9 +28,37 @@ M.defaults = {
   filetypes = nil,
   -- The insert-mode key that asks for a completion at the cursor and inserts it (false: none).
   complete_key = '<M-\\>',
+  -- Filetypes whose name is not one the server knows, and the server's name for them; the
+  -- table here is added to the built-in one below.
+  languages = {},
+}
+
+-- Neovim's filetypes that `geex serve` does not know by that name (it knows its own keys and
+-- aliases: python, py, javascript, js, sh, cs, objc, make, ...).
+M.languages = {
+  javascriptreact = 'javascript',
+  typescriptreact = 'typescript',
+  plaintex = 'tex',
+  lhaskell = 'literate-haskell',
+  litcoffee = 'literate-coffeescript',
+  mma = 'mathematica',
+  st = 'smalltalk',
+  idris2 = 'idris',
+  bsv = 'bluespec',
+  ocamlinterface = 'ocaml',
+  antlr4 = 'antlr',
+  xhtml = 'html',
 }
 
 local config = vim.deepcopy(M.defaults)
+
+--- The server's name for a filetype: the table's, else the filetype itself; of a compound
+--- filetype ("javascript.jsx") its first part.
+function M.language(filetype)
+  local first = vim.split(filetype, '.', { plain = true })[1]
+  return config.languages[filetype] or M.languages[filetype] or config.languages[first]
+    or M.languages[first] or first
+end
 
 local function notify(message, level)
   vim.notify('geex: ' .. message, level or vim.log.levels.ERROR)
@@ -80,16 +108,17 @@ function M.complete()
 end
 
 --- `geex task VERB -` on lines first..last of the current buffer, its answer streamed into a
---- new split. Returns the new buffer.
+--- new split. Closing the split stops the task. Returns the new buffer and the task's process
+--- (a vim.SystemObj).
 function M.task(verb, first, last, flags)
   local source = vim.api.nvim_get_current_buf()
-  local language = vim.bo[source].filetype
-  if language == '' then
+  local filetype = vim.bo[source].filetype
+  if filetype == '' then
     return notify('the buffer has no filetype, so the code\'s language is unknown (:set ft=...)')
   end
   local code = table.concat(vim.api.nvim_buf_get_lines(source, first - 1, last, true), '\n')
   local command = vim.list_extend(vim.deepcopy(config.geex), { 'task', verb, '-', '--language',
-    language, '--url', config.url })
+    M.language(filetype), '--url', config.url })
   vim.list_extend(command, flags or {})
 
   vim.cmd('new')
@@ -112,8 +141,11 @@ function M.task(verb, first, last, flags)
   local ok, started = pcall(vim.system, command, { stdin = code .. '\n', text = true,
     stdout = on_stdout }, function(done)
     vim.schedule(function()
+      if not vim.api.nvim_buf_is_valid(answer) then
+        return -- the split was closed, which stopped the task: nothing to show or report
+      end
       if done.code ~= 0 then
-        if received == '' and vim.api.nvim_buf_is_valid(answer) then
+        if received == '' then
           vim.api.nvim_buf_delete(answer, { force = true }) -- no answer: no empty split left
         end
         -- geex's own error line already names it: "geex task: error: ..."
@@ -130,7 +162,17 @@ function M.task(verb, first, last, flags)
     return notify(('cannot run %s (%s): install Geex, or name its command in setup({ geex = ... })')
       :format(command[1], tostring(started):match('ENOENT') and 'not found' or tostring(started)))
   end
-  return answer
+  -- A closed split wants no more of the answer: stop the task, and so the server's generation.
+  vim.api.nvim_create_autocmd('BufWipeout', {
+    buffer = answer,
+    once = true,
+    callback = function()
+      if not started:is_closing() then
+        started:kill('sigterm')
+      end
+    end,
+  })
+  return answer, started
 end
 
 local function task_command(name, verb, flags_of, nargs)

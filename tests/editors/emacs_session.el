@@ -4,7 +4,9 @@
 ;; complete at point after "return ", save, translate the function with M-x geex-translate, and
 ;; record what happened as JSON. Every wait is bounded; a step that fails is recorded as an error
 ;; and the session still ends.
-;; Run as: GEEX_EMACS_SESSION=settings.json emacs --batch -Q -l THIS
+;; Run as: GEEX_EMACS_SESSION=settings.json emacs --batch -l THIS
+;; (--batch skips the user's init file; not -Q, which would skip the site start files through
+;; which Debian's elpa-eglot reaches Emacs 28.)
 
 (require 'json)
 
@@ -23,6 +25,37 @@
     (while (and (not (funcall predicate)) (< (float-time) deadline))
       (accept-process-output nil 0.05))
     (funcall predicate)))
+
+(defvar session-messages nil "What was said with `message', newest first.")
+(advice-add 'message :before
+            (lambda (format &rest args)
+              (when format (push (apply #'format-message format args) session-messages))))
+
+(defun session-task-done (buffer)
+  "Wait, bounded, until BUFFER's `geex task' process has ended; whether it did."
+  (let ((process (get-buffer-process buffer)))
+    (session-wait-for (lambda () (not (and process (process-live-p process)))))))
+
+(defconst session-capture-lines 12)
+(defun session-capture (title)
+  "The current buffer as Emacs shows it (control characters as ^X), point's line marked, at
+most `session-capture-lines' lines: a terminal capture for the docs."
+  (let* ((row (line-number-at-pos))
+         (lines (session-buffer-lines))
+         (shown (list (format ";; %s (%s, cursor at line %d, column %d)" title (buffer-name)
+                              row (1+ (current-column))))))
+    (seq-do-indexed
+     (lambda (line index)
+       (when (< index session-capture-lines)
+         (push (concat (if (= (1+ index) row) "> " "  ")
+                       (replace-regexp-in-string "[\0-\37]"
+                                                 (lambda (c) (format "^%c" (+ (aref c 0) 64)))
+                                                 line t t))
+               shown)))
+     lines)
+    (when (> (length lines) session-capture-lines)
+      (push (format "  ... %d more lines" (- (length lines) session-capture-lines)) shown))
+    (string-join (nreverse shown) "\n")))
 
 (defun session-buffer-lines () (split-string (buffer-substring-no-properties (point-min) (point-max)) "\n"))
 
@@ -45,8 +78,10 @@
   (forward-line (1- (car (session-setting 'cursor))))
   (move-to-column (cadr (session-setting 'cursor)))
   (session-record 'before (session-buffer-lines))
+  (session-record 'capture_before (session-capture "before"))
   (completion-at-point)
   (session-record 'after (session-buffer-lines))
+  (session-record 'capture_after (session-capture "after C-M-i"))
   (save-buffer)
 
   ;; M-x geex-translate on the function's lines: the answer in a buffer beside.
@@ -54,13 +89,34 @@
          (start (progn (goto-char (point-min)) (forward-line (1- (car lines))) (point)))
          (end (progn (forward-line (1+ (- (cadr lines) (car lines)))) (point)))
          (answer (geex-translate start end (session-setting 'target))))
+    ;; The task runs on while the editor goes on: the call returned with the process live.
+    (session-record 'returned_while_running (and (get-buffer-process answer) t))
+    (unless (session-task-done answer)
+      (error "geex-translate did not finish"))
     (session-record 'translation (with-current-buffer answer (session-buffer-lines)))
-    (session-record 'translation_shown (and (get-buffer-window answer) t)))
+    (session-record 'translation_shown (and (get-buffer-window answer) t))
+    (session-record 'capture_translation
+                    (with-current-buffer answer
+                      (goto-char (point-min))
+                      (session-capture (format "M-x geex-translate RET %s" (session-setting 'target))))))
 
-  ;; A target the server does not know: geex's one-line error, signalled.
-  (session-record 'refusal (condition-case err
-                       (progn (geex-translate (point-min) (point-max) "klingon") nil)
-                     (error (error-message-string err)))))
+  ;; Killing the answer buffer while the task runs stops the task, quietly.
+  (let* ((messages (length session-messages))
+         (answer (geex-translate (point-min) (point-max) (session-setting 'target)))
+         (process (get-buffer-process answer)))
+    (kill-buffer answer)
+    (session-wait-for (lambda () (not (process-live-p process))))
+    (session-record 'killed_task
+                    (list (cons 'status (symbol-name (process-status process)))
+                          (cons 'messages (- (length session-messages) messages)))))
+
+  ;; A target the server does not know: geex's one-line error as the message, no buffer left.
+  (let ((answer (geex-translate (point-min) (point-max) "klingon")))
+    (unless (session-task-done answer)
+      (error "geex-translate klingon did not finish"))
+    (session-wait-for (lambda () (not (buffer-live-p answer))))
+    (session-record 'refusal (car session-messages))
+    (session-record 'refusal_buffer_left (if (buffer-live-p answer) t :json-false))))
 
 (condition-case err
     (session)

@@ -22,13 +22,19 @@ local function lines(bufnr)
   return vim.api.nvim_buf_get_lines(bufnr or 0, 0, -1, true)
 end
 
---- The buffer's lines with the cursor's line marked, as a terminal capture for the docs.
+--- The window's buffer as the screen shows it (control characters as ^X), the cursor's line
+--- marked, and at most CAPTURE_LINES lines: a terminal capture for the docs.
+local CAPTURE_LINES = 12
 local function capture(title)
   local row, col = unpack(vim.api.nvim_win_get_cursor(0))
   local shown = { ('-- %s (%s, cursor at line %d, column %d)'):format(title,
     vim.fn.fnamemodify(vim.api.nvim_buf_get_name(0), ':t'), row, col + 1) }
-  for index, line in ipairs(lines()) do
-    table.insert(shown, (index == row and '> ' or '  ') .. line)
+  local all = lines()
+  for index = 1, math.min(#all, CAPTURE_LINES) do
+    table.insert(shown, (index == row and '> ' or '  ') .. vim.fn.strtrans(all[index]))
+  end
+  if #all > CAPTURE_LINES then
+    table.insert(shown, ('  ... %d more lines'):format(#all - CAPTURE_LINES))
   end
   return table.concat(shown, '\n')
 end
@@ -105,6 +111,20 @@ local function session()
   vim.cmd(('%d,%d!%s'):format(settings.translate[1], settings.translate[2], settings.filter))
   report.filter_shell_error = vim.v.shell_error
   report.filtered = lines(source)
+
+  -- The split closed while the answer is on its way: the task is stopped, and nothing fails
+  -- when it ends (an error in a callback lands in v:errmsg).
+  vim.v.errmsg = ''
+  local messages_before_close = #report.messages
+  local closed, job = geex.task('translate', settings.translate[1], settings.translate[2],
+    { '--to', settings.target })
+  vim.api.nvim_win_close(vim.fn.bufwinid(closed), true)
+  local ended = job:wait(WAIT_MS)
+  local flushed = false
+  vim.schedule(function() flushed = true end) -- after the task's own end callback
+  vim.wait(WAIT_MS, function() return flushed end, 20)
+  report.closed_task = { signal = ended.signal, buffer_left = vim.api.nvim_buf_is_valid(closed),
+    errmsg = vim.v.errmsg, messages = #report.messages - messages_before_close }
 
   -- A target the server does not know: an error message naming it, and no split left behind.
   local messages = #report.messages

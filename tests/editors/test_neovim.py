@@ -15,8 +15,9 @@ from tests.editors.neovim_program import nvim_program
 
 required_module("fastapi")
 
-from tests.editors.conftest import REPO, geex_program, served  # noqa: E402
-from tests.serve.test_tabby_agent import AFTER, AGENT, BEFORE, TOKEN, agent_home, node  # noqa: E402, F401
+from tests.editors.conftest import REPO, as_shown, geex_program, write_docs_captures  # noqa: E402
+from tests.serve.editor_server import served  # noqa: E402
+from tests.serve.tabby_agent_client import AFTER, BEFORE, agent_command, agent_home  # noqa: E402
 
 PLUGIN = REPO / "editors" / "neovim" / "geex.lua"
 SESSION = Path(__file__).parent / "neovim_session.lua"
@@ -25,14 +26,53 @@ TARGET = "go"
 FUNCTION_LINES = (4, 5)  # `def add(a, b):` and its return line, 1-based
 
 
-def run_session(nvim: str, settings: dict, tmp_path: Path, home: Path) -> dict:
-    """The session script in headless Neovim; its JSON report."""
+# Neovim's filetype and geex's detection disagree on these files (Neovim's guess for .as is a
+# language the server does not know).
+AMBIGUOUS = {"x.as": "atlas, not actionscript", "x.dpr": "pascal, not delphi",
+             "x.el": "lisp, not emacs-lisp"}  # fmt: skip
+LANGUAGE_OF_FILES = """
+local geex = dofile(os.getenv('GEEX_PLUGIN'))
+geex.setup({ languages = { mylang = 'python' } })
+local out = { table = geex.languages, files = {} }
+for _, name in ipairs(vim.json.decode(os.getenv('GEEX_FILES'))) do
+  local filetype = vim.filetype.match({ filename = name })
+  if filetype then
+    out.files[name] = { filetype, geex.language(filetype) }
+  end
+end
+out.named = vim.tbl_map(geex.language, { 'javascriptreact', 'typescriptreact', 'javascript.jsx',
+  'mylang', 'cs', 'sh' })
+io.stdout:write(vim.json.encode(out))
+"""
+
+
+def test_neovim_asks_the_server_for_a_language_by_a_name_it_knows():
+    from geex.languages import LANGUAGES, detect_language, get_language
+
+    files = sorted({"x" + ext for lang in LANGUAGES.values() for ext in lang.extensions}
+                   | {name for lang in LANGUAGES.values() for name in lang.filenames})  # fmt: skip
+    env = {**os.environ, "GEEX_PLUGIN": str(PLUGIN), "GEEX_FILES": json.dumps(files)}
+    done = subprocess.run([nvim_program(), "--headless", "--clean", "-c", "lua " + LANGUAGE_OF_FILES,
+                           "-c", "qa!"], env=env, capture_output=True, text=True, timeout=60)  # fmt: skip
+    assert done.returncode == 0 and done.stdout, done.stderr
+    out = json.loads(done.stdout)
+    for name in out["table"].values():
+        get_language(name)  # raises "unknown language" as the server answers it
+    assert len(out["files"]) > 100, "Neovim knew almost none of the files: the test proves little"
+    for name, (filetype, language) in out["files"].items():
+        if name not in AMBIGUOUS:
+            assert get_language(language) == detect_language(name), (name, filetype, language)
+    assert out["named"] == ["javascript", "typescript", "javascript", "python", "cs", "sh"]
+
+
+def run_session(nvim: str, settings: dict, tmp_path: Path, home: Path, key: str) -> dict:
+    """The session script in headless Neovim, `geex task` given ``key``; its JSON report."""
     settings_file = tmp_path / "settings.json"
     settings_file.write_text(json.dumps(settings))
     keep = {k: v for k, v in os.environ.items() if not k.startswith(("XDG_", "NVIM", "VIM"))}
     bin_dir = str(Path(geex_program()).parent)
     env = {**keep, "HOME": str(home), "PATH": os.pathsep.join([bin_dir, "/usr/bin", "/bin"]),
-           "GEEX_API_KEY": TOKEN, "GEEX_NVIM_SESSION": str(settings_file)}  # fmt: skip
+           "GEEX_API_KEY": key, "GEEX_NVIM_SESSION": str(settings_file)}  # fmt: skip
     command = [nvim, "--headless", "--clean", "-c", f"luafile {SESSION}"]
     done = subprocess.run(command, env=env, cwd=tmp_path, capture_output=True, text=True,
                           timeout=180)  # fmt: skip
@@ -45,10 +85,11 @@ def run_session(nvim: str, settings: dict, tmp_path: Path, home: Path) -> dict:
     return report
 
 
-def test_neovim_completes_and_translates_with_geex_serve(node, server, tmp_path):  # noqa: F811
+def test_neovim_completes_and_translates_with_geex_serve(node, server, api_key, tmp_path):
     nvim = nvim_program()
     completion = served(server, "/v1/completions",
-                        {"language": "python", "segments": {"prefix": BEFORE, "suffix": AFTER}})  # fmt: skip
+                        {"language": "python", "segments": {"prefix": BEFORE, "suffix": AFTER}},
+                        api_key)  # fmt: skip
     expected_completion = completion["choices"][0]["text"].strip()
     assert expected_completion, "the tiny model completed nothing: the test proves nothing"
 
@@ -61,7 +102,7 @@ def test_neovim_completes_and_translates_with_geex_serve(node, server, tmp_path)
         nvim,
         {
             "plugin": str(PLUGIN),
-            "agent": [node, str(AGENT), "--lsp", "--stdio"],
+            "agent": agent_command(node),
             "url": server,
             "file": str(source),
             "cursor": [BEFORE.count("\n") + 1, len(last_before)],  # on the space after "return"
@@ -74,6 +115,7 @@ def test_neovim_completes_and_translates_with_geex_serve(node, server, tmp_path)
         },
         tmp_path,
         home,
+        api_key,
     )
 
     # tabby-agent 1.5.0 offers textDocument/completion only; Neovim's inline completion
@@ -94,7 +136,7 @@ def test_neovim_completes_and_translates_with_geex_serve(node, server, tmp_path)
     first, last = FUNCTION_LINES
     function = "\n".join(completed.splitlines()[first - 1 : last]) + "\n"
     translation = served(server, "/v1/tasks/translate",
-                         {"code": function, "language": "python", "target": TARGET})  # fmt: skip
+                         {"code": function, "language": "python", "target": TARGET}, api_key)  # fmt: skip
     expected_lines = translation["text"].removesuffix("\n").split("\n")
     assert "".join(expected_lines).strip(), "the tiny model translated to nothing"
     assert report["translation"] == expected_lines
@@ -102,6 +144,10 @@ def test_neovim_completes_and_translates_with_geex_serve(node, server, tmp_path)
     assert report["filter_shell_error"] == 0
     lines = completed.splitlines()
     assert report["filtered"] == lines[: first - 1] + expected_lines + lines[last:]
+
+    # Closing the split while the answer is on its way stopped the task (SIGTERM), quietly.
+    assert report["closed_task"] == {"signal": 15, "buffer_left": False, "errmsg": "",
+                                     "messages": 0}  # fmt: skip
 
     # A refused task names the problem and closes its empty split.
     refusal, not_installed = report["messages"]
@@ -116,3 +162,10 @@ def test_neovim_completes_and_translates_with_geex_serve(node, server, tmp_path)
         "level": 4,
     }
     assert report["windows_without_geex"] == 2
+
+    # The captures show the buffers as the screen does, the cursor's line marked.
+    marked = [line for line in report["capture_after"].splitlines() if line.startswith("> ")]
+    assert marked == ["> " + as_shown(completed.splitlines()[BEFORE.count("\n")])]
+    write_docs_captures({"neovim-completion.txt": report["capture_before"] + "\n\n"
+                         + report["capture_after"],
+                         "neovim-translation.txt": report["capture_translation"]})  # fmt: skip

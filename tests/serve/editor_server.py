@@ -50,6 +50,14 @@ def post(url: str, body, headers: dict | None = None) -> tuple[int, bytes, dict]
         return err.code, err.read(), dict(err.headers)
 
 
+def served(url: str, path: str, body: dict, key: str) -> dict:
+    """The server's JSON answer to ``body`` at ``path``, asked with ``key``; anything but a 200
+    fails the test with the server's answer."""
+    status, answer, _ = post(url + path, body, {"Authorization": f"Bearer {key}"})
+    assert status == 200, answer
+    return json.loads(answer)
+
+
 def get(url: str) -> tuple[int, dict]:
     try:
         with urllib.request.urlopen(url, timeout=60) as response:

@@ -6,12 +6,10 @@ text the server produced. Needs node and `scripts/setup.sh --dev` (npm ci in tes
 from __future__ import annotations
 
 import json
-import shutil
-from pathlib import Path
 
 import pytest
 
-from tests.conftest import missing, required_module
+from tests.conftest import required_module
 
 required_module("fastapi")
 required_module("pytest_lsp")
@@ -21,42 +19,27 @@ from pytest_lsp import ClientServerConfig  # noqa: E402
 
 from tests.serve.editor_server import post, save_tiny_model  # noqa: E402
 from tests.serve.serve_process import geex_serve  # noqa: E402
-
-CLIENTS = Path(__file__).parent / "clients"
-AGENT = CLIENTS / "node_modules" / "tabby-agent" / "dist" / "cli.js"
-TOKEN = "test-token-1234"
-# The cursor sits after "return " on a line that goes on ("  # sum"): tabby-agent's
-# fill-in-line mode, in which it keeps a one-line completion.
-BEFORE = "import os\n\n\ndef add(a, b):\n    return "
-AFTER = "  # sum\n\n\nprint(add(1, 2))\n"
+from tests.serve.tabby_agent_client import (  # noqa: E402
+    AFTER,
+    API_KEY,
+    BEFORE,
+    agent_command,
+    agent_home,
+    node_program,
+)
 
 
 @pytest.fixture(scope="module")
 def node() -> str:
-    found = shutil.which("node")
-    if found is None:
-        missing("needs node on PATH: install the Debian package nodejs")
-    if not AGENT.exists():
-        missing(f"needs tabby-agent in {CLIENTS} (scripts/setup.sh --dev runs npm ci there)")
-    return found
+    return node_program()
 
 
 @pytest.fixture(scope="module")
 def server(tmp_path_factory):
     """`geex serve` of a tiny model, with an API key."""
     folder = save_tiny_model(tmp_path_factory.mktemp("tabby") / "tiny-geex")
-    with geex_serve(folder, "--api-key", TOKEN, "--model-name", "tiny-geex") as url:
+    with geex_serve(folder, "--api-key", API_KEY, "--model-name", "tiny-geex") as url:
         yield url
-
-
-def agent_home(tmp_path: Path, endpoint: str) -> Path:
-    config = tmp_path / ".tabby-client" / "agent" / "config.toml"
-    config.parent.mkdir(parents=True)
-    config.write_text(
-        f'[server]\nendpoint = "{endpoint}"\ntoken = "{TOKEN}"\n\n'
-        "[anonymousUsageTracking]\ndisable = true\n"
-    )
-    return tmp_path
 
 
 @pytest.mark.asyncio
@@ -65,14 +48,16 @@ async def test_tabby_agent_completes_with_the_servers_text(node, server, tmp_pat
     body = {"language": "python", "segments": {"prefix": BEFORE, "suffix": AFTER}}
     status, refused, _ = post(server + "/v1/completions", body)
     assert status == 401, refused
-    status, answer, _ = post(server + "/v1/completions", body, {"Authorization": f"Bearer {TOKEN}"})
+    status, answer, _ = post(
+        server + "/v1/completions", body, {"Authorization": f"Bearer {API_KEY}"}
+    )
     assert status == 200, answer
     served = json.loads(answer)["choices"][0]["text"]
     assert served.strip(), "the tiny model completed nothing: the test proves nothing"
 
     home = agent_home(tmp_path, server)
     config = ClientServerConfig(
-        server_command=[node, str(AGENT), "--lsp", "--stdio"],
+        server_command=agent_command(node),
         server_env={"HOME": str(home), "PATH": "/usr/bin:/bin"},
     )
     client = await config.start()
