@@ -119,6 +119,7 @@ class AskPanel implements vscode.Disposable {
       messages.dispose();
       this.panel = undefined;
       this.running?.controller.abort();
+      this.running = undefined;
       this.turns.length = 0;
     });
     return panel;
@@ -192,7 +193,9 @@ class AskPanel implements vscode.Disposable {
         this.post({ type: "busy", busy: false });
       }
     }
-    this.post(turnMessage(turn));
+    // Closing the panel ended the conversation: a panel opened since holds another one, whose
+    // turns reuse the ids, so a turn stopped by the closing is not its to show.
+    if (this.turns[turn.id] === turn) this.post(turnMessage(turn));
   }
 
   private async useCode(action: "insert" | "copy", turnId: number, block: number): Promise<void> {

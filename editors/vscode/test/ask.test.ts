@@ -147,6 +147,21 @@ describe("geex.ask", () => {
     expect(types).toEqual(["context", "context", "busy"]);
   });
 
+  it("sends nothing of a stopped turn to the panel opened after closing its own", async () => {
+    extension.server.task("ask", ["It adds", " two numbers."], 60_000);
+    await extension.run("geex.ask");
+    panel().receive({ type: "ask", question: "What does it do?" });
+    await expect.poll(() => turnVersions(0).at(-1)).toContain("It adds");
+    panel().dispose();
+    await extension.run("geex.ask");
+    const [request] = extension.server.requestsTo("POST /v1/tasks/ask");
+    await expect.poll(() => request?.aborted).toBe(true);
+    // The status bar stops showing "asking" once the stopped turn has ended.
+    await expect.poll(() => testState.statusBarItems[0]?.text).not.toContain("asking");
+    const reopened = testState.panels[1];
+    expect(reopened?.sent.map((m) => (m as AskPanelMessage).type)).toEqual(["context"]);
+  });
+
   it("notes an answer cut at the token limit", async () => {
     extension.server.routes.set("POST /v1/tasks/ask", () => ({
       stream: [{ text: "It adds" }, { finish_reason: "length" }],
