@@ -5,9 +5,9 @@
  * button, and each code block of an answer can be inserted at the cursor or copied.
  *
  * The `ask` task takes one question and its context, so the conversation's earlier turns are
- * kept in the panel for the user to read (until it is closed), not sent with the next question. The extension
- * holds the conversation and renders it (escaped); the page's script shows what it is sent,
- * and asks for all of it again when VS Code reloads a hidden page.
+ * kept in the panel for the user to read (until it is closed), not sent with the next question.
+ * The extension holds the conversation and renders it (escaped); the page's script shows what
+ * it is sent, and asks for all of it again when VS Code reloads a hidden page.
  */
 import * as vscode from "vscode";
 import { placeOf } from "./editing";

@@ -1,4 +1,7 @@
-/** The Ask panel: context from the selection, streamed answers, Stop, and the code blocks' buttons. */
+/**
+ * The Ask panel: context from the selection, streamed answers, Stop, and the code blocks'
+ * buttons.
+ */
 import { afterEach, beforeEach, describe, expect, it } from "vitest";
 import type { AskPanelMessage } from "../src/ask";
 import { activateWithFakeServer, type Activated } from "./activated";
