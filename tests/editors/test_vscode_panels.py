@@ -1,36 +1,34 @@
-"""The VS Code extension's candidates and Ask panels in headless Chromium, as `geex serve` (run
-as the command) fills them: the extension, run by vitest against the server with its `vscode`
-stand-in, writes each panel's page and the messages it sent; Chromium loads the page from
-editors/vscode/media under its Content Security Policy, receives the messages, and shows the
-server's candidates and streamed answer. Needs node with `npm ci` in editors/vscode, the Debian
-package chromium and playwright (`scripts/setup.sh --dev`).
-`pytest tests/editors/test_vscode_panels.py`; GEEX_DOCS_SCREENSHOTS=docs/images also writes
-the screenshots docs/editors.md shows."""
+"""The VS Code extension's candidates and Ask panels in headless Chromium, and its translation,
+as the editors' `geex serve` (run as the command) fills them: the extension, run by vitest
+against the server with its `vscode` stand-in in a copy of editors/vscode, writes each panel's
+page and the messages it sent; Chromium loads the page from the copy's media/ under its Content
+Security Policy, receives the messages, and shows the server's candidates and streamed answer.
+`geex.translate` opens a document holding the server's own translation. Needs Node.js with
+`npm ci` in editors/vscode, the Debian package chromium and playwright (`scripts/setup.sh
+--dev`). `pytest tests/editors/test_vscode_panels.py`; GEEX_DOCS_SCREENSHOTS=docs/images also
+writes the screenshots and the translation's capture docs/editors.md shows."""
 
 from __future__ import annotations
 
 import json
 import os
 import re
-import subprocess
 from pathlib import Path
 
 import pytest
 
-from tests.conftest import missing, required_module, required_program
+from tests.chromium import launched_chromium, save_screenshot
+from tests.conftest import required_module
+from tests.editors.vscode_copy import copy_extension, npx_program, run
 
 required_module("fastapi")
 
-from tests.serve import test_playground_browser as playground  # noqa: E402
-from tests.serve.editor_server import save_tiny_model  # noqa: E402
-from tests.serve.serve_process import geex_serve  # noqa: E402
+from tests.serve.editor_server import post  # noqa: E402
 
-browser = playground.browser  # Debian's headless Chromium, once for the module
-save_screenshot = playground.save_screenshot
-
-EXTENSION = Path(__file__).resolve().parents[2] / "editors" / "vscode"
-VITEST = EXTENSION / "node_modules" / "vitest" / "vitest.mjs"
-RENDER_TIMEOUT_S = 600  # a guard against a hang on a busy machine, not a speed check
+# What the panels' e2e picks and sets (test/panels.e2e.ts): C++ from the quick pick, and
+# geex.tasks.maxTokens.
+TRANSLATION_TARGET = "cpp"
+TASK_MAX_TOKENS = 32
 # What VS Code sets on a webview's <html> for its Light Modern theme (the variables the
 # panels' stylesheet reads); without them the page would show the browser's defaults.
 LIGHT_THEME = {
@@ -65,21 +63,21 @@ window.acquireVsCodeApi = () => ({
 
 
 @pytest.fixture(scope="module")
-def panels(tmp_path_factory) -> Path:
-    """The folder the extension wrote the panels into, from a tiny model's `geex serve`."""
-    node = required_program("node", package="nodejs")
-    if not VITEST.exists():
-        missing(f"needs the extension's dependencies: run npm ci in {EXTENSION}")
-    folder = save_tiny_model(tmp_path_factory.mktemp("vscode") / "tiny-geex")
+def browser():
+    """Debian's headless Chromium (never a browser Playwright would download)."""
+    with launched_chromium() as launched:
+        yield launched
+
+
+@pytest.fixture(scope="module")
+def panels(tmp_path_factory, server, api_key) -> Path:
+    """The folder the extension wrote the panels and the translation into, from `geex serve`."""
+    npx = npx_program()
+    extension = copy_extension(tmp_path_factory.mktemp("vscode"))
     out = tmp_path_factory.mktemp("panels")
-    with geex_serve(folder, "--model-name", "tiny-geex") as url:
-        env = {**os.environ, "GEEX_E2E_URL": url, "GEEX_PANELS_OUT": str(out)}
-        run = subprocess.run(
-            [node, str(VITEST), "run", "test/panels.e2e.ts"],
-            cwd=EXTENSION, env=env, capture_output=True, text=True, timeout=RENDER_TIMEOUT_S,
-        )  # fmt: skip
-    assert run.returncode == 0, run.stdout + run.stderr
-    assert (out / "ask.json").exists(), "the extension wrote no panels:\n" + run.stdout
+    env = {"GEEX_E2E_URL": server, "GEEX_E2E_API_KEY": api_key, "GEEX_PANELS_OUT": str(out)}
+    output = run([npx, "vitest", "run", "test/panels.e2e.ts"], extension, env)
+    assert (out / "ask.json").exists(), "the extension wrote no panels:\n" + output
     return out
 
 
@@ -118,6 +116,12 @@ def test_the_candidates_panel_shows_the_servers_candidates(browser, panels, tmp_
     save_screenshot(page, tmp_path, "vscode-candidates.png")
     button.click()
     assert page.evaluate("window.posted") == [{"type": "insert", "index": 0}]
+    assert button.is_disabled()
+    # The document changed since: the extension refuses, and the button works again.
+    page.evaluate("window.postMessage({type: 'refused', index: 0}, '*')")
+    page.wait_for_function(
+        "() => !document.querySelector('.candidate button[data-action=\"insert\"]').disabled"
+    )
     assert problems == []
 
 
@@ -141,3 +145,31 @@ def test_the_ask_panel_shows_the_streamed_answer_and_the_context(browser, panels
         {"type": "ask", "question": "And with strings?"},
     ]
     assert problems == []
+
+
+def test_translate_opens_the_servers_translation_in_a_new_document(panels, server, api_key):
+    shown = json.loads((panels / "translate.json").read_text())
+    body = {"code": shown["selection"], "language": "python", "target": TRANSLATION_TARGET,
+            "max_tokens": TASK_MAX_TOKENS}  # fmt: skip
+    status, answer, _ = post(
+        f"{server}/v1/tasks/translate", body, {"Authorization": f"Bearer {api_key}"}
+    )
+    assert status == 200, answer
+    expected = json.loads(answer)["text"]
+    assert expected.strip(), "the tiny model translated nothing: the test proves nothing"
+    assert shown["languageId"] == TRANSLATION_TARGET
+    assert shown["text"] == expected
+    docs = os.environ.get("GEEX_DOCS_SCREENSHOTS")
+    if docs:
+        Path(docs).mkdir(parents=True, exist_ok=True)
+        (Path(docs) / "vscode-translate.txt").write_text(translation_capture(shown))
+
+
+def translation_capture(shown: dict) -> str:
+    """What the user saw, as text: the selection, the language picked, the document opened."""
+    selection = shown["selection"].rstrip("\n")
+    return (
+        f"Selection in add.py ({shown['sourceLanguage']}):\n{selection}\n\n"
+        f"Geex: Translate Selection -> {shown['target']}\n\n"
+        f"New document beside it (language {shown['languageId']}):\n{shown['text'].rstrip()}\n"
+    )

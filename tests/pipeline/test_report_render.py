@@ -10,13 +10,11 @@ import subprocess
 
 import numpy as np
 
-from tests.conftest import required_program
-
-BROWSERS = ("chromium", "chromium-browser", "google-chrome")
+from tests.chromium import chromium_program
 
 
 def screenshot(html, png, width=1200, height=5000):
-    browser = required_program(*BROWSERS, package="chromium")
+    browser = chromium_program()
     subprocess.run(
         [browser, "--headless", "--no-sandbox", "--disable-gpu", "--hide-scrollbars",
          f"--window-size={width},{height}", f"--screenshot={png}", html.as_uri()],

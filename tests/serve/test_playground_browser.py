@@ -8,14 +8,11 @@ writes the screenshots docs/editors.md shows."""
 from __future__ import annotations
 
 import json
-import os
-import shutil
-from pathlib import Path
 
 import pytest
 
-from tests.conftest import required_module, required_program
-from tests.pipeline.test_report_render import BROWSERS
+from tests.chromium import launched_chromium, save_screenshot
+from tests.conftest import required_module
 
 required_module("fastapi")
 
@@ -24,7 +21,6 @@ from tests.serve.serve_process import geex_serve  # noqa: E402
 
 KEY = "playground-browser-key"
 WAIT_MS = 60_000  # a guard against a hang on a busy machine, not a speed check
-DOCS_SCREENSHOT_BYTES = 200_000
 FIM = {"prefix": "def add(a, b):\n    return ", "suffix": "\n\n\nprint(add(1, 2))\n",
        "language": "python", "max_tokens": 16, "temperature": 0}  # fmt: skip
 TRANSLATION = {"code": "def add(a, b):\n    return a + b\n", "language": "python",
@@ -34,14 +30,8 @@ TRANSLATION = {"code": "def add(a, b):\n    return a + b\n", "language": "python
 @pytest.fixture(scope="module")
 def browser():
     """Debian's headless Chromium (never a browser Playwright would download)."""
-    chromium = shutil.which(required_program(*BROWSERS, package="chromium"))
-    required_module("playwright.sync_api")
-    from playwright.sync_api import sync_playwright
-
-    with sync_playwright() as playwright:
-        launched = playwright.chromium.launch(executable_path=chromium)
+    with launched_chromium() as launched:
         yield launched
-        launched.close()
 
 
 @pytest.fixture(scope="module")
@@ -78,18 +68,6 @@ def run_task(panel) -> None:
         "data-state", "streaming", timeout=WAIT_MS
     )
     expect(panel.locator(".answer")).not_to_have_attribute("data-state", "idle", timeout=WAIT_MS)
-
-
-def save_screenshot(page, tmp_path: Path, name: str) -> Path:
-    """The page as shown, in the test's folder and, when asked for, the docs' images."""
-    png = tmp_path / name
-    page.screenshot(path=png)
-    docs = os.environ.get("GEEX_DOCS_SCREENSHOTS")
-    if docs:
-        Path(docs).mkdir(parents=True, exist_ok=True)
-        shutil.copy(png, Path(docs) / name)
-        assert png.stat().st_size < DOCS_SCREENSHOT_BYTES, f"{name} is too big for the docs"
-    return png
 
 
 def test_the_page_streams_the_servers_answers(browser, server, tmp_path):

@@ -5,9 +5,9 @@
  * button, and each code block of an answer can be inserted at the cursor or copied.
  *
  * The `ask` task takes one question and its context, so the conversation's earlier turns are
- * kept in the panel for the user to read (until it is closed), not sent with the next question. The extension
- * holds the conversation and renders it (escaped); the page's script shows what it is sent,
- * and asks for all of it again when VS Code reloads a hidden page.
+ * kept in the panel for the user to read (until it is closed), not sent with the next question.
+ * The extension holds the conversation and renders it (escaped); the page's script shows what
+ * it is sent, and asks for all of it again when VS Code reloads a hidden page.
  */
 import * as vscode from "vscode";
 import { placeOf } from "./editing";
@@ -119,6 +119,7 @@ class AskPanel implements vscode.Disposable {
       messages.dispose();
       this.panel = undefined;
       this.running?.controller.abort();
+      this.running = undefined;
       this.turns.length = 0;
     });
     return panel;
@@ -192,7 +193,9 @@ class AskPanel implements vscode.Disposable {
         this.post({ type: "busy", busy: false });
       }
     }
-    this.post(turnMessage(turn));
+    // Closing the panel ended the conversation: a panel opened since holds another one, whose
+    // turns reuse the ids, so a turn stopped by the closing is not its to show.
+    if (this.turns[turn.id] === turn) this.post(turnMessage(turn));
   }
 
   private async useCode(action: "insert" | "copy", turnId: number, block: number): Promise<void> {

@@ -30,6 +30,12 @@ interface InsertCandidate {
   index: number;
 }
 
+/** The extension's one message to the page: the candidate at this index was not inserted. */
+export interface CandidatesPanelMessage {
+  type: "refused";
+  index: number;
+}
+
 /** What the panel shows, and where its candidates go. */
 interface Shown {
   target: EditTarget;
@@ -151,6 +157,7 @@ class CandidatesPanel implements vscode.Disposable {
         "Geex: the document changed (or was closed) since the candidates were asked for, so " +
           "they may no longer fit there: run Geex: Show Completion Candidates again",
       );
+      this.refuse(index);
       return;
     }
     const { position } = shown;
@@ -161,11 +168,19 @@ class CandidatesPanel implements vscode.Disposable {
     );
     if (!editor) {
       void vscode.window.showErrorMessage("Geex: VS Code did not insert the candidate");
+      this.refuse(index);
       return;
     }
     const end = editor.document.positionAt(editor.document.offsetAt(position) + candidate.length);
     editor.selection = new vscode.Selection(end, end);
     this.panel?.dispose();
+  }
+
+  /** Tells the page the candidate was not inserted: its Insert button, disabled on the click,
+   * works again. */
+  private refuse(index: number): void {
+    const message: CandidatesPanelMessage = { type: "refused", index };
+    void this.panel?.webview.postMessage(message);
   }
 
   dispose(): void {

@@ -112,7 +112,7 @@ export class GeexClient {
     if (response.body === null) throw new GeexError("the server sent no stream");
     let finishReason = "stop";
     for await (const data of serverSentEvents(response.body)) {
-      if (data === "[DONE]") break;
+      if (data === "[DONE]") return finishReason;
       const event = parseJson(data) as {
         text?: string;
         finish_reason?: string;
@@ -122,7 +122,11 @@ export class GeexClient {
       if (typeof event.text === "string" && event.text) yield event.text;
       if (event.finish_reason) finishReason = event.finish_reason;
     }
-    return finishReason;
+    // geex serve always ends with [DONE]: without it the connection broke mid-answer (the
+    // server stopped, a proxy timed out), and what arrived is only the start of the answer.
+    throw new GeexError(
+      "the server's answer stopped before its end (the connection closed without [DONE])",
+    );
   }
 
   async health(signal?: AbortSignal): Promise<Health> {

@@ -26,10 +26,19 @@ export const DEFAULT_SERVER_URL = "http://127.0.0.1:8000";
 export function readSettings(): GeexSettings {
   const config = vscode.workspace.getConfiguration("geex");
   const get = <T>(key: string, fallback: T): T => config.get<T>(key) ?? fallback;
+  // Where the code and the key go is the user's choice: package.json scopes these two to
+  // "machine", which VS Code never reads from a workspace, and they are read from the user's
+  // (or the remote machine's) settings only, should an older VS Code or a misplaced value
+  // offer a workspace's.
+  const userOnly = (key: string, fallback: string): string => {
+    const levels = config.inspect<string>(key);
+    const value = levels?.globalValue ?? levels?.defaultValue;
+    return typeof value === "string" ? value : fallback;
+  };
   return {
     serverUrl:
-      get("serverUrl", DEFAULT_SERVER_URL).trim().replace(/\/+$/, "") || DEFAULT_SERVER_URL,
-    apiKey: get("apiKey", "").trim(),
+      userOnly("serverUrl", DEFAULT_SERVER_URL).trim().replace(/\/+$/, "") || DEFAULT_SERVER_URL,
+    apiKey: userOnly("apiKey", "").trim(),
     model: get("model", "").trim(),
     completionEnabled: get("completion.enabled", true),
     debounceMs: clamp(get("completion.debounceMs", 250), 0, 5000),

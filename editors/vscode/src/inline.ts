@@ -59,13 +59,15 @@ export class GeexInlineCompletionProvider
   ): Promise<vscode.InlineCompletionItem[] | undefined> {
     const settings = this.services.settings();
     if (!completionEnabledFor(settings, document.languageId)) return undefined;
+    // This request replaces any older one, even when the cache answers it: the server stops
+    // generating what nobody will see.
+    this.inFlight?.abort();
+    this.inFlight = undefined;
     const around = surroundings(document, position);
     const cacheLanguage = document.languageId;
     const cached = this.cache.get(cacheLanguage, around.prefix, around.suffix);
     if (cached !== undefined) return items(cached, position);
 
-    // This request replaces any older one: the server stops generating what nobody will see.
-    this.inFlight?.abort();
     const controller = new AbortController();
     this.inFlight = controller;
     const cancelled = token.onCancellationRequested(() => {

@@ -78,5 +78,8 @@ export async function readPieces(
 
 /** What to tell the user of an answer that reached the token limit. */
 export function cutAtMaxTokens(maxTokens: number): string {
-  return `reached geex.tasks.maxTokens (${maxTokens} tokens), so it may be incomplete: raise the setting for longer answers`;
+  return (
+    `reached geex.tasks.maxTokens (${maxTokens} tokens), so it may be incomplete: ` +
+    "raise the setting for longer answers"
+  );
 }

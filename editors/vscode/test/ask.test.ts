@@ -1,4 +1,7 @@
-/** The Ask panel: context from the selection, streamed answers, Stop, and the code blocks' buttons. */
+/**
+ * The Ask panel: context from the selection, streamed answers, Stop, and the code blocks'
+ * buttons.
+ */
 import { afterEach, beforeEach, describe, expect, it } from "vitest";
 import type { AskPanelMessage } from "../src/ask";
 import { activateWithFakeServer, type Activated } from "./activated";
@@ -145,6 +148,21 @@ describe("geex.ask", () => {
     reopened?.receive({ type: "ready" });
     const types = reopened?.sent.map((m) => (m as AskPanelMessage).type);
     expect(types).toEqual(["context", "context", "busy"]);
+  });
+
+  it("sends nothing of a stopped turn to the panel opened after closing its own", async () => {
+    extension.server.task("ask", ["It adds", " two numbers."], 60_000);
+    await extension.run("geex.ask");
+    panel().receive({ type: "ask", question: "What does it do?" });
+    await expect.poll(() => turnVersions(0).at(-1)).toContain("It adds");
+    panel().dispose();
+    await extension.run("geex.ask");
+    const [request] = extension.server.requestsTo("POST /v1/tasks/ask");
+    await expect.poll(() => request?.aborted).toBe(true);
+    // The status bar stops showing "asking" once the stopped turn has ended.
+    await expect.poll(() => testState.statusBarItems[0]?.text).not.toContain("asking");
+    const reopened = testState.panels[1];
+    expect(reopened?.sent.map((m) => (m as AskPanelMessage).type)).toEqual(["context"]);
   });
 
   it("notes an answer cut at the token limit", async () => {

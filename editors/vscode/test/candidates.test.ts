@@ -95,6 +95,8 @@ describe("geex.showCandidates", () => {
     expect(testState.messages[0]?.text).toMatch(/document changed/);
     expect(editor.document.getText()).toBe(typed);
     expect(panel().isDisposed).toBe(false);
+    // The page enables the candidate's Insert button again.
+    expect(panel().sent).toEqual([{ type: "refused", index: 0 }]);
   });
 
   it("replaces the one panel's candidates when run again", async () => {

@@ -73,6 +73,19 @@ describe("GeexClient", () => {
     expect(server.requestsTo("POST /v1/tasks/explain")[0]?.body?.stream).toBe(true);
   });
 
+  it("fails a stream that ends before [DONE], so a cut answer never looks complete", async () => {
+    server.task("explain", ["It adds "], 0, { withoutDone: true });
+    const pieces: string[] = [];
+    const read = (async () => {
+      for await (const piece of client().streamTask("explain", { code: "a + b" })) {
+        pieces.push(piece);
+      }
+    })();
+    await expect(read).rejects.toThrow(GeexError);
+    await expect(read).rejects.toThrow("the server's answer stopped before its end");
+    expect(pieces).toEqual(["It adds "]);
+  });
+
   it("turns the server's error object into a GeexError with its message", async () => {
     server.routes.set("POST /v1/tasks/translate", () => ({
       status: 400,

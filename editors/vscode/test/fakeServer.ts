@@ -18,7 +18,7 @@ export interface RecordedRequest {
 /** A planned answer: a JSON body, an SSE stream of pieces, or an error. */
 export type Answer =
   | { json: unknown; status?: number; delayMs?: number }
-  | { stream: unknown[]; delayMs?: number; pieceDelayMs?: number }
+  | { stream: unknown[]; delayMs?: number; pieceDelayMs?: number; withoutDone?: boolean }
   | { error: string; status: number };
 
 export type Route = (request: RecordedRequest) => Answer;
@@ -52,20 +52,17 @@ export class FakeGeexServer {
     return this;
   }
 
-  /** Answers `POST /v1/tasks/{task}`: whole, or streamed in these pieces with "stream": true. */
-  task(task: string, pieces: string[], pieceDelayMs = 0): this {
+  /**
+   * Answers `POST /v1/tasks/{task}`: whole, or streamed in these pieces with "stream": true.
+   * `withoutDone` ends the stream as a server that went away would: no finish, no `[DONE]`.
+   */
+  task(task: string, pieces: string[], pieceDelayMs = 0, { withoutDone = false } = {}): this {
+    const usage = { prompt_tokens: 3, completion_tokens: pieces.length };
+    const events = pieces.map((text): unknown => ({ text }));
+    if (!withoutDone) events.push({ finish_reason: "stop", usage });
     this.routes.set(`POST /v1/tasks/${task}`, (request) =>
       request.body?.stream === true
-        ? {
-            pieceDelayMs,
-            stream: [
-              ...pieces.map((text) => ({ text })),
-              {
-                finish_reason: "stop",
-                usage: { prompt_tokens: 3, completion_tokens: pieces.length },
-              },
-            ],
-          }
+        ? { pieceDelayMs, withoutDone, stream: events }
         : {
             json: {
               id: "task-test",
@@ -74,7 +71,7 @@ export class FakeGeexServer {
               model: "tiny-geex",
               text: pieces.join(""),
               finish_reason: "stop",
-              usage: { prompt_tokens: 3, completion_tokens: pieces.length },
+              usage,
             },
           },
     );
@@ -153,7 +150,7 @@ export class FakeGeexServer {
       response.write(`data: ${JSON.stringify(event)}\n\n`);
       await sleep(answer.pieceDelayMs ?? 0);
     }
-    response.end("data: [DONE]\n\n");
+    response.end(answer.withoutDone ? undefined : "data: [DONE]\n\n");
   }
 }
 

@@ -252,6 +252,21 @@ describe("the cache", () => {
     expect(completionRequests()).toHaveLength(1);
   });
 
+  it("aborts the request in flight when a cached place answers the newer request", async () => {
+    let calls = 0;
+    server.completions(
+      () => ["a + b"],
+      () => (calls++ === 0 ? 0 : 5000),
+    );
+    const [cachedDocument, cachedPosition] = at(`return ${CURSOR}\n`);
+    await ask(cachedDocument, cachedPosition);
+    const older = ask(...at(`total = ${CURSOR}\n`));
+    await expect.poll(() => completionRequests().length).toBe(2);
+    expect((await ask(cachedDocument, cachedPosition))?.[0]?.insertText).toBe("a + b");
+    expect(await older).toBeUndefined();
+    await expect.poll(() => completionRequests()[1]?.aborted).toBe(true);
+  });
+
   it("keeps the rest of a suggestion as the user types its first characters", async () => {
     server.completions(() => ["compute(1, 2)"]);
     const [document, position] = at(`result = ${CURSOR}\nprint(result)\n`);

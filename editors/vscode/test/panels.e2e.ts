@@ -3,6 +3,8 @@
  * API key GEEX_E2E_API_KEY, if it has one), written out for tests/editors/test_vscode_panels.py
  * to load in Chromium: each panel's page, the messages the extension sent it, and the server's
  * answers as the client received them, into GEEX_PANELS_OUT (a new temporary folder without it).
+ * It also translates a selection into C++ (`geex.translate`) and writes what the user saw: the
+ * selection, the picked language, and the document the translation opened in (translate.json).
  */
 import { mkdirSync, mkdtempSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
@@ -92,6 +94,24 @@ describe("the panels, filled by a real server", () => {
       })
       .toEqual({ type: "busy", busy: false });
     write("ask", ask, pieces);
+
+    const selection = new Selection(new Position(0, 0), new Position(2, 0));
+    const source = openEditor(CODE, "python", selection, "/work/add.py");
+    testState.quickPickAnswers = ["C++"];
+    testState.messages = [];
+    await run("geex.translate");
+    // A tiny model may write up to the token limit, which the user is told about; nothing else.
+    expect(testState.messages.filter((m) => !m.text.includes("geex.tasks.maxTokens"))).toEqual([]);
+    const translation = testState.shownDocuments.at(-1)?.document;
+    if (!translation) throw new Error("geex.translate opened no document");
+    const translated = {
+      selection: source.document.getText(selection),
+      sourceLanguage: source.document.languageId,
+      target: "C++",
+      languageId: translation.languageId,
+      text: translation.getText(),
+    };
+    writeFileSync(join(out, "translate.json"), JSON.stringify(translated));
     for (const item of context.subscriptions) item.dispose();
   });
 });

@@ -1,7 +1,8 @@
 // The extension against a real `geex serve` at GEEX_E2E_URL, serving a model named tiny-geex
 // with the API key GEEX_E2E_API_KEY: the status bar reads its health (and says when the key is
-// refused), and inline completion shows the text the model produced, cut by the extension's rules. tests/editors/test_vscode_extension.py starts the server and
-// runs `GEEX_E2E_URL=... npx vitest run test/serve.e2e.ts`.
+// refused), and inline completion shows the text the model produced, cut by the extension's
+// rules. tests/editors/test_vscode_extension.py starts the server and runs
+// `GEEX_E2E_URL=... npx vitest run test/serve.e2e.ts`.
 import { afterEach, beforeEach, describe, expect, it } from "vitest";
 import * as vscode from "vscode";
 import { Activity } from "../src/activity";

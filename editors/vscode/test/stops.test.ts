@@ -1,4 +1,5 @@
-// Where inline completions are cut, rule by rule, without a server. `npx vitest run test/stops.test.ts`.
+// Where inline completions are cut, rule by rule, without a server.
+// `npx vitest run test/stops.test.ts`.
 import { describe, expect, it } from "vitest";
 import {
   completionMode,

@@ -407,7 +407,10 @@ interface Message {
 
 /** What the extension did, for tests to read, and how the user answers, for tests to set. */
 export const testState = {
+  /** User settings (settings.json in the user's profile), by full name. */
   configuration: {} as Record<string, unknown>,
+  /** The workspace's settings (.vscode/settings.json), which override the user's. */
+  workspaceConfiguration: {} as Record<string, unknown>,
   /** Each withProgress call: its options, and the source that cancels it as its Cancel button. */
   progress: [] as { options: unknown; cancellation: CancellationTokenSource }[],
   commands: new Map<string, (...args: unknown[]) => unknown>(),
@@ -428,6 +431,7 @@ export const testState = {
 
 export function resetVscode(): void {
   testState.configuration = {};
+  testState.workspaceConfiguration = {};
   testState.progress = [];
   testState.commands.clear();
   testState.inlineProviders = [];
@@ -444,9 +448,14 @@ export function resetVscode(): void {
   window.activeTextEditor = undefined;
 }
 
-/** Test helper: settings as `geex.serverUrl` etc. */
+/** Test helper: user settings as `geex.serverUrl` etc. */
 export function setConfiguration(values: Record<string, unknown>): void {
   Object.assign(testState.configuration, values);
+}
+
+/** Test helper: settings a workspace's .vscode/settings.json sets. */
+export function setWorkspaceConfiguration(values: Record<string, unknown>): void {
+  Object.assign(testState.workspaceConfiguration, values);
 }
 
 /** Test helper: a document open in the active editor, with the selection given. */
@@ -557,8 +566,20 @@ export const workspace = {
     const prefix = section ? `${section}.` : "";
     return {
       get<T>(key: string, fallback?: T): T | undefined {
-        const value = testState.configuration[prefix + key];
+        const name = prefix + key;
+        const value = testState.workspaceConfiguration[name] ?? testState.configuration[name];
         return (value === undefined ? fallback : value) as T | undefined;
+      },
+      /** Each level's value; the stand-in has no defaults from package.json. */
+      inspect<T>(key: string) {
+        const name = prefix + key;
+        return {
+          key: name,
+          defaultValue: undefined as T | undefined,
+          globalValue: testState.configuration[name] as T | undefined,
+          workspaceValue: testState.workspaceConfiguration[name] as T | undefined,
+          workspaceFolderValue: undefined as T | undefined,
+        };
       },
       update(key: string, value: unknown): Promise<void> {
         testState.configuration[prefix + key] = value;
