@@ -7,8 +7,6 @@ writes the screenshots docs/editors.md shows."""
 
 from __future__ import annotations
 
-import json
-
 import pytest
 
 from tests.chromium import launched_chromium, save_screenshot
@@ -16,7 +14,7 @@ from tests.conftest import required_module
 
 required_module("fastapi")
 
-from tests.serve.editor_server import post, save_tiny_model  # noqa: E402
+from tests.serve.editor_server import save_tiny_model, served  # noqa: E402
 from tests.serve.serve_process import geex_serve  # noqa: E402
 
 KEY = "playground-browser-key"
@@ -43,9 +41,7 @@ def server(tmp_path_factory):
 
 def served_answer(url: str, task: str, body: dict) -> str:
     """The task's text as the API answers it, not streamed."""
-    status, answer, _ = post(f"{url}/v1/tasks/{task}", body, {"Authorization": f"Bearer {KEY}"})
-    assert status == 200, answer
-    text = json.loads(answer)["text"]
+    text = served(url, f"/v1/tasks/{task}", body, KEY)["text"]
     assert text.strip(), f"the tiny model answered nothing to {task}: the test proves nothing"
     return text
 
