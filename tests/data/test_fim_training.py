@@ -1,0 +1,136 @@
+"""FIM training teaches a model to fill in the middle: a tiny model trained through `geex data`
+and `geex train` on files whose middle line repeats a value found only in the suffix infills
+it far more often than the same model trained without FIM.
+`pytest tests/data/test_fim_training.py` (the full comparison is marked slow: `-m slow`)"""
+
+from __future__ import annotations
+
+import random
+from pathlib import Path
+
+import pytest
+
+from geex.cli import main
+from geex.model.generation import generate
+from geex.model.loader import load_for_inference
+from geex.model.sampling import SamplingConfig
+from geex.serve.models import GeexPromptTokens, resolve_fim_style
+from geex.tokenizer.fim import build_fim_ids
+from geex.train.config import TrainConfig
+from geex.train.trainer import train
+
+TAG = "# language: Python\n"
+WORDS = ["red", "green", "blue", "black", "white", "gold", "pink", "gray",
+         "cyan", "lime", "navy", "teal", "plum", "rose", "sand", "snow"]  # fmt: skip
+
+
+def infill_task(rng: random.Random) -> tuple[str, str, str]:
+    """Prefix, middle and suffix of one file: ``y``'s value appears again only in the suffix,
+    so reading left to right guesses it (1 in 16) and reading the suffix knows it."""
+    x, y = rng.choice(WORDS), rng.choice(WORDS)
+    return f"x = {x}\n", f"y = {y}\n", f"assert y == {y}\n"
+
+
+HELD_OUT = [infill_task(random.Random(100_000 + i)) for i in range(100)]
+
+
+@pytest.fixture(scope="module")
+def corpus(tmp_path_factory) -> Path:
+    folder = tmp_path_factory.mktemp("fim-corpus")
+    rng = random.Random(0)
+    for i in range(2000):
+        (folder / f"f{i:04d}.py").write_text("".join(infill_task(rng)))
+    return folder
+
+
+def pack(corpus: Path, out: Path, fim_rate: str) -> Path:
+    """`geex data` as a user runs it; every file is distinct, but they are alike enough for
+    near-duplicate removal, hence --no-dedup."""
+    options = ["--no-dedup", "--filters", "none", "--no-pii", "--vocab-size", "600"]
+    options += ["--validation-fraction", "0.02", "--workers", "1", "--fim-rate", fim_rate]
+    assert main(["data", str(corpus), "--out", str(out), *options]) == 0
+    return out
+
+
+def train_tiny(data: Path, out: Path, steps: int) -> Path:
+    config = TrainConfig(
+        data=str(data),
+        out=str(out),
+        preset="tiny",
+        model={"n_layer": 2, "d_model": 64, "n_head": 4, "max_seq_len": 64},
+        seq_len=64,
+        global_batch_tokens=1024,
+        micro_batch_size=16,
+        max_steps=steps,
+        reset_at_documents=True,
+        eval_every=0,
+        checkpoint_every=0,
+        device="cpu",
+        optim={"warmup_steps": 10, "lr": 3e-3},
+    )
+    train(config, show_progress=False)
+    return out / "model"
+
+
+def infills(model_folder: Path, *, fim: bool) -> list[str]:
+    """Greedy infills of the held-out files: with the prompt `geex serve` builds for a Geex
+    model (the tag on the prefix), or, without FIM, the prefix's first completed line."""
+    loaded = load_for_inference(model_folder, device="cpu")
+    tokenizer = loaded.tokenizer
+    tokens = GeexPromptTokens(tokenizer)
+    _, marker_ids = resolve_fim_style("auto", tokens.vocab, "geex")
+    if fim:
+        prompts = [
+            build_fim_ids(tokenizer.encode(TAG + p), tokenizer.encode(s), marker_ids)
+            for p, _, s in HELD_OUT
+        ]
+    else:
+        prompts = [tokenizer.encode(TAG + p) for p, _, _ in HELD_OUT]
+    sampling = SamplingConfig(max_new_tokens=10)
+    outputs = generate(loaded.model, prompts, sampling, eos_id=tokenizer.eod_id)
+    texts = [tokenizer.decode(out[0]) for out in outputs]
+    return texts if fim else [text.split("\n")[0] + "\n" for text in texts]
+
+
+def exact_match(texts: list[str]) -> float:
+    return sum(text == middle for text, (_, middle, _) in zip(texts, HELD_OUT, strict=True)) / len(
+        texts
+    )
+
+
+def well_formed(texts: list[str]) -> float:
+    """The share of infills that are one ``y = WORD`` line: the middle's shape, whatever word."""
+    lines = {f"y = {word}\n" for word in WORDS}
+    return sum(text in lines for text in texts) / len(texts)
+
+
+STEPS = 600  # a fixed budget: the learning-rate schedule, and so the result, depends on it
+
+
+@pytest.fixture(scope="module")
+def fim_model(corpus, tmp_path_factory) -> Path:
+    work = tmp_path_factory.mktemp("fim")
+    return train_tiny(pack(corpus, work / "data", "0.5"), work / "run", STEPS)
+
+
+def test_a_fim_trained_model_infills_what_no_left_to_right_reading_can(fim_model):
+    """Fast half: ``y``'s value is drawn apart from the prefix, so no model that reads only the
+    prefix matches more than 1 middle in 16 on average; the FIM model, given the prompt
+    `geex serve` sends, writes the middle line and ends it, and mostly with the right value."""
+    texts = infills(fim_model, fim=True)
+    assert well_formed(texts) >= 0.9, texts[:10]
+    assert exact_match(texts) >= 1 / 16 + 0.3, texts[:10]
+
+
+@pytest.mark.slow
+def test_fim_training_beats_left_to_right_at_infilling_by_a_clear_margin(
+    corpus, fim_model, tmp_path
+):
+    """The same model trained without FIM, read at its best (the prefix completed, as
+    `geex serve --fim-style prefix-only` does; the FIM markers are tokens it never saw).
+    Measured on x86-64 CPU: exact match 0.76 with FIM, 0.08 without."""
+    without = train_tiny(pack(corpus, tmp_path / "data", "0"), tmp_path / "run", STEPS)
+    assert well_formed(infills(without, fim=True)) <= 0.1  # markers it never saw
+    fim_match = exact_match(infills(fim_model, fim=True))
+    plain_match = exact_match(infills(without, fim=False))
+    assert fim_match >= plain_match + 0.3, (fim_match, plain_match)
