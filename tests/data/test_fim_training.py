@@ -36,7 +36,8 @@ HELD_OUT = [infill_task(random.Random(100_000 + i)) for i in range(100)]
 
 @pytest.fixture(scope="module")
 def corpus(tmp_path_factory) -> Path:
-    folder = tmp_path_factory.mktemp("fim-corpus")
+    folder = tmp_path_factory.mktemp("fim") / "corpus"
+    folder.mkdir()
     rng = random.Random(0)
     for i in range(2000):
         (folder / f"f{i:04d}.py").write_text("".join(infill_task(rng)))
@@ -45,10 +46,14 @@ def corpus(tmp_path_factory) -> Path:
 
 def pack(corpus: Path, out: Path, fim_rate: str) -> Path:
     """`geex data` as a user runs it; every file is distinct, but they are alike enough for
-    near-duplicate removal, hence --no-dedup."""
+    near-duplicate removal, hence --no-dedup. The corpus is named relative to its folder:
+    a file's id (``corpus::f0001.py``), and with it its FIM cut, is then the same in every
+    temporary folder, and so is the trained model."""
     options = ["--no-dedup", "--filters", "none", "--no-pii", "--vocab-size", "600"]
     options += ["--validation-fraction", "0.02", "--workers", "1", "--fim-rate", fim_rate]
-    assert main(["data", str(corpus), "--out", str(out), *options]) == 0
+    with pytest.MonkeyPatch.context() as patch:
+        patch.chdir(corpus.parent)
+        assert main(["data", corpus.name, "--out", str(out.resolve()), *options]) == 0
     return out
 
 

@@ -203,3 +203,16 @@ def undo_fim(ids: Sequence[int], tokenizer: Tokenizer) -> str:
     suffix_at, middle_at = ids.index(marks.suffix), ids.index(marks.middle)
     prefix, suffix, middle = ids[1:suffix_at], ids[suffix_at + 1 : middle_at], ids[middle_at + 1 :]
     return tokenizer.decode(prefix) + tokenizer.decode(middle) + tokenizer.decode(suffix)
+
+
+def fim_record(parts: list[dict]) -> dict:
+    """The manifest's ``fim``: the settings every pack task used and, summed over the tasks,
+    how many train files each layout holds (``plain`` ones were left left-to-right)."""
+    settings = [{k: v for k, v in part["fim"].items() if k != "train_files"} for part in parts]
+    if any(s != settings[0] for s in settings):
+        raise GeexError("the pack tasks of one dataset used different FIM settings")
+    files = {"plain": 0, "psm": 0, "spm": 0}
+    for part in parts:
+        for layout, n in part["fim"]["train_files"].items():
+            files[layout] += n
+    return {**settings[0], "split": "train", "train_files": files}

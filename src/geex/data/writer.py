@@ -28,7 +28,13 @@ from datatrove.pipeline.base import PipelineStep
 
 from geex.atomic import atomic_write_text
 from geex.data.dedup import load_removals
-from geex.data.fim import DEFAULT_FIM_SPM_RATE, FimEncoder, TrainingText, resolve_fim_rate
+from geex.data.fim import (
+    DEFAULT_FIM_SPM_RATE,
+    FimEncoder,
+    TrainingText,
+    fim_record,
+    resolve_fim_rate,
+)
 from geex.data.shards import ShardWriter, write_manifest
 from geex.errors import GeexError
 from geex.languages import LANGUAGES, get_language
@@ -251,19 +257,6 @@ def finish_dataset(
         extra={"fim": fim_record(parts), **(extra or {})},
     )
     return parts
-
-
-def fim_record(parts: list[dict]) -> dict:
-    """The manifest's ``fim``: the settings every pack task used and, summed over the tasks,
-    how many train files each layout holds (``plain`` ones were left left-to-right)."""
-    settings = [{k: v for k, v in part["fim"].items() if k != "train_files"} for part in parts]
-    if any(s != settings[0] for s in settings):
-        raise GeexError("the pack tasks of one dataset used different FIM settings")
-    files = {"plain": 0, "psm": 0, "spm": 0}
-    for part in parts:
-        for layout, n in part["fim"]["train_files"].items():
-            files[layout] += n
-    return {**settings[0], "split": "train", "train_files": files}
 
 
 class Progress(PipelineStep):
