@@ -1,7 +1,7 @@
-"""FIM training teaches a model to fill in the middle: a tiny model trained through `geex data`
-and `geex train` on files whose middle line repeats a value found only in the suffix infills
-it far more often than the same model trained without FIM.
-`pytest tests/data/test_fim_training.py` (the full comparison is marked slow: `-m slow`)"""
+"""FIM training teaches a model to read the suffix: a tiny model trained through `geex data`
+and `geex train` on files whose first line is known only from the line after it infills that
+line, where the same model trained without FIM can only guess.
+`pytest tests/data/test_fim_training.py` (the comparison with the plain model: `-m slow`)"""
 
 from __future__ import annotations
 
@@ -25,10 +25,13 @@ WORDS = ["red", "green", "blue", "black", "white", "gold", "pink", "gray",
 
 
 def infill_task(rng: random.Random) -> tuple[str, str, str]:
-    """Prefix, middle and suffix of one file: ``y``'s value appears again only in the suffix,
-    so reading left to right guesses it (1 in 16) and reading the suffix knows it."""
-    x, y = rng.choice(WORDS), rng.choice(WORDS)
-    return f"x = {x}\n", f"y = {y}\n", f"assert y == {y}\n"
+    """Prefix (the tag line alone), middle and suffix of one file: ``y``'s value is drawn
+    from 16 words, so a model that reads left to right guesses it (1 in 16 at best) and one
+    that reads the suffix knows it. Few enough files differ that a tiny model learns them
+    within a test's budget: what is measured is whether it reads the suffix, not whether it
+    copies words it never saw."""
+    y = rng.choice(WORDS)
+    return "", f"y = {y}\n", f"assert y == {y}\n"
 
 
 HELD_OUT = [infill_task(random.Random(100_000 + i)) for i in range(100)]
@@ -45,8 +48,7 @@ def corpus(tmp_path_factory) -> Path:
 
 
 def pack(corpus: Path, out: Path, fim_rate: str) -> Path:
-    """`geex data` as a user runs it; every file is distinct, but they are alike enough for
-    near-duplicate removal, hence --no-dedup. The corpus is named relative to its folder:
+    """`geex data` as a user runs it, without deduplication: the files repeat on purpose. The corpus is named relative to its folder:
     a file's id (``corpus::f0001.py``), and with it its FIM cut, is then the same in every
     temporary folder, and so is the trained model."""
     options = ["--no-dedup", "--filters", "none", "--no-pii", "--vocab-size", "600"]
@@ -78,8 +80,8 @@ def train_tiny(data: Path, out: Path, steps: int) -> Path:
 
 
 def infills(model_folder: Path, *, fim: bool) -> list[str]:
-    """Greedy infills of the held-out files: with the prompt `geex serve` builds for a Geex
-    model (the tag on the prefix), or, without FIM, the prefix's first completed line."""
+    """Greedy infills of the held-out files: from the prompt `geex serve` builds for a Geex
+    model (the tag on the prefix), or, without FIM, from the prefix alone."""
     loaded = load_for_inference(model_folder, device="cpu")
     tokenizer = loaded.tokenizer
     tokens = GeexPromptTokens(tokenizer)
@@ -93,8 +95,8 @@ def infills(model_folder: Path, *, fim: bool) -> list[str]:
         prompts = [tokenizer.encode(TAG + p) for p, _, _ in HELD_OUT]
     sampling = SamplingConfig(max_new_tokens=10)
     outputs = generate(loaded.model, prompts, sampling, eos_id=tokenizer.eod_id)
-    texts = [tokenizer.decode(out[0]) for out in outputs]
-    return texts if fim else [text.split("\n")[0] + "\n" for text in texts]
+    # Single-line infilling as InCoder and SantaCoder judge it: the infill's first line.
+    return [tokenizer.decode(out[0]).split("\n")[0] + "\n" for out in outputs]
 
 
 def exact_match(texts: list[str]) -> float:
@@ -121,7 +123,7 @@ def fim_model(corpus, tmp_path_factory) -> Path:
 def test_a_fim_trained_model_infills_what_no_left_to_right_reading_can(fim_model):
     """Fast half: ``y``'s value is drawn apart from the prefix, so no model that reads only the
     prefix matches more than 1 middle in 16 on average; the FIM model, given the prompt
-    `geex serve` sends, writes the middle line and ends it, and mostly with the right value."""
+    `geex serve` sends, writes a ``y = WORD`` line, and mostly the right word."""
     texts = infills(fim_model, fim=True)
     assert well_formed(texts) >= 0.9, texts[:10]
     assert exact_match(texts) >= 1 / 16 + 0.3, texts[:10]
