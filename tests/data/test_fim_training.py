@@ -1,7 +1,7 @@
 """FIM training teaches a model to read the suffix: a tiny model trained through `geex data`
 and `geex train` on files whose first line is known only from the line after it infills that
 line, where the same model trained without FIM can only guess.
-`pytest tests/data/test_fim_training.py` (the comparison with the plain model: `-m slow`)"""
+`pytest tests/data/test_fim_training.py` (the comparison with the plain model is marked slow)"""
 
 from __future__ import annotations
 
