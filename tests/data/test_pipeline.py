@@ -10,6 +10,7 @@ from urllib.parse import unquote
 import pytest
 
 from geex.cli import main
+from geex.data.fim import undo_fim
 from geex.data.shards import TokenShards
 from geex.tokenizer import load_tokenizer
 from tests.data.trees import python_module, write_bad_tree, write_code_tree
@@ -64,16 +65,41 @@ def packed(code, benchmark, tmp_path_factory) -> Path:
     return out
 
 
+def documents(shards: TokenShards) -> list[list[int]]:
+    """Each document's ids, end-of-document id included."""
+    return [
+        shards.read(int(row["offset"]), int(row["length"])).tolist() for row in shards.documents
+    ]
+
+
 def test_the_output_is_a_dataset_train_reads_with_tagged_files(packed):
     tokenizer = load_tokenizer(packed)
     train, validation = TokenShards(packed, "train"), TokenShards(packed, "validation")
     assert train.vocab_size == tokenizer.vocab_size and set(train.languages) == {"python", "c"}
     assert len(validation.documents) > 0
-    first = train.documents[0]
-    text = tokenizer.decode(train.read(int(first["offset"]), int(first["length"]) - 1).tolist())
-    language = train.languages[first["language"]]
-    assert text.startswith({"python": "# language: Python\n", "c": "// language: C\n"}[language])
-    assert train.read(int(first["offset"]) + int(first["length"]) - 1, 1)[0] == train.eod_id
+    tags = {"python": "# language: Python\n", "c": "// language: C\n"}
+    for shards in (train, validation):
+        for row, ids in zip(shards.documents, documents(shards), strict=True):
+            assert ids[-1] == train.eod_id and train.eod_id not in ids[:-1]
+            text = undo_fim(ids[:-1], tokenizer)  # FIM files back in reading order
+            assert text.startswith(tags[shards.languages[row["language"]]])
+
+
+def test_half_the_train_files_are_rearranged_for_fim_and_the_manifest_says_so(packed):
+    tokenizer = load_tokenizer(packed)
+    train, validation = TokenShards(packed, "train"), TokenShards(packed, "validation")
+    fim = train.manifest["fim"]
+    layouts = fim.pop("train_files")
+    assert fim == {"rate": 0.5, "spm_rate": 0.5, "seed": 0, "style": "geex", "split": "train"}
+    first = [ids[:2] for ids in documents(train)]
+    pre, suf = tokenizer.fim_prefix_id, tokenizer.fim_suffix_id
+    assert layouts == {
+        "spm": sum(ids == [pre, suf] for ids in first),
+        "psm": sum(ids[0] == pre and ids[1] != suf for ids in first),
+        "plain": sum(ids[0] != pre for ids in first),
+    }
+    assert sum(layouts.values()) == len(train.documents) and layouts["psm"] and layouts["spm"]
+    assert not any(ids[0] == pre for ids in documents(validation))
 
 
 def test_the_card_counts_files_tokens_and_what_each_stage_removed(packed):
@@ -113,6 +139,10 @@ def test_worker_count_does_not_change_the_output_and_task_count_not_the_document
     three_tasks = tmp_path / "t3"
     assert geex_data(code, "--out", three_tasks, "--workers", "2", "--tasks", "3", *same) == 0
     assert card(three_tasks)["languages"] == card(packed)["languages"]
+    for split in ("train", "validation"):  # each file packed the same, FIM cuts included
+        assert sorted(documents(TokenShards(three_tasks, split))) == sorted(
+            documents(TokenShards(packed, split))
+        )
 
 
 def test_bad_input_never_stops_a_run_and_is_counted_by_reason_in_the_card(code, tmp_path):

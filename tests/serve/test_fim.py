@@ -149,7 +149,7 @@ def test_leading_ids_count_against_the_budget():
 
 
 def test_suffix_first_order():
-    assert build_fim_ids([10], [20], MARKERS, order="spm") == [2, 20, 1, 10, 3]
+    assert build_fim_ids([10], [20], MARKERS, order="spm") == [1, 2, 20, 3, 10]
     with pytest.raises(GeexError, match="psm or spm"):
         build_fim_ids([10], [20], MARKERS, order="pms")
 

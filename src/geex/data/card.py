@@ -17,6 +17,7 @@ import os
 from pathlib import Path
 
 from geex.atomic import atomic_write_text
+from geex.data.fim import fim_record
 
 CARD_JSON, CARD_MD = "card.json", "card.md"
 _PREFIXES = {"skipped_": "removed", "dropped_": "removed", "redacted_": "redacted"}
@@ -96,6 +97,7 @@ def build_card(config, parts: list[dict]) -> dict:
         "read": read,  # what the readers passed on, before filters and deduplication
         "totals": totals,
         "languages": languages,
+        "fim": fim_record(parts),
         "removed": stages,
         "stage_time_s": time_s,
     }
@@ -129,6 +131,20 @@ def read_card(out: str | os.PathLike) -> dict | None:
     return json.loads(path.read_text()) if path.is_file() else None
 
 
+def _fim_lines(fim: dict | None) -> list[str]:
+    """One sentence on the fill-in-the-middle layouts of the train files."""
+    if not fim:
+        return []
+    files = fim["train_files"]
+    return [
+        f"Fill-in-the-middle (rate {fim['rate']:g}, suffix first {fim['spm_rate']:g}, seed "
+        f"{fim['seed']}): {files['psm']:,} train files prefix-suffix-middle, {files['spm']:,} "
+        f"suffix-prefix-middle, {files['plain']:,} left to right; validation files all left "
+        "to right.",
+        "",
+    ]
+
+
 def card_markdown(card: dict) -> str:
     t = card["totals"]
     lines = [
@@ -140,6 +156,7 @@ def card_markdown(card: dict) -> str:
         f"{t['files']:,} files, {t['bytes']:,} bytes, {t['tokens']:,} tokens "
         f"({t['train_tokens']:,} train, {t['validation_tokens']:,} validation).",
         "",
+        *_fim_lines(card.get("fim")),
         "## Languages",
         "",
         "| language | files | bytes | tokens | train tokens | validation tokens |",

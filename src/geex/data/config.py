@@ -64,6 +64,16 @@ class DataConfig:
         None, parse=comma_list, help="keep only these languages from local sources, e.g. python,go"
     )
     shard_tokens: int | None = option(None, help="tokens per shard file (default: 256 Mi)")
+    fim_rate: float | None = option(  # None: 0.5, or 0 for a tokenizer without FIM tokens
+        None,
+        metavar="RATE",
+        help="share of training files rearranged to teach filling in the middle (default: "
+        "0.5; 0 with a tokenizer that has no FIM tokens)",
+    )
+    fim_spm_rate: float = option(
+        0.5, metavar="RATE", help="share of those laid out suffix first (SPM; default: 0.5)"
+    )
+    fim_seed: int = option(0, help="seed of which files are rearranged and where they are cut")
     git_max_repo_bytes: int | None = option(
         None, flags="--max-repo-bytes", group=_REPOS, help="skip repositories larger on disk"
     )
@@ -106,6 +116,10 @@ class DataConfig:
             )
         if not 0 <= self.validation_fraction < 1:
             raise ConfigError("validation fraction must be in [0, 1)")
+        for name in ("fim_rate", "fim_spm_rate"):
+            rate = getattr(self, name)
+            if rate is not None and not 0 <= rate <= 1:
+                raise ConfigError(f"{name.replace('_', ' ')} must be in [0, 1]; got {rate:g}")
         if self.workers < 1 or (self.tasks is not None and self.tasks < 1):
             raise ConfigError("workers and tasks must be at least 1")
         if self.executor == "slurm" and not self.partition:
@@ -143,6 +157,9 @@ class DataConfig:
             "max_file_bytes",
             "per_language_bytes",
             "shard_tokens",
+            "fim_rate",
+            "fim_spm_rate",
+            "fim_seed",
             "git_max_repo_bytes",
         ]
         return {k: v for k, v in asdict(self).items() if k in keep}

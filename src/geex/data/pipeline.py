@@ -53,6 +53,7 @@ from geex.data.dedup import (
 )
 from geex.data.executors import make_executor, silence_main_process_logging
 from geex.data.filters import CodeFilter
+from geex.data.fim import resolve_fim_rate
 from geex.data.output_faults import writing_to
 from geex.data.pii import RedactSecrets
 from geex.data.sources import reader_steps, resolve_sources
@@ -138,6 +139,9 @@ def build_stages(config: DataConfig) -> list[Stage]:
             work,
             validation_fraction=config.validation_fraction,
             shard_tokens=config.shard_tokens,
+            fim_rate=config.fim_rate,
+            fim_spm_rate=config.fim_spm_rate,
+            fim_seed=config.fim_seed,
         )
     )
     stages.append(Stage("pack", pack, tasks, "tag, tokenize, pack shards"))
@@ -222,6 +226,8 @@ def run_data_pipeline(
     if config.executor == "ray" and importlib.util.find_spec("ray") is None:
         raise GeexError("--executor ray needs Ray: pip install 'geex[ray]'")
     stages = build_stages(config)  # first: a SOURCE that is not there leaves no OUT behind
+    if config.tokenizer and config.fim_rate:  # a trained tokenizer always has FIM tokens
+        resolve_fim_rate(config.fim_rate, load_tokenizer(config.tokenizer))
     with writing_to(config.out, "preparing the output folder"):
         prepare_output(config, overwrite)
     if config.executor == "slurm":  # datatrove's log lines say which jobs were submitted

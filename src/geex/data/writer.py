@@ -7,9 +7,11 @@
 - :class:`CleanedReader` reads one task's file back, in order: a document's position in it is
   its name for the deduplication stages.
 - :class:`TrainTokenizer` trains a tokenizer on the deduplicated corpus when none is given;
-- :class:`PackShards` tags each file with its language line, tokenizes in batches, sends it to
-  the train or validation split by a hash of its id, and appends it to its task's own shard
-  files (``train-<task>-<n>.bin``); :func:`finish_dataset` lists them all in ``dataset.json``.
+- :class:`PackShards` tags each file with its language line, sends it to the train or
+  validation split by a hash of its id, rearranges some train files for fill-in-the-middle
+  (:mod:`geex.data.fim`), tokenizes in batches, and appends each to its task's own shard
+  files (``train-<task>-<n>.bin``); :func:`finish_dataset` lists them all in ``dataset.json``,
+  with the FIM settings the files were packed with.
 """
 
 from __future__ import annotations
@@ -26,6 +28,13 @@ from datatrove.pipeline.base import PipelineStep
 
 from geex.atomic import atomic_write_text
 from geex.data.dedup import load_removals
+from geex.data.fim import (
+    DEFAULT_FIM_SPM_RATE,
+    FimEncoder,
+    TrainingText,
+    fim_record,
+    resolve_fim_rate,
+)
 from geex.data.shards import ShardWriter, write_manifest
 from geex.errors import GeexError
 from geex.languages import LANGUAGES, get_language
@@ -34,9 +43,14 @@ from geex.tokenizer import load_tokenizer, train_tokenizer
 ENCODE_BATCH = 256  # documents per encode_batch call: enough to keep the Rust threads busy
 
 
+def tag_line(language: str) -> str:
+    """CodeGeeX's language tag line that heads every file, with its newline."""
+    return f"{get_language(language).tag}\n"
+
+
 def tagged_text(language: str, text: str) -> str:
     """The file as the model sees it: CodeGeeX's language tag line, then the code."""
-    return f"{get_language(language).tag}\n{text}"
+    return tag_line(language) + text
 
 
 def is_validation(key: str, fraction: float) -> bool:
@@ -125,8 +139,10 @@ def part_path(work: str | os.PathLike, rank: int) -> Path:
 class PackShards(PipelineStep):
     """Tag, tokenize and pack documents into this task's shards; count files, bytes, tokens.
 
-    The task's part (its shard names and counts per split and language) is written last, as
-    ``parts/NNNNN.json`` under ``work``: the final step builds the manifest from the parts.
+    The task's part (its shard names, counts per split and language, and the FIM settings and
+    layouts of its train files) is written last, as ``parts/NNNNN.json`` under ``work``: the
+    final step builds the manifest from the parts. ``fim_rate`` None packs at the default
+    rate of the tokenizer (:func:`geex.data.fim.resolve_fim_rate`).
     """
 
     name = "pack shards"
@@ -140,12 +156,16 @@ class PackShards(PipelineStep):
         tokenizer: str | os.PathLike | None = None,
         validation_fraction: float = 0.05,
         shard_tokens: int | None = None,
+        fim_rate: float | None = None,
+        fim_spm_rate: float = DEFAULT_FIM_SPM_RATE,
+        fim_seed: int = 0,
     ):
         super().__init__()
         self.out, self.work = str(out), str(work)
         self.tokenizer = str(tokenizer) if tokenizer else str(out)
         self.validation_fraction = validation_fraction
         self.shard_tokens = shard_tokens
+        self.fim_rate, self.fim_spm_rate, self.fim_seed = fim_rate, fim_spm_rate, fim_seed
 
     def run(self, data, rank: int = 0, world_size: int = 1):
         tokenizer = load_tokenizer(self.tokenizer)
@@ -159,18 +179,32 @@ class PackShards(PipelineStep):
             shard_prefix=f"{rank:05d}",
             **options,
         )
+        encoder = FimEncoder(
+            tokenizer,
+            rate=resolve_fim_rate(self.fim_rate, tokenizer),
+            spm_rate=self.fim_spm_rate,
+            seed=self.fim_seed,
+        )
         counts: dict[str, dict[str, dict[str, int]]] = {}
+        layouts = {"plain": 0, "psm": 0, "spm": 0}  # of the train files
         batch: list[Document] = []
 
         def pack(batch: list[Document]) -> None:
             with self.track_time(unit="batch"):
-                texts = [tagged_text(d.metadata["language"], d.text) for d in batch]
-                for doc, ids in zip(batch, tokenizer.encode_batch(texts), strict=False):
+                texts = [
+                    TrainingText(d.id, tag_line(d.metadata["language"]), d.text) for d in batch
+                ]
+                splits = [
+                    "validation" if is_validation(d.id, self.validation_fraction) else "train"
+                    for d in batch
+                ]
+                encoded = encoder.encode_batch(texts, transform=[s == "train" for s in splits])
+                for doc, split, (ids, layout) in zip(batch, splits, encoded, strict=True):
                     language = doc.metadata["language"]
-                    split = (
-                        "validation" if is_validation(doc.id, self.validation_fraction) else "train"
-                    )
                     writer.add(ids, language, split)
+                    if split == "train":
+                        layouts[layout] += 1
+                        self.stat_update(f"fim_{layout}")
                     row = counts.setdefault(split, {}).setdefault(
                         language, {"files": 0, "bytes": 0, "tokens": 0}
                     )
@@ -190,6 +224,13 @@ class PackShards(PipelineStep):
             pack(batch)
         part = writer.close_part()
         part["counts"] = counts
+        part["fim"] = {
+            "rate": encoder.rate,
+            "spm_rate": encoder.spm_rate,
+            "seed": encoder.seed,
+            "style": encoder.style_name,
+            "train_files": layouts,
+        }
         path = part_path(self.work, rank)
         path.parent.mkdir(parents=True, exist_ok=True)
         atomic_write_text(path, json.dumps(part, indent=1))
@@ -213,7 +254,7 @@ def finish_dataset(
         vocab_size=tokenizer.vocab_size,
         eod_id=tokenizer.eod_id,
         languages=languages,
-        extra=extra,
+        extra={"fim": fim_record(parts), **(extra or {})},
     )
     return parts
 

@@ -27,9 +27,12 @@ tokenizer configs; llama.cpp's vocabulary loader recognises the same spellings):
 - ``prefix-only``: no tokens; the suffix is dropped and the prefix completed, as CodeGeeX-13B's
   own editor plugin did. Never detected: only chosen by name.
 
-All published formats put the prefix first (PSM). ``order="spm"`` (suffix, then prefix, as in
-Bavarian et al., 2022, "Efficient Training of Language Models to Fill in the Middle") is here
-for training data, which can mix both.
+All published formats put the prefix first (PSM). ``order="spm"`` puts the suffix first, in
+the layout StarCoder trains with (Bavarian et al., 2022, "Efficient Training of Language Models
+to Fill in the Middle", appendix D's second variant): ``<prefix-marker><suffix-marker>{suffix}
+<middle-marker>{prefix}``, so that the middle continues the prefix as plain text does.
+:mod:`geex.data.fim` builds training files with this function, so both orders are trained
+exactly as they are prompted.
 """
 
 from __future__ import annotations
@@ -225,7 +228,7 @@ def build_fim_ids(
     if order == "psm":
         body = [tokens.prefix, *prefix_ids, tokens.suffix, *suffix_ids, tokens.middle]
     elif order == "spm":
-        body = [tokens.suffix, *suffix_ids, tokens.prefix, *prefix_ids, tokens.middle]
+        body = [tokens.prefix, tokens.suffix, *suffix_ids, tokens.middle, *prefix_ids]
     else:
         raise GeexError(f"unknown FIM order {order!r}; choose psm or spm")
     return [*leading_ids, *body]
