@@ -5,6 +5,7 @@ quantized, training refused. `pytest tests/model/test_quantize.py`."""
 from __future__ import annotations
 
 import copy
+import email
 import hashlib
 import json
 import re
@@ -39,9 +40,13 @@ from geex.presets import model_preset
 from geex.tokenizer import train_tokenizer
 from tests.conftest import one_line_error, required_module, run_geex
 
-SOURCES = sorted((Path(__file__).resolve().parents[2] / "src" / "geex").rglob("*.py"))
-# Error bounds on held-out real code, 5x the relative error the fixture's model measures
-# (fp32: 0.0009, top-1 agreement 99.3%; bf16: 0.0030, 97.4%; the loss moves by < 0.001).
+# Real code that stays the same from one commit to the next (Geex's own source did not: each
+# change to it trained another model): the standard library's email and json packages.
+SOURCES = sorted(
+    path for package in (email, json) for path in Path(package.__file__).parent.rglob("*.py")
+)
+# Error bounds on held-out real code, about 4x the relative error the fixture's model measures
+# (Python 3.11: fp32 0.0013, top-1 agreement 100%; bf16 0.0032, 99.8%).
 BOUNDS = {torch.float32: (0.005, 0.97), torch.bfloat16: (0.015, 0.93)}
 
 
