@@ -86,7 +86,7 @@ class GeexBackend:
             )
             for prefix, suffix in holes
         ]
-        return self._decode(prompt_ids, stops, sampling, end_ids=self.fim_ids.end)
+        return self._decode(prompt_ids, stops, sampling, end_ids=self.fim_ids.end, infill=True)
 
     def _decode(
         self,
@@ -94,9 +94,18 @@ class GeexBackend:
         stops: Sequence[StopRule],
         sampling: Sampling,
         end_ids: frozenset[int] = frozenset(),
+        infill: bool = False,
     ) -> list[list[str]]:
+        """``infill``: special tokens a model emits mid-middle are dropped from the text, as
+        ``geex serve`` drops them from what it sends an editor, so that a middle is judged as
+        a user would get it (a completion keeps them, as HumanEval-X runs always have)."""
         from geex.model.generation import generate
         from geex.model.sampling import SamplingConfig
+
+        def decode(ids: list[int]) -> str:
+            if infill:
+                return self.tokenizer.backend.decode(list(ids), skip_special_tokens=True)
+            return self.tokenizer.decode(ids)
 
         n = sampling.n
         config = SamplingConfig(
@@ -109,7 +118,7 @@ class GeexBackend:
 
         def should_stop(row: int, ids: list[int]) -> bool:
             ended = bool(ids) and ids[-1] in end_ids  # an infill's end token
-            text = self.tokenizer.decode(ids[:-1] if ended else ids)
+            text = decode(ids[:-1] if ended else ids)
             end = stops[row // n].end(text)
             if end is not None or ended:
                 cut[row] = text if end is None else text[:end]
@@ -125,10 +134,7 @@ class GeexBackend:
             should_stop=should_stop,
         )
         return [
-            [
-                cut[p * n + s] if p * n + s in cut else self.tokenizer.decode(ids)
-                for s, ids in enumerate(samples)
-            ]
+            [cut[p * n + s] if p * n + s in cut else decode(ids) for s, ids in enumerate(samples)]
             for p, samples in enumerate(token_ids)
         ]
 
