@@ -15,6 +15,7 @@ from geex.eval.fim_prompts import resolve_infill_style
 from geex.model import ModelConfig, build_model
 from geex.model.checkpoint import save_checkpoint
 from geex.tokenizer import load_tokenizer
+from tests.conftest import required_module
 from tests.eval.conftest import LANGUAGES
 
 GROUPS = ["Python single-line", "Python multi-line", "Go single-line", "Go multi-line"]
@@ -99,3 +100,54 @@ def test_a_model_without_fim_tokens_is_refused_naming_the_flag(
 def test_detection_finds_no_style_in_a_plain_vocabulary():
     with pytest.raises(GeexError, match="name its format with --fim-style"):
         resolve_infill_style("auto", {"a": 0, "<|endoftext|>": 1}, None, "plain")
+
+
+def test_a_hugging_face_export_fills_as_the_checkpoint(checkpoint, capsys, tmp_path):
+    required_module("transformers")
+    from geex.model.hf_export import export_hf
+
+    export_hf(checkpoint, tmp_path / "hf")
+    _, _, local, _ = infill_with(capsys, tmp_path / "local", "--model", str(checkpoint))
+    code, printed, hf, summary = infill_with(
+        capsys, tmp_path / "hf-run", "--hf-model", str(tmp_path / "hf"), "--trust-remote-code"
+    )
+    assert code == 0, printed
+    assert "FIM style geex" in summary["title"]
+    assert {r["task_id"]: r["generation"] for r in hf} == {
+        r["task_id"]: r["generation"] for r in local
+    }
+
+
+def test_a_samples_file_of_middles_is_judged_and_matched(capsys, tmp_path):
+    from geex.eval.infill import infill_tasks
+    from geex.eval.problems import load_embedded
+
+    tasks = infill_tasks(load_embedded(["python"])[:1], ["single-line"])
+    right, wrong = tasks[0], tasks[1]
+    samples = tmp_path / "middles.jsonl"
+    samples.write_text(
+        json.dumps({"task_id": right.task_id, "generation": right.middle.rstrip() + "  "}) + "\n"
+        + json.dumps({"task_id": wrong.task_id, "generation": "raise ValueError()\nmore"}) + "\n"
+    )  # fmt: skip
+    code = main(["eval", "infill", "--embedded", "--samples", str(samples), "--languages",
+                 "python", "--limit", "1", "--kinds", "single-line", "--out", str(tmp_path),
+                 "--no-progress"])  # fmt: skip
+    capsys.readouterr()
+    assert code == 0
+    results = {
+        r["task_id"]: r
+        for r in map(json.loads, (tmp_path / "results.jsonl").read_text().splitlines())
+    }
+    assert results[right.task_id]["verdict"] == "passed"
+    assert results[right.task_id]["exact_match"] is True
+    assert results[wrong.task_id]["generation"] == "raise ValueError()\n"  # cut to one line
+    assert results[wrong.task_id]["exact_match"] is False
+    assert results[wrong.task_id]["verdict"] != "passed"
+    summary = json.loads((tmp_path / "summary.json").read_text())
+    assert summary["overall"]["exact_match"] == 0.5
+
+
+def test_fim_style_without_a_model_is_refused(capsys):
+    code = main(["eval", "infill", "--embedded", "--canonical", "--fim-style", "starcoder"])
+    assert code != 0
+    assert "--fim-style goes with a model" in capsys.readouterr().err

@@ -200,6 +200,7 @@ def _embedded(args: argparse.Namespace) -> int:
 def _infill(args: argparse.Namespace) -> int:
     from geex.eval.problems import load_embedded, load_hub, load_problems
 
+    args.task = "infill"
     languages = None if args.samples else args.languages
     if args.embedded:
         if args.data:
@@ -229,9 +230,7 @@ def _run(args: argparse.Namespace, problems, benchmark: str, *, known: bool) -> 
     from geex.eval.problems import LANGUAGE_ORDER, humanevalx_language
     from geex.eval.run import evaluate
 
-    infill = args.handler is _infill
-    if infill:
-        args.task = "infill"
+    infill = args.task == "infill"
     generating = bool(args.model or args.hf_model or args.openai_url)
     if not args.canonical and not args.samples and not generating:
         raise GeexError(
@@ -240,6 +239,8 @@ def _run(args: argparse.Namespace, problems, benchmark: str, *, known: bool) -> 
             "or --openai-url URL"
         )
     _refuse_sampling_flags(args, generating)
+    if infill and not generating and args.fim_style != "auto":
+        raise GeexError("--fim-style goes with a model (--model or --hf-model)")
     sampling = _sampling(args) if generating else None
     config = config_from_args(EvalConfig, args)
     if config.settings.timeout <= 0:

@@ -146,7 +146,9 @@ class HFBackend:
             if token in self.end_ids:
                 ids = ids[:i]
                 break
-        return self.tokenizer.decode(ids, skip_special_tokens=False)
+        # A middle drops special tokens, as geex serve's does (GeexBackend.infill says why).
+        infilling = self.fim is not None
+        return self.tokenizer.decode(ids, skip_special_tokens=infilling)
 
 
 class _StopRules:
