@@ -96,15 +96,16 @@ def _unsolved(run: EvalRun) -> list[str]:
 
 def markdown(run: EvalRun) -> str:
     ks = _ks(run)
+    exact = has_exact_match(run)
+    unit = "tasks" if exact else "problems"
     lines = [f"# {run.title}", ""]
     lines.append(
-        f"{len(run.results)} samples of {len({r.task_id for r in run.results})} problems, "
+        f"{len(run.results)} samples of {len({r.task_id for r in run.results})} {unit}, "
         f"judged in {run.seconds:.1f} s; sandbox: {run.sandbox}"
         + (f"; {run.resumed} results resumed from an earlier run" if run.resumed else "")
         + "."
     )
     lines += [f"\n> {note}" for note in run.notes]
-    exact = has_exact_match(run)
     header = _header(ks, exact)
     lines += ["", "| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
     for name, g in run.scores.groups.items():
@@ -138,7 +139,8 @@ def markdown(run: EvalRun) -> str:
             lines.append(f"| {r.task_id} | {r.completion_id} | {r.verdict} | {reason} |")
     unsolved = _unsolved(run)
     if unsolved and len(failing) > MAX_LISTED:
-        lines += ["", f"## Problems no sample solved ({len(unsolved)})", "", ", ".join(unsolved)]
+        heading = f"## {unit.capitalize()} no sample solved ({len(unsolved)})"
+        lines += ["", heading, "", ", ".join(unsolved)]
     return "\n".join(lines) + "\n"
 
 
