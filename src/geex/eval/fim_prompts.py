@@ -29,9 +29,10 @@ def resolve_infill_style(
     if choice == "none":
         raise GeexError("infilling needs a FIM style; --fim-style none turns infilling off")
     if choice == "auto" and detect_fim_style(vocab, kind_hint) is None:
+        formats = [name for name, style in FIM_STYLES.items() if not style.drops_suffix]
         raise GeexError(
             f"{model} has no fill-in-the-middle tokens Geex knows, so it cannot read a suffix: "
-            f"name its format with --fim-style ({', '.join(FIM_STYLES)}), or --fim-style "
+            f"name its format with --fim-style ({', '.join(formats)}), or --fim-style "
             "prefix-only to judge it on the prefix alone"
         )
     style, ids = resolve_fim_style(choice, vocab, kind_hint)
