@@ -98,3 +98,22 @@ def test_a_single_line_stops_at_its_newline_a_span_where_a_body_cannot_go_on():
     assert infill_stop(single).end("return x\n    y") == len("return x")
     assert infill_stop(multi).end("a\n    b\nprint(1)") == len("a\n    b")
     assert infill_stop(multi).end("a\n    b\n") is None
+
+
+def test_every_humanevalx_hole_puts_its_body_back(humanevalx_dir):
+    from geex.eval.problems import load_problems
+
+    tasks = infill_tasks(load_problems(humanevalx_dir))
+    for task in tasks:
+        assert task.program_completion(task.middle) == task.problem.canonical_solution
+    kinds = {(t.language.key, t.kind) for t in tasks}
+    assert len(kinds) == 12
+
+
+def test_a_bad_setting_is_a_one_line_error_of_the_command(capsys):
+    from geex.cli import main
+
+    code = main(["eval", "infill", "--embedded", "--canonical", "--max-span", "1"])
+    assert code != 0
+    err = capsys.readouterr().err.strip()
+    assert "--max-span must be at least 2 lines" in err and len(err.splitlines()) == 1
