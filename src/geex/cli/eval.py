@@ -44,8 +44,42 @@ def register(subparsers) -> None:
     _add_run_arguments(embedded)
     embedded.set_defaults(handler=_embedded)
 
+    _register_infill(benchmarks)
     _register_prepare(benchmarks)
     parser.set_defaults(handler=lambda args: parser.print_help() or 2)
+
+
+def _register_infill(benchmarks) -> None:
+    from geex.eval.infill import DEFAULT_MAX_SPAN, DEFAULT_MULTI_PER_PROBLEM, INFILL_KINDS
+    from geex.tokenizer.fim import FIM_STYLES
+
+    infill = benchmarks.add_parser(
+        "infill",
+        help="fill-in-the-middle: lines of HumanEval-X's canonical solutions masked",
+        description="Mask each line (single-line) and spans of lines (multi-line) of the "
+        "canonical solutions, let a model fill them from prefix and suffix, and judge each "
+        "filled program by its tests: pass@1 and exact match per language and kind.",
+    )
+    infill.add_argument("--data", metavar="DIR", help="folder of humaneval_<lang>.jsonl(.gz)")
+    infill.add_argument("--embedded", action="store_true", help="mask Geex's embedded set instead")
+    _add_run_arguments(infill, task_choice=False)
+    infill.add_argument(
+        "--kinds", nargs="+", choices=INFILL_KINDS, default=list(INFILL_KINDS),
+        help="which holes (default: both)",
+    )  # fmt: skip
+    infill.add_argument(
+        "--max-span", type=int, default=DEFAULT_MAX_SPAN,
+        help=f"most lines a multi-line hole masks (default {DEFAULT_MAX_SPAN})",
+    )  # fmt: skip
+    infill.add_argument(
+        "--multi-per-problem", type=int, default=DEFAULT_MULTI_PER_PROBLEM,
+        help=f"multi-line holes kept per problem (default {DEFAULT_MULTI_PER_PROBLEM})",
+    )  # fmt: skip
+    infill.add_argument(
+        "--fim-style", default="auto", choices=["auto", *FIM_STYLES],
+        help="the model's FIM format (default: detected from its vocabulary)",
+    )  # fmt: skip
+    infill.set_defaults(handler=_infill)
 
 
 def _register_prepare(benchmarks) -> None:
@@ -75,7 +109,7 @@ def _register_prepare(benchmarks) -> None:
     prepare.set_defaults(handler=_prepare)
 
 
-def _add_run_arguments(parser: argparse.ArgumentParser) -> None:
+def _add_run_arguments(parser: argparse.ArgumentParser, *, task_choice: bool = True) -> None:
     source = parser.add_mutually_exclusive_group()
     source.add_argument(
         "--canonical", action="store_true", help="judge the canonical solutions (checks the judge)"
@@ -100,7 +134,8 @@ def _add_run_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--languages", nargs="+", metavar="LANG", help="e.g. python cpp js (default: all)"
     )
-    parser.add_argument("--task", choices=["generation", "translation"], default="generation")
+    if task_choice:
+        parser.add_argument("--task", choices=["generation", "translation"], default="generation")
     parser.add_argument(
         "--out", metavar="DIR", help="write results.jsonl and reports here; resumes"
     )
@@ -162,14 +197,40 @@ def _embedded(args: argparse.Namespace) -> int:
     return _run(args, load_embedded(languages), "Geex embedded set", known=False)
 
 
+def _infill(args: argparse.Namespace) -> int:
+    from geex.eval.problems import load_embedded, load_hub, load_problems
+
+    args.task = "infill"
+    languages = None if args.samples else args.languages
+    if args.embedded:
+        if args.data:
+            raise GeexError("--embedded and --data name two benchmarks; give one")
+        return _run(args, load_embedded(languages), "Geex embedded set", known=False)
+    data = args.data or os.environ.get("GEEX_HUMANEVALX_DIR")
+    problems = load_problems(data, languages) if data else load_hub(languages)
+    return _run(args, problems, "HumanEval-X", known=True)
+
+
+def _build_tasks(args: argparse.Namespace, problems):
+    if args.task != "infill":
+        from geex.eval.tasks import build_tasks
+
+        return build_tasks(problems, args.task)
+    from geex.eval.infill import infill_tasks
+
+    return infill_tasks(problems, args.kinds, max_span=args.max_span,
+                        multi_per_problem=args.multi_per_problem)  # fmt: skip
+
+
 def _run(args: argparse.Namespace, problems, benchmark: str, *, known: bool) -> int:
     from geex.eval.backends import canonical_samples, generate_samples, read_samples
     from geex.eval.evaluator import Evaluator
     from geex.eval.fingerprint import CANONICAL, SAMPLES
+    from geex.eval.infill import canonical_infills, whole_middle
     from geex.eval.problems import LANGUAGE_ORDER, humanevalx_language
     from geex.eval.run import evaluate
-    from geex.eval.tasks import build_tasks
 
+    infill = args.task == "infill"
     generating = bool(args.model or args.hf_model or args.openai_url)
     if not args.canonical and not args.samples and not generating:
         raise GeexError(
@@ -178,13 +239,15 @@ def _run(args: argparse.Namespace, problems, benchmark: str, *, known: bool) -> 
             "or --openai-url URL"
         )
     _refuse_sampling_flags(args, generating)
+    if infill and not generating and args.fim_style != "auto":
+        raise GeexError("--fim-style goes with a model (--model or --hf-model)")
     sampling = _sampling(args) if generating else None
     config = config_from_args(EvalConfig, args)
     if config.settings.timeout <= 0:
         raise GeexError("--timeout must be positive")
     if args.limit is not None:
         problems = [p for p in problems if int(p.number) < args.limit]
-    all_tasks = build_tasks(problems, args.task)
+    all_tasks = _build_tasks(args, problems)
     chosen = {humanevalx_language(name).key for name in args.languages or LANGUAGE_ORDER}
     tasks = [t for t in all_tasks if _in_languages(t, chosen)]
     if not tasks:
@@ -193,6 +256,9 @@ def _run(args: argparse.Namespace, problems, benchmark: str, *, known: bool) -> 
     backend, model_label, generator = (
         _model_backend(args, sampling) if generating else (None, "", None)
     )
+    if infill and generating:
+        generator["fim_style"] = _use_fim_style(args, backend, model_label)
+        model_label += f", FIM style {generator['fim_style']}"
     with Evaluator(config) as evaluator:
         languages = sorted({t.language.key for t in tasks})
         missing = evaluator.missing_toolchains(languages)
@@ -201,21 +267,28 @@ def _run(args: argparse.Namespace, problems, benchmark: str, *, known: bool) -> 
             raise GeexError(f"{lines} (or leave them out with --languages)")
         expected = None
         if args.canonical:
-            samples = canonical_samples(tasks)
+            samples = canonical_infills(tasks) if infill else canonical_samples(tasks)
             generator = CANONICAL
         elif args.samples:
             others = {t.task_id for t in all_tasks} - {t.task_id for t in tasks}
             samples = read_samples(args.samples, tasks, other_task_ids=others)
+            if infill:  # a middle is made whole as a model's is
+                samples = [dataclasses.replace(s, generation=whole_middle(s.task, s.generation))
+                           for s in samples]  # fmt: skip
             generator = SAMPLES
         else:
             batch = args.batch_size
 
             def samples(done):  # only what an interrupted run still lacks
-                return generate_samples(backend, tasks, sampling, done=done, batch_size=batch)
+                return generate_samples(
+                    backend, tasks, sampling, done=done, batch_size=batch, infill=infill
+                )
 
             expected = len(tasks) * sampling.n
         per_task = sampling.n if generating else None
         title = f"{benchmark}, {args.task}" + (", canonical solutions" if args.canonical else "")
+        if infill:
+            title = f"{benchmark}, infilling" + (", canonical middles" if args.canonical else "")
         if generating:
             title += f", {model_label}, n={sampling.n}, temperature {sampling.temperature:g}"
         run = evaluate(
@@ -227,9 +300,21 @@ def _run(args: argparse.Namespace, problems, benchmark: str, *, known: bool) -> 
     _print_summary(run)
     if args.out:
         print(f"\nresults, report.md and report.html in {args.out}")
-    if args.canonical and known and args.task == "generation" and not config.example_test:
+    if args.canonical and known and args.task != "translation" and not config.example_test:
         return _check_canonical(run, js_md5)
     return 0
+
+
+def _use_fim_style(args: argparse.Namespace, backend, model_label: str) -> str:
+    """Set the backend's FIM style; an endpoint applies its own, so it takes none."""
+    if args.openai_url:
+        if args.fim_style != "auto":
+            raise GeexError(
+                "--fim-style goes with --model or --hf-model; an endpoint puts the suffix "
+                "in its model's format itself"
+            )
+        return "the server's"
+    return backend.use_fim_style(args.fim_style, model_label)
 
 
 def _refuse_sampling_flags(args: argparse.Namespace, generating: bool) -> None:
@@ -318,8 +403,11 @@ def _print_summary(run) -> None:
 
     ks = sorted({k for g in run.scores.groups.values() for k in g.pass_at})
     verdicts = [v for v in VERDICTS if run.scores.overall.verdicts.get(v)]
+    exact = run.scores.overall.exact_match is not None  # an infilling run
     table = Table(title=run.title)
-    for column in ["", "problems", "samples", *[f"pass@{k}" for k in ks], *verdicts]:
+    exact_column = ["exact match"] if exact else []
+    for column in ["", "tasks" if exact else "problems", "samples", *[f"pass@{k}" for k in ks], *exact_column,
+                   *verdicts]:  # fmt: skip
         table.add_column(column, justify="left" if not column else "right")
     rows = [*run.scores.groups.items(), ("all", run.scores.overall)]
     for name, g in rows:
@@ -327,6 +415,8 @@ def _print_summary(run) -> None:
         cells += [
             f"{100 * g.pass_at[k]:.2f}%{g.coverage(k)}" if k in g.pass_at else "-" for k in ks
         ]
+        if exact:
+            cells.append(f"{100 * g.exact_match:.2f}%" if g.exact_match is not None else "-")
         cells += [str(g.verdicts.get(v, 0) or "") for v in verdicts]
         table.add_row(*cells)
     console = Console()
@@ -367,13 +457,13 @@ def _check_canonical(run, js_md5: bool) -> int:
     unexpected = []
     print("\nCanonical solutions that do not pass:")
     for result in run.results:
-        expected = expected_canonical(result.task_id, js_md5=js_md5)
+        # An infilling task (Python/0/L3) fills its problem's canonical program again.
+        problem_id = "/".join(result.task_id.split("/")[:2])
+        expected = expected_canonical(problem_id, js_md5=js_md5)
         if result.verdict not in expected:
             unexpected.append(result)
-        elif result.task_id in KNOWN_CANONICAL and result.verdict != "passed":
-            print(
-                f"  {result.task_id}: {result.verdict} (known: {KNOWN_CANONICAL[result.task_id][1]})"
-            )
+        elif problem_id in KNOWN_CANONICAL and result.verdict != "passed":
+            print(f"  {result.task_id}: {result.verdict} (known: {KNOWN_CANONICAL[problem_id][1]})")
     for result in unexpected:
         print(f"  {result.task_id}: {result.verdict} UNEXPECTED ({result.detail})", file=sys.stderr)
     if unexpected:

@@ -5,7 +5,9 @@ The pieces, in the order a sample flows through them:
 - ``problems``: benchmark problems from a folder of ``humaneval_<lang>.jsonl(.gz)``, the
   Hugging Face Hub, or the set shipped in the package (``embedded/``);
 - ``tasks``: the prompts (generation with the language tag; translation between languages);
-- ``backends``: where completions come from (canonical solutions, a samples file, a model);
+  ``infill``: holes in canonical solutions, filled from prefix and suffix;
+- ``backends``: where completions come from (canonical solutions, a samples file, a model;
+  ``fim_prompts``: how a local model is asked to fill a hole);
 - ``programs``: stop rules and the per-language program layout of the reference harness;
 - ``sandbox`` and ``runners``: compile and run each program in bubblewrap with limits;
 - ``verdicts``, ``evaluator``: the seven verdicts, and the parallel judge;
@@ -30,6 +32,8 @@ _EXPORTS = {
     "read_samples": "geex.eval.backends",
     "EvalConfig": "geex.eval.evaluator",
     "Evaluator": "geex.eval.evaluator",
+    "InfillTask": "geex.eval.infill",
+    "infill_tasks": "geex.eval.infill",
     "Problem": "geex.eval.problems",
     "load_embedded": "geex.eval.problems",
     "load_hub": "geex.eval.problems",

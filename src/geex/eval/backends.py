@@ -109,6 +109,14 @@ class GenerationBackend(Protocol):
         ...
 
 
+class InfillBackend(Protocol):
+    def infill(
+        self, holes: Sequence[tuple[str, str]], stops: Sequence[StopRule], sampling: Sampling
+    ) -> list[list[str]]:
+        """``sampling.n`` middles for each (prefix, suffix), in the model's FIM format."""
+        ...
+
+
 class FunctionBackend:
     """A backend from a plain function ``prompt -> completion`` (tests, simple baselines)."""
 
@@ -128,12 +136,21 @@ def generate_samples(
     *,
     done: Iterable[tuple[str, int]] = (),
     batch_size: int = 8,
+    infill: bool = False,
 ) -> Iterator[Sample]:
     """Samples 0..n-1 of every task, skipping the (task_id, completion_id) pairs in ``done``.
 
     A task missing some samples is asked for as many as it misses, so a resumed run draws
-    fresh completions for them rather than repeating earlier ones.
+    fresh completions for them rather than repeating earlier ones. ``infill``: the tasks are
+    holes (``geex.eval.infill``), asked for with their suffix through ``backend.infill``.
     """
+    if infill:
+        from geex.eval.infill import infill_stop, whole_middle
+
+        stop_rule, finish = infill_stop, whole_middle
+    else:
+        stop_rule = lambda task: StopRule.for_language(task.language)  # noqa: E731
+        finish = lambda task, text: cut_generation(text, task.language)  # noqa: E731
     done = set(done)
     pending = []
     for task in tasks:
@@ -147,14 +164,18 @@ def generate_samples(
         for task, missing in batch:
             by_count.setdefault(len(missing), []).append((task, missing))
         for count, items in by_count.items():
-            prompts = [task.prompt for task, _ in items]
-            stops = [StopRule.for_language(task.language) for task, _ in items]
-            outputs = backend.generate(prompts, stops, _with_n(sampling, count))
+            stops = [stop_rule(task) for task, _ in items]
+            if infill:
+                holes = [(task.prompt, task.suffix) for task, _ in items]
+                outputs = backend.infill(holes, stops, _with_n(sampling, count))
+            else:
+                prompts = [task.prompt for task, _ in items]
+                outputs = backend.generate(prompts, stops, _with_n(sampling, count))
             if len(outputs) != len(items):
                 raise GeexError(f"the backend answered {len(outputs)} prompts of {len(items)}")
             for (task, missing), texts in zip(items, outputs, strict=True):
                 for completion_id, text in zip(missing, texts, strict=False):
-                    yield Sample(task, completion_id, cut_generation(text, task.language))
+                    yield Sample(task, completion_id, finish(task, text))
 
 
 def _with_n(sampling: Sampling, n: int) -> Sampling:

@@ -37,6 +37,20 @@ class HFBackend:
         # A row's text ends at its first end-of-text token, or at the padding that follows a
         # row which finished before the others.
         self.end_ids = {*eos, tokenizer.eos_token_id, tokenizer.pad_token_id} - {None}
+        self.fim = self.fim_ids = None  # set by use_fim_style, for infilling
+
+    def use_fim_style(self, choice: str = "auto", name: str = "the model") -> str:
+        """Infill in the style ``choice`` names ("auto": detected from the vocabulary and the
+        model type, as ``geex serve`` does); returns the style's name. The style's end tokens
+        end a middle."""
+        from geex.eval.fim_prompts import resolve_infill_style
+        from geex.serve.hf_runner import HFCodec
+
+        self.codec = HFCodec(self.tokenizer, self.model.generation_config)
+        hint = getattr(self.model.config, "model_type", None)
+        self.fim, self.fim_ids = resolve_infill_style(choice, self.codec.vocab, hint, name)
+        self.end_ids |= self.fim_ids.end
+        return self.fim.name
 
     @classmethod
     def load(
@@ -57,6 +71,45 @@ class HFBackend:
     ) -> list[list[str]]:
         device = next(self.model.parameters()).device
         batch = self.tokenizer(list(prompts), return_tensors="pt", padding=True).to(device)
+        return self._decode(dict(batch), stops, sampling)
+
+    def infill(
+        self, holes: Sequence[tuple[str, str]], stops: Sequence[StopRule], sampling: Sampling
+    ) -> list[list[str]]:
+        """The middles of (prefix, suffix) holes in the model's FIM style, left-padded into
+        one batch as :meth:`generate` pads its prompts."""
+        from geex.eval.fim_prompts import fim_prompt_ids
+
+        if self.fim is None:
+            self.use_fim_style()
+        context = getattr(self.model.config, "max_position_embeddings", None) or 1 << 30
+        budget = max(context - sampling.max_new_tokens, 1)
+        rows = [
+            fim_prompt_ids(
+                self.codec.encode_text,
+                self.fim,
+                self.fim_ids,
+                prefix,
+                suffix,
+                max_tokens=budget,
+                leading_ids=self.codec.leading_ids,
+            )
+            for prefix, suffix in holes
+        ]
+        width = max(map(len, rows))
+        pad = self.tokenizer.pad_token_id
+        device = next(self.model.parameters()).device
+        batch = {
+            "input_ids": torch.tensor([[pad] * (width - len(r)) + r for r in rows], device=device),
+            "attention_mask": torch.tensor(
+                [[0] * (width - len(r)) + [1] * len(r) for r in rows], device=device
+            ),
+        }
+        return self._decode(batch, stops, sampling)
+
+    def _decode(
+        self, batch: dict, stops: Sequence[StopRule], sampling: Sampling
+    ) -> list[list[str]]:
         prompt_length = batch["input_ids"].shape[1]
         sample = sampling.temperature >= GREEDY_BELOW  # below it, greedy (as Geex decodes)
         options = (
@@ -80,7 +133,7 @@ class HFBackend:
             output[:, prompt_length:].tolist()
         )]  # fmt: skip
         n = sampling.n
-        return [texts[p * n : (p + 1) * n] for p in range(len(prompts))]
+        return [texts[p * n : (p + 1) * n] for p in range(len(stops))]
 
     def completion_text(self, ids: list[int], stop: StopRule) -> str:
         """The text of one row's new ids, up to its end token and its stop rule."""
@@ -93,7 +146,9 @@ class HFBackend:
             if token in self.end_ids:
                 ids = ids[:i]
                 break
-        return self.tokenizer.decode(ids, skip_special_tokens=False)
+        # A middle drops special tokens, as geex serve's does (GeexBackend.infill says why).
+        infilling = self.fim is not None
+        return self.tokenizer.decode(ids, skip_special_tokens=infilling)
 
 
 class _StopRules:

@@ -84,13 +84,27 @@ class OpenAIBackend:
             ]
             return [job.result() for job in jobs]
 
-    def samples(self, prompt: str, stop: StopRule, sampling: Sampling) -> list[str]:
+    def infill(
+        self, holes: Sequence[tuple[str, str]], stops: Sequence[StopRule], sampling: Sampling
+    ) -> list[list[str]]:
+        """Middles of (prefix, suffix) holes: the prefix as the prompt and the ``suffix``
+        field, which the server puts in its model's FIM format (or refuses)."""
+        with ThreadPoolExecutor(min(self.concurrency, len(holes)) or 1) as pool:
+            jobs = [
+                pool.submit(self.samples, prefix, stop, sampling, suffix)
+                for (prefix, suffix), stop in zip(holes, stops, strict=True)
+            ]
+            return [job.result() for job in jobs]
+
+    def samples(
+        self, prompt: str, stop: StopRule, sampling: Sampling, suffix: str | None = None
+    ) -> list[str]:
         """``sampling.n`` completions of one prompt, in as few requests as the server allows."""
         texts: list[str] = []
         while len(texts) < sampling.n:
             wanted = sampling.n - len(texts) if self.accepts_n else 1
             try:
-                got = self.complete(prompt, stop, sampling, wanted)
+                got = self.complete(prompt, stop, sampling, wanted, suffix)
             except RefusedRequest as err:
                 if wanted == 1:
                     raise
@@ -106,7 +120,9 @@ class OpenAIBackend:
             texts.extend(got[:wanted])
         return texts
 
-    def complete(self, prompt: str, stop: StopRule, sampling: Sampling, n: int) -> list[str]:
+    def complete(
+        self, prompt: str, stop: StopRule, sampling: Sampling, n: int, suffix: str | None = None
+    ) -> list[str]:
         body = {
             "model": self.model,
             "prompt": prompt,
@@ -115,6 +131,8 @@ class OpenAIBackend:
             "top_p": sampling.top_p,
             "n": n,
         }
+        if suffix is not None:
+            body["suffix"] = suffix
         if stop.sequences:
             body["stop"] = list(stop.sequences[:MAX_STOP_SEQUENCES])
         answer = self._request("POST", "/completions", body)

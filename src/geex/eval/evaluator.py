@@ -176,7 +176,11 @@ class Evaluator:
         runner = self.runner(unit[0].task.language.key)
         start = time.monotonic()
         programs = [
-            assemble(s.task.problem, s.generation, example_test=self.config.example_test)
+            assemble(
+                s.task.problem,
+                s.task.program_completion(s.generation),
+                example_test=self.config.example_test,
+            )
             for s in unit
         ]
         jobs = []
@@ -224,6 +228,7 @@ class Evaluator:
                 missing_package=j.missing_package,
                 install=j.install,
                 judging_fingerprint=self.judging_fingerprint(sample.task.problem),
+                exact_match=sample.task.exact_match(sample.generation),
             )
             for sample, program, j in zip(unit, programs, judgements, strict=True)
         ]

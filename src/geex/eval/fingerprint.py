@@ -177,7 +177,11 @@ def model_generator(
 
 
 def generation_fingerprint(generator: Mapping, task: Task) -> str:
-    return digest([dict(generator), task.prompt])
+    """An infilling task's suffix is part of what the model read."""
+    suffix = getattr(task, "suffix", None)
+    if suffix is None:
+        return digest([dict(generator), task.prompt])
+    return digest([dict(generator), task.prompt, suffix])
 
 
 def judging_fingerprint(problem: Problem, judge: Mapping) -> str:

@@ -1,9 +1,11 @@
 """The run's reports: ``report.md`` and a self-contained ``report.html`` with an inline SVG plot.
 
-Both hold a table per language (or translation pair): problems, samples, pass@k and the
-verdict counts ("unavailable": the samples not judged, which pass@k leaves out); then the
-packages whose absence left samples unjudged, with the commands that install them; then the samples that did not pass (with the reason) when
-there are few enough to read, and the problems no sample solved.
+Both hold a table per language (or translation pair, or language and infilling kind):
+problems, samples, pass@k (and exact match, for infilling) and the verdict counts
+("unavailable": the samples not judged, which pass@k leaves out); then the packages whose
+absence left samples unjudged, with the commands that install them; then the samples that did
+not pass (with the reason) when there are few enough to read, and the problems no sample
+solved.
 """
 
 from __future__ import annotations
@@ -35,11 +37,18 @@ def _ks(run: EvalRun) -> list[int]:
     return ks or sorted(run.scores.overall.pass_at)
 
 
-def _row(name: str, g: GroupScore, ks: list[int]) -> list[str]:
+def _row(name: str, g: GroupScore, ks: list[int], exact: bool = False) -> list[str]:
     cells = [name, str(g.problems), str(g.samples)]
     cells += [f"{100 * g.pass_at[k]:.2f}{g.coverage(k)}" if k in g.pass_at else "-" for k in ks]
+    if exact:
+        cells.append(f"{100 * g.exact_match:.2f}" if g.exact_match is not None else "-")
     cells += [str(g.verdicts.get(v, 0)) for v in VERDICTS]
     return cells
+
+
+def has_exact_match(run: EvalRun) -> bool:
+    """Whether the run is an infilling one, whose samples have an expected text."""
+    return run.scores.overall.exact_match is not None
 
 
 def _partial_sentence(run: EvalRun) -> str:
@@ -53,8 +62,10 @@ def _partial_sentence(run: EvalRun) -> str:
     )
 
 
-def _header(ks: list[int]) -> list[str]:
-    return ["", "problems", "samples", *[f"pass@{k} %" for k in ks], *VERDICTS]
+def _header(ks: list[int], exact: bool = False) -> list[str]:
+    exact_column = ["exact match %"] if exact else []
+    tasks = "tasks" if exact else "problems"  # an infilling task is a hole in a problem
+    return ["", tasks, "samples", *[f"pass@{k} %" for k in ks], *exact_column, *VERDICTS]
 
 
 def _missing_rows(run: EvalRun) -> list[list[str]]:
@@ -85,18 +96,21 @@ def _unsolved(run: EvalRun) -> list[str]:
 
 def markdown(run: EvalRun) -> str:
     ks = _ks(run)
+    exact = has_exact_match(run)
+    unit = "tasks" if exact else "problems"
     lines = [f"# {run.title}", ""]
     lines.append(
-        f"{len(run.results)} samples of {len({r.task_id for r in run.results})} problems, "
+        f"{len(run.results)} samples of {len({r.task_id for r in run.results})} {unit}, "
         f"judged in {run.seconds:.1f} s; sandbox: {run.sandbox}"
         + (f"; {run.resumed} results resumed from an earlier run" if run.resumed else "")
         + "."
     )
     lines += [f"\n> {note}" for note in run.notes]
-    lines += ["", "| " + " | ".join(_header(ks)) + " |", "|" + "---|" * len(_header(ks))]
+    header = _header(ks, exact)
+    lines += ["", "| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
     for name, g in run.scores.groups.items():
-        lines.append("| " + " | ".join(_row(name, g, ks)) + " |")
-    lines.append("| " + " | ".join(_row("**all**", run.scores.overall, ks)) + " |")
+        lines.append("| " + " | ".join(_row(name, g, ks, exact)) + " |")
+    lines.append("| " + " | ".join(_row("**all**", run.scores.overall, ks, exact)) + " |")
     missing_k = [k for k in (1, 10, 100) if k not in run.scores.overall.pass_at]
     if missing_k:
         lines.append(
@@ -125,7 +139,8 @@ def markdown(run: EvalRun) -> str:
             lines.append(f"| {r.task_id} | {r.completion_id} | {r.verdict} | {reason} |")
     unsolved = _unsolved(run)
     if unsolved and len(failing) > MAX_LISTED:
-        lines += ["", f"## Problems no sample solved ({len(unsolved)})", "", ", ".join(unsolved)]
+        heading = f"## {unit.capitalize()} no sample solved ({len(unsolved)})"
+        lines += ["", heading, "", ", ".join(unsolved)]
     return "\n".join(lines) + "\n"
 
 
@@ -180,8 +195,9 @@ def _html_table(header: list[str], rows: list[list[str]]) -> str:
 
 def html_report(run: EvalRun) -> str:
     ks = _ks(run)
-    rows = [_row(name, g, ks) for name, g in run.scores.groups.items()]
-    rows.append(_row("all", run.scores.overall, ks))
+    exact = has_exact_match(run)
+    rows = [_row(name, g, ks, exact) for name, g in run.scores.groups.items()]
+    rows.append(_row("all", run.scores.overall, ks, exact))
     notes = "".join(f"<p class=note>{html.escape(n)}</p>" for n in run.notes)
     partial = _partial_sentence(run)
     partial = f"<p>{html.escape(partial)}</p>" if partial else ""
@@ -215,7 +231,7 @@ pre {{ background: #f6f6f6; padding: 8px; overflow-x: auto; max-height: 30em; }}
 <h1>{html.escape(run.title)}</h1>
 <p>{len(run.results)} samples judged in {run.seconds:.1f} s; sandbox: {html.escape(run.sandbox)}.</p>
 {notes}
-{_html_table(_header(ks), rows)}
+{_html_table(_header(ks, exact), rows)}
 {partial}
 {svg_chart(run)}
 {unjudged}

@@ -47,6 +47,8 @@ class SampleResult:
     # What the verdict was judged from (geex.eval.fingerprint); "" in lines of older runs.
     generation_fingerprint: str = ""
     judging_fingerprint: str = ""
+    # Infilling: whether the middle is the canonical one (geex.eval.infill); None elsewhere.
+    exact_match: bool | None = None
 
     @property
     def key(self) -> tuple[str, int]:

@@ -215,6 +215,7 @@ def summary(run: EvalRun) -> dict:
             # Only where a pass@k leaves out problems with fewer than k judged samples.
             "pass@k problems": {f"pass@{k}": n for k, n in g.covered.items() if g.partial(k)},
             "verdicts": dict(g.verdicts),
+            **({"exact_match": round(g.exact_match, 6)} if g.exact_match is not None else {}),
         }
 
     return {

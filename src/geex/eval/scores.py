@@ -13,6 +13,9 @@ out of that k alone, and ``GroupScore.covered`` says how many problems each k co
 reader sees when it is fewer than all (one unavailable sample of ten must not remove pass@10
 from the table). How many samples were left out, and for want of which packages, is
 reported beside the scores.
+
+Infilling runs add exact match: the share of all samples (judged or not: no judge is needed)
+whose middle is the canonical one (``geex.eval.infill``).
 """
 
 from __future__ import annotations
@@ -51,6 +54,7 @@ class GroupScore:
     judged: int = 0  # the samples pass@k is computed over
     missing_packages: Counter = field(default_factory=Counter)  # (package, install) -> samples
     covered: dict[int, int] = field(default_factory=dict)  # k -> problems pass@k averages
+    exact_match: float | None = None  # infilling: the share of middles equal to the canonical
 
     @property
     def unavailable(self) -> int:
@@ -73,6 +77,7 @@ class GroupScore:
 
 
 def score_group(results: Iterable[SampleResult], ks: Sequence[int] = DEFAULT_KS) -> GroupScore:
+    results = list(results)
     drawn: Counter = Counter()
     per_task: dict[str, list[bool]] = defaultdict(list)
     verdicts: Counter = Counter()
@@ -95,8 +100,10 @@ def score_group(results: Iterable[SampleResult], ks: Sequence[int] = DEFAULT_KS)
         if scored:
             pass_at[k] = float(np.mean(scored))
     judged = sum(n for n, _ in counts)
+    matches = [r.exact_match for r in results if r.exact_match is not None]
+    exact_match = float(np.mean(matches)) if matches else None
     return GroupScore(len(drawn), sum(drawn.values()), min_n, pass_at, verdicts, judged,
-                      missing, covered)  # fmt: skip
+                      missing, covered, exact_match)  # fmt: skip
 
 
 @dataclass

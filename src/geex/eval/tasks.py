@@ -49,6 +49,15 @@ class Task:
             return self.language.name
         return f"{self.source.language.name} -> {self.language.name}"
 
+    def program_completion(self, generation: str) -> str:
+        """What goes after the prompt in the judged program: the generation itself here; an
+        infilling task puts it between the canonical text around its hole."""
+        return generation
+
+    def exact_match(self, generation: str) -> bool | None:
+        """Whether ``generation`` is the expected text; None where no one text is expected."""
+        return None
+
 
 def generation_prompt(problem: Problem, *, tag: bool = True) -> str:
     body = problem.prompt
