@@ -226,7 +226,7 @@ def _run(args: argparse.Namespace, problems, benchmark: str, *, known: bool) -> 
     from geex.eval.backends import canonical_samples, generate_samples, read_samples
     from geex.eval.evaluator import Evaluator
     from geex.eval.fingerprint import CANONICAL, SAMPLES
-    from geex.eval.infill import canonical_infills, whole_middle
+    from geex.eval.infill import INFILL_RULES, canonical_infills, whole_middle
     from geex.eval.problems import LANGUAGE_ORDER, humanevalx_language
     from geex.eval.run import evaluate
 
@@ -281,8 +281,9 @@ def _run(args: argparse.Namespace, problems, benchmark: str, *, known: bool) -> 
 
             def samples(done):  # only what an interrupted run still lacks
                 return generate_samples(
-                    backend, tasks, sampling, done=done, batch_size=batch, infill=infill
-                )
+                    backend, tasks, sampling, done=done, batch_size=batch,
+                    holes=INFILL_RULES if infill else None,
+                )  # fmt: skip
 
             expected = len(tasks) * sampling.n
         per_task = sampling.n if generating else None

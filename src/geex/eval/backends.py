@@ -129,6 +129,15 @@ class FunctionBackend:
         return [[self.complete(p) for _ in range(sampling.n)] for p in prompts]
 
 
+@dataclass(frozen=True)
+class HoleRules:
+    """How a benchmark of holes (fill in the middle) stops and finishes a model's middle: the
+    benchmark's module says, so that this one need not import it."""
+
+    stop_rule: Callable[[Task], StopRule]
+    finish: Callable[[Task, str], str]
+
+
 def generate_samples(
     backend: GenerationBackend,
     tasks: Sequence[Task],
@@ -136,18 +145,18 @@ def generate_samples(
     *,
     done: Iterable[tuple[str, int]] = (),
     batch_size: int = 8,
-    infill: bool = False,
+    holes: HoleRules | None = None,
 ) -> Iterator[Sample]:
     """Samples 0..n-1 of every task, skipping the (task_id, completion_id) pairs in ``done``.
 
     A task missing some samples is asked for as many as it misses, so a resumed run draws
-    fresh completions for them rather than repeating earlier ones. ``infill``: the tasks are
-    holes (``geex.eval.infill``), asked for with their suffix through ``backend.infill``.
+    fresh completions for them rather than repeating earlier ones. ``holes``: the tasks are
+    holes (``geex.eval.infill``), asked for with their suffix through ``backend.infill`` and
+    stopped and finished by these rules.
     """
-    if infill:
-        from geex.eval.infill import infill_stop, whole_middle
-
-        stop_rule, finish = infill_stop, whole_middle
+    infill = holes is not None
+    if holes is not None:
+        stop_rule, finish = holes.stop_rule, holes.finish
     else:
         stop_rule = lambda task: StopRule.for_language(task.language)  # noqa: E731
         finish = lambda task, text: cut_generation(text, task.language)  # noqa: E731

@@ -34,7 +34,7 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 
 from geex.errors import GeexError
-from geex.eval.backends import Sample, StopRule
+from geex.eval.backends import HoleRules, Sample, StopRule
 from geex.eval.problems import Problem
 from geex.eval.tasks import Task, generation_prompt
 
@@ -162,6 +162,10 @@ def whole_middle(task: InfillTask, text: str) -> str:
         text = text.split("\n", 1)[0]
     ending = "\n" if task.middle.endswith("\n") else ""
     return text.removesuffix("\n") + ending
+
+
+# What generate_samples needs to ask a model for these holes.
+INFILL_RULES = HoleRules(stop_rule=infill_stop, finish=whole_middle)
 
 
 def canonical_infills(tasks: Sequence[InfillTask]) -> list[Sample]:
