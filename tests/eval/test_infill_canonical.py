@@ -42,6 +42,9 @@ def has_js_md5(evaluator) -> bool:
     return evaluator.runner("javascript").find_module("js-md5") is not None
 
 
+# Slow (about 20 s); the HumanEval-X sample below judges canonical infills of every language
+# in the default suite.
+@pytest.mark.slow
 def test_embedded_set_every_language_passes(capsys, tmp_path):
     code, results = canonical_infill(
         capsys, tmp_path, "--embedded", "--limit", "3", "--multi-per-problem", "1"

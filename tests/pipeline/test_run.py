@@ -192,6 +192,9 @@ def test_changed_data_or_train_settings_are_refused_and_changed_eval_runs_again(
     assert (result.out / "train" / "model" / "model.safetensors").stat().st_mtime_ns == trained
 
 
+# Slow (about 80 s: a real run's data, training and a signal); the trainer's own SIGTERM test
+# (tests/train/test_resume.py) covers the checkpoint in the default suite.
+@pytest.mark.slow
 def test_a_signal_mid_training_stops_cleanly_and_the_same_command_finishes(tmp_path):
     """The README's promise, with a real process: SIGTERM during training, then run again.
 
