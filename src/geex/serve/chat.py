@@ -24,10 +24,9 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 
-from geex.errors import GeexError
+from geex.tokenizer.chat_template import ROLES as ROLES
+from geex.tokenizer.chat_template import check_messages as check_messages
 from geex.tokenizer.chat_template import render_chat_template as render_chat_template
-
-ROLES = ("system", "user", "assistant")
 
 # The tokens that close a turn: ChatML (Qwen, Geex), Llama 3, Gemma, Phi-3, DeepSeek-Coder's
 # instruct models (<|EOT|>) and later DeepSeek models (end of sentence).
@@ -41,23 +40,6 @@ CHAT_END_TOKENS = (
 )
 
 PLAIN_CHAT_STOP = ("\nUser:",)
-
-
-def check_messages(messages: object) -> list[dict[str, str]]:
-    """``messages`` as a list of ``{"role", "content"}`` with known roles and text content."""
-    if not isinstance(messages, Sequence) or isinstance(messages, str) or not messages:
-        raise GeexError("messages must be a non-empty list of {role, content} objects")
-    checked = []
-    for i, message in enumerate(messages):
-        if not isinstance(message, Mapping):
-            raise GeexError(f"messages[{i}] is not an object with a role and a content")
-        role, content = message.get("role"), message.get("content")
-        if role not in ROLES:
-            raise GeexError(f"messages[{i}].role is {role!r}; expected one of {', '.join(ROLES)}")
-        if not isinstance(content, str):
-            raise GeexError(f"messages[{i}].content must be text")
-        checked.append({"role": role, "content": content})
-    return checked
 
 
 def plain_chat_prompt(messages: Sequence[Mapping[str, str]]) -> str:

@@ -30,6 +30,8 @@ from collections.abc import Mapping, Sequence
 
 from geex.errors import GeexError
 
+ROLES = ("system", "user", "assistant")
+
 # Newlines are written as expressions ('\n'): Jinja's trim_blocks would eat a literal newline
 # after a block tag, and the template must render byte for byte as documented above.
 GEEX_CHAT_TEMPLATE = (
@@ -98,3 +100,21 @@ def _compiled(template: str):
         return env.from_string(template)
     except jinja2.exceptions.TemplateError as err:
         raise GeexError(f"the chat template cannot render these messages: {err}") from None
+
+
+def check_messages(messages: object) -> list[dict[str, str]]:
+    """``messages`` as a list of ``{"role", "content"}`` with known roles and text content: what
+    a chat prompt is rendered from, when serving and when fine-tuning."""
+    if not isinstance(messages, Sequence) or isinstance(messages, str) or not messages:
+        raise GeexError("`messages` must be a non-empty list of {role, content} objects")
+    checked = []
+    for i, message in enumerate(messages):
+        if not isinstance(message, Mapping):
+            raise GeexError(f"messages[{i}] is not an object with a role and a content")
+        role, content = message.get("role"), message.get("content")
+        if role not in ROLES:
+            raise GeexError(f"messages[{i}].role is {role!r}; expected one of {', '.join(ROLES)}")
+        if not isinstance(content, str):
+            raise GeexError(f"messages[{i}].content must be text, got {type(content).__name__}")
+        checked.append({"role": role, "content": content})
+    return checked

@@ -20,8 +20,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from geex.errors import GeexError
+from geex.tokenizer.chat_template import check_messages
 
-ROLES = ("system", "user", "assistant")
 DATA_SUFFIXES = (".jsonl", ".parquet")
 
 
@@ -72,23 +72,17 @@ def conversation_of(row: object, where: str) -> list[dict[str, str]]:
 
 
 def _checked_messages(messages: object, where: str) -> list[dict[str, str]]:
-    if not isinstance(messages, list) or not messages:
-        raise GeexError(f"{where}: `messages` must be a non-empty list of {{role, content}}")
-    checked = []
-    for i, message in enumerate(messages):
+    """The shape a chat prompt needs (the server's own check), then what training needs."""
+    try:
+        checked = check_messages(messages)
+    except GeexError as err:
+        raise GeexError(f"{where}: {err}") from None
+    for i, message in enumerate(checked):
         at = f"{where}: messages[{i}]"
-        if not isinstance(message, Mapping):
-            raise GeexError(f"{at} is not an object with a role and a content")
-        role, content = message.get("role"), message.get("content")
-        if role not in ROLES:
-            raise GeexError(f"{at}.role is {role!r}; expected one of {', '.join(ROLES)}")
-        if not isinstance(content, str):
-            raise GeexError(f"{at}.content must be text, got {type(content).__name__}")
-        if role == "system" and i > 0:
+        if message["role"] == "system" and i > 0:
             raise GeexError(f"{at}: a system message may only open the conversation")
-        if role == "assistant" and not content.strip():
+        if message["role"] == "assistant" and not message["content"].strip():
             raise GeexError(f"{at}: an empty assistant turn (nothing to learn)")
-        checked.append({"role": role, "content": content})
     if not any(m["role"] == "assistant" for m in checked):
         raise GeexError(f"{where}: no assistant turn (nothing to learn)")
     return checked
