@@ -1,8 +1,9 @@
 """Data, tensor, FSDP and FSDP x TP parallel runs (gloo, CPU) equal the single-process run.
 
-Each layout trains the same 3 steps on the same tokens; losses, gradient norms and the final
-weights must match the single-process run to within fp32 reduction-order noise: 1e-5 relative
-for losses and norms, 2e-5 absolute for weights. `pytest tests/train/test_distributed.py`.
+Each layout trains the same 3 steps on the same tokens; losses, gradient norms, the final
+validation (loss and bits per byte per language) and the final weights must match the
+single-process run to within fp32 reduction-order noise: 1e-5 relative for losses and norms,
+2e-5 absolute for weights. `pytest tests/train/test_distributed.py`.
 """
 
 from __future__ import annotations
@@ -11,6 +12,7 @@ import pytest
 import torch
 from safetensors.torch import load_file
 
+from geex.train.monitor import final_validation, read_metrics
 from tests.train.runs import grad_norms, losses, run_geex, write_config
 
 LAYOUTS = {
@@ -22,9 +24,9 @@ LAYOUTS = {
 
 
 @pytest.fixture(scope="module")
-def single(byte_dataset, tmp_path_factory):
+def single(bpe_dataset, tmp_path_factory):
     folder = tmp_path_factory.mktemp("single")
-    config = write_config(folder / "config.yaml", byte_dataset)
+    config = write_config(folder / "config.yaml", bpe_dataset, eval_every=3)
     run_geex("train", "--config", str(config), "--out", str(folder / "run"), "--no-progress")
     return folder / "run", config
 
@@ -32,6 +34,10 @@ def single(byte_dataset, tmp_path_factory):
 def assert_same_run(run, reference):
     torch.testing.assert_close(losses(run), losses(reference), rtol=1e-5, atol=0)
     torch.testing.assert_close(grad_norms(run), grad_norms(reference), rtol=1e-5, atol=0)
+    validation = final_validation(read_metrics(run / "metrics.jsonl"))
+    expected = final_validation(read_metrics(reference / "metrics.jsonl"))
+    assert set(expected["val_bpb"]) == {"c", "python", "all"}
+    torch.testing.assert_close(validation, expected, rtol=1e-5, atol=0)
     mine = load_file(run / "model" / "model.safetensors")
     theirs = load_file(reference / "model" / "model.safetensors")
     assert mine.keys() == theirs.keys()

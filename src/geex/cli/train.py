@@ -60,7 +60,17 @@ def _train(args: argparse.Namespace) -> int:
         print(
             f"{state}: {result.steps} steps, {result.tokens:,} tokens{loss}; run folder {result.out}"
         )
+        _print_final_validation(result.out)
     return STOPPED_EARLY if result.stopped_early else 0
+
+
+def _print_final_validation(run_folder) -> None:
+    from geex.train.monitor import final_validation, read_metrics, validation_line
+
+    metrics = run_folder / "metrics.jsonl"
+    validation = final_validation(read_metrics(metrics)) if metrics.is_file() else None
+    if validation is not None:
+        print(validation_line(validation))
 
 
 def _launch(nproc: int) -> int:

@@ -264,6 +264,7 @@ def _model(run: RunFolder) -> Section | None:
 
 
 def _training(run: RunFolder, folder: Path) -> Section | None:
+    from geex.train.monitor import final_validation
     from geex.train.plot import loss_figure, read_run_metrics, run_summary, throughput_figure
 
     metrics = run.path(TrainStage.metrics)
@@ -274,11 +275,31 @@ def _training(run: RunFolder, folder: Path) -> Section | None:
         records = read_run_metrics(metrics.parent)
     section = Section("Training")
     section.table(["", ""], [[k, v] for k, v in run_summary(records).items()])
+    validation = final_validation(records)
+    if validation is not None:
+        _validation_table(section, validation)
     section.figure(
         "loss", _png(loss_figure(records)), "loss: training, and validation per language", folder
     )
     section.figure("throughput", _png(throughput_figure(records)), "throughput", folder)
     return section
+
+
+def _validation_table(section: Section, validation: dict) -> None:
+    """The last validation per language: loss per token, and bits per byte of text, which
+    compares across tokenizers (:mod:`geex.train.validate`)."""
+    losses, bits = validation["val_loss"], validation["val_bpb"]
+    section.text(
+        f"Validation on the held-out split after {validation['step'] + 1:,} steps: loss in nats "
+        "per token, and bits per byte of text, which does not depend on the tokenizer"
+        + ("" if bits else " (not measured: the data has no byte-level tokenizer)")
+        + ":"
+    )
+    rows = [
+        [language, f"{loss:.4f}", f"{bits[language]:.4f}" if language in bits else "-"]
+        for language, loss in losses.items()
+    ]
+    section.table(["language", "loss (nats/token)", "bits per byte"], rows)
 
 
 def _evaluation(run: RunFolder, record: dict, folder: Path) -> Section | None:

@@ -69,6 +69,7 @@ class TrainStage(Stage):
                 )
             result = {"steps": trained.steps, "tokens": trained.tokens,
                       "last_loss": trained.last_loss}  # fmt: skip
+        result.update(self._final_validation(context))
         if is_main_process():
             loss = result.get("last_loss")
             context.console.print(
@@ -79,9 +80,22 @@ class TrainStage(Stage):
 
     def summary(self, record: dict) -> str:
         loss = record.get("last_loss")
-        return f"{record.get('steps', 0):,} steps, {record.get('tokens', 0):,} tokens" + (
-            f", loss {loss:.3f}" if loss is not None else ""
+        bpb = (record.get("val_bpb") or {}).get("all")
+        return (
+            f"{record.get('steps', 0):,} steps, {record.get('tokens', 0):,} tokens"
+            + (f", loss {loss:.3f}" if loss is not None else "")
+            + (f", validation {bpb:.3f} bits/byte" if bpb is not None else "")
         )
+
+    def _final_validation(self, context: RunContext) -> dict:
+        """The last validation's loss and bits per byte per language, for the run file."""
+        from geex.train.monitor import final_validation, read_metrics
+
+        metrics = context.path(self.metrics)
+        validation = final_validation(read_metrics(metrics)) if metrics.is_file() else None
+        if validation is None:
+            return {}
+        return {"val_loss": validation["val_loss"], "val_bpb": validation["val_bpb"]}
 
     def _planned_seconds(self, context: RunContext) -> float | None:
         """The training time of a time budget, planned once and kept in the run file."""

@@ -69,6 +69,25 @@ def read_metrics(path: Path) -> list[dict]:
     return [json.loads(line) for line in Path(path).read_text().splitlines() if line.strip()]
 
 
+def final_validation(records: list[dict]) -> dict | None:
+    """The last validation of a run: ``{"step", "val_loss", "val_bpb"}`` (bits per byte where
+    the data's tokenizer gave byte counts), or None when it never validated."""
+    for record in reversed(records):
+        if record.get("val_loss"):
+            return {"step": record["step"], "val_loss": record["val_loss"],
+                    "val_bpb": record.get("val_bpb") or {}}  # fmt: skip
+    return None
+
+
+def validation_line(validation: dict) -> str:
+    """``validation after 100 steps: loss 1.2345 nats/token, 0.9876 bits/byte`` (all
+    languages together)."""
+    line = f"validation after {validation['step'] + 1:,} steps: "
+    line += f"loss {validation['val_loss']['all']:.4f} nats/token"
+    bpb = validation["val_bpb"].get("all")
+    return line + (f", {bpb:.4f} bits/byte" if bpb is not None else "")
+
+
 def _step(line: str) -> int:
     try:
         return int(json.loads(line)["step"])
@@ -103,6 +122,8 @@ class Progress:
         )
         if "val_loss" in record:
             stats += f"  val {record['val_loss']['all']:.4f}"
+            if "val_bpb" in record:
+                stats += f" ({record['val_bpb']['all']:.3f} bits/byte)"
         if self._bar is not None:
             self._bar.update(completed=step + 1, info=stats)
             return

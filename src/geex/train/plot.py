@@ -101,9 +101,11 @@ def _raw_and_smoothed(axes, steps: list[int], values: list[float], label: str) -
 
 
 def loss_figure(records: list[dict], title: str | None = None) -> Figure:
-    """Training loss per step (raw and smoothed); validation loss per language when logged."""
+    """Training loss per step (raw and smoothed); validation loss per language when logged,
+    and bits per byte per language beside it where the data's tokenizer gave byte counts."""
     validations = _validations(records)
-    figure, axes = _figure(2 if validations else 1, title)
+    bits_per_byte = _validations(records, "val_bpb")
+    figure, axes = _figure(1 + bool(validations) + bool(bits_per_byte), title)
     steps, losses = _finite(records, "loss")
     train = axes[0]
     _raw_and_smoothed(train, steps, losses, "training loss")
@@ -113,11 +115,18 @@ def loss_figure(records: list[dict], title: str | None = None) -> Figure:
     _tokens_axis(train, records)
     if validations:
         panel = axes[1]
-        for language, (val_steps, val_losses) in sorted(validations.items()):
-            style = dict(color="black", linestyle="--", linewidth=2) if language == "all" else {}
-            panel.plot(val_steps, val_losses, marker="o", markersize=3, label=language, **style)
+        _per_language(panel, validations)
         _label(panel, "validation loss per language", "loss (nats per token)")
+    if bits_per_byte:
+        _per_language(axes[-1], bits_per_byte)
+        _label(axes[-1], "validation bits per byte per language", "bits per byte of text")
     return figure
+
+
+def _per_language(panel, curves: dict[str, tuple[list[int], list[float]]]) -> None:
+    for language, (steps, values) in sorted(curves.items()):
+        style = dict(color="black", linestyle="--", linewidth=2) if language == "all" else {}
+        panel.plot(steps, values, marker="o", markersize=3, label=language, **style)
 
 
 def throughput_figure(records: list[dict], title: str | None = None) -> Figure:
@@ -246,11 +255,14 @@ def _finite(records: list[dict], key: str, positive: bool = False):
     return steps, values
 
 
-def _validations(records: list[dict]) -> dict[str, tuple[list[int], list[float]]]:
-    """{language: (steps, losses)} from the records that carry a validation."""
+def _validations(
+    records: list[dict], key: str = "val_loss"
+) -> dict[str, tuple[list[int], list[float]]]:
+    """{language: (steps, values)} of ``key`` (the loss, or ``val_bpb``) from the records
+    that carry a validation."""
     curves: dict[str, tuple[list[int], list[float]]] = {}
     for record in records:
-        for language, loss in (record.get("val_loss") or {}).items():
+        for language, loss in (record.get(key) or {}).items():
             steps, losses = curves.setdefault(language, ([], []))
             steps.append(record["step"])
             losses.append(loss)
@@ -303,6 +315,9 @@ def run_summary(records: list[dict]) -> dict[str, str]:
     for language, (steps, val) in sorted(_validations(records).items()):
         best = min(range(len(val)), key=val.__getitem__)
         summary[f"best validation loss, {language}"] = f"{val[best]:.4f} at step {steps[best]}"
+    if "all" in (bits_per_byte := _validations(records, "val_bpb")):
+        steps, bpb = bits_per_byte["all"]
+        summary["final validation bits per byte"] = f"{bpb[-1]:.4f} at step {steps[-1]}"
     _, speed = _finite(records, "tokens_per_s")
     if speed:
         summary["median tokens/s"] = f"{statistics.median(speed):,.0f}"

@@ -178,7 +178,9 @@ class Trainer:
         self.samples = PackedSamples(self.shards, self.seq_len, config.seed)
         held_out = _validation_split(config.data) if config.eval_every else None
         if held_out is not None:
-            self.validation = Validation(held_out, self.seq_len, config.eval_tokens)
+            self.validation = Validation(
+                held_out, self.seq_len, config.eval_tokens, _dataset_tokenizer(config.data)
+            )
 
     def _build_model(self) -> CodeGeeX:
         c, world = self.config, self.world
@@ -254,9 +256,9 @@ class Trainer:
                 step_times.append(step_time)
                 record.update(self._throughput(step_time))
                 if self._due(self.config.eval_every) and self.validation is not None:
-                    record["val_loss"] = self.validation.losses(
+                    record.update(self.validation.measure(
                         self.model, self.config.precision, self.config.micro_batch_size, self.world
-                    )
+                    ))  # fmt: skip
                 self.metrics.write(record)
                 self._tick()
                 if self.time_budget:

@@ -1,23 +1,44 @@
-"""Validation loss per language on the held-out split.
+"""Validation loss and bits per byte per language on the held-out split.
 
 For each language, up to ``eval_tokens`` tokens of its held-out documents are concatenated and
 cut into windows of ``seq_len + 1``; the loss is the mean over all their predicted tokens. The
 windows are fixed at the start, so the numbers are comparable from step to step.
+
+Bits per byte is the same predictions' information over the UTF-8 bytes they stand for: the
+sum of their losses in nats, over ln 2, over their bytes (:mod:`geex.tokenizer.token_bytes`).
+Unlike the loss it does not depend on the tokenizer, so runs on different vocabularies compare.
+Special tokens (the end of each document) are text of 0 bytes, and their loss is left out of
+it. It needs the dataset's tokenizer; a dataset written without one gets the loss only.
 """
 
 from __future__ import annotations
+
+import math
 
 import numpy as np
 import torch
 import torch.distributed as dist
 
 from geex.data.shards import TokenShards
+from geex.errors import GeexError
 from geex.model.loss import lm_loss
+from geex.tokenizer.token_bytes import token_byte_lengths
+from geex.tokenizer.tokenizer import Tokenizer
 from geex.train.precision import autocast
+
+# The columns summed per language (and reduced over ranks): loss of every predicted token and
+# their count; loss of the tokens that stand for text, and their bytes.
+_LOSS, _TOKENS, _TEXT_LOSS, _BYTES = range(4)
 
 
 class Validation:
-    def __init__(self, shards: TokenShards, seq_len: int, eval_tokens: int):
+    def __init__(
+        self,
+        shards: TokenShards,
+        seq_len: int,
+        eval_tokens: int,
+        tokenizer: Tokenizer | None = None,
+    ):
         self.windows: dict[str, torch.Tensor] = {}
         for language in shards.languages:
             docs = shards.documents_of(language)
@@ -37,13 +58,16 @@ class Validation:
             count = (len(tokens) - 1) // width
             rows = [tokens[i * width : i * width + width + 1] for i in range(count)]
             self.windows[language] = torch.from_numpy(np.stack(rows))
+        self.token_bytes = _byte_table(tokenizer, shards.vocab_size)
 
     @torch.no_grad()
-    def losses(self, model, precision: str, micro_batch: int, world) -> dict[str, float]:
-        """Mean loss per language and over all of them ("all"), identical on every rank."""
+    def measure(self, model, precision: str, micro_batch: int, world) -> dict[str, dict]:
+        """``{"val_loss": {language: loss, ..., "all": loss}}``, and ``"val_bpb"`` alike where
+        the tokenizer gives byte counts: identical on every rank."""
         was_training = model.training
         model.eval()
-        sums = torch.zeros(len(self.windows) + 1, 2, dtype=torch.float64)
+        token_bytes = None if self.token_bytes is None else self.token_bytes.to(world.device)
+        sums = torch.zeros(len(self.windows) + 1, 4, dtype=torch.float64)
         for i, windows in enumerate(self.windows.values()):
             # Every data-parallel rank runs the same number of batches (sharded models need all
             # ranks in every forward); padding rows carry zero weight.
@@ -59,9 +83,17 @@ class Validation:
                 batch = batch.to(world.device)
                 with autocast(precision, world.device):
                     logits = model(batch[:, :-1])
-                per_token = lm_loss(logits, batch[:, 1:], reduction="none").view(len(batch), -1)
-                sums[i, 0] += float(per_token[:real].double().sum())
-                sums[i, 1] += per_token[:real].numel()
+                targets = batch[:, 1:]
+                per_token = lm_loss(logits, targets, reduction="none").view(len(batch), -1)
+                per_token, targets = per_token[:real], targets[:real]
+                sums[i, _LOSS] += float(per_token.double().sum())
+                sums[i, _TOKENS] += per_token.numel()
+                if token_bytes is not None:
+                    nbytes = token_bytes[targets.long()]
+                    sums[i, _TEXT_LOSS] += float(
+                        per_token.masked_fill(nbytes == 0, 0).double().sum()
+                    )
+                    sums[i, _BYTES] += float(nbytes.sum())
         sums[-1] = sums[:-1].sum(dim=0)
         if world.mesh is not None:
             reduced = sums.to(world.comm_device)
@@ -69,4 +101,25 @@ class Validation:
             sums = reduced.cpu()
         model.train(was_training)
         names = [*self.windows, "all"]
-        return {name: float(s / n) for name, (s, n) in zip(names, sums.tolist(), strict=True) if n}
+        rows = dict(zip(names, sums.tolist(), strict=True))
+        measured = {"val_loss": {n: r[_LOSS] / r[_TOKENS] for n, r in rows.items() if r[_TOKENS]}}
+        if self.token_bytes is not None:
+            measured["val_bpb"] = {
+                name: r[_TEXT_LOSS] / math.log(2) / r[_BYTES]
+                for name, r in rows.items()
+                if r[_BYTES]
+            }
+        return measured
+
+
+def _byte_table(tokenizer: Tokenizer | None, vocab_size: int) -> torch.Tensor | None:
+    """Bytes per id for every id the shards may hold; None without a byte-level tokenizer."""
+    lengths = None if tokenizer is None else token_byte_lengths(tokenizer)
+    if lengths is None:
+        return None
+    if len(lengths) < vocab_size:
+        raise GeexError(
+            f"the dataset's tokenizer has {len(lengths):,} ids but its shards declare "
+            f"{vocab_size:,}: the tokenizer.json beside them is not the one they were made with"
+        )
+    return torch.from_numpy(lengths)
