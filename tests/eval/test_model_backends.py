@@ -57,6 +57,11 @@ def test_geex_checkpoint_end_to_end_with_n_samples(checkpoint, capsys, tmp_path)
     assert {r["verdict"] for r in results.values()} <= {"failed", "compile error", "runtime error"}
     assert summary["overall"]["samples"] == 12 and "pass@1" in summary["overall"]["pass@k"]
     assert len({r["generation"] for r in results.values()}) > 4  # sampled, not greedy copies
+    # The reference programs scored by the model, beside pass@k.
+    bits = summary["bits_per_byte"]
+    assert list(bits) == ["Python", "Go", "all"] and bits["all"]["problems"] == 4
+    assert all(0 < row["bits_per_byte"] < 32 for row in bits.values())
+    assert f"| all | 4 | {bits['all']['bytes']:,} |" in (tmp_path / "report.md").read_text()
 
 
 def test_each_row_of_a_batch_stops_at_its_own_rule(geex_backend):
@@ -148,6 +153,7 @@ def test_openai_endpoint_through_geex_server_equals_the_geex_checkpoint(
         k: r["generation"] for k, r in local.items()
     }
     assert "tiny-geex at http://127.0.0.1:" in summary["title"]
+    assert "bits_per_byte" not in summary  # an endpoint gives no log-probabilities of a prompt
 
 
 def test_openai_endpoint_draws_n_samples(geex_server):

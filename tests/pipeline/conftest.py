@@ -14,6 +14,7 @@ from tests.pipeline.corpus import write_corpus
 SMALL_RUN = {
     "budget": "8192 tokens",
     "data": {"vocab_size": 600},
+    "train": {"eval_every": 2},  # a validation at the last of the 2 steps
     "eval": {"languages": ["python"], "max_new_tokens": 32, "workers": 1},
 }
 

@@ -40,6 +40,15 @@ def test_the_report_holds_every_section_with_real_content(finished_run):
         assert f"## {heading}" in markdown
     assert "| python | 40 |" in markdown  # files per language from the dataset card
     assert "bytes per token" in markdown
+    # The final validation per language, and the eval set's reference programs, in bits per byte.
+    validation = result.state.stages["train"]["val_bpb"]
+    assert set(validation) == {"python", "all"}
+    assert f"| python | {result.state.stages['train']['val_loss']['python']:.4f} | " in markdown
+    assert f"| {validation['python']:.4f} |" in markdown
+    reference = json.loads((result.out / "eval" / "embedded" / "summary.json").read_text())
+    assert f"| Python | 10 | {reference['bits_per_byte']['Python']['bits_per_byte']:.4f} |" in (
+        markdown
+    )
     assert "22.9%" in markdown  # the CodeGeeX-13B reference beside the scores
     assert "def fibonacci(n):" in markdown  # a sample completion
     assert "sampled at temperature 0.8, top-p 0.95, seed 0" in markdown

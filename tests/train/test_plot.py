@@ -25,7 +25,7 @@ from tests.train.runs import SMALL_MODEL
 PNGS = ("loss.png", "throughput.png", "optimizer.png")
 
 
-def metric_records(steps=60, validation=True, mfu=True, fp16=False):
+def metric_records(steps=60, validation=True, mfu=True, fp16=False, bits_per_byte=False):
     records = []
     for step in range(steps):
         loss = 2.0 + 6.0 * math.exp(-step / 15) + 0.05 * math.sin(step)
@@ -41,6 +41,8 @@ def metric_records(steps=60, validation=True, mfu=True, fp16=False):
         }
         if validation and step % 10 == 9:
             record["val_loss"] = {"c": loss + 0.1, "python": loss - 0.1, "all": loss}
+            if bits_per_byte:
+                record["val_bpb"] = {"c": loss / 2 + 0.1, "python": loss / 2, "all": loss / 2}
         if fp16:
             record.update(loss_scale=2.0**16 if step < 30 else 2.0**15, skipped=step == 30)
         records.append(record)
@@ -90,6 +92,18 @@ def test_validation_gets_its_own_panel_and_mfu_only_when_known():
     assert len(with_validation.axes) > len(without.axes)
     panel = with_validation.axes[-1]
     assert {line.get_label() for line in panel.get_lines()} == {"all", "c", "python"}
+
+
+def test_bits_per_byte_gets_a_panel_and_its_final_value_a_summary_line():
+    records = metric_records(bits_per_byte=True)
+    figure = loss_figure(records)
+    assert len(figure.axes) == len(loss_figure(metric_records()).axes) + 1
+    panel = figure.axes[-1]
+    assert panel.get_title() == "validation bits per byte per language"
+    assert {line.get_label() for line in panel.get_lines()} == {"all", "c", "python"}
+    final = records[59]["val_bpb"]["all"]
+    assert run_summary(records)["final validation bits per byte"] == f"{final:.4f} at step 59"
+    assert "final validation bits per byte" not in run_summary(metric_records())
 
 
 def test_summary_reports_best_validation_and_medians():

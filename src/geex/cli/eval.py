@@ -287,6 +287,7 @@ def _run(args: argparse.Namespace, problems, benchmark: str, *, known: bool) -> 
 
             expected = len(tasks) * sampling.n
         per_task = sampling.n if generating else None
+        bits_per_byte = _reference_bits_per_byte(backend, tasks) if generating else None
         title = f"{benchmark}, {args.task}" + (", canonical solutions" if args.canonical else "")
         if infill:
             title = f"{benchmark}, infilling" + (", canonical middles" if args.canonical else "")
@@ -295,15 +296,29 @@ def _run(args: argparse.Namespace, problems, benchmark: str, *, known: bool) -> 
         run = evaluate(
             evaluator, tasks, samples, generator=generator, out_dir=args.out, title=title,
             progress=not args.no_progress and sys.stderr.isatty(), expected_samples=expected,
-            per_task=per_task,
+            per_task=per_task, bits_per_byte=bits_per_byte,
         )  # fmt: skip
         js_md5 = evaluator.runner("javascript").find_module("js-md5") is not None
     _print_summary(run)
+    if args.openai_url:
+        print("bits per byte: not available from an OpenAI-compatible endpoint, which returns "
+              "no log-probabilities of the prompt's own tokens")  # fmt: skip
     if args.out:
         print(f"\nresults, report.md and report.html in {args.out}")
     if args.canonical and known and args.task != "translation" and not config.example_test:
         return _check_canonical(run, js_md5)
     return 0
+
+
+def _reference_bits_per_byte(backend, tasks) -> dict | None:
+    """The model's bits per byte of the tasks' reference programs; None for a backend that
+    gives no log-probabilities (an OpenAI-compatible endpoint)."""
+    from geex.eval.bits_per_byte import reference_bits_per_byte
+
+    if not hasattr(backend, "text_nll"):
+        return None
+    problems = {task.problem.task_id: task.problem for task in tasks}
+    return reference_bits_per_byte(backend, problems.values())
 
 
 def _use_fim_style(args: argparse.Namespace, backend, model_label: str) -> str:
@@ -428,7 +443,24 @@ def _print_summary(run) -> None:
     )
     for note in run.notes:
         console.print(f"[yellow]warning:[/yellow] {note}")
+    _print_bits_per_byte(run, console)
     _print_unjudged(run, console)
+
+
+def _print_bits_per_byte(run, console) -> None:
+    from rich.table import Table
+
+    from geex.eval.report import BITS_PER_BYTE_HEADER
+
+    if run.bits_per_byte is None:
+        return
+    table = Table(title="bits per byte of the reference programs (prompt + canonical solution)")
+    for column in BITS_PER_BYTE_HEADER:
+        table.add_column(column, justify="left" if not column else "right")
+    for group, row in run.bits_per_byte.items():
+        table.add_row(group, str(row["problems"]), f"{row['bytes']:,}", f"{row['tokens']:,}",
+                      f"{row['bits_per_byte']:.4f}")  # fmt: skip
+    console.print(table)
 
 
 def _print_unjudged(run, console) -> None:

@@ -107,6 +107,38 @@ class HFBackend:
         }
         return self._decode(batch, stops, sampling)
 
+    def text_nll(self, texts: Sequence[str]) -> list[tuple[float, int]]:
+        """Each text's information in nats after the tokenizer's start token (BOS, else EOS),
+        and its token count (:mod:`geex.eval.bits_per_byte`). As for a Geex model, only the
+        tokenizer's ids share the probability, not the padding rows of a model's vocabulary."""
+        from geex.eval.bits_per_byte import windowed_nll
+
+        start = self.tokenizer.bos_token_id
+        start = self.tokenizer.eos_token_id if start is None else start
+        context = self._scoring_context()
+        device = next(self.model.parameters()).device
+
+        def logits_of(ids: list[int]) -> torch.Tensor:
+            with torch.inference_mode():
+                logits = self.model(input_ids=torch.tensor([ids], device=device)).logits
+                return logits[0, :, : len(self.tokenizer)]
+
+        scored = []
+        for text in texts:
+            ids = [start, *self.tokenizer(text, add_special_tokens=False)["input_ids"]]
+            scored.append((windowed_nll(logits_of, ids, context), len(ids) - 1))
+        return scored
+
+    def _scoring_context(self) -> int:
+        """The positions the model was trained on, under any of the names configs give them;
+        without one, the tokenizer's ``model_max_length`` (transformers' placeholder for "no
+        limit" is a huge number: then each text is scored whole)."""
+        config = self.model.config
+        for name in ("max_position_embeddings", "n_positions", "max_sequence_length", "seq_length"):
+            if isinstance(getattr(config, name, None), int):
+                return getattr(config, name)
+        return min(self.tokenizer.model_max_length, 1 << 30)
+
     def _decode(
         self, batch: dict, stops: Sequence[StopRule], sampling: Sampling
     ) -> list[list[str]]:

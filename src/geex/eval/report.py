@@ -2,7 +2,8 @@
 
 Both hold a table per language (or translation pair, or language and infilling kind):
 problems, samples, pass@k (and exact match, for infilling) and the verdict counts
-("unavailable": the samples not judged, which pass@k leaves out); then the packages whose
+("unavailable": the samples not judged, which pass@k leaves out); where a model made the
+samples, the bits per byte of the reference programs per language; then the packages whose
 absence left samples unjudged, with the commands that install them; then the samples that did
 not pass (with the reason) when there are few enough to read, and the problems no sample
 solved.
@@ -94,6 +95,23 @@ def _unsolved(run: EvalRun) -> list[str]:
     return [t for t in seen if t not in solved]
 
 
+BITS_PER_BYTE_HEADER = ["", "problems", "bytes", "tokens", "bits per byte"]
+
+
+BITS_PER_BYTE_SENTENCE = (
+    "Bits per byte of the reference programs (each problem's prompt and canonical solution) "
+    "under the model: no sampling, and comparable across tokenizers; lower is better."
+)
+
+
+def _bits_per_byte_rows(run: EvalRun) -> list[list[str]]:
+    return [
+        [group, str(row["problems"]), f"{row['bytes']:,}", f"{row['tokens']:,}",
+         f"{row['bits_per_byte']:.4f}"]
+        for group, row in (run.bits_per_byte or {}).items()
+    ]  # fmt: skip
+
+
 def markdown(run: EvalRun) -> str:
     ks = _ks(run)
     exact = has_exact_match(run)
@@ -119,6 +137,10 @@ def markdown(run: EvalRun) -> str:
         )
     if _partial_sentence(run):
         lines.append(f"\n{_partial_sentence(run)}")
+    if run.bits_per_byte:
+        lines += ["", BITS_PER_BYTE_SENTENCE, ""]
+        lines += ["| " + " | ".join(BITS_PER_BYTE_HEADER) + " |", "|" + "---|" * 5]
+        lines += ["| " + " | ".join(row) + " |" for row in _bits_per_byte_rows(run)]
     if run.scores.overall.unavailable:
         lines += ["", "## Samples not judged", "", _unjudged_sentence(run)]
         missing = _missing_rows(run)
@@ -201,6 +223,9 @@ def html_report(run: EvalRun) -> str:
     notes = "".join(f"<p class=note>{html.escape(n)}</p>" for n in run.notes)
     partial = _partial_sentence(run)
     partial = f"<p>{html.escape(partial)}</p>" if partial else ""
+    if run.bits_per_byte:
+        partial += f"<p>{html.escape(BITS_PER_BYTE_SENTENCE)}</p>"
+        partial += _html_table(BITS_PER_BYTE_HEADER, _bits_per_byte_rows(run))
     unjudged = ""
     if run.scores.overall.unavailable:
         unjudged = f"<h2>Samples not judged</h2><p>{html.escape(_unjudged_sentence(run))}</p>"

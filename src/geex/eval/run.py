@@ -52,6 +52,9 @@ class EvalRun:
     sandbox: str
     resumed: int = 0  # results taken from an earlier, interrupted run
     notes: list[str] = field(default_factory=list)
+    # The reference programs' bits per byte under the model (geex.eval.bits_per_byte), when a
+    # model that gives log-probabilities made the samples.
+    bits_per_byte: dict[str, dict] | None = None
 
 
 def evaluate(
@@ -66,6 +69,7 @@ def evaluate(
     progress: bool = False,
     expected_samples: int | None = None,
     per_task: int | None = None,
+    bits_per_byte: dict[str, dict] | None = None,
 ) -> EvalRun:
     """Judge ``samples`` of ``tasks``; with ``out_dir``, resume from and write its results.
 
@@ -73,7 +77,8 @@ def evaluate(
     its sampling settings, a samples file, the canonical solutions): only stored results of
     the same generator, prompt and tests are resumed. ``per_task``: the samples a model makes
     per task (``--n``); stored samples of higher completion ids stay in the file, out of this
-    run, for a later run with a larger n.
+    run, for a later run with a larger n. ``bits_per_byte``: the model's score of the reference
+    programs (:mod:`geex.eval.bits_per_byte`), reported beside pass@k.
 
     A stored result that this run replaces (another generator, or another text for the same
     sample) is first appended to ``results.replaced.jsonl``: a rerun with a forgotten flag
@@ -150,6 +155,7 @@ def evaluate(
         seconds=time.monotonic() - start,
         sandbox=evaluator.sandbox.mode,
         resumed=len(kept),
+        bits_per_byte=bits_per_byte,
     )
     if evaluator.sandbox.warning:
         run.notes.append(evaluator.sandbox.warning)
@@ -227,6 +233,7 @@ def summary(run: EvalRun) -> dict:
         "groups": {name: group(g) for name, g in run.scores.groups.items()},
         "overall": group(run.scores.overall),
         "missing_packages": run.scores.overall.missing_package_list(),
+        **({"bits_per_byte": run.bits_per_byte} if run.bits_per_byte is not None else {}),
     }
 
 

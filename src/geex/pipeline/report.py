@@ -355,9 +355,24 @@ def _scores(name: str, summary: dict, folder: Path) -> Section:
                "humanevalx" else ".")
         )  # fmt: skip
     _unjudged(section, summary)
+    _reference_bits_per_byte(section, summary)
     section.figure(f"eval-{name}", _eval_png(summary, name == "humanevalx"),
                    f"pass@1 per language, {summary['title']}", folder)  # fmt: skip
     return section
+
+
+def _reference_bits_per_byte(section: Section, summary: dict) -> None:
+    """The model's bits per byte of the benchmark's reference programs, per language."""
+    bits = summary.get("bits_per_byte")  # absent in summaries of older runs
+    if not bits:
+        return
+    section.text(
+        "Bits per byte of the reference programs (prompt and canonical solution) under the "
+        "model, without sampling; lower is better:"
+    )
+    rows = [[group, str(row["problems"]), f"{row['bits_per_byte']:.4f}"]
+            for group, row in bits.items()]  # fmt: skip
+    section.table(["language", "problems", "bits per byte"], rows)
 
 
 def _covered(covered: dict, k: str, group: dict) -> str:

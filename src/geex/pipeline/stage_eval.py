@@ -44,6 +44,7 @@ class EvalStage(Stage):
     def run(self, context: RunContext) -> dict:
         from geex.eval.backends import generate_samples
         from geex.eval.backends_geex import GeexBackend
+        from geex.eval.bits_per_byte import reference_bits_per_byte
         from geex.eval.evaluator import EvalConfig, Evaluator
         from geex.eval.fingerprint import DIGESTS, loaded_dtype, model_generator
         from geex.eval.run import evaluate, summary
@@ -74,6 +75,7 @@ class EvalStage(Stage):
                     title=f"{title}, generation, n={e.n}, temperature {e.temperature:g}",
                     progress=context.console.is_terminal, expected_samples=len(tasks) * e.n,
                     per_task=e.n,
+                    bits_per_byte=reference_bits_per_byte(backend, [t.problem for t in tasks]),
                 )  # fmt: skip
                 judged = summary(run)
                 results[benchmark] = judged["overall"]["pass@k"]
