@@ -7,8 +7,7 @@ solution, as text. Its information under the model is the sum over its tokens of
 a document (Geex's end-of-document token; a Hugging Face model's BOS, else its EOS). Divided by
 ln 2 and by the text's UTF-8 bytes, that is bits per byte, which compares across tokenizers
 and models: a tokenizer that cuts the text into fewer, longer tokens has more to predict per
-token, and the same information per byte. Lower is better; a model that knew nothing of the
-text would need 8 bits for each of its bytes, give or take.
+token, and the same information per byte. Lower is better.
 
 A program longer than the model's context is scored in windows of the full context, each one
 half a context on from the last, so that every token after the first window is predicted from
