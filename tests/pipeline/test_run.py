@@ -185,7 +185,7 @@ def test_changed_data_or_train_settings_are_refused_and_changed_eval_runs_again(
     shutil.copytree(shared.out, out)
     config = run_config({**shared_config.to_dict(), "out": str(out)})
     result = run_pipeline(config)  # every stage done: nothing runs
-    other_preset = run_config({**config.to_dict(), "train": {"preset": "small"}})
+    other_preset = run_config({**config.to_dict(), "train": {**config.train, "preset": "small"}})
     with pytest.raises(GeexError, match=r"other train settings \(train.preset\)"):
         run_pipeline(other_preset)
     other_data = run_config({**config.to_dict(), "data": {**config.data, "dedup": "exact"}})
