@@ -11,11 +11,13 @@ import pytest
 import torch
 
 from geex.data.shards import TokenShards
-from geex.tokenizer import load_tokenizer
+from geex.errors import GeexError
+from geex.tokenizer import load_tokenizer, train_tokenizer
 from geex.train.distributed import World
 from geex.train.monitor import final_validation, read_metrics, validation_line
 from geex.train.trainer import train
 from geex.train.validate import Validation
+from tests.train.corpus import documents, write_tokenized_shards
 from tests.train.test_trainer import config
 
 
@@ -60,6 +62,13 @@ def test_shards_without_a_tokenizer_get_the_loss_only(byte_dataset):
     validation = Validation(TokenShards(byte_dataset, "validation"), 32, 256)
     measured = validation.measure(UniformLogits(257), "fp32", 4, ONE_PROCESS)
     assert set(measured) == {"val_loss"}
+
+
+def test_a_tokenizer_with_fewer_ids_than_the_shards_is_refused(tmp_path):
+    folder = write_tokenized_shards(tmp_path / "data", "python", vocab_size=320)
+    train_tokenizer([text for _, text in documents(50)], 300, languages=["python"]).save(folder)
+    with pytest.raises(GeexError, match="has 300 ids but its shards declare 320"):
+        Validation(TokenShards(folder, "validation"), 32, 256, load_tokenizer(folder))
 
 
 def test_a_run_logs_and_reports_bits_per_byte_per_language(bpe_dataset, tmp_path):

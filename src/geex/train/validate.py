@@ -7,8 +7,8 @@ windows are fixed at the start, so the numbers are comparable from step to step.
 Bits per byte is the same predictions' information over the UTF-8 bytes they stand for: the
 sum of their losses in nats, over ln 2, over their bytes (:mod:`geex.tokenizer.token_bytes`).
 Unlike the loss it does not depend on the tokenizer, so runs on different vocabularies compare.
-Special tokens (the end of each document) are text of 0 bytes, and their loss is left out of
-it. It needs the dataset's tokenizer; a dataset written without one gets the loss only.
+Special tokens (the end of each document) stand for no text, 0 bytes, and their loss is left
+out of it. It needs the dataset's tokenizer; a dataset written without one gets the loss only.
 """
 
 from __future__ import annotations
