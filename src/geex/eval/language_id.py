@@ -33,6 +33,7 @@ held-out HumanEval-X is harder: see ``docs/eval.md``.
 
 from __future__ import annotations
 
+import itertools
 import math
 import re
 from collections import Counter
@@ -99,7 +100,7 @@ def line_features(line: str) -> list[str]:
     if not tokens:
         return []
     edged = ["^", *tokens, "$"]
-    return tokens + [f"{a} {b}" for a, b in zip(edged, edged[1:])]
+    return tokens + [f"{a} {b}" for a, b in itertools.pairwise(edged)]
 
 
 def windows(text: str) -> list[list[str]]:
