@@ -56,7 +56,7 @@ class EvalStage(Stage):
         generator = model_generator("geex", context.path(TrainStage.model), sampling,
                                     tokenizer=None, dtype=loaded_dtype(backend),
                                     cache=context.path(self.folder) / DIGESTS)  # fmt: skip
-        results, unjudged = {}, {}
+        results, unjudged, written = {}, {}, {}
         config = EvalConfig(workers=e.workers, settings=RunSettings(timeout=e.timeout))
         with Evaluator(config) as evaluator:
             for benchmark in benchmarks(e):
@@ -78,19 +78,26 @@ class EvalStage(Stage):
                 judged = summary(run)
                 results[benchmark] = judged["overall"]["pass@k"]
                 unjudged[benchmark] = judged["missing_packages"]
-                context.console.print(
-                    f"  {title}: {_scores_line(results[benchmark], unjudged[benchmark])}",
-                    markup=False,
-                )
+                written[benchmark] = {name: shares for name, g in judged["groups"].items()
+                                      if (shares := _code_shares(g))}  # fmt: skip
+                line = _scores_line(results[benchmark], unjudged[benchmark])
+                context.console.print(f"  {title}: {line}", markup=False)
+                for language, shares in written[benchmark].items():
+                    context.console.print(f"    {language}: {_shares_line(shares)}", markup=False)
+        # "code": per benchmark and language, the shares of samples that parse and stay in
+        # their language (geex.eval.code_checks).
         return {"pass@k": results, "missing_toolchains": context.missing,
-                "missing_packages": unjudged}  # fmt: skip
+                "missing_packages": unjudged, "code": written}  # fmt: skip
 
     def summary(self, record: dict) -> str:
         unjudged = record.get("missing_packages", {})  # absent in records of older runs
+        written = record.get("code", {})  # absent in records of older runs
         parts = [
             f"{bench} {_scores_line(scores, unjudged.get(bench, []))}"
+            + "".join(f"; {language} {_shares_line(shares)}"
+                      for language, shares in written.get(bench, {}).items())
             for bench, scores in record.get("pass@k", {}).items()
-        ]
+        ]  # fmt: skip
         missing = record.get("missing_toolchains") or {}
         if missing:
             parts.append(f"not judged here: {', '.join(missing)}")
@@ -105,3 +112,13 @@ def _scores_line(scores: dict, missing_packages: list[dict]) -> str:
         installs = "; ".join(f"{p['package']}: `{p['install']}`" for p in missing_packages)
         line += f" ({samples} samples not judged for want of {installs})"
     return line
+
+
+def _code_shares(group: dict) -> dict:
+    return {k: group[k] for k in ("parses", "stays_in_language") if k in group}
+
+
+def _shares_line(shares: dict) -> str:
+    """ "parses 80%, stays 90%": what users see of a language's samples."""
+    names = {"parses": "parses", "stays_in_language": "stays"}
+    return ", ".join(f"{names[k]} {100 * v:.0f}%" for k, v in shares.items())
