@@ -7,6 +7,7 @@ from __future__ import annotations
 import json
 
 from geex.eval.backends import Sample
+from geex.eval.code_checks import check_completion
 from geex.eval.problems import load_embedded
 from geex.eval.report import markdown
 from geex.eval.run import evaluate
@@ -67,3 +68,16 @@ def test_results_of_an_older_run_get_the_checks_on_resume(evaluator, tmp_path):
     assert [r.parses for r in run.results] == [True, False, False]
     stored = [json.loads(line) for line in results.read_text().splitlines()]
     assert [r["stays_in_language"] for r in stored] == [True, False, None]
+
+
+def test_a_free_prompts_completion_is_checked_as_geex_run_samples_it():
+    java = "public class Main {\n    public static int max(int a, int b) {\n"
+    closed = "        return a > b ? a : b;\n    }\n\n    public static void main"
+    assert check_completion(java, closed, "java") == {"parses": True, "stays_in_language": True}
+    rust = "fn factorial(n: u64) -> u64 {\n"
+    wandered = "    def f(x):\n        return x\n"
+    assert check_completion(rust, wandered, "rust") == {
+        "parses": False,
+        "stays_in_language": False,
+    }
+    assert check_completion(rust, "", "rust") == {"parses": False, "stays_in_language": None}
