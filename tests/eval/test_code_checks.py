@@ -81,3 +81,11 @@ def test_a_free_prompts_completion_is_checked_as_geex_run_samples_it():
         "stays_in_language": False,
     }
     assert check_completion(rust, "", "rust") == {"parses": False, "stays_in_language": None}
+    # Python's stop rule ends the body at the unindented line: nothing is left to parse, but
+    # the reader sees Go.
+    python = "def reverse(s):\n"
+    go = "for i := 0; i < len(s); i++ {\n    out += string(s[i])\n}\n"
+    assert check_completion(python, go, "python") == {
+        "parses": False,
+        "stays_in_language": False,
+    }

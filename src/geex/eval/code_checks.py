@@ -49,7 +49,8 @@ def check_completion(prompt: str, completion: str, language_key: str) -> dict:
     """The checks of a completion of a free prompt (no benchmark problem, as ``geex run``'s
     samples): the prompt and the completion cut by the evaluation's stop rules (a Java method
     closed, then the class its prompt opened) parse; the completion stays, by the identifier
-    trained on the embedded set. ``{"parses": bool, "stays_in_language": bool | None}``."""
+    trained on the embedded set, judged on the whole completion, as the reader sees it.
+    ``{"parses": bool, "stays_in_language": bool | None}``."""
     from geex.eval.language_id import embedded_identifier
     from geex.eval.parse_check import parses
     from geex.eval.programs import cut_generation
@@ -59,5 +60,5 @@ def check_completion(prompt: str, completion: str, language_key: str) -> dict:
     cut = cut_generation(completion, language)
     return {
         "parses": bool(cut.strip()) and parses(prompt + cut, language_key),
-        "stays_in_language": embedded_identifier().stays(cut, language_key),
+        "stays_in_language": embedded_identifier().stays(completion, language_key),
     }

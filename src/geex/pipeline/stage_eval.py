@@ -115,10 +115,14 @@ def _scores_line(scores: dict, missing_packages: list[dict]) -> str:
 
 
 def _code_shares(group: dict) -> dict:
-    return {k: group[k] for k in ("parses", "stays_in_language") if k in group}
+    keys = ("parses", "stays_in_language", "language_undecided")
+    return {k: group[k] for k in keys if k in group}
 
 
 def _shares_line(shares: dict) -> str:
-    """ "parses 80%, stays 90%": what users see of a language's samples."""
+    """What users see of a language's samples: "parses 80%, stays 90%, 1 blank"."""
     names = {"parses": "parses", "stays_in_language": "stays"}
-    return ", ".join(f"{names[k]} {100 * v:.0f}%" for k, v in shares.items())
+    parts = [f"{names[k]} {100 * v:.0f}%" for k, v in shares.items() if k in names]
+    if shares.get("language_undecided"):
+        parts.append(f"{shares['language_undecided']} blank")
+    return ", ".join(parts)
