@@ -42,12 +42,12 @@ def test_held_out_accuracy_on_humanevalx(humanevalx):
     per_language = len(odd) // 6
     assert per_language == 82
     for key in HUMANEVALX_KEYS:
-        assert left[key] <= 0.08 * per_language, (key, left[key])  # measured: 1 to 6 of 82
-    assert sum(left.values()) <= 0.04 * len(odd)  # measured: 15 of 492
+        assert left[key] <= 0.08 * per_language, (key, left[key])  # measured: 1 to 5 of 82
+    assert sum(left.values()) <= 0.04 * len(odd)  # measured: 13 of 492
 
     rng = random.Random(0)
     python = [p for p in odd if p.language.key == "python"]
-    for other_key, floor in (("go", 0.7), ("cpp", 0.8)):  # measured: 78% and 91%
+    for other_key, floor in (("go", 0.7), ("cpp", 0.8)):  # measured: 80% and 93%
         fragments = [p for p in odd if p.language.key == other_key]
         found = sum(identifier.stays(_splice(p, fragments, rng), "python") is False for p in python)
         assert found >= floor * len(python), (other_key, found)
@@ -55,8 +55,8 @@ def test_held_out_accuracy_on_humanevalx(humanevalx):
 
 def test_the_embedded_set_alone_tells_whole_programs_apart(humanevalx):
     """What ``geex run`` uses (no benchmark folder): the likeliest language of whole held-out
-    programs, most of them right (measured: 798 of 984; JavaScript, whose embedded problems
-    have no semicolons, the worst at 74 of 164)."""
+    programs, most of them right (measured: 789 of 984; JavaScript, whose embedded problems
+    have no semicolons, the worst at 72 of 164)."""
     identifier = embedded_identifier()
     right = sum(identifier.identify(p.canonical_solution) == p.language.key for p in humanevalx)
     assert right >= 0.78 * len(humanevalx)
@@ -85,3 +85,15 @@ def test_every_embedded_canonical_solution_stays():
     identifier = embedded_identifier()
     for problem in load_embedded():
         assert identifier.stays(problem.canonical_solution, problem.language.key), problem.task_id
+
+
+def test_comments_are_prose_and_preprocessor_lines_are_cpp():
+    """Comment lines of any delimiter do not make a completion leave (a young model writes
+    many); ``#include`` is C++, not a Python comment."""
+    identifier = embedded_identifier()
+    comments = "".join("    // the the the the\n" for _ in range(30))
+    assert identifier.stays(comments, "java") is True
+    assert identifier.stays(comments, "python") is True
+    includes = "#include <vector>\n#include <string>\n#include <algorithm>\nusing namespace std;\n"
+    assert identifier.identify(includes) == "cpp"
+    assert identifier.stays("    x = 1\n" + includes, "python") is False
