@@ -53,6 +53,8 @@ def test_the_report_holds_every_section_with_real_content(finished_run):
     assert "def fibonacci(n):" in markdown  # a sample completion
     assert "sampled at temperature 0.8, top-p 0.95, seed 0" in markdown
     assert "Python/0: " in markdown  # a judged completion with its verdict
+    assert "| pass@1 | parses | stays |" in markdown  # what users see, per language
+    assert "*python (" in markdown  # the sample marked: parses or not, stays or not
     html = (result.out / "report.html").read_text()
     assert html.count("data:image/png;base64,") >= 4  # data, loss, throughput, eval
     assert "<script" not in html and "http://" not in html and "https://" not in html

@@ -415,6 +415,7 @@ def _print_summary(run) -> None:
     from rich.console import Console
     from rich.table import Table
 
+    from geex.eval.report import code_sentence
     from geex.eval.verdicts import VERDICTS
 
     ks = sorted({k for g in run.scores.groups.values() for k in g.pass_at})
@@ -423,7 +424,7 @@ def _print_summary(run) -> None:
     table = Table(title=run.title)
     exact_column = ["exact match"] if exact else []
     for column in ["", "tasks" if exact else "problems", "samples", *[f"pass@{k}" for k in ks], *exact_column,
-                   *verdicts]:  # fmt: skip
+                   "parses", "stays", *verdicts]:  # fmt: skip
         table.add_column(column, justify="left" if not column else "right")
     rows = [*run.scores.groups.items(), ("all", run.scores.overall)]
     for name, g in rows:
@@ -433,6 +434,7 @@ def _print_summary(run) -> None:
         ]
         if exact:
             cells.append(f"{100 * g.exact_match:.2f}%" if g.exact_match is not None else "-")
+        cells += [c if c == "-" else c + "%" for c in g.code_cells()]
         cells += [str(g.verdicts.get(v, 0) or "") for v in verdicts]
         table.add_row(*cells)
     console = Console()
@@ -443,6 +445,7 @@ def _print_summary(run) -> None:
     )
     for note in run.notes:
         console.print(f"[yellow]warning:[/yellow] {note}")
+    console.print(code_sentence(run), markup=False)
     _print_bits_per_byte(run, console)
     _print_unjudged(run, console)
 

@@ -69,25 +69,35 @@ def cut_generation(text: str, language: Language) -> str:
 
 def assemble(problem: Problem, completion: str, *, example_test: bool = False) -> str:
     """The whole program that runs the problem's tests against ``completion``."""
-    key = problem.language.key
+    program = untested_program(problem, completion)
     test = problem.tests(example_test)
+    if problem.language.key == "python":
+        return program + "\n" + test + "\n"
+    if problem.language.key == "rust":
+        return program + test
+    return program + "\n" + test
+
+
+def untested_program(problem: Problem, completion: str) -> str:
+    """What :func:`assemble` puts before the tests: the program the model's text is part of."""
+    key = problem.language.key
     prompt = problem.prompt
     if key == "python":
         preamble = "\n".join(PYTHON_PREAMBLE) + "\n"
-        return preamble + prompt + cut_python(completion) + "\n" + test + "\n"
+        return preamble + prompt + cut_python(completion)
     if key == "cpp":
         preamble = "".join(line + "\n" for line in CPP_PREAMBLE if line not in prompt)
-        return preamble + "\n" + prompt + completion + "\n" + test
+        return preamble + "\n" + prompt + completion
     if key in ("java", "javascript"):
-        return prompt + completion + "\n" + test
+        return prompt + completion
     if key == "go":
-        return _assemble_go(problem, completion, test)
+        return _untested_go(problem, completion)
     if key == "rust":
-        return RUST_MAIN + problem.declaration + prompt + completion + test
+        return RUST_MAIN + problem.declaration + prompt + completion
     raise ValueError(f"no program layout for {problem.language.name}")
 
 
-def _assemble_go(problem: Problem, completion: str, test: str) -> str:
+def _untested_go(problem: Problem, completion: str) -> str:
     setup = problem.extra.get("test_setup", "package main\n")
     prompt = problem.prompt.replace(problem.extra.get("import", ""), "")
     used = [
@@ -96,4 +106,4 @@ def _assemble_go(problem: Problem, completion: str, test: str) -> str:
         if package not in setup and package.rsplit("/", 1)[-1] + "." in completion
     ]
     imports = "import (\n" + "    ".join(p + "\n" for p in used) + ")\n" if used else ""
-    return setup + "\n" + imports + prompt + completion + "\n" + test
+    return setup + "\n" + imports + prompt + completion

@@ -1,7 +1,8 @@
 """The run's reports: ``report.md`` and a self-contained ``report.html`` with an inline SVG plot.
 
 Both hold a table per language (or translation pair, or language and infilling kind):
-problems, samples, pass@k (and exact match, for infilling) and the verdict counts
+problems, samples, pass@k (and exact match, for infilling), the shares of samples that parse
+and that stay in their prompt's language (``geex.eval.code_checks``) and the verdict counts
 ("unavailable": the samples not judged, which pass@k leaves out); where a model made the
 samples, the bits per byte of the reference programs per language; then the packages whose
 absence left samples unjudged, with the commands that install them; then the samples that did
@@ -43,6 +44,7 @@ def _row(name: str, g: GroupScore, ks: list[int], exact: bool = False) -> list[s
     cells += [f"{100 * g.pass_at[k]:.2f}{g.coverage(k)}" if k in g.pass_at else "-" for k in ks]
     if exact:
         cells.append(f"{100 * g.exact_match:.2f}" if g.exact_match is not None else "-")
+    cells += g.code_cells()
     cells += [str(g.verdicts.get(v, 0)) for v in VERDICTS]
     return cells
 
@@ -66,7 +68,23 @@ def _partial_sentence(run: EvalRun) -> str:
 def _header(ks: list[int], exact: bool = False) -> list[str]:
     exact_column = ["exact match %"] if exact else []
     tasks = "tasks" if exact else "problems"  # an infilling task is a hole in a problem
-    return ["", tasks, "samples", *[f"pass@{k} %" for k in ks], *exact_column, *VERDICTS]
+    return ["", tasks, "samples", *[f"pass@{k} %" for k in ks], *exact_column, *CODE_COLUMNS,
+            *VERDICTS]  # fmt: skip
+
+
+CODE_COLUMNS = ["parses %", "stays %"]
+
+
+def code_sentence(run: EvalRun) -> str:
+    """What the parse and stay columns mean, and how many samples were blank."""
+    blank = run.scores.overall.language_undecided
+    return (
+        "parses: the share of samples whose program (prompt and completion, without the tests) "
+        "parses with tree-sitter, with no error or missing node; stays: the share that stays "
+        "in the prompt's language, by a naive Bayes classifier of code lines (docs/eval.md)"
+        + (f"; {blank} blank sample(s) count as not parsing and are left out of stays." if blank
+           else ".")
+    )  # fmt: skip
 
 
 def _missing_rows(run: EvalRun) -> list[list[str]]:
@@ -129,6 +147,7 @@ def markdown(run: EvalRun) -> str:
     for name, g in run.scores.groups.items():
         lines.append("| " + " | ".join(_row(name, g, ks, exact)) + " |")
     lines.append("| " + " | ".join(_row("**all**", run.scores.overall, ks, exact)) + " |")
+    lines.append(f"\n{code_sentence(run)}")
     missing_k = [k for k in (1, 10, 100) if k not in run.scores.overall.pass_at]
     if missing_k:
         lines.append(
@@ -257,6 +276,7 @@ pre {{ background: #f6f6f6; padding: 8px; overflow-x: auto; max-height: 30em; }}
 <p>{len(run.results)} samples judged in {run.seconds:.1f} s; sandbox: {html.escape(run.sandbox)}.</p>
 {notes}
 {_html_table(_header(ks, exact), rows)}
+<p>{html.escape(code_sentence(run))}</p>
 {partial}
 {svg_chart(run)}
 {unjudged}

@@ -49,6 +49,10 @@ class SampleResult:
     judging_fingerprint: str = ""
     # Infilling: whether the middle is the canonical one (geex.eval.infill); None elsewhere.
     exact_match: bool | None = None
+    # What users see (geex.eval.code_checks): whether the program parses, whether the text
+    # stays in the prompt's language (None: blank, undecided); None in lines of older runs.
+    parses: bool | None = None
+    stays_in_language: bool | None = None
 
     @property
     def key(self) -> tuple[str, int]:

@@ -25,6 +25,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from geex.eval.backends import Sample
+from geex.eval.code_checks import CodeChecks
 from geex.eval.evaluator import Evaluator
 from geex.eval.fingerprint import generation_fingerprint
 from geex.eval.harness import HarnessWatch
@@ -128,6 +129,8 @@ def evaluate(
     if out_dir and replaced:
         _archive(replaced, Path(out_dir) / REPLACED)
 
+    checks = CodeChecks(tasks)
+    checks.mark_missing(kept.values())
     watch = HarnessWatch(evaluator)
     todo = watch.checked_first(todo, {task.language.key for task in tasks})
     fresh: list[SampleResult] = []
@@ -141,6 +144,7 @@ def evaluate(
     with _Progress(progress, title, total, done=len(kept)) as bar:
         for result in evaluator.judge(todo):
             result.generation_fingerprint = made_by[result.task_id]
+            checks.mark(result)
             record(watch.add(result))
             bar.advance(result)
         record(watch.finish())
@@ -222,6 +226,7 @@ def summary(run: EvalRun) -> dict:
             "pass@k problems": {f"pass@{k}": n for k, n in g.covered.items() if g.partial(k)},
             "verdicts": dict(g.verdicts),
             **({"exact_match": round(g.exact_match, 6)} if g.exact_match is not None else {}),
+            **code_shares(g),
         }
 
     return {
@@ -235,6 +240,18 @@ def summary(run: EvalRun) -> dict:
         "missing_packages": run.scores.overall.missing_package_list(),
         **({"bits_per_byte": run.bits_per_byte} if run.bits_per_byte is not None else {}),
     }
+
+
+def code_shares(g) -> dict:
+    """The shares of samples that parse and that stay in their language, where known."""
+    shares = {}
+    if g.parse_rate is not None:
+        shares["parses"] = round(g.parse_rate, 6)
+    if g.stay_rate is not None:
+        shares["stays_in_language"] = round(g.stay_rate, 6)
+    if g.language_undecided:
+        shares["language_undecided"] = g.language_undecided
+    return shares
 
 
 class _Progress:

@@ -16,6 +16,10 @@ reported beside the scores.
 
 Infilling runs add exact match: the share of all samples (judged or not: no judge is needed)
 whose middle is the canonical one (``geex.eval.infill``).
+
+What users see (``geex.eval.code_checks``), of all samples too: the share whose program parses,
+and the share that stays in the prompt's language, over the samples whose language could be
+told (a blank one cannot: ``language_undecided`` counts those).
 """
 
 from __future__ import annotations
@@ -55,6 +59,9 @@ class GroupScore:
     missing_packages: Counter = field(default_factory=Counter)  # (package, install) -> samples
     covered: dict[int, int] = field(default_factory=dict)  # k -> problems pass@k averages
     exact_match: float | None = None  # infilling: the share of middles equal to the canonical
+    parse_rate: float | None = None  # the share of samples whose program parses
+    stay_rate: float | None = None  # the share of decided samples that stay in their language
+    language_undecided: int = 0  # samples whose language could not be told (blank)
 
     @property
     def unavailable(self) -> int:
@@ -70,6 +77,11 @@ class GroupScore:
             {"package": package, "install": install, "samples": n}
             for (package, install), n in self.missing_packages.most_common()
         ]
+
+    def code_cells(self) -> list[str]:
+        """The parse and stay shares in percent, for a table row; "-" where unknown."""
+        return [f"{100 * rate:.1f}" if rate is not None else "-"
+                for rate in (self.parse_rate, self.stay_rate)]  # fmt: skip
 
     def coverage(self, k: int) -> str:
         """ " (covered/problems)" where pass@k counts fewer than all problems, else ""."""
@@ -102,8 +114,13 @@ def score_group(results: Iterable[SampleResult], ks: Sequence[int] = DEFAULT_KS)
     judged = sum(n for n, _ in counts)
     matches = [r.exact_match for r in results if r.exact_match is not None]
     exact_match = float(np.mean(matches)) if matches else None
+    parsed = [r.parses for r in results if r.parses is not None]
+    stayed = [r.stays_in_language for r in results if r.stays_in_language is not None]
+    undecided = sum(1 for r in results if r.parses is not None and r.stays_in_language is None)
     return GroupScore(len(drawn), sum(drawn.values()), min_n, pass_at, verdicts, judged,
-                      missing, covered, exact_match)  # fmt: skip
+                      missing, covered, exact_match,
+                      float(np.mean(parsed)) if parsed else None,
+                      float(np.mean(stayed)) if stayed else None, undecided)  # fmt: skip
 
 
 @dataclass

@@ -32,7 +32,7 @@ from geex.pipeline.report_files import RunFolder
 from geex.pipeline.stage_data import DataStage
 from geex.pipeline.stage_eval import EvalStage
 from geex.pipeline.stage_export import ExportStage
-from geex.pipeline.stage_samples import SamplesStage
+from geex.pipeline.stage_samples import SamplesStage, sample_marks
 from geex.pipeline.stage_train import TrainStage
 from geex.tokenizer import load_tokenizer
 
@@ -330,7 +330,7 @@ def _scores(name: str, summary: dict, folder: Path) -> Section:
     ks = sorted({k for g in summary["groups"].values() for k in g["pass@k"]},
                 key=lambda k: int(k.split("@")[1]))  # fmt: skip
     section.text(f"**{summary['title']}** (sandbox: {summary['sandbox']}):")
-    header = ["language", "problems", "samples", *ks, "verdicts"]
+    header = ["language", "problems", "samples", *ks, "parses", "stays", "verdicts"]
     if name == "humanevalx":
         header.append("CodeGeeX-13B pass@1")
     rows, partial = [], False
@@ -339,6 +339,7 @@ def _scores(name: str, summary: dict, folder: Path) -> Section:
         covered = g.get("pass@k problems", {})  # absent before samples could go unjudged
         row = [group, str(g["problems"]), str(g["samples"]),
                *[_percent(g["pass@k"].get(k)) + _covered(covered, k, g) for k in ks],
+               _percent(g.get("parses")), _percent(g.get("stays_in_language")),  # absent before
                verdicts]  # fmt: skip
         partial = partial or bool(covered)
         if name == "humanevalx":
@@ -354,6 +355,10 @@ def _scores(name: str, summary: dict, folder: Path) -> Section:
             + (", so it does not compare one for one with CodeGeeX-13B's." if name ==
                "humanevalx" else ".")
         )  # fmt: skip
+    section.text(
+        "parses: the share of samples whose program, less its tests, parses with tree-sitter; "
+        "stays: the share that stays in the prompt's language (blank samples left out)."
+    )
     _unjudged(section, summary)
     _reference_bits_per_byte(section, summary)
     section.figure(f"eval-{name}", _eval_png(summary, name == "humanevalx"),
@@ -410,7 +415,9 @@ def _samples(run: RunFolder) -> Section | None:
             "(prompt, then the model's text):"
         )
     for s in samples:
-        section.code(s["prompt"] + s["completion"], s["language"])
+        marks = sample_marks(s)
+        section.code(s["prompt"] + s["completion"],
+                     f"{s['language']} ({marks})" if marks else s["language"])  # fmt: skip
     if judged:
         section.text("The first problem of the embedded set per language, as judged:")
         for r in judged:

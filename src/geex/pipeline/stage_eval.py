@@ -57,7 +57,7 @@ class EvalStage(Stage):
         generator = model_generator("geex", context.path(TrainStage.model), sampling,
                                     tokenizer=None, dtype=loaded_dtype(backend),
                                     cache=context.path(self.folder) / DIGESTS)  # fmt: skip
-        results, unjudged = {}, {}
+        results, unjudged, written = {}, {}, {}
         config = EvalConfig(workers=e.workers, settings=RunSettings(timeout=e.timeout))
         with Evaluator(config) as evaluator:
             for benchmark in benchmarks(e):
@@ -80,19 +80,26 @@ class EvalStage(Stage):
                 judged = summary(run)
                 results[benchmark] = judged["overall"]["pass@k"]
                 unjudged[benchmark] = judged["missing_packages"]
-                context.console.print(
-                    f"  {title}: {_scores_line(results[benchmark], unjudged[benchmark])}",
-                    markup=False,
-                )
+                written[benchmark] = {name: shares for name, g in judged["groups"].items()
+                                      if (shares := _code_shares(g))}  # fmt: skip
+                line = _scores_line(results[benchmark], unjudged[benchmark])
+                context.console.print(f"  {title}: {line}", markup=False)
+                for language, shares in written[benchmark].items():
+                    context.console.print(f"    {language}: {_shares_line(shares)}", markup=False)
+        # "code": per benchmark and language, the shares of samples that parse and stay in
+        # their language (geex.eval.code_checks).
         return {"pass@k": results, "missing_toolchains": context.missing,
-                "missing_packages": unjudged}  # fmt: skip
+                "missing_packages": unjudged, "code": written}  # fmt: skip
 
     def summary(self, record: dict) -> str:
         unjudged = record.get("missing_packages", {})  # absent in records of older runs
+        written = record.get("code", {})  # absent in records of older runs
         parts = [
             f"{bench} {_scores_line(scores, unjudged.get(bench, []))}"
+            + "".join(f"; {language} {_shares_line(shares)}"
+                      for language, shares in written.get(bench, {}).items())
             for bench, scores in record.get("pass@k", {}).items()
-        ]
+        ]  # fmt: skip
         missing = record.get("missing_toolchains") or {}
         if missing:
             parts.append(f"not judged here: {', '.join(missing)}")
@@ -107,3 +114,17 @@ def _scores_line(scores: dict, missing_packages: list[dict]) -> str:
         installs = "; ".join(f"{p['package']}: `{p['install']}`" for p in missing_packages)
         line += f" ({samples} samples not judged for want of {installs})"
     return line
+
+
+def _code_shares(group: dict) -> dict:
+    keys = ("parses", "stays_in_language", "language_undecided")
+    return {k: group[k] for k in keys if k in group}
+
+
+def _shares_line(shares: dict) -> str:
+    """What users see of a language's samples: "parses 80%, stays 90%, 1 blank"."""
+    names = {"parses": "parses", "stays_in_language": "stays"}
+    parts = [f"{names[k]} {100 * v:.0f}%" for k, v in shares.items() if k in names]
+    if shares.get("language_undecided"):
+        parts.append(f"{shares['language_undecided']} blank")
+    return ", ".join(parts)

@@ -1,4 +1,5 @@
-"""The samples stage: a sampled completion per language of a short prompt, for the report.
+"""The samples stage: a sampled completion per language of a short prompt, for the report,
+each marked with whether it parses and stays in its language (``geex.eval.code_checks``).
 
 The model and its tokenizer are loaded, and torch imported, inside :meth:`SamplesStage.run`,
 so that importing :mod:`geex.pipeline` stays light.
@@ -34,6 +35,7 @@ class SamplesStage(Stage):
     writes = (record, page)
 
     def run(self, context: RunContext) -> dict:
+        from geex.eval.code_checks import check_completion
         from geex.model.loader import load_for_inference
         from geex.model.sampling import SamplingConfig
         from geex.serve.completion import complete
@@ -51,8 +53,9 @@ class SamplesStage(Stage):
         samples = []
         for language, prompt in SAMPLE_PROMPTS.items():
             (completion,) = complete(model, tokenizer, prompt, language=language, sampling=sampling)
-            samples.append({"language": language, "prompt": prompt,
-                            "completion": completion[0].text})  # fmt: skip
+            text = completion[0].text
+            samples.append({"language": language, "prompt": prompt, "completion": text,
+                            **check_completion(prompt, text, language)})  # fmt: skip
         how = {"temperature": sampling.temperature, "top_p": sampling.top_p, "seed": sampling.seed}
         record = {"sampling": how, "samples": samples}
         atomic_write_text(context.path(self.record), json.dumps(record, indent=2) + "\n")
@@ -62,6 +65,19 @@ class SamplesStage(Stage):
             f"top-p {SAMPLE_TOP_P}, seed {SAMPLE_SEED}.\n",
         ]
         for s in samples:
-            lines += [f"## {s['language']}\n", "```", s["prompt"] + s["completion"], "```\n"]
+            lines += [f"## {s['language']} ({sample_marks(s)})\n", "```",
+                      s["prompt"] + s["completion"], "```\n"]  # fmt: skip
         atomic_write_text(context.path(self.page), "\n".join(lines))
         return {"samples": str(context.path(self.page))}
+
+
+def sample_marks(sample: dict) -> str:
+    """ "parses, stays in its language", or what it fails; "" for records of older runs."""
+    if "parses" not in sample:
+        return ""
+    stays = sample.get("stays_in_language")
+    return ", ".join([
+        "parses" if sample["parses"] else "does not parse",
+        {True: "stays in its language", False: "leaves its language",
+         None: "blank"}[stays],
+    ])  # fmt: skip

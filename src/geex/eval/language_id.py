@@ -1,0 +1,201 @@
+"""Whether a completion stays in its prompt's language: a naive Bayes classifier over the shape
+of code, as GitHub Linguist's classifier tells languages apart by their tokens.
+
+A young model wanders: a Python prompt continued with a few lines of Go or C++. Those lines
+need not be a whole program, so the classifier looks at windows of consecutive lines
+(:data:`WINDOW` features each) and says a completion *leaves* its language when the log
+likelihood of some window under another language exceeds that under the prompt's language by
+more than :data:`MARGIN` nats. The prompt's language thus wins every window that is ambiguous
+(``return x;`` is C++, Java and JavaScript alike): leaving needs evidence.
+
+Features are what tells languages apart whatever the program does (Linguist's tokenizer
+likewise drops string contents and numbers):
+
+- per line, its tokens: the words the six tree-sitter grammars reserve (``def``, ``func``,
+  ``fn``, ``let``), operators (``:=``, ``->``, ``=>``, ``::``), brackets; any other
+  identifier becomes one placeholder, as problem-specific names say nothing of the language;
+  a string is its quote character, a comment its opening delimiter (a line of comment alone
+  is prose: that delimiter is its only feature, and a window of such lines is not judged:
+  ``//`` is five languages' delimiter); a preprocessor line is its directive (``#include``);
+- the pairs of adjacent tokens, with the line's start and end (``if (``, ``) {``, ``: $``):
+  the shape of a line (``if x {`` in Go and Rust, ``if (x) {`` in C++, ``if x:`` in Python).
+
+Trained (add-half smoothing) on the prompts and canonical solutions of Geex's embedded set and
+of the problems being evaluated. A completion with no token at all (blank) is *undecided*:
+``None``, left out of the share that stays, and counted apart.
+
+Measured (``tests/eval/test_language_id.py``, HumanEval-X, 164 problems per language),
+trained on the embedded set and the even-numbered problems, tested on the 82 odd-numbered
+canonical solutions of each language: 1 to 5 of them are taken to leave their language (13 of
+492 in all, 2.6%; Rust and Go, whose bare ``if x {`` lines look alike, the most); of Python
+canonical solutions with three lines of another problem's Go (C++) solution spliced in, 80%
+(93%) are found to leave. Trained on the embedded set alone (what ``geex run``'s samples are
+checked with), it names the language of 80% of whole held-out HumanEval-X programs
+(JavaScript 44%: the embedded set's JavaScript has no semicolons).
+"""
+
+from __future__ import annotations
+
+import itertools
+import math
+import re
+from collections import Counter
+from collections.abc import Iterable
+from dataclasses import dataclass
+from functools import cache
+
+from geex.eval.problems import Problem, load_embedded
+
+WINDOW = 20  # features per window: about two lines
+MARGIN = 14.0  # nats: chosen on even-numbered HumanEval-X problems (see the docstring)
+SMOOTHING = 0.5
+
+_TOKEN = re.compile(
+    r"""
+    (?P<string>"(?:\\.|[^"\\\n])*"|'(?:\\.|[^'\\\n])*'|`[^`]*`)
+    |(?P<directive>\#\s*(?:include|define|undef|ifn?def|endif|pragma)\b)
+    |(?P<comment>//|/\*|\#)
+    |(?P<word>[A-Za-z_][A-Za-z_0-9]*!?)
+    |(?P<number>\d[\w.]*)
+    |(?P<operator>::|:=|->|=>|===|!==|==|!=|<=|>=|&&|\|\||\+\+|--|<<|>>|\+=|-=
+        |[{}()\[\];:,.<>=+\-*/%&|^!?~@$\\])
+    """,
+    re.X,
+)
+
+
+@cache
+def reserved_words() -> frozenset[str]:
+    """The words any of the six grammars reserves: tree-sitter's unnamed node kinds."""
+    import tree_sitter
+
+    from geex.eval.parse_check import GRAMMARS, parser
+
+    words = set()
+    for key in GRAMMARS:
+        language: tree_sitter.Language = parser(key).language
+        for kind in range(language.node_kind_count):
+            name = language.node_kind_for_id(kind)
+            if name and not language.node_kind_is_named(kind) and name[0].isalpha():
+                words.add(name)
+    return frozenset(words)
+
+
+def line_tokens(line: str) -> list[str]:
+    tokens = []
+    reserved = reserved_words()
+    for match in _TOKEN.finditer(line):
+        kind, text = match.lastgroup, match.group()
+        if kind == "string":
+            tokens.append("STRING" + text[0])
+        elif kind == "directive":
+            tokens.append("#" + text.lstrip("#").strip())
+        elif kind == "comment":
+            tokens.append("COMMENT" + text)
+            break  # the rest of the line is prose
+        elif kind == "word":
+            tokens.append(text if text in reserved else "NAME")
+        elif kind == "operator":
+            tokens.append(text)
+    return tokens
+
+
+def line_features(line: str) -> list[str]:
+    """A line's tokens and its pairs of adjacent tokens, from its start to its end."""
+    tokens = line_tokens(line)
+    if len(tokens) == 1 and tokens[0].startswith("COMMENT"):
+        return tokens  # a line of prose: its delimiter alone
+    if not tokens:
+        return []
+    edged = ["^", *tokens, "$"]
+    return tokens + [f"{a} {b}" for a, b in itertools.pairwise(edged)]
+
+
+def windows(text: str) -> list[list[str]]:
+    """The features of ``text`` in runs of whole lines of at least :data:`WINDOW` each (the
+    last may be shorter)."""
+    out, current = [], []
+    for line in text.split("\n"):
+        current += line_features(line)
+        if len(current) >= WINDOW:
+            out.append(current)
+            current = []
+    if current:
+        out.append(current)
+    return out
+
+
+@dataclass
+class LanguageIdentifier:
+    counts: dict[str, Counter]  # language key -> feature counts
+
+    @classmethod
+    def train(cls, texts: Iterable[tuple[str, str]]) -> LanguageIdentifier:
+        """From (language key, code) pairs."""
+        counts: dict[str, Counter] = {}
+        for key, code in texts:
+            features = counts.setdefault(key, Counter())
+            for window in windows(code):
+                features.update(window)
+        return cls(counts)
+
+    def __post_init__(self) -> None:
+        self._vocabulary = set().union(*self.counts.values()) if self.counts else set()
+        size = len(self._vocabulary) + 1
+        self._denominator = {k: sum(c.values()) + SMOOTHING * size for k, c in self.counts.items()}
+
+    @property
+    def languages(self) -> list[str]:
+        return list(self.counts)
+
+    def log_likelihoods(self, features: list[str]) -> dict[str, float]:
+        """Per language, the log likelihood of ``features`` (those never seen are left out:
+        they say nothing of any language)."""
+        known = [f for f in features if f in self._vocabulary]
+        return {
+            key: sum(math.log((counts[f] + SMOOTHING) / self._denominator[key]) for f in known)
+            for key, counts in self.counts.items()
+        }
+
+    def identify(self, code: str) -> str | None:
+        """The likeliest language of ``code`` as a whole; None when it has no token."""
+        features = [f for window in windows(code) for f in window]
+        if not features:
+            return None
+        scores = self.log_likelihoods(features)
+        return max(scores, key=scores.__getitem__)
+
+    def stays(self, completion: str, language_key: str) -> bool | None:
+        """Whether no window of ``completion`` is clearly another language's; None when it
+        has no token (a blank completion), or ``language_key`` is unknown here."""
+        if language_key not in self.counts:
+            return None
+        parts = windows(completion)
+        if not parts:
+            return None
+        for window in parts:
+            if all(f.startswith("COMMENT") for f in window):
+                continue  # prose says little of a language; its delimiter is shared
+            scores = self.log_likelihoods(window)
+            own = scores.pop(language_key)
+            if scores and max(scores.values()) - own > MARGIN:
+                return False
+        return True
+
+
+def training_texts(problems: Iterable[Problem]) -> list[tuple[str, str]]:
+    return [(p.language.key, p.prompt + p.canonical_solution) for p in problems]
+
+
+def identifier_for(problems: Iterable[Problem]) -> LanguageIdentifier:
+    """Trained on the embedded set and ``problems`` (those not already in it)."""
+    embedded = load_embedded()
+    names = {p.task_id for p in embedded}
+    more = [p for p in problems if p.task_id not in names]
+    return LanguageIdentifier.train(training_texts([*embedded, *more]))
+
+
+@cache
+def embedded_identifier() -> LanguageIdentifier:
+    """Trained on the embedded set alone: for samples of no benchmark (``geex run``'s)."""
+    return identifier_for([])

@@ -1,0 +1,67 @@
+"""Every canonical solution of HumanEval-X and of the embedded set parses with tree-sitter in
+its language, and programs broken on purpose do not.
+Run: .venv/bin/python -m pytest tests/eval/test_parse_check.py -q"""
+
+from __future__ import annotations
+
+import pytest
+
+from geex.errors import GeexError
+from geex.eval.parse_check import completion_parses, parses
+from geex.eval.problems import load_embedded, load_problems
+
+
+def test_every_canonical_solution_parses(humanevalx_dir):
+    problems = load_problems(humanevalx_dir) + load_embedded()
+    failing = [p.task_id for p in problems if not completion_parses(p, p.canonical_solution)]
+    assert len(problems) == 6 * (164 + 10)
+    assert failing == []
+
+
+def _cut_in_half(text: str) -> str:
+    return text[: len(text) // 2]
+
+
+@pytest.mark.parametrize("language", ["python", "cpp", "java", "javascript", "go", "rust"])
+def test_a_completion_stopped_midway_does_not_parse(language):
+    """A body cut in half leaves a block or a call open: the program has a MISSING or an
+    ERROR node (HumanEval-X's problem 0 of each language has a nested loop)."""
+    (problem,) = [p for p in load_embedded([language]) if p.number == "0"]
+    assert completion_parses(problem, problem.canonical_solution)
+    assert not completion_parses(problem, _cut_in_half(problem.canonical_solution))
+
+
+@pytest.mark.parametrize(
+    ("language", "code"),
+    [
+        ("python", "def f(x):\n    return x +\n"),
+        ("python", "def f(x):\n    if x > 0\n        return 1\n"),
+        ("cpp", "int f(int x) {\n    return x +;\n}\n"),
+        ("java", "class A {\n    int f(int x) {\n        return x\n    }\n}\n"),
+        ("javascript", "const f = (x) => {\n  return x +;\n}\n"),
+        ("go", "func f(x int) int {\n    return x +\n}\n"),
+        ("rust", "fn f(x: i32) -> i32 {\n    let y = ;\n    y\n}\n"),
+        # Another language's code where this one's is expected.
+        ("python", "def f(x):\n    for i := 0; i < x; i++ {\n    }\n"),
+        ("go", "func f(x int) int {\n    def g(y):\n        return y\n}\n"),
+    ],
+)
+def test_broken_programs_do_not_parse(language, code):
+    assert not parses(code, language)
+
+
+def test_a_blank_completion_does_not_parse_though_a_docstring_body_is_valid_python():
+    (problem,) = [p for p in load_embedded(["python"]) if p.number == "0"]
+    assert parses(problem.prompt, "python")
+    assert not completion_parses(problem, "\n   \n")
+
+
+def test_cpp_typeid_of_a_builtin_type_parses():
+    code = "bool f(boost::any a) {\n    return a.type() == typeid(unsigned int);\n}\n"
+    assert parses(code, "cpp")
+    assert not parses(code.replace("==", "= ="), "cpp")
+
+
+def test_a_language_without_a_grammar_is_named():
+    with pytest.raises(GeexError, match="no tree-sitter grammar for 'haskell'"):
+        parses("main = pure ()", "haskell")
