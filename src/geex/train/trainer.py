@@ -255,12 +255,12 @@ class Trainer:
                 step_time = time.monotonic() - t0
                 step_times.append(step_time)
                 record.update(self._throughput(step_time))
-                if self._due(self.config.eval_every) and self.validation is not None:
+                self._tick()
+                if self._validation_due() and self.validation is not None:
                     record.update(self.validation.measure(
                         self.model, self.config.precision, self.config.micro_batch_size, self.world
                     ))  # fmt: skip
                 self.metrics.write(record)
-                self._tick()
                 if self.time_budget:
                     progress.set_total(self._expected_steps(step_times))
                 progress.update(self.step, record)
@@ -418,6 +418,14 @@ class Trainer:
 
     def _tokens(self, after_step: int | None = None) -> int:
         return (self.step if after_step is None else after_step) * self.tokens_per_step
+
+    def _validation_due(self) -> bool:
+        """Every ``eval_every`` steps, and at the last step, so that a run's final numbers (its
+        report's bits per byte) are of the model it saves."""
+        if not self.config.eval_every:
+            return False
+        last = self._budget_spent() if self.time_budget else self.step + 1 >= self.planned_steps
+        return last or self._due(self.config.eval_every)
 
     def _due(self, every: int, after: bool = False) -> bool:
         if not every:
