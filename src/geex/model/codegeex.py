@@ -30,6 +30,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from geex.model.config import ModelConfig
+from geex.model.loss import linear_cross_entropy
 from geex.model.packed import PackedLinear, pack_linears, packed_path, packing_available
 
 # The rows per matmul CPU decoding packs its weights for. Measured on a 2-core AMD EPYC (one
@@ -46,6 +47,16 @@ def fast_gelu(x: torch.Tensor) -> torch.Tensor:
     in fp16 too (the naive ``x / (1 + exp(-1.702 x))`` overflows below x = -6.5 in fp16).
     """
     return x * torch.sigmoid(1.702 * x)
+
+
+def fast_gelu_for_training(x: torch.Tensor) -> torch.Tensor:
+    """:func:`fast_gelu` as ``silu(1.702 x) / 1.702``: equal up to float rounding.
+
+    Autograd saves one tensor and backward is one fused kernel (``silu_backward``), where
+    ``x * sigmoid(1.702 x)`` takes five: forward and backward together 1.5x faster on a CPU.
+    Decoding, which has no backward, keeps :func:`fast_gelu`.
+    """
+    return F.silu(x * 1.702) * (1 / 1.702)
 
 
 class LayerNorm(nn.LayerNorm):
@@ -193,7 +204,8 @@ class MLP(nn.Module):
         usable = PackedLinear.usable
         if packed_path(x) and usable(self.packed_h_to_4h) and usable(self.packed_4h_to_h):
             return self.packed_4h_to_h(fast_gelu(self.packed_h_to_4h(x)))
-        return self.dense_4h_to_h(fast_gelu(self.dense_h_to_4h(x)))
+        activation = fast_gelu_for_training if torch.is_grad_enabled() else fast_gelu
+        return self.dense_4h_to_h(activation(self.dense_h_to_4h(x)))
 
 
 class Block(nn.Module):
@@ -284,6 +296,8 @@ class CodeGeeX(nn.Module):
         kv_cache: KVCache | None = None,
         attn_mask: torch.Tensor | None = None,
         last_only: bool = False,
+        targets: torch.Tensor | None = None,
+        loss_reduction: str = "mean",
     ) -> torch.Tensor:
         """Logits ``(batch, seq, padded_vocab_size)`` for ``input_ids`` ``(batch, seq)``.
 
@@ -293,6 +307,10 @@ class CodeGeeX(nn.Module):
         ``last_only`` gives the logits of the last position alone, ``(batch, 1, vocab)``: a
         prompt's prefill needs no others, and the vocabulary projection of every position is
         most of a small model's prefill.
+
+        With ``targets`` ``(batch, seq)`` (``IGNORE_INDEX`` where nothing is to be learned),
+        training's path: the fp32 loss, reduced by ``loss_reduction`` ("mean" or "sum"), in
+        place of the logits, which it never holds in memory (:func:`linear_cross_entropy`).
         """
         seq = input_ids.shape[1]
         past = kv_cache.length if kv_cache is not None else 0
@@ -314,6 +332,10 @@ class CodeGeeX(nn.Module):
         x = self.top_query_layer(x, queries, layer_index=self.config.n_layer, **attend)
         if kv_cache is not None:
             kv_cache.advance(seq)
+        if targets is not None:
+            return linear_cross_entropy(
+                x, self.word_embeddings.weight, targets, reduction=loss_reduction
+            )
         if last_only:
             x = x[:, -1:]
         if packed_path(x) and PackedLinear.usable(self.packed_output):
