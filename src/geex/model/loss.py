@@ -74,9 +74,7 @@ class _LinearCrossEntropy(torch.autograd.Function):
     def forward(ctx, hidden, weight, targets, reduction, chunk_rows):
         device = hidden.device.type
         compute_dtype = (
-            torch.get_autocast_dtype(device)
-            if torch.is_autocast_enabled(device)
-            else hidden.dtype
+            torch.get_autocast_dtype(device) if torch.is_autocast_enabled(device) else hidden.dtype
         )
         rows = hidden.reshape(-1, hidden.shape[-1])
         targets = targets.reshape(-1)
@@ -95,13 +93,17 @@ class _LinearCrossEntropy(torch.autograd.Function):
                 chunk_counted = counted[start : start + chunk_rows]
                 known = chunk_targets.clamp(min=0)[:, None]  # ignored rows: any index
                 logits = (chunk @ head.t()).float()
-                log_norm = torch.logsumexp(logits, dim=-1, keepdim=True)
                 target_logits = logits.gather(1, known)
+                # The log-sum-exp and the softmax from one exp pass, in place.
+                peak = logits.amax(dim=-1, keepdim=True)
+                exps = logits.sub_(peak).exp_()
+                total = exps.sum(dim=-1, keepdim=True)
+                log_norm = total.log() + peak
                 loss += ((log_norm - target_logits).squeeze(1) * chunk_counted).sum()
-                # d loss / d logits = softmax - one_hot(target), zero on ignored rows, in place.
-                probs = logits.sub_(log_norm).exp_()
-                probs.scatter_add_(1, known, -chunk_counted[:, None].to(probs.dtype))
-                grad_logits = probs.mul_(chunk_counted[:, None] * scale).to(compute_dtype)
+                # d loss / d logits = softmax - one_hot(target), zero on ignored rows.
+                probs = exps.mul_(chunk_counted[:, None] * scale / total)
+                probs.scatter_add_(1, known, -(chunk_counted * scale)[:, None].to(probs.dtype))
+                grad_logits = probs.to(compute_dtype)
                 if grad_rows is not None:
                     grad_rows[start : start + chunk_rows] = grad_logits @ head
                 if grad_weight is not None:
