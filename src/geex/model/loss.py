@@ -15,11 +15,11 @@ import torch.nn.functional as F
 
 IGNORE_INDEX = -100
 
-# The rows of logits one chunk holds: 8,192 x 128 fp32 logits are 4 MiB, which stay in a CPU's
-# cache between the passes over them; fewer rows make the head's matmuls inefficient.
-# Measured on 2 CPU cores (docs/benchmarks.md).
+# The logits one chunk holds at least: 2**20 fp32 logits are 4 MiB, which stay in a CPU's cache
+# between the passes over them; fewer rows make the head's matmuls inefficient. A chunk also
+# has at least as many rows as the hidden width: every chunk adds its share to the head's whole
+# (vocabulary, width) gradient, which must not cost more than the chunk's own logits.
 CHUNK_LOGITS = 2**20
-MIN_CHUNK_ROWS = 128
 
 
 def lm_loss(
@@ -65,7 +65,7 @@ def linear_cross_entropy(
             "their leading dimensions"
         )
     if chunk_rows is None:
-        chunk_rows = max(MIN_CHUNK_ROWS, CHUNK_LOGITS // weight.shape[0])
+        chunk_rows = max(weight.shape[1], CHUNK_LOGITS // weight.shape[0])
     return _LinearCrossEntropy.apply(hidden, weight, targets, reduction, chunk_rows)
 
 
@@ -84,7 +84,7 @@ class _LinearCrossEntropy(torch.autograd.Function):
         head = weight.to(compute_dtype)
         need_hidden_grad, need_weight_grad = ctx.needs_input_grad[:2]
         grad_rows = torch.empty_like(rows) if need_hidden_grad else None
-        grad_weight = torch.zeros_like(weight, dtype=torch.float32) if need_weight_grad else None
+        grad_weight = None
         loss = torch.zeros((), dtype=torch.float32, device=hidden.device)
         with torch.autocast(device, enabled=False):
             for start in range(0, rows.shape[0], chunk_rows):
@@ -106,11 +106,15 @@ class _LinearCrossEntropy(torch.autograd.Function):
                 grad_logits = probs.to(compute_dtype)
                 if grad_rows is not None:
                     grad_rows[start : start + chunk_rows] = grad_logits @ head
-                if grad_weight is not None:
-                    if compute_dtype == torch.float32:
-                        grad_weight.addmm_(grad_logits.t(), chunk)
-                    else:  # each chunk's product rounded once, then summed in fp32
-                        grad_weight += (grad_logits.t() @ chunk).float()
+                if not need_weight_grad:
+                    continue
+                # Each chunk's product in the compute dtype, summed in fp32.
+                if grad_weight is None:
+                    grad_weight = (grad_logits.t() @ chunk).float()
+                elif compute_dtype == torch.float32:
+                    grad_weight.addmm_(grad_logits.t(), chunk)
+                else:
+                    grad_weight += (grad_logits.t() @ chunk).float()
         ctx.save_for_backward(
             grad_rows.view_as(hidden) if grad_rows is not None else None, grad_weight
         )
@@ -119,9 +123,16 @@ class _LinearCrossEntropy(torch.autograd.Function):
 
     @staticmethod
     def backward(ctx, grad_loss):
+        if getattr(ctx, "used", False):
+            raise RuntimeError(
+                "linear_cross_entropy's backward runs once (retain_graph is not supported): its "
+                "gradients were computed in the forward pass and are scaled in place"
+            )
+        ctx.used = True
         grad_hidden, grad_weight = ctx.saved_tensors
         if grad_hidden is not None:
-            grad_hidden = grad_hidden * grad_loss.to(grad_hidden.dtype)
+            grad_hidden = grad_hidden.mul_(grad_loss.to(grad_hidden.dtype))
         if grad_weight is not None:
-            grad_weight = (grad_weight * grad_loss).to(ctx.weight_dtype)
+            # In place: the head's gradient is as large as the weights, and nothing else holds it.
+            grad_weight = grad_weight.mul_(grad_loss).to(ctx.weight_dtype)
         return grad_hidden, grad_weight, None, None, None
