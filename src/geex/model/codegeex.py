@@ -32,14 +32,13 @@ from torch import nn
 from geex.model.config import ModelConfig
 from geex.model.loss import linear_cross_entropy
 from geex.model.packed import PackedLinear, pack_linears, packed_path, packing_available
+from geex.model.training_mlp import GELU_SCALE, fast_gelu_mlp
 
 # The rows per matmul CPU decoding packs its weights for. Measured on a 2-core AMD EPYC (one
 # thread, decode step with 32 cached positions): a hint of 64 ran tiny's step 1.25x (batch 1)
 # and 1.7x (batch 8) faster than MKL, small's 1.85x at batch 8 and alike at batch 1 (bound by
 # reading the weights); smaller hints were slower for tiny and no faster for small.
 DECODE_BATCH_HINT = 64
-
-GELU_SCALE = 1.702  # FastGELU's x * sigmoid(1.702 x)
 
 
 def fast_gelu(x: torch.Tensor) -> torch.Tensor:
@@ -213,18 +212,10 @@ class MLP(nn.Module):
         return self.dense_4h_to_h(fast_gelu(self.dense_h_to_4h(x)))
 
     def _train_forward(self, x: torch.Tensor) -> torch.Tensor:
-        """The same MLP as ``silu(1.702 h) / 1.702``, its two constants inside the matmuls.
-
-        ``x * sigmoid(1.702 x)`` is three elementwise passes forward and five backward over
-        the widest activation; here the first matmul's ``alpha``/``beta`` compute ``1.702 h``
-        and the second's ``alpha`` divides by 1.702, leaving one ``silu`` and one fused
-        ``silu_backward``: equal up to float rounding, and what most of a CPU step's
-        elementwise time was. Decoding, which has no backward, keeps the plain form.
-        """
+        """The same MLP with FastGELU's constants inside the matmuls (:mod:`.training_mlp`)."""
         up, down = self.dense_h_to_4h, self.dense_4h_to_h
         rows = x.reshape(-1, x.shape[-1])
-        h = torch.addmm(up.bias, rows, up.weight.t(), beta=GELU_SCALE, alpha=GELU_SCALE)
-        y = torch.addmm(down.bias, F.silu(h), down.weight.t(), alpha=1 / GELU_SCALE)
+        y = fast_gelu_mlp(rows, up.weight, up.bias, down.weight, down.bias)
         return y.view(*x.shape[:-1], y.shape[-1])
 
 
