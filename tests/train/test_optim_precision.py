@@ -6,6 +6,7 @@ import itertools
 import math
 
 import pytest
+import torch
 
 from geex.errors import ConfigError
 from geex.model import ModelConfig, build_model
@@ -67,3 +68,22 @@ def test_config_typos_name_the_field_and_the_valid_ones():
     with pytest.raises(ConfigError, match="precision must be one of"):
         TrainConfig(precision="fp8")
     assert math.isfinite(TrainConfig().optim.lr)
+
+
+def test_adamw_runs_the_fused_kernel_and_updates_like_the_foreach_one():
+    """The fused kernel is the same AdamW: equal weights after a few steps, up to rounding."""
+    config = OptimConfig(lr=1e-2, weight_decay=0.1)
+    models = [build_model(MODEL, seed=0) for _ in range(2)]
+    fused = build_optimizer(models[0], config)
+    foreach = torch.optim.AdamW(
+        parameter_groups(models[1], config), lr=config.lr, betas=config.betas, foreach=True
+    )
+    assert fused.defaults["fused"]
+    inputs = torch.randint(0, MODEL.vocab_size, (2, 8))
+    for _ in range(3):
+        for model, optimizer in zip(models, (fused, foreach), strict=True):
+            model(inputs).float().pow(2).mean().backward()
+            optimizer.step()
+            optimizer.zero_grad()
+    for (name, a), b in zip(models[0].named_parameters(), models[1].parameters(), strict=True):
+        torch.testing.assert_close(a, b, rtol=1e-5, atol=1e-6, msg=name)

@@ -30,7 +30,9 @@ import torch.nn.functional as F
 from torch import nn
 
 from geex.model.config import ModelConfig
+from geex.model.loss import linear_cross_entropy
 from geex.model.packed import PackedLinear, pack_linears, packed_path, packing_available
+from geex.model.training_mlp import GELU_SCALE, fast_gelu_mlp
 
 # The rows per matmul CPU decoding packs its weights for. Measured on a 2-core AMD EPYC (one
 # thread, decode step with 32 cached positions): a hint of 64 ran tiny's step 1.25x (batch 1)
@@ -45,7 +47,19 @@ def fast_gelu(x: torch.Tensor) -> torch.Tensor:
     ``torch.sigmoid`` saturates instead of overflowing, so this is finite for every finite input
     in fp16 too (the naive ``x / (1 + exp(-1.702 x))`` overflows below x = -6.5 in fp16).
     """
-    return x * torch.sigmoid(1.702 * x)
+    return x * torch.sigmoid(GELU_SCALE * x)
+
+
+def _plain_linear(*linears: nn.Module) -> bool:
+    """Whether these layers are bare ``nn.Linear``s with local weights, which training may
+    compute by other means: not LoRA-wrapped, not tensor-parallel (DTensor weights, hooks)."""
+    return all(
+        type(linear) is nn.Linear
+        and not linear._forward_pre_hooks
+        and not linear._forward_hooks
+        and type(linear.weight) is nn.Parameter
+        for linear in linears
+    )
 
 
 class LayerNorm(nn.LayerNorm):
@@ -193,7 +207,16 @@ class MLP(nn.Module):
         usable = PackedLinear.usable
         if packed_path(x) and usable(self.packed_h_to_4h) and usable(self.packed_4h_to_h):
             return self.packed_4h_to_h(fast_gelu(self.packed_h_to_4h(x)))
+        if torch.is_grad_enabled() and _plain_linear(self.dense_h_to_4h, self.dense_4h_to_h):
+            return self._train_forward(x)
         return self.dense_4h_to_h(fast_gelu(self.dense_h_to_4h(x)))
+
+    def _train_forward(self, x: torch.Tensor) -> torch.Tensor:
+        """The same MLP with FastGELU's constants inside the matmuls (:mod:`.training_mlp`)."""
+        up, down = self.dense_h_to_4h, self.dense_4h_to_h
+        rows = x.reshape(-1, x.shape[-1])
+        y = fast_gelu_mlp(rows, up.weight, up.bias, down.weight, down.bias)
+        return y.view(*x.shape[:-1], y.shape[-1])
 
 
 class Block(nn.Module):
@@ -284,6 +307,8 @@ class CodeGeeX(nn.Module):
         kv_cache: KVCache | None = None,
         attn_mask: torch.Tensor | None = None,
         last_only: bool = False,
+        targets: torch.Tensor | None = None,
+        loss_reduction: str = "mean",
     ) -> torch.Tensor:
         """Logits ``(batch, seq, padded_vocab_size)`` for ``input_ids`` ``(batch, seq)``.
 
@@ -293,6 +318,10 @@ class CodeGeeX(nn.Module):
         ``last_only`` gives the logits of the last position alone, ``(batch, 1, vocab)``: a
         prompt's prefill needs no others, and the vocabulary projection of every position is
         most of a small model's prefill.
+
+        With ``targets`` ``(batch, seq)`` (``IGNORE_INDEX`` where nothing is to be learned),
+        training's path: the fp32 loss, reduced by ``loss_reduction`` ("mean" or "sum"), in
+        place of the logits, which it never holds in memory (:func:`linear_cross_entropy`).
         """
         seq = input_ids.shape[1]
         past = kv_cache.length if kv_cache is not None else 0
@@ -314,6 +343,10 @@ class CodeGeeX(nn.Module):
         x = self.top_query_layer(x, queries, layer_index=self.config.n_layer, **attend)
         if kv_cache is not None:
             kv_cache.advance(seq)
+        if targets is not None:
+            return linear_cross_entropy(
+                x, self.word_embeddings.weight, targets, reduction=loss_reduction
+            )
         if last_only:
             x = x[:, -1:]
         if packed_path(x) and PackedLinear.usable(self.packed_output):

@@ -2,6 +2,10 @@
 
 Half-precision log-softmax over ~50k logits loses the small probabilities that carry the
 gradient; CodeGeeX computed the loss in fp32 and so do we, whatever the compute dtype.
+
+Training computes it with :func:`linear_cross_entropy`, which takes the last hidden states and
+the tied output head instead of logits: the same loss and gradients, chunk by chunk, without
+ever holding the ``(tokens, vocabulary)`` logits in memory.
 """
 
 from __future__ import annotations
@@ -10,6 +14,12 @@ import torch
 import torch.nn.functional as F
 
 IGNORE_INDEX = -100
+
+# The logits one chunk holds at least: 2**20 fp32 logits are 4 MiB, which stay in a CPU's cache
+# between the passes over them; fewer rows make the head's matmuls inefficient. A chunk also
+# has at least as many rows as the hidden width: every chunk adds its share to the head's whole
+# (vocabulary, width) gradient, which must not cost more than the chunk's own logits.
+CHUNK_LOGITS = 2**20
 
 
 def lm_loss(
@@ -26,3 +36,103 @@ def lm_loss(
         ignore_index=IGNORE_INDEX,
         reduction=reduction,
     )
+
+
+def linear_cross_entropy(
+    hidden: torch.Tensor,
+    weight: torch.Tensor,
+    targets: torch.Tensor,
+    *,
+    reduction: str = "mean",
+    chunk_rows: int | None = None,
+) -> torch.Tensor:
+    """``lm_loss(F.linear(hidden, weight), targets)``, without materialising the logits.
+
+    ``hidden`` ``(..., d)``, ``weight`` ``(vocab, d)``, ``targets`` ``(...)``. The idea of
+    Liger-Kernel's fused linear cross-entropy: a chunk of rows at a time, the forward pass
+    computes the logits, their fp32 log-sum-exp, the loss and, while the chunk is still in
+    cache, the gradient of the loss with respect to the chunk's logits and from it those with
+    respect to ``hidden`` and ``weight``. Backward only scales them by the incoming gradient.
+    Full fp32 logits (and the same again for their gradient) would be read and written several
+    times each: 64 MiB per pass for a tiny model's 2,048 x 8,192, most of the loss's time on a
+    CPU. The matmuls run in the autocast dtype if autocast is on, as ``F.linear`` would.
+    """
+    if reduction not in ("mean", "sum"):
+        raise ValueError(f"linear_cross_entropy reduces by 'mean' or 'sum', not {reduction!r}")
+    if hidden.shape[:-1] != targets.shape:
+        raise ValueError(
+            f"hidden states {tuple(hidden.shape)} and targets {tuple(targets.shape)} differ in "
+            "their leading dimensions"
+        )
+    if chunk_rows is None:
+        chunk_rows = max(weight.shape[1], CHUNK_LOGITS // weight.shape[0])
+    return _LinearCrossEntropy.apply(hidden, weight, targets, reduction, chunk_rows)
+
+
+class _LinearCrossEntropy(torch.autograd.Function):
+    @staticmethod
+    def forward(ctx, hidden, weight, targets, reduction, chunk_rows):
+        device = hidden.device.type
+        compute_dtype = (
+            torch.get_autocast_dtype(device) if torch.is_autocast_enabled(device) else hidden.dtype
+        )
+        rows = hidden.reshape(-1, hidden.shape[-1])
+        targets = targets.reshape(-1)
+        counted = targets != IGNORE_INDEX
+        # Mean over the counted targets, as F.cross_entropy's ignore_index does (NaN if none).
+        scale = 1.0 / counted.sum() if reduction == "mean" else torch.ones((), device=hidden.device)
+        head = weight.to(compute_dtype)
+        need_hidden_grad, need_weight_grad = ctx.needs_input_grad[:2]
+        grad_rows = torch.empty_like(rows) if need_hidden_grad else None
+        grad_weight = None
+        loss = torch.zeros((), dtype=torch.float32, device=hidden.device)
+        with torch.autocast(device, enabled=False):
+            for start in range(0, rows.shape[0], chunk_rows):
+                chunk = rows[start : start + chunk_rows].to(compute_dtype)
+                chunk_targets = targets[start : start + chunk_rows]
+                chunk_counted = counted[start : start + chunk_rows]
+                known = chunk_targets.clamp(min=0)[:, None]  # ignored rows: any index
+                logits = (chunk @ head.t()).float()
+                target_logits = logits.gather(1, known)
+                # The log-sum-exp and the softmax from one exp pass, in place.
+                peak = logits.amax(dim=-1, keepdim=True)
+                exps = logits.sub_(peak).exp_()
+                total = exps.sum(dim=-1, keepdim=True)
+                log_norm = total.log() + peak
+                loss += ((log_norm - target_logits).squeeze(1) * chunk_counted).sum()
+                # d loss / d logits = softmax - one_hot(target), zero on ignored rows.
+                probs = exps.mul_(chunk_counted[:, None] * scale / total)
+                probs.scatter_add_(1, known, -(chunk_counted * scale)[:, None].to(probs.dtype))
+                grad_logits = probs.to(compute_dtype)
+                if grad_rows is not None:
+                    grad_rows[start : start + chunk_rows] = grad_logits @ head
+                if not need_weight_grad:
+                    continue
+                # Each chunk's product in the compute dtype, summed in fp32.
+                if grad_weight is None:
+                    grad_weight = (grad_logits.t() @ chunk).float()
+                elif compute_dtype == torch.float32:
+                    grad_weight.addmm_(grad_logits.t(), chunk)
+                else:
+                    grad_weight += (grad_logits.t() @ chunk).float()
+        ctx.save_for_backward(
+            grad_rows.view_as(hidden) if grad_rows is not None else None, grad_weight
+        )
+        ctx.weight_dtype = weight.dtype
+        return loss * scale
+
+    @staticmethod
+    def backward(ctx, grad_loss):
+        if getattr(ctx, "used", False):
+            raise RuntimeError(
+                "linear_cross_entropy's backward runs once (retain_graph is not supported): its "
+                "gradients were computed in the forward pass and are scaled in place"
+            )
+        ctx.used = True
+        grad_hidden, grad_weight = ctx.saved_tensors
+        if grad_hidden is not None:
+            grad_hidden = grad_hidden.mul_(grad_loss.to(grad_hidden.dtype))
+        if grad_weight is not None:
+            # In place: the head's gradient is as large as the weights, and nothing else holds it.
+            grad_weight = grad_weight.mul_(grad_loss).to(ctx.weight_dtype)
+        return grad_hidden, grad_weight, None, None, None

@@ -12,6 +12,7 @@ import gc
 import math
 import signal
 import time
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -25,7 +26,6 @@ from geex.errors import ConfigError, GeexError
 from geex.model.checkpoint import clean_state_dict, read_config, save_weights
 from geex.model.codegeex import CodeGeeX, build_model, flops_per_token
 from geex.model.config import ModelConfig
-from geex.model.loss import lm_loss
 from geex.os_faults import describe_os_fault
 from geex.presets import model_preset
 from geex.tokenizer import load_tokenizer
@@ -66,6 +66,7 @@ def train(
     config: TrainConfig, *, show_progress: bool = True, overwrite: bool = False
 ) -> TrainResult:
     """Train into ``config.out``; ``overwrite`` deletes an earlier run there and starts anew."""
+    flush_denormals()
     world = init_world(config.device, config.parallel.tp)
     try:
         result = Trainer(config, world, show_progress=show_progress, overwrite=overwrite).run()
@@ -79,6 +80,37 @@ def train(
     gc.collect()
     close_world(world, finished=True)
     return result
+
+
+def flush_denormals() -> None:
+    """Compute subnormal floats as zero on the CPU, in every thread of torch.
+
+    An x86 core can take a hundred times longer over an operation on a subnormal float (below
+    1.2e-38 in fp32). Where training's activations, gradients or optimiser state underflow
+    there, the step slows by as much, and values that small carry nothing a model learns from.
+    ``benchmarks/train_step.py --flush-denormals`` measures the difference on a machine.
+
+    Each thread of torch's OpenMP pool keeps the floating-point mode it was started with, so
+    this must run before the first parallel operation starts the pool; if that came first, a
+    warning says so. Nothing changes on a GPU, or on a CPU without the mode (not x86).
+    """
+    if torch.set_flush_denormal(True) and not every_thread_flushes_denormals():
+        warnings.warn(
+            "some of torch's CPU threads started before training asked for subnormal floats "
+            "to be flushed, and still compute them: a step may run several times slower",
+            RuntimeWarning,
+            stacklevel=2,
+        )
+
+
+def every_thread_flushes_denormals() -> bool:
+    """Whether every thread of torch's pool computes subnormal floats as zero."""
+    # The smallest subnormal, made from its bits (a conversion would flush it), over enough
+    # elements that every thread takes a share: a thread that flushes multiplies it to zero.
+    # The product is read back as bits too, since a flushing thread reads subnormals as zero.
+    elements = 2**16 * torch.get_num_threads()
+    subnormal = torch.ones(elements, dtype=torch.int32).view(torch.float32)
+    return not bool(subnormal.mul(1.0).view(torch.int32).any())
 
 
 def model_config_for(config: TrainConfig, vocab_size: int) -> ModelConfig:
@@ -345,13 +377,13 @@ class Trainer:
             inputs, targets, kwargs = self._micro_batch(start)
             with self._gradient_sync(micro == self.accumulation - 1):
                 with autocast(c.precision, world.device, keep_casts=not c.parallel.fsdp):
-                    logits = self.model(inputs, **kwargs)
+                    # The model computes the loss from its last hidden states, never holding
+                    # the logits (geex.model.loss.linear_cross_entropy).
+                    loss = self.model(
+                        inputs, targets=targets, loss_reduction="sum" if sft else "mean", **kwargs
+                    )
                     if sft:
-                        loss = lm_loss(logits, targets, reduction="sum") * (
-                            world.dp / answer_tokens
-                        )
-                    else:
-                        loss = lm_loss(logits, targets)
+                        loss = loss * (world.dp / answer_tokens)
                 (loss * (scale / per_step)).backward()
             loss_sum += loss.detach()
 
