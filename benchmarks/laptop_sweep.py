@@ -36,7 +36,7 @@ from geex.train.monitor import final_validation, read_metrics
 
 # Tokens the default trains in `geex run --budget 10m` on a quiet 2-core machine (its report's
 # "tokens" of the train stage); each variant gets this times its measured speed ratio.
-DEFAULT_TOKENS = 2_000_000
+DEFAULT_TOKENS = 1_800_000
 PROBE_STEPS, PROBE_SKIP = 14, 6  # steps per probe; the first ones (warm-up) are not counted
 
 
@@ -83,6 +83,8 @@ VARIANTS = [
     # fill-in-the-middle (default 0.5)
     Variant("FIM 0", "fim", data={"fim_rate": 0.0}),
     Variant("FIM 0.9", "fim", data={"fim_rate": 0.9}),
+    # precision (default fp32): bf16 autocast, fp32 master weights and loss
+    Variant("bf16", "precision", train={"precision": "bf16"}),
 ]
 
 
