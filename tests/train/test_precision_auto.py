@@ -8,10 +8,11 @@ import yaml
 
 from geex.presets import TRAIN_PRESETS
 from geex.train import precision
+from geex.train.config import TrainConfig
 from geex.train.memory_plan import preset_defaults
 from geex.train.precision import resolve_precision
 from geex.train.trainer import train
-from tests.train.test_trainer import config
+from tests.train.runs import SMALL_MODEL
 
 CPU = torch.device("cpu")
 
@@ -37,7 +38,10 @@ def test_a_torch_without_the_cpu_checks_trains_in_fp32(monkeypatch):
 
 def test_the_run_records_the_precision_auto_chose(byte_dataset, tmp_path, monkeypatch):
     monkeypatch.setattr(precision, "native_cpu_bf16", lambda: True)
-    train(config(byte_dataset, tmp_path, precision="auto", max_steps=2), show_progress=False)
+    config = TrainConfig(data=str(byte_dataset), out=str(tmp_path), preset="tiny",
+                         model=SMALL_MODEL, seq_len=64, global_batch_tokens=256,
+                         micro_batch_size=4, max_steps=2, precision="auto")  # fmt: skip
+    train(config, show_progress=False)
     assert yaml.safe_load((tmp_path / "config.yaml").read_text())["precision"] == "bf16"
 
 
