@@ -17,7 +17,8 @@ from pathlib import Path
 from geex.config import coerce, dotted_name, field_types, from_dict, option, read_yaml_fields
 from geex.errors import ConfigError
 
-PRECISIONS = ("fp32", "bf16", "fp16")
+# auto: bf16 where the device computes it natively, else fp32 (geex.train.precision)
+PRECISIONS = ("auto", "fp32", "bf16", "fp16")
 
 
 @dataclass
@@ -85,7 +86,9 @@ class TrainConfig:
     max_tokens: int | None = None  # alternative budget: stop after this many training tokens
     max_time: float | None = option(None, metavar="SECONDS")  # alternative budget
     seed: int = 1234
-    precision: str = option("fp32", choices=PRECISIONS)
+    precision: str = option(
+        "fp32", choices=PRECISIONS, help="auto: bf16 where the device computes it natively"
+    )
     reset_at_documents: bool = False  # restart positions and attention after each end-of-document
     dropout: float = 0.0
     checkpoint_every: int = 100  # steps; a checkpoint is also written when the run ends

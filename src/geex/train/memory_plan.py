@@ -96,7 +96,8 @@ def preset_defaults(preset: str) -> dict:
         "ac": train.parallel.activation_checkpointing,
         "mbs": train.micro_batch_size,
         "seq": train.seq_len,
-        "precision": train.precision,
+        # auto is bf16 on every device a plan is for (GPUs with bf16, CPUs with AMX)
+        "precision": "bf16" if train.precision == "auto" else train.precision,
         "global_batch_tokens": train.global_batch_tokens,
     }
 

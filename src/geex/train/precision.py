@@ -14,6 +14,31 @@ import contextlib
 import torch
 
 AUTOCAST_DTYPES = {"bf16": torch.bfloat16, "fp16": torch.float16}
+# torch.cpu's checks of the instructions that make a bf16 matmul faster than an fp32 one: AMX
+# tiles (Intel Sapphire Rapids and later) and AVX-512 BF16 (Cooper Lake, AMD Zen 4 and later).
+_NATIVE_CPU_BF16 = ("_is_amx_tile_supported", "_is_avx512_bf16_supported")
+
+
+def resolve_precision(precision: str, device: torch.device) -> str:
+    """The precision ``auto`` stands for on ``device``; any other is returned as it is.
+
+    ``auto`` is bf16 where the device multiplies bf16 natively, else fp32: on a CPU without
+    those instructions bf16 is emulated and slower than fp32. On a 2-core Xeon with AMX, the
+    tiny preset trained 2.2x the tokens per second in bf16 (9,470 against 4,231), and on a
+    laptop tokens per second are what the model learns.
+    """
+    if precision != "auto":
+        return precision
+    if device.type == "cuda":
+        return "bf16" if torch.cuda.is_bf16_supported() else "fp32"
+    if device.type == "cpu" and native_cpu_bf16():
+        return "bf16"
+    return "fp32"
+
+
+def native_cpu_bf16() -> bool:
+    """Whether this CPU has AMX or AVX-512 BF16 (False where torch cannot tell)."""
+    return any(getattr(torch.cpu, check, lambda: False)() for check in _NATIVE_CPU_BF16)
 
 
 def autocast(precision: str, device: torch.device, *, keep_casts: bool = True):

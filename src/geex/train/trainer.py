@@ -8,6 +8,7 @@ writes a checkpoint before exiting.
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import gc
 import math
 import signal
@@ -44,7 +45,12 @@ from geex.train.lora import add_lora, lora_config, merge_lora, save_adapter
 from geex.train.monitor import MetricsLog, Progress, peak_flops
 from geex.train.optim import build_optimizer, learning_rate
 from geex.train.parallel import materialize, parallelize, wrap_data_parallel
-from geex.train.precision import AUTOCAST_DTYPES, DynamicLossScaler, autocast
+from geex.train.precision import (
+    AUTOCAST_DTYPES,
+    DynamicLossScaler,
+    autocast,
+    resolve_precision,
+)
 from geex.train.run_folder import prepare_run_folder, write_run_record
 from geex.train.sft_samples import SftSamples, fine_tuning_tokenizer
 from geex.train.validate import Validation
@@ -151,6 +157,9 @@ class Trainer:
                 "are needed"
             )
         config.check_fine_tuning()
+        config = dataclasses.replace(
+            config, precision=resolve_precision(config.precision, world.device)
+        )
         self.config, self.world, self.overwrite = config, world, overwrite
         self.out = Path(config.out)
         self.validation = None
