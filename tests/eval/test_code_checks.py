@@ -27,7 +27,8 @@ INTO_GO = (
 
 def _samples():
     (task,) = [t for t in generation_tasks(load_embedded(["python"])) if t.task_id.endswith("/0")]
-    texts = [IN_PYTHON, INTO_GO, "   \n"]
+    # A blank sample, and one with text but no token that tells a language.
+    texts = [IN_PYTHON, INTO_GO, "   \n", "    42\n"]
     return [task], [Sample(task, i, text) for i, text in enumerate(texts)]
 
 
@@ -39,16 +40,20 @@ def test_shares_of_samples_that_parse_and_stay(evaluator, tmp_path):
         ("passed", True, True),
         ("compile error", False, False),
         ("failed", False, None),
+        ("failed", True, None),
     ]
     python = run.scores.groups["Python"]
-    assert (python.parse_rate, python.stay_rate, python.language_undecided) == (1 / 3, 0.5, 1)
+    assert (python.parse_rate, python.stay_rate) == (0.5, 0.5)
+    assert (python.blank, python.language_undecided) == (1, 1)
 
     summary = json.loads((tmp_path / "summary.json").read_text())["groups"]["Python"]
-    assert summary["parses"] == round(1 / 3, 6)
+    assert summary["parses"] == 0.5
     assert summary["stays_in_language"] == 0.5
-    assert summary["language_undecided"] == 1
-    assert "| Python | 1 | 3 | 33.33 | 33.3 | 50.0 |" in markdown(run)
-    assert "1 blank sample(s) count as not parsing" in (tmp_path / "report.md").read_text()
+    assert (summary["blank"], summary["language_undecided"]) == (1, 1)
+    assert "| Python | 1 | 4 | 25.00 | 50.0 | 50.0 |" in markdown(run)
+    report = (tmp_path / "report.md").read_text()
+    assert "1 blank sample(s) count as not parsing and are left out of stays" in report
+    assert "1 sample(s) whose language could not be told" in report
     assert "parses %" in (tmp_path / "report.html").read_text()
 
 
@@ -64,10 +69,29 @@ def test_results_of_an_older_run_get_the_checks_on_resume(evaluator, tmp_path):
     results.write_text("\n".join(older) + "\n")
 
     run = evaluate(evaluator, tasks, samples, generator={"samples": "inline"}, out_dir=tmp_path)
-    assert run.resumed == 3
-    assert [r.parses for r in run.results] == [True, False, False]
+    assert run.resumed == 4
+    assert [r.parses for r in run.results] == [True, False, False, True]
     stored = [json.loads(line) for line in results.read_text().splitlines()]
-    assert [r["stays_in_language"] for r in stored] == [True, False, None]
+    assert [r["stays_in_language"] for r in stored] == [True, False, None, None]
+
+
+def test_results_marked_by_another_version_of_the_checks_are_marked_again(evaluator, tmp_path):
+    """A stored verdict of an identifier with other features or training is not kept: every
+    result of a report is marked by the same checks."""
+    tasks, samples = _samples()
+    evaluate(evaluator, tasks, samples, generator={"samples": "inline"}, out_dir=tmp_path)
+    results = tmp_path / "results.jsonl"
+    stored = [json.loads(line) for line in results.read_text().splitlines()]
+    version = stored[0]["checks_version"]
+    assert version and all(r["checks_version"] == version for r in stored[:2])
+    stale = [{**r, "stays_in_language": not r["stays_in_language"], "checks_version": "old"}
+             for r in stored[:2]]  # fmt: skip
+    results.write_text("".join(json.dumps(r) + "\n" for r in [*stale, *stored[2:]]))
+
+    run = evaluate(evaluator, tasks, samples, generator={"samples": "inline"}, out_dir=tmp_path)
+    assert run.resumed == 4
+    assert [r.stays_in_language for r in run.results[:2]] == [True, False]
+    assert {r.checks_version for r in run.results} == {version}
 
 
 def test_a_free_prompts_completion_is_checked_as_geex_run_samples_it():

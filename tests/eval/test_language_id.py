@@ -9,7 +9,7 @@ from collections import Counter
 
 import pytest
 
-from geex.eval.language_id import embedded_identifier, identifier_for
+from geex.eval.language_id import embedded_identifier, identifier_for, line_tokens
 from geex.eval.problems import load_embedded, load_problems
 from tests.conftest import shared_path
 
@@ -97,3 +97,12 @@ def test_comments_are_prose_and_preprocessor_lines_are_cpp():
     includes = "#include <vector>\n#include <string>\n#include <algorithm>\nusing namespace std;\n"
     assert identifier.identify(includes) == "cpp"
     assert identifier.stays("    x = 1\n" + includes, "python") is False
+
+
+def test_a_python_comment_that_reads_like_a_directive_is_a_comment():
+    """``# define ...`` and ``... # include ...`` are Python comments: a directive is ``#``
+    at the start of a line with its name right after it."""
+    assert line_tokens("    # define the base case") == ["COMMENT#"]
+    assert line_tokens("x = a # include b") == ["NAME", "=", "NAME", "COMMENT#"]
+    assert line_tokens("#include <vector>") == ["#include", "<", "NAME", ">"]
+    assert line_tokens("  #define N 10") == ["#define", "NAME"]

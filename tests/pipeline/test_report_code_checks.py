@@ -25,8 +25,8 @@ SUMMARY = {
     "resumed": 0, "notes": [], "groups": {"Python": PYTHON, "Go": GO, "Rust": OLDER},
     "overall": PYTHON, "missing_packages": [],
 }  # fmt: skip
-CODE = {"embedded": {"Python": {"parses": 0.6, "stays_in_language": 0.9,
-                                "language_undecided": 1}}}  # fmt: skip
+CODE = {"embedded": {"Python": {"parses": 0.6, "stays_in_language": 0.9, "blank": 1,
+                                "language_undecided": 2}}}  # fmt: skip
 RECORD = {"seconds": 1.0, "finished": "now", "pass@k": {"embedded": {"pass@1": 0.1}},
           "missing_toolchains": {}, "missing_packages": {}, "code": CODE}  # fmt: skip
 SAMPLES = {
@@ -61,7 +61,9 @@ def test_report_shows_the_shares_and_marks_each_sample(tmp_path):
 
 def test_eval_stage_line_gives_the_shares_per_language():
     line = EvalStage().summary(RECORD)
-    assert line == "embedded pass@1 10.0%; Python parses 60%, stays 90%, 1 blank"
+    assert line == (
+        "embedded pass@1 10.0%; Python parses 60%, stays 90%, 1 blank, 2 of undecided language"
+    )
     older = {k: v for k, v in RECORD.items() if k != "code"}
     assert EvalStage().summary(older) == "embedded pass@1 10.0%"
 

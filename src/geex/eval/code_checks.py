@@ -1,19 +1,23 @@
 """What users see of a sample, beside its verdict: does its program parse, and does it stay in
 its prompt's language? (:mod:`geex.eval.parse_check`, :mod:`geex.eval.language_id`.)
 
-Both are computed when a sample is judged and stored in ``results.jsonl``; results of older
-runs that lack them get them when a run resumes from them. Neither enters a fingerprint: they
-do not change a verdict.
+Both are computed when a sample is judged and stored in ``results.jsonl`` with the version of
+the checks that made them (:attr:`CodeChecks.version`: the features' format and the
+identifier's training counts); a run that resumes re-marks every stored result of another
+version, so one report never mixes the verdicts of two identifiers. Neither enters a
+fingerprint: they do not change a verdict.
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterable
 
-from geex.eval.language_id import LanguageIdentifier, identifier_for
-from geex.eval.parse_check import GRAMMARS, completion_parses
+from geex.eval.language_id import LanguageIdentifier, embedded_identifier, identifier_for
+from geex.eval.parse_check import GRAMMARS, completion_parses, parses
+from geex.eval.programs import cut_generation
 from geex.eval.results import SampleResult
 from geex.eval.tasks import Task
+from geex.languages import get_language
 
 
 class CodeChecks:
@@ -24,6 +28,7 @@ class CodeChecks:
         tasks = list(tasks)
         self.tasks = {task.task_id: task for task in tasks}
         self.identifier: LanguageIdentifier = identifier_for(task.problem for task in tasks)
+        self.version = self.identifier.fingerprint()
 
     def mark(self, result: SampleResult) -> None:
         """Fill ``result.parses`` and ``result.stays_in_language``."""
@@ -31,6 +36,7 @@ class CodeChecks:
         language = task.language.key
         if language not in GRAMMARS:
             return
+        result.checks_version = self.version
         if not result.generation.strip():
             result.parses = False
             result.stays_in_language = None
@@ -39,9 +45,10 @@ class CodeChecks:
         result.stays_in_language = self.identifier.stays(result.generation, language)
 
     def mark_missing(self, results: Iterable[SampleResult]) -> None:
-        """Mark the results that lack the checks (lines written before they existed)."""
+        """Mark the results that lack the checks (lines written before they existed) or hold
+        those of another version of them."""
         for result in results:
-            if result.parses is None:
+            if result.parses is None or result.checks_version != self.version:
                 self.mark(result)
 
 
@@ -51,11 +58,6 @@ def check_completion(prompt: str, completion: str, language_key: str) -> dict:
     closed, then the class its prompt opened) parse; the completion stays, by the identifier
     trained on the embedded set, judged on the whole completion, as the reader sees it.
     ``{"parses": bool, "stays_in_language": bool | None}``."""
-    from geex.eval.language_id import embedded_identifier
-    from geex.eval.parse_check import parses
-    from geex.eval.programs import cut_generation
-    from geex.languages import get_language
-
     language = get_language(language_key)
     cut = cut_generation(completion, language)
     return {

@@ -16,7 +16,9 @@ likewise drops string contents and numbers):
   identifier becomes one placeholder, as problem-specific names say nothing of the language;
   a string is its quote character, a comment its opening delimiter (a line of comment alone
   is prose: that delimiter is its only feature, and a window of such lines is not judged:
-  ``//`` is five languages' delimiter); a preprocessor line is its directive (``#include``);
+  ``//`` is five languages' delimiter); a preprocessor line is its directive (``#include``),
+  but only where ``#`` opens the line and the directive's name follows it at once: C allows
+  ``# include``, rarely written, while Python's ``# define the base case`` is a comment;
 - the pairs of adjacent tokens, with the line's start and end (``if (``, ``) {``, ``: $``):
   the shape of a line (``if x {`` in Go and Rust, ``if (x) {`` in C++, ``if x:`` in Python).
 
@@ -36,7 +38,9 @@ checked with), it names the language of 80% of whole held-out HumanEval-X progra
 
 from __future__ import annotations
 
+import hashlib
 import itertools
+import json
 import math
 import re
 from collections import Counter
@@ -49,11 +53,14 @@ from geex.eval.problems import Problem, load_embedded
 WINDOW = 20  # features per window: about two lines
 MARGIN = 14.0  # nats: chosen on even-numbered HumanEval-X problems (see the docstring)
 SMOOTHING = 0.5
+# Raised whenever line_tokens or line_features change what they return: stored verdicts of
+# another version are made again (geex.eval.code_checks).
+FEATURES_VERSION = 2
 
 _TOKEN = re.compile(
     r"""
     (?P<string>"(?:\\.|[^"\\\n])*"|'(?:\\.|[^'\\\n])*'|`[^`]*`)
-    |(?P<directive>\#\s*(?:include|define|undef|ifn?def|endif|pragma)\b)
+    |(?P<directive>^\s*\#(?:include|define|undef|ifn?def|endif|pragma)\b)
     |(?P<comment>//|/\*|\#)
     |(?P<word>[A-Za-z_][A-Za-z_0-9]*!?)
     |(?P<number>\d[\w.]*)
@@ -89,7 +96,7 @@ def line_tokens(line: str) -> list[str]:
         if kind == "string":
             tokens.append("STRING" + text[0])
         elif kind == "directive":
-            tokens.append("#" + text.lstrip("#").strip())
+            tokens.append(text.strip())
         elif kind == "comment":
             tokens.append("COMMENT" + text)
             break  # the rest of the line is prose
@@ -143,6 +150,12 @@ class LanguageIdentifier:
         self._vocabulary = set().union(*self.counts.values()) if self.counts else set()
         size = len(self._vocabulary) + 1
         self._denominator = {k: sum(c.values()) + SMOOTHING * size for k, c in self.counts.items()}
+
+    def fingerprint(self) -> str:
+        """What its verdicts follow from: the feature format and the training counts."""
+        counts = {key: sorted(c.items()) for key, c in sorted(self.counts.items())}
+        text = json.dumps([FEATURES_VERSION, WINDOW, MARGIN, SMOOTHING, counts])
+        return hashlib.sha256(text.encode("utf-8")).hexdigest()[:16]
 
     @property
     def languages(self) -> list[str]:

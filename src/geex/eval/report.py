@@ -76,15 +76,23 @@ CODE_COLUMNS = ["parses %", "stays %"]
 
 
 def code_sentence(run: EvalRun) -> str:
-    """What the parse and stay columns mean, and how many samples were blank."""
-    blank = run.scores.overall.language_undecided
+    """What the parse and stay columns mean, how many samples were blank, and how many had
+    text whose language could not be told."""
+    overall = run.scores.overall
+    notes = []
+    if overall.blank:
+        notes.append(f"{overall.blank} blank sample(s) count as not parsing and are left out "
+                     "of stays")  # fmt: skip
+    if overall.language_undecided:
+        notes.append(f"{overall.language_undecided} sample(s) whose language could not be told "
+                     "(no token the classifier knows) are left out of stays")  # fmt: skip
     return (
         "parses: the share of samples whose program (prompt and completion, without the tests) "
         "parses with tree-sitter, with no error or missing node; stays: the share that stays "
-        "in the prompt's language, by a naive Bayes classifier of code lines (docs/eval.md)"
-        + (f"; {blank} blank sample(s) count as not parsing and are left out of stays." if blank
-           else ".")
-    )  # fmt: skip
+        "in the prompt's language, by a naive Bayes classifier of code lines trained on Geex's "
+        "embedded problems and this run's problems, so it compares between runs of the same "
+        "problems (docs/eval.md)" + ("; " + "; ".join(notes) + "." if notes else ".")
+    )
 
 
 def _missing_rows(run: EvalRun) -> list[list[str]]:
@@ -242,9 +250,11 @@ def html_report(run: EvalRun) -> str:
     notes = "".join(f"<p class=note>{html.escape(n)}</p>" for n in run.notes)
     partial = _partial_sentence(run)
     partial = f"<p>{html.escape(partial)}</p>" if partial else ""
+    bits_per_byte = ""
     if run.bits_per_byte:
-        partial += f"<p>{html.escape(BITS_PER_BYTE_SENTENCE)}</p>"
-        partial += _html_table(BITS_PER_BYTE_HEADER, _bits_per_byte_rows(run))
+        bits_per_byte = f"<p>{html.escape(BITS_PER_BYTE_SENTENCE)}</p>" + _html_table(
+            BITS_PER_BYTE_HEADER, _bits_per_byte_rows(run)
+        )
     unjudged = ""
     if run.scores.overall.unavailable:
         unjudged = f"<h2>Samples not judged</h2><p>{html.escape(_unjudged_sentence(run))}</p>"
@@ -278,6 +288,7 @@ pre {{ background: #f6f6f6; padding: 8px; overflow-x: auto; max-height: 30em; }}
 {_html_table(_header(ks, exact), rows)}
 <p>{html.escape(code_sentence(run))}</p>
 {partial}
+{bits_per_byte}
 {svg_chart(run)}
 {unjudged}
 {details}

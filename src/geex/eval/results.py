@@ -53,6 +53,7 @@ class SampleResult:
     # stays in the prompt's language (None: blank, undecided); None in lines of older runs.
     parses: bool | None = None
     stays_in_language: bool | None = None
+    checks_version: str = ""  # what marked them (CodeChecks.version); "" in older lines
 
     @property
     def key(self) -> tuple[str, int]:

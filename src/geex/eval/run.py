@@ -249,6 +249,8 @@ def code_shares(g) -> dict:
         shares["parses"] = round(g.parse_rate, 6)
     if g.stay_rate is not None:
         shares["stays_in_language"] = round(g.stay_rate, 6)
+    if g.blank:
+        shares["blank"] = g.blank
     if g.language_undecided:
         shares["language_undecided"] = g.language_undecided
     return shares

@@ -19,7 +19,10 @@ whose middle is the canonical one (``geex.eval.infill``).
 
 What users see (``geex.eval.code_checks``), of all samples too: the share whose program parses,
 and the share that stays in the prompt's language, over the samples whose language could be
-told (a blank one cannot: ``language_undecided`` counts those).
+told. A blank sample (nothing but whitespace) counts as not parsing and is left out of the
+stay share (``blank`` counts those); so is a sample with text but no token the identifier
+knows, such as a bare number or prose in a script without Latin letters
+(``language_undecided`` counts those).
 """
 
 from __future__ import annotations
@@ -61,7 +64,8 @@ class GroupScore:
     exact_match: float | None = None  # infilling: the share of middles equal to the canonical
     parse_rate: float | None = None  # the share of samples whose program parses
     stay_rate: float | None = None  # the share of decided samples that stay in their language
-    language_undecided: int = 0  # samples whose language could not be told (blank)
+    blank: int = 0  # samples of whitespace alone: not parsing, left out of the stay share
+    language_undecided: int = 0  # samples with text whose language could not be told
 
     @property
     def unavailable(self) -> int:
@@ -111,16 +115,28 @@ def score_group(results: Iterable[SampleResult], ks: Sequence[int] = DEFAULT_KS)
         covered[k] = len(scored)
         if scored:
             pass_at[k] = float(np.mean(scored))
-    judged = sum(n for n, _ in counts)
     matches = [r.exact_match for r in results if r.exact_match is not None]
     exact_match = float(np.mean(matches)) if matches else None
     parsed = [r.parses for r in results if r.parses is not None]
     stayed = [r.stays_in_language for r in results if r.stays_in_language is not None]
-    undecided = sum(1 for r in results if r.parses is not None and r.stays_in_language is None)
-    return GroupScore(len(drawn), sum(drawn.values()), min_n, pass_at, verdicts, judged,
-                      missing, covered, exact_match,
-                      float(np.mean(parsed)) if parsed else None,
-                      float(np.mean(stayed)) if stayed else None, undecided)  # fmt: skip
+    checked = [r for r in results if r.parses is not None]
+    blank = sum(1 for r in checked if not r.generation.strip())
+    undecided = sum(1 for r in checked if r.stays_in_language is None) - blank
+    return GroupScore(
+        problems=len(drawn),
+        samples=sum(drawn.values()),
+        min_samples=min_n,
+        pass_at=pass_at,
+        verdicts=verdicts,
+        judged=sum(n for n, _ in counts),
+        missing_packages=missing,
+        covered=covered,
+        exact_match=exact_match,
+        parse_rate=float(np.mean(parsed)) if parsed else None,
+        stay_rate=float(np.mean(stayed)) if stayed else None,
+        blank=blank,
+        language_undecided=undecided,
+    )
 
 
 @dataclass

@@ -117,14 +117,17 @@ def _scores_line(scores: dict, missing_packages: list[dict]) -> str:
 
 
 def _code_shares(group: dict) -> dict:
-    keys = ("parses", "stays_in_language", "language_undecided")
+    keys = ("parses", "stays_in_language", "blank", "language_undecided")
     return {k: group[k] for k in keys if k in group}
 
 
 def _shares_line(shares: dict) -> str:
-    """What users see of a language's samples: "parses 80%, stays 90%, 1 blank"."""
+    """What users see of a language's samples, as "parses 80%, stays 90%, 1 blank, 2 of
+    undecided language"."""
     names = {"parses": "parses", "stays_in_language": "stays"}
     parts = [f"{names[k]} {100 * v:.0f}%" for k, v in shares.items() if k in names]
+    if shares.get("blank"):
+        parts.append(f"{shares['blank']} blank")
     if shares.get("language_undecided"):
-        parts.append(f"{shares['language_undecided']} blank")
+        parts.append(f"{shares['language_undecided']} of undecided language")
     return ", ".join(parts)
