@@ -108,3 +108,30 @@ def test_hugging_face_export_scores_as_the_geex_checkpoint(
     for group, row in ours.items():
         assert theirs[group]["tokens"] == row["tokens"]
         assert theirs[group]["bits_per_byte"] == pytest.approx(row["bits_per_byte"], rel=1e-4)
+
+
+def test_a_tokenizer_without_start_token_is_scored_from_its_second_token(
+    checkpoint, geex_backend, problems, tmp_path
+):
+    """No BOS and no EOS: each text's first token has nothing to be predicted from, so the
+    score starts at its second token, as the model's own logits give it."""
+    required_module("transformers")
+    from geex.eval.backends_hf import HFBackend
+
+    hf = HFBackend.load(str(hf_export(checkpoint, tmp_path / "hf")), device="cpu",
+                        trust_remote_code=True)  # fmt: skip
+    hf.tokenizer.bos_token = None
+    hf.tokenizer.eos_token = None
+    assert hf.tokenizer.bos_token_id is None and hf.tokenizer.eos_token_id is None
+    text = reference_program(problems[0])
+    [(nats, tokens)] = hf.text_nll([text])
+    ids = geex_backend.tokenizer.encode(text)
+    vocab = geex_backend.tokenizer.vocab_size
+
+    def logits_of(window: list[int]) -> torch.Tensor:
+        with torch.inference_mode():
+            return geex_backend.model(torch.tensor([window]))[0, :, :vocab]
+
+    assert tokens == len(ids) - 1
+    expected = windowed_nll(logits_of, ids, geex_backend.model.config.max_seq_len)
+    assert nats == pytest.approx(expected, rel=1e-4)

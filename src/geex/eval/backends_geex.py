@@ -90,26 +90,18 @@ class GeexBackend:
 
     def text_nll(self, texts: Sequence[str]) -> list[tuple[float, int]]:
         """Each text's information in nats after the end-of-document token (where every
-        training document starts), and its token count (:mod:`geex.eval.bits_per_byte`).
-        Only the tokenizer's ids share the probability, not the model's padding ids."""
-        import torch
+        training document starts), and its token count (:mod:`geex.eval.bits_per_byte`)."""
+        from geex.eval.bits_per_byte import texts_nll
 
-        from geex.eval.bits_per_byte import windowed_nll
-
-        device = next(self.model.parameters()).device
-        vocab = self.tokenizer.vocab_size
-
-        def logits_of(ids: list[int]) -> torch.Tensor:
-            with torch.inference_mode():
-                return self.model(torch.tensor([ids], device=device))[0, :, :vocab]
-
-        scored = []
-        for text in texts:
-            ids = [self.tokenizer.eod_id, *self.tokenizer.encode(text)]
-            scored.append(
-                (windowed_nll(logits_of, ids, self.model.config.max_seq_len), len(ids) - 1)
-            )
-        return scored
+        return texts_nll(
+            self.model,
+            self.tokenizer.encode,
+            texts,
+            start=self.tokenizer.eod_id,
+            vocab_size=self.tokenizer.vocab_size,
+            context=self.model.config.max_seq_len,
+            device=next(self.model.parameters()).device,
+        )
 
     def _decode(
         self,

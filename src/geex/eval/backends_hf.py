@@ -108,26 +108,22 @@ class HFBackend:
         return self._decode(batch, stops, sampling)
 
     def text_nll(self, texts: Sequence[str]) -> list[tuple[float, int]]:
-        """Each text's information in nats after the tokenizer's start token (BOS, else EOS),
-        and its token count (:mod:`geex.eval.bits_per_byte`). As for a Geex model, only the
-        tokenizer's ids share the probability, not the padding rows of a model's vocabulary."""
-        from geex.eval.bits_per_byte import windowed_nll
+        """Each text's information in nats after the tokenizer's start token (BOS, else EOS;
+        with neither, from the text's second token on), and its token count
+        (:mod:`geex.eval.bits_per_byte`)."""
+        from geex.eval.bits_per_byte import texts_nll
 
         start = self.tokenizer.bos_token_id
         start = self.tokenizer.eos_token_id if start is None else start
-        context = self._scoring_context()
-        device = next(self.model.parameters()).device
-
-        def logits_of(ids: list[int]) -> torch.Tensor:
-            with torch.inference_mode():
-                logits = self.model(input_ids=torch.tensor([ids], device=device)).logits
-                return logits[0, :, : len(self.tokenizer)]
-
-        scored = []
-        for text in texts:
-            ids = [start, *self.tokenizer(text, add_special_tokens=False)["input_ids"]]
-            scored.append((windowed_nll(logits_of, ids, context), len(ids) - 1))
-        return scored
+        return texts_nll(
+            lambda ids: self.model(input_ids=ids).logits,
+            lambda text: self.tokenizer(text, add_special_tokens=False)["input_ids"],
+            texts,
+            start=start,
+            vocab_size=len(self.tokenizer),
+            context=self._scoring_context(),
+            device=next(self.model.parameters()).device,
+        )
 
     def _scoring_context(self) -> int:
         """The positions the model was trained on, under any of the names configs give them;

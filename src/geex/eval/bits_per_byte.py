@@ -4,7 +4,10 @@ Each problem's reference program is what a model is asked to continue and the ca
 solution that continues it: the generation prompt (with its language tag line) followed by the
 solution, as text. Its information under the model is the sum over its tokens of
 ``-ln p(token | every token before it)``, the first token predicted after the model's start of
-a document (Geex's end-of-document token; a Hugging Face model's BOS, else its EOS). Divided by
+a document (Geex's end-of-document token; a Hugging Face model's BOS, else its EOS; a
+tokenizer with neither has no start to predict from, so its text is scored from its second
+token on, the first one's information left out). Only the tokenizer's ids share the
+probability: the rows a model's vocabulary is padded with are never a text's token. Divided by
 ln 2 and by the text's UTF-8 bytes, that is bits per byte, which compares across tokenizers
 and models: a tokenizer that cuts the text into fewer, longer tokens has more to predict per
 token, and the same information per byte. Lower is better.
@@ -64,6 +67,34 @@ def windowed_nll(
         total -= float(logprobs[first:].gather(-1, targets[:, None]).double().sum())
         scored = end
     return total
+
+
+def texts_nll(
+    forward: Callable[[torch.Tensor], torch.Tensor],
+    encode: Callable[[str], list[int]],
+    texts: Sequence[str],
+    *,
+    start: int | None,
+    vocab_size: int,
+    context: int,
+    device: torch.device,
+) -> list[tuple[float, int]]:
+    """For each text: its information in nats after ``start`` (from its second token on,
+    without one), and the tokens it is measured on (:class:`TextScorer`).
+
+    ``forward(ids)`` gives a model's logits ``(1, len, padded vocabulary)`` for ids ``(1, len)``;
+    only the first ``vocab_size`` (the tokenizer's ids) are kept.
+    """
+
+    def logits_of(ids: list[int]) -> torch.Tensor:
+        with torch.inference_mode():
+            return forward(torch.tensor([ids], device=device))[0, :, :vocab_size]
+
+    scored = []
+    for text in texts:
+        ids = ([] if start is None else [start]) + encode(text)
+        scored.append((windowed_nll(logits_of, ids, context), max(len(ids) - 1, 0)))
+    return scored
 
 
 def reference_bits_per_byte(scorer: TextScorer, problems: Iterable[Problem]) -> dict[str, dict]:

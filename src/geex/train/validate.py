@@ -8,7 +8,10 @@ Bits per byte is the same predictions' information over the UTF-8 bytes they sta
 sum of their losses in nats, over ln 2, over their bytes (:mod:`geex.tokenizer.token_bytes`).
 Unlike the loss it does not depend on the tokenizer, so runs on different vocabularies compare.
 Special tokens (the end of each document) stand for no text, 0 bytes, and their loss is left
-out of it. It needs the dataset's tokenizer; a dataset written without one gets the loss only.
+out of it. As ``geex eval`` scores a text (:mod:`geex.eval.bits_per_byte`), only the
+tokenizer's ids share the probability: the rows the model's vocabulary is padded with (never a
+target) are left out of its softmax, so the two measure the same. The loss keeps them: it is
+the training loss, which is taken over the whole padded vocabulary. It needs the dataset's tokenizer; a dataset written without one gets the loss only.
 """
 
 from __future__ import annotations
@@ -90,8 +93,11 @@ class Validation:
                 sums[i, _TOKENS] += per_token.numel()
                 if token_bytes is not None:
                     nbytes = token_bytes[targets.long()]
+                    text_loss = lm_loss(
+                        logits[:real, :, : len(token_bytes)], targets, reduction="none"
+                    ).view(real, -1)
                     sums[i, _TEXT_LOSS] += float(
-                        per_token.masked_fill(nbytes == 0, 0).double().sum()
+                        text_loss.masked_fill(nbytes == 0, 0).double().sum()
                     )
                     sums[i, _BYTES] += float(nbytes.sum())
         sums[-1] = sums[:-1].sum(dim=0)
