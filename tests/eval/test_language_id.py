@@ -9,7 +9,13 @@ from collections import Counter
 
 import pytest
 
-from geex.eval.language_id import embedded_identifier, identifier_for, line_tokens
+from geex.eval.language_id import (
+    LanguageIdentifier,
+    embedded_identifier,
+    identifier_for,
+    line_tokens,
+    training_texts,
+)
 from geex.eval.problems import load_embedded, load_problems
 from tests.conftest import shared_path
 
@@ -43,11 +49,11 @@ def test_held_out_accuracy_on_humanevalx(humanevalx):
     assert per_language == 82
     for key in HUMANEVALX_KEYS:
         assert left[key] <= 0.08 * per_language, (key, left[key])  # measured: 1 to 5 of 82
-    assert sum(left.values()) <= 0.04 * len(odd)  # measured: 13 of 492
+    assert sum(left.values()) <= 0.04 * len(odd)  # measured: 16 of 492
 
     rng = random.Random(0)
     python = [p for p in odd if p.language.key == "python"]
-    for other_key, floor in (("go", 0.7), ("cpp", 0.8)):  # measured: 80% and 93%
+    for other_key, floor in (("go", 0.75), ("cpp", 0.8)):  # measured: 84% and 89%
         fragments = [p for p in odd if p.language.key == other_key]
         found = sum(identifier.stays(_splice(p, fragments, rng), "python") is False for p in python)
         assert found >= floor * len(python), (other_key, found)
@@ -55,18 +61,30 @@ def test_held_out_accuracy_on_humanevalx(humanevalx):
 
 def test_the_embedded_set_alone_tells_whole_programs_apart(humanevalx):
     """What ``geex run`` uses (no benchmark folder): the likeliest language of whole held-out
-    programs, most of them right (measured: 789 of 984; JavaScript, whose embedded problems
-    have no semicolons, the worst at 72 of 164)."""
+    programs, most of them right (measured: 803 of 984; JavaScript, whose embedded problems
+    have no semicolons, the worst at 103 of 164), and few taken to leave their language
+    (measured: 61 of 984, JavaScript 20)."""
     identifier = embedded_identifier()
-    right = sum(identifier.identify(p.canonical_solution) == p.language.key for p in humanevalx)
-    assert right >= 0.78 * len(humanevalx)
+    right = Counter(p.language.key for p in humanevalx
+                    if identifier.identify(p.canonical_solution) == p.language.key)  # fmt: skip
+    assert sum(right.values()) >= 0.8 * len(humanevalx)
+    assert right["javascript"] >= 0.6 * len(humanevalx) / 6
+    left = Counter(p.language.key for p in humanevalx
+                   if identifier.stays(p.canonical_solution, p.language.key) is False)  # fmt: skip
+    assert sum(left.values()) <= 0.08 * len(humanevalx)
+    assert left["javascript"] <= 0.15 * len(humanevalx) / 6
 
 
 def test_a_python_completion_that_turns_into_go_leaves_python():
     identifier = embedded_identifier()
     python = "    total = 0\n    for x in numbers:\n        total += x\n    return total\n"
     go = "    for i := 0; i < len(numbers); i++ {\n        total += numbers[i]\n    }\n"
-    cpp = "    std::vector<int> out;\n    for (auto& x : numbers) out.push_back(x);\n"
+    # Two C++ statements alone are too little since a line's shape leaves out its closing
+    # semicolon (see the module docstring): a braced loop is not.
+    cpp = (
+        "    std::vector<int> out;\n    for (int i = 0; i < n; i++) {\n"
+        "        out.push_back(numbers[i]);\n    }\n"
+    )
     assert identifier.stays(python, "python") is True
     assert identifier.stays(python + go, "python") is False
     assert identifier.stays(python + cpp, "python") is False
@@ -81,10 +99,18 @@ def test_a_blank_completion_is_undecided_and_a_short_ambiguous_one_stays():
     assert identifier.stays("    return x\n", "python") is True
 
 
-def test_every_embedded_canonical_solution_stays():
-    identifier = embedded_identifier()
-    for problem in load_embedded():
-        assert identifier.stays(problem.canonical_solution, problem.language.key), problem.task_id
+def test_held_out_embedded_canonical_solutions_stay():
+    """Each embedded problem judged by an identifier trained without it (measured: 7 of 60
+    taken to leave, at most 2 a language)."""
+    embedded = load_embedded()
+    left = Counter()
+    for problem in embedded:
+        others = [p for p in embedded if p.task_id != problem.task_id]
+        identifier = LanguageIdentifier.train(training_texts(others))
+        if not identifier.stays(problem.canonical_solution, problem.language.key):
+            left[problem.language.key] += 1
+    assert sum(left.values()) <= 0.15 * len(embedded), left
+    assert max(left.values(), default=0) <= 2, left
 
 
 def test_comments_are_prose_and_preprocessor_lines_are_cpp():
