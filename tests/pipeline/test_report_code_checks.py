@@ -71,3 +71,8 @@ def test_eval_stage_line_gives_the_shares_per_language():
 def test_a_blank_sample_is_marked_blank():
     blank = {"parses": False, "stays_in_language": None}
     assert sample_marks(blank) == "does not parse, blank"
+
+
+def test_a_sample_with_text_but_no_known_token_is_marked_undecided():
+    digits = {"completion": "    42\n", "parses": False, "stays_in_language": None}
+    assert sample_marks(digits) == "does not parse, language undecided"

@@ -357,7 +357,7 @@ def _scores(name: str, summary: dict, folder: Path) -> Section:
         )  # fmt: skip
     section.text(
         "parses: the share of samples whose program, less its tests, parses with tree-sitter; "
-        "stays: the share that stays in the prompt's language (blank samples left out)."
+        "stays: the share that stays in the prompt's language (blank samples and those of undecided language left out)."
     )
     _unjudged(section, summary)
     _reference_bits_per_byte(section, summary)

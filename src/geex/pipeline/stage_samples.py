@@ -76,8 +76,9 @@ def sample_marks(sample: dict) -> str:
     if "parses" not in sample:
         return ""
     stays = sample.get("stays_in_language")
+    undecided = "language undecided" if sample.get("completion", "").strip() else "blank"
     return ", ".join([
         "parses" if sample["parses"] else "does not parse",
         {True: "stays in its language", False: "leaves its language",
-         None: "blank"}[stays],
+         None: undecided}[stays],
     ])  # fmt: skip
