@@ -2,7 +2,8 @@
 
 What a PyTorch user writes without thinking about speed: pre-LN blocks with one fused
 query/key/value projection (``c_attn``), ``F.scaled_dot_product_attention(is_causal=True)``,
-GELU, a head tied to the word embeddings and ``F.cross_entropy`` on fp32 logits. Built from a
+GELU, a head tied to the word embeddings and ``F.cross_entropy`` on fp32 logits, trained by
+nanoGPT's AdamW (:func:`plain_adamw`). Built from a
 Geex config with ``n_layer + 1`` blocks (Geex's top query layer is one more attending block)
 and the same width, heads, positions and padded vocabulary. Not Geex: it lives in benchmarks.
 """
@@ -14,6 +15,21 @@ import torch.nn.functional as F
 from torch import nn
 
 from geex.model import ModelConfig
+
+
+def plain_adamw(model: nn.Module, optim) -> torch.optim.AdamW:
+    """nanoGPT's optimiser: the fused AdamW with weight decay on every matrix, none elsewhere.
+
+    The same kernel and hyperparameters as Geex's ``build_optimizer`` (``optim`` is its
+    ``OptimConfig``), and the same groups as Geex's defaults: matmul weights and embeddings
+    decay, biases and LayerNorm parameters do not (Geex can also spare its embeddings).
+    """
+    params = [p for p in model.parameters() if p.requires_grad]
+    groups = [
+        {"params": [p for p in params if p.dim() >= 2], "weight_decay": optim.weight_decay},
+        {"params": [p for p in params if p.dim() < 2], "weight_decay": 0.0},
+    ]
+    return torch.optim.AdamW(groups, lr=optim.lr, betas=optim.betas, eps=optim.eps, fused=True)
 
 
 class CausalSelfAttention(nn.Module):

@@ -4,8 +4,9 @@ Subnormals (below 1.2e-38 in fp32) make x86 cores slow; ``train_step.py --flush-
 measures what they cost, this finds where they come from. Each model first takes ``--settle``
 AdamW steps on random targets at the preset's learning rate, then one more step runs under a
 dispatch mode that counts, for every ATen operator the step calls (forward, backward and the
-optimiser's), the subnormal values in its outputs. Run it without flushing: a flushed process
-makes none.
+optimiser's), the subnormal values in its outputs. The fused AdamW updates the weights and its
+moments in place and returns nothing, so after the step the weights and every tensor of the
+optimiser's state are counted too. Run it without flushing: a flushed process makes none.
 
     python benchmarks/subnormals.py                     # tiny, 8 settling steps
     python benchmarks/subnormals.py --settle 30 --preset small
@@ -24,7 +25,12 @@ from geex.model import build_model
 from geex.presets import MODEL_PRESETS, model_preset, train_preset
 from geex.train.config import OptimConfig
 from geex.train.optim import build_optimizer
-from plain_gpt import PlainGPT
+from plain_gpt import PlainGPT, plain_adamw
+
+
+def subnormals_in(tensor: torch.Tensor) -> int:
+    values = tensor.detach().float()
+    return int(((values != 0) & (values.abs() < torch.finfo(torch.float32).tiny)).sum())
 
 
 class SubnormalCount(TorchDispatchMode):
@@ -38,10 +44,8 @@ class SubnormalCount(TorchDispatchMode):
         out = func(*args, **(kwargs or {}))
         for tensor in tree_flatten(out)[0]:
             if isinstance(tensor, torch.Tensor) and tensor.is_floating_point():
-                values = tensor.detach().float()
-                tiny = torch.finfo(torch.float32).tiny
-                self.subnormal[str(func)] += int(((values != 0) & (values.abs() < tiny)).sum())
-                self.values[str(func)] += values.numel()
+                self.subnormal[str(func)] += subnormals_in(tensor)
+                self.values[str(func)] += tensor.numel()
         return out
 
 
@@ -67,11 +71,7 @@ def main() -> None:
     plain = PlainGPT(config)
     models = {
         "Geex": (geex, build_optimizer(geex, optim), lambda x, y: geex(x, targets=y)),
-        "plain GPT": (
-            plain,
-            torch.optim.AdamW(plain.parameters(), lr=optim.lr, betas=optim.betas),
-            plain,
-        ),
+        "plain GPT": (plain, plain_adamw(plain, optim), plain),
     }
     for name, (model, optimizer, loss_of) in models.items():
         model.train()
@@ -84,6 +84,19 @@ def main() -> None:
         print(f"{name}: {sum(n for _, n in found):,} subnormal values among {total:,} outputs")
         for op, n in found:
             print(f"  {op}: {n:,} of {count.values[op]:,}")
+        for label, tensors in state_after_step(model, optimizer).items():
+            found = sum(subnormals_in(t) for t in tensors)
+            print(f"  after the step, {label}: {found:,} of {sum(t.numel() for t in tensors):,}")
+
+
+def state_after_step(model, optimizer) -> dict[str, list[torch.Tensor]]:
+    """The weights and each kind of optimiser state (exp_avg, exp_avg_sq), as the step left them."""
+    kinds = {"weights": list(model.parameters())}
+    for state in optimizer.state.values():
+        for key, value in state.items():
+            if isinstance(value, torch.Tensor) and value.is_floating_point() and value.dim():
+                kinds.setdefault(key, []).append(value)
+    return kinds
 
 
 if __name__ == "__main__":

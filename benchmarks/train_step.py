@@ -5,8 +5,11 @@ tokens, at the same batch size, sequence length and dtype. The baseline (``plain
 what a PyTorch user writes: nanoGPT's fused QKV, SDPA, GELU, tied head and ``F.cross_entropy``
 on fp32 logits, with ``n_layer + 1`` blocks so both run the same number of attending blocks
 (Geex's top query layer is one of them); widths, heads, positions and the padded vocabulary are
-equal and dropout is off. Both use ``torch.optim.AdamW`` with the trainer's preset
-hyperparameters (Geex through its own ``build_optimizer``, as ``geex train`` does).
+equal and dropout is off. Both use the fused ``torch.optim.AdamW`` with the trainer's preset
+hyperparameters and the same decay groups (Geex through its own ``build_optimizer``, as
+``geex train`` does; the baseline through nanoGPT's grouping, ``plain_gpt.plain_adamw``).
+What still differs is the models' own: exact GELU against Geex's FastGELU, and Geex's top
+query layer against a plain block.
 
 Steady state, not the first step: each model first takes ``--settle`` AdamW steps on random
 targets at the preset's learning rate, so its weights have moved as in training. Some
@@ -87,7 +90,7 @@ def run(args) -> None:
     from geex.presets import model_preset, train_preset
     from geex.train.config import OptimConfig
     from geex.train.optim import build_optimizer
-    from plain_gpt import PlainGPT
+    from plain_gpt import PlainGPT, plain_adamw
     from side_by_side import (
         DTYPES,
         gpt2_twin,
@@ -123,15 +126,6 @@ def run(args) -> None:
         # GPT-2's own loss path: it shifts the labels and computes the loss in fp32.
         return model(input_ids=inputs, labels=inputs).loss
 
-    def plain_optimizer(model):
-        return torch.optim.AdamW(
-            model.parameters(),
-            lr=optim.lr,
-            betas=optim.betas,
-            eps=optim.eps,
-            weight_decay=optim.weight_decay,
-        )
-
     def make_step(model, loss_of, optimizer):
         model.train()
 
@@ -151,11 +145,11 @@ def run(args) -> None:
     def plain():
         torch.manual_seed(args.seed)
         model = PlainGPT(config)
-        return model, plain_optimizer(model)
+        return model, plain_adamw(model, optim)
 
     def hf():
         model = gpt2_twin(config)
-        return model, plain_optimizer(model)
+        return model, plain_adamw(model, optim)
 
     sides = {"Geex": (geex, geex_loss), "plain GPT": (plain, plain_loss)}
     if args.hf:

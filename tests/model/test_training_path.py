@@ -6,7 +6,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from geex.model import ModelConfig, build_model, codegeex
+from geex.model import ModelConfig, build_model, codegeex, loss
 from geex.model.codegeex import fast_gelu
 from geex.model.loss import IGNORE_INDEX, linear_cross_entropy, lm_loss
 from geex.model.training_mlp import fast_gelu_mlp
@@ -56,6 +56,49 @@ def test_fused_head_loss_under_bf16_autocast_stays_near_fp32():
         assert relative_error(grad, expected_grad) < 0.05
 
 
+def norm_error(actual: torch.Tensor, expected: torch.Tensor) -> float:
+    return float((actual - expected).norm() / expected.norm())
+
+
+def scaled_fp16_grads(loss_of, inputs, loss_scale=2.0**16):
+    """Gradients as the fp16 trainer gets them: of the loss times the scale, then unscaled."""
+    with torch.autocast("cpu", dtype=torch.float16):
+        result = loss_of(*inputs)
+    return [g / loss_scale for g in torch.autograd.grad(result * loss_scale, inputs[:2])]
+
+
+def test_fused_head_loss_under_fp16_autocast_keeps_the_small_probabilities():
+    """softmax / tokens is ~6e-8 here, fp16's smallest subnormal: scaling first would flush it.
+
+    The rare tokens' rows of the head learn from those terms alone.
+    """
+    hidden, weight, targets = head_problem(seed=2, rows=2048, width=32, vocab=8192)
+    expected = torch.autograd.grad(lm_loss(hidden @ weight.t(), targets), (hidden, weight))
+    inputs = (hidden, weight, targets)
+    plain = scaled_fp16_grads(lambda h, w, t: lm_loss(F.linear(h, w), t), inputs)
+    fused = scaled_fp16_grads(lambda h, w, t: linear_cross_entropy(h, w, t, chunk_rows=256), inputs)
+    for fused_grad, plain_grad, fp32_grad in zip(fused, plain, expected, strict=True):
+        assert fused_grad.dtype == torch.float32
+        assert norm_error(plain_grad, fp32_grad) < 1e-3  # the reference is sound
+        assert norm_error(fused_grad, fp32_grad) < 1e-3
+
+
+def test_fused_head_loss_without_autograd_computes_the_loss_alone(monkeypatch):
+    hidden, weight, targets = head_problem()
+    expected = lm_loss(hidden @ weight.t(), targets)
+
+    def no_gradient_work(*args):
+        raise AssertionError("the head's gradient was computed without autograd")
+
+    monkeypatch.setattr(loss, "_add_head_grad", no_gradient_work)
+    with torch.no_grad():
+        actual = linear_cross_entropy(hidden, weight, targets, chunk_rows=7)
+    assert not actual.requires_grad
+    torch.testing.assert_close(actual, expected.detach(), rtol=1e-5, atol=1e-5)
+    frozen = linear_cross_entropy(hidden.detach(), weight.detach(), targets, reduction="sum")
+    assert not frozen.requires_grad
+
+
 def test_fused_head_loss_leaves_a_frozen_head_without_gradient():
     hidden, weight, targets = head_problem()
     weight.requires_grad_(False)
@@ -102,6 +145,33 @@ def test_fused_gelu_mlp_under_bf16_autocast_computes_in_bf16_with_fp32_gradients
     assert relative_error(actual.float(), expected) < 0.03
     actual.float().sum().backward()
     assert all(t.grad is not None and t.grad.dtype == torch.float32 for t in tensors)
+
+
+def test_fused_gelu_mlp_under_fp16_autocast_gives_the_plain_forms_gradients():
+    tensors = mlp_weights(seed=2)
+    out_grad = torch.randn(5, 32, generator=torch.Generator().manual_seed(3)) * 1e-6
+
+    def fp16_grads(mlp):
+        with torch.autocast("cpu", dtype=torch.float16):
+            out = mlp(*tensors)
+        assert out.dtype == torch.float16
+        # A loss scale lifts the small upstream gradient into fp16's range, as the trainer's.
+        grads = torch.autograd.grad(out.float(), tensors, out_grad * 2.0**16)
+        return [g / 2.0**16 for g in grads]
+
+    plain = fp16_grads(
+        lambda rows, up_w, up_b, down_w, down_b: F.linear(
+            fast_gelu(F.linear(rows, up_w, up_b)), down_w, down_b
+        )
+    )
+    expected = torch.autograd.grad(
+        F.linear(fast_gelu(F.linear(*tensors[:3])), *tensors[3:]), tensors, out_grad
+    )
+    for fused_grad, plain_grad, fp32_grad in zip(
+        fp16_grads(fast_gelu_mlp), plain, expected, strict=True
+    ):
+        assert fused_grad.dtype == torch.float32
+        assert norm_error(fused_grad, fp32_grad) < 2 * norm_error(plain_grad, fp32_grad) + 1e-3
 
 
 def model_loss_and_grads(model, inputs, targets, *, fused: bool, reduction="mean"):

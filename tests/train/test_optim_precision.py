@@ -72,11 +72,16 @@ def test_config_typos_name_the_field_and_the_valid_ones():
 
 def test_adamw_runs_the_fused_kernel_and_updates_like_the_foreach_one():
     """The fused kernel is the same AdamW: equal weights after a few steps, up to rounding."""
-    config = OptimConfig(lr=1e-2, weight_decay=0.1)
+    config = OptimConfig(lr=1e-2, weight_decay=0.1, eps=1e-6)
     models = [build_model(MODEL, seed=0) for _ in range(2)]
     fused = build_optimizer(models[0], config)
     foreach = torch.optim.AdamW(
-        parameter_groups(models[1], config), lr=config.lr, betas=config.betas, foreach=True
+        parameter_groups(models[1], config),
+        lr=config.lr,
+        betas=config.betas,
+        eps=config.eps,
+        weight_decay=config.weight_decay,
+        foreach=True,
     )
     assert fused.defaults["fused"]
     inputs = torch.randint(0, MODEL.vocab_size, (2, 8))

@@ -56,6 +56,12 @@ def linear_cross_entropy(
     Full fp32 logits (and the same again for their gradient) would be read and written several
     times each: 64 MiB per pass for a tiny model's 2,048 x 8,192, most of the loss's time on a
     CPU. The matmuls run in the autocast dtype if autocast is on, as ``F.linear`` would.
+
+    The gradients are computed unreduced (``softmax - one_hot``, not divided by the number of
+    targets) and scaled in fp32 afterwards: fp16 would flush ``softmax / tokens`` to zero
+    before a loss scaler could lift it. Memory: the head's fp32 ``(vocab, d)`` gradient and the
+    gradient of ``hidden`` are held from the forward pass until backward. Without autograd
+    (``torch.no_grad()``, or nothing requiring a gradient) only the loss is computed.
     """
     if reduction not in ("mean", "sum"):
         raise ValueError(f"linear_cross_entropy reduces by 'mean' or 'sum', not {reduction!r}")
@@ -66,60 +72,84 @@ def linear_cross_entropy(
         )
     if chunk_rows is None:
         chunk_rows = max(weight.shape[1], CHUNK_LOGITS // weight.shape[0])
-    return _LinearCrossEntropy.apply(hidden, weight, targets, reduction, chunk_rows)
+    if torch.is_grad_enabled() and (hidden.requires_grad or weight.requires_grad):
+        return _LinearCrossEntropy.apply(hidden, weight, targets, reduction, chunk_rows)
+    with torch.no_grad():
+        head = _HeadChunks(hidden, weight, targets, reduction)
+        loss = sum(head.chunk_loss(start, chunk_rows)[0] for start in head.starts(chunk_rows))
+        return loss * head.scale
+
+
+class _HeadChunks:
+    """The rows, targets and head of one fused loss, in the dtype its matmuls run in."""
+
+    def __init__(self, hidden, weight, targets, reduction):
+        device = hidden.device.type
+        self.device = device
+        self.compute_dtype = (
+            torch.get_autocast_dtype(device) if torch.is_autocast_enabled(device) else hidden.dtype
+        )
+        self.rows = hidden.reshape(-1, hidden.shape[-1])
+        self.targets = targets.reshape(-1)
+        self.counted = self.targets != IGNORE_INDEX
+        # Mean over the counted targets, as F.cross_entropy's ignore_index does (NaN if none).
+        self.scale = (
+            1.0 / self.counted.sum().float()
+            if reduction == "mean"
+            else torch.ones((), device=hidden.device)
+        )
+        self.head = weight.to(self.compute_dtype)
+
+    def starts(self, chunk_rows):
+        return range(0, self.rows.shape[0], chunk_rows)
+
+    def chunk_loss(self, start, chunk_rows, *, with_grad=False):
+        """The summed loss of one chunk's rows and, if asked, its logits' unscaled gradient.
+
+        Returns ``(loss, chunk, grad_logits)``: ``chunk`` the rows in the compute dtype,
+        ``grad_logits`` = ``softmax - one_hot(target)``, zero on ignored rows, in the compute
+        dtype (``None`` unless ``with_grad``).
+        """
+        stop = start + chunk_rows
+        chunk = self.rows[start:stop].to(self.compute_dtype)
+        counted = self.counted[start:stop]
+        known = self.targets[start:stop].clamp(min=0)[:, None]  # ignored rows: any index
+        with torch.autocast(self.device, enabled=False):
+            logits = (chunk @ self.head.t()).float()
+        target_logits = logits.gather(1, known)
+        # The log-sum-exp and the softmax from one exp pass, in place.
+        peak = logits.amax(dim=-1, keepdim=True)
+        exps = logits.sub_(peak).exp_()
+        total = exps.sum(dim=-1, keepdim=True)
+        loss = ((total.log() + peak - target_logits).squeeze(1) * counted).sum()
+        if not with_grad:
+            return loss, chunk, None
+        probs = exps.mul_(counted[:, None] / total)
+        probs.scatter_add_(1, known, -counted[:, None].to(probs.dtype))
+        return loss, chunk, probs.to(self.compute_dtype)
 
 
 class _LinearCrossEntropy(torch.autograd.Function):
     @staticmethod
     def forward(ctx, hidden, weight, targets, reduction, chunk_rows):
-        device = hidden.device.type
-        compute_dtype = (
-            torch.get_autocast_dtype(device) if torch.is_autocast_enabled(device) else hidden.dtype
-        )
-        rows = hidden.reshape(-1, hidden.shape[-1])
-        targets = targets.reshape(-1)
-        counted = targets != IGNORE_INDEX
-        # Mean over the counted targets, as F.cross_entropy's ignore_index does (NaN if none).
-        scale = 1.0 / counted.sum() if reduction == "mean" else torch.ones((), device=hidden.device)
-        head = weight.to(compute_dtype)
+        head = _HeadChunks(hidden, weight, targets, reduction)
         need_hidden_grad, need_weight_grad = ctx.needs_input_grad[:2]
-        grad_rows = torch.empty_like(rows) if need_hidden_grad else None
+        grad_rows = torch.empty_like(head.rows) if need_hidden_grad else None
         grad_weight = None
         loss = torch.zeros((), dtype=torch.float32, device=hidden.device)
-        with torch.autocast(device, enabled=False):
-            for start in range(0, rows.shape[0], chunk_rows):
-                chunk = rows[start : start + chunk_rows].to(compute_dtype)
-                chunk_targets = targets[start : start + chunk_rows]
-                chunk_counted = counted[start : start + chunk_rows]
-                known = chunk_targets.clamp(min=0)[:, None]  # ignored rows: any index
-                logits = (chunk @ head.t()).float()
-                target_logits = logits.gather(1, known)
-                # The log-sum-exp and the softmax from one exp pass, in place.
-                peak = logits.amax(dim=-1, keepdim=True)
-                exps = logits.sub_(peak).exp_()
-                total = exps.sum(dim=-1, keepdim=True)
-                log_norm = total.log() + peak
-                loss += ((log_norm - target_logits).squeeze(1) * chunk_counted).sum()
-                # d loss / d logits = softmax - one_hot(target), zero on ignored rows.
-                probs = exps.mul_(chunk_counted[:, None] * scale / total)
-                probs.scatter_add_(1, known, -(chunk_counted * scale)[:, None].to(probs.dtype))
-                grad_logits = probs.to(compute_dtype)
+        with torch.autocast(head.device, enabled=False):
+            for start in head.starts(chunk_rows):
+                chunk_loss, chunk, grad_logits = head.chunk_loss(start, chunk_rows, with_grad=True)
+                loss += chunk_loss
                 if grad_rows is not None:
-                    grad_rows[start : start + chunk_rows] = grad_logits @ head
-                if not need_weight_grad:
-                    continue
-                # Each chunk's product in the compute dtype, summed in fp32.
-                if grad_weight is None:
-                    grad_weight = (grad_logits.t() @ chunk).float()
-                elif compute_dtype == torch.float32:
-                    grad_weight.addmm_(grad_logits.t(), chunk)
-                else:
-                    grad_weight += (grad_logits.t() @ chunk).float()
+                    grad_rows[start : start + chunk_rows] = grad_logits @ head.head
+                if need_weight_grad:
+                    grad_weight = _add_head_grad(grad_weight, grad_logits, chunk)
         ctx.save_for_backward(
-            grad_rows.view_as(hidden) if grad_rows is not None else None, grad_weight
+            grad_rows.view_as(hidden) if grad_rows is not None else None, grad_weight, head.scale
         )
         ctx.weight_dtype = weight.dtype
-        return loss * scale
+        return loss * head.scale
 
     @staticmethod
     def backward(ctx, grad_loss):
@@ -129,10 +159,21 @@ class _LinearCrossEntropy(torch.autograd.Function):
                 "gradients were computed in the forward pass and are scaled in place"
             )
         ctx.used = True
-        grad_hidden, grad_weight = ctx.saved_tensors
+        grad_hidden, grad_weight, scale = ctx.saved_tensors
+        # fp32: the mean's 1/tokens times the loss scale, applied once to the unscaled sums.
+        factor = grad_loss.float() * scale
         if grad_hidden is not None:
-            grad_hidden = grad_hidden.mul_(grad_loss.to(grad_hidden.dtype))
+            grad_hidden = grad_hidden.mul_(factor)
         if grad_weight is not None:
             # In place: the head's gradient is as large as the weights, and nothing else holds it.
-            grad_weight = grad_weight.mul_(grad_loss).to(ctx.weight_dtype)
+            grad_weight = grad_weight.mul_(factor).to(ctx.weight_dtype)
         return grad_hidden, grad_weight, None, None, None
+
+
+def _add_head_grad(grad_weight, grad_logits, chunk):
+    """Add one chunk's ``grad_logits.t() @ chunk`` (in the compute dtype) to the fp32 sum."""
+    if grad_weight is None:
+        return (grad_logits.t() @ chunk).float()
+    if chunk.dtype == torch.float32:
+        return grad_weight.addmm_(grad_logits.t(), chunk)
+    return grad_weight.add_(grad_logits.t() @ chunk)

@@ -71,7 +71,12 @@ class TrainResult:
 def train(
     config: TrainConfig, *, show_progress: bool = True, overwrite: bool = False
 ) -> TrainResult:
-    """Train into ``config.out``; ``overwrite`` deletes an earlier run there and starts anew."""
+    """Train into ``config.out``; ``overwrite`` deletes an earlier run there and starts anew.
+
+    Training first flushes subnormal floats to zero (:func:`flush_denormals`) for the whole
+    process and for good: whatever the process computes on the CPU afterwards, in any thread
+    and after training has returned, treats subnormals as zero too.
+    """
     flush_denormals()
     world = init_world(config.device, config.parallel.tp)
     try:
@@ -99,6 +104,9 @@ def flush_denormals() -> None:
     Each thread of torch's OpenMP pool keeps the floating-point mode it was started with, so
     this must run before the first parallel operation starts the pool; if that came first, a
     warning says so. Nothing changes on a GPU, or on a CPU without the mode (not x86).
+
+    The mode is process-wide and is never restored: code that runs in the same process later
+    (an evaluation, a test) computes with subnormals flushed as well.
     """
     if torch.set_flush_denormal(True) and not every_thread_flushes_denormals():
         warnings.warn(
