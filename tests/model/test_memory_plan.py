@@ -9,7 +9,6 @@ from geex.cli import main
 from geex.errors import GeexError
 from geex.model import build_model, num_params
 from geex.model.config import ModelConfig
-from geex.model.loss import lm_loss
 from geex.presets import model_preset
 from geex.train.memory_plan import (
     Plan,
@@ -103,9 +102,10 @@ TINY = ModelConfig(n_layer=2, n_head=4, d_model=64, max_seq_len=64, vocab_size=5
 
 
 def saved_activation_bytes(config, batch, seq, precision) -> int:
-    """Bytes of the distinct storages autograd saves for one forward pass and loss, except
-    token ids, the loss's 0-d total weight, and the parameters and their casts (told apart by shape, possibly transposed:
-    batch * seq is none of the model's dimensions here)."""
+    """Bytes of the distinct storages autograd saves for one training forward pass and loss,
+    except token ids, 0-d scalars, and tensors shaped like a parameter: the parameters, their
+    casts and the head's gradient the fused loss computes ahead (told apart by shape, possibly
+    transposed: batch * seq is none of the model's dimensions here)."""
     model = build_model(config)
     shapes = [tuple(p.shape) for p in model.parameters()]
     parameter_shapes = set(shapes) | {shape[::-1] for shape in shapes}
@@ -127,7 +127,7 @@ def saved_activation_bytes(config, batch, seq, precision) -> int:
         torch.autograd.graph.saved_tensors_hooks(pack, lambda t: t),
         torch.autocast("cpu", dtype=dtype, enabled=dtype is not None),
     ):
-        lm_loss(model(ids[:, :-1]), ids[:, 1:])
+        model(ids[:, :-1], targets=ids[:, 1:])  # the training path: the fused head and loss
     return sum(storages.values())
 
 

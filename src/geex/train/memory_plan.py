@@ -217,7 +217,8 @@ def block_activation_bytes(
     cast the same input, so three copies), and the two dropout masks when dropout is on.
     Split over TP ranks (Megatron's "24/t"): SDPA's q, k, v and output with a logsumexp per
     query (the fused kernels lay the output out so that the attention projection's input is a
-    view of it); the MLP's input to FastGELU, its sigmoid and its product. The top query
+    view of it); the MLP's input to FastGELU and its product (and its sigmoid under tensor
+    parallel). The top query
     layer's queries come from a position table of batch 1, expanded to the batch; the query
     projection materialises the expansion (to flatten it, or to cast it), so the layer saves
     what any block does. Token ids (8 bytes a token) are left out.
@@ -233,7 +234,10 @@ def block_activation_bytes(
     if config.dropout:
         whole += 2 * sbh  # boolean masks of the two residual dropouts
     attention = 4 * c * sbh // tp + 4 * batch * heads * seq
-    return whole + attention + 3 * c * sbf // tp
+    # The training MLP (geex.model.training_mlp) saves FastGELU's input and output; tensor
+    # parallel's sharded linears take the plain path, which also saves the sigmoid.
+    mlp = (2 if tp == 1 else 3) * c * sbf // tp
+    return whole + attention + mlp
 
 
 def activation_bytes(config: ModelConfig, batch: int, seq: int, tp: int, precision: str) -> int:
@@ -258,15 +262,17 @@ def checkpointed_activation_bytes(
 
 
 def _outside_blocks_bytes(config: ModelConfig, batch: int, seq: int, precision: str) -> int:
-    """The final LayerNorm's fp32 input and statistics, and the output head's input (cast to
-    the compute dtype, or the fp32 hidden state itself)."""
+    """The final LayerNorm's fp32 input and statistics (the fused loss keeps no input)."""
     sb, sbh = seq * batch, seq * batch * config.d_model
-    return 4 * sbh + 2 * 4 * sb + COMPUTE_BYTES[precision] * sbh
+    return 4 * sbh + 2 * 4 * sb
 
 
 def loss_saved_bytes(config: ModelConfig, batch: int, seq: int) -> int:
-    """What the fp32 cross-entropy keeps for backward: the log-probabilities."""
-    return 4 * batch * seq * config.padded_vocab_size
+    """What the fused head and cross-entropy (geex.model.loss.linear_cross_entropy) keep for
+    backward: the last hidden states' gradient, fp32, computed in the forward pass. The head's
+    gradient is computed there too; it is the word embeddings' gradient, counted with the
+    gradients. No logits are kept."""
+    return 4 * batch * seq * config.d_model
 
 
 # -- the plan --------------------------------------------------------------------------------
