@@ -16,7 +16,7 @@ error and that stay in the prompt's language, with pass@1 beside them.
     python benchmarks/laptop_sweep.py --out runs/sweep --only default lr=4e-3   # some variants
 
 Results go to OUT/sweep.jsonl, one line per variant (a rerun skips the finished ones), and the
-table to OUT/sweep.md. docs/training.md ("The 10-minute default") holds the measured table.
+table to OUT/sweep.md. docs/training.md ("The laptop sweep") holds the measured table.
 """
 
 from __future__ import annotations
