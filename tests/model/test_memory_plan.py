@@ -21,7 +21,7 @@ from geex.train.memory_plan import (
 )
 
 STATE_ROWS = ("parameters", "optimizer state", "gradients")
-UNSHARDED_ROWS = ("compute copies", "activations", "logits and loss")
+UNSHARDED_ROWS = ("compute copies", "activations", "head and loss")
 
 
 def ceil_div(a: int, b: int) -> int:

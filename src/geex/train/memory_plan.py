@@ -44,6 +44,7 @@ from torch.distributed.tensor.parallel import ColwiseParallel, RowwiseParallel
 from geex.errors import GeexError
 from geex.model.codegeex import CodeGeeX
 from geex.model.config import ModelConfig
+from geex.model.loss import CHUNK_LOGITS
 from geex.train.config import TrainConfig
 from geex.train.parallel import BLOCK_TP_PLAN
 
@@ -364,9 +365,21 @@ def _working_rows(config, counts: ParameterCounts, plan: Plan) -> list[MemoryRow
         acts = activation_bytes(config, b, seq, tp, plan.precision)
         how = "what every block saves for backward"
     rows.append(MemoryRow("activations", acts, WORKING, how))
-    logits = 12 * b * seq * config.padded_vocab_size
-    rows.append(MemoryRow("logits and loss", logits, WORKING, "fp32 log-probs and 2 gradients"))
+    rows.append(MemoryRow("head and loss", head_and_loss_bytes(config, b, seq, c), WORKING,
+                          "fused: one chunk of logits, the hidden states' and head's fp32 "
+                          "gradients"))  # fmt: skip
     return rows
+
+
+def head_and_loss_bytes(config: ModelConfig, batch: int, seq: int, compute_bytes: int) -> int:
+    """The fused head and cross-entropy (geex.model.loss.linear_cross_entropy) at its peak: one
+    chunk of fp32 logits and its softmax's gradient in the compute dtype, with the hidden
+    states' gradient (fp32) and the head's (fp32, the replicated word embeddings' shape)."""
+    vocab, d = config.padded_vocab_size, config.d_model
+    chunk = min(batch * seq, max(d, CHUNK_LOGITS // vocab))
+    return (
+        chunk * vocab * (4 + compute_bytes) + loss_saved_bytes(config, batch, seq) + 4 * vocab * d
+    )
 
 
 def _check(config: ModelConfig, plan: Plan) -> None:
