@@ -43,3 +43,18 @@ def test_flushing_before_the_threads_start_reaches_every_thread():
 def test_flushing_after_the_threads_started_warns_that_some_still_compute_them():
     out = probe("pool-started")
     assert out.startswith("False [") and "several times slower" in out
+
+
+def test_training_gives_the_calling_thread_its_mode_back(byte_dataset, tmp_path):
+    """Code run after train() in the same thread (hypothesis, in this very suite) needs IEEE
+    subnormals; the pool's threads may keep flushing them."""
+    from geex.train.config import TrainConfig
+    from geex.train.trainer import calling_thread_flushes_denormals, train
+    from tests.train.runs import SMALL_MODEL
+
+    assert not calling_thread_flushes_denormals()
+    config = TrainConfig(data=str(byte_dataset), out=str(tmp_path), preset="tiny",
+                         model=SMALL_MODEL, seq_len=64, global_batch_tokens=256,
+                         micro_batch_size=4, max_steps=1, precision="fp32")  # fmt: skip
+    train(config, show_progress=False)
+    assert not calling_thread_flushes_denormals()

@@ -73,10 +73,12 @@ def train(
 ) -> TrainResult:
     """Train into ``config.out``; ``overwrite`` deletes an earlier run there and starts anew.
 
-    Training first flushes subnormal floats to zero (:func:`flush_denormals`) for the whole
-    process and for good: whatever the process computes on the CPU afterwards, in any thread
-    and after training has returned, treats subnormals as zero too.
+    Training flushes subnormal floats to zero (:func:`flush_denormals`). The calling thread
+    gets its own mode back when training returns, so code run after it in that thread (an
+    evaluation, a test, a caller's own arithmetic) sees IEEE subnormals again; threads of
+    torch's pool started meanwhile keep flushing them.
     """
+    flushing_before = calling_thread_flushes_denormals()
     flush_denormals()
     world = init_world(config.device, config.parallel.tp)
     try:
@@ -84,6 +86,8 @@ def train(
     except BaseException:
         close_world(world, finished=False)
         raise
+    finally:
+        torch.set_flush_denormal(flushing_before)
     # The trainer's model and optimizer state (DTensors) reach the mesh's process groups
     # through reference cycles. Left to the collector at interpreter exit, they let gloo's
     # threads outlive the torn-down group, and a rank now and then aborts after a finished
@@ -105,8 +109,8 @@ def flush_denormals() -> None:
     this must run before the first parallel operation starts the pool; if that came first, a
     warning says so. Nothing changes on a GPU, or on a CPU without the mode (not x86).
 
-    The mode is process-wide and is never restored: code that runs in the same process later
-    (an evaluation, a test) computes with subnormals flushed as well.
+    The pool's threads keep the mode for the life of the process; :func:`train` gives the
+    calling thread its earlier mode back.
     """
     if torch.set_flush_denormal(True) and not every_thread_flushes_denormals():
         warnings.warn(
@@ -115,6 +119,12 @@ def flush_denormals() -> None:
             RuntimeWarning,
             stacklevel=2,
         )
+
+
+def calling_thread_flushes_denormals() -> bool:
+    """Whether this thread computes subnormal floats as zero (one element: no pool thread)."""
+    subnormal = torch.ones(1, dtype=torch.int32).view(torch.float32)
+    return not bool(subnormal.mul(1.0).view(torch.int32).any())
 
 
 def every_thread_flushes_denormals() -> bool:
