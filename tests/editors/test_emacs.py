@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import json
 import os
+import signal
 import subprocess
 from pathlib import Path
 
@@ -45,8 +46,11 @@ def run_session(settings: dict, tmp_path: Path, home: Path, key: str) -> dict:
            "GEEX_API_KEY": key, "GEEX_EMACS_SESSION": str(settings_file)}  # fmt: skip
     # --batch skips the user's init file; not -Q, which would skip the site start files through
     # which Debian's elpa-eglot reaches Emacs 28.
+    # Killing a task's buffer hangs its process up (SIGHUP), as a user's Emacs does; a suite
+    # launched under nohup would hand every child SIGHUP ignored, so Emacs gets the default.
     done = subprocess.run([emacs, "--batch", "-l", str(SESSION)], env=env, cwd=tmp_path,
-                          capture_output=True, text=True, timeout=180)  # fmt: skip
+                          capture_output=True, text=True, timeout=180,
+                          preexec_fn=hangup_by_default)  # fmt: skip
     out = Path(settings["out"])
     assert out.exists(), f"Emacs wrote no report (exit {done.returncode}):\n{done.stderr}"
     report = json.loads(out.read_text())
@@ -135,3 +139,7 @@ def test_emacs_asks_the_server_for_a_language_by_a_name_it_knows():
             "python-ts-mode", "c++-ts-mode", "bash-ts-mode")} == {
         "tsx-ts-mode": "typescript", "js2-mode": "javascript", "rustic-mode": "rust",
         "python-ts-mode": "python", "c++-ts-mode": "c++", "bash-ts-mode": "shell"}  # fmt: skip
+
+
+def hangup_by_default() -> None:
+    signal.signal(signal.SIGHUP, signal.SIG_DFL)
