@@ -139,3 +139,18 @@ def test_a_temperature_below_the_greedy_threshold_takes_the_argmax():
     for temperature in (1e-39, 5e-324, 9e-6):  # 1e-39 overflowed the logits to inf/NaN
         tokens = sample_next(logits, SamplingConfig(temperature=temperature))
         assert torch.equal(tokens, logits.argmax(dim=-1))
+
+
+def test_allowed_tokens_constrain_a_row_until_they_return_none(model):
+    """Token healing's hook: a row's next token comes from its allowed ids, and decoding goes
+    on from the forced tokens exactly as from a prompt that held them."""
+    prompts = prompts_of(5, 8)
+
+    def allowed(row, ids):
+        forced = ([17, 5], [3])[row]
+        return [forced[len(ids)]] if len(ids) < len(forced) else None
+
+    out = generate(model, prompts, SamplingConfig(max_new_tokens=6), allowed_tokens=allowed)
+    assert out[0][0][:2] == [17, 5] and out[1][0][:1] == [3]
+    assert out[0][0][2:] == naive_greedy(model, prompts[0] + [17, 5], 4)
+    assert out[1][0][1:] == naive_greedy(model, prompts[1] + [3], 5)

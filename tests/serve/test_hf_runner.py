@@ -10,6 +10,7 @@ import pytest
 import torch
 
 from geex.errors import GeexError
+from geex.serve.hf_runner import HFCodec
 from geex.serve.models import load_served_model
 from tests.serve.hf_model_folder import CODE, STARCODER_FIM, save_tiny_hf_model
 
@@ -145,9 +146,33 @@ def test_engine_over_the_hf_runner_decodes_what_transformers_generates(served):
         )[0, len(ids) :].tolist()
     if tokenizer.eos_token_id in out:
         out = out[: out.index(tokenizer.eos_token_id)]
-    with Engine(served.runner, served.codec, max_batch=2) as engine:
+    with Engine(served.runner, Unhealed(tokenizer), max_batch=2) as engine:
         [got] = engine.generate(ids, GenerationParams(max_tokens=8, temperature=0))
     assert out and got.text == served.codec.decode(out)
+
+
+class Unhealed(HFCodec):
+    """The codec without ``heal``: the engine decodes from the prompt's ids as they are."""
+
+    heal = None
+
+
+def test_the_engine_heals_as_the_hf_evaluation_backend_does(served):
+    """Two implementations of the healing constraint (the engine's per-row mask, the eval
+    backend's logits processor) give the same greedy text for prompts that end mid-token."""
+    from geex.eval.backends import Sampling, StopRule
+    from geex.eval.backends_hf import HFBackend
+    from geex.serve.engine import Engine, GenerationParams
+
+    prompts = [CODE[0][:12], CODE[0][:9], CODE[1][:15]]
+    assert any(served.codec.heal(served.codec.encode(p)).tail for p in prompts)
+    backend = HFBackend(served.runner.model, served.codec.tokenizer)
+    no_stop = StopRule((), column_zero=False, closing_brace=False)
+    want = backend.generate(prompts, [no_stop] * 3, Sampling(max_new_tokens=8))
+    with Engine(served.runner, served.codec, max_batch=2) as engine:
+        params = GenerationParams(max_tokens=8, temperature=0)
+        got = [engine.generate(served.codec.encode(p), params)[0].text for p in prompts]
+    assert got == [samples[0] for samples in want]
 
 
 def test_codec_decodes_generated_ids_as_a_continuation(tmp_path):

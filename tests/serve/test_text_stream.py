@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import functools
 
-from hypothesis import HealthCheck, given, settings
+from hypothesis import HealthCheck, assume, given, settings
 from hypothesis import strategies as st
 from tokenizers import SentencePieceBPETokenizer
 
@@ -78,13 +78,25 @@ def test_a_decoder_that_strips_the_first_space_streams_the_same_text(data):
     check_every_step(decode, ids, [s for s in stop if s], None)
 
 
-def check_every_step(decode, ids, stop, language) -> None:
-    stream = TextStream(decode, stop, language)
+@settings(max_examples=200, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(sequences(), st.integers(1, 3))
+def test_a_healed_tail_is_never_handed_out_nor_stopped_on(case, spelled):
+    """The first tokens spell a healed prompt's tail (geex.tokenizer.healing): the stream's
+    text is what comes after it, stop rules included."""
+    ids, stop, language = case
+    skip = tokenizer().decode(ids[:spelled])
+    assume("\ufffd" not in skip)
+    check_every_step(tokenizer().decode, ids, stop, language, skip)
+
+
+def check_every_step(decode, ids, stop, language, skip="") -> None:
+    stream = TextStream(decode, stop, language, skip)
     handed_out = ""
     for k, token in enumerate(ids, start=1):
         piece, fired = stream.add(token)
         handed_out += piece
         text = decode(ids[:k])
+        text = text[len(skip) :] if text.startswith(skip) else ""
         end = completion_end(text, stop, language)
         final = text if end is None else text[:end]
         assert fired == (end is not None)

@@ -22,13 +22,20 @@ logger = logging.getLogger(__name__)
 
 
 class GeexBackend:
-    """Completions from a Geex model and its tokenizer (the prompts already carry their tag)."""
+    """Completions from a Geex model and its tokenizer (the prompts already carry their tag).
 
-    def __init__(self, model, tokenizer) -> None:
+    Each prompt's last token is healed (:mod:`geex.tokenizer.healing`), as ``geex serve`` and
+    ``geex generate`` heal theirs: a HumanEval-X prompt ends after a line break, where Geex's
+    tokenizers would have kept the next line's indentation in the same token.
+    ``token_healing=False`` decodes from the prompt's tokens as they are.
+    """
+
+    def __init__(self, model, tokenizer, *, token_healing: bool = True) -> None:
         from geex.model.loader import check_tokenizer_fits
 
         check_tokenizer_fits(tokenizer, model.config)
         self.model, self.tokenizer = model, tokenizer
+        self.token_healing = token_healing
         self._warned = False
         self.fim = self.fim_ids = None  # set by use_fim_style, for infilling
 
@@ -65,8 +72,15 @@ class GeexBackend:
     def generate(
         self, prompts: Sequence[str], stops: Sequence[StopRule], sampling: Sampling
     ) -> list[list[str]]:
-        prompt_ids = [self._fit(self.tokenizer.encode(prompt), sampling) for prompt in prompts]
-        return self._decode(prompt_ids, stops, sampling)
+        from geex.tokenizer.healing import HealedPrompt, heal_prompt
+
+        healed = []
+        for prompt in prompts:
+            ids = self._fit(self.tokenizer.encode(prompt), sampling)
+            healed.append(
+                heal_prompt(self.tokenizer, ids) if self.token_healing else HealedPrompt(ids)
+            )
+        return self._decode([h.ids for h in healed], stops, sampling, healed=healed)
 
     def infill(
         self, holes: Sequence[tuple[str, str]], stops: Sequence[StopRule], sampling: Sampling
@@ -110,19 +124,24 @@ class GeexBackend:
         sampling: Sampling,
         end_ids: frozenset[int] = frozenset(),
         infill: bool = False,
+        healed: Sequence | None = None,
     ) -> list[list[str]]:
         """``infill``: special tokens a model emits mid-middle are dropped from the text, as
         ``geex serve`` drops them from what it sends an editor, so that a middle is judged as
-        a user would get it (a completion keeps them, as HumanEval-X runs always have)."""
+        a user would get it (a completion keeps them, as HumanEval-X runs always have).
+        ``healed``: each prompt's :class:`~geex.tokenizer.healing.HealedPrompt`, whose first
+        tokens are constrained and whose tail is cut from the text."""
         from geex.model.generation import generate
         from geex.model.sampling import SamplingConfig
 
-        def decode(ids: list[int]) -> str:
+        n = sampling.n
+
+        def decode(row: int, ids: list[int]) -> str:
             if infill:
                 return self.tokenizer.backend.decode(list(ids), skip_special_tokens=True)
-            return self.tokenizer.decode(ids)
+            text = self.tokenizer.decode(ids)
+            return healed[row // n].completion(text) if healed else text
 
-        n = sampling.n
         config = SamplingConfig(
             max_new_tokens=sampling.max_new_tokens,
             temperature=sampling.temperature,
@@ -133,7 +152,7 @@ class GeexBackend:
 
         def should_stop(row: int, ids: list[int]) -> bool:
             ended = bool(ids) and ids[-1] in end_ids  # an infill's end token
-            text = decode(ids[:-1] if ended else ids)
+            text = decode(row, ids[:-1] if ended else ids)
             end = stops[row // n].end(text)
             if end is not None or ended:
                 cut[row] = text if end is None else text[:end]
@@ -147,9 +166,13 @@ class GeexBackend:
             eos_id=self.tokenizer.eod_id,
             pad_id=self.tokenizer.pad_id,
             should_stop=should_stop,
+            allowed_tokens=(lambda row, ids: healed[row // n].allowed(ids)) if healed else None,
         )
         return [
-            [cut[p * n + s] if p * n + s in cut else decode(ids) for s, ids in enumerate(samples)]
+            [
+                cut[p * n + s] if p * n + s in cut else decode(p * n + s, ids)
+                for s, ids in enumerate(samples)
+            ]
             for p, samples in enumerate(token_ids)
         ]
 

@@ -69,9 +69,16 @@ class HFBackend:
     def generate(
         self, prompts: Sequence[str], stops: Sequence[StopRule], sampling: Sampling
     ) -> list[list[str]]:
-        device = next(self.model.parameters()).device
-        batch = self.tokenizer(list(prompts), return_tensors="pt", padding=True).to(device)
-        return self._decode(dict(batch), stops, sampling)
+        """Each prompt's last token healed as Geex's backend heals it
+        (:mod:`geex.tokenizer.healing`), where the tokenizer is a byte-level fast one."""
+        from geex.tokenizer.healing import HealedPrompt, heal_prompt
+
+        backend = getattr(self.tokenizer, "backend_tokenizer", None)  # fast tokenizers only
+        healed = []
+        for prompt in prompts:
+            ids = self.tokenizer(prompt)["input_ids"]
+            healed.append(heal_prompt(backend, ids) if backend is not None else HealedPrompt(ids))
+        return self._decode(self._left_padded([h.ids for h in healed]), stops, sampling, healed)
 
     def infill(
         self, holes: Sequence[tuple[str, str]], stops: Sequence[StopRule], sampling: Sampling
@@ -96,16 +103,18 @@ class HFBackend:
             )
             for prefix, suffix in holes
         ]
+        return self._decode(self._left_padded(rows), stops, sampling)
+
+    def _left_padded(self, rows: list[list[int]]) -> dict:
         width = max(map(len, rows))
         pad = self.tokenizer.pad_token_id
         device = next(self.model.parameters()).device
-        batch = {
+        return {
             "input_ids": torch.tensor([[pad] * (width - len(r)) + r for r in rows], device=device),
             "attention_mask": torch.tensor(
                 [[0] * (width - len(r)) + [1] * len(r) for r in rows], device=device
             ),
         }
-        return self._decode(batch, stops, sampling)
 
     def text_nll(self, texts: Sequence[str]) -> list[tuple[float, int]]:
         """Each text's information in nats after the tokenizer's start token (BOS, else EOS;
@@ -136,9 +145,13 @@ class HFBackend:
         return min(self.tokenizer.model_max_length, 1 << 30)
 
     def _decode(
-        self, batch: dict, stops: Sequence[StopRule], sampling: Sampling
+        self, batch: dict, stops: Sequence[StopRule], sampling: Sampling, healed: Sequence = ()
     ) -> list[list[str]]:
+        """``healed``: each prompt's :class:`~geex.tokenizer.healing.HealedPrompt`, whose
+        first tokens are constrained and whose tail is cut from the text."""
         prompt_length = batch["input_ids"].shape[1]
+        n = sampling.n
+        tails = [healed[i // n] if healed else None for i in range(len(stops) * n)]
         sample = sampling.temperature >= GREEDY_BELOW  # below it, greedy (as Geex decodes)
         options = (
             # top_k=0: sample from the whole distribution (transformers' default keeps 50).
@@ -146,7 +159,11 @@ class HFBackend:
             if sample
             else {}
         )
-        criteria = _StopRules(self, stops, sampling.n, prompt_length)
+        criteria = _StopRules(self, stops, tails, prompt_length)
+        transformers = import_transformers()
+        processors = transformers.LogitsProcessorList(
+            [_Healing(tails, prompt_length)] if any(h and h.tail for h in tails) else []
+        )
         with torch.inference_mode():
             output = self.model.generate(
                 **batch,
@@ -154,29 +171,52 @@ class HFBackend:
                 max_new_tokens=sampling.max_new_tokens,
                 num_return_sequences=sampling.n,
                 pad_token_id=self.tokenizer.pad_token_id,
-                stopping_criteria=import_transformers().StoppingCriteriaList([criteria]),
+                stopping_criteria=transformers.StoppingCriteriaList([criteria]),
+                logits_processor=processors,
                 **options,
             )
-        texts = [self.completion_text(row, stops[i // sampling.n]) for i, row in enumerate(
+        texts = [self.completion_text(row, stops[i // n], tails[i]) for i, row in enumerate(
             output[:, prompt_length:].tolist()
         )]  # fmt: skip
-        n = sampling.n
         return [texts[p * n : (p + 1) * n] for p in range(len(stops))]
 
-    def completion_text(self, ids: list[int], stop: StopRule) -> str:
+    def completion_text(self, ids: list[int], stop: StopRule, healed=None) -> str:
         """The text of one row's new ids, up to its end token and its stop rule."""
-        text = self.text_until_end(ids)
+        text = self.text_until_end(ids, healed)
         end = stop.end(text)
         return text if end is None else text[:end]
 
-    def text_until_end(self, ids: list[int]) -> str:
+    def text_until_end(self, ids: list[int], healed=None) -> str:
+        """The row's text up to its end token, less a healed prompt's tail."""
         for i, token in enumerate(ids):
             if token in self.end_ids:
                 ids = ids[:i]
                 break
         # A middle drops special tokens, as geex serve's does (GeexBackend.infill says why).
         infilling = self.fim is not None
-        return self.tokenizer.decode(ids, skip_special_tokens=infilling)
+        text = self.tokenizer.decode(ids, skip_special_tokens=infilling)
+        return healed.completion(text) if healed is not None else text
+
+
+class _Healing:
+    """transformers logits processor (any callable of ``(input_ids, scores)`` serves): a
+    healed row's next token must spell its prompt's tail (:mod:`geex.tokenizer.healing`)."""
+
+    def __init__(self, healed: Sequence, prompt_length: int) -> None:
+        self.healed, self.prompt_length = healed, prompt_length
+
+    def __call__(self, input_ids: torch.Tensor, scores: torch.Tensor) -> torch.Tensor:
+        keep = None
+        for row, ids in enumerate(input_ids[:, self.prompt_length :].tolist()):
+            healed = self.healed[row]
+            allowed = healed.allowed(ids) if healed is not None and healed.tail else None
+            if allowed is None:
+                continue
+            if keep is None:
+                keep = torch.ones_like(scores, dtype=torch.bool)
+            keep[row] = False
+            keep[row, [i for i in allowed if i < scores.shape[1]]] = True
+        return scores if keep is None else scores.masked_fill(~keep, float("-inf"))
 
 
 class _StopRules:
@@ -185,9 +225,10 @@ class _StopRules:
     decode each per step."""
 
     def __init__(
-        self, backend: HFBackend, stops: Sequence[StopRule], n: int, prompt_length: int
+        self, backend: HFBackend, stops: Sequence[StopRule], healed: Sequence, prompt_length: int
     ) -> None:
-        self.backend, self.stops, self.n, self.prompt_length = backend, stops, n, prompt_length
+        self.backend, self.stops, self.healed = backend, stops, healed
+        self.n, self.prompt_length = len(healed) // len(stops), prompt_length
         self.done: set[int] = set()
 
     def __call__(self, input_ids: torch.Tensor, scores, **kwargs) -> torch.Tensor:
@@ -195,7 +236,8 @@ class _StopRules:
         for row, ids in enumerate(new):
             if row in self.done:
                 continue
-            if self.stops[row // self.n].end(self.backend.text_until_end(ids)) is not None:
+            text = self.backend.text_until_end(ids, self.healed[row])
+            if self.stops[row // self.n].end(text) is not None:
                 self.done.add(row)
         return torch.tensor(
             [row in self.done for row in range(len(new))], dtype=torch.bool, device=input_ids.device

@@ -48,6 +48,7 @@ def sample_next(
 
 StopRule = Callable[[int, list[int]], bool]
 TokenSink = Callable[[list[int], list[int]], None]
+AllowedTokens = Callable[[int, list[int]], "Sequence[int] | None"]
 
 
 @torch.inference_mode()
@@ -62,6 +63,7 @@ def generate(
     should_stop: StopRule | None = None,
     on_tokens: TokenSink | None = None,
     compile_step: bool = False,
+    allowed_tokens: AllowedTokens | None = None,
 ) -> list[list[list[int]]]:
     """Continue every prompt ``sampling.num_samples`` times.
 
@@ -71,6 +73,9 @@ def generate(
     tokens, for streaming. Ids at or above ``vocab_size`` (the embedding's padding rows) are
     never sampled. ``compile_step`` decodes through a compiled step: the same tokens (up to
     fp32 rounding), faster once compiled; the first call with a new model pays the compile.
+    ``allowed_tokens(row, ids)``, where it returns ids rather than None, lists those the row's
+    next token may take after its ``ids`` so far (token healing,
+    :mod:`geex.tokenizer.healing`; the ``prefix_allowed_tokens_fn`` of transformers).
     """
     if not prompts or any(len(p) == 0 for p in prompts):
         raise GeexError("every prompt needs at least one token")
@@ -120,6 +125,8 @@ def generate(
     decode_step = _compiled_decode_step if compile_step else _decode_step
 
     for step in range(max_new):
+        if allowed_tokens is not None:
+            logits = _only_allowed(logits, [allowed_tokens(row, outputs[row]) for row in active])
         tokens = sample_next(logits, sampling, generator)
         token_list = tokens.tolist()
         if on_tokens is not None:
@@ -143,6 +150,18 @@ def generate(
         next_position = next_position + 1
 
     return [outputs[p * n : (p + 1) * n] for p in range(n_prompts)]
+
+
+def _only_allowed(logits: torch.Tensor, allowed: list[Sequence[int] | None]) -> torch.Tensor:
+    """``logits`` with every id outside a row's ``allowed`` at -inf (None: every id)."""
+    if all(ids is None for ids in allowed):
+        return logits
+    keep = torch.ones_like(logits, dtype=torch.bool)
+    for row, ids in enumerate(allowed):
+        if ids is not None:
+            keep[row] = False
+            keep[row, [i for i in ids if i < logits.shape[1]]] = True
+    return logits.masked_fill(~keep, float("-inf"))
 
 
 def _decode_step(model, tokens, positions, cache, key_valid, padded):

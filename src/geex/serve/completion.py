@@ -13,6 +13,7 @@ from geex.languages import Language, get_language
 from geex.model.generation import generate
 from geex.model.loader import check_tokenizer_fits
 from geex.model.sampling import SamplingConfig
+from geex.tokenizer.healing import heal_prompt
 
 
 @dataclass(frozen=True)
@@ -80,8 +81,9 @@ def complete(
 ) -> list[list[Completion]]:
     """Complete each prompt ``sampling.num_samples`` times: ``out[prompt][sample]``.
 
-    Stop rules: the language's stop sequences and, for brace languages, the brace that closes
-    the body; plus ``stop``. ``on_text(row, text)`` receives each row's new text as it is
+    Each prompt's last pre-token is healed (:mod:`geex.tokenizer.healing`): the samples spell
+    it again first, and their text starts after it. Stop rules: the language's stop sequences
+    and, for brace languages, the brace that closes the body; plus ``stop``. ``on_text(row, text)`` receives each row's new text as it is
     decoded (row = prompt * num_samples + sample), never text that a stop rule later cuts.
     ``compile_step`` decodes through ``torch.compile`` (faster per token, a compile first).
     """
@@ -100,8 +102,10 @@ def complete(
     def note_eos(rows: list[int], tokens: list[int]) -> None:
         ended_by_eos.update(r for r, t in zip(rows, tokens, strict=True) if t == tokenizer.eod_id)
 
+    healed = [heal_prompt(tokenizer, tokenizer.encode(t)) for t in texts]
+
     def should_stop(row: int, ids: list[int]) -> bool:
-        text = tokenizer.decode(ids)
+        text = healed[row // sampling.num_samples].completion(tokenizer.decode(ids))
         decoded[row] = text
         end = completion_end(text, stop, lang)
         if on_text is not None:
@@ -113,7 +117,7 @@ def complete(
 
     token_ids = generate(
         model,
-        [tokenizer.encode(t) for t in texts],
+        [h.ids for h in healed],
         sampling,
         vocab_size=tokenizer.vocab_size,
         eos_id=tokenizer.eod_id,
@@ -121,6 +125,7 @@ def complete(
         should_stop=should_stop,
         on_tokens=note_eos,
         compile_step=compile_step,
+        allowed_tokens=lambda row, ids: healed[row // sampling.num_samples].allowed(ids),
     )
     results = []
     for p, samples in enumerate(token_ids):

@@ -18,6 +18,11 @@ it the step they end (continuous batching, as in vLLM and llama.cpp's server). A
 what it cached after its sequence ends, so the next prompt that starts the same way (the same
 file, a few keystrokes later) prefills only what is new. Text is detokenized and cut by stop
 rules incrementally (:mod:`geex.serve.text_stream`).
+
+A codec that can (``heal``) heals each prompt (:mod:`geex.tokenizer.healing`): an editor's
+cursor after a line break ends the prompt on a token that training text rarely ends with, so
+the prompt's last pre-token is backed up and every sample spells it again first, under a
+constraint, before its own text starts.
 """
 
 from __future__ import annotations
@@ -25,7 +30,7 @@ from __future__ import annotations
 import collections
 import threading
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Protocol
 
 import torch
@@ -38,6 +43,7 @@ from geex.serve.completion import Completion
 from geex.serve.handle import RequestHandle
 from geex.serve.serve_limits import MAX_STOP_CHARS, MAX_STOP_SEQUENCES
 from geex.serve.text_stream import TextStream
+from geex.tokenizer.healing import HealedPrompt
 
 __all__ = [
     "Completion",
@@ -157,6 +163,7 @@ class _Job:
     handles: list[RequestHandle]
     document: str | None = None
     admitted: int = 0  # samples handed to slots so far, in order
+    healed: HealedPrompt = field(default_factory=lambda: HealedPrompt([]))  # spelled first
 
     def waiting(self) -> int:
         return len(self.handles) - self.admitted
@@ -284,9 +291,16 @@ class Engine:
                 for earlier in self._documents.get(document, []):
                     earlier.cancel()
                 self._documents[document] = handles
-            self._jobs.append(_Job(ids, params, handles, document))
+            healed = self._heal(ids)
+            self._jobs.append(_Job(healed.ids, params, handles, document, healed=healed))
             self._wake.notify()
         return handles
+
+    def _heal(self, ids: list[int]) -> HealedPrompt:
+        """The prompt with its last pre-token backed up, where the codec can heal
+        (:mod:`geex.tokenizer.healing`); FIM prompts end with a marker and stay whole."""
+        heal = getattr(self.codec, "heal", None)
+        return heal(ids) if heal is not None else HealedPrompt(ids)
 
     def generate(
         self, prompt_ids: Sequence[int], params: GenerationParams, *, n: int = 1
@@ -498,7 +512,7 @@ class Engine:
         with self._wake:
             self._prefilling.remove(prefill)
             for slot, sample in zip(prefill.slots, prefill.samples, strict=True):
-                stream = TextStream(self.codec.decode, stop, params.language)
+                stream = TextStream(self.codec.decode, stop, params.language, job.healed.tail)
                 self._running.append(_Sequence(job, sample, slot, max_new, stream, end_ids,
                                                len(job.prompt_ids), logits=logits))  # fmt: skip
         self._compact()
@@ -534,6 +548,13 @@ class Engine:
         """Draw every running sequence's next token; return those that ended, by id."""
         ended: dict[int, tuple[str | None, BaseException | None]] = {}
         rows = [s for s in self._running if s.logits is not None]
+        for seq in rows:  # a healed prompt's tail is spelled first
+            if seq.job.healed.tail:
+                allowed = seq.job.healed.allowed(seq.stream.ids)
+                if allowed is not None:
+                    keep = torch.zeros_like(seq.logits, dtype=torch.bool)
+                    keep[[i for i in allowed if i < keep.shape[0]]] = True
+                    seq.logits = seq.logits.masked_fill(~keep, float("-inf"))
         # Rows drawn alike share one call: all greedy rows one argmax, unseeded rows of the same
         # settings one sampler call. A seeded row draws alone, from its own generator.
         groups: dict[tuple, list[_Sequence]] = collections.defaultdict(list)

@@ -191,6 +191,12 @@ class GeexCodec:
     def encode(self, text: str) -> list[int]:
         return self.tokenizer.encode(text)
 
+    def heal(self, ids: Sequence[int]):
+        """The prompt with its last pre-token backed up (:mod:`geex.tokenizer.healing`)."""
+        from geex.tokenizer.healing import heal_prompt
+
+        return heal_prompt(self.tokenizer, ids)
+
     def decode(self, ids: Sequence[int]) -> str:
         """The text of generated ids. Special tokens (FIM markers an untrained model may
         emit mid-text, CodeGeeX's reserved ids) are not text a client should see: skipped, as

@@ -29,7 +29,8 @@ class TextStream:
 
     ``add(token)`` returns the text that may be handed out now (never text a stop rule cuts
     later) and whether a rule has fired; ``finish()`` returns the rest. ``text`` is the whole
-    text so far with the stop cut applied.
+    text so far with the stop cut applied. ``skip``: the text the tokens spell before the
+    stream's own (a healed prompt's tail, :mod:`geex.tokenizer.healing`), left out of it.
     """
 
     def __init__(
@@ -37,8 +38,10 @@ class TextStream:
         decode: Callable[[Sequence[int]], str],
         stop: Sequence[str] = (),
         language: Language | None = None,
+        skip: str = "",
     ) -> None:
         self._decode = decode
+        self._skip = skip  # a healed prompt's tail: text the tokens spell first, not handed out
         self.stop = [s for s in stop if s]
         self._longest_stop = max((len(s) for s in self.stop), default=0)
         self._braces = language is not None and language.brace_delimited
@@ -65,10 +68,18 @@ class TextStream:
         self.ids.append(token)
         window = self._decode(self.ids[self._prefix_offset :])
         read = self._decode(self.ids[self._prefix_offset : self._read_offset])
-        new = window[len(read) :]
+        raw = window[len(read) :]
+        complete = bool(raw) and not raw.endswith(_INCOMPLETE)
+        new = raw
+        if self._skip:  # the tokens spell the skipped text first (token healing's constraint)
+            cut = min(len(self._skip), len(raw))
+            new = raw[cut:]
+            if complete:
+                self._skip = self._skip[cut:]
         self.end = self._find_end(new)
-        if new and not new.endswith(_INCOMPLETE):
-            self._commit(new)
+        if complete:
+            if new:
+                self._commit(new)
             self._prefix_offset, self._read_offset = self._read_offset, len(self.ids)
             self._pending = ""
         else:

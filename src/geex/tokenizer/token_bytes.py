@@ -21,26 +21,52 @@ decoded text. Other decoders (SentencePiece's, WordPiece's) join pieces by rules
 
 from __future__ import annotations
 
+import functools
+
 import numpy as np
-from tokenizers import decoders, pre_tokenizers
+import tokenizers
+from tokenizers import decoders
 
 from geex.tokenizer.tokenizer import Tokenizer
-
-_BYTE_ALPHABET = frozenset(pre_tokenizers.ByteLevel.alphabet())
 
 
 def token_byte_lengths(tokenizer: Tokenizer) -> np.ndarray | None:
     """``lengths[id]``: the UTF-8 bytes token ``id`` decodes to, 0 for special tokens; None
     where the tokenizer's decoder is not byte-level (see the module docstring)."""
-    backend = tokenizer.backend
+    table = token_bytes(tokenizer)
+    if table is None:
+        return None
+    return np.array([0 if piece is None else len(piece) for piece in table], dtype=np.int64)
+
+
+def token_bytes(tokenizer: Tokenizer | tokenizers.Tokenizer) -> list[bytes | None] | None:
+    """``pieces[id]``: the bytes token ``id`` decodes to, None for special tokens and unused
+    ids; None where the tokenizer's decoder is not byte-level (see the module docstring).
+    Geex's tokenizer or a ``tokenizers`` one (a Hugging Face fast tokenizer's backend)."""
+    backend = tokenizer.backend if isinstance(tokenizer, Tokenizer) else tokenizer
     if not isinstance(backend.decoder, decoders.ByteLevel):
         return None
     vocab = backend.get_vocab(with_added_tokens=True)
     special = {i for i, token in backend.get_added_tokens_decoder().items() if token.special}
-    lengths = np.zeros(max(tokenizer.vocab_size, max(vocab.values()) + 1), dtype=np.int64)
+    byte_of = _byte_of_character()
+    size = max(backend.get_vocab_size(with_added_tokens=True), max(vocab.values()) + 1)
+    pieces: list[bytes | None] = [None] * size
     for token, token_id in vocab.items():
         if token_id in special:
             continue
-        in_alphabet = all(character in _BYTE_ALPHABET for character in token)
-        lengths[token_id] = len(token) if in_alphabet else len(token.encode("utf-8"))
-    return lengths
+        if all(character in byte_of for character in token):
+            pieces[token_id] = bytes(byte_of[character] for character in token)
+        else:
+            pieces[token_id] = token.encode("utf-8")
+    return pieces
+
+
+@functools.cache
+def _byte_of_character() -> dict[str, int]:
+    """GPT-2's byte-level alphabet, read backwards: printable bytes stand for themselves, the
+    others (controls, space, ...) for the characters from U+0100 on, in byte order."""
+    printable = [*range(ord("!"), ord("~") + 1), *range(0xA1, 0xAC + 1), *range(0xAE, 0xFF + 1)]
+    shifted = [b for b in range(256) if b not in printable]
+    mapping = {chr(b): b for b in printable}
+    mapping.update({chr(256 + k): b for k, b in enumerate(shifted)})
+    return mapping
