@@ -64,9 +64,10 @@ def model(tmp_path_factory) -> Path:
     return work / "run" / "model"
 
 
-def bodies(backend: GeexBackend) -> list[str]:
+def bodies(backend: GeexBackend, token_healing: bool = True) -> list[str]:
     stop = StopRule.for_language(get_language("python"))
-    out = backend.generate(PROMPTS, [stop] * len(PROMPTS), Sampling(max_new_tokens=12))
+    sampling = Sampling(max_new_tokens=12, token_healing=token_healing)
+    out = backend.generate(PROMPTS, [stop] * len(PROMPTS), sampling)
     return [samples[0] for samples in out]
 
 
@@ -76,7 +77,7 @@ def test_a_prompt_cut_after_the_line_break_gets_its_body_when_healed(model):
     pieces = [tokenizer.decode([i]) for i in tokenizer.encode("def f(x):\n    return x\n")]
     assert "):\n    " in pieces  # the prompt's "):" + "\n" never came before a body
     healed = bodies(GeexBackend(loaded.model, tokenizer))
-    raw = bodies(GeexBackend(loaded.model, tokenizer, token_healing=False))
+    raw = bodies(GeexBackend(loaded.model, tokenizer), token_healing=False)
     right = [text.startswith("    return x * ") for text in healed]
     assert sum(right) >= len(PROMPTS) - 1, healed
     assert sum(text.startswith("    return x * ") for text in raw) < sum(right), raw

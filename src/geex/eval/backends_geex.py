@@ -24,18 +24,17 @@ logger = logging.getLogger(__name__)
 class GeexBackend:
     """Completions from a Geex model and its tokenizer (the prompts already carry their tag).
 
-    Each prompt's last token is healed (:mod:`geex.tokenizer.healing`), as ``geex serve`` and
-    ``geex generate`` heal theirs: a HumanEval-X prompt ends after a line break, where Geex's
-    tokenizers would have kept the next line's indentation in the same token.
-    ``token_healing=False`` decodes from the prompt's tokens as they are.
+    Each prompt's last pre-token is healed (:mod:`geex.tokenizer.healing`), as ``geex serve``
+    and ``geex generate`` heal theirs, unless ``sampling.token_healing`` is off: a HumanEval-X
+    prompt ends after a line break, where Geex's tokenizers would have kept the next line's
+    indentation in the same token.
     """
 
-    def __init__(self, model, tokenizer, *, token_healing: bool = True) -> None:
+    def __init__(self, model, tokenizer) -> None:
         from geex.model.loader import check_tokenizer_fits
 
         check_tokenizer_fits(tokenizer, model.config)
         self.model, self.tokenizer = model, tokenizer
-        self.token_healing = token_healing
         self._warned = False
         self.fim = self.fim_ids = None  # set by use_fim_style, for infilling
 
@@ -77,9 +76,8 @@ class GeexBackend:
         healed = []
         for prompt in prompts:
             ids = self._fit(self.tokenizer.encode(prompt), sampling)
-            healed.append(
-                heal_prompt(self.tokenizer, ids) if self.token_healing else HealedPrompt(ids)
-            )
+            heal = sampling.token_healing
+            healed.append(heal_prompt(self.tokenizer, ids) if heal else HealedPrompt(ids))
         return self._decode([h.ids for h in healed], stops, sampling, healed=healed)
 
     def infill(

@@ -69,11 +69,13 @@ class HFBackend:
     def generate(
         self, prompts: Sequence[str], stops: Sequence[StopRule], sampling: Sampling
     ) -> list[list[str]]:
-        """Each prompt's last token healed as Geex's backend heals it
-        (:mod:`geex.tokenizer.healing`), where the tokenizer is a byte-level fast one."""
+        """Each prompt's last pre-token healed as Geex's backend heals it
+        (:mod:`geex.tokenizer.healing`), where the tokenizer is a byte-level fast one and
+        ``sampling.token_healing`` is on."""
         from geex.tokenizer.healing import HealedPrompt, heal_prompt
 
         backend = getattr(self.tokenizer, "backend_tokenizer", None)  # fast tokenizers only
+        backend = backend if sampling.token_healing else None
         healed = []
         for prompt in prompts:
             ids = self.tokenizer(prompt)["input_ids"]
