@@ -20,7 +20,6 @@ from pathlib import Path
 import torch
 import torch.distributed as dist
 from torch.distributed.checkpoint.state_dict import StateDictOptions, get_model_state_dict
-from torch.distributed.tensor import DTensor
 
 from geex.data.shards import TokenShards, read_manifest
 from geex.errors import ConfigError, GeexError
@@ -41,6 +40,7 @@ from geex.train.config import TrainConfig
 from geex.train.conversations import read_conversations
 from geex.train.data import PackedSamples, document_positions_and_mask, micro_batch_start
 from geex.train.distributed import World, close_world, init_world
+from geex.train.grad_norm import global_norm
 from geex.train.lora import add_lora, lora_config, merge_lora, save_adapter
 from geex.train.monitor import MetricsLog, Progress, peak_flops
 from geex.train.optim import build_optimizer, learning_rate
@@ -418,7 +418,7 @@ class Trainer:
         if scale != 1.0:
             for g in grads:
                 g.mul_(1.0 / scale)
-        norm = _global_norm(grads)
+        norm = global_norm(grads)  # one all-reduce, however the gradients are sharded
         overflow = not math.isfinite(norm)
         if self.scaler is not None:
             self.scaler.update(overflow)
@@ -642,17 +642,6 @@ class Trainer:
 
     def _interrupted(self) -> bool:
         return bool(self.world.all_reduce_max(float(self._stop_requested)))
-
-
-def _global_norm(grads: list[torch.Tensor]) -> float:
-    """The L2 norm of all gradients together, reduced over ranks where they are sharded."""
-    total = None
-    for g in grads:
-        square = g.float().pow(2).sum()
-        if isinstance(square, DTensor):
-            square = square.full_tensor()
-        total = square if total is None else total + square
-    return 0.0 if total is None else float(total.sqrt())
 
 
 def _validation_split(folder: str) -> TokenShards | None:
