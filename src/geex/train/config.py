@@ -89,6 +89,10 @@ class TrainConfig:
     precision: str = option(
         "fp32", choices=PRECISIONS, help="auto: bf16 where the device computes it natively"
     )
+    # fp32 runs on GPUs of compute capability >= 8.0 multiply in TF32 (geex.train.tf32)
+    tf32: bool = option(
+        True, flags="--no-tf32", help="fp32 matmuls in full fp32 on the CUDA cores, not in TF32"
+    )
     reset_at_documents: bool = False  # restart positions and attention after each end-of-document
     dropout: float = 0.0
     checkpoint_every: int = 100  # steps; a checkpoint is also written when the run ends

@@ -1,4 +1,5 @@
-"""Watching a run: MFU from a table of device peaks, the JSONL metrics log, the progress bar."""
+"""Watching a run: MFU from a table of GPU peaks per arithmetic, the JSONL metrics log, the
+progress bar."""
 
 from __future__ import annotations
 
@@ -12,37 +13,66 @@ import torch
 
 from geex.progress import open_bar, shared_active
 
-# Dense (no sparsity) peak FLOP/s per device for bf16/fp16 tensor-core matmuls, and for fp32
-# (TF32 tensor cores where the device has them, as PyTorch uses for fp32 matmuls when allowed).
-# From the vendors' data sheets. Matched by substring of torch.cuda.get_device_name().
+# Dense peak FLOP/s per GPU for each arithmetic a matmul may run in: bf16 and fp16 on tensor
+# cores; tf32, fp32 inputs on tensor cores (what PyTorch runs fp32 matmuls in once TF32 is
+# allowed, geex.train.tf32); fp32 on the CUDA cores (TF32 off, or a GPU without it). None: the
+# GPU lacks that arithmetic. From NVIDIA's data sheets, in TFLOPS as FP32 / TF32 / BF16 and
+# FP16, a * marking a tensor-core figure given "with sparsity", halved here (dense):
+#   H100 SXM 67 / 989* / 1,979*; H100 PCIe 51 / 756* / 1,513*; H100 NVL 60 / 835* / 1,671*;
+#   H200 SXM and GH200 as H100 SXM; H200 NVL as H100 NVL; A100 and A800 19.5 / 312* / 624*;
+#   L40S 91.6 / 183 / 362; L40 90.5 / 90.5 / 181; L4 30.3 / 120* / 242*; A10 31.2 / 125* / 250*;
+#   A10G (AWS's A10 variant, as AWS lists it) 31.2 / 70* / 140*; GeForce RTX 4090 (Ada
+#   whitepaper, fp32 accumulate) 82.6 / 82.6 / 165.2; V100 SXM2 15.7 / none / FP16 125 and no
+#   BF16; T4 8.1 / none / FP16 65 and no BF16.
 PEAK_FLOPS = {
-    "H200": {"bf16": 989e12, "fp16": 989e12, "fp32": 494e12},
-    "H100 NVL": {"bf16": 835e12, "fp16": 835e12, "fp32": 418e12},
-    "H100 PCIe": {"bf16": 756e12, "fp16": 756e12, "fp32": 378e12},
-    "H100": {"bf16": 989e12, "fp16": 989e12, "fp32": 494e12},  # SXM
-    "GH200": {"bf16": 989e12, "fp16": 989e12, "fp32": 494e12},
-    "A100": {"bf16": 312e12, "fp16": 312e12, "fp32": 156e12},
-    "A800": {"bf16": 312e12, "fp16": 312e12, "fp32": 156e12},
-    "L40S": {"bf16": 362e12, "fp16": 362e12, "fp32": 183e12},
-    "A10G": {"bf16": 70e12, "fp16": 70e12, "fp32": 35e12},
-    "A10": {"bf16": 125e12, "fp16": 125e12, "fp32": 62.5e12},
-    "L4": {"bf16": 121e12, "fp16": 121e12, "fp32": 60e12},
-    "RTX 4090": {"bf16": 165e12, "fp16": 165e12, "fp32": 82.6e12},
-    "V100": {"bf16": None, "fp16": 125e12, "fp32": 15.7e12},
-    "T4": {"bf16": None, "fp16": 65e12, "fp32": 8.1e12},
+    "H100 NVL": {"bf16": 835e12, "fp16": 835e12, "tf32": 418e12, "fp32": 60e12},
+    "H100 PCIe": {"bf16": 756e12, "fp16": 756e12, "tf32": 378e12, "fp32": 51e12},
+    "H100": {"bf16": 989e12, "fp16": 989e12, "tf32": 494e12, "fp32": 67e12},  # SXM
+    "H200 NVL": {"bf16": 835e12, "fp16": 835e12, "tf32": 418e12, "fp32": 60e12},
+    "H200": {"bf16": 989e12, "fp16": 989e12, "tf32": 494e12, "fp32": 67e12},  # SXM
+    "GH200": {"bf16": 989e12, "fp16": 989e12, "tf32": 494e12, "fp32": 67e12},
+    "A100": {"bf16": 312e12, "fp16": 312e12, "tf32": 156e12, "fp32": 19.5e12},
+    "A800": {"bf16": 312e12, "fp16": 312e12, "tf32": 156e12, "fp32": 19.5e12},
+    "L40S": {"bf16": 362e12, "fp16": 362e12, "tf32": 183e12, "fp32": 91.6e12},
+    "L40": {"bf16": 181e12, "fp16": 181e12, "tf32": 90.5e12, "fp32": 90.5e12},
+    "L4": {"bf16": 121e12, "fp16": 121e12, "tf32": 60e12, "fp32": 30.3e12},
+    "A10G": {"bf16": 70e12, "fp16": 70e12, "tf32": 35e12, "fp32": 31.2e12},
+    "A10": {"bf16": 125e12, "fp16": 125e12, "tf32": 62.5e12, "fp32": 31.2e12},
+    "RTX 4090": {"bf16": 165e12, "fp16": 165e12, "tf32": 82.6e12, "fp32": 82.6e12},
+    "V100": {"bf16": None, "fp16": 125e12, "tf32": None, "fp32": 15.7e12},
+    "T4": {"bf16": None, "fp16": 65e12, "tf32": None, "fp32": 8.1e12},
 }
+ARITHMETICS = ("bf16", "fp16", "tf32", "fp32")
 
 
-def peak_flops(device: torch.device, precision: str) -> float | None:
-    """The device's peak FLOP/s in ``precision``, or None when unknown (every CPU: their peaks
-    depend on core count, clocks and vector units that PyTorch does not report)."""
+def matmul_arithmetic(precision: str, tf32: bool) -> str:
+    """What a training step's matmuls run in: the autocast dtype, or for fp32 training TF32
+    where it is on (:func:`geex.train.tf32.tf32_applies`) and plain fp32 where it is not."""
+    if precision in ("bf16", "fp16"):
+        return precision
+    if precision != "fp32":
+        raise ValueError(f"no matmul arithmetic for precision {precision!r}: resolve it first")
+    return "tf32" if tf32 else "fp32"
+
+
+def gpu_peaks(device_name: str) -> dict | None:
+    """The peaks of the GPU called ``device_name`` (torch.cuda.get_device_name()), matched by
+    the longest table name inside it, so that "NVIDIA L40S" is an L40S and not an L4, and
+    "NVIDIA GH200 480GB" a GH200 and not an H200."""
+    found = [key for key in PEAK_FLOPS if key in device_name]
+    return PEAK_FLOPS[max(found, key=len)] if found else None
+
+
+def peak_flops(device: torch.device, arithmetic: str) -> float | None:
+    """The device's peak FLOP/s in ``arithmetic`` (one of ARITHMETICS), or None when unknown
+    (every CPU: their peaks depend on core count, clocks and vector units that PyTorch does not
+    report; a GPU missing from the table)."""
+    if arithmetic not in ARITHMETICS:
+        raise ValueError(f"arithmetic must be one of {', '.join(ARITHMETICS)}, got {arithmetic!r}")
     if device.type != "cuda":
         return None
-    name = torch.cuda.get_device_name(device)
-    for key, peaks in PEAK_FLOPS.items():  # longer names first where they overlap
-        if key in name:
-            return peaks.get(precision)
-    return None
+    peaks = gpu_peaks(torch.cuda.get_device_name(device))
+    return None if peaks is None else peaks[arithmetic]
 
 
 class MetricsLog:
@@ -98,8 +128,15 @@ def _step(line: str) -> int:
 class Progress:
     """A live bar on a terminal; a plain line every so often in a log file."""
 
-    def __init__(self, total_steps: int | None, first_step: int, enabled: bool = True):
+    def __init__(
+        self,
+        total_steps: int | None,
+        first_step: int,
+        enabled: bool = True,
+        arithmetic: str | None = None,
+    ):
         self.enabled = enabled
+        self.arithmetic = arithmetic  # the peak MFU is measured against
         self.total = total_steps
         self.first = first_step
         self.start = time.monotonic()
@@ -120,6 +157,8 @@ class Progress:
             f"loss {record['loss']:.4f}  {record['tokens_per_s']:,.0f} tok/s  "
             f"MFU {'unknown' if mfu is None else f'{100 * mfu:.1f}%'}"
         )
+        if mfu is not None and self.arithmetic:
+            stats += f" of {self.arithmetic} peak"
         if "val_loss" in record:
             stats += f"  val {record['val_loss']['all']:.4f}"
             if "val_bpb" in record:

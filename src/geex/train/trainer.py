@@ -20,7 +20,6 @@ from pathlib import Path
 import torch
 import torch.distributed as dist
 from torch.distributed.checkpoint.state_dict import StateDictOptions, get_model_state_dict
-from torch.distributed.tensor import DTensor
 
 from geex.data.shards import TokenShards, read_manifest
 from geex.errors import ConfigError, GeexError
@@ -41,8 +40,9 @@ from geex.train.config import TrainConfig
 from geex.train.conversations import read_conversations
 from geex.train.data import PackedSamples, document_positions_and_mask, micro_batch_start
 from geex.train.distributed import World, close_world, init_world
+from geex.train.grad_norm import global_norm
 from geex.train.lora import add_lora, lora_config, merge_lora, save_adapter
-from geex.train.monitor import MetricsLog, Progress, peak_flops
+from geex.train.monitor import MetricsLog, Progress, matmul_arithmetic, peak_flops
 from geex.train.optim import build_optimizer, learning_rate
 from geex.train.parallel import materialize, parallelize, wrap_data_parallel
 from geex.train.precision import (
@@ -53,6 +53,7 @@ from geex.train.precision import (
 )
 from geex.train.run_folder import prepare_run_folder, write_run_record
 from geex.train.sft_samples import SftSamples, fine_tuning_tokenizer
+from geex.train.tf32 import fp32_matmuls, tf32_applies
 from geex.train.validate import Validation
 
 # What a resume reads from a checkpoint's trainer state: a checkpoint lacking one is unusable.
@@ -82,7 +83,9 @@ def train(
     flush_denormals()
     world = init_world(config.device, config.parallel.tp)
     try:
-        result = Trainer(config, world, show_progress=show_progress, overwrite=overwrite).run()
+        trainer = Trainer(config, world, show_progress=show_progress, overwrite=overwrite)
+        with fp32_matmuls(trainer.config.precision, trainer.tf32, world.device):
+            result = trainer.run()
     except BaseException:
         close_world(world, finished=False)
         raise
@@ -202,7 +205,11 @@ class Trainer:
         self.metrics = MetricsLog(self.out / "metrics.jsonl", enabled=world.is_main)
         self.show_progress = show_progress and world.is_main
         self.flops_per_token = flops_per_token(self.model_config, self.seq_len)
-        self.peak = peak_flops(world.device, config.precision)
+        # MFU divides by the peak of the arithmetic the matmuls run in (TF32 for fp32 on GPUs
+        # that have it, unless tf32 is off).
+        self.tf32 = tf32_applies(config.precision, config.tf32, world.device)
+        self.arithmetic = matmul_arithmetic(config.precision, self.tf32)
+        self.peak = peak_flops(world.device, self.arithmetic)
         self.step = 0
         self.planned_steps = self._planned_steps()
         self.trained_seconds = 0.0  # wall time of the training loop, over every resumption
@@ -296,7 +303,12 @@ class Trainer:
         self._on_main_rank(self._claim_run_folder)
         self._resume()
         self._on_main_rank(self._record_run)
-        progress = Progress(self.planned_steps, self.step, enabled=self.show_progress)
+        progress = Progress(
+            self.planned_steps,
+            self.step,
+            enabled=self.show_progress,
+            arithmetic=self.arithmetic if self.peak else None,
+        )
         handlers = self._catch_signals()
         last_loss, step_times = None, []
         self._clock = (time.monotonic(), self.trained_seconds)
@@ -418,7 +430,7 @@ class Trainer:
         if scale != 1.0:
             for g in grads:
                 g.mul_(1.0 / scale)
-        norm = _global_norm(grads)
+        norm = global_norm(grads)  # one all-reduce, however the gradients are sharded
         overflow = not math.isfinite(norm)
         if self.scaler is not None:
             self.scaler.update(overflow)
@@ -572,9 +584,18 @@ class Trainer:
     def _record_run(self) -> None:
         write_run_record(
             self.out,
-            identity=run_identity(self.model_config, self.tokenizer_identity),
+            identity={
+                **run_identity(self.model_config, self.tokenizer_identity),
+                "matmuls": self._matmuls(),
+            },
             config=self.config.to_dict(),
         )
+
+    def _matmuls(self) -> dict:
+        """What the run's matmuls ran in and the peak its MFU divides by (None: unknown)."""
+        device = self.world.device
+        name = torch.cuda.get_device_name(device) if device.type == "cuda" else device.type
+        return {"arithmetic": self.arithmetic, "device": name, "peak_flops": self.peak}
 
     def _on_main_rank(self, work) -> None:
         """Run ``work`` on the main rank alone; every rank raises what it found, so that none is
@@ -642,17 +663,6 @@ class Trainer:
 
     def _interrupted(self) -> bool:
         return bool(self.world.all_reduce_max(float(self._stop_requested)))
-
-
-def _global_norm(grads: list[torch.Tensor]) -> float:
-    """The L2 norm of all gradients together, reduced over ranks where they are sharded."""
-    total = None
-    for g in grads:
-        square = g.float().pow(2).sum()
-        if isinstance(square, DTensor):
-            square = square.full_tensor()
-        total = square if total is None else total + square
-    return 0.0 if total is None else float(total.sqrt())
 
 
 def _validation_split(folder: str) -> TokenShards | None:
