@@ -26,6 +26,7 @@ import torch.distributed.checkpoint as dcp
 from safetensors.torch import load_file
 
 from geex.train.monitor import final_validation, read_metrics
+from geex.train.parallel import mixed_precision_policy
 from tests.train.runs import geex_command, grad_norms, losses, run_geex, write_config
 
 REPO = Path(__file__).resolve().parents[2]
@@ -85,7 +86,17 @@ def assert_trains_like(run: Path, reference: Path, precision: str) -> None:
             assert relative <= tolerance["matrices"], f"{name}: relative difference {relative:.1e}"
 
 
-def test_all_gathers_carry_half_the_bytes_of_fp32(tmp_path):
+def test_the_policy_gathers_in_the_compute_dtype_and_reduces_in_fp32():
+    bf16, fp16 = mixed_precision_policy("bf16"), mixed_precision_policy("fp16")
+    assert (bf16.param_dtype, bf16.reduce_dtype) == (torch.bfloat16, torch.float32)
+    assert (fp16.param_dtype, fp16.reduce_dtype) == (torch.float16, torch.float32)
+    fp32 = mixed_precision_policy("fp32")
+    assert fp32.param_dtype is None and fp32.reduce_dtype is None
+    with pytest.raises(ValueError, match="not 'auto'.*resolve_precision"):
+        mixed_precision_policy("auto")
+
+
+def test_all_gathers_carry_half_the_bytes_of_fp32():
     """The bf16 and fp16 all-gathers move half of fp32's bytes; reduce-scatters, the sharded
     parameters and their gradients stay fp32."""
     command = [
@@ -155,18 +166,14 @@ def test_bf16_fsdp_checkpoint_resumes_on_one_process(single, tmp_path):
     run_geex(*args, "--fsdp", "--checkpoint-every", "2", nproc=2)
     checkpoint = run / "checkpoints" / "step-00000002"
     saved = dcp.FileSystemReader(str(checkpoint)).read_metadata().state_dict_metadata
-    dtypes = {
-        (name.split(".")[0], name.rsplit(".", 1)[-1]): meta.properties.dtype
+    kinds = {
+        (name.split(".")[0], name.rsplit(".", 1)[-1], meta.properties.dtype)
         for name, meta in saved.items()
         if hasattr(meta, "properties")  # tensors, not the optimizer's settings
     }
-    assert dtypes == {
-        ("model", "weight"): torch.float32,
-        ("model", "bias"): torch.float32,
-        ("optim", "exp_avg"): torch.float32,
-        ("optim", "exp_avg_sq"): torch.float32,
-        ("optim", "step"): torch.float32,
-    }
+    tensors = [("model", "weight"), ("model", "bias"), ("optim", "exp_avg"),
+               ("optim", "exp_avg_sq"), ("optim", "step")]  # fmt: skip
+    assert kinds == {(*kind, torch.float32) for kind in tensors}
     shutil.rmtree(run / "checkpoints" / "step-00000003")
     shutil.rmtree(run / "model")
     run_geex(*args)
