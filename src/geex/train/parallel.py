@@ -9,6 +9,12 @@ top query layer, query/key/value and the MLP's first matmul are split by output 
 the attention and MLP output projections by input rows, so each block costs two all-reduces.
 The embeddings (tied to the output head) stay replicated across tensor-parallel ranks; FSDP
 shards them over the data-parallel ranks.
+
+Mixed precision under FSDP2 is torchtitan's: the sharded parameters (what AdamW updates) stay
+fp32, each all-gather casts them to the compute dtype first, so it carries half the bytes of
+an fp32 one, and gradients are reduce-scattered in fp32. The model then runs in that dtype
+(no autocast; see :func:`geex.train.precision.autocast`) apart from what it computes in fp32
+itself: LayerNorm, the attention softmax and the loss.
 """
 
 from __future__ import annotations
@@ -16,7 +22,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 from torch.distributed.algorithms._checkpoint.checkpoint_wrapper import checkpoint_wrapper
-from torch.distributed.fsdp import fully_shard
+from torch.distributed.fsdp import MixedPrecisionPolicy, fully_shard
 from torch.distributed.tensor import DTensor, distribute_tensor
 from torch.distributed.tensor.parallel import (
     ColwiseParallel,
@@ -30,6 +36,7 @@ from geex.model.checkpoint import clean_name
 from geex.model.codegeex import CodeGeeX
 from geex.train.config import ParallelConfig
 from geex.train.distributed import World
+from geex.train.precision import AUTOCAST_DTYPES
 
 BLOCK_TP_PLAN = {
     "attention.query": ColwiseParallel(),
@@ -48,10 +55,13 @@ def blocks(model: CodeGeeX) -> list[tuple[nn.Module, str, nn.Module]]:
     ]
 
 
-def parallelize(model: CodeGeeX, world: World, config: ParallelConfig) -> nn.Module:
+def parallelize(
+    model: CodeGeeX, world: World, config: ParallelConfig, precision: str = "fp32"
+) -> nn.Module:
     """Apply tensor parallel, activation checkpointing, compile and FSDP2 in place; return the
     module to train (``model`` itself, or its DDP wrapper). Call it on the meta device, then
-    :func:`materialize`, then wrap with DDP via :func:`wrap_data_parallel`."""
+    :func:`materialize`, then wrap with DDP via :func:`wrap_data_parallel`. ``precision`` is
+    the run's resolved one: under FSDP2, bf16 and fp16 set its :func:`mixed_precision_policy`."""
     _check(model, world, config)
     if config.tp > 1:
         tp_mesh = world.mesh["tp"]
@@ -65,10 +75,29 @@ def parallelize(model: CodeGeeX, world: World, config: ParallelConfig) -> nn.Mod
         setattr(parent, name, block)
     if config.fsdp:
         dp_mesh = world.mesh["dp"] if world.mesh is not None else None
+        policy = mixed_precision_policy(precision)
         for _, _, block in blocks(model):
-            fully_shard(block, mesh=dp_mesh)
-        fully_shard(model, mesh=dp_mesh)
+            fully_shard(block, mesh=dp_mesh, mp_policy=policy)
+        # The root holds the embeddings, the final LayerNorm and the tied head: the same casts.
+        fully_shard(model, mesh=dp_mesh, mp_policy=policy)
     return model
+
+
+def mixed_precision_policy(precision: str) -> MixedPrecisionPolicy:
+    """FSDP2's casts for a run in ``precision`` (fp32, bf16 or fp16).
+
+    bf16 and fp16 gather and compute in that dtype and reduce gradients in fp32, torchtitan's
+    defaults: a sum of low-precision gradients over many ranks loses their small parts, and
+    the fp32 shards they land in are the master weights. fp32 casts nothing.
+    """
+    if precision == "fp32":
+        return MixedPrecisionPolicy()
+    if precision not in AUTOCAST_DTYPES:
+        raise ValueError(
+            f"FSDP2 mixed precision is for fp32, bf16 or fp16, not {precision!r} (resolve 'auto' "
+            "with geex.train.precision.resolve_precision first)"
+        )
+    return MixedPrecisionPolicy(param_dtype=AUTOCAST_DTYPES[precision], reduce_dtype=torch.float32)
 
 
 def materialize(model: CodeGeeX, device: torch.device, seed: int) -> None:

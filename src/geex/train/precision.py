@@ -1,8 +1,9 @@
 """Mixed precision: autocast over fp32 master weights, and dynamic loss scaling for fp16.
 
 Parameters, gradients and optimizer state stay fp32 in every mode ("master weights"); matmuls
-run in bf16 or fp16 under autocast, while LayerNorm, the attention softmax and the loss are
-computed in fp32 by the model itself. In fp16 the loss is multiplied by a scale before
+run in bf16 or fp16 under autocast, or, when FSDP2 shards the model, on parameters it gathers
+in that dtype; LayerNorm, the attention softmax and the loss are computed in fp32 by the model
+itself. In fp16 the loss is multiplied by a scale before
 backward so small gradients do not flush to zero; an overflow skips the step and halves the
 scale, and a run of good steps doubles it (Megatron's DynamicGradScaler, as CodeGeeX used).
 """
@@ -12,6 +13,8 @@ from __future__ import annotations
 import contextlib
 
 import torch
+from torch import nn
+from torch.distributed.fsdp import FSDPModule
 
 AUTOCAST_DTYPES = {"bf16": torch.bfloat16, "fp16": torch.float16}
 # torch.cpu's checks of the instructions that make a bf16 matmul faster than an fp32 one: AMX
@@ -41,18 +44,19 @@ def native_cpu_bf16() -> bool:
     return any(getattr(torch.cpu, check, lambda: False)() for check in _NATIVE_CPU_BF16)
 
 
-def autocast(precision: str, device: torch.device, *, keep_casts: bool = True):
-    """Autocast for ``precision`` (nothing for fp32).
+def autocast(precision: str, device: torch.device, model: nn.Module | None = None):
+    """Autocast for ``precision``: nothing for fp32, nor for a ``model`` FSDP2 shards.
 
-    ``keep_casts`` lets autocast keep its low-precision copy of each weight until the forward
-    ends, so backward reuses it; with FSDP that would hold a copy of every gathered weight at
-    once, so sharded runs cast again in backward instead.
+    FSDP2 already gathers that model's parameters in the compute dtype
+    (:func:`geex.train.parallel.mixed_precision_policy`), so its matmuls run in bf16 or fp16
+    without autocast, and the fp32 the model needs it computes itself. Autocast on top would
+    only add a dispatch to every operator; on fp32 parameters it would cast each gathered
+    weight again, and its cache would hold a copy of every gathered weight until the forward
+    ends.
     """
-    if precision == "fp32":
+    if precision == "fp32" or isinstance(model, FSDPModule):
         return contextlib.nullcontext()
-    return torch.autocast(
-        device_type=device.type, dtype=AUTOCAST_DTYPES[precision], cache_enabled=keep_casts
-    )
+    return torch.autocast(device_type=device.type, dtype=AUTOCAST_DTYPES[precision])
 
 
 class DynamicLossScaler:

@@ -264,7 +264,7 @@ class Trainer:
             parallelize(model, world, c.parallel)  # activation checkpointing, compile
             return model
         model = build_model(self.model_config, device="meta")
-        parallelize(model, world, c.parallel)
+        parallelize(model, world, c.parallel, c.precision)
         materialize(model, world.device, c.seed)
         if c.init_from:
             check_init_weights(c.init_from, model)
@@ -415,7 +415,7 @@ class Trainer:
             )
             inputs, targets, kwargs = self._micro_batch(start)
             with self._gradient_sync(micro == self.accumulation - 1):
-                with autocast(c.precision, world.device, keep_casts=not c.parallel.fsdp):
+                with autocast(c.precision, world.device, self.model):
                     # The model computes the loss from its last hidden states, never holding
                     # the logits (geex.model.loss.linear_cross_entropy).
                     loss = self.model(

@@ -84,7 +84,7 @@ class Validation:
                     pad = windows[:1].expand(size - real, -1)
                     batch = torch.cat([batch, pad]) if real else pad
                 batch = batch.to(world.device)
-                with autocast(precision, world.device):
+                with autocast(precision, world.device, model):
                     logits = model(batch[:, :-1])
                 targets = batch[:, 1:]
                 per_token = lm_loss(logits, targets, reduction="none").view(len(batch), -1)
