@@ -7,8 +7,11 @@ parameter names survive every step, so checkpoints load at any layout.
 Tensor parallel follows Megatron (as CodeGeeX ran it, 8-way): in every block, including the
 top query layer, query/key/value and the MLP's first matmul are split by output columns and
 the attention and MLP output projections by input rows, so each block costs two all-reduces.
-The embeddings (tied to the output head) stay replicated across tensor-parallel ranks; FSDP
-shards them over the data-parallel ranks.
+
+The vocabulary is split too, as CodeGeeX's ``VocabParallelEmbedding`` did: the word
+embeddings (tied to the output head) and the position tables by rows, so each rank computes
+the logits and the loss of its vocabulary slice only (:mod:`geex.train.vocab_parallel`). FSDP
+then shards every parameter over the data-parallel ranks.
 """
 
 from __future__ import annotations
@@ -30,6 +33,7 @@ from geex.model.checkpoint import clean_name
 from geex.model.codegeex import CodeGeeX
 from geex.train.config import ParallelConfig
 from geex.train.distributed import World
+from geex.train.vocab_parallel import check_divides, split_vocabulary
 
 BLOCK_TP_PLAN = {
     "attention.query": ColwiseParallel(),
@@ -57,6 +61,7 @@ def parallelize(model: CodeGeeX, world: World, config: ParallelConfig) -> nn.Mod
         tp_mesh = world.mesh["tp"]
         for _, _, block in blocks(model):
             parallelize_module(block, tp_mesh, BLOCK_TP_PLAN)
+        split_vocabulary(model, tp_mesh)
     for parent, name, block in blocks(model):
         if config.activation_checkpointing:
             block = checkpoint_wrapper(block)
@@ -104,6 +109,7 @@ def _check(model: CodeGeeX, world: World, config: ParallelConfig) -> None:
             )
         if model.config.d_ffn % config.tp:
             raise ConfigError(f"parallel.tp={config.tp} must divide d_ffn ({model.config.d_ffn})")
+        check_divides(model.config, config.tp)
         if world.dp > 1 and not config.fsdp:
             raise ConfigError(
                 "tensor parallel with several data-parallel ranks needs FSDP (parallel.fsdp / "
