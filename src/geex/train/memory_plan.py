@@ -371,8 +371,7 @@ def _working_rows(config, counts: ParameterCounts, plan: Plan) -> list[MemoryRow
         how = "what every block saves for backward"
     rows.append(MemoryRow("activations", acts, WORKING, how))
     rows.append(MemoryRow("head and loss", head_and_loss_bytes(config, b, seq, c, tp), WORKING,
-                          "fused: one chunk of the rank's logits, the hidden states' and head's "
-                          "fp32 gradients"))  # fmt: skip
+                          "fused: one chunk of the rank's logits, fp32 hidden and head gradients"))  # fmt: skip
     return rows
 
 
