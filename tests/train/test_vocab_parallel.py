@@ -14,13 +14,14 @@ import socket
 import pytest
 import torch
 import torch.multiprocessing as mp
-from torch.distributed.tensor import DTensor, Shard
+from torch import nn
+from torch.distributed.tensor import DTensor, Shard, distribute_tensor
 from torch.utils._python_dispatch import TorchDispatchMode
 
 from geex.errors import ConfigError
 from geex.model.codegeex import CodeGeeX, build_model
 from geex.model.config import ModelConfig
-from geex.model.loss import lm_loss
+from geex.model.loss import linear_cross_entropy, lm_loss
 from geex.train.config import ParallelConfig
 from geex.train.distributed import World, close_world, init_world
 from geex.train.parallel import materialize, parallelize
@@ -84,12 +85,30 @@ def _rank(rank: int, port: int, out: str) -> None:
         text_losses = lm_loss(logits, targets, reduction="none", vocab=CONFIG.vocab_size)
         mean = lm_loss(logits, targets)
     result = dict(
+        chunked=_chunked_loss(world),
         rows=rows, loss=loss.detach(), largest=largest.numel, grads=grads,
         placements=logits.placements, local_logits=tuple(logits.to_local().shape),
         losses=losses, text_losses=text_losses, mean=mean,
     )  # fmt: skip
     torch.save(result, f"{out}/rank{rank}.pt")
     close_world(world)
+
+
+def chunked_inputs():
+    """Hidden states, a head and targets for the fused loss alone, in several chunks."""
+    generator = torch.Generator().manual_seed(11)
+    hidden = torch.randn(BATCH, SEQ, CONFIG.d_model, generator=generator)
+    head = torch.randn(CONFIG.padded_vocab_size, CONFIG.d_model, generator=generator)
+    return hidden, head, batch()[1]
+
+
+def _chunked_loss(world) -> dict:
+    hidden, head, targets = chunked_inputs()
+    hidden.requires_grad_()
+    head = nn.Parameter(distribute_tensor(head, world.mesh["tp"], [Shard(0)]))
+    loss = linear_cross_entropy(hidden, head, targets, chunk_rows=5)
+    loss.backward()
+    return dict(loss=loss.detach(), hidden=hidden.grad, head=head.grad.full_tensor())
 
 
 def _full(tensor: torch.Tensor) -> torch.Tensor:
@@ -151,6 +170,19 @@ def test_loss_and_gradients_equal_one_device(ranks, reference):
         assert result["grads"].keys() == reference["grads"].keys()
         for name, grad in reference["grads"].items():
             torch.testing.assert_close(result["grads"][name], grad, rtol=1e-5, atol=1e-7, msg=name)
+
+
+def test_fused_loss_in_several_chunks_equals_one_device(ranks):
+    hidden, head, targets = chunked_inputs()
+    hidden.requires_grad_()
+    head.requires_grad_()
+    loss = linear_cross_entropy(hidden, head, targets, chunk_rows=5)
+    loss.backward()
+    for result in ranks:
+        chunked = result["chunked"]
+        torch.testing.assert_close(chunked["loss"], loss.detach(), rtol=1e-6, atol=0)
+        torch.testing.assert_close(chunked["hidden"], hidden.grad, rtol=1e-5, atol=1e-7)
+        torch.testing.assert_close(chunked["head"], head.grad, rtol=1e-5, atol=1e-7)
 
 
 def test_validation_losses_from_sharded_logits_equal_one_device(ranks, reference):
