@@ -36,9 +36,10 @@ def test_13b_rank0_shard_at_tp8_dp192_is_derived_by_hand():
     row_parallel = rows(d) * (d // 8) + rows(d) + rows(d) * (f // 8) + rows(d)
     layernorms = 4 * rows(d)
     per_block = column_parallel + row_parallel + layernorms
-    root = rows(52_224) * d + 2 * rows(2048) * d + 2 * rows(d)
+    # The word embeddings and both position tables are split by rows over tp first.
+    root = rows(52_224 // 8) * d + 2 * rows(2048 // 8) * d + 2 * rows(d)
     shard = 40 * per_block + root
-    assert shard == 10_293_654
+    assert shard == 8_982_934
 
     plan = memory_plan(model_preset("codegeex-13b"), parse_plan("tp=8,dp=192"))
     assert plan.row("parameters").nbytes == 4 * shard
@@ -53,8 +54,9 @@ def test_13b_shards_divide_evenly_when_dp_divides_every_dimension():
         4 * d * d + 3 * d + 2 * d * f + f
     )  # q, k, v, dense, MLP weights; colwise biases
     whole_per_block = 4 * d + 2 * d  # LayerNorms, row-parallel biases
-    embeddings = (52_224 + 2 * 2048) * d + 2 * d  # and the final LayerNorm
-    split, whole = 40 * split_per_block, 40 * whole_per_block + embeddings
+    embeddings = (52_224 + 2 * 2048) * d  # split by rows (vocabulary, positions)
+    split = 40 * split_per_block + embeddings
+    whole = 40 * whole_per_block + 2 * d  # and the final LayerNorm
     assert split + whole == num_params(config)
     plan = memory_plan(config, Plan(tp=tp, dp=dp))
     assert plan.row("parameters").nbytes == 4 * (split // (tp * dp) + whole // dp)
@@ -88,6 +90,26 @@ def test_tensor_parallel_checkpointing_and_precision_shrink_the_working_set():
     fp32 = memory_plan(config, Plan(tp=2, dp=8, ac=False, precision="fp32"))
     assert fp32.row("activations").nbytes > base.row("activations").nbytes
     assert all(row.name != "compute copies" for row in fp32.rows)
+
+
+def test_tensor_parallel_splits_the_vocabulary_of_the_head_and_loss():
+    """Each TP rank holds 1/tp of the word embeddings and computes the logits of its slice."""
+    config = model_preset("codegeex-13b")
+    one, eight = (memory_plan(config, Plan(tp=tp, dp=1, mbs=1, seq=2048)) for tp in (1, 8))
+    words = 52_224 * 5120
+    assert parameter_counts(config, tp=8).word_embeddings == words // 8
+    saved = loss_saved_bytes(config, 1, 2048)  # the hidden states' gradient: whole on each rank
+    head_one = one.row("head and loss").nbytes - saved
+    head_eight = eight.row("head and loss").nbytes - saved
+    assert head_one == 8 * head_eight  # the chunk's logits and the head's gradient, both / 8
+    assert head_eight < 4 * 2048 * 52_224  # less than the fp32 logits of the whole vocabulary
+
+
+def test_a_vocabulary_that_does_not_divide_by_tp_is_refused():
+    config = ModelConfig(n_layer=2, n_head=8, d_model=64, max_seq_len=64, vocab_size=500,
+                         padded_vocab_size=500)  # fmt: skip
+    with pytest.raises(GeexError, match=r"tp=8 must divide model.padded_vocab_size \(500\)"):
+        memory_plan(config, parse_plan("tp=8"))
 
 
 def test_ddp_keeps_whole_state_and_its_buckets():

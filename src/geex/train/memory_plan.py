@@ -7,9 +7,10 @@ allocates, not an idealised trainer:
 * Parameters, gradients and AdamW's m and v are fp32 in every precision (``precision.py``).
   FSDP2 shards each tensor's first dimension over the dp ranks and pads the shards to equal
   size; rank 0's shard, the largest, is what is counted.
-* Tensor parallel splits the blocks' matmuls as ``parallel.BLOCK_TP_PLAN`` says. LayerNorms,
-  the row-parallel biases and the embeddings (tied to the output head) stay whole on every TP
-  rank, so they divide by dp only.
+* Tensor parallel splits the blocks' matmuls as ``parallel.BLOCK_TP_PLAN`` says, and the word
+  embeddings (tied to the output head) and the position tables by rows
+  (``vocab_parallel.ROW_SPLIT_TABLES``). LayerNorms and the row-parallel biases stay whole on
+  every TP rank, so they divide by dp only.
 * Under bf16/fp16, autocast casts each matmul weight once per forward pass and keeps that copy
   in its cache until the forward pass ends (without activation checkpointing the autograd
   graph also keeps it until the layer's backward). These compute copies are whole over dp: a
@@ -26,8 +27,9 @@ allocates, not an idealised trainer:
   fp32, q, k and v cast their input separately, and FastGELU keeps its sigmoid. With activation
   checkpointing, the count is each block's fp32 input, plus one block's saved tensors while it
   is recomputed.
-* The loss is computed in fp32 over the padded vocabulary. At the start of backward the saved
-  log-probabilities, their gradient and the logits' gradient all exist, 12*b*s*V bytes.
+* The head and loss are fused (``geex.model.loss.linear_cross_entropy``): a chunk of rows at
+  a time, each TP rank computes the fp32 logits of its vocabulary slice, V/t of them per row,
+  never the whole ``b*s*V``.
 
 The peak is the larger of two moments: the turn from forward to backward, where the working
 set of the step is largest, and the optimizer step. It leaves out the CUDA context, NCCL
@@ -47,6 +49,7 @@ from geex.model.config import ModelConfig
 from geex.model.loss import CHUNK_LOGITS
 from geex.train.config import TrainConfig
 from geex.train.parallel import BLOCK_TP_PLAN
+from geex.train.vocab_parallel import ROW_SPLIT_TABLES, check_divides
 
 COMPUTE_BYTES = {"fp32": 4, "bf16": 2, "fp16": 2}
 GPU_BYTES = 80 * 2**30  # an A100 or H100 80GB
@@ -153,8 +156,8 @@ class ParameterCounts:
     sharded: int  # persistent fp32 shard: parameters, and likewise gradients, m and v
     tp_local: int  # the rank's TP slice, whole over dp: what FSDP gathers, block by block
     block: int  # one ordinary block's TP slice
-    root: int  # embeddings and final LayerNorm: FSDP's root module, replicated over TP
-    word_embeddings: int
+    root: int  # embeddings and final LayerNorm: FSDP's root module
+    word_embeddings: int  # the rank's rows of them
     cast: int  # elements autocast copies to the compute dtype: matmul weights and biases
 
 
@@ -176,12 +179,14 @@ def parameter_counts(config: ModelConfig, tp: int = 1, dp: int = 1, fsdp: bool =
             root += local
         if ("attention." in name or "mlp." in name) or name == "word_embeddings.weight":
             cast += local
-    words = config.padded_vocab_size * config.d_model
+    words = config.padded_vocab_size // tp * config.d_model
     return ParameterCounts(sharded, tp_local, block, root, words, cast)
 
 
 def _tp_local_shape(name: str, shape: tuple[int, ...], tp: int) -> tuple[int, ...]:
-    """A parameter's shape on one TP rank, as BLOCK_TP_PLAN splits it."""
+    """A parameter's shape on one TP rank, as BLOCK_TP_PLAN and ROW_SPLIT_TABLES split it."""
+    if tp > 1 and name.removesuffix(".weight") in ROW_SPLIT_TABLES:
+        return (shape[0] // tp, *shape[1:])
     if tp == 1 or not name.startswith(("layers.", "top_query_layer.")):
         return shape
     within_block = name.split(".", 2)[-1] if name.startswith("layers.") else name.split(".", 1)[1]
@@ -365,17 +370,19 @@ def _working_rows(config, counts: ParameterCounts, plan: Plan) -> list[MemoryRow
         acts = activation_bytes(config, b, seq, tp, plan.precision)
         how = "what every block saves for backward"
     rows.append(MemoryRow("activations", acts, WORKING, how))
-    rows.append(MemoryRow("head and loss", head_and_loss_bytes(config, b, seq, c), WORKING,
-                          "fused: one chunk of logits, the hidden states' and head's fp32 "
-                          "gradients"))  # fmt: skip
+    rows.append(MemoryRow("head and loss", head_and_loss_bytes(config, b, seq, c, tp), WORKING,
+                          "fused: one chunk of the rank's logits, fp32 hidden and head gradients"))  # fmt: skip
     return rows
 
 
-def head_and_loss_bytes(config: ModelConfig, batch: int, seq: int, compute_bytes: int) -> int:
+def head_and_loss_bytes(
+    config: ModelConfig, batch: int, seq: int, compute_bytes: int, tp: int = 1
+) -> int:
     """The fused head and cross-entropy (geex.model.loss.linear_cross_entropy) at its peak: one
     chunk of fp32 logits and its softmax's gradient in the compute dtype, with the hidden
-    states' gradient (fp32) and the head's (fp32, the replicated word embeddings' shape)."""
-    vocab, d = config.padded_vocab_size, config.d_model
+    states' gradient (fp32) and the head's (fp32, the rank's word-embedding rows). Under
+    tensor parallel each rank works on ``padded_vocab_size / tp`` ids."""
+    vocab, d = config.padded_vocab_size // tp, config.d_model
     chunk = min(batch * seq, max(d, CHUNK_LOGITS // vocab))
     return (
         chunk * vocab * (4 + compute_bytes) + loss_saved_bytes(config, batch, seq) + 4 * vocab * d
@@ -388,5 +395,6 @@ def _check(config: ModelConfig, plan: Plan) -> None:
             f"tp={plan.tp} must divide the number of heads ({config.n_head}) and d_ffn "
             f"({config.d_ffn})"
         )
+    check_divides(config, plan.tp)
     if plan.seq > config.max_seq_len:
         raise GeexError(f"seq={plan.seq} is longer than the model's {config.max_seq_len} positions")

@@ -7,8 +7,11 @@ parameter names survive every step, so checkpoints load at any layout.
 Tensor parallel follows Megatron (as CodeGeeX ran it, 8-way): in every block, including the
 top query layer, query/key/value and the MLP's first matmul are split by output columns and
 the attention and MLP output projections by input rows, so each block costs two all-reduces.
-The embeddings (tied to the output head) stay replicated across tensor-parallel ranks; FSDP
-shards them over the data-parallel ranks.
+
+The vocabulary is split too, as CodeGeeX's ``VocabParallelEmbedding`` did: the word
+embeddings (tied to the output head) and the position tables by rows, so each rank computes
+the logits and the loss of its vocabulary slice only (:mod:`geex.train.vocab_parallel`). FSDP
+then shards every parameter over the data-parallel ranks.
 
 Mixed precision under FSDP2 is torchtitan's: the sharded parameters (what AdamW updates) stay
 fp32, each all-gather casts them to the compute dtype first, so it carries half the bytes of
@@ -37,6 +40,7 @@ from geex.model.codegeex import CodeGeeX
 from geex.train.config import ParallelConfig
 from geex.train.distributed import World
 from geex.train.precision import AUTOCAST_DTYPES
+from geex.train.vocab_parallel import check_divides, split_vocabulary
 
 BLOCK_TP_PLAN = {
     "attention.query": ColwiseParallel(),
@@ -67,6 +71,7 @@ def parallelize(
         tp_mesh = world.mesh["tp"]
         for _, _, block in blocks(model):
             parallelize_module(block, tp_mesh, BLOCK_TP_PLAN)
+        split_vocabulary(model, tp_mesh)
     for parent, name, block in blocks(model):
         if config.activation_checkpointing:
             block = checkpoint_wrapper(block)
@@ -133,6 +138,7 @@ def _check(model: CodeGeeX, world: World, config: ParallelConfig) -> None:
             )
         if model.config.d_ffn % config.tp:
             raise ConfigError(f"parallel.tp={config.tp} must divide d_ffn ({model.config.d_ffn})")
+        check_divides(model.config, config.tp)
         if world.dp > 1 and not config.fsdp:
             raise ConfigError(
                 "tensor parallel with several data-parallel ranks needs FSDP (parallel.fsdp / "

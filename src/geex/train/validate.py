@@ -11,7 +11,9 @@ Special tokens (the end of each document) stand for no text, 0 bytes, and their 
 out of it. As ``geex eval`` scores a text (:mod:`geex.eval.bits_per_byte`), only the
 tokenizer's ids share the probability: the rows the model's vocabulary is padded with (never a
 target) are left out of its softmax, so the two measure the same. The loss keeps them: it is
-the training loss, which is taken over the whole padded vocabulary. It needs the dataset's tokenizer; a dataset written without one gets the loss only.
+the training loss, which is taken over the whole padded vocabulary. It needs the dataset's
+tokenizer; a dataset written without one gets the loss only. Under tensor parallel the logits
+stay split by vocabulary and both are computed from the slices (:func:`geex.model.loss.lm_loss`).
 """
 
 from __future__ import annotations
@@ -88,14 +90,16 @@ class Validation:
                     logits = model(batch[:, :-1])
                 targets = batch[:, 1:]
                 per_token = lm_loss(logits, targets, reduction="none").view(len(batch), -1)
-                per_token, targets = per_token[:real], targets[:real]
+                per_token = per_token[:real]
                 sums[i, _LOSS] += float(per_token.double().sum())
                 sums[i, _TOKENS] += per_token.numel()
                 if token_bytes is not None:
-                    nbytes = token_bytes[targets.long()]
+                    nbytes = token_bytes[targets[:real].long()]
+                    # vocab= rather than slicing the logits: under tensor parallel they are
+                    # split by vocabulary, and a slice would gather them.
                     text_loss = lm_loss(
-                        logits[:real, :, : len(token_bytes)], targets, reduction="none"
-                    ).view(real, -1)
+                        logits, targets, reduction="none", vocab=len(token_bytes)
+                    ).view(len(batch), -1)[:real]
                     sums[i, _TEXT_LOSS] += float(
                         text_loss.masked_fill(nbytes == 0, 0).double().sum()
                     )
