@@ -129,11 +129,6 @@ def test_fsdp_mixed_precision_equals_single_process(precision, single, tmp_path)
         assert scales == expected
 
 
-# torch 2.13 cannot compile a checkpointed block whose weights are tensor-parallel DTensors:
-# AOTAutograd's forward saves a DeviceMesh among its tensors and refuses it. The same block
-# compiles without activation checkpointing, and checkpoints without compile.
-COMPILED_CHECKPOINT_BUG = "expected all tensors_saved_with_vc_check to be Tensors"
-
 TP_X_FSDP = {
     "activation-checkpointing": ["--activation-checkpointing"],
     "compile": ["--compile"],
@@ -151,8 +146,6 @@ def test_tp_x_fsdp_bf16_equals_single_process(variant, single, tmp_path):
     args = ["train", "--config", str(config), "--out", str(run), "--no-progress"]
     result = run_geex(*args, "--fsdp", "--tp", "2", *TP_X_FSDP[variant], nproc=4, check=False,
                       timeout=600)  # fmt: skip
-    if result.returncode and COMPILED_CHECKPOINT_BUG in result.stderr:
-        pytest.xfail(f"torch {torch.__version__}: {COMPILED_CHECKPOINT_BUG}")
     assert result.returncode == 0, f"geex {' '.join(args)} failed:\n{result.stderr[-4000:]}"
     assert_trains_like(run, reference, "bf16")
 

@@ -1,7 +1,8 @@
 """``parallelize()``: spread a single-device CodeGeeX over the ranks of a run, from outside.
 
 The order is torchtitan's: tensor parallel, then activation checkpointing, then
-``torch.compile``, then data parallel (FSDP2 or DDP). The model code knows none of this; its
+``torch.compile``, then data parallel (FSDP2 or DDP); a tensor-parallel block that is both
+checkpointed and compiled is compiled first (see :func:`parallelize`). The model code knows none of this; its
 parameter names survive every step, so checkpoints load at any layout.
 
 Tensor parallel follows Megatron (as CodeGeeX ran it, 8-way): in every block, including the
@@ -73,10 +74,18 @@ def parallelize(
             parallelize_module(block, tp_mesh, BLOCK_TP_PLAN)
         split_vocabulary(model, tp_mesh)
     for parent, name, block in blocks(model):
-        if config.activation_checkpointing:
-            block = checkpoint_wrapper(block)
-        if config.compile:
+        if config.compile and config.activation_checkpointing and config.tp > 1:
+            # torch 2.13 cannot compile a checkpointed block of DTensor weights (AOTAutograd
+            # refuses the DeviceMesh it would save: "expected all tensors_saved_with_vc_check
+            # to be Tensors"); compiled first and checkpointed around, the block computes the
+            # same and recomputes through the compiled graph.
             block.compile()
+            block = checkpoint_wrapper(block)
+        else:
+            if config.activation_checkpointing:
+                block = checkpoint_wrapper(block)
+            if config.compile:
+                block.compile()
         setattr(parent, name, block)
     if config.fsdp:
         dp_mesh = world.mesh["dp"] if world.mesh is not None else None
