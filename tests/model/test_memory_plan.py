@@ -13,6 +13,7 @@ from geex.presets import model_preset
 from geex.train.memory_plan import (
     Plan,
     activation_bytes,
+    checkpointed_activation_bytes,
     loss_saved_bytes,
     memory_plan,
     parameter_counts,
@@ -21,7 +22,7 @@ from geex.train.memory_plan import (
 )
 
 STATE_ROWS = ("parameters", "optimizer state", "gradients")
-UNSHARDED_ROWS = ("compute copies", "activations", "head and loss")
+UNSHARDED_ROWS = ("gathered parameters", "activations", "head and loss")
 
 
 def ceil_div(a: int, b: int) -> int:
@@ -98,7 +99,7 @@ def test_tensor_parallel_splits_the_vocabulary_of_the_head_and_loss():
     one, eight = (memory_plan(config, Plan(tp=tp, dp=1, mbs=1, seq=2048)) for tp in (1, 8))
     words = 52_224 * 5120
     assert parameter_counts(config, tp=8).word_embeddings == words // 8
-    saved = loss_saved_bytes(config, 1, 2048)  # the hidden states' gradient: whole on each rank
+    saved = loss_saved_bytes(config, 1, 2048, "bf16", fsdp=True)  # whole on each rank
     head_one = one.row("head and loss").nbytes - saved
     head_eight = eight.row("head and loss").nbytes - saved
     assert head_one == 8 * head_eight  # the chunk's logits and the head's gradient, both / 8
@@ -123,12 +124,17 @@ def test_ddp_keeps_whole_state_and_its_buckets():
 TINY = ModelConfig(n_layer=2, n_head=4, d_model=64, max_seq_len=64, vocab_size=500)
 
 
-def saved_activation_bytes(config, batch, seq, precision) -> int:
+def saved_activation_bytes(config, batch, seq, precision, *, fsdp=False) -> int:
     """Bytes of the distinct storages autograd saves for one training forward pass and loss,
     except token ids, 0-d scalars, and tensors shaped like a parameter: the parameters, their
     casts and the head's gradient the fused loss computes ahead (told apart by shape, possibly
-    transposed: batch * seq is none of the model's dimensions here)."""
+    transposed: batch * seq is none of the model's dimensions here). ``fsdp``: the model runs
+    as FSDP2's mixed precision runs each block, on parameters in the compute dtype without
+    autocast; otherwise on fp32 parameters under autocast."""
     model = build_model(config)
+    dtype = torch.bfloat16 if precision == "bf16" else None
+    if fsdp and dtype is not None:
+        model.to(dtype)
     shapes = [tuple(p.shape) for p in model.parameters()]
     parameter_shapes = set(shapes) | {shape[::-1] for shape in shapes}
     ids = torch.randint(0, config.vocab_size, (batch, seq + 1))
@@ -144,21 +150,46 @@ def saved_activation_bytes(config, batch, seq, precision) -> int:
             storages[storage.data_ptr()] = storage.nbytes()
         return tensor
 
-    dtype = torch.bfloat16 if precision == "bf16" else None
     with (
         torch.autograd.graph.saved_tensors_hooks(pack, lambda t: t),
-        torch.autocast("cpu", dtype=dtype, enabled=dtype is not None),
+        torch.autocast("cpu", dtype=dtype, enabled=dtype is not None and not fsdp),
     ):
         model(ids[:, :-1], targets=ids[:, 1:])  # the training path: the fused head and loss
     return sum(storages.values())
 
 
+@pytest.mark.parametrize("fsdp", [False, True], ids=["autocast", "fsdp-mixed-precision"])
 @pytest.mark.parametrize("precision", ["bf16", "fp32"])
 @pytest.mark.parametrize("batch", [1, 3])  # batch > 1: the top query layer expands its queries
-def test_activation_count_equals_the_tensors_autograd_saves(precision, batch):
+def test_activation_count_equals_the_tensors_autograd_saves(precision, batch, fsdp):
     seq = 48
-    expected = activation_bytes(TINY, batch, seq, 1, precision) + loss_saved_bytes(TINY, batch, seq)
-    assert saved_activation_bytes(TINY, batch, seq, precision) == expected
+    expected = activation_bytes(TINY, batch, seq, 1, precision, fsdp=fsdp)
+    expected += loss_saved_bytes(TINY, batch, seq, precision, fsdp=fsdp)
+    assert saved_activation_bytes(TINY, batch, seq, precision, fsdp=fsdp) == expected
+
+
+def test_fsdp_mixed_precision_gathers_and_saves_in_the_compute_dtype():
+    """Under FSDP2 bf16 a block is gathered at 2 bytes a parameter, no autocast copy is kept,
+    and the residual stream (so every checkpointed block input) is bf16: half of fp32's."""
+    config = model_preset("codegeex-13b")
+    counts = parameter_counts(config, tp=8, dp=192)
+    bf16 = memory_plan(config, Plan(tp=8, dp=192, precision="bf16"))
+    fp32 = memory_plan(config, Plan(tp=8, dp=192, precision="fp32"))
+    assert bf16.row("gathered parameters").nbytes == 2 * (counts.root + 2 * counts.block)
+    assert fp32.row("gathered parameters").nbytes == 2 * bf16.row("gathered parameters").nbytes
+    assert all(row.name != "compute copies" for row in bf16.rows)
+    # The block's gradients in bf16, then FSDP's fp32 reduce-scatter input, padded to dp chunks.
+    assert counts.block_padded > counts.block
+    unsharded = 2 * (counts.root + counts.block) + 4 * counts.block_padded
+    assert bf16.row("unsharded gradients").nbytes == unsharded
+    sbh, sd = 2048 * 16 * 5120, 2048 * 5120  # seq x micro-batch x d_model, seq x d_model
+    autocast = checkpointed_activation_bytes(config, 16, 2048, 8, "bf16")
+    fsdp = checkpointed_activation_bytes(config, 16, 2048, 8, "bf16", fsdp=True)
+    assert memory_plan(config, Plan(tp=8, dp=192, mbs=16)).row("activations").nbytes == fsdp
+    # 39 blocks' and the top query layer's inputs and its queries at 2 bytes instead of 4; in the
+    # block recomputed, q, k and v's one shared input (and the top query layer's queries) in
+    # place of autocast's three casts: 3 x 2 bytes against 2 x 2.
+    assert autocast - fsdp == 2 * (40 * sbh + sd) + 2 * sbh
 
 
 @pytest.mark.parametrize(

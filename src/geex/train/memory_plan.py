@@ -11,22 +11,30 @@ allocates, not an idealised trainer:
   embeddings (tied to the output head) and the position tables by rows
   (``vocab_parallel.ROW_SPLIT_TABLES``). LayerNorms and the row-parallel biases stay whole on
   every TP rank, so they divide by dp only.
-* Under bf16/fp16, autocast casts each matmul weight once per forward pass and keeps that copy
-  in its cache until the forward pass ends (without activation checkpointing the autograd
-  graph also keeps it until the layer's backward). These compute copies are whole over dp: a
-  rank holds one for every weight of its TP slice at the end of the forward pass.
-* FSDP2 all-gathers a block's fp32 parameters just before it runs, and one block ahead. The
-  root module (embeddings, final LayerNorm) stays gathered from forward to backward, and its
-  gradient stays whole until backward ends.
+* Without FSDP, bf16/fp16 run under autocast: it casts each matmul weight once per forward
+  pass and keeps that copy in its cache until the forward pass ends (without activation
+  checkpointing the autograd graph also keeps it until the layer's backward). These compute
+  copies are whole over dp: a rank holds one for every weight of its TP slice at the end of
+  the forward pass.
+* FSDP2 runs bf16/fp16 with no autocast (``parallel.mixed_precision_policy``): it all-gathers
+  a block's parameters cast to the compute dtype, 2 bytes each, just before the block runs,
+  and one block ahead. The root module (embeddings, final LayerNorm) stays gathered from
+  forward to backward, and its gradient stays whole until backward ends. A block's gradients
+  come out of backward in the compute dtype; FSDP2's ``foreach_reduce`` copies them into an
+  fp32 reduce-scatter input padded to dp equal chunks before it frees them, and keeps that
+  input until the next block's gradients are reduced. Gradients are reduce-scattered after
+  every micro-batch (``Trainer._gradient_sync``) into the fp32 shards, which accumulate there.
 * Activations are counted the way Korthikanti et al. (2022) count them, "Reducing Activation
   Recomputation in Large Transformer Models": the bytes each tensor saved for backward holds.
   Their Megatron layer saves ``s*b*h*(34 + 5*a*s/h)`` bytes, ``s*b*h*(10 + 24/t + 5*a*s/(h*t))``
   with t-way tensor parallel. Geex's layer differs (see :func:`block_activation_bytes`): SDPA's
   flash and memory-efficient kernels keep no ``a*s*s`` attention matrix, only a logsumexp per
-  query. Other tensors cost more than in Megatron: the residual stream and LayerNorm inputs are
-  fp32, q, k and v cast their input separately, and FastGELU keeps its sigmoid. With activation
-  checkpointing, the count is each block's fp32 input, plus one block's saved tensors while it
-  is recomputed.
+  query. Other tensors cost more than in Megatron: LayerNorm saves its input in fp32, under
+  autocast the residual stream is fp32 and q, k and v cast their input separately, and
+  FastGELU keeps its sigmoid. Under FSDP2's mixed precision the residual stream, q, k and v's
+  one shared input and the checkpointed block inputs are in the compute dtype. With activation
+  checkpointing, the count is each block's input, plus one block's saved tensors while it is
+  recomputed.
 * The head and loss are fused (``geex.model.loss.linear_cross_entropy``): a chunk of rows at
   a time, each TP rank computes the fp32 logits of its vocabulary slice, V/t of them per row,
   never the whole ``b*s*V``.
@@ -156,6 +164,7 @@ class ParameterCounts:
     sharded: int  # persistent fp32 shard: parameters, and likewise gradients, m and v
     tp_local: int  # the rank's TP slice, whole over dp: what FSDP gathers, block by block
     block: int  # one ordinary block's TP slice
+    block_padded: int  # the same padded to dp equal chunks: FSDP's reduce-scatter input
     root: int  # embeddings and final LayerNorm: FSDP's root module
     word_embeddings: int  # the rank's rows of them
     cast: int  # elements autocast copies to the compute dtype: matmul weights and biases
@@ -164,23 +173,23 @@ class ParameterCounts:
 def parameter_counts(config: ModelConfig, tp: int = 1, dp: int = 1, fsdp: bool = True):
     with torch.device("meta"):
         model = CodeGeeX(config)
-    sharded = tp_local = block = root = cast = 0
+    sharded = tp_local = block = block_padded = root = cast = 0
     for name, param in model.named_parameters():
         shape = _tp_local_shape(name, tuple(param.shape), tp)
         local = _numel(shape)
         tp_local += local
-        if fsdp:  # FSDP2 pads dim 0 to dp equal chunks: rank 0 holds ceil(dim0 / dp) rows
-            sharded += -(-shape[0] // dp) * _numel(shape[1:])
-        else:
-            sharded += local
+        # FSDP2 pads dim 0 to dp equal chunks: rank 0 holds ceil(dim0 / dp) rows
+        shard = -(-shape[0] // dp) * _numel(shape[1:]) if fsdp else local
+        sharded += shard
         if name.startswith("layers.0."):
             block += local
+            block_padded += dp * shard if fsdp else local
         if not name.startswith(("layers.", "top_query_layer.")):
             root += local
         if ("attention." in name or "mlp." in name) or name == "word_embeddings.weight":
             cast += local
     words = config.padded_vocab_size // tp * config.d_model
-    return ParameterCounts(sharded, tp_local, block, root, words, cast)
+    return ParameterCounts(sharded, tp_local, block, block_padded, root, words, cast)
 
 
 def _tp_local_shape(name: str, shape: tuple[int, ...], tp: int) -> tuple[int, ...]:
@@ -214,13 +223,22 @@ def _numel(shape) -> int:
 
 
 def block_activation_bytes(
-    config: ModelConfig, batch: int, seq: int, tp: int, precision: str, *, top_query=False
+    config: ModelConfig,
+    batch: int,
+    seq: int,
+    tp: int,
+    precision: str,
+    *,
+    top_query=False,
+    fsdp=False,
 ) -> int:
     """Bytes one Geex block saves for backward, Korthikanti et al.'s count for Geex's layer.
 
-    On every TP rank, whole (Megatron's "10"): the fp32 residual stream into both LayerNorms
-    with their fp32 mean and rstd, the casts of the column-parallel inputs (q, k and v each
-    cast the same input, so three copies), and the two dropout masks when dropout is on.
+    On every TP rank, whole (Megatron's "10"): both LayerNorms' inputs, which they upcast to
+    fp32, with their fp32 mean and rstd, the inputs of the column-parallel matmuls, and the
+    two dropout masks when dropout is on. Under autocast q, k and v each cast the same input,
+    so three copies; under FSDP2's mixed precision (``fsdp``) the input is already in the
+    compute dtype and the three share it.
     Split over TP ranks (Megatron's "24/t"): SDPA's q, k, v and output with a logsumexp per
     query (the fused kernels lay the output out so that the attention projection's input is a
     view of it); the MLP's input to FastGELU and its product (and its sigmoid under tensor
@@ -233,10 +251,10 @@ def block_activation_bytes(
     h, f, heads = config.d_model, config.d_ffn, config.n_head // tp
     sbh, sbf, sb = seq * batch * h, seq * batch * f, seq * batch
     whole = 2 * 4 * sbh + 2 * 2 * 4 * sb  # fp32 LayerNorm inputs, mean, rstd
-    if c < 4:
-        whole += c * 3 * sbh + c * sbh  # casts into q, k, v and the MLP
-    else:
-        whole += 4 * sbh * (2 if top_query else 1) + 4 * sbh  # + the top query layer's queries
+    if c < 4 and not fsdp:
+        whole += c * 3 * sbh + c * sbh  # autocast's casts into q, k, v and the MLP
+    else:  # q, k and v share their input; the top query layer's queries have their own
+        whole += c * sbh * (2 if top_query else 1) + c * sbh
     if config.dropout:
         whole += 2 * sbh  # boolean masks of the two residual dropouts
     attention = 4 * c * sbh // tp + 4 * batch * heads * seq
@@ -246,39 +264,52 @@ def block_activation_bytes(
     return whole + attention + mlp
 
 
-def activation_bytes(config: ModelConfig, batch: int, seq: int, tp: int, precision: str) -> int:
-    """Everything one forward pass saves for backward up to the logits, without checkpointing."""
-    blocks = config.n_layer * block_activation_bytes(config, batch, seq, tp, precision)
-    top = block_activation_bytes(config, batch, seq, tp, precision, top_query=True)
-    return blocks + top + _outside_blocks_bytes(config, batch, seq, precision)
+def activation_bytes(
+    config: ModelConfig, batch: int, seq: int, tp: int, precision: str, *, fsdp=False
+) -> int:
+    """Everything one forward pass saves for backward up to the logits, without checkpointing;
+    ``fsdp``: under FSDP2's mixed precision rather than autocast."""
+    block = block_activation_bytes(config, batch, seq, tp, precision, fsdp=fsdp)
+    top = block_activation_bytes(config, batch, seq, tp, precision, top_query=True, fsdp=fsdp)
+    return config.n_layer * block + top + _outside_blocks_bytes(config, batch, seq)
 
 
 def checkpointed_activation_bytes(
-    config: ModelConfig, batch: int, seq: int, tp: int, precision: str
+    config: ModelConfig, batch: int, seq: int, tp: int, precision: str, *, fsdp=False
 ) -> int:
-    """With every block checkpointed: each block's fp32 input (the top query layer's two),
-    plus the saved tensors of the one block being recomputed in backward."""
-    sbh = seq * batch * config.d_model
-    inputs = config.n_layer * 4 * sbh + 4 * sbh + 4 * seq * config.d_model
+    """With every block checkpointed: each block's input (the top query layer's two), fp32
+    under autocast, in the compute dtype under FSDP2's mixed precision, plus the saved tensors
+    of the one block being recomputed in backward."""
+    r, sbh = residual_bytes(precision, fsdp), seq * batch * config.d_model
+    inputs = config.n_layer * r * sbh + r * sbh + r * seq * config.d_model
     recomputed = max(
-        block_activation_bytes(config, batch, seq, tp, precision),
-        block_activation_bytes(config, batch, seq, tp, precision, top_query=True),
+        block_activation_bytes(config, batch, seq, tp, precision, fsdp=fsdp),
+        block_activation_bytes(config, batch, seq, tp, precision, top_query=True, fsdp=fsdp),
     )
-    return inputs + recomputed + _outside_blocks_bytes(config, batch, seq, precision)
+    return inputs + recomputed + _outside_blocks_bytes(config, batch, seq)
 
 
-def _outside_blocks_bytes(config: ModelConfig, batch: int, seq: int, precision: str) -> int:
+def residual_bytes(precision: str, fsdp: bool) -> int:
+    """Bytes of an element of the residual stream: fp32 under autocast (it leaves additions in
+    fp32), the compute dtype where FSDP2 gathers the embeddings in it."""
+    return COMPUTE_BYTES[precision] if fsdp else 4
+
+
+def _outside_blocks_bytes(config: ModelConfig, batch: int, seq: int) -> int:
     """The final LayerNorm's fp32 input and statistics (the fused loss keeps no input)."""
     sb, sbh = seq * batch, seq * batch * config.d_model
     return 4 * sbh + 2 * 4 * sb
 
 
-def loss_saved_bytes(config: ModelConfig, batch: int, seq: int) -> int:
+def loss_saved_bytes(
+    config: ModelConfig, batch: int, seq: int, precision: str = "fp32", *, fsdp=False
+) -> int:
     """What the fused head and cross-entropy (geex.model.loss.linear_cross_entropy) keep for
-    backward: the last hidden states' gradient, fp32, computed in the forward pass. The head's
+    backward: the last hidden states' gradient, computed in the forward pass in the hidden
+    states' dtype (that of the residual stream). The head's
     gradient is computed there too; it is the word embeddings' gradient, counted with the
     gradients. No logits are kept."""
-    return 4 * batch * seq * config.d_model
+    return residual_bytes(precision, fsdp) * batch * seq * config.d_model
 
 
 # -- the plan --------------------------------------------------------------------------------
@@ -330,8 +361,9 @@ def memory_plan(config: ModelConfig, plan: Plan) -> MemoryPlan:
 def _state_rows(counts: ParameterCounts, plan: Plan) -> list[MemoryRow]:
     shards = f"over tp={plan.tp} x dp={plan.dp}" if plan.fsdp else f"over tp={plan.tp} only"
     nbytes = 4 * counts.sharded
-    # Without FSDP, gradients accumulate in place from one micro-batch to the next.
-    grads_phase = KEPT if plan.accum > 1 and not plan.fsdp else STEP
+    # Gradients accumulate from one micro-batch to the next: in place without FSDP, in the
+    # fp32 shards FSDP reduce-scatters into after each micro-batch.
+    grads_phase = KEPT if plan.accum > 1 else STEP
     rows = [
         MemoryRow("parameters", nbytes, KEPT, f"fp32, sharded {shards}"),
         MemoryRow("optimizer state", 2 * nbytes, KEPT, "AdamW m and v, fp32, same shards"),
@@ -346,47 +378,48 @@ def _state_rows(counts: ParameterCounts, plan: Plan) -> list[MemoryRow]:
 def _working_rows(config, counts: ParameterCounts, plan: Plan) -> list[MemoryRow]:
     c, b, tp, seq = COMPUTE_BYTES[plan.precision], plan.mbs, plan.tp, plan.seq
     rows = []
-    if c < 4:
+    dtype = "fp32" if c == 4 else plan.precision
+    if c < 4 and not plan.fsdp:
         held = "autocast's cache until forward ends" + ("" if plan.ac else ", then autograd")
         rows.append(
             MemoryRow("compute copies", c * counts.cast, WORKING, f"weight casts, in {held}")
         )
     if plan.fsdp:
-        gathered = 4 * (counts.root + 2 * counts.block)
-        how = "fp32 all-gathers: embeddings, a block, the next"
+        gathered = c * (counts.root + 2 * counts.block)
+        how = f"{dtype} all-gathers: embeddings, a block, the next"
         rows.append(MemoryRow("gathered parameters", gathered, WORKING, how))
-        if plan.accum > 1:
-            grads, how = 4 * counts.tp_local, "fp32, all, kept between micro-batches"
-        else:
-            grads, how = gathered, "fp32: embeddings', a block's and its reduce-scatter"
+        grads = c * (counts.root + counts.block) + 4 * counts.block_padded
+        how = f"{dtype}: embeddings', a block's; its fp32 reduce-scatter input"
         rows.append(MemoryRow("unsharded gradients", grads, WORKING, how))
     elif plan.accum == 1:
         how = "fp32 gradient of the tied head, backward's first"
         rows.append(MemoryRow("first gradients", 4 * counts.word_embeddings, WORKING, how))
+    residual = "fp32" if residual_bytes(plan.precision, plan.fsdp) == 4 else plan.precision
     if plan.ac:
-        acts = checkpointed_activation_bytes(config, b, seq, tp, plan.precision)
-        how = "each block's fp32 input + one block recomputed"
+        acts = checkpointed_activation_bytes(config, b, seq, tp, plan.precision, fsdp=plan.fsdp)
+        how = f"each block's {residual} input + one block recomputed"
     else:
-        acts = activation_bytes(config, b, seq, tp, plan.precision)
+        acts = activation_bytes(config, b, seq, tp, plan.precision, fsdp=plan.fsdp)
         how = "what every block saves for backward"
     rows.append(MemoryRow("activations", acts, WORKING, how))
-    rows.append(MemoryRow("head and loss", head_and_loss_bytes(config, b, seq, c, tp), WORKING,
-                          "fused: one chunk of the rank's logits, fp32 hidden and head gradients"))  # fmt: skip
+    head = head_and_loss_bytes(config, b, seq, plan.precision, tp, fsdp=plan.fsdp)
+    how = f"fused: one chunk of the rank's logits, {residual} hidden and fp32 head gradients"
+    rows.append(MemoryRow("head and loss", head, WORKING, how))
     return rows
 
 
 def head_and_loss_bytes(
-    config: ModelConfig, batch: int, seq: int, compute_bytes: int, tp: int = 1
+    config: ModelConfig, batch: int, seq: int, precision: str, tp: int = 1, *, fsdp=False
 ) -> int:
     """The fused head and cross-entropy (geex.model.loss.linear_cross_entropy) at its peak: one
     chunk of fp32 logits and its softmax's gradient in the compute dtype, with the hidden
-    states' gradient (fp32) and the head's (fp32, the rank's word-embedding rows). Under
-    tensor parallel each rank works on ``padded_vocab_size / tp`` ids."""
+    states' gradient (see :func:`loss_saved_bytes`) and the head's (fp32, the rank's
+    word-embedding rows). Under tensor parallel each rank works on ``padded_vocab_size / tp``
+    ids."""
     vocab, d = config.padded_vocab_size // tp, config.d_model
     chunk = min(batch * seq, max(d, CHUNK_LOGITS // vocab))
-    return (
-        chunk * vocab * (4 + compute_bytes) + loss_saved_bytes(config, batch, seq) + 4 * vocab * d
-    )
+    hidden_grad = loss_saved_bytes(config, batch, seq, precision, fsdp=fsdp)
+    return chunk * vocab * (4 + COMPUTE_BYTES[precision]) + hidden_grad + 4 * vocab * d
 
 
 def _check(config: ModelConfig, plan: Plan) -> None:
