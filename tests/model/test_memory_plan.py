@@ -119,6 +119,9 @@ def test_ddp_keeps_whole_state_and_its_buckets():
     assert ddp.row("parameters").nbytes == 4 * num_params(config)
     assert ddp.row("DDP buckets").nbytes == 4 * num_params(config)
     assert all(row.name != "gathered parameters" for row in ddp.rows)
+    # Without FSDP, bf16 runs under autocast, which keeps a cast of every matmul weight.
+    autocast = memory_plan(config, Plan(dp=8, fsdp=False, precision="bf16"))
+    assert autocast.row("compute copies").nbytes == 2 * parameter_counts(config).cast
 
 
 TINY = ModelConfig(n_layer=2, n_head=4, d_model=64, max_seq_len=64, vocab_size=500)
