@@ -64,6 +64,10 @@ TRAIN_PRESETS: dict[str, dict] = {
         "eval_every": 50,
         "eval_tokens": 4_096,  # per language: a validation costs ~5% of 50 steps on a CPU
         "checkpoint_every": 100,
+        # bf16 where the CPU or GPU multiplies it natively (AMX, AVX-512 BF16, CUDA), else
+        # fp32: with AMX a 10-minute run trained 2.45x the tokens of fp32, at the same loss
+        # per step, and reached 2.02 bits/byte instead of 2.33 (geex.train.precision).
+        "precision": "auto",
         "optim": {"lr": 2e-3, "min_lr": 2e-4, "warmup_steps": 10},
     },
     "small": {

@@ -235,8 +235,8 @@ def test_keys_not_given_follow_the_training_preset():
     assert plan.accum == 1  # 3,072 sequences = 16 x 192
     assert memory_plan(config, parse_plan("dp=96", defaults)).plan.accum == 2
     assert memory_plan(config, parse_plan("dp=96,mbs=1,accum=3", defaults)).plan.accum == 3
-    tiny = parse_plan("dp=2", preset_defaults("tiny"))
-    assert (tiny.fsdp, tiny.ac, tiny.precision) == (False, False, "fp32")
+    tiny = parse_plan("dp=2", preset_defaults("tiny"))  # tiny's precision is auto: bf16 on a GPU
+    assert (tiny.fsdp, tiny.ac, tiny.precision) == (False, False, "bf16")
 
 
 def test_model_info_prints_the_plan_under_the_model(capsys, monkeypatch):

@@ -72,5 +72,8 @@ def sft_config(base: Path, data: Path, out: Path, **fields) -> dict:
         "eval_every": 0,
         "checkpoint_every": 0,
         "optim": {"warmup_steps": 2, "lr": 4e-3, "weight_decay": 0.0},
+        # Frozen weights are compared bit for bit and merges to 1e-5: fp32 on every host, not
+        # the tiny preset's auto (bf16 on CPUs with AMX or AVX-512 BF16).
+        "precision": "fp32",
         **fields,
     }

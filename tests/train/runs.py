@@ -26,6 +26,9 @@ def write_config(path: Path, data: Path, **fields) -> Path:
         "eval_every": 0,
         "checkpoint_every": 0,
         "optim": {"warmup_steps": 1, "lr": 1e-3},
+        # Runs are compared across layouts and resumptions to 1e-5: fp32 on every host, not
+        # the tiny preset's auto (bf16 on CPUs with AMX or AVX-512 BF16).
+        "precision": "fp32",
         **fields,
     }
     path.write_text(yaml.safe_dump(config))

@@ -1,4 +1,5 @@
-"""``precision: auto``: bf16 where the device multiplies bf16 natively, fp32 elsewhere."""
+"""``precision: auto``: bf16 where the device multiplies bf16 natively, fp32 elsewhere; the
+``tiny`` preset's (and so ``geex run``'s) default. `pytest tests/train/test_precision_auto.py`."""
 
 from __future__ import annotations
 
@@ -6,6 +7,8 @@ import pytest
 import torch
 import yaml
 
+from geex.pipeline.budget import Budget
+from geex.pipeline.config import run_config
 from geex.presets import TRAIN_PRESETS
 from geex.train import precision
 from geex.train.config import TrainConfig
@@ -43,6 +46,15 @@ def test_the_run_records_the_precision_auto_chose(byte_dataset, tmp_path, monkey
                          micro_batch_size=4, max_steps=2, precision="auto")  # fmt: skip
     train(config, show_progress=False)
     assert yaml.safe_load((tmp_path / "config.yaml").read_text())["precision"] == "bf16"
+
+
+def test_tiny_and_geex_run_train_in_auto_unless_told_otherwise():
+    assert TrainConfig.from_dict({}).precision == "auto"
+    assert TrainConfig.from_dict({"preset": "tiny"}).precision == "auto"
+    assert TrainConfig.from_dict({"precision": "fp32"}).precision == "fp32"
+    run = run_config({"out": "run", "data": {"sources": ["code"]}})
+    assert run.train_config(Budget(seconds=600), 500).precision == "auto"
+    assert TrainConfig.from_dict({"preset": "small"}).precision == "bf16"  # GPU presets: bf16
 
 
 def test_memory_plans_count_auto_as_bf16(monkeypatch):

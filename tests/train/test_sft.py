@@ -76,11 +76,13 @@ def test_sft_learns_the_answers_only_and_serves_with_its_template(chat_base_mode
 
 
 def cli_args(base, data, run, *extra: str) -> list[str]:
+    """Flags of a short fine-tuning run, in fp32 on every host: runs are compared across
+    layouts and resumptions."""
     return [
         "train", "--sft", str(data), "--init-from", str(base), "--out", str(run),
         "--seq-len", "64", "--global-batch-tokens", "512", "--micro-batch-size", "4",
         "--max-steps", "24", "--checkpoint-every", "3", "--eval-every", "0",
-        "--warmup-steps", "2", "--lr", "3e-3", "--no-progress", *extra,
+        "--warmup-steps", "2", "--lr", "3e-3", "--precision", "fp32", "--no-progress", *extra,
     ]  # fmt: skip
 
 

@@ -31,6 +31,7 @@ def config(data, out, **fields):
         eval_every=2,
         checkpoint_every=0,
         optim={"warmup_steps": 1, "lr": 1e-3},
+        precision="fp32",  # the same numbers on every host; mixed precision is asked for by name
     )
     return TrainConfig(**{**base, **fields})
 
