@@ -84,8 +84,8 @@ VARIANTS = [
     # fill-in-the-middle (default 0.5)
     Variant("FIM 0", "fim", data={"fim_rate": 0.0}),
     Variant("FIM 0.9", "fim", data={"fim_rate": 0.9}),
-    # precision (default fp32): bf16 autocast, fp32 master weights and loss
-    Variant("bf16", "precision", train={"precision": "bf16"}),
+    # precision (default auto: bf16 autocast on CPUs with AMX or AVX-512 BF16, fp32 elsewhere)
+    Variant("fp32", "precision", train={"precision": "fp32"}),
 ]
 
 

@@ -65,3 +65,35 @@ def test_cpp_typeid_of_a_builtin_type_parses():
 def test_a_language_without_a_grammar_is_named():
     with pytest.raises(GeexError, match="no tree-sitter grammar for 'haskell'"):
         parses("main = pure ()", "haskell")
+
+
+COMMENTS_ALONE = {
+    "python": "    # The answer, first the base case\n    # then the rest\n",
+    "cpp": "    // The answer\n}\n",
+    "java": "        /* The answer */\n    }\n}\n",
+    "javascript": "  // The answer\n}\n",
+    "go": "\t// The answer\n}\n",
+    "rust": "    /// The answer\n    // then the rest\n}\n",
+}
+
+
+@pytest.mark.parametrize("language", COMMENTS_ALONE)
+def test_comments_and_punctuation_alone_wrote_no_code_though_the_program_parses(language):
+    """A young model's commonest completion is a comment: its program is valid, and counts as
+    not parsing all the same; the same completion with one statement of code does parse."""
+    from geex.eval.programs import untested_program
+
+    (problem,) = [p for p in load_embedded([language]) if p.number == "0"]
+    comments = COMMENTS_ALONE[language]
+    assert parses(untested_program(problem, comments), language)
+    assert not completion_parses(problem, comments)
+    closing = "".join(line + "\n" for line in comments.splitlines() if "/" not in line)
+    if closing.strip():  # the braces alone: punctuation, no code
+        assert parses(untested_program(problem, closing), language)
+        assert not completion_parses(problem, closing)
+    statement = {"python": "    pass\n", "go": "\tpanic(0)\n"}.get(language, "    throw 0;\n")
+    if language == "rust":
+        statement = "    panic!();\n"
+    if language == "java":
+        statement = "        throw new RuntimeException();\n"
+    assert completion_parses(problem, statement + comments)

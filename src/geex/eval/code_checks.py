@@ -19,6 +19,10 @@ from geex.eval.results import SampleResult
 from geex.eval.tasks import Task
 from geex.languages import get_language
 
+# The parse check's rule, part of the checks' version: results marked under another rule are
+# marked again. 2: a completion of comments or punctuation alone wrote no code.
+PARSE_RULE = "parse-rule-2"
+
 
 class CodeChecks:
     """Checks the samples of a set of tasks; the language identifier is trained once, on the
@@ -28,7 +32,7 @@ class CodeChecks:
         tasks = list(tasks)
         self.tasks = {task.task_id: task for task in tasks}
         self.identifier: LanguageIdentifier = identifier_for(task.problem for task in tasks)
-        self.version = self.identifier.fingerprint()
+        self.version = f"{PARSE_RULE}:{self.identifier.fingerprint()}"
 
     def mark(self, result: SampleResult) -> None:
         """Fill ``result.parses`` and ``result.stays_in_language``."""
@@ -61,6 +65,6 @@ def check_completion(prompt: str, completion: str, language_key: str) -> dict:
     language = get_language(language_key)
     cut = cut_generation(completion, language)
     return {
-        "parses": bool(cut.strip()) and parses(prompt + cut, language_key),
+        "parses": bool(cut.strip()) and parses(prompt + cut, language_key, code_from=len(prompt)),
         "stays_in_language": embedded_identifier().stays(completion, language_key),
     }

@@ -7,9 +7,7 @@ syntax error in them says nothing of the sample. The harness's preamble stays be
 what makes the completed function a whole compilation unit in each language:
 
 - Python: the imports, the prompt (signature and docstring), the body cut at the first
-  unindented line, as ``assemble`` cuts it. A function whose body is its docstring is valid
-  Python, so a blank completion would parse: it counts as not parsing (the model wrote
-  nothing to parse).
+  unindented line, as ``assemble`` cuts it.
 - C++: the reference's ``#include`` lines, then prompt and completion: one translation unit.
 - Java: the prompt opens ``class Solution`` and the method; the completion closes both (the
   stop rules add the class's brace after the method's, as the harness expects).
@@ -18,6 +16,11 @@ what makes the completed function a whole compilation unit in each language:
   block, the completion: the file ``go test`` compiles, less the test function.
 - Rust: ``fn main(){}``, the declaration (``use`` lines and signature), the doc comment, the
   body.
+
+A completion that wrote no code counts as not parsing, though its program may: a blank one
+(a function whose body is its docstring is valid Python), one of comments alone (a young
+model's commonest answer), or one of punctuation alone (a lone ``}``). Code is a token of the
+completion, outside comments, with a letter or digit in it: a name, a keyword, a literal.
 
 tree-sitter recovers from errors by inserting ERROR nodes (text it could not place) and
 MISSING nodes (a token it assumed, such as an unclosed ``}``); ``Node.has_error`` is true when
@@ -36,7 +39,7 @@ from functools import cache
 
 from geex.errors import GeexError
 from geex.eval.problems import Problem
-from geex.eval.programs import untested_program
+from geex.eval.programs import cut_python, untested_program
 
 # Language key -> the PyPI package whose ``language()`` is its grammar.
 GRAMMARS = {
@@ -66,17 +69,40 @@ def parser(language_key: str):
     return tree_sitter.Parser(tree_sitter.Language(grammar.language()))
 
 
-def parses(code: str, language_key: str) -> bool:
-    """Whether ``code`` parses in its language with no ERROR and no MISSING node."""
+def parses(code: str, language_key: str, code_from: int | None = None) -> bool:
+    """Whether ``code`` parses in its language with no ERROR and no MISSING node; with
+    ``code_from``, also whether its text from that character on holds code (the module's
+    docstring says what counts)."""
     if language_key == "cpp":
+        kept = len(code) - (code_from if code_from is not None else len(code))
         code = _CPP_TYPEID_OF_BUILTIN.sub("typeid(0)", code)
-    tree = parser(language_key).parse(code.encode("utf-8", "surrogatepass"))
-    return not tree.root_node.has_error
+        code_from = None if code_from is None else len(code) - kept
+    data = code.encode("utf-8", "surrogatepass")
+    tree = parser(language_key).parse(data)
+    if tree.root_node.has_error:
+        return False
+    if code_from is None:
+        return True
+    start = len(code[:code_from].encode("utf-8", "surrogatepass"))
+    return _holds_code(tree.root_node, start, data)
+
+
+def _holds_code(node, start: int, data: bytes) -> bool:
+    """Whether a token from byte ``start`` on, outside comments, has a letter or digit."""
+    if node.end_byte <= start or "comment" in node.type:
+        return False
+    if node.child_count == 0:
+        text = data[max(node.start_byte, start) : node.end_byte].decode("utf-8", "replace")
+        return any(character.isalnum() for character in text)
+    return any(_holds_code(child, start, data) for child in node.children)
 
 
 def completion_parses(problem: Problem, completion: str) -> bool:
-    """Whether the program of ``completion`` (as it follows the prompt) parses; a blank
-    completion does not (see the module's docstring)."""
+    """Whether the program of ``completion`` (as it follows the prompt) parses, and the
+    completion wrote code (see the module's docstring). The completion ends the program in
+    every language's layout (:func:`untested_program`)."""
     if not completion.strip():
         return False
-    return parses(untested_program(problem, completion), problem.language.key)
+    program = untested_program(problem, completion)
+    written = cut_python(completion) if problem.language.key == "python" else completion
+    return parses(program, problem.language.key, code_from=len(program) - len(written))

@@ -88,7 +88,8 @@ def code_sentence(run: EvalRun) -> str:
                      "(no token the classifier knows) are left out of stays")  # fmt: skip
     return (
         "parses: the share of samples whose program (prompt and completion, without the tests) "
-        "parses with tree-sitter, with no error or missing node; stays: the share that stays "
+        "parses with tree-sitter, with no error or missing node, and whose completion holds "
+        "code (comments or punctuation alone do not count); stays: the share that stays "
         "in the prompt's language, by a naive Bayes classifier of code lines trained on Geex's "
         "embedded problems and this run's problems, so it compares between runs of the same "
         "problems (docs/eval.md)" + ("; " + "; ".join(notes) + "." if notes else ".")
