@@ -208,17 +208,15 @@ class _Healing:
         self.healed, self.prompt_length = healed, prompt_length
 
     def __call__(self, input_ids: torch.Tensor, scores: torch.Tensor) -> torch.Tensor:
-        keep = None
-        for row, ids in enumerate(input_ids[:, self.prompt_length :].tolist()):
-            healed = self.healed[row]
-            allowed = healed.allowed(ids) if healed is not None and healed.tail else None
-            if allowed is None:
-                continue
-            if keep is None:
-                keep = torch.ones_like(scores, dtype=torch.bool)
-            keep[row] = False
-            keep[row, [i for i in allowed if i < scores.shape[1]]] = True
-        return scores if keep is None else scores.masked_fill(~keep, float("-inf"))
+        from geex.model.generation import only_allowed
+
+        allowed = [
+            healed.allowed(ids) if healed is not None and healed.tail else None
+            for healed, ids in zip(
+                self.healed, input_ids[:, self.prompt_length :].tolist(), strict=True
+            )
+        ]
+        return only_allowed(scores, allowed)
 
 
 class _StopRules:

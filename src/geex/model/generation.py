@@ -126,7 +126,7 @@ def generate(
 
     for step in range(max_new):
         if allowed_tokens is not None:
-            logits = _only_allowed(logits, [allowed_tokens(row, outputs[row]) for row in active])
+            logits = only_allowed(logits, [allowed_tokens(row, outputs[row]) for row in active])
         tokens = sample_next(logits, sampling, generator)
         token_list = tokens.tolist()
         if on_tokens is not None:
@@ -152,7 +152,7 @@ def generate(
     return [outputs[p * n : (p + 1) * n] for p in range(n_prompts)]
 
 
-def _only_allowed(logits: torch.Tensor, allowed: list[Sequence[int] | None]) -> torch.Tensor:
+def only_allowed(logits: torch.Tensor, allowed: Sequence[Sequence[int] | None]) -> torch.Tensor:
     """``logits`` with every id outside a row's ``allowed`` at -inf (None: every id)."""
     if all(ids is None for ids in allowed):
         return logits

@@ -37,7 +37,7 @@ import torch
 
 from geex.errors import GeexError
 from geex.languages import Language
-from geex.model.generation import sample_next
+from geex.model.generation import only_allowed, sample_next
 from geex.model.sampling import GREEDY_BELOW, SamplingConfig, check_sampling
 from geex.serve.completion import Completion
 from geex.serve.handle import RequestHandle
@@ -551,10 +551,7 @@ class Engine:
         for seq in rows:  # a healed prompt's tail is spelled first
             if seq.job.healed.tail:
                 allowed = seq.job.healed.allowed(seq.stream.ids)
-                if allowed is not None:
-                    keep = torch.zeros_like(seq.logits, dtype=torch.bool)
-                    keep[[i for i in allowed if i < keep.shape[0]]] = True
-                    seq.logits = seq.logits.masked_fill(~keep, float("-inf"))
+                seq.logits = only_allowed(seq.logits[None], [allowed])[0]
         # Rows drawn alike share one call: all greedy rows one argmax, unseeded rows of the same
         # settings one sampler call. A seeded row draws alone, from its own generator.
         groups: dict[tuple, list[_Sequence]] = collections.defaultdict(list)
