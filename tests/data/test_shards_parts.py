@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 import pytest
+from datatrove.data import Document
 
 from geex.data.shards import ShardWriter, TokenShards, write_manifest
-from geex.data.writer import is_validation
+from geex.data.writer import is_validation, split_key
 from geex.errors import GeexError
 
 
@@ -43,3 +44,13 @@ def test_the_validation_split_is_stable_and_near_its_fraction():
     assert 0.045 < len(chosen) / len(keys) < 0.055
     assert chosen == [k for k in keys if is_validation(k, 0.05)]
     assert not any(is_validation(k, 0.0) for k in keys)
+
+
+def test_the_split_key_keeps_the_source_folder_name_not_where_it_lies():
+    def document(source: str, path: str) -> Document:
+        return Document(text="x", id=f"{source}::{path}", metadata={"source": source})
+
+    assert split_key(document("/home/a/code", "src/x.py")) == "code::src/x.py"
+    assert split_key(document("/tmp/b/code/", "src/x.py")) == "code::src/x.py"
+    assert split_key(document("bigcode/the-stack", "7")) == "the-stack::7"
+    assert split_key(Document(text="x", id="plain", metadata={})) == "plain"

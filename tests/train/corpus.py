@@ -53,9 +53,10 @@ def documents(n: int = 400, seed: int = 0) -> list[tuple[str, str]]:
 
 
 def write_byte_shards(folder: Path, n: int = 400, validation_every: int = 10) -> Path:
+    """Byte-level shards; every ``validation_every``-th document held out (0: none is)."""
     writer = ShardWriter(folder, vocab_size=VOCAB, eod_id=EOD)
     for i, (language, text) in enumerate(documents(n)):
-        split = "validation" if i % validation_every == 0 else "train"
+        split = "validation" if validation_every and i % validation_every == 0 else "train"
         writer.add(list(text.encode()), language, split)
     return writer.close()
 

@@ -15,6 +15,7 @@ from geex.errors import ConfigError, GeexError
 from geex.train.config import TrainConfig
 from geex.train.monitor import read_metrics
 from geex.train.trainer import train
+from tests.train.corpus import write_byte_shards
 from tests.train.runs import SMALL_MODEL
 
 
@@ -57,6 +58,14 @@ def test_metrics_have_one_line_per_step_with_throughput_and_validation(byte_data
     assert first["mfu"] is None  # no peak FLOPs are known for a CPU
     assert set(records[1]["val_loss"]) == {"c", "python", "all"}
     assert records[-1]["tokens"] == 4 * 512
+
+
+def test_a_dataset_without_a_validation_split_trains_and_says_it_cannot_validate(tmp_path, capsys):
+    data = write_byte_shards(tmp_path / "data", n=40, validation_every=0)
+    train(config(data, tmp_path / "run"), show_progress=False)
+    records = read_metrics(tmp_path / "run" / "metrics.jsonl")
+    assert len(records) == 4 and not any("val_loss" in r for r in records)
+    assert "has no validation split" in capsys.readouterr().err
 
 
 def test_token_budget_sets_the_number_of_steps(byte_dataset, tmp_path):

@@ -8,8 +8,8 @@
   its name for the deduplication stages.
 - :class:`TrainTokenizer` trains a tokenizer on the deduplicated corpus when none is given;
 - :class:`PackShards` tags each file with its language line, sends it to the train or
-  validation split by a hash of its id, rearranges some train files for fill-in-the-middle
-  (:mod:`geex.data.fim`), tokenizes in batches, and appends each to its task's own shard
+  validation split by a hash of its id (with its source folder's name, not where the folder
+  lies), rearranges some train files for fill-in-the-middle (:mod:`geex.data.fim`), tokenizes in batches, and appends each to its task's own shard
   files (``train-<task>-<n>.bin``); :func:`finish_dataset` lists them all in ``dataset.json``,
   with the FIM settings the files were packed with.
 """
@@ -20,7 +20,7 @@ import hashlib
 import json
 import os
 import time
-from pathlib import Path
+from pathlib import Path, PurePath
 
 import orjson
 from datatrove.data import Document
@@ -53,8 +53,18 @@ def tagged_text(language: str, text: str) -> str:
     return tag_line(language) + text
 
 
+def split_key(document: Document) -> str:
+    """The document's id with its source cut to the source's last name (``code::a/b.py`` for
+    ``/home/me/code::a/b.py``): the same files make the same split wherever the folder lies."""
+    source = str(document.metadata.get("source") or "")
+    if source and document.id.startswith(f"{source}::"):
+        name = PurePath(source.rstrip("/\\")).name or source
+        return f"{name}::{document.id[len(source) + 2 :]}"
+    return document.id
+
+
 def is_validation(key: str, fraction: float) -> bool:
-    """A stable, uniform choice from the document's identity alone (its source and path)."""
+    """A stable, uniform choice from the document's identity alone (see :func:`split_key`)."""
     digest = hashlib.blake2b(key.encode("utf-8", "surrogatepass"), digest_size=8).digest()
     return int.from_bytes(digest, "big") / 2**64 < fraction
 
@@ -195,7 +205,9 @@ class PackShards(PipelineStep):
                     TrainingText(d.id, tag_line(d.metadata["language"]), d.text) for d in batch
                 ]
                 splits = [
-                    "validation" if is_validation(d.id, self.validation_fraction) else "train"
+                    "validation"
+                    if is_validation(split_key(d), self.validation_fraction)
+                    else "train"
                     for d in batch
                 ]
                 encoded = encoder.encode_batch(texts, transform=[s == "train" for s in splits])

@@ -12,6 +12,7 @@ import dataclasses
 import gc
 import math
 import signal
+import sys
 import time
 import warnings
 from dataclasses import dataclass
@@ -247,6 +248,10 @@ class Trainer:
             self.validation = Validation(
                 held_out, self.seq_len, config.eval_tokens, _dataset_tokenizer(config.data)
             )
+        elif config.eval_every and self.world.is_main:
+            print(f"no validation: the dataset {config.data} has no validation split (too few "
+                  "files for its validation fraction); training goes on without one",
+                  file=sys.stderr, flush=True)  # fmt: skip
 
     def _build_model(self) -> CodeGeeX:
         c, world = self.config, self.world
