@@ -9,9 +9,10 @@
 - :class:`TrainTokenizer` trains a tokenizer on the deduplicated corpus when none is given;
 - :class:`PackShards` tags each file with its language line, sends it to the train or
   validation split by a hash of its id (with its source folder's name, not where the folder
-  lies), rearranges some train files for fill-in-the-middle (:mod:`geex.data.fim`), tokenizes in batches, and appends each to its task's own shard
-  files (``train-<task>-<n>.bin``); :func:`finish_dataset` lists them all in ``dataset.json``,
-  with the FIM settings the files were packed with.
+  lies), rearranges some train files for fill-in-the-middle (:mod:`geex.data.fim`), tokenizes
+  in batches, and appends each to its task's own shard files (``train-<task>-<n>.bin``);
+  :func:`finish_dataset` lists them all in ``dataset.json``, with the FIM settings the files
+  were packed with.
 """
 
 from __future__ import annotations
