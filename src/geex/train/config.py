@@ -49,8 +49,47 @@ class ParallelConfig:
 
     tp: int = option(1, help="tensor-parallel degree")
     fsdp: bool = option(False, help="shard with FSDP2")
-    activation_checkpointing: bool = False
+    # A bool in run files written before the selective modes: true is "full", false "none".
+    activation_checkpointing: str | bool = option(
+        "none",
+        flags="--activation-checkpointing-mode",
+        metavar="MODE",
+        negation=("--activation-checkpointing", "full"),
+        help="recompute activations in backward: none, full (every block), selective-op (keep "
+        "every other matmul's output) or selective-N (every N-th block); "
+        "--activation-checkpointing is full",
+    )
+    sequence_parallel: bool = option(
+        False, help="with --tp: LayerNorms and residuals on sequence shards (Megatron-SP)"
+    )
     compile: bool = False
+
+    def __post_init__(self) -> None:
+        self.activation_checkpointing = checkpointing_mode(self.activation_checkpointing)
+
+
+ACTIVATION_CHECKPOINTING_MODES = ("none", "full", "selective-op", "selective-N")
+
+
+def checkpointing_mode(value: str | bool) -> str:
+    """``ParallelConfig.activation_checkpointing`` as a mode name; the old boolean becomes
+    "full" or "none", so configs and run files written with it still load."""
+    if isinstance(value, bool):
+        return "full" if value else "none"
+    if value in ("none", "full", "selective-op") or checkpointed_every(value):
+        return value
+    raise ConfigError(
+        f"parallel.activation_checkpointing must be one of "
+        f"{', '.join(ACTIVATION_CHECKPOINTING_MODES)} (N a positive integer), got {value!r}"
+    )
+
+
+def checkpointed_every(mode: str) -> int | None:
+    """N of a "selective-N" mode (checkpoint every N-th block), else None."""
+    prefix, _, number = mode.partition("selective-")
+    if prefix or not number.isdecimal() or int(number) < 1:
+        return None
+    return int(number)
 
 
 @dataclass

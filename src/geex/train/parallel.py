@@ -11,8 +11,11 @@ the attention and MLP output projections by input rows, so each block costs two 
 
 The vocabulary is split too, as CodeGeeX's ``VocabParallelEmbedding`` did: the word
 embeddings (tied to the output head) and the position tables by rows, so each rank computes
-the logits and the loss of its vocabulary slice only (:mod:`geex.train.vocab_parallel`). FSDP
-then shards every parameter over the data-parallel ranks.
+the logits and the loss of its vocabulary slice only (:mod:`geex.train.vocab_parallel`). With
+``sequence_parallel`` the LayerNorm and residual regions between the matmuls are split by
+sequence over the same ranks (:mod:`geex.train.sequence_parallel`). FSDP then shards every
+parameter over the data-parallel ranks. Activation checkpointing wraps every block, every
+N-th, or keeps the expensive ops' outputs (:mod:`geex.train.activation_checkpointing`).
 
 Mixed precision under FSDP2 is torchtitan's: the sharded parameters (what AdamW updates) stay
 fp32, each all-gather casts them to the compute dtype first, so it carries half the bytes of
@@ -25,7 +28,6 @@ from __future__ import annotations
 
 import torch
 from torch import nn
-from torch.distributed.algorithms._checkpoint.checkpoint_wrapper import checkpoint_wrapper
 from torch.distributed.fsdp import MixedPrecisionPolicy, fully_shard
 from torch.distributed.tensor import DTensor, distribute_tensor
 from torch.distributed.tensor.parallel import (
@@ -38,6 +40,8 @@ from torch.nn.parallel import DistributedDataParallel
 from geex.errors import ConfigError
 from geex.model.checkpoint import clean_name
 from geex.model.codegeex import CodeGeeX
+from geex.train import sequence_parallel
+from geex.train.activation_checkpointing import checkpoint_block, checkpointed
 from geex.train.config import ParallelConfig
 from geex.train.distributed import World
 from geex.train.precision import AUTOCAST_DTYPES
@@ -70,20 +74,28 @@ def parallelize(
     _check(model, world, config)
     if config.tp > 1:
         tp_mesh = world.mesh["tp"]
+        plan = sequence_parallel.block_plan() if config.sequence_parallel else BLOCK_TP_PLAN
         for _, _, block in blocks(model):
-            parallelize_module(block, tp_mesh, BLOCK_TP_PLAN)
+            parallelize_module(block, tp_mesh, plan)
+        if config.sequence_parallel:
+            sequence_parallel.shard_sequence_outside_blocks(model, tp_mesh)
         split_vocabulary(model, tp_mesh)
-    for parent, name, block in blocks(model):
-        if config.compile and config.activation_checkpointing and config.tp > 1:
+        if config.sequence_parallel:
+            sequence_parallel.shard_embeddings_by_sequence(model)
+            if not config.fsdp:  # FSDP2 sums them when it reduces the gradients
+                sequence_parallel.sum_layernorm_grads_over_ranks(model)
+    for position, (parent, name, block) in enumerate(blocks(model), start=1):
+        recompute = checkpointed(config.activation_checkpointing, position)
+        if config.compile and recompute and config.tp > 1:
             # torch 2.13 cannot compile a checkpointed block of DTensor weights (AOTAutograd
             # refuses the DeviceMesh it would save: "expected all tensors_saved_with_vc_check
             # to be Tensors"); compiled first and checkpointed around, the block computes the
             # same and recomputes through the compiled graph.
             block.compile()
-            block = checkpoint_wrapper(block)
+            block = checkpoint_block(block, config.activation_checkpointing)
         else:
-            if config.activation_checkpointing:
-                block = checkpoint_wrapper(block)
+            if recompute:
+                block = checkpoint_block(block, config.activation_checkpointing)
             if config.compile:
                 block.compile()
         setattr(parent, name, block)
@@ -140,6 +152,11 @@ def wrap_data_parallel(model: nn.Module, world: World, config: ParallelConfig) -
 
 
 def _check(model: CodeGeeX, world: World, config: ParallelConfig) -> None:
+    if config.sequence_parallel and config.tp < 2:
+        raise ConfigError(
+            f"sequence parallel splits the sequence over tensor-parallel ranks: it needs "
+            f"parallel.tp > 1 (--tp), got tp={config.tp}"
+        )
     if config.tp > 1:
         if model.config.n_head % config.tp:
             raise ConfigError(
