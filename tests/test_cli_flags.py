@@ -93,6 +93,7 @@ MEANINGFUL = {  # values that must mean something to the config's own checks
     "validation_fraction": (["0.25"], 0.25),
     "fim_spm_rate": (["0.25"], 0.25),  # the sampled 0.5 is its default
     "cors_origins": (["http://a.test", "--cors-origin", "*"], ("http://a.test", "*")),
+    "parallel.activation_checkpointing": (["selective-op"], "selective-op"),
 }
 
 
