@@ -133,3 +133,36 @@ def test_an_unknown_mode_is_refused_naming_the_valid_ones(value):
 def test_flags(flags, mode):
     args = build_parser().parse_args(["train", "--preset", "tiny", *flags])
     assert config_from_args(args).parallel.activation_checkpointing == mode
+
+
+def test_the_memory_plan_orders_the_modes_and_splits_by_sequence():
+    """`geex model info --plan`: the 13B's activations per GPU fall from none to selective-2
+    to selective-op to full, and sequence parallel divides the block inputs by tp."""
+    from geex.presets import model_preset
+    from geex.train.memory_plan import memory_plan, parse_plan
+
+    config = model_preset("codegeex-13b")
+
+    def activations(text):
+        return memory_plan(config, parse_plan(f"tp=8,dp=192,mbs=16,precision=fp16,{text}"))
+
+    none, every_2nd = activations("ac=0"), activations("ac=selective-2")
+    op, full = activations("ac=selective-op"), activations("ac=full")
+    sizes = [p.row("activations").nbytes for p in (none, every_2nd, op, full)]
+    assert sizes == sorted(sizes, reverse=True) and len(set(sizes)) == 4
+    assert "ac=selective-op" in op.plan.describe() and "ac=1" in full.plan.describe()
+    sequence_split = activations("ac=full,sp=1").row("activations").nbytes
+    block_inputs = (config.n_layer + 1) * 2 * 2048 * 16 * config.d_model  # fp16 under FSDP2
+    assert sizes[3] - sequence_split > block_inputs * 7 / 8  # each block's input / 8, and more
+
+
+@pytest.mark.parametrize(
+    ("text", "message"),
+    [("ac=selective", "'ac' must be 1 or 0, selective-op or selective-N"), ("sp=1", "tp > 1")],
+)
+def test_bad_plan_values_are_refused(text, message):
+    from geex.errors import GeexError
+    from geex.train.memory_plan import parse_plan
+
+    with pytest.raises(GeexError, match=message):
+        parse_plan(text)

@@ -9,8 +9,8 @@
   last) is checkpointed whole, the others keep everything: memory and recomputation between
   ``none`` and ``full``.
 * ``selective-op``: every block is checkpointed, but keeps the outputs of the expensive ops
-  (every other matmul, the attention kernel, the collectives that end a tensor-parallel region,
-  the max), so its backward reruns only the cheap element-wise ops (LayerNorm, FastGELU, the
+  (every other matmul, the attention kernel, the reduce-scatter that ends a sequence-parallel
+  region, the max), so its backward reruns only the cheap element-wise ops (LayerNorm, FastGELU, the
   additions) and the matmuls in between. Korthikanti et al. (2022) and torchtitan choose what
   to keep the same way: outputs that cost many FLOPs per byte saved.
 """
@@ -28,16 +28,17 @@ from torch.utils.checkpoint import CheckpointPolicy, create_selective_checkpoint
 from geex.train.config import checkpointed_every, checkpointing_mode
 
 MATMULS = (torch.ops.aten.mm.default, torch.ops.aten.addmm.default)
-# Outputs selective-op keeps whatever their count: the attention kernels (CPU's, flash and
-# memory-efficient), the reduce-scatter and all-reduce that close a tensor-parallel region (a
-# recomputation would repeat them on the wire), and max (cheap to keep, a reduction to redo).
+# Outputs selective-op keeps whatever their count: the attention kernels (CPU's, flash,
+# memory-efficient, cuDNN), the reduce-scatter that closes a sequence-parallel region (split by
+# sequence, so small; a recomputation would repeat it on the wire), and max (cheap to keep, a
+# reduction to redo): torchtitan's list. Plain tensor parallel's all-reduce is recomputed: its
+# output is the whole residual stream, as large as the block's input.
 ALWAYS_SAVED = {
     torch.ops.aten._scaled_dot_product_flash_attention.default,
     torch.ops.aten._scaled_dot_product_efficient_attention.default,
     torch.ops.aten._scaled_dot_product_flash_attention_for_cpu.default,
     torch.ops.aten._scaled_dot_product_cudnn_attention.default,
     torch.ops._c10d_functional.reduce_scatter_tensor.default,
-    torch.ops._c10d_functional.all_reduce.default,
     torch.ops.aten.max.default,
 }
 

@@ -34,7 +34,9 @@ allocates, not an idealised trainer:
   FastGELU keeps its sigmoid. Under FSDP2's mixed precision the residual stream, q, k and v's
   one shared input and the checkpointed block inputs are in the compute dtype. With activation
   checkpointing, the count is each block's input, plus one block's saved tensors while it is
-  recomputed.
+  recomputed; the selective modes keep more (:func:`selective_activation_bytes`). Sequence
+  parallel (``sp=1``) divides the LayerNorm regions and the block inputs by t
+  (:func:`block_activation_bytes`).
 * The head and loss are fused (``geex.model.loss.linear_cross_entropy``): a chunk of rows at
   a time, each TP rank computes the fp32 logits of its vocabulary slice, V/t of them per row,
   never the whole ``b*s*V``.
@@ -55,7 +57,7 @@ from geex.errors import GeexError
 from geex.model.codegeex import CodeGeeX
 from geex.model.config import ModelConfig
 from geex.model.loss import CHUNK_LOGITS
-from geex.train.config import TrainConfig
+from geex.train.config import TrainConfig, checkpointed_every
 from geex.train.parallel import BLOCK_TP_PLAN
 from geex.train.vocab_parallel import ROW_SPLIT_TABLES, check_divides
 
@@ -75,7 +77,9 @@ class Plan:
     fsdp: bool = True  # shard parameters, gradients and optimizer state over dp (else DDP)
     mbs: int = 1  # micro-batch size: sequences per rank per forward pass
     seq: int | None = None  # sequence length; None: the model's context length
-    ac: bool = True  # activation checkpointing of every block
+    # activation checkpointing: True (every block), False, "selective-op" or "selective-N"
+    ac: bool | str = True
+    sp: bool = False  # sequence parallel (needs tp > 1)
     precision: str = "bf16"
     accum: int | None = None  # micro-batches per step; None: from global_batch_tokens, or 1
     global_batch_tokens: int | None = None  # a preset's global batch (not a plan key)
@@ -92,11 +96,22 @@ class Plan:
     def describe(self) -> str:
         return (
             f"tp={self.tp} dp={self.dp} fsdp={int(self.fsdp)} mbs={self.mbs} seq={self.seq} "
-            f"ac={int(self.ac)} precision={self.precision} accum={self.accum}"
+            f"ac={_ac_word(self.ac)} precision={self.precision} accum={self.accum}"
+            + (" sp=1" if self.sp else "")
         )
 
 
-PLAN_KEYS = ("tp", "dp", "fsdp", "mbs", "seq", "ac", "precision", "accum")
+PLAN_KEYS = ("tp", "dp", "fsdp", "mbs", "seq", "ac", "precision", "accum", "sp")
+
+
+def _ac_word(ac: bool | str) -> str:
+    return str(int(ac)) if isinstance(ac, bool) else ac
+
+
+def plan_checkpointing(mode: str) -> bool | str:
+    """A training config's activation-checkpointing mode as a plan's ``ac``: full and none
+    are the plan's 1 and 0, the selective modes keep their names."""
+    return {"full": True, "none": False}.get(mode, mode)
 
 
 def preset_defaults(preset: str) -> dict:
@@ -105,7 +120,8 @@ def preset_defaults(preset: str) -> dict:
     return {
         "tp": train.parallel.tp,
         "fsdp": train.parallel.fsdp,
-        "ac": train.parallel.activation_checkpointing,
+        "ac": plan_checkpointing(train.parallel.activation_checkpointing),
+        "sp": train.parallel.sequence_parallel,
         "mbs": train.micro_batch_size,
         "seq": train.seq_len,
         # auto is bf16 on every device a plan is for (GPUs with bf16, CPUs with AMX)
@@ -133,6 +149,8 @@ def parse_plan(text: str, defaults: dict | None = None) -> Plan:
         raise GeexError(
             "tp > 1 with dp > 1 needs fsdp=1: Geex refuses DDP over tensor-parallel parameters"
         )
+    if plan.sp and plan.tp < 2:
+        raise GeexError("sp=1 splits sequences over tensor-parallel ranks: it needs tp > 1")
     return plan
 
 
@@ -141,9 +159,14 @@ def _plan_value(key: str, raw: str):
         if raw not in COMPUTE_BYTES:
             raise GeexError(f"plan key 'precision' must be one of {', '.join(COMPUTE_BYTES)}")
         return raw
-    if key in ("fsdp", "ac"):
+    if key == "ac" and raw.lower() in ("full", "none"):
+        return raw.lower() == "full"
+    if key == "ac" and (raw == "selective-op" or checkpointed_every(raw)):
+        return raw
+    if key in ("fsdp", "ac", "sp"):
         if raw.lower() not in BOOLEAN_WORDS:
-            raise GeexError(f"plan key {key!r} must be 1 or 0, got {raw!r}")
+            modes = ", selective-op or selective-N" if key == "ac" else ""
+            raise GeexError(f"plan key {key!r} must be 1 or 0{modes}, got {raw!r}")
         return BOOLEAN_WORDS[raw.lower()]
     try:
         number = int(raw)
@@ -231,6 +254,7 @@ def block_activation_bytes(
     *,
     top_query=False,
     fsdp=False,
+    sp=False,
 ) -> int:
     """Bytes one Geex block saves for backward, Korthikanti et al.'s count for Geex's layer.
 
@@ -246,17 +270,21 @@ def block_activation_bytes(
     layer's queries come from a position table of batch 1, expanded to the batch; the query
     projection materialises the expansion (to flatten it, or to cast it), so the layer saves
     what any block does. Token ids (8 bytes a token) are left out.
+    Sequence parallel (``sp``) splits the LayerNorms' part and the dropout masks over the TP
+    ranks; the column-parallel matmuls' inputs stay whole, since torch's ``ColwiseParallel``
+    saves the gathered input (Megatron-SP saves the shard and gathers it again in backward).
     """
     c = COMPUTE_BYTES[precision]
     h, f, heads = config.d_model, config.d_ffn, config.n_head // tp
     sbh, sbf, sb = seq * batch * h, seq * batch * f, seq * batch
-    whole = 2 * 4 * sbh + 2 * 2 * 4 * sb  # fp32 LayerNorm inputs, mean, rstd
+    layernorms = 2 * 4 * sbh + 2 * 2 * 4 * sb  # fp32 LayerNorm inputs, mean, rstd
+    if config.dropout:
+        layernorms += 2 * sbh  # boolean masks of the two residual dropouts
+    whole = layernorms // tp if sp else layernorms
     if c < 4 and not fsdp:
         whole += c * 3 * sbh + c * sbh  # autocast's casts into q, k, v and the MLP
     else:  # q, k and v share their input; the top query layer's queries have their own
         whole += c * sbh * (2 if top_query else 1) + c * sbh
-    if config.dropout:
-        whole += 2 * sbh  # boolean masks of the two residual dropouts
     attention = 4 * c * sbh // tp + 4 * batch * heads * seq
     # The training MLP (geex.model.training_mlp) saves FastGELU's input and output; tensor
     # parallel's sharded linears take the plain path, which also saves the sigmoid.
@@ -265,28 +293,82 @@ def block_activation_bytes(
 
 
 def activation_bytes(
-    config: ModelConfig, batch: int, seq: int, tp: int, precision: str, *, fsdp=False
+    config: ModelConfig, batch: int, seq: int, tp: int, precision: str, *, fsdp=False, sp=False
 ) -> int:
     """Everything one forward pass saves for backward up to the logits, without checkpointing;
     ``fsdp``: under FSDP2's mixed precision rather than autocast."""
-    block = block_activation_bytes(config, batch, seq, tp, precision, fsdp=fsdp)
-    top = block_activation_bytes(config, batch, seq, tp, precision, top_query=True, fsdp=fsdp)
-    return config.n_layer * block + top + _outside_blocks_bytes(config, batch, seq)
+    kw = dict(fsdp=fsdp, sp=sp)
+    block = block_activation_bytes(config, batch, seq, tp, precision, **kw)
+    top = block_activation_bytes(config, batch, seq, tp, precision, top_query=True, **kw)
+    return config.n_layer * block + top + _outside_blocks_bytes(config, batch, seq, tp, sp)
 
 
 def checkpointed_activation_bytes(
-    config: ModelConfig, batch: int, seq: int, tp: int, precision: str, *, fsdp=False
+    config: ModelConfig,
+    batch: int,
+    seq: int,
+    tp: int,
+    precision: str,
+    *,
+    fsdp=False,
+    sp=False,
+    every: int = 1,
 ) -> int:
-    """With every block checkpointed: each block's input (the top query layer's two), fp32
-    under autocast, in the compute dtype under FSDP2's mixed precision, plus the saved tensors
-    of the one block being recomputed in backward."""
-    r, sbh = residual_bytes(precision, fsdp), seq * batch * config.d_model
-    inputs = config.n_layer * r * sbh + r * sbh + r * seq * config.d_model
+    """With every ``every``-th block checkpointed (1: all of them, "full"; N: "selective-N",
+    counting the top query layer as the last block): each checkpointed block's input (the top
+    query layer's two), fp32 under autocast, in the compute dtype under FSDP2's mixed
+    precision, split by sequence under ``sp``; the other blocks' saved tensors; and the saved
+    tensors of the one block being recomputed in backward."""
+    kw = dict(fsdp=fsdp, sp=sp)
+    block = block_activation_bytes(config, batch, seq, tp, precision, **kw)
+    top = block_activation_bytes(config, batch, seq, tp, precision, top_query=True, **kw)
+    stream = _block_input_bytes(config, batch, seq, tp, precision, fsdp, sp)
+    total = _outside_blocks_bytes(config, batch, seq, tp, sp)
+    positions = range(1, config.n_layer + 2)
+    for position in positions:
+        is_top = position == positions[-1]
+        if position % every:
+            total += top if is_top else block
+        else:  # the top query layer also keeps its queries, whole
+            r = residual_bytes(precision, fsdp)
+            total += stream + (r * seq * config.d_model if is_top else 0)
+    if every <= len(positions):
+        total += max(block, top)  # the block being recomputed
+    return total
+
+
+def selective_activation_bytes(
+    config: ModelConfig, batch: int, seq: int, tp: int, precision: str, *, fsdp=False, sp=False
+) -> int:
+    """With "selective-op" (``geex.train.activation_checkpointing``): every block keeps its
+    input and the outputs of the ops its policy keeps, all in the compute dtype c: the query
+    and value projections' and the MLP's first (every other matmul), ``c*s*b*(2h + f)/t``; the
+    attention kernel's output and logsumexp, ``c*s*b*h/t + 4*b*a*s/t``; under sequence
+    parallel the two row-parallel outputs after their reduce-scatter, ``2*c*s*b*h/t`` (plain
+    tensor parallel's all-reduces are recomputed). Plus one block's saved tensors while it is
+    recomputed."""
+    c, h, f = COMPUTE_BYTES[precision], config.d_model, config.d_ffn
+    sb, heads = seq * batch, config.n_head // tp
+    kept = c * sb * (2 * h + f) // tp + c * sb * h // tp + 4 * batch * heads * seq
+    if sp:
+        kept += 2 * c * sb * h // tp
+    stream = _block_input_bytes(config, batch, seq, tp, precision, fsdp, sp)
+    r = residual_bytes(precision, fsdp)
+    blocks = config.n_attention_layers
+    kw = dict(fsdp=fsdp, sp=sp)
     recomputed = max(
-        block_activation_bytes(config, batch, seq, tp, precision, fsdp=fsdp),
-        block_activation_bytes(config, batch, seq, tp, precision, top_query=True, fsdp=fsdp),
+        block_activation_bytes(config, batch, seq, tp, precision, **kw),
+        block_activation_bytes(config, batch, seq, tp, precision, top_query=True, **kw),
     )
-    return inputs + recomputed + _outside_blocks_bytes(config, batch, seq)
+    top_queries = r * seq * h
+    outside = _outside_blocks_bytes(config, batch, seq, tp, sp)
+    return blocks * (stream + kept) + top_queries + recomputed + outside
+
+
+def _block_input_bytes(config, batch, seq, tp, precision, fsdp, sp) -> int:
+    """One block's input, the residual stream: split by sequence under sequence parallel."""
+    stream = residual_bytes(precision, fsdp) * seq * batch * config.d_model
+    return stream // tp if sp else stream
 
 
 def residual_bytes(precision: str, fsdp: bool) -> int:
@@ -295,10 +377,10 @@ def residual_bytes(precision: str, fsdp: bool) -> int:
     return COMPUTE_BYTES[precision] if fsdp else 4
 
 
-def _outside_blocks_bytes(config: ModelConfig, batch: int, seq: int) -> int:
+def _outside_blocks_bytes(config: ModelConfig, batch: int, seq: int, tp=1, sp=False) -> int:
     """The final LayerNorm's fp32 input and statistics (the fused loss keeps no input)."""
     sb, sbh = seq * batch, seq * batch * config.d_model
-    return 4 * sbh + 2 * 4 * sb
+    return (4 * sbh + 2 * 4 * sb) // (tp if sp else 1)
 
 
 def loss_saved_bytes(
@@ -395,12 +477,19 @@ def _working_rows(config, counts: ParameterCounts, plan: Plan) -> list[MemoryRow
         how = "fp32 gradient of the tied head, backward's first"
         rows.append(MemoryRow("first gradients", 4 * counts.word_embeddings, WORKING, how))
     residual = "fp32" if residual_bytes(plan.precision, plan.fsdp) == 4 else plan.precision
-    if plan.ac:
-        acts = checkpointed_activation_bytes(config, b, seq, tp, plan.precision, fsdp=plan.fsdp)
-        how = f"each block's {residual} input + one block recomputed"
+    kw = dict(fsdp=plan.fsdp, sp=plan.sp)
+    split = " (split by sequence)" if plan.sp else ""
+    every = 1 if plan.ac is True else plan.ac and checkpointed_every(plan.ac)
+    if plan.ac == "selective-op":
+        acts = selective_activation_bytes(config, b, seq, tp, plan.precision, **kw)
+        how = f"each block's {residual} input{split}, kept matmul/attention outputs"
+    elif every:
+        acts = checkpointed_activation_bytes(config, b, seq, tp, plan.precision, every=every, **kw)
+        which = "each block's" if every == 1 else f"one block in {every}: its"
+        how = f"{which} {residual} input{split} + one block recomputed"
     else:
-        acts = activation_bytes(config, b, seq, tp, plan.precision, fsdp=plan.fsdp)
-        how = "what every block saves for backward"
+        acts = activation_bytes(config, b, seq, tp, plan.precision, **kw)
+        how = f"what every block saves for backward{split}"
     rows.append(MemoryRow("activations", acts, WORKING, how))
     head = head_and_loss_bytes(config, b, seq, plan.precision, tp, fsdp=plan.fsdp)
     how = f"fused: one chunk of the rank's logits, {residual} hidden and fp32 head gradients"
