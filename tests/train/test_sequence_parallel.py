@@ -203,6 +203,14 @@ def test_sequence_parallel_without_tensor_parallel_is_refused():
         parallelize(model, world, ParallelConfig(tp=1, sequence_parallel=True))
 
 
+def test_sequence_parallel_with_dropout_is_refused():
+    with torch.device("meta"):
+        model = CodeGeeX(CONFIG.replace(dropout=0.1))
+    world = World(0, 2, 0, torch.device("cpu"), None, 2)
+    with pytest.raises(ConfigError, match="model.dropout=0.1 would draw the same dropout masks"):
+        parallelize(model, world, ParallelConfig(tp=2, sequence_parallel=True))
+
+
 @pytest.fixture(scope="module")
 def single(bpe_dataset, tmp_path_factory):
     from tests.train.runs import write_config
@@ -213,7 +221,6 @@ def single(bpe_dataset, tmp_path_factory):
     return folder / "run", config
 
 
-@pytest.mark.slow
 def test_geex_train_fsdp_x_tp_with_sequence_parallel_equals_one_process(single, tmp_path):
     """`geex train` on 2 x 2 processes (FSDP x TP), sequence parallel and selective-op
     checkpointing: the same run, validation and weights as one process."""

@@ -58,9 +58,9 @@ def checkpoint_block(block: nn.Module, mode: str) -> nn.Module:
     under ``selective-op``. Non-reentrant, as FSDP2 and compile need."""
     if checkpointing_mode(mode) != "selective-op":
         return checkpoint_wrapper(block)
-    # preserve_rng_state=False, torchtitan's choice: the kept ops are deterministic and the
-    # recomputed ones take no random numbers unless dropout is on, where the masks may differ.
-    return checkpoint_wrapper(block, context_fn=_keep_expensive_outputs, preserve_rng_state=False)
+    # The RNG state is kept (torchtitan drops it, its models having no dropout): the residual
+    # dropouts are recomputed and must draw the masks of the forward pass again.
+    return checkpoint_wrapper(block, context_fn=_keep_expensive_outputs)
 
 
 def _keep_expensive_outputs():

@@ -157,6 +157,13 @@ def _check(model: CodeGeeX, world: World, config: ParallelConfig) -> None:
             f"sequence parallel splits the sequence over tensor-parallel ranks: it needs "
             f"parallel.tp > 1 (--tp), got tp={config.tp}"
         )
+    if config.sequence_parallel and model.config.dropout:
+        # Megatron draws them from a stream per tensor-parallel rank; Geex has none yet.
+        raise ConfigError(
+            f"sequence parallel with model.dropout={model.config.dropout} would draw the same "
+            "dropout masks for every rank's positions: train with dropout 0, or without "
+            "sequence parallel"
+        )
     if config.tp > 1:
         if model.config.n_head % config.tp:
             raise ConfigError(
