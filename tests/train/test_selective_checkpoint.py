@@ -42,14 +42,15 @@ class OpCounts(TorchDispatchMode):
         return func(*args, **(kwargs or {}))
 
 
-def model_with(mode: str):
-    model = build_model(CONFIG, seed=5)
+def model_with(mode: str, config: ModelConfig = CONFIG):
+    model = build_model(config, seed=5)
     parallelize(model, ONE_PROCESS, ParallelConfig(activation_checkpointing=mode))
     return model
 
 
-def loss_and_grads(mode: str):
-    model = model_with(mode)
+def loss_and_grads(mode: str, config: ModelConfig = CONFIG):
+    torch.manual_seed(0)  # the dropout masks, when there is dropout
+    model = model_with(mode, config)
     tokens = torch.randint(
         0, CONFIG.vocab_size, (2, 17), generator=torch.Generator().manual_seed(1)
     )
@@ -72,6 +73,16 @@ def test_mode_gives_the_loss_and_gradients_of_no_checkpointing(mode, no_checkpoi
     expected_loss, expected_grads, _ = no_checkpointing
     torch.testing.assert_close(loss, expected_loss, rtol=1e-6, atol=0)
     assert grads.keys() == expected_grads.keys()
+    for name, grad in expected_grads.items():
+        torch.testing.assert_close(grads[name], grad, rtol=1e-5, atol=1e-7, msg=name)
+
+
+@pytest.mark.parametrize("mode", ["full", "selective-op"])
+def test_recomputed_dropout_draws_the_forward_masks_again(mode):
+    dropout = CONFIG.replace(dropout=0.3)
+    loss, grads, _ = loss_and_grads(mode, dropout)
+    expected_loss, expected_grads, _ = loss_and_grads("none", dropout)
+    torch.testing.assert_close(loss, expected_loss, rtol=1e-6, atol=0)
     for name, grad in expected_grads.items():
         torch.testing.assert_close(grads[name], grad, rtol=1e-5, atol=1e-7, msg=name)
 
