@@ -231,3 +231,20 @@ def test_geex_train_fsdp_x_tp_with_sequence_parallel_equals_one_process(single, 
     args = ["train", "--config", str(config), "--out", str(run), "--no-progress", *flags]
     run_geex(*args, nproc=4)
     assert_same_run(run, reference)
+
+
+def test_geex_train_fsdp_x_tp_with_sequence_parallel_in_bf16_trains_like_one_process(
+    bpe_dataset, tmp_path
+):
+    """The GPU path: FSDP2 gathers bf16 parameters, the sequence-sharded LayerNorms upcast to
+    fp32 on their positions; within tests/train/test_fsdp_mixed_precision.py's bf16
+    tolerances of the single-process autocast run."""
+    from tests.train.runs import write_config
+    from tests.train.test_fsdp_mixed_precision import assert_trains_like
+
+    config = write_config(tmp_path / "config.yaml", bpe_dataset, eval_every=3, precision="bf16")
+    args = ["train", "--config", str(config), "--no-progress"]
+    run_geex(*args, "--out", str(tmp_path / "single"))
+    flags = ["--fsdp", "--tp", "2", "--sequence-parallel", "--activation-checkpointing"]
+    run_geex(*args, "--out", str(tmp_path / "run"), *flags, nproc=4)
+    assert_trains_like(tmp_path / "run", tmp_path / "single", "bf16")
