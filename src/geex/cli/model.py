@@ -26,7 +26,8 @@ def register(subparsers) -> None:
         "--plan",
         metavar="KEY=VALUE,...",
         help="also print the memory per GPU of training under this layout, e.g. tp=8,dp=192 "
-        "(keys: tp, dp, fsdp=1|0, mbs, seq, ac=1|0, precision, accum; keys not given: what "
+        "(keys: tp, dp, fsdp=1|0, mbs, seq, ac=1|0|full|none|selective-op|selective-N, sp=1|0, "
+        "precision, accum; keys not given: what "
         "`geex train --preset` would use; see docs/training.md)",
     )
     info.set_defaults(handler=_info)

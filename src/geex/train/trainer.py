@@ -278,6 +278,13 @@ class Trainer:
 
     def _batch_geometry(self) -> None:
         c, dp = self.config, self.world.dp
+        tp = c.parallel.tp
+        if c.parallel.sequence_parallel and self.seq_len % tp:
+            raise ConfigError(
+                f"sequence parallel splits each sequence over the tp={tp} ranks: a sequence of "
+                f"{self.seq_len} tokens does not split into {tp} equal parts; make seq_len a "
+                f"multiple of {tp}"
+            )
         self.global_batch = max(1, c.global_batch_tokens // self.seq_len)
         per_step = c.micro_batch_size * dp
         if self.global_batch % per_step:
