@@ -191,7 +191,7 @@ def _memory_rank(rank, world_size, port, results, parallel, folder):
     model.to_empty(device=world.device)
     load_sharded_weights(model, folder)
     peak = _resident()["VmHWM"]
-    shard = sum(p.to_local().nbytes for p in model.parameters())
+    shard = sum((p.to_local() if isinstance(p, DTensor) else p).nbytes for p in model.parameters())
     reader = SliceReader(folder)
     wrong = [n for n, p in model.named_parameters() if not torch.equal(_full(p), reader.read(n))]  # fmt: skip
     results[rank] = dict(growth=peak - before, shard=shard, wrong=wrong)
