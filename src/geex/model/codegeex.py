@@ -41,8 +41,9 @@ from geex.model.training_mlp import GELU_SCALE, fast_gelu_mlp
 # reading the weights); smaller hints were slower for tiny and no faster for small.
 DECODE_BATCH_HINT = 64
 
-# Values drawn at a time when initialising (16 MiB of fp32): what a rank holds beyond its shards.
-INIT_BLOCK_VALUES = 2**22
+# Values drawn at a time when initialising (4 MiB of fp32): a few such blocks are what a rank
+# holds beyond its shards while it initialises them.
+INIT_BLOCK_VALUES = 2**20
 
 
 def fast_gelu(x: torch.Tensor) -> torch.Tensor:
@@ -408,7 +409,7 @@ class CodeGeeX(nn.Module):
             if constant is not None:
                 yield first, torch.full(block_shape, constant)
             else:
-                yield first, torch.randn(block_shape, generator=generator) * std
+                yield first, torch.randn(block_shape, generator=generator).mul_(std)
 
     def num_params(self) -> int:
         return sum(p.numel() for p in self.parameters())
