@@ -34,6 +34,8 @@ from geex.train.sharded_start import (
     local_shard_from_rank0,
     shard_indices,
 )
+from tests.train.runs import losses, run_geex, write_config
+from tests.train.test_distributed import assert_same_run
 from tests.train.test_vocab_parallel import _free_port
 
 # d_model 34 and 2 heads: tensor parallel splits every block in 2, and FSDP under it then
@@ -237,3 +239,21 @@ def test_a_rank_holds_its_shard_not_the_model_at_start(step, layout, big_checkpo
         assert result["wrong"] == [], rank
         assert result["shard"] < 0.6 * model_bytes
         assert result["growth"] < result["shard"] + OVERHEAD, rank
+
+
+# -- the trainer ----------------------------------------------------------------------------------
+
+
+def test_fine_tuning_on_fsdp_x_tp_starts_from_the_checkpoint_like_one_process(
+    bpe_dataset, tmp_path
+):
+    """``geex train --init-from`` on 4 ranks (FSDP x TP, 2 x 2), each reading its slices,
+    trains like the single process that loads the checkpoint whole."""
+    config = write_config(tmp_path / "config.yaml", bpe_dataset, eval_every=3)
+    args = ["train", "--config", str(config), "--no-progress"]
+    run_geex(*args, "--out", str(tmp_path / "base"))
+    init = ["--init-from", str(tmp_path / "base" / "model")]
+    run_geex(*args, *init, "--out", str(tmp_path / "one"))
+    run_geex(*args, *init, "--out", str(tmp_path / "four"), "--fsdp", "--tp", "2", nproc=4)
+    assert_same_run(tmp_path / "four", tmp_path / "one")
+    assert losses(tmp_path / "one")[0] < losses(tmp_path / "base")[0] - 0.2  # not from scratch
