@@ -361,7 +361,7 @@ class CodeGeeX(nn.Module):
     @torch.no_grad()
     def init_weights(self, seed: int = 0) -> None:
         """Initialise every parameter from its :meth:`initial_row_blocks`, a block of rows at a
-        time, so no parameter is ever drawn twice over in memory. Works after ``to_empty()``."""
+        time, so no second full copy of a parameter is ever made. Works after ``to_empty()``."""
         for name, param in self.named_parameters():
             for first, rows in self.initial_row_blocks(name, seed):
                 param[first : first + len(rows)] = rows
@@ -379,7 +379,8 @@ class CodeGeeX(nn.Module):
         max_values: int | None = None,
     ) -> Iterator[tuple[int, torch.Tensor]]:
         """(first row, rows) of parameter ``name``'s initial fp32 value, top to bottom, about
-        ``max_values`` values at a time (:data:`INIT_BLOCK_VALUES`), up to ``stop_row`` (every row by default).
+        ``max_values`` values at a time (:data:`INIT_BLOCK_VALUES` by default), up to
+        ``stop_row`` (every row by default).
 
         Megatron's scheme: N(0, init_std) for weights, output projections scaled down by
         sqrt(2 * n_layer), zero biases, unit LayerNorm gains. Each parameter draws from its own

@@ -120,8 +120,8 @@ def materialize(model: CodeGeeX, device: torch.device, seed: int) -> None:
 
     Each rank draws a parameter's initial value a block of rows at a time and keeps the
     elements of its own shard (:mod:`geex.train.sharded_start`), so the result equals the
-    single-device initialisation whatever the layout, and a rank never holds more than its
-    shards and a few blocks of 4 MiB, even for a 13B model's embeddings.
+    single-device initialisation whatever the layout, and a rank holds no more than its
+    shards, the shard being drawn and a few 4 MiB blocks, even for a 13B model's embeddings.
     """
     model.to_empty(device=device)
     with torch.no_grad():
