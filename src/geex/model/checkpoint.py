@@ -15,7 +15,9 @@ to a temporary name and renamed into place, so a crash never leaves a half-writt
 from __future__ import annotations
 
 import json
+import math
 import os
+from dataclasses import dataclass
 from pathlib import Path
 
 import torch
@@ -199,6 +201,125 @@ def tensor_shapes(folder: str | os.PathLike) -> dict[str, tuple[int, ...]]:
         except (SafetensorError, OSError) as err:
             raise GeexError(f"{path} is not a complete safetensors file ({err})") from None
     return shapes
+
+
+# The dtypes of safetensors' header ("F32", ...) that a Geex checkpoint may hold.
+_SAFETENSORS_DTYPES = {
+    "F64": torch.float64, "F32": torch.float32, "F16": torch.float16, "BF16": torch.bfloat16,
+    "I64": torch.int64, "I32": torch.int32, "I16": torch.int16, "I8": torch.int8,
+    "U8": torch.uint8, "BOOL": torch.bool,
+}  # fmt: skip
+
+
+@dataclass(frozen=True)
+class _StoredTensor:
+    path: Path
+    dtype: torch.dtype
+    shape: tuple[int, ...]
+    offset: int  # of its first byte in the file
+
+
+class SliceReader:
+    """Rows and columns of a checkpoint's tensors, read from its safetensors files by offset.
+
+    A sharded run's rank needs a few rows or columns of each tensor. ``safe_open`` maps the
+    file, and the pages a slice touches count in the rank's resident memory until the file is
+    closed: a column slice touches every row, so the whole tensor. Reading the bytes of the
+    slice (safetensors stores each tensor row-major at an offset its JSON header names) costs
+    the rank exactly its slice; the rest stays in the page cache, shared by the node's ranks.
+    """
+
+    def __init__(self, folder: str | os.PathLike):
+        self.folder = Path(folder)
+        self.tensors: dict[str, _StoredTensor] = {}
+        for path in _weight_files(self.folder):
+            self.tensors.update(_safetensors_entries(path))
+
+    def read(
+        self, name: str, rows: torch.Tensor | None = None, cols: torch.Tensor | None = None
+    ) -> torch.Tensor:
+        """Tensor ``name`` as stored, or its ``rows`` (and, for a matrix, ``cols``): global
+        indices in the order wanted, as a DTensor shard lists them."""
+        if name not in self.tensors:
+            raise GeexError(f"{self.folder} holds no tensor {name!r}")
+        stored = self.tensors[name]
+        n_rows = stored.shape[0] if stored.shape else 1
+        row_values = math.prod(stored.shape[1:])
+        rows = torch.arange(n_rows) if rows is None else rows
+        if len(stored.shape) != 2 or cols is None:
+            cols = torch.arange(row_values)  # whole rows
+        for what, index, size in (("rows", rows, n_rows), ("columns", cols, row_values)):
+            if len(index) and not 0 <= int(index.min()) <= int(index.max()) < size:
+                raise IndexError(
+                    f"{what} of {name} run from 0 to {size - 1}; asked for "
+                    f"{int(index.min())} to {int(index.max())}"
+                )
+        itemsize = stored.dtype.itemsize
+        out = torch.empty(len(rows), len(cols) * itemsize, dtype=torch.uint8)
+        buffer = out.numpy()
+        whole_rows = len(cols) == row_values and bool((cols == torch.arange(row_values)).all())
+        with open(stored.path, "rb", buffering=0) as file:
+            for at, first, count in _runs(rows):
+                if whole_rows:  # one read for the run's rows
+                    start = stored.offset + first * row_values * itemsize
+                    _read_into(file, start, buffer[at : at + count].reshape(-1), stored.path)
+                    continue
+                for i in range(count):
+                    row_start = stored.offset + (first + i) * row_values * itemsize
+                    for col_at, col, width in _runs(cols):
+                        view = buffer[at + i, col_at * itemsize : (col_at + width) * itemsize]
+                        _read_into(file, row_start + col * itemsize, view, stored.path)
+        shape = (len(rows), *stored.shape[1:]) if whole_rows else (len(rows), len(cols))
+        return out.view(stored.dtype).reshape(shape if stored.shape else ())
+
+
+def _safetensors_entries(path: Path) -> dict[str, _StoredTensor]:
+    """Each tensor of a safetensors file: 8 bytes of header length, a JSON header of
+    {name: {dtype, shape, data_offsets}}, then the data those offsets are relative to."""
+    broken = f"{path} is not a complete safetensors file"
+    size = path.stat().st_size
+    with open(path, "rb") as file:
+        header_size = int.from_bytes(file.read(8), "little")
+        if header_size > size - 8:
+            raise GeexError(f"{broken} (its header runs past the end): copy or save it again")
+        try:
+            header = json.loads(file.read(header_size))
+        except (json.JSONDecodeError, UnicodeDecodeError) as err:
+            raise GeexError(f"{broken} (header: {err})") from None
+    entries = {}
+    for name, entry in header.items():
+        if name == "__metadata__":
+            continue
+        if entry["dtype"] not in _SAFETENSORS_DTYPES:
+            raise GeexError(f"{path}: tensor {name} has dtype {entry['dtype']}, not one of "
+                            f"{', '.join(_SAFETENSORS_DTYPES)}")  # fmt: skip
+        begin, end = entry["data_offsets"]
+        if 8 + header_size + end > size:
+            raise GeexError(f"{broken} ({name} runs past its end): copy or save it again")
+        dtype = _SAFETENSORS_DTYPES[entry["dtype"]]
+        entries[name] = _StoredTensor(path, dtype, tuple(entry["shape"]), 8 + header_size + begin)
+    return entries
+
+
+def _runs(indices: torch.Tensor) -> list[tuple[int, int, int]]:
+    """(position, first index, count) of each run of consecutive ``indices``."""
+    if len(indices) == 0:
+        return []
+    breaks = (torch.nonzero(indices[1:] - indices[:-1] != 1).flatten() + 1).tolist()
+    starts = [0, *breaks]
+    ends = [*breaks, len(indices)]
+    return [(a, int(indices[a]), b - a) for a, b in zip(starts, ends, strict=True)]
+
+
+def _read_into(file, offset: int, view, path: Path) -> None:
+    """Fill ``view`` with the bytes at ``offset`` (a read may return fewer: loop)."""
+    view = memoryview(view).cast("B")
+    done = 0
+    while done < len(view):
+        n = os.preadv(file.fileno(), [view[done:]], offset + done)
+        if n == 0:
+            raise GeexError(f"{path} ends early: copy or save the checkpoint again")
+        done += n
 
 
 def _indexed_files(index: Path) -> list[str]:

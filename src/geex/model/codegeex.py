@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import math
 import zlib
+from collections.abc import Iterator
 
 import torch
 import torch.nn.functional as F
@@ -39,6 +40,10 @@ from geex.model.training_mlp import GELU_SCALE, fast_gelu_mlp
 # and 1.7x (batch 8) faster than MKL, small's 1.85x at batch 8 and alike at batch 1 (bound by
 # reading the weights); smaller hints were slower for tiny and no faster for small.
 DECODE_BATCH_HINT = 64
+
+# Values drawn at a time when initialising (4 MiB of fp32): a few such blocks are what a rank
+# holds beyond its shards while it initialises them.
+INIT_BLOCK_VALUES = 2**20
 
 
 def fast_gelu(x: torch.Tensor) -> torch.Tensor:
@@ -355,28 +360,57 @@ class CodeGeeX(nn.Module):
 
     @torch.no_grad()
     def init_weights(self, seed: int = 0) -> None:
-        """Initialise every parameter from its :meth:`initial_value`. Works after ``to_empty()``."""
+        """Initialise every parameter from its :meth:`initial_row_blocks`, a block of rows at a
+        time, so no second full copy of a parameter is ever made. Works after ``to_empty()``."""
         for name, param in self.named_parameters():
-            param.copy_(self.initial_value(name, seed))
+            for first, rows in self.initial_row_blocks(name, seed):
+                param[first : first + len(rows)] = rows
 
     def initial_value(self, name: str, seed: int = 0) -> torch.Tensor:
-        """The initial fp32 value of parameter ``name``, full size, on the CPU.
+        """The initial fp32 value of parameter ``name``, full size, on the CPU."""
+        return torch.cat([rows for _, rows in self.initial_row_blocks(name, seed)])
+
+    def initial_row_blocks(
+        self,
+        name: str,
+        seed: int = 0,
+        *,
+        stop_row: int | None = None,
+        max_values: int | None = None,
+    ) -> Iterator[tuple[int, torch.Tensor]]:
+        """(first row, rows) of parameter ``name``'s initial fp32 value, top to bottom, about
+        ``max_values`` values at a time (:data:`INIT_BLOCK_VALUES` by default), up to
+        ``stop_row`` (every row by default).
 
         Megatron's scheme: N(0, init_std) for weights, output projections scaled down by
         sqrt(2 * n_layer), zero biases, unit LayerNorm gains. Each parameter draws from its own
         generator seeded by (seed, name), so the value depends on nothing else: a sharded model
-        initialises exactly like the single-device one, whatever the layout.
+        initialises exactly like the single-device one, whatever the layout. Drawn in blocks,
+        the values are those of one ``torch.randn`` of the whole shape (pinned by a test):
+        torch's CPU sampler fills uniforms in order and turns them into normals 16 at a time,
+        so consecutive draws of 16k values continue one stream, and a last draw of 16 or more
+        redraws its tail as one whole draw would. A rank thus draws a 13B embedding's rows
+        without ever holding the whole table.
         """
         shape = self.get_parameter(name).shape
+        stop_row = shape[0] if stop_row is None else stop_row
+        row_values = math.prod(shape[1:])
+        constant = None
         if "layernorm" in name:
-            return torch.ones(shape) if name.endswith("weight") else torch.zeros(shape)
-        if name.endswith("bias"):
-            return torch.zeros(shape)
+            constant = 1.0 if name.endswith("weight") else 0.0
+        elif name.endswith("bias"):
+            constant = 0.0
         std = self.config.init_std
         if name.endswith(("attention.dense.weight", "mlp.dense_4h_to_h.weight")):
             std /= math.sqrt(2 * self.config.n_layer)
         generator = torch.Generator().manual_seed(seed * 1_000_003 + zlib.crc32(name.encode()))
-        return torch.randn(shape, generator=generator) * std
+        max_values = max_values or INIT_BLOCK_VALUES
+        for first, count in _row_blocks(shape[0], row_values, stop_row, max_values):
+            block_shape = (count, *shape[1:])
+            if constant is not None:
+                yield first, torch.full(block_shape, constant)
+            else:
+                yield first, torch.randn(block_shape, generator=generator).mul_(std)
 
     def num_params(self) -> int:
         return sum(p.numel() for p in self.parameters())
@@ -405,6 +439,25 @@ def num_params(config: ModelConfig) -> int:
     block = 2 * 2 * d + 4 * (d * d + d) + (d * f + f) + (f * d + d)
     embeddings = (config.padded_vocab_size + 2 * config.max_seq_len) * d
     return embeddings + config.n_attention_layers * block + 2 * d
+
+
+def _row_blocks(
+    n_rows: int, row_values: int, stop_row: int, max_values: int
+) -> Iterator[tuple[int, int]]:
+    """(first row, row count) of the blocks :meth:`CodeGeeX.initial_row_blocks` draws.
+
+    Every block but the last holds a multiple of 16 values and the last at least 16 (or the
+    whole tensor): the condition under which the blocks' draws equal one draw of the whole.
+    """
+    step = 16 // math.gcd(row_values, 16)
+    per_block = max(step, max_values // max(row_values, 1) // step * step)
+    first = 0
+    while first < min(stop_row, n_rows):
+        count = min(per_block, n_rows - first)
+        if (n_rows - first - count) * row_values < 16:
+            count = n_rows - first  # too small a tail is drawn with this block
+        yield first, count
+        first += count
 
 
 def _causal_mask(seq: int, past: int, device) -> tuple[torch.Tensor | None, bool]:

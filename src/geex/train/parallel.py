@@ -45,6 +45,7 @@ from geex.train.activation_checkpointing import checkpoint_block, checkpointed
 from geex.train.config import ParallelConfig
 from geex.train.distributed import World
 from geex.train.precision import AUTOCAST_DTYPES
+from geex.train.sharded_start import as_shard, local_initial_value, shard_indices
 from geex.train.vocab_parallel import check_divides, split_vocabulary
 
 BLOCK_TP_PLAN = {
@@ -129,18 +130,28 @@ def mixed_precision_policy(precision: str) -> MixedPrecisionPolicy:
 def materialize(model: CodeGeeX, device: torch.device, seed: int) -> None:
     """Allocate the (possibly sharded) parameters on ``device`` and give each its initial value.
 
-    Every rank computes the same full value for a parameter and keeps its own slice, so the
-    result equals the single-device initialisation whatever the layout.
+    Each rank draws a parameter's initial value a block of rows at a time and keeps the
+    elements of its own shard (:mod:`geex.train.sharded_start`), so the result equals the
+    single-device initialisation whatever the layout, and a rank holds no more than its
+    shards, the shard being drawn and a few 4 MiB blocks, even for a 13B model's embeddings.
     """
     model.to_empty(device=device)
     with torch.no_grad():
         for name, param in model.named_parameters():
-            full = model.initial_value(clean_name(name), seed).to(device)
-            if isinstance(param, DTensor):
-                full = distribute_tensor(
-                    full, param.device_mesh, param.placements, src_data_rank=None
+            name = clean_name(name)
+            if not isinstance(param, DTensor):
+                for first, rows in model.initial_row_blocks(name, seed):
+                    param[first : first + len(rows)] = rows.to(device)
+                continue
+            indices = shard_indices(param)
+            if indices is None:  # a placement that is not a split into rows and columns
+                full = model.initial_value(name, seed).to(device)
+                param.copy_(
+                    distribute_tensor(full, param.device_mesh, param.placements, src_data_rank=None)
                 )
-            param.copy_(full)
+                continue
+            local = local_initial_value(model, name, seed, indices)
+            param.copy_(as_shard(local.to(device), param))
 
 
 def wrap_data_parallel(model: nn.Module, world: World, config: ParallelConfig) -> nn.Module:

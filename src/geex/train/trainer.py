@@ -30,7 +30,7 @@ from geex.model.config import ModelConfig
 from geex.os_faults import describe_os_fault
 from geex.presets import model_preset
 from geex.tokenizer import load_tokenizer
-from geex.train.checkpoint import CheckpointManager, checkpoint_step, load_model_weights
+from geex.train.checkpoint import CheckpointManager, checkpoint_step
 from geex.train.compat import (
     check_init_weights,
     run_identity,
@@ -54,6 +54,7 @@ from geex.train.precision import (
 )
 from geex.train.run_folder import prepare_run_folder, write_run_record
 from geex.train.sft_samples import SftSamples, fine_tuning_tokenizer
+from geex.train.sharded_start import load_sharded_weights
 from geex.train.tf32 import fp32_matmuls, tf32_applies
 from geex.train.validate import Validation
 
@@ -264,16 +265,20 @@ class Trainer:
             model.to(AUTOCAST_DTYPES.get(c.precision, torch.float32))  # meta: costs nothing
             model.to_empty(device=world.device)
             check_init_weights(c.init_from, model)
-            load_model_weights(model, c.init_from)  # every tensor: nothing left to initialise
+            load_sharded_weights(model, c.init_from)  # every tensor: nothing left to initialise
             add_lora(model, self.lora_config)
             parallelize(model, world, c.parallel)  # activation checkpointing, compile
             return model
         model = build_model(self.model_config, device="meta")
         parallelize(model, world, c.parallel, c.precision)
-        materialize(model, world.device, c.seed)
         if c.init_from:
+            # Every tensor comes from the checkpoint, each rank reading its shards' slices:
+            # nothing to draw first, and no rank holds a whole copy.
             check_init_weights(c.init_from, model)
-            load_model_weights(model, c.init_from)
+            model.to_empty(device=world.device)
+            load_sharded_weights(model, c.init_from)
+        else:
+            materialize(model, world.device, c.seed)
         return model
 
     def _batch_geometry(self) -> None:
