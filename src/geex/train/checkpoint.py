@@ -39,16 +39,13 @@ import torch
 import torch.distributed.checkpoint as dcp
 from torch.distributed.checkpoint.api import CheckpointException
 from torch.distributed.checkpoint.state_dict import (
-    StateDictOptions,
     get_state_dict,
-    set_model_state_dict,
     set_state_dict,
 )
 from torch.distributed.tensor import DTensor
 
 from geex.atomic import atomic_write_bytes
 from geex.errors import GeexError
-from geex.model.checkpoint import load_state_dict
 from geex.os_faults import describe_os_fault
 from geex.train.compat import check_checkpoint_shapes
 from geex.train.distributed import World
@@ -442,15 +439,7 @@ def _cause(err: BaseException) -> str:
     return f"{type(err).__name__}: {text[0]}" if text else type(err).__name__
 
 
-# -- fine-tuning, RNG states ----------------------------------------------------------------------
-
-
-def load_model_weights(model, folder: str | Path) -> None:
-    """Fine-tuning start: full weights from a Geex checkpoint folder into a (sharded) model."""
-    tensors = load_state_dict(folder)
-    set_model_state_dict(
-        model, tensors, options=StateDictOptions(full_state_dict=True, strict=True)
-    )
+# -- RNG states ----------------------------------------------------------------------------------
 
 
 def _rng_bytes() -> bytes:
