@@ -67,6 +67,7 @@ VARIANTS = [
     Variant("5x256", "shape", train=tiny(n_layer=5, d_model=256, n_head=4)),
     Variant("3x384", "shape", train=tiny(n_layer=3, d_model=384, n_head=6)),
     Variant("6x192", "shape", train=tiny(n_layer=6, d_model=192, n_head=4)),
+    Variant("3x512", "shape", train=tiny(n_layer=3, d_model=512, n_head=8)),
     # tokenizer size (default 8,192)
     Variant("vocab 4k", "tokenizer", data={"vocab_size": 4096}),
     Variant("vocab 16k", "tokenizer", data={"vocab_size": 16384}),
