@@ -233,6 +233,7 @@ def test_geex_train_fsdp_x_tp_with_sequence_parallel_equals_one_process(single, 
     assert_same_run(run, reference)
 
 
+@pytest.mark.slow  # as the other 4-process bf16 layouts (test_fsdp_mixed_precision.py)
 def test_geex_train_fsdp_x_tp_with_sequence_parallel_in_bf16_trains_like_one_process(
     bpe_dataset, tmp_path
 ):
