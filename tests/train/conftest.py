@@ -25,3 +25,14 @@ def bpe_dataset(tmp_path_factory):
     from tests.train.corpus import write_tokenized_shards
 
     return write_tokenized_shards(tmp_path_factory.mktemp("bpe-data"), "python")
+
+
+@pytest.fixture(scope="module")
+def single_run(bpe_dataset, tmp_path_factory):
+    """The layouts' reference: 3 steps of `geex train` on one process, and its config file."""
+    from tests.train.runs import run_geex, write_config
+
+    folder = tmp_path_factory.mktemp("single")
+    config = write_config(folder / "config.yaml", bpe_dataset, eval_every=3)
+    run_geex("train", "--config", str(config), "--out", str(folder / "run"), "--no-progress")
+    return folder / "run", config

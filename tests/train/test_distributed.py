@@ -23,14 +23,6 @@ LAYOUTS = {
 }
 
 
-@pytest.fixture(scope="module")
-def single(bpe_dataset, tmp_path_factory):
-    folder = tmp_path_factory.mktemp("single")
-    config = write_config(folder / "config.yaml", bpe_dataset, eval_every=3)
-    run_geex("train", "--config", str(config), "--out", str(folder / "run"), "--no-progress")
-    return folder / "run", config
-
-
 def assert_same_run(run, reference):
     torch.testing.assert_close(losses(run), losses(reference), rtol=1e-5, atol=0)
     torch.testing.assert_close(grad_norms(run), grad_norms(reference), rtol=1e-5, atol=0)
@@ -46,8 +38,8 @@ def assert_same_run(run, reference):
 
 
 @pytest.mark.parametrize("layout", LAYOUTS)
-def test_parallel_run_equals_single_process(layout, single, tmp_path):
-    reference, config = single
+def test_parallel_run_equals_single_process(layout, single_run, tmp_path):
+    reference, config = single_run
     nproc, flags = LAYOUTS[layout]
     run = tmp_path / "run"
     run_geex(
@@ -56,9 +48,9 @@ def test_parallel_run_equals_single_process(layout, single, tmp_path):
     assert_same_run(run, reference)
 
 
-def test_checkpoint_reloads_at_another_world_size_and_tp_degree(single, tmp_path):
+def test_checkpoint_reloads_at_another_world_size_and_tp_degree(single_run, tmp_path):
     """Train 2 steps on 2 x 2 (FSDP x TP), then finish on one process: same as never split."""
-    reference, config = single
+    reference, config = single_run
     run = tmp_path / "run"
     args = ["train", "--config", str(config), "--out", str(run), "--no-progress"]
     run_geex(*args, "--fsdp", "--tp", "2", "--checkpoint-every", "2", nproc=4)

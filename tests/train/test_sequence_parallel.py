@@ -211,20 +211,10 @@ def test_sequence_parallel_with_dropout_is_refused():
         parallelize(model, world, ParallelConfig(tp=2, sequence_parallel=True))
 
 
-@pytest.fixture(scope="module")
-def single(bpe_dataset, tmp_path_factory):
-    from tests.train.runs import write_config
-
-    folder = tmp_path_factory.mktemp("single")
-    config = write_config(folder / "config.yaml", bpe_dataset, eval_every=3)
-    run_geex("train", "--config", str(config), "--out", str(folder / "run"), "--no-progress")
-    return folder / "run", config
-
-
-def test_geex_train_fsdp_x_tp_with_sequence_parallel_equals_one_process(single, tmp_path):
+def test_geex_train_fsdp_x_tp_with_sequence_parallel_equals_one_process(single_run, tmp_path):
     """`geex train` on 2 x 2 processes (FSDP x TP), sequence parallel and selective-op
     checkpointing: the same run, validation and weights as one process."""
-    reference, config = single
+    reference, config = single_run
     run = tmp_path / "run"
     flags = ["--fsdp", "--tp", "2", "--sequence-parallel",
              "--activation-checkpointing-mode", "selective-op"]  # fmt: skip
