@@ -25,7 +25,7 @@ from geex.train.distributed import close_world, init_world
 from geex.train.memory_plan import Plan, memory_plan, parameter_counts
 from geex.train.optim import build_optimizer
 from geex.train.parallel import materialize, parallelize
-from tests.train.test_vocab_parallel import _free_port
+from tests.train.spawn import free_port, spawn_ranks
 
 CONFIG = ModelConfig(n_layer=2, n_head=3, d_model=33, max_seq_len=15, vocab_size=250)
 BATCH, SEQ = 2, 15
@@ -101,7 +101,7 @@ def _rank(rank: int, port: int, results) -> None:
 def ranks():
     with mp.Manager() as manager:
         results = manager.dict()
-        mp.spawn(_rank, args=(_free_port(), results), nprocs=2)
+        spawn_ranks(_rank, 2, free_port(), results)
         return [results[rank] for rank in range(2)]
 
 

@@ -16,7 +16,6 @@ import os
 
 import pytest
 import torch
-import torch.multiprocessing as mp
 from torch.distributed.tensor import DTensor, Replicate
 
 from geex.errors import ConfigError
@@ -30,8 +29,8 @@ from geex.train.grad_norm import global_norm
 from geex.train.optim import build_optimizer
 from geex.train.parallel import materialize, parallelize
 from tests.train.runs import run_geex
+from tests.train.spawn import free_port, spawn_ranks
 from tests.train.test_distributed import assert_same_run
-from tests.train.test_vocab_parallel import _free_port
 
 CONFIG = ModelConfig(n_layer=2, n_head=4, d_model=32, max_seq_len=16, vocab_size=250)
 SEED, STEPS, BATCH, SEQ = 3, 3, 3, 16
@@ -148,7 +147,7 @@ def _layernorm_grad_placements(model) -> set:
 @pytest.fixture(scope="module")
 def ranks(tmp_path_factory):
     out = tmp_path_factory.mktemp("sequence_parallel")
-    mp.spawn(_rank, args=(_free_port(), str(out)), nprocs=2)
+    spawn_ranks(_rank, 2, free_port(), str(out))
     return [torch.load(out / f"rank{r}.pt", weights_only=False) for r in range(2)]
 
 

@@ -35,8 +35,8 @@ from geex.train.sharded_start import (
     shard_indices,
 )
 from tests.train.runs import losses, run_geex, write_config
+from tests.train.spawn import free_port, spawn_ranks
 from tests.train.test_distributed import assert_same_run
-from tests.train.test_vocab_parallel import _free_port
 
 # d_model 34 and 2 heads: tensor parallel splits every block in 2, and FSDP under it then
 # shards 17 rows into 9 and 8, so uneven and strided shards are both exercised.
@@ -71,7 +71,7 @@ def _join(rank: int, world_size: int, port: int, parallel: ParallelConfig, confi
 def _spawn(fn, nprocs: int, *args) -> list[dict]:
     with mp.Manager() as manager:
         results = manager.dict()
-        mp.spawn(fn, args=(nprocs, _free_port(), results, *args), nprocs=nprocs)
+        spawn_ranks(fn, nprocs, nprocs, free_port(), results, *args)
         return [results[rank] for rank in range(nprocs)]
 
 

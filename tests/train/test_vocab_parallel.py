@@ -9,11 +9,9 @@ loss, gradients and validation losses as the single-device model.
 from __future__ import annotations
 
 import os
-import socket
 
 import pytest
 import torch
-import torch.multiprocessing as mp
 from torch import nn
 from torch.distributed.tensor import DTensor, Shard, distribute_tensor
 from torch.utils._python_dispatch import TorchDispatchMode
@@ -25,6 +23,7 @@ from geex.model.loss import linear_cross_entropy, lm_loss
 from geex.train.config import ParallelConfig
 from geex.train.distributed import World, close_world, init_world
 from geex.train.parallel import materialize, parallelize
+from tests.train.spawn import free_port, spawn_ranks
 
 CONFIG = ModelConfig(n_layer=2, n_head=4, d_model=32, max_seq_len=16, vocab_size=250)
 SEED = 3
@@ -115,16 +114,10 @@ def _full(tensor: torch.Tensor) -> torch.Tensor:
     return tensor.full_tensor() if isinstance(tensor, DTensor) else tensor
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 @pytest.fixture(scope="module")
 def ranks(tmp_path_factory):
     out = tmp_path_factory.mktemp("vocab_parallel")
-    mp.spawn(_rank, args=(_free_port(), str(out)), nprocs=2)
+    spawn_ranks(_rank, 2, free_port(), str(out))
     return [torch.load(out / f"rank{r}.pt", weights_only=False) for r in range(2)]
 
 
