@@ -165,6 +165,22 @@ def test_sampling_flags_are_refused_without_a_model(tmp_path):
         assert f"{flags[0]} does not apply" in done.stderr
 
 
+def test_a_repetition_penalty_of_one_keeps_the_fingerprint_of_results_made_before_it():
+    """Results stored before the setting existed have no repetition_penalty in their
+    generator; with the penalty off (1), the generator is the same as theirs."""
+    before = {"source": "test", "model": {"name": "m"},
+              "sampling": {"temperature": 0.8, "top_p": 1.0, "max_new_tokens": 512,
+                           "token_healing": True}}  # fmt: skip
+    assert (
+        model_generator("test", "m", Sampling(n=4, temperature=0.8))["sampling"]
+        == before["sampling"]
+    )
+    assert (
+        "repetition_penalty"
+        in model_generator("test", "m", Sampling(repetition_penalty=1.1))["sampling"]
+    )
+
+
 def test_a_larger_n_reuses_the_samples_made(evaluator, tmp_path):
     tasks = generation_tasks(load_embedded(["python"])[:2])
     asked = []
@@ -213,6 +229,8 @@ def test_other_sampling_settings_generate_again_and_other_tests_only_judge_again
     assert rerun.resumed == 0 and len(asked) == 4  # judged again from the stored text
     assert [r.verdict for r in rerun.results] == ["passed", "passed"]
     assert any("2 judged with other tests" in note for note in rerun.notes)
+    repeats = Sampling(temperature=0.8, repetition_penalty=1.2)
+    assert run(tasks, repeats).resumed == 0 and len(asked) == 6  # a penalty: made afresh
 
 
 def test_the_dtype_fingerprinted_is_the_one_the_model_was_loaded_in(checkpoint):

@@ -95,6 +95,7 @@ def test_the_largest_seed_is_accepted():
         (Sampling(top_p=math.nan), "eval.top_p must be in (0, 1]"),
         (Sampling(n=3), "eval.n 3 with temperature 0 draws 3 identical greedy completions"),
         (Sampling(max_new_tokens=0), "eval.max_new_tokens must be"),
+        (Sampling(repetition_penalty=-1.0), "eval.repetition_penalty must be > 0"),
     ],
 )
 def test_eval_sampling_follows_the_decoding_rules_under_its_own_names(sampling, says):

@@ -7,7 +7,7 @@ import torch
 
 from geex.errors import ConfigError, GeexError
 from geex.model import ModelConfig, build_model
-from geex.model.generation import generate, sample_next
+from geex.model.generation import generate, penalize_repeats, sample_next
 from geex.model.sampling import SamplingConfig
 
 CONFIG = ModelConfig(n_layer=2, n_head=4, d_model=64, max_seq_len=48, vocab_size=100)
@@ -154,3 +154,64 @@ def test_allowed_tokens_constrain_a_row_until_they_return_none(model):
     assert out[0][0][:2] == [17, 5] and out[1][0][:1] == [3]
     assert out[0][0][2:] == naive_greedy(model, prompts[0] + [17, 5], 4)
     assert out[1][0][1:] == naive_greedy(model, prompts[1] + [3], 5)
+
+
+def naive_penalized_greedy(model, prompt, steps, penalty, window):
+    """Greedy with the repetition rule spelled out token by token: a score of a token among
+    the last ``window`` ids (prompt included) is divided by ``penalty`` if positive, else
+    multiplied."""
+    ids = list(prompt)
+    with torch.no_grad():
+        for _ in range(steps):
+            logits = model(torch.tensor([ids]))[0, -1, : CONFIG.vocab_size].clone()
+            for token in set(ids[-window:]):
+                score = logits[token]
+                logits[token] = score / penalty if score > 0 else score * penalty
+            ids.append(int(logits.argmax()))
+    return ids[len(prompt) :]
+
+
+def test_repetition_penalty_equals_the_rule_applied_token_by_token(model):
+    prompts = prompts_of(3, 11, 1, 7)  # left-padded: padding is never penalised
+    sampling = SamplingConfig(max_new_tokens=20, repetition_penalty=3.0, repetition_window=6)
+    batched = generate(model, prompts, sampling)
+    for prompt, out in zip(prompts, batched, strict=True):
+        assert out[0] == naive_penalized_greedy(model, prompt, 20, 3.0, 6)
+    assert batched != generate(model, prompts, SamplingConfig(max_new_tokens=20))
+
+
+def test_repetition_penalty_follows_rows_when_a_row_leaves_the_batch(model):
+    prompts = prompts_of(4, 9)
+    sampling = SamplingConfig(max_new_tokens=15, repetition_penalty=2.0, repetition_window=64)
+    out = generate(
+        model, prompts, sampling, should_stop=lambda row, ids: row == 0 and len(ids) == 3
+    )
+    assert out[0][0] == naive_penalized_greedy(model, prompts[0], 3, 2.0, 64)
+    assert out[1][0] == naive_penalized_greedy(model, prompts[1], 15, 2.0, 64)
+
+
+def test_a_penalty_above_one_breaks_a_greedy_loop():
+    """A model whose every state prefers token 7 loops on it under greedy decoding; with the
+    penalty, token 7 is taken once and then avoided while it stays in the window."""
+    logits = torch.full((1, 10), -1.0)
+    logits[0, 7], logits[0, 3] = 2.0, 1.5
+    recent = torch.tensor([[-1, -1, 7]])
+    penalized = penalize_repeats(logits, recent, 1.5)
+    assert int(penalized.argmax()) == 3
+    assert penalized[0, 7] == pytest.approx(2.0 / 1.5)
+    negative = penalize_repeats(-logits, torch.tensor([[3, 3, -1]]), 2.0)
+    assert negative[0, 3] == pytest.approx(-3.0) and negative[0, 7] == pytest.approx(-2.0)
+    assert torch.equal(penalize_repeats(logits, recent, 1.0), logits)
+
+
+@pytest.mark.parametrize(
+    "fields, message",
+    [
+        ({"repetition_penalty": 0}, "repetition_penalty must be > 0"),
+        ({"repetition_penalty": float("nan")}, "repetition_penalty must be > 0"),
+        ({"repetition_window": 0}, "repetition_window must be an integer >= 1"),
+    ],
+)
+def test_bad_repetition_settings_are_refused(fields, message):
+    with pytest.raises(ConfigError, match=message):
+        SamplingConfig(**fields)

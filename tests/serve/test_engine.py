@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import itertools
 import threading
 
@@ -43,24 +44,36 @@ def engine(model, tokenizer):
         yield running
 
 
-@pytest.mark.parametrize("language", [None, "python", "cpp"])
-def test_greedy_text_equals_complete(engine, model, tokenizer, language):
+@pytest.mark.parametrize(
+    "language, penalty", [(None, 1.0), ("python", 1.0), ("cpp", 1.0), ("python", 1.3)]
+)
+def test_greedy_text_equals_complete(engine, model, tokenizer, language, penalty):
+    """The server's engine decodes as ``generate`` does, a repetition penalty included."""
     lang = get_language(language) if language else None
+    repeats = {"repetition_penalty": penalty, "repetition_window": 16}
+    changed = []  # with a penalty: whether it changed each prompt's text
     for prompt in PROMPTS:
         expected = complete(
             model,
             tokenizer,
             prompt,
             language=language,
-            sampling=SamplingConfig(max_new_tokens=40, temperature=0),
+            sampling=SamplingConfig(max_new_tokens=40, temperature=0, **repeats),
             stop=["\n\n\n"],
             add_tag=False,
         )[0][0]
-        params = GenerationParams(max_tokens=40, temperature=0, stop=("\n\n\n",), language=lang)
+        params = GenerationParams(max_tokens=40, temperature=0, stop=("\n\n\n",), language=lang,
+                                  **repeats)  # fmt: skip
         [got] = engine.generate(tokenizer.encode(prompt), params)
         assert got.text == expected.text
         assert got.finish_reason == expected.finish_reason
         assert got.num_tokens == expected.num_tokens
+        if penalty != 1:
+            unpenalized = dataclasses.replace(params, repetition_penalty=1.0)
+            changed.append(
+                engine.generate(tokenizer.encode(prompt), unpenalized)[0].text != got.text
+            )
+    assert all(changed)
 
 
 def test_streamed_pieces_join_to_the_result(engine, tokenizer):

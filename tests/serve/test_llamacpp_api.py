@@ -14,6 +14,7 @@ required_module("fastapi")
 required_module("uvicorn")
 
 from geex.serve.engine import GenerationParams  # noqa: E402
+from geex.serve.infill import WHOLE_CONTEXT  # noqa: E402
 from geex.serve.llamacpp_api import ExtraContext, extra_context  # noqa: E402
 from geex.serve.server import BackgroundServer, create_app  # noqa: E402
 from tests.serve.editor_server import (  # noqa: E402
@@ -103,6 +104,29 @@ def test_completion_continues_a_prompt(server, state):
     answer = json.loads(raw)
     assert answer["content"] == done.text
     assert answer["tokens_predicted"] == done.num_tokens
+
+
+def test_repeat_penalty_and_window_reach_the_engine(server, state):
+    """llama.cpp's repeat_penalty over repeat_last_n tokens (-1: the whole context; 0: off)."""
+    ids = state.model.codec.encode("int main() {\n")
+
+    def answer(**fields):
+        body = {"prompt": "int main() {\n", "n_predict": 16, "temperature": 0, **fields}
+        status, raw, _ = post(server.url + "/completion", body)
+        assert status == 200, raw
+        return json.loads(raw)["content"]
+
+    plain = expected_text(state, ids, max_tokens=16)
+    penalized = expected_text(state, ids, max_tokens=16, repetition_penalty=3.0,
+                              repetition_window=WHOLE_CONTEXT)  # fmt: skip
+    assert penalized != plain
+    assert answer(repeat_penalty=3.0, repeat_last_n=-1) == penalized
+    assert answer(repeat_penalty=3.0, repeat_last_n=0) == plain
+    assert answer() == plain  # llama.cpp's default: 1.0, off
+    status, raw, _ = post(server.url + "/completion", {"prompt": "x", "repeat_last_n": -2})
+    assert status == 400 and "repeat_last_n must be -1" in json.loads(raw)["error"]["message"]
+    status, raw, _ = post(server.url + "/completion", {"prompt": "x", "repeat_penalty": 0})
+    assert status == 400 and "repetition_penalty must be > 0" in json.loads(raw)["error"]["message"]
 
 
 def test_a_prefix_longer_than_the_context_is_cut_not_refused(server):

@@ -23,6 +23,8 @@ from tests.serve.editor_server import (  # noqa: E402
 )
 
 GREEDY = {"temperature": 0, "num_predict": 24}
+# Ollama penalises repeats unless told not to: repeat_penalty 1.1 over the last 64 tokens.
+OLLAMA_REPEAT = {"repetition_penalty": 1.1, "repetition_window": 64}
 
 
 def call(server, path, body) -> tuple[int, bytes, dict]:
@@ -41,13 +43,34 @@ def test_generate_streams_ndjson_by_default(server, state):
     *parts, last = lines(raw)
     assert parts and all(p["done"] is False and p["model"] == "tiny-geex" for p in parts)
     assert all(p["created_at"].endswith("Z") for p in parts)
-    expected = expected_text(state, state.model.codec.encode("def add(a, b):\n"), max_tokens=24)
+    expected = expected_text(
+        state, state.model.codec.encode("def add(a, b):\n"), max_tokens=24, **OLLAMA_REPEAT
+    )
     assert "".join(p["response"] for p in parts) == expected
     assert last["done"] is True and last["response"] == ""
     assert last["done_reason"] in ("stop", "length")
     assert last["prompt_eval_count"] == len(state.model.codec.encode("def add(a, b):\n"))
     assert 1 <= last["eval_count"] <= 24
     assert last["total_duration"] >= last["eval_duration"] >= 0
+
+
+def test_repeat_penalty_is_ollamas_unless_the_options_say_otherwise(server, state):
+    ids = state.model.codec.encode("def add(a, b):\n")
+
+    def answer(**options):
+        body = {"model": "tiny-geex", "prompt": "def add(a, b):\n", "stream": False,
+                "options": {**GREEDY, **options}}  # fmt: skip
+        status, raw, _ = call(server, "/api/generate", body)
+        assert status == 200, raw
+        return json.loads(raw)["response"]
+
+    plain = expected_text(state, ids, max_tokens=24)
+    assert answer() != plain  # the 1.1 default changes this model's greedy text
+    assert answer(repeat_penalty=1.0) == plain
+    assert answer(repeat_last_n=0) == plain
+    assert answer(repeat_penalty=2.0, repeat_last_n=8) == expected_text(
+        state, ids, max_tokens=24, repetition_penalty=2.0, repetition_window=8
+    )
 
 
 def test_generate_with_suffix_fills_in_the_middle(server, state):
@@ -60,13 +83,13 @@ def test_generate_with_suffix_fills_in_the_middle(server, state):
     ids = state.model.fim_prompt_ids(
         "def add(a, b):\n    ", "\n\nprint(1)\n", max_prompt_tokens=255
     )
-    assert answer["response"] == expected_text(state, ids, max_tokens=24)
+    assert answer["response"] == expected_text(state, ids, max_tokens=24, **OLLAMA_REPEAT)
     assert answer["done"] is True and answer["prompt_eval_count"] == len(ids)
 
 
 def test_options_stop_and_num_predict(server, state):
     ids = state.model.codec.encode("int main() {\n")
-    full = expected_text(state, ids, max_tokens=24)
+    full = expected_text(state, ids, max_tokens=24, **OLLAMA_REPEAT)
     assert len(full) > 4
     stop = full[2:4]
     body = {"model": "tiny-geex", "prompt": "int main() {\n", "stream": False,
@@ -91,7 +114,7 @@ def test_system_goes_before_the_prompt_unless_raw(server, state):
             "options": GREEDY}  # fmt: skip
     answer = json.loads(call(server, "/api/generate", body)[1])
     ids = state.model.codec.encode("# numbers\n\nx = ")
-    assert answer["response"] == expected_text(state, ids, max_tokens=24)
+    assert answer["response"] == expected_text(state, ids, max_tokens=24, **OLLAMA_REPEAT)
 
 
 def test_empty_prompt_loads_the_model(server):
@@ -108,7 +131,7 @@ def test_chat_streams_message_pieces(server, state):
     *parts, last = lines(raw)
     assert all(p["message"]["role"] == "assistant" and not p["done"] for p in parts)
     ids = state.model.chat_prompt_ids(messages)
-    expected = expected_text(state, ids, max_tokens=24)
+    expected = expected_text(state, ids, max_tokens=24, **OLLAMA_REPEAT)
     assert "".join(p["message"]["content"] for p in parts) == expected
     assert last["done"] is True and last["message"] == {"role": "assistant", "content": ""}
     body["stream"] = False

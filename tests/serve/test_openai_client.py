@@ -10,7 +10,7 @@ required_module("fastapi")
 required_module("uvicorn")
 openai = pytest.importorskip("openai")
 
-from geex.serve.engine import EngineBusy  # noqa: E402
+from geex.serve.engine import EngineBusy, GenerationParams  # noqa: E402
 from geex.serve.state import ServeLimits  # noqa: E402
 from tests.serve.tiny_server import save_tiny_checkpoint, serving  # noqa: E402
 
@@ -45,6 +45,19 @@ def test_completion_plain_and_with_suffix(client):
     assert plain.choices[0].text and infill.choices[0].text
     assert infill.usage.prompt_tokens > plain.usage.prompt_tokens  # the suffix is in the prompt
     assert plain.choices[0].finish_reason in ("stop", "length")
+
+
+def test_vllms_repetition_penalty_reaches_the_engine(client, served):
+    _, state = served
+    args = {"model": "tiny-geex", "prompt": PREFIX, "max_tokens": 16, "temperature": 0}
+    plain = client.completions.create(**args).choices[0].text
+    penalized = client.completions.create(**args, extra_body={"repetition_penalty": 1.5})
+    params = GenerationParams(max_tokens=16, temperature=0, repetition_penalty=1.5,
+                              stop_token_ids=state.model.stop_token_ids)  # fmt: skip
+    [expected] = state.engine.generate(state.model.codec.encode(PREFIX), params)
+    assert penalized.choices[0].text == expected.text != plain
+    with pytest.raises(openai.BadRequestError, match="repetition_penalty must be > 0"):
+        client.completions.create(**args, extra_body={"repetition_penalty": -1})
 
 
 def test_streamed_completion_equals_the_unstreamed_one(client):

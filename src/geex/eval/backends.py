@@ -86,6 +86,11 @@ class Sampling:
     temperature: float = option(0.0, help="0 = greedy")
     top_p: float = 1.0
     max_new_tokens: int = 512
+    repetition_penalty: float = option(
+        1.0,
+        help="make the tokens among the last 64 less likely by this factor (1 = off, as "
+        "published HumanEval-X figures were made; llama.cpp and Ollama use 1.1)",
+    )
     token_healing: bool = option(
         True,
         flags=("--no-token-healing",),
@@ -102,6 +107,7 @@ class Sampling:
             top_p=self.top_p,
             max_new_tokens=self.max_new_tokens,
             num_samples=self.n,
+            repetition_penalty=self.repetition_penalty,
             name=lambda field: name("n" if field == "num_samples" else field),
         )
         if batch_size < 1:

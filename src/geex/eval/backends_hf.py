@@ -161,6 +161,8 @@ class HFBackend:
             if sample
             else {}
         )
+        if sampling.repetition_penalty != 1:  # transformers looks at the whole sequence
+            options["repetition_penalty"] = sampling.repetition_penalty
         criteria = _StopRules(self, stops, tails, prompt_length)
         transformers = import_transformers()
         processors = transformers.LogitsProcessorList(

@@ -131,6 +131,8 @@ class OpenAIBackend:
             "top_p": sampling.top_p,
             "n": n,
         }
+        if sampling.repetition_penalty != 1:  # vLLM's and llama.cpp's field, not OpenAI's
+            body["repetition_penalty"] = sampling.repetition_penalty
         if suffix is not None:
             body["suffix"] = suffix
         if stop.sequences:

@@ -171,9 +171,19 @@ def model_generator(
     return {
         "source": source,
         "model": path_identity(name, digests) if source != "openai" else {"url": str(name)},
-        "sampling": {k: v for k, v in dataclasses.asdict(sampling).items() if k != "n"},
+        "sampling": _sampling_identity(sampling),
         **shaped,
     }
+
+
+def _sampling_identity(sampling) -> dict:
+    """The sampling settings that shape a text. ``n`` is left out (see above), and so is a
+    repetition penalty of 1 (off): results made before the setting existed keep their
+    fingerprints."""
+    fields = {k: v for k, v in dataclasses.asdict(sampling).items() if k != "n"}
+    if fields.get("repetition_penalty") == 1:
+        del fields["repetition_penalty"]
+    return fields
 
 
 def generation_fingerprint(generator: Mapping, task: Task) -> str:

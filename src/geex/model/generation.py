@@ -46,6 +46,22 @@ def sample_next(
     return torch.multinomial(probs, 1, generator=generator).squeeze(1)
 
 
+def penalize_repeats(logits: torch.Tensor, recent: torch.Tensor, penalty: float) -> torch.Tensor:
+    """``logits`` ``(batch, vocab)`` with every token of its row of ``recent`` ``(batch,
+    window)`` made less likely: a positive score divided by ``penalty``, a negative one
+    multiplied (the rule of Keskar et al., 2019, as transformers, vLLM and llama.cpp apply it).
+    Slots of ``recent`` below 0 are empty.
+
+    Why a code model needs it: a young model's likeliest continuation is often the line it
+    just wrote, and greedy decoding then loops (``0.0.0.0``, ``# if x:`` again and again)."""
+    vocab = logits.shape[1]
+    ids = torch.where((recent >= 0) & (recent < vocab), recent, vocab)  # empty: a spare column
+    seen = torch.zeros(logits.shape[0], vocab + 1, dtype=torch.bool, device=logits.device)
+    seen = seen.scatter(1, ids, True)[:, :vocab]
+    scaled = torch.where(logits > 0, logits / penalty, logits * penalty)
+    return torch.where(seen, scaled, logits)
+
+
 StopRule = Callable[[int, list[int]], bool]
 TokenSink = Callable[[list[int], list[int]], None]
 AllowedTokens = Callable[[int, list[int]], "Sequence[int] | None"]
@@ -123,8 +139,15 @@ def generate(
     active = list(range(n_prompts * n))  # which output row each batch row feeds
     outputs: list[list[int]] = [[] for _ in active]
     decode_step = _compiled_decode_step if compile_step else _decode_step
+    penalty = sampling.repetition_penalty
+    if penalty != 1:
+        window = min(sampling.repetition_window, longest + max_new)  # none looks further
+        recent = torch.where(key_valid[:, :longest], input_ids[rows], -1)[:, -window:]
+        recent = torch.nn.functional.pad(recent, (window - recent.shape[1], 0), value=-1)
 
     for step in range(max_new):
+        if penalty != 1:
+            logits = penalize_repeats(logits, recent, penalty)
         if allowed_tokens is not None:
             logits = only_allowed(logits, [allowed_tokens(row, outputs[row]) for row in active])
         tokens = sample_next(logits, sampling, generator)
@@ -145,6 +168,10 @@ def generate(
             cache.select(index)
             tokens, key_valid, next_position = tokens[index], key_valid[index], next_position[index]
             active = [active[i] for i in keep]
+            if penalty != 1:
+                recent = recent[index]
+        if penalty != 1:
+            recent = torch.cat([recent[:, 1:], tokens[:, None]], dim=1)
         logits = decode_step(model, tokens, next_position, cache, key_valid, padded)
         logits = logits[:, :vocab_size]
         next_position = next_position + 1

@@ -33,6 +33,8 @@ def check_sampling(
     num_samples: int,
     top_k: int = 0,
     seed: int | None = None,
+    repetition_penalty: float = 1.0,
+    repetition_window: int = 64,
     name: Callable[[str], str] = str,
 ) -> None:
     """Refuse sampling settings that cannot work, each named by ``name(field)``.
@@ -50,7 +52,20 @@ def check_sampling(
         raise ConfigError(f"{name('top_p')} must be in (0, 1], got {top_p!r}")
     if not _is_integer(top_k) or top_k < 0:
         raise ConfigError(f"{name('top_k')} must be an integer >= 0 (0 = off), got {top_k!r}")
-    for field, value in (("max_new_tokens", max_new_tokens), ("num_samples", num_samples)):
+    if (
+        not _is_number(repetition_penalty)
+        or not math.isfinite(repetition_penalty)
+        or repetition_penalty <= 0
+    ):
+        raise ConfigError(
+            f"{name('repetition_penalty')} must be > 0 and finite (1 = off, 1.1 is usual), "
+            f"got {repetition_penalty!r}"
+        )
+    for field, value in (
+        ("max_new_tokens", max_new_tokens),
+        ("num_samples", num_samples),
+        ("repetition_window", repetition_window),
+    ):
         if not _is_integer(value) or value < 1:
             raise ConfigError(f"{name(field)} must be an integer >= 1, got {value!r}")
     if seed is not None and (not _is_integer(seed) or not 0 <= seed <= MAX_SEED):
@@ -86,6 +101,14 @@ class SamplingConfig:
     seed: int | None = option(
         None, help=f"seed of the sampling, for repeatable samples (0 to {MAX_SEED})"
     )
+    repetition_penalty: float = option(
+        1.0,
+        help="divide the score of every token among the last --repetition-window ones by this "
+        "(1 = off; llama.cpp and Ollama use 1.1)",
+    )
+    repetition_window: int = option(
+        64, help="how many tokens back, prompt included, the repetition penalty looks"
+    )
 
     def __post_init__(self) -> None:
         check_sampling(
@@ -95,4 +118,6 @@ class SamplingConfig:
             max_new_tokens=self.max_new_tokens,
             num_samples=self.num_samples,
             seed=self.seed,
+            repetition_penalty=self.repetition_penalty,
+            repetition_window=self.repetition_window,
         )

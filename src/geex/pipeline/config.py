@@ -56,6 +56,7 @@ class EvalSettings:
     temperature: float = option(0.0, flag=False)  # 0: greedy
     top_p: float = option(0.95, flag=False)
     max_new_tokens: int = option(256, flag=False)
+    repetition_penalty: float = option(1.0, flag=False)  # 1: off
     batch_size: int = option(8, flag=False)
     workers: int = option(default_factory=lambda: os.cpu_count() or 1, flag=False)
     timeout: float = option(10.0, flag=False)  # seconds for one program's tests
@@ -71,7 +72,13 @@ class EvalSettings:
     @property
     def sampling(self):
         """How completions are drawn, as the evaluation backends take it."""
-        return Sampling(self.n, self.temperature, self.top_p, self.max_new_tokens)
+        return Sampling(
+            self.n,
+            self.temperature,
+            self.top_p,
+            self.max_new_tokens,
+            repetition_penalty=self.repetition_penalty,
+        )
 
 
 @dataclass

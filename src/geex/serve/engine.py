@@ -37,7 +37,7 @@ import torch
 
 from geex.errors import GeexError
 from geex.languages import Language
-from geex.model.generation import only_allowed, sample_next
+from geex.model.generation import only_allowed, penalize_repeats, sample_next
 from geex.model.sampling import GREEDY_BELOW, SamplingConfig, check_sampling
 from geex.serve.completion import Completion
 from geex.serve.handle import RequestHandle
@@ -65,6 +65,8 @@ class GenerationParams:
     top_p: float = 1.0
     top_k: int = 0
     seed: int | None = None
+    repetition_penalty: float = 1.0  # 1: off (generation.penalize_repeats)
+    repetition_window: int = 64  # tokens back, prompt included
     stop: tuple[str, ...] = ()  # the client's: the text ends before the first of these
     # The server's own (a chat transcript's next turn, a task's end): not the client's to
     # count against its limit.
@@ -80,6 +82,8 @@ class GenerationParams:
             num_samples=1,
             top_k=self.top_k,
             seed=self.seed,
+            repetition_penalty=self.repetition_penalty,
+            repetition_window=self.repetition_window,
             name=lambda f: {"max_new_tokens": "max_tokens"}.get(f, f),
         )
         if len(self.stop) > MAX_STOP_SEQUENCES or any(len(s) > MAX_STOP_CHARS for s in self.stop):
@@ -98,6 +102,8 @@ class GenerationParams:
             top_p=self.top_p,
             top_k=self.top_k,
             seed=seed,
+            repetition_penalty=self.repetition_penalty,
+            repetition_window=self.repetition_window,
         )
 
     def stop_sequences(self) -> list[str]:
@@ -548,10 +554,16 @@ class Engine:
         """Draw every running sequence's next token; return those that ended, by id."""
         ended: dict[int, tuple[str | None, BaseException | None]] = {}
         rows = [s for s in self._running if s.logits is not None]
-        for seq in rows:  # a healed prompt's tail is spelled first
+        for seq in rows:  # a healed prompt's tail is spelled first; repeats are penalised
             if seq.job.healed.tail:
                 allowed = seq.job.healed.allowed(seq.stream.ids)
                 seq.logits = only_allowed(seq.logits[None], [allowed])[0]
+            params = seq.job.params
+            if params.repetition_penalty != 1:
+                recent = (seq.job.prompt_ids + seq.stream.ids)[-params.repetition_window :]
+                recent = torch.tensor([recent], device=seq.logits.device)
+                penalty = params.repetition_penalty
+                seq.logits = penalize_repeats(seq.logits[None], recent, penalty)[0]
         # Rows drawn alike share one call: all greedy rows one argmax, unseeded rows of the same
         # settings one sampler call. A seeded row draws alone, from its own generator.
         groups: dict[tuple, list[_Sequence]] = collections.defaultdict(list)

@@ -36,6 +36,8 @@ from geex.serve.waiting import unless_disconnected
 log = logging.getLogger("geex.serve")
 
 RequestModel = TypeVar("RequestModel", bound=BaseModel)
+# A repetition window no prompt and completion can outgrow: "the whole context".
+WHOLE_CONTEXT = 2**31 - 1
 
 # Editor language ids (VS Code's, which tabby-agent and most plugins send) that are not names
 # or aliases in Geex's language table.
@@ -153,6 +155,8 @@ def generation_params(
     stop: Sequence[str] = (),
     server_stop: Sequence[str] = (),
     language: Language | None = None,
+    repetition_penalty: float = 1.0,
+    repetition_window: int = 64,
 ) -> GenerationParams:
     """Sampling settings checked, ``max_tokens`` (none or -1: as many as allowed) capped by
     the server's limit (:func:`~geex.serve.limits.allowed_max_tokens` says why)."""
@@ -163,6 +167,8 @@ def generation_params(
             top_p=top_p,
             top_k=top_k,
             seed=seed,
+            repetition_penalty=repetition_penalty,
+            repetition_window=repetition_window,
             stop=tuple(s for s in stop if s),
             server_stop=tuple(server_stop),
             language=language,
@@ -170,6 +176,19 @@ def generation_params(
         )
     except GeexError as err:
         raise RequestError(str(err)) from None
+
+
+def repeat_options(penalty: float, last_n: int) -> dict:
+    """``generation_params``' repetition fields from llama.cpp's and Ollama's
+    ``repeat_penalty`` and ``repeat_last_n`` (0: no penalty; -1: the whole context)."""
+    if last_n < -1:
+        raise RequestError(
+            f"repeat_last_n must be -1 (the whole context), 0 (off) or more, got {last_n}"
+        )
+    if last_n == 0:
+        return {"repetition_penalty": 1.0}
+    window = WHOLE_CONTEXT if last_n == -1 else last_n
+    return {"repetition_penalty": penalty, "repetition_window": window}
 
 
 def submit(

@@ -39,6 +39,7 @@ from geex.serve.infill import (
     infill_prompt_ids,
     plain_prompt_ids,
     read_request,
+    repeat_options,
     stream_slot,
     submit,
 )
@@ -68,6 +69,8 @@ class CompletionRequest(BaseModel):
     top_k: int = 40
     top_p: float = 0.95
     seed: int = -1  # -1: a random seed
+    repeat_penalty: float = 1.0
+    repeat_last_n: int = 64  # 0: no penalty, -1: the whole context
     stop: list[str] = Field(default_factory=list)
     stream: bool = False
 
@@ -105,6 +108,7 @@ def _params(state: ServerState, body: CompletionRequest):
         top_p=body.top_p,
         top_k=body.top_k,
         seed=body.seed if body.seed >= 0 else None,
+        **repeat_options(body.repeat_penalty, body.repeat_last_n),
         stop=body.stop,
     )
 

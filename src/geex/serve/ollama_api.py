@@ -40,6 +40,7 @@ from geex.serve.infill import (
     infill_prompt_ids,
     plain_prompt_ids,
     read_request,
+    repeat_options,
     stream_slot,
     submit,
 )
@@ -64,6 +65,8 @@ class Options(BaseModel):
     num_predict: int | None = None  # -1 (or none): up to the server's cap
     stop: list[str] = Field(default_factory=list)
     seed: int | None = None  # negative: a random seed, as Ollama takes -1
+    repeat_penalty: float = 1.1
+    repeat_last_n: int = 64  # 0: no penalty, -1: the whole context
 
 
 class GenerateRequest(BaseModel):
@@ -135,6 +138,7 @@ def _params(state: ServerState, options: Options, stop: tuple[str, ...] = ()):
         top_p=options.top_p,
         top_k=options.top_k,
         seed=options.seed if options.seed is not None and options.seed >= 0 else None,
+        **repeat_options(options.repeat_penalty, options.repeat_last_n),
         stop=tuple(options.stop),
         server_stop=stop,
     )
