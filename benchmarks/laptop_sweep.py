@@ -51,6 +51,8 @@ class Variant:
     data: dict = field(default_factory=dict)
     train: dict = field(default_factory=dict)
     same_cost: bool = False  # a step costs what the default's does: no probe (its noise is ~20%)
+    # a step costs what this swept variant's does (the same shape): its measured speed, no probe
+    cost_of: str = ""
 
 
 EVALUATED = ("python", "cpp", "go", "java", "javascript", "rust")
@@ -80,6 +82,16 @@ VARIANTS = [
     # peak learning rate (default 2e-3)
     Variant("lr 1e-3", "lr", train={"optim": {"lr": 1e-3, "min_lr": 1e-4}}, same_cost=True),
     Variant("lr 4e-3", "lr", train={"optim": {"lr": 4e-3, "min_lr": 4e-4}}, same_cost=True),
+    Variant("lr 5e-4", "lr", train={"optim": {"lr": 5e-4, "min_lr": 5e-5}}, same_cost=True),
+    # combined: the wider shape with the lower learning rate
+    Variant(
+        "3x384 lr 1e-3",
+        "combined",
+        cost_of="3x384",
+        train={**tiny(n_layer=3, d_model=384, n_head=6), "optim": {"lr": 1e-3, "min_lr": 1e-4}},
+    ),
+    # seed (default 1234): how far two runs of the same setting land apart
+    Variant("seed 2", "seed", train={"seed": 2}, same_cost=True),
     # language mix (default: 8 MiB of each of python, c, cpp, go, java, javascript, rust)
     Variant("no C", "languages", data={"languages": [*EVALUATED]}, same_cost=True),
     Variant("4 MiB each", "languages", data={"per_language_mb": 4}, same_cost=True),
@@ -240,7 +252,13 @@ def main() -> None:
         if variant.name in done:
             continue
         data = data_folder(args, variant)
-        ratio = speed_ratio(args, variant, data, default_data)
+        if variant.cost_of:
+            if variant.cost_of not in done:
+                sys.exit(f"laptop_sweep: {variant.name} takes the speed of {variant.cost_of}: "
+                         "run that variant first")  # fmt: skip
+            ratio = done[variant.cost_of]["speed_ratio"]
+        else:
+            ratio = speed_ratio(args, variant, data, default_data)
         tokens = int(args.tokens * ratio)
         print(f"{variant.name}: speed {ratio:.2f}x the default -> {tokens:,} tokens", flush=True)
         run_folder = train(args, variant, data, tokens)
