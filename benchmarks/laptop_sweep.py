@@ -92,6 +92,16 @@ VARIANTS = [
     ),
     # seed (default 1234): how far two runs of the same setting land apart
     Variant("seed 2", "seed", train={"seed": 2}, same_cost=True),
+    Variant(
+        "3x384 lr 1e-3 seed 2",
+        "seed",
+        cost_of="3x384",
+        train={
+            **tiny(n_layer=3, d_model=384, n_head=6),
+            "optim": {"lr": 1e-3, "min_lr": 1e-4},
+            "seed": 2,
+        },
+    ),
     # language mix (default: 8 MiB of each of python, c, cpp, go, java, javascript, rust)
     Variant("no C", "languages", data={"languages": [*EVALUATED]}, same_cost=True),
     Variant("4 MiB each", "languages", data={"per_language_mb": 4}, same_cost=True),
