@@ -26,7 +26,7 @@ from geex.eval.problems import lone_surrogate, numbered_records
 from geex.eval.programs import cut_generation
 from geex.eval.tasks import Task
 from geex.languages import Language
-from geex.model.sampling import check_sampling
+from geex.model.sampling import REPETITION_WINDOW, check_sampling
 
 log = logging.getLogger(__name__)
 
@@ -88,7 +88,7 @@ class Sampling:
     max_new_tokens: int = 512
     repetition_penalty: float = option(
         1.0,
-        help="make the tokens among the last 64 less likely by this factor (1 = off, as "
+        help=f"make the tokens among the last {REPETITION_WINDOW} less likely by this factor (1 = off, as "
         "published HumanEval-X figures were made; llama.cpp and Ollama use 1.1)",
     )
     token_healing: bool = option(

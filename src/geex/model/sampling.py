@@ -23,6 +23,9 @@ MAX_SEED = 2**64 - 1
 # (NaN probabilities), and any temperature this small picks the likeliest token anyway (vLLM's
 # threshold).
 GREEDY_BELOW = 1e-5
+# How many tokens back, prompt included, a repetition penalty looks unless told otherwise
+# (llama.cpp's and Ollama's repeat_last_n).
+REPETITION_WINDOW = 64
 
 
 def check_sampling(
@@ -34,7 +37,7 @@ def check_sampling(
     top_k: int = 0,
     seed: int | None = None,
     repetition_penalty: float = 1.0,
-    repetition_window: int = 64,
+    repetition_window: int = REPETITION_WINDOW,
     name: Callable[[str], str] = str,
 ) -> None:
     """Refuse sampling settings that cannot work, each named by ``name(field)``.
@@ -107,7 +110,8 @@ class SamplingConfig:
         "(1 = off; llama.cpp and Ollama use 1.1)",
     )
     repetition_window: int = option(
-        64, help="how many tokens back, prompt included, the repetition penalty looks"
+        REPETITION_WINDOW,
+        help="how many tokens back, prompt included, the repetition penalty looks",
     )
 
     def __post_init__(self) -> None:

@@ -38,7 +38,7 @@ import torch
 from geex.errors import GeexError
 from geex.languages import Language
 from geex.model.generation import only_allowed, penalize_repeats, sample_next
-from geex.model.sampling import GREEDY_BELOW, SamplingConfig, check_sampling
+from geex.model.sampling import GREEDY_BELOW, REPETITION_WINDOW, SamplingConfig, check_sampling
 from geex.serve.completion import Completion
 from geex.serve.handle import RequestHandle
 from geex.serve.serve_limits import MAX_STOP_CHARS, MAX_STOP_SEQUENCES
@@ -66,7 +66,7 @@ class GenerationParams:
     top_k: int = 0
     seed: int | None = None
     repetition_penalty: float = 1.0  # 1: off (generation.penalize_repeats)
-    repetition_window: int = 64  # tokens back, prompt included
+    repetition_window: int = REPETITION_WINDOW  # tokens back, prompt included
     stop: tuple[str, ...] = ()  # the client's: the text ends before the first of these
     # The server's own (a chat transcript's next turn, a task's end): not the client's to
     # count against its limit.
@@ -560,7 +560,8 @@ class Engine:
                 seq.logits = only_allowed(seq.logits[None], [allowed])[0]
             params = seq.job.params
             if params.repetition_penalty != 1:
-                recent = (seq.job.prompt_ids + seq.stream.ids)[-params.repetition_window :]
+                window = params.repetition_window  # the prompt's tail only: not copied whole
+                recent = (seq.job.prompt_ids[-window:] + seq.stream.ids)[-window:]
                 recent = torch.tensor([recent], device=seq.logits.device)
                 penalty = params.repetition_penalty
                 seq.logits = penalize_repeats(seq.logits[None], recent, penalty)[0]

@@ -27,6 +27,7 @@ from starlette.requests import Request
 
 from geex.errors import GeexError
 from geex.languages import Language, get_language
+from geex.model.sampling import REPETITION_WINDOW
 from geex.serve.engine import Completion, EngineBusy, GenerationParams, RequestHandle
 from geex.serve.limits import CountedStream, LimitExceeded, allowed_max_tokens, prompt_room
 from geex.serve.request_body import RequestError, check_text_of, read_json
@@ -156,7 +157,7 @@ def generation_params(
     server_stop: Sequence[str] = (),
     language: Language | None = None,
     repetition_penalty: float = 1.0,
-    repetition_window: int = 64,
+    repetition_window: int = REPETITION_WINDOW,
 ) -> GenerationParams:
     """Sampling settings checked, ``max_tokens`` (none or -1: as many as allowed) capped by
     the server's limit (:func:`~geex.serve.limits.allowed_max_tokens` says why)."""
