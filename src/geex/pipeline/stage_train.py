@@ -43,7 +43,7 @@ class TrainStage(Stage):
     writes = (folder, torchrun_config)
 
     def describe(self, context: RunContext) -> str:
-        preset = context.config.train.get("preset", "tiny")
+        preset = context.config.train_config(context.budget).preset
         return f"the {preset} preset, budget {context.budget}"
 
     def settings(self, context: RunContext) -> dict:
