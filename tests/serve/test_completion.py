@@ -13,14 +13,20 @@ from geex.serve.completion import closing_brace_end, complete, completion_end, w
 
 
 class ByteTokenizer:
-    """One id per byte (+ end of document): enough to drive decoding in tests."""
+    """One id per byte, an end of document and one special token: enough to drive decoding
+    in tests."""
 
-    vocab_size, eod_id, pad_id = 257, 256, 256
+    vocab_size, eod_id, pad_id, special_id = 258, 256, 256, 257
 
     def encode(self, text):
         return list(text.encode())
 
     def decode(self, ids):
+        return "".join(
+            "<|fim_pad|>" if i == self.special_id else self.decode_text([i]) for i in ids
+        )
+
+    def decode_text(self, ids):
         return bytes(i for i in ids if i < 256).decode(errors="replace")
 
 
@@ -49,7 +55,7 @@ class ScriptedModel(torch.nn.Module):
 
 
 def scripted(script, prompt):
-    config = ModelConfig(n_layer=1, n_head=1, d_model=8, max_seq_len=512, vocab_size=257)
+    config = ModelConfig(n_layer=1, n_head=1, d_model=8, max_seq_len=512, vocab_size=258)
     model = ScriptedModel(script, config)
     model.prompt_len = len(prompt.encode())
     return model
@@ -113,6 +119,16 @@ def test_end_of_document_and_length_are_reported():
     sampling = SamplingConfig(max_new_tokens=3)
     (length,) = complete(scripted("12345", prompt), ByteTokenizer(), prompt, sampling=sampling)
     assert length[0].text == "123" and length[0].finish_reason == "length"
+
+
+def test_special_tokens_the_model_emits_are_not_in_the_text():
+    """As the server's text (`geex generate` and the run's samples showed `<|fim_pad|>`)."""
+    prompt = "x = "
+    model = scripted("", prompt)
+    model.script = [*b"1", ByteTokenizer.special_id, *b"2"]
+    sampling = SamplingConfig(max_new_tokens=3)
+    (samples,) = complete(model, ByteTokenizer(), prompt, add_tag=False, sampling=sampling)
+    assert samples[0].text == "12" and samples[0].num_tokens == 3
 
 
 def test_tokenizer_larger_than_the_model_is_refused():

@@ -136,7 +136,7 @@ class GeexBackend:
 
         def decode(row: int, ids: list[int]) -> str:
             if infill:
-                return self.tokenizer.backend.decode(list(ids), skip_special_tokens=True)
+                return self.tokenizer.decode_text(ids)
             text = self.tokenizer.decode(ids)
             return healed[row // n].completion(text) if healed else text
 

@@ -105,7 +105,7 @@ def complete(
     healed = [heal_prompt(tokenizer, tokenizer.encode(t)) for t in texts]
 
     def should_stop(row: int, ids: list[int]) -> bool:
-        text = healed[row // sampling.num_samples].completion(tokenizer.decode(ids))
+        text = healed[row // sampling.num_samples].completion(tokenizer.decode_text(ids))
         decoded[row] = text
         end = completion_end(text, stop, lang)
         if on_text is not None:

@@ -198,7 +198,5 @@ class GeexCodec:
         return heal_prompt(self.tokenizer, ids)
 
     def decode(self, ids: Sequence[int]) -> str:
-        """The text of generated ids. Special tokens (FIM markers an untrained model may
-        emit mid-text, CodeGeeX's reserved ids) are not text a client should see: skipped, as
-        Hugging Face servers skip them. Whitespace and language-tag tokens are kept."""
-        return self.tokenizer.backend.decode(list(ids), skip_special_tokens=True)
+        """The text of generated ids, special tokens skipped (``Tokenizer.decode_text``)."""
+        return self.tokenizer.decode_text(ids)

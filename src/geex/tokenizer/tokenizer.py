@@ -129,6 +129,12 @@ class Tokenizer:
         """The text of ``ids``, special tokens written out; the exact inverse of ``encode``."""
         return self._backend.decode(_as_int_list(ids), skip_special_tokens=False)
 
+    def decode_text(self, ids: Iterable[int]) -> str:
+        """The text of generated ids as a reader sees it: special tokens (FIM markers a young
+        model may emit mid-text, CodeGeeX's reserved ids) are not text and are skipped, as
+        Hugging Face servers skip them; whitespace and language-tag tokens are kept."""
+        return self._backend.decode(_as_int_list(ids), skip_special_tokens=True)
+
     def decode_batch(self, batch: Iterable[Iterable[int]]) -> list[str]:
         return self._backend.decode_batch(
             [_as_int_list(ids) for ids in batch], skip_special_tokens=False
