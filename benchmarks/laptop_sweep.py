@@ -38,7 +38,9 @@ from geex.train.monitor import final_validation, read_metrics
 # "tokens" of the train stage: 4,042,752 on a 2-core Xeon with AMX, where `precision: auto` is
 # bf16; 2,383,872 in fp32); each variant gets this times its measured speed ratio.
 DEFAULT_TOKENS = 4_040_000
-PROBE_STEPS, PROBE_SKIP = 14, 6  # steps per probe; the first ones (warm-up) are not counted
+# Steps per probe; the first ones (warm-up) are not counted. 14-step probes had put 3x384 at
+# 0.84x the default's speed; full runs measured 0.6x (docs/training.md, "Checked in full runs").
+PROBE_STEPS, PROBE_SKIP = 40, 8
 
 
 @dataclass(frozen=True)

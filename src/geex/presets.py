@@ -14,16 +14,10 @@ from geex.model.config import ModelConfig
 
 CODEGEEX_VOCAB_SIZE = 50_400  # GPT-2's 50,257 + 143 <|extratoken_N|>
 
-# The preset `geex run` trains unless its run file names another.
-RUN_PRESET = "laptop"
-
 MODEL_PRESETS: dict[str, ModelConfig] = {
     # Trains usefully in minutes on a 2-core CPU, with a tokenizer of 8,192 ids trained on the
     # local corpus (`geex tokenizer train` defaults to that size).
     "tiny": ModelConfig(n_layer=3, n_head=4, d_model=256, max_seq_len=256, vocab_size=8192),
-    # `geex run`'s model: tiny made wider, the laptop sweep's best 10-minute model on 2 cores
-    # (docs/training.md): 1.99 bits/byte against tiny's 2.04, though a step costs 1.2x.
-    "laptop": ModelConfig(n_layer=3, n_head=6, d_model=384, max_seq_len=256, vocab_size=8192),
     # GPT-3 Small/Medium/XL widths and depths, CodeGeeX tokenizer, 2,048 positions.
     "small": ModelConfig(
         n_layer=11, n_head=12, d_model=768, max_seq_len=2048, vocab_size=CODEGEEX_VOCAB_SIZE
@@ -75,16 +69,6 @@ TRAIN_PRESETS: dict[str, dict] = {
         # per step, and reached 2.02 bits/byte instead of 2.33 (geex.train.precision).
         "precision": "auto",
         "optim": {"lr": 2e-3, "min_lr": 2e-4, "warmup_steps": 10},
-    },
-    "laptop": {
-        "global_batch_tokens": 4_096,
-        "micro_batch_size": 8,
-        "eval_every": 50,
-        "eval_tokens": 4_096,
-        "checkpoint_every": 100,
-        "precision": "auto",
-        # Half tiny's rate: measured best for this width (two seeds, docs/training.md).
-        "optim": {"lr": 1e-3, "min_lr": 1e-4, "warmup_steps": 10},
     },
     "small": {
         "global_batch_tokens": 524_288,

@@ -10,10 +10,7 @@ from pathlib import Path
 import pytest
 
 from geex.errors import ConfigError
-from geex.model.checkpoint import save_checkpoint
-from geex.model.codegeex import CodeGeeX
 from geex.pipeline import load_run_config, run_config
-from geex.presets import RUN_PRESET, model_preset
 
 CONFIGS = Path(__file__).resolve().parents[2] / "configs"
 
@@ -85,15 +82,3 @@ def test_unreadable_and_non_mapping_files_are_clear_errors(tmp_path):
 def test_example_run_files_load(name):
     config = load_run_config(CONFIGS / name)
     assert config.train_config(config.budget_spec, 60).preset
-
-
-def test_the_run_trains_the_laptop_preset_unless_told_otherwise(tmp_path):
-    budget = run_config({}).budget_spec
-    assert run_config({}).train_config(budget, 60).preset == RUN_PRESET == "laptop"
-    chosen = run_config({"train": {"preset": "tiny"}})
-    assert chosen.train_config(budget, 60).preset == "tiny"
-    # Fine-tuning a checkpoint keeps the preset the checkpoint was built from.
-    model = CodeGeeX(model_preset("tiny").replace(vocab_size=64))
-    save_checkpoint(model, tmp_path / "tiny-model")
-    tuned = run_config({"train": {"init_from": str(tmp_path / "tiny-model")}})
-    assert tuned.train_config(budget, 60).preset == "tiny"

@@ -13,10 +13,12 @@ import sys
 import time
 
 import pytest
+import torch
 
 from geex.errors import GeexError
 from geex.pipeline import STAGES, RunInterrupted, run_config, run_pipeline, stage_eval
 from geex.pipeline.stage_eval import EvalStage
+from geex.train.precision import resolve_precision
 from tests.pipeline.conftest import SMALL_RUN, small_config
 from tests.pipeline.corpus import write_corpus
 
@@ -147,6 +149,10 @@ def test_the_model_section_shows_the_trained_tokens_and_flops(finished_run):
     markdown = (result.out / "report.md").read_text()
     assert "| trained tokens | 8,192 |" in markdown
     assert "| training FLOPs |" in markdown
+    # The run's default preset, and "auto" precision as the trainer resolved it on this CPU.
+    assert "| preset | tiny |" in markdown
+    chosen = resolve_precision("auto", torch.device("cpu"))
+    assert f"| training precision | {chosen} |" in markdown
 
 
 def test_under_torchrun_only_the_train_stage_runs(tmp_path, monkeypatch):

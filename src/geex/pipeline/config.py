@@ -8,7 +8,7 @@ A run file has five top-level fields; ``data`` and ``train`` take the fields of 
     out: runs/geex
     budget: 10m                 # wall time of the whole run, or a token count: "2M tokens"
     data: {sources: [src/], filters: codegeex, vocab_size: 8192}
-    train: {preset: laptop, precision: fp32, parallel: {tp: 1}}
+    train: {preset: tiny, precision: fp32, parallel: {tp: 1}}
     eval: {embedded: true, humanevalx: path/to/humaneval-x, n: 1}
 
 A field with a typo, at any level, is refused with its name, the closest valid name and the
@@ -30,7 +30,6 @@ from geex.errors import ConfigError
 from geex.eval.backends import Sampling
 from geex.eval.problems import humanevalx_language
 from geex.pipeline.budget import Budget, parse_budget
-from geex.presets import RUN_PRESET
 from geex.train.config import TrainConfig
 
 # `geex run` sets these itself: the data and run folders live in `out`, the budget is `budget`.
@@ -141,8 +140,6 @@ class RunConfig:
         """The ``geex train`` config of the train stage, for a training time or token budget."""
         fields = {**self.train, "data": str(Path(self.out) / "data"),
                   "out": str(Path(self.out) / "train")}  # fmt: skip
-        if "preset" not in fields and not fields.get("init_from"):
-            fields["preset"] = RUN_PRESET  # fine-tuning keeps its checkpoint's preset
         if budget.tokens is not None:
             fields["max_tokens"] = budget.tokens
         else:

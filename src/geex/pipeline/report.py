@@ -243,8 +243,12 @@ def _model(run: RunFolder) -> Section | None:
     info = model_info(config)
     meta = run.json(f"{TrainStage.model}/config.json", "the trained tokens are not shown") or {}
     trained = meta.get("trained_tokens")
+    # The trainer writes the config it ran: "auto" precision resolved to what the chip had.
+    trained_with = run.yaml(f"{TrainStage.folder}/config.yaml", "the precision is not shown") or {}
     section = Section("Model")
     rows = [
+        ["preset", str(trained_with.get("preset", "unknown"))],
+        ["training precision", str(trained_with.get("precision", "unknown"))],
         ["architecture", f"CodeGeeX: {config.n_layer} blocks + the top query layer"],
         ["hidden / heads / FFN", f"{config.d_model} / {config.n_head} / {config.d_ffn}"],
         ["context", f"{config.max_seq_len} tokens"],
