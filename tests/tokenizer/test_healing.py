@@ -107,3 +107,10 @@ def test_a_tokenizer_without_byte_level_decoding_is_left_alone():
     backend.decoder = decoders.WordPiece()
     tokenizer = Tokenizer(backend, kind="external")
     assert heal_prompt(tokenizer, [2, 3]).ids == [2, 3]
+
+
+def test_no_tokenizer_means_healing_off(trained):
+    ids = trained.encode("def f():\n    return 1\n")
+    assert heal_prompt(trained, ids).tail  # the same prompt heals with its tokenizer
+    healed = heal_prompt(None, ids)
+    assert (healed.ids, healed.tail) == (ids, "")

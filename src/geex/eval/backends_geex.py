@@ -71,13 +71,13 @@ class GeexBackend:
     def generate(
         self, prompts: Sequence[str], stops: Sequence[StopRule], sampling: Sampling
     ) -> list[list[str]]:
-        from geex.tokenizer.healing import HealedPrompt, heal_prompt
+        from geex.tokenizer.healing import heal_prompt
 
-        healed = []
-        for prompt in prompts:
-            ids = self._fit(self.tokenizer.encode(prompt), sampling)
-            heal = sampling.token_healing
-            healed.append(heal_prompt(self.tokenizer, ids) if heal else HealedPrompt(ids))
+        healer = self.tokenizer if sampling.token_healing else None
+        healed = [
+            heal_prompt(healer, self._fit(self.tokenizer.encode(prompt), sampling))
+            for prompt in prompts
+        ]
         return self._decode([h.ids for h in healed], stops, sampling, healed=healed)
 
     def infill(

@@ -72,14 +72,11 @@ class HFBackend:
         """Each prompt's last pre-token healed as Geex's backend heals it
         (:mod:`geex.tokenizer.healing`), where the tokenizer is a byte-level fast one and
         ``sampling.token_healing`` is on."""
-        from geex.tokenizer.healing import HealedPrompt, heal_prompt
+        from geex.tokenizer.healing import heal_prompt
 
         backend = getattr(self.tokenizer, "backend_tokenizer", None)  # fast tokenizers only
         backend = backend if sampling.token_healing else None
-        healed = []
-        for prompt in prompts:
-            ids = self.tokenizer(prompt)["input_ids"]
-            healed.append(heal_prompt(backend, ids) if backend is not None else HealedPrompt(ids))
+        healed = [heal_prompt(backend, self.tokenizer(prompt)["input_ids"]) for prompt in prompts]
         return self._decode(self._left_padded([h.ids for h in healed]), stops, sampling, healed)
 
     def infill(

@@ -278,10 +278,9 @@ class HFCodec:
     def heal(self, ids: Sequence[int]):
         """The prompt with its last pre-token backed up (:mod:`geex.tokenizer.healing`), for a
         fast tokenizer (whose ``tokenizers`` backend says what each token's bytes are)."""
-        from geex.tokenizer.healing import HealedPrompt, heal_prompt
+        from geex.tokenizer.healing import heal_prompt
 
-        backend = getattr(self.tokenizer, "backend_tokenizer", None)
-        return heal_prompt(backend, ids) if backend is not None else HealedPrompt(list(ids))
+        return heal_prompt(getattr(self.tokenizer, "backend_tokenizer", None), ids)
 
     def decode(self, ids: Sequence[int]) -> str:
         """The text of ``ids`` as a continuation of what came before them.

@@ -99,10 +99,13 @@ def _index(backend: tokenizers.Tokenizer) -> _TokenBytes | None:
     return _INDEXES[backend]
 
 
-def heal_prompt(tokenizer: Tokenizer | tokenizers.Tokenizer, ids: Sequence[int]) -> HealedPrompt:
+def heal_prompt(
+    tokenizer: Tokenizer | tokenizers.Tokenizer | None, ids: Sequence[int]
+) -> HealedPrompt:
     """``ids`` without the tokens of its last pre-token, which the model writes again, or
     ``ids`` unchanged where healing does not apply (see the module docstring). Geex's
-    tokenizer or a ``tokenizers`` one (a Hugging Face fast tokenizer's backend)."""
+    tokenizer or a ``tokenizers`` one (a Hugging Face fast tokenizer's backend); None (healing
+    off, or a tokenizer that does not say each token's bytes) leaves the prompt whole."""
     ids = list(ids)
     backend = tokenizer.backend if isinstance(tokenizer, Tokenizer) else tokenizer
     if not isinstance(backend, tokenizers.Tokenizer):  # no bytes per token to go by
