@@ -6,6 +6,7 @@ from __future__ import annotations
 import importlib
 import os
 import shutil
+import socket
 import subprocess
 import sys
 import threading
@@ -27,6 +28,13 @@ torch.set_num_threads(int(os.environ["OMP_NUM_THREADS"]))
 SHARED = Path(__file__).resolve().parents[1].parent / "shared"
 CI_TRUTHY = {"true", "1", "yes"}
 T = TypeVar("T")
+
+
+def free_port() -> int:
+    """A TCP port free on the loopback now (a rendezvous, or an address nothing listens on)."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
 
 
 def in_ci() -> bool:

@@ -4,11 +4,11 @@ from __future__ import annotations
 
 import io
 import os
-import socket
 import subprocess
 import sys
 
 from geex.cli import main
+from tests.conftest import free_port
 from tests.serve.test_tasks_api import ADD_PY, engine, post, served, server  # noqa: F401
 
 
@@ -96,8 +96,6 @@ def test_a_language_not_known_from_the_file_must_be_named(capsys, tmp_path):
 
 
 def test_no_server_is_one_line(capsys, tmp_path):
-    with socket.socket() as sock:  # a port that nothing listens on once closed
-        sock.bind(("127.0.0.1", 0))
-        port = sock.getsockname()[1]
+    port = free_port()  # nothing listens on it once closed
     code, _, err = run(capsys, "ask", "what is a closure?", "--url", f"http://127.0.0.1:{port}")
     assert code == 2 and "cannot reach a server at http://127.0.0.1:" in one_line(err)

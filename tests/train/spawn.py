@@ -12,17 +12,9 @@ from __future__ import annotations
 
 import faulthandler
 import os
-import socket
 import sys
 
 import torch.multiprocessing as mp
-
-
-def free_port() -> int:
-    """A TCP port free on the loopback now, for the ranks' rendezvous."""
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def spawn_ranks(fn, nprocs: int, *args) -> None:

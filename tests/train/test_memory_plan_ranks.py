@@ -25,7 +25,8 @@ from geex.train.distributed import close_world, init_world
 from geex.train.memory_plan import Plan, memory_plan, parameter_counts
 from geex.train.optim import build_optimizer
 from geex.train.parallel import materialize, parallelize
-from tests.train.spawn import free_port, spawn_ranks
+from tests.conftest import free_port
+from tests.train.spawn import spawn_ranks
 
 CONFIG = ModelConfig(n_layer=2, n_head=3, d_model=33, max_seq_len=15, vocab_size=250)
 BATCH, SEQ = 2, 15

@@ -28,8 +28,9 @@ from geex.train.distributed import World, close_world, init_world
 from geex.train.grad_norm import global_norm
 from geex.train.optim import build_optimizer
 from geex.train.parallel import materialize, parallelize
+from tests.conftest import free_port
 from tests.train.runs import run_geex
-from tests.train.spawn import free_port, spawn_ranks
+from tests.train.spawn import spawn_ranks
 from tests.train.test_distributed import assert_same_run
 
 CONFIG = ModelConfig(n_layer=2, n_head=4, d_model=32, max_seq_len=16, vocab_size=250)

@@ -34,8 +34,9 @@ from geex.train.sharded_start import (
     local_shard_from_rank0,
     shard_indices,
 )
+from tests.conftest import free_port
 from tests.train.runs import losses, run_geex, write_config
-from tests.train.spawn import free_port, spawn_ranks
+from tests.train.spawn import spawn_ranks
 from tests.train.test_distributed import assert_same_run
 
 # d_model 34 and 2 heads: tensor parallel splits every block in 2, and FSDP under it then

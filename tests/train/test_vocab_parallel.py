@@ -23,7 +23,8 @@ from geex.model.loss import linear_cross_entropy, lm_loss
 from geex.train.config import ParallelConfig
 from geex.train.distributed import World, close_world, init_world
 from geex.train.parallel import materialize, parallelize
-from tests.train.spawn import free_port, spawn_ranks
+from tests.conftest import free_port
+from tests.train.spawn import spawn_ranks
 
 CONFIG = ModelConfig(n_layer=2, n_head=4, d_model=32, max_seq_len=16, vocab_size=250)
 SEED = 3
