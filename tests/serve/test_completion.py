@@ -22,9 +22,10 @@ class ByteTokenizer:
         return list(text.encode())
 
     def decode(self, ids):
-        return "".join(
-            "<|fim_pad|>" if i == self.special_id else self.decode_text([i]) for i in ids
-        )
+        """Special token written out; the bytes decoded together, so that a character of
+        several bytes stays whole."""
+        pieces = (b"<|fim_pad|>" if i == self.special_id else bytes([i]) for i in ids if i != 256)
+        return b"".join(pieces).decode(errors="replace")
 
     def decode_text(self, ids):
         return bytes(i for i in ids if i < 256).decode(errors="replace")
