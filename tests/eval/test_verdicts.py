@@ -12,7 +12,8 @@ from geex.eval.backends import Sample
 from geex.eval.evaluator import EvalConfig, Evaluator
 from geex.eval.problems import load_embedded
 from geex.eval.runners import RunSettings
-from geex.eval.sandbox import RunOutcome
+from geex.eval.runners.javascript import JavaScriptRunner
+from geex.eval.sandbox import RunOutcome, Sandbox
 from geex.eval.tasks import generation_tasks
 from geex.eval.verdicts import classify_run
 
@@ -118,3 +119,20 @@ def test_classification_of_sandbox_walls():
     assert classify_run(outcome(128 + signal.SIGXCPU), assertion=never)[0] == "timeout"
     assert classify_run(outcome(-9, timed_out=True), assertion=never)[0] == "timeout"
     assert classify_run(outcome(134), assertion=never) == ("runtime error", "killed by SIGABRT")
+
+
+def test_a_node_that_segfaults_hit_the_memory_wall(tmp_path):
+    """JavaScript touches no memory itself: node's SIGSEGV is an allocation that failed under
+    the address-space limit (a huge output once piled up its write buffers this way in CI).
+    Another language's SIGSEGV stays a crash of the program."""
+    runner = JavaScriptRunner(Sandbox("rlimits"), tmp_path / "cache", RunSettings())
+    assert runner.classify(outcome(-signal.SIGSEGV, "x" * 100)) == (
+        "sandbox violation",
+        "memory limit (node crashed on a failed allocation)",
+    )
+    assert runner.classify(outcome(-signal.SIGABRT)) == ("runtime error", "killed by SIGABRT")
+    never = re.compile(r"(?!)")
+    assert classify_run(outcome(-signal.SIGSEGV), assertion=never) == (
+        "runtime error",
+        "killed by SIGSEGV",
+    )

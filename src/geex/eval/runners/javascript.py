@@ -16,6 +16,7 @@ import json
 import os
 import re
 import shutil
+import signal
 import subprocess
 from collections.abc import Sequence
 from pathlib import Path
@@ -24,7 +25,15 @@ from typing import ClassVar
 from geex.errors import GeexError
 from geex.eval.runners.base import Job, Runner
 from geex.eval.sandbox import RunOutcome
-from geex.eval.verdicts import COMPILE_ERROR, FAILED, PASSED, Judgement, classify_run
+from geex.eval.verdicts import (
+    COMPILE_ERROR,
+    FAILED,
+    PASSED,
+    RUNTIME_ERROR,
+    SANDBOX_VIOLATION,
+    Judgement,
+    classify_run,
+)
 
 # What HumanEval-X needs: package -> the version ``geex eval prepare --npm`` pins by default.
 NPM_PACKAGES = {"js-md5": "0.8.3"}
@@ -141,6 +150,11 @@ class JavaScriptRunner(Runner):
         verdict, detail = classify_run(outcome, assertion=self.assertion)
         if verdict == PASSED and outcome.output:
             return FAILED, "printed output (console.assert failures print and carry on)"
+        if verdict == RUNTIME_ERROR and outcome.signal == signal.SIGSEGV:
+            # JavaScript cannot touch memory itself: node segfaults where an allocation
+            # outside V8's heap fails under the address-space limit (stdout's write buffers
+            # pile up there when console.log outruns a pipe read slowly on a busy machine).
+            return SANDBOX_VIOLATION, "memory limit (node crashed on a failed allocation)"
         return verdict, detail
 
 
