@@ -257,7 +257,7 @@ def test_errors_that_retrying_cannot_fix_stop_the_run():
     ("flags", "says"),
     [
         (["--n", "2"], "identical greedy completions"),
-        (["--temperature", "-1"], "--temperature must be >= 0"),
+        (["--temperature", "-1"], "--temperature must be from 0"),
         (["--top-p", "1.5"], "--top-p must be in (0, 1]"),
         (["--batch-size", "0"], "--batch-size must be >= 1"),
     ],

@@ -207,8 +207,11 @@ def test_a_penalty_above_one_breaks_a_greedy_loop():
 @pytest.mark.parametrize(
     "fields, message",
     [
-        ({"repetition_penalty": 0}, "repetition_penalty must be > 0"),
-        ({"repetition_penalty": float("nan")}, "repetition_penalty must be > 0"),
+        ({"repetition_penalty": 0}, "repetition_penalty must be from 0.01 to 100"),
+        ({"repetition_penalty": float("nan")}, "repetition_penalty must be from 0.01 to 100"),
+        # A float32 of these is 0 or inf: the sampler's probabilities would be NaN.
+        ({"repetition_penalty": 1e-300}, "repetition_penalty must be from 0.01 to 100"),
+        ({"temperature": 3.5e38}, "temperature must be from 0 .greedy. to 100"),
         ({"repetition_window": 0}, "repetition_window must be an integer >= 1"),
     ],
 )

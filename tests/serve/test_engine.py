@@ -98,6 +98,15 @@ def test_seeded_samples_are_reproducible_and_differ(engine, tokenizer):
     assert len(set(first)) > 1
 
 
+def test_the_largest_seed_draws_its_second_sample_from_seed_zero(engine, tokenizer):
+    """Sample i draws from seed + i modulo 2**64, the generator's seeds: no overflow."""
+    ids = tokenizer.encode(PROMPTS[1])
+    largest = GenerationParams(max_tokens=12, temperature=1.0, seed=2**64 - 1)
+    zero = GenerationParams(max_tokens=12, temperature=1.0, seed=0)
+    texts = [c.text for c in engine.generate(ids, largest, n=2)]
+    assert texts[1] == engine.generate(ids, zero)[0].text
+
+
 def test_a_newer_request_for_the_same_document_cancels_the_older(model, tokenizer):
     with Engine(GeexRunner(model, num_slots=1), GeexCodec(tokenizer)) as engine:
         ids = tokenizer.encode(PROMPTS[0])

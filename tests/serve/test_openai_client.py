@@ -56,7 +56,7 @@ def test_vllms_repetition_penalty_reaches_the_engine(client, served):
                               stop_token_ids=state.model.stop_token_ids)  # fmt: skip
     [expected] = state.engine.generate(state.model.codec.encode(PREFIX), params)
     assert penalized.choices[0].text == expected.text != plain
-    with pytest.raises(openai.BadRequestError, match="repetition_penalty must be > 0"):
+    with pytest.raises(openai.BadRequestError, match="repetition_penalty must be from 0.01 to 100"):
         client.completions.create(**args, extra_body={"repetition_penalty": -1})
 
 
@@ -91,7 +91,7 @@ def test_chat_streamed_and_not_with_usage(client):
 
 
 def test_bad_requests_raise_bad_request_error(client):
-    with pytest.raises(openai.BadRequestError, match="temperature must be >= 0"):
+    with pytest.raises(openai.BadRequestError, match="temperature must be from 0"):
         client.completions.create(model="tiny-geex", prompt="x", temperature=-1)
     with pytest.raises(openai.BadRequestError, match="context"):
         client.completions.create(model="tiny-geex", prompt="x " * 400)
@@ -148,3 +148,12 @@ def test_a_hugging_face_model_with_starcoder_fim_and_chatml_through_the_client(
         prompt = state.model.chat_prompt_ids([{"role": "user", "content": "add"}])
         assert chat.usage.prompt_tokens == len(prompt)
         assert "<|im_end|>" not in chat.choices[0].message.content
+
+
+def test_seeds_are_checked_as_every_protocol_checks_them(client):
+    args = {"model": "tiny-geex", "prompt": PREFIX, "max_tokens": 4, "temperature": 1.0}
+    assert client.completions.create(**args, seed=2**64 - 1, n=2).choices[1].text is not None
+    with pytest.raises(openai.BadRequestError, match="seed must be an integer from 0 to"):
+        client.completions.create(**args, seed=2**64)
+    with pytest.raises(openai.BadRequestError, match="temperature must be from 0 .greedy. to 100"):
+        client.completions.create(**{**args, "temperature": 3.5e38})

@@ -272,7 +272,7 @@ def test_concurrent_requests_each_get_their_own_answer(server):
 @pytest.mark.parametrize(
     ("body", "status", "param", "says"),
     [
-        ({"prompt": "x", "temperature": -1}, 400, "temperature", "temperature must be >= 0"),
+        ({"prompt": "x", "temperature": -1}, 400, "temperature", "temperature must be from 0"),
         ({"prompt": "x", "n": 2, "temperature": 0}, 400, "n", "set temperature > 0"),
         ({"prompt": "x", "top_p": 0}, 400, "top_p", "top_p must be in (0, 1]"),
         ({"prompt": "x", "top_k": -1}, 400, "top_k", "top_k must be >= 0"),

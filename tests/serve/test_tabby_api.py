@@ -175,7 +175,7 @@ def test_the_file_is_the_engines_document(server, state, monkeypatch):
         ({"language": "python", "segments": "x"}, "segments: Input should be a valid dict"),
         ({"segments": {"suffix": "x"}}, "segments.prefix: Field required"),
         ({"segments": {"prefix": 3}}, "segments.prefix: Input should be a valid string"),
-        ({"segments": {"prefix": "x"}, "temperature": -1}, "temperature must be >= 0"),
+        ({"segments": {"prefix": "x"}, "temperature": -1}, "temperature must be from 0"),
         ({"segments": {"prefix": "x\ud800"}}, "segments.prefix: the text is not valid Unicode"),
     ],
 )

@@ -167,7 +167,7 @@ def test_a_chat_model_is_asked_through_its_chat_prompt(served, engine):
          "natural_language: Input should be 'en' or 'zh'"),
         ("explain", {"code": 3, "language": "python"}, 400, "code: Input should be a valid string"),
         ("explain", {"code": ADD_PY, "language": "python", "temperature": -1}, 400,
-         "temperature must be >= 0"),
+         "temperature must be from 0"),
         ("explain", {"code": ADD_PY, "language": "python", "max_tokens": 0}, 400,
          "max_tokens must be an integer >= 1"),
         ("explain", {"code": ADD_PY, "language": "python", "max_tokens": 500}, 400,

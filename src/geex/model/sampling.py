@@ -10,7 +10,6 @@ it.
 
 from __future__ import annotations
 
-import math
 from collections.abc import Callable
 from dataclasses import dataclass
 
@@ -23,6 +22,12 @@ MAX_SEED = 2**64 - 1
 # (NaN probabilities), and any temperature this small picks the likeliest token anyway (vLLM's
 # threshold).
 GREEDY_BELOW = 1e-5
+# The sampler divides float32 logits by the temperature and by the repetition penalty: past
+# these bounds a float32 of the divisor is inf or 0 (3.5e38, 1e-46) and the probabilities NaN.
+# No sampler needs more: OpenAI takes temperatures up to 2, and a penalty of 100 already
+# forbids a repeat.
+MAX_TEMPERATURE = 100.0
+PENALTY_RANGE = (0.01, 100.0)
 # How many tokens back, prompt included, a repetition penalty looks unless told otherwise
 # (llama.cpp's and Ollama's repeat_last_n).
 REPETITION_WINDOW = 64
@@ -42,27 +47,26 @@ def check_sampling(
 ) -> None:
     """Refuse sampling settings that cannot work, each named by ``name(field)``.
 
-    A NaN or infinite temperature would turn every probability into NaN (a crash in the
-    sampler, or nothing generated), so the temperature must be a finite number >= 0. Below
+    A NaN, infinite or float32-overflowing temperature or penalty would turn every probability
+    into NaN (a crash in the sampler, or nothing generated), so both are bounded
+    (:data:`MAX_TEMPERATURE`, :data:`PENALTY_RANGE`). Below
     ``GREEDY_BELOW`` (1e-5) it is greedy, as 0 is: a tiny temperature would overflow the
     logits it divides.
     """
-    if not _is_number(temperature) or not math.isfinite(temperature) or temperature < 0:
+    if not _is_number(temperature) or not 0 <= temperature <= MAX_TEMPERATURE:
         raise ConfigError(
-            f"{name('temperature')} must be >= 0 and finite (0 is greedy), got {temperature!r}"
+            f"{name('temperature')} must be from 0 (greedy) to {MAX_TEMPERATURE:g}, "
+            f"got {temperature!r}"
         )
     if not _is_number(top_p) or not 0 < top_p <= 1:
         raise ConfigError(f"{name('top_p')} must be in (0, 1], got {top_p!r}")
     if not _is_integer(top_k) or top_k < 0:
         raise ConfigError(f"{name('top_k')} must be an integer >= 0 (0 = off), got {top_k!r}")
-    if (
-        not _is_number(repetition_penalty)
-        or not math.isfinite(repetition_penalty)
-        or repetition_penalty <= 0
-    ):
+    low, high = PENALTY_RANGE
+    if not _is_number(repetition_penalty) or not low <= repetition_penalty <= high:
         raise ConfigError(
-            f"{name('repetition_penalty')} must be > 0 and finite (1 = off, 1.1 is usual), "
-            f"got {repetition_penalty!r}"
+            f"{name('repetition_penalty')} must be from {low:g} to {high:g} (1 = off, 1.1 is "
+            f"usual), got {repetition_penalty!r}"
         )
     for field, value in (
         ("max_new_tokens", max_new_tokens),

@@ -38,7 +38,13 @@ import torch
 from geex.errors import GeexError
 from geex.languages import Language
 from geex.model.generation import only_allowed, penalize_repeats, sample_next
-from geex.model.sampling import GREEDY_BELOW, REPETITION_WINDOW, SamplingConfig, check_sampling
+from geex.model.sampling import (
+    GREEDY_BELOW,
+    MAX_SEED,
+    REPETITION_WINDOW,
+    SamplingConfig,
+    check_sampling,
+)
 from geex.serve.completion import Completion
 from geex.serve.handle import RequestHandle
 from geex.serve.serve_limits import MAX_STOP_CHARS, MAX_STOP_SEQUENCES
@@ -94,8 +100,9 @@ class GenerationParams:
             )
 
     def sampling(self, max_tokens: int, sample: int = 0) -> SamplingConfig:
-        """The sampler's settings; sample ``i`` of a seeded request draws from ``seed + i``."""
-        seed = None if self.seed is None else self.seed + sample
+        """The sampler's settings; sample ``i`` of a seeded request draws from ``seed + i``
+        (modulo 2**64, the generator's seeds: the largest seed's second sample draws from 0)."""
+        seed = None if self.seed is None else (self.seed + sample) % (MAX_SEED + 1)
         return SamplingConfig(
             max_new_tokens=max_tokens,
             temperature=self.temperature,

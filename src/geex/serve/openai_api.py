@@ -24,7 +24,7 @@ from pydantic import BaseModel, ConfigDict, model_validator
 
 from geex.errors import GeexError
 from geex.languages import get_language
-from geex.model.sampling import GREEDY_BELOW
+from geex.model.sampling import GREEDY_BELOW, MAX_TEMPERATURE
 from geex.serve.request_body import RequestError
 from geex.serve.serve_limits import MAX_STOP_CHARS, MAX_STOP_SEQUENCES
 
@@ -201,9 +201,10 @@ def check_common(request: _Request, served_name: str) -> None:
             param="model",
             code="model_not_found",
         )
-    if request.temperature < 0:
+    if not 0 <= request.temperature <= MAX_TEMPERATURE:
         raise ApiError(
-            f"temperature must be >= 0 (0 is greedy), got {request.temperature}",
+            f"temperature must be from 0 (greedy) to {MAX_TEMPERATURE:g}, "
+            f"got {request.temperature}",
             param="temperature",
         )
     if not 0 < request.top_p <= 1:
@@ -220,8 +221,6 @@ def check_common(request: _Request, served_name: str) -> None:
             "temperature > 0 to sample, or n to 1",
             param="n",
         )
-    if request.seed is not None and not 0 <= request.seed < 2**63:
-        raise ApiError(f"seed must be in 0..2**63-1, got {request.seed}", param="seed")
     stops = request.stop_sequences
     if any(s == "" for s in stops):
         raise ApiError("stop sequences must not be empty strings", param="stop")
