@@ -386,3 +386,20 @@ def test_brace_languages_never_stop_inside_nested_blocks(key):
 )
 def test_brace_languages_stop_at_a_following_entry_point(key, after):
     assert _stops(LANGUAGES[key], "    return 1;\n}\n" + after)
+
+
+def test_a_name_of_many_dots_is_not_tried_suffix_by_suffix(monkeypatch):
+    """A request's file name may be 100,000 dots; only suffixes as long as a known extension
+    are looked up, so the work grows with the name, not with its square."""
+    tried = []
+
+    class Counting(dict):
+        def get(self, key, default=None):
+            tried.append(key)
+            return super().get(key, default)
+
+    monkeypatch.setattr(languages, "_BY_EXTENSION", Counting(languages._BY_EXTENSION))
+    assert languages.detect_language("." * 100_000 + "x.py").key == "python"
+    assert languages.detect_language("." * 100_000) is None
+    assert len(tried) <= 2 * languages._LONGEST_EXTENSION
+    assert languages.detect_language("types.d.applescript").key == "applescript"

@@ -492,6 +492,7 @@ def _index_by(languages: Iterable[Language], words_of, normalize=str) -> dict[st
 LANGUAGES: dict[str, Language] = _index_by(_TABLE, lambda lang: (lang.key,))
 _BY_NAME = _index_by(_TABLE, lambda lang: (lang.key, lang.name, *lang.aliases), str.lower)
 _BY_EXTENSION = _index_by(_TABLE, lambda lang: lang.extensions)
+_LONGEST_EXTENSION = max(map(len, _BY_EXTENSION))
 _BY_FILENAME = _index_by(_TABLE, lambda lang: lang.filenames)
 _BY_INTERPRETER = _index_by(_TABLE, lambda lang: lang.interpreters)
 _BY_TAG = _index_by(_TABLE, lambda lang: (lang.tag,))
@@ -585,7 +586,9 @@ def detect_language(path: str | os.PathLike[str], first_line: str | None = None)
         return language
 
     lowered = name.lower()
-    dot = lowered.find(".", 1)
+    # No extension is longer than the longest known one: a name of many dots ("." * 100_000 in
+    # a request) is not tried suffix by suffix, which would take the square of its length.
+    dot = lowered.find(".", max(1, len(lowered) - _LONGEST_EXTENSION))
     while dot != -1:
         language = _BY_EXTENSION.get(lowered[dot:])
         if language is not None:

@@ -92,6 +92,27 @@ def test_stop_words_end_the_text(server, state):
     assert answer["stop_type"] == "word"
 
 
+def test_n_predict_zero_reads_the_prompt_and_generates_nothing(server, state, monkeypatch):
+    """llama.vim's cache warm-up (n_predict 0, on its ring buffer's chunks) decodes nothing."""
+
+    def no_generation(*args, **kwargs):
+        raise AssertionError("n_predict 0 must not reach the engine")
+
+    monkeypatch.setattr(state.engine, "submit", no_generation)
+    for path, body in (
+        ("/infill", LLAMA_VIM_BODY),
+        ("/completion", {"prompt": "def add(a, b):\n"}),
+    ):
+        status, raw, _ = post(server.url + path, {**body, "n_predict": 0})
+        assert status == 200, raw
+        answer = json.loads(raw)
+        assert answer["content"] == "" and answer["tokens_predicted"] == 0, answer
+        assert answer["stop"] is True and answer["tokens_evaluated"] > 0
+        status, raw, _ = post(server.url + path, {**body, "n_predict": 0, "stream": True})
+        [last] = events(raw)
+        assert status == 200 and last["stop"] is True and last["content"] == ""
+
+
 def test_completion_continues_a_prompt(server, state):
     body = {"prompt": "int main() {\n", "n_predict": 16, "temperature": 0}
     status, raw, _ = post(server.url + "/completion", body)
@@ -125,8 +146,12 @@ def test_repeat_penalty_and_window_reach_the_engine(server, state):
     assert answer() == plain  # llama.cpp's default: 1.0, off
     status, raw, _ = post(server.url + "/completion", {"prompt": "x", "repeat_last_n": -2})
     assert status == 400 and "repeat_last_n must be -1" in json.loads(raw)["error"]["message"]
-    status, raw, _ = post(server.url + "/completion", {"prompt": "x", "repeat_penalty": 0})
-    assert status == 400 and "repetition_penalty must be > 0" in json.loads(raw)["error"]["message"]
+    for penalty in (0, 1e-300):  # 1e-300: 0 as a float32, which the scores would be divided by
+        status, raw, _ = post(
+            server.url + "/completion", {"prompt": "x", "repeat_penalty": penalty}
+        )
+        message = json.loads(raw)["error"]["message"]
+        assert status == 400 and "repetition_penalty must be from 0.01 to 100" in message
 
 
 def test_a_prefix_longer_than_the_context_is_cut_not_refused(server):
@@ -150,7 +175,7 @@ def test_extra_context_is_headed_by_its_file():
         ("/infill", b"{not json", "not valid JSON"),
         ("/infill", {"input_prefix": 3}, "input_prefix: Input should be a valid string"),
         ("/infill", {"input_extra": [{"filename": []}]}, "input_extra.0.filename"),
-        ("/infill", {"input_prefix": "x", "temperature": -2}, "temperature must be >= 0"),
+        ("/infill", {"input_prefix": "x", "temperature": -2}, "temperature must be from 0"),
         ("/completion", {"prompt": ""}, "a non-empty prompt"),
         ("/infill", {"input_extra": [{"text": "a\ud800"}]}, "input_extra.0.text: the text is not"),
     ],

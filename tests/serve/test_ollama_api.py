@@ -4,6 +4,7 @@ NDJSON streaming by default, FIM with ``suffix``, options, chat, tags, show, ver
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import urllib.request
 
@@ -15,6 +16,7 @@ required_module("fastapi")
 required_module("uvicorn")
 
 from geex.serve.server import BackgroundServer, create_app  # noqa: E402
+from geex.serve.state import ServeLimits, ServerState  # noqa: E402
 from tests.serve.editor_server import (  # noqa: E402
     expected_text,
     get,
@@ -23,6 +25,10 @@ from tests.serve.editor_server import (  # noqa: E402
 )
 
 GREEDY = {"temperature": 0, "num_predict": 24}
+CHATML = (
+    "{% for m in messages %}<|im_start|>{{ m.role }}\n{{ m.content }}<|im_end|>\n{% endfor %}"
+    "{% if add_generation_prompt %}<|im_start|>assistant\n{% endif %}"
+)
 # Ollama penalises repeats unless told not to: repeat_penalty 1.1 over the last 64 tokens.
 OLLAMA_REPEAT = {"repetition_penalty": 1.1, "repetition_window": 64}
 
@@ -192,6 +198,27 @@ def test_a_suffix_needs_a_model_with_fim(state):
         assert "geex serve --fim-style prefix-only" in json.loads(raw)["error"]
         _, raw, _ = call(plain, "/api/show", {"model": "tiny-geex"})
         assert json.loads(raw)["capabilities"] == ["completion"]
+
+
+def test_a_chat_over_the_prompt_limit_and_one_the_template_refuses_are_400s(state):
+    """A chat is not cut: over --max-prompt-tokens it is refused, on /api/chat and on
+    /api/generate through the chat template, as OpenAI's chat route refuses it."""
+    ask = "Reverse a list in Python and then print every element of it twice."
+    chat = {"model": "tiny-geex", "messages": [{"role": "user", "content": ask}], "stream": False}
+    generate = {"model": "tiny-geex", "prompt": ask, "stream": False}
+    templated = dataclasses.replace(state.model, chat_template=CHATML)
+    tight = ServerState(templated, state.engine, ServeLimits(max_prompt_tokens=8))
+    with BackgroundServer(create_app(tight)) as running:
+        for path, body in (("/api/chat", chat), ("/api/generate", generate)):
+            status, raw, _ = call(running, path, body)
+            assert status == 400, raw
+            assert "this server's limit is 8 prompt tokens" in json.loads(raw)["error"]
+    no_system = "{% if messages[0].role == 'system' %}{{ raise_exception('System role not supported') }}{% endif %}{{ messages[-1].content }}"  # fmt: skip
+    refusing = ServerState(dataclasses.replace(state.model, chat_template=no_system), state.engine)
+    with BackgroundServer(create_app(refusing)) as running:
+        status, raw, _ = call(running, "/api/generate", {**generate, "system": "You write Python."})
+        assert status == 400, raw
+        assert "System role not supported" in json.loads(raw)["error"]
 
 
 def test_a_client_that_leaves_a_stream_cancels_its_generation(server, state, monkeypatch):

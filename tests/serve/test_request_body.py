@@ -43,6 +43,8 @@ ROUTES = {
         (b"[1, 2]", "must be a JSON object"),
         (b"   ", "body is empty"),
         (b'{"a": [{"b": "x"}, {"c": "\\ud800"}]}', "a.1.c: the text is not valid Unicode"),
+        # A key holding one is named by its escape: the error must itself be writable JSON.
+        (b'{"\\ud800": "x"}', r"\\ud800: the text is not valid Unicode"),
     ],
 )
 def test_unreadable_bodies_are_request_errors(raw, says):
@@ -73,8 +75,13 @@ def server(tmp_path_factory):
 @pytest.mark.parametrize("route", sorted(ROUTES))
 @pytest.mark.parametrize(
     ("raw", "says"),
-    [(DEEP, "nested too deeply"), (b"\xff\xfe{", "not valid JSON"), (b"[]", "JSON object")],
-    ids=["deep", "bad-utf8", "list"],
+    [
+        (DEEP, "nested too deeply"),
+        (b"\xff\xfe{", "not valid JSON"),
+        (b"[]", "JSON object"),
+        (b'{"prompt": "x", "\\ud800": "\\ud800"}', "not valid Unicode"),
+    ],
+    ids=["deep", "bad-utf8", "list", "surrogate-key"],
 )
 def test_every_route_refuses_unreadable_bodies_in_its_own_shape(server, route, raw, says):
     status, answer, _ = call(server, route, raw)

@@ -29,7 +29,13 @@ from geex.errors import GeexError
 from geex.languages import Language, get_language
 from geex.model.sampling import REPETITION_WINDOW
 from geex.serve.engine import Completion, EngineBusy, GenerationParams, RequestHandle
-from geex.serve.limits import CountedStream, LimitExceeded, allowed_max_tokens, prompt_room
+from geex.serve.limits import (
+    CountedStream,
+    LimitExceeded,
+    allowed_max_tokens,
+    check_prompt_tokens,
+    prompt_room,
+)
 from geex.serve.request_body import RequestError, check_text_of, read_json
 from geex.serve.state import ServerState
 from geex.serve.waiting import unless_disconnected
@@ -111,6 +117,19 @@ async def plain_prompt_ids(state: ServerState, text: str, max_tokens: int) -> li
     ids = await run_in_threadpool(state.model.codec.encode, text)
     leading = getattr(state.model.tokens, "leading_ids", ())
     return cut_left(ids, prompt_room(state, max_tokens), leading)
+
+
+async def chat_prompt_ids(state: ServerState, messages: list[dict]) -> list[int]:
+    """``messages`` through the model's chat template; a conversation the template refuses, or
+    one over the prompt budget (a chat is not cut), is a :class:`RequestError`."""
+    try:
+        ids = await run_in_threadpool(state.model.chat_prompt_ids, messages)
+        check_prompt_tokens(state, len(ids), "messages")
+    except LimitExceeded as err:
+        raise RequestError(str(err), err.status) from None
+    except GeexError as err:
+        raise RequestError(str(err)) from None
+    return ids
 
 
 def cut_left(ids: list[int], room: int, leading: Sequence[int] = ()) -> list[int]:

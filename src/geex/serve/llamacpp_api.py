@@ -14,7 +14,8 @@ the last with ``"stop": true`` and the counts; there is no ``[DONE]``, and a fai
 the first event is an ``error: {...}`` event, as llama.cpp sends it. Errors are
 ``{"error": {"code", "message", "type"}}``; infilling with a model that has no FIM tokens is
 llama.cpp's 501 ``not_supported_error``. Defaults are llama.cpp's (temperature 0.8, top_k 40,
-top_p 0.95; ``n_predict`` -1 runs to the server's token cap).
+top_p 0.95; ``n_predict`` -1 runs to the server's token cap, and 0 generates nothing: llama.vim
+sends it to have other files' text read ahead).
 """
 
 from __future__ import annotations
@@ -114,23 +115,28 @@ def _params(state: ServerState, body: CompletionRequest):
 
 
 def _final(
-    state: ServerState, handle: RequestHandle, completion: Completion, started: float
+    state: ServerState, prompt_tokens: int, predicted: int, stop_type: str, ms: float
 ) -> dict:
-    elapsed_ms = (time.perf_counter() - started) * 1000
     return {
         "stop": True,
         "model": state.model.name,
-        "tokens_predicted": completion.num_tokens,
-        "tokens_evaluated": handle.prompt_tokens,
-        "stop_type": STOP_TYPES[completion.finish_reason],
+        "tokens_predicted": predicted,
+        "tokens_evaluated": prompt_tokens,
+        "stop_type": stop_type,
         "stopping_word": "",
         "truncated": False,
-        "timings": {
-            "prompt_n": handle.prompt_tokens,
-            "predicted_n": completion.num_tokens,
-            "predicted_ms": elapsed_ms,
-        },
+        "timings": {"prompt_n": prompt_tokens, "predicted_n": predicted, "predicted_ms": ms},
     }
+
+
+def _nothing_predicted(state: ServerState, prompt_tokens: int, stream: bool) -> Response:
+    """llama.cpp's answer to ``n_predict`` 0: the prompt read, no token generated. llama.vim
+    sends such requests as its user moves about, to fill the server's cache with other files'
+    text; decoding a completion for each would keep the model busy for nothing."""
+    fields = {"index": 0, "content": "", **_final(state, prompt_tokens, 0, "limit", 0.0)}
+    if stream:
+        return Response(f"data: {json.dumps(fields)}\n\n", media_type="text/event-stream")
+    return JSONResponse(fields)
 
 
 async def _answer(
@@ -146,7 +152,10 @@ async def _answer(
         return f"error: {json.dumps(body)}\n\n"
 
     def whole(completion: Completion, text: str) -> dict:
-        return {"index": 0, "content": text, **_final(state, handle, completion, started)}
+        elapsed_ms = (time.perf_counter() - started) * 1000
+        stop_type = STOP_TYPES[completion.finish_reason]
+        counts = _final(state, handle.prompt_tokens, completion.num_tokens, stop_type, elapsed_ms)
+        return {"index": 0, "content": text, **counts}
 
     shape = AnswerShape(
         media_type="text/event-stream",
@@ -171,6 +180,8 @@ async def infill(state: ServerState, request: Request) -> Response:
         prefix = extra_context(body.input_extra) + body.input_prefix + body.prompt
         params = _params(state, body)
         ids = await infill_prompt_ids(state, prefix, body.input_suffix, params.max_tokens)
+        if body.n_predict == 0:
+            return _nothing_predicted(state, len(ids), body.stream)
         with stream_slot(state, body.stream):
             document = document_key(request, "llama.cpp", body.filename)
             handle = submit(state, ids, params, document=document)
@@ -186,6 +197,8 @@ async def completion(state: ServerState, request: Request) -> Response:
             raise RequestError("prompt: a non-empty prompt is needed")
         params = _params(state, body)
         ids = await plain_prompt_ids(state, body.prompt, params.max_tokens)
+        if body.n_predict == 0:
+            return _nothing_predicted(state, len(ids), body.stream)
         with stream_slot(state, body.stream):
             handle = submit(state, ids, params)
     except RequestError as err:

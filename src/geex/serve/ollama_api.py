@@ -27,15 +27,14 @@ from datetime import datetime, timezone
 from fastapi import APIRouter
 from fastapi.responses import JSONResponse, Response
 from pydantic import BaseModel, ConfigDict, Field
-from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
 
-from geex.errors import GeexError
 from geex.serve.engine import Completion, RequestHandle
 from geex.serve.infill import (
     AnswerShape,
     RequestError,
     answer,
+    chat_prompt_ids,
     generation_params,
     infill_prompt_ids,
     plain_prompt_ids,
@@ -206,7 +205,7 @@ async def generate(state: ServerState, request: Request) -> Response:
         elif not body.raw and state.model.chat_template is not None:
             messages = [{"role": "system", "content": body.system}] if body.system else []
             messages.append({"role": "user", "content": body.prompt})
-            ids = await run_in_threadpool(state.model.chat_prompt_ids, messages)
+            ids = await chat_prompt_ids(state, messages)
         else:
             text = (
                 f"{body.system}\n\n{body.prompt}" if body.system and not body.raw else body.prompt
@@ -226,11 +225,7 @@ async def chat(state: ServerState, request: Request) -> Response:
         unsupported(body)
         if not body.messages:
             raise RequestError("messages: at least one message is needed")
-        messages = [m.model_dump() for m in body.messages]
-        try:
-            ids = await run_in_threadpool(state.model.chat_prompt_ids, messages)
-        except GeexError as err:
-            raise RequestError(str(err)) from None
+        ids = await chat_prompt_ids(state, [m.model_dump() for m in body.messages])
         # A base model's transcript goes on with the next turn: the answer ends before it.
         params = _params(state, body.options, stop=state.model.chat_stop)
         with stream_slot(state, body.stream):

@@ -106,7 +106,16 @@ def lone_surrogate(value: object) -> str | None:
             children = list(enumerate(item))
         else:
             continue
-        # Reversed, so that the first field is looked at first.
+        # Reversed, so that the first field is looked at first. A key is text too: one
+        # holding a lone surrogate is named by its escape, so the error can be written out.
         for key, child in reversed(children):
-            stack.append((f"{where}.{key}" if where else str(key), child))
+            name = _escaped(str(key))
+            path = f"{where}.{name}" if where else name
+            stack.append((path, str(key) if name != str(key) else child))
     return None
+
+
+def _escaped(key: str) -> str:
+    """``key`` with a lone surrogate written as its escape (``\\ud800``), so that the error
+    naming it can itself be written as JSON."""
+    return key.encode("utf-8", "backslashreplace").decode("utf-8")
