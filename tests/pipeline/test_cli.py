@@ -63,3 +63,21 @@ def test_an_out_that_is_or_lies_under_a_file_is_one_line(under, tmp_path):
     assert result.returncode == 2
     assert str(out) in one_line_error(result)
     assert (tmp_path / "file").read_text() == "mine"
+
+
+def test_a_folder_of_someone_elses_is_not_written_into(tmp_path, capsys):
+    """A run writes run.yaml, report.md, data/, train/ ...: never over a user's own files."""
+    project = tmp_path / "project"
+    project.mkdir()
+    (project / "report.md").write_text("my notes")
+    (project / "run.yaml").write_text("my: own\n")
+    assert main(["run", str(tmp_path / "code"), "--out", str(project), "--stage", "report"]) == 2
+    assert "is not a `geex run` output folder: give another --out" in capsys.readouterr().err
+    assert (project / "report.md").read_text() == "my notes"
+    assert (project / "run.yaml").read_text() == "my: own\n"
+
+
+def test_an_uppercase_run_file_is_read_as_a_run_file(tmp_path):
+    path = tmp_path / "LAPTOP.YAML"
+    path.write_text("out: from-file\nbudget: 1h\n")
+    assert config_from_args(parse([str(path)])).budget == "1h"

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -92,3 +95,31 @@ def test_user_errors_are_one_line(tmp_path, capsys, command, message):
 def test_bare_tokenizer_command_prints_help(capsys):
     assert main(["tokenizer"]) == 2
     assert "train" in capsys.readouterr().out
+
+
+def test_bad_text_and_flags_are_one_line_errors(trained_dir, tmp_path, capsys):
+    # Python hands a command line's non-UTF-8 bytes over as surrogate escapes.
+    assert main(["tokenizer", "encode", "--tokenizer", str(trained_dir), "abc\udcff"]) == 2
+    assert "the text is not UTF-8 (byte 0xff at offset 3)" in capsys.readouterr().err
+    (tmp_path / "a.py").write_text("x = 1\n")
+    assert geex("train {src} --min-frequency -3 --out {out}", src=tmp_path, out=tmp_path / "t") == 2
+    assert "--min-frequency must be >= 0, got -3" in capsys.readouterr().err
+    (tmp_path / "model").mkdir()
+    (tmp_path / "model" / "model.safetensors").write_bytes(b"weights")
+    assert geex("convert {tok} --out {out}", tok=trained_dir, out=tmp_path / "model") == 2
+    assert "is not a `geex tokenizer` output folder" in capsys.readouterr().err
+
+
+def test_a_reader_that_leaves_early_is_no_traceback(trained_dir):
+    """`geex tokenizer encode ... | head -1`: the closed pipe ends the command quietly."""
+    text = (REPO / "src" / "geex" / "languages.py").read_text()  # ~10^4 tokens: > a pipe's buffer
+    command = [sys.executable, "-m", "geex", "tokenizer", "encode", "--tokenizer", str(trained_dir), text]  # fmt: skip
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    with subprocess.Popen(
+        command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=env
+    ) as geex_run:
+        geex_run.stdout.readline()
+        geex_run.stdout.close()
+        stderr = geex_run.stderr.read().decode()
+        assert geex_run.wait(timeout=120) == 141, stderr
+    assert "Traceback" not in stderr, stderr

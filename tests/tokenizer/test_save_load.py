@@ -141,6 +141,34 @@ def test_tokenizer_from_a_newer_geex_is_refused(trained, tmp_path):
         load_tokenizer(tmp_path)
 
 
+@pytest.mark.parametrize(
+    ("text", "says"),
+    [
+        ("{bad", "not readable JSON"),
+        ("[1]", "not a tokenizer config"),
+        ('{"geex": {"format_version": "1"}}', "format_version must be a whole number"),
+    ],
+)
+def test_a_damaged_tokenizer_config_is_named(trained, tmp_path, text, says):
+    trained.save(tmp_path)
+    (tmp_path / "tokenizer_config.json").write_text(text)
+    with pytest.raises(GeexError, match=says):
+        load_tokenizer(tmp_path)
+
+
+def test_a_tokenizer_is_not_saved_over_a_model_or_dataset(trained, tmp_path):
+    """`geex tokenizer train/convert --out` into a model's folder would replace its tokenizer."""
+    from geex.tokenizer.tokenizer import check_tokenizer_out
+
+    (tmp_path / "model").mkdir()
+    (tmp_path / "model" / "model.safetensors").write_bytes(b"weights")
+    with pytest.raises(GeexError, match="is not a `geex tokenizer` output folder"):
+        check_tokenizer_out(tmp_path / "model")
+    trained.save(tmp_path / "tok")
+    check_tokenizer_out(tmp_path / "tok")  # an earlier tokenizer alone is replaced
+    check_tokenizer_out(tmp_path / "new")
+
+
 def test_a_failing_write_leaves_no_tokenizer_json_or_the_old_one(tmp_path, monkeypatch):
     """A full disk mid-write must not leave a truncated tokenizer.json: `geex data`, run again,
     takes an existing one as saved."""

@@ -39,7 +39,7 @@ def config_from_args(args: argparse.Namespace):
     """The run file (or the sources) with the flags given replacing its fields."""
     overrides = flag_values(RunConfig, args)
     sources = list(args.sources)
-    if sources and sources[0].endswith((".yaml", ".yml")):
+    if sources and sources[0].lower().endswith((".yaml", ".yml")):
         if len(sources) > 1:
             raise GeexError("give either a run file or sources, not both")
         return load_run_config(sources[0], **overrides)

@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 
 from geex.errors import GeexError
 from geex.tokenizer import DEFAULT_VOCAB_SIZE, Tokenizer, load_tokenizer, train_tokenizer
+from geex.tokenizer.tokenizer import check_tokenizer_out
 from geex.tokenizer.train import SourceTexts, source_files
 
 TOKENIZER_HELP = (
@@ -83,6 +85,9 @@ def register(subparsers) -> None:
 
 
 def _train(args: argparse.Namespace) -> int:
+    check_tokenizer_out(args.out)
+    if args.min_frequency < 0:
+        raise GeexError(f"--min-frequency must be >= 0, got {args.min_frequency}")
     files = source_files(args.sources)
     if not files:
         raise GeexError(
@@ -113,7 +118,14 @@ def _train(args: argparse.Namespace) -> int:
 
 def _encode(args: argparse.Namespace) -> int:
     tokenizer = load_tokenizer(args.tokenizer)
-    text = sys.stdin.read() if args.text == "-" else args.text
+    raw = sys.stdin.buffer.read() if args.text == "-" else os.fsencode(args.text)
+    try:
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError as err:
+        where = "stdin" if args.text == "-" else "the text"
+        raise GeexError(
+            f"{where} is not UTF-8 (byte 0x{raw[err.start]:02x} at offset {err.start})"
+        ) from None
     ids = tokenizer.encode(text, allow_special=args.allow_special)
     print(" ".join(map(str, ids)))
     if not args.ids_only:
@@ -163,6 +175,7 @@ def describe(tokenizer: Tokenizer) -> list[tuple[str, str]]:
 
 def _convert(args: argparse.Namespace) -> int:
     tokenizer = load_tokenizer(args.tokenizer)
+    check_tokenizer_out(args.out)
     tokenizer.save(args.out)
     print(f"saved {tokenizer.kind} tokenizer ({tokenizer.vocab_size:,} ids) to {args.out}")
     return 0

@@ -11,10 +11,11 @@ from __future__ import annotations
 
 import json
 import os
-from collections.abc import Iterable
+from collections.abc import Collection, Iterable
 from dataclasses import asdict, dataclass, fields
 from pathlib import Path
 
+from geex.errors import GeexError
 from geex.eval.verdicts import PASSED, UNAVAILABLE
 
 EXCERPT_CHARS = 2000
@@ -98,14 +99,18 @@ class ResultsFile:
     def unreadable_lines(self) -> list[int]:
         """The numbers (from 1) of the lines that hold no result, which :meth:`load` skips;
         every line, when the file is not text."""
+        return [number for number, line in enumerate(self._lines(), 1) if _parse_line(line) is None]
+
+    def _lines(self) -> list[str]:
+        """The file's lines as :meth:`load` reads them: split at ``\\n`` only (a generation may
+        hold U+2028, which ``str.splitlines`` would also split at); a line that is not UTF-8
+        is kept as text that holds no result."""
         if not self.path.exists():
             return []
-        try:
-            text = self.path.read_text(encoding="utf-8")
-        except UnicodeDecodeError:
-            return list(range(1, self.path.read_bytes().count(b"\n") + 2))
-        lines = enumerate(text.splitlines(), 1)
-        return [number for number, line in lines if _parse_line(line) is None]
+        raw = self.path.read_bytes().split(b"\n")
+        if raw[-1] == b"":
+            raw.pop()
+        return [line.decode("utf-8", "replace") for line in raw]
 
     def append(self, result: SampleResult) -> None:
         self.path.parent.mkdir(parents=True, exist_ok=True)
@@ -119,6 +124,42 @@ class ResultsFile:
             for result in results:
                 out.write(result.to_json() + "\n")
         os.replace(partial, self.path)
+
+
+def check_results_folder(folder: Path, written: Collection[str]) -> None:
+    """Refuse an output folder that is not an evaluation's: it would be written over.
+
+    ``written``: the names an evaluation writes there. Any other entry means the folder is
+    someone else's. So is a ``results.jsonl`` line of whole JSON that is no result: another
+    program's data, which a rewrite of the file would drop. A line that is not whole JSON is
+    one an interruption cut short, which the evaluation skips.
+    """
+    if folder.exists() and not folder.is_dir():
+        raise GeexError(f"{folder} is a file, not a folder: give another --out")
+    if not folder.is_dir():
+        return
+    others = sorted(entry.name for entry in folder.iterdir() if entry.name not in written)
+    if others:
+        raise GeexError(
+            f"{folder} holds {others[0]!r}, which `geex eval` does not write: it is not an "
+            "evaluation's output folder; give another --out"
+        )
+    results = ResultsFile(folder / "results.jsonl")
+    lines = results._lines()
+    for number in results.unreadable_lines():
+        if not _whole_json(lines[number - 1]):
+            continue  # cut short by an interruption (and perhaps run on by the next append)
+        raise GeexError(
+            f"{results.path}: line {number} holds no result of `geex eval`: give another --out"
+        )
+
+
+def _whole_json(line: str) -> bool:
+    try:
+        json.loads(line)
+    except ValueError:
+        return False
+    return True
 
 
 def _parse_line(line: str) -> SampleResult | None:

@@ -30,7 +30,7 @@ from geex.eval.evaluator import Evaluator
 from geex.eval.fingerprint import generation_fingerprint
 from geex.eval.harness import HarnessWatch
 from geex.eval.report import write_reports
-from geex.eval.results import ResultsFile, SampleResult
+from geex.eval.results import ResultsFile, SampleResult, check_results_folder
 from geex.eval.scores import DEFAULT_KS, Scores, score
 from geex.eval.tasks import Task
 from geex.progress import open_bar
@@ -39,6 +39,10 @@ log = logging.getLogger(__name__)
 
 # Where results replaced by a later run go, so that no generation is ever deleted.
 REPLACED = "results.replaced.jsonl"
+# What an evaluation writes in its output folder (``model_digests.json``: the model's digests,
+# :mod:`geex.eval.fingerprint`); anything else there is someone else's.
+EVAL_OUTPUTS = frozenset({"results.jsonl", "results.jsonl.partial", REPLACED, "summary.json",
+                          "report.md", "report.html", "model_digests.json"})  # fmt: skip
 
 SampleSource = Sequence[Sample] | Callable[[set[tuple[str, int]]], Iterable[Sample]]
 
@@ -90,6 +94,8 @@ def evaluate(
     by_id = {task.task_id: task for task in tasks}
     made_by = {t.task_id: generation_fingerprint(generator, t) for t in tasks}
     judged_by = {t.task_id: evaluator.judging_fingerprint(t.problem) for t in tasks}
+    if out_dir:
+        check_results_folder(Path(out_dir), EVAL_OUTPUTS)
     results_file = ResultsFile(Path(out_dir) / "results.jsonl") if out_dir else None
     stored = results_file.load() if results_file else {}
     # Lines of other tasks (another --task or --languages) stay in the file untouched.

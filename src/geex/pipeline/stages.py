@@ -26,6 +26,7 @@ from rich.console import Console
 
 from geex.atomic import atomic_write_text
 from geex.errors import GeexError
+from geex.output_folder import claim_output_folder
 from geex.pipeline.checks import check_disk_space, disk_full_is_an_error
 from geex.pipeline.config import RunConfig
 from geex.pipeline.run_state import RunState
@@ -87,6 +88,7 @@ class Run:
     def run(self, only: list[str] | None = None) -> RunResult:
         wanted = [s for s in self.registry if not only or s.name in only]
         self._check(wanted)
+        claim_output_folder(self.out, owned=self._owns_out(), command="geex run")
         self.out.mkdir(parents=True, exist_ok=True)
         atomic_write_text(self.out / "run.yaml", yaml.safe_dump(self.config.to_dict(),
                                                                  sort_keys=False))  # fmt: skip
@@ -102,6 +104,17 @@ class Run:
             else:
                 self._run_stages(wanted)
         return RunResult(self.out, self.state, self.context.missing)
+
+    def _owns_out(self) -> bool:
+        """Whether ``--out`` holds an earlier ``geex run``: its ``run.json``, or the ``run.yaml``
+        it writes first (every field of a run file: a user's own run file lists only some)."""
+        if (self.out / "run.json").is_file():
+            return True
+        try:
+            written = yaml.safe_load((self.out / "run.yaml").read_text())
+        except (OSError, UnicodeDecodeError, yaml.YAMLError):
+            return False
+        return isinstance(written, dict) and set(self.config.to_dict()) <= set(written)
 
     def _run_stages(self, wanted: list[Stage]) -> None:
         for stage in wanted:

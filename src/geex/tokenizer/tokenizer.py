@@ -32,6 +32,7 @@ import tokenizers
 from geex.atomic import atomic_write_text
 from geex.errors import GeexError
 from geex.languages import strip_tag
+from geex.output_folder import claim_output_folder
 
 EOD_TOKEN = "<|endoftext|>"
 FIM_PREFIX_TOKEN = "<|fim_prefix|>"
@@ -43,6 +44,7 @@ FIM_TOKENS = (FIM_PREFIX_TOKEN, FIM_MIDDLE_TOKEN, FIM_SUFFIX_TOKEN, FIM_PAD_TOKE
 TOKENIZER_FILE = "tokenizer.json"
 CONFIG_FILE = "tokenizer_config.json"
 SPECIAL_TOKENS_MAP_FILE = "special_tokens_map.json"
+TOKENIZER_FILES = (TOKENIZER_FILE, CONFIG_FILE, SPECIAL_TOKENS_MAP_FILE)
 FORMAT_VERSION = 1
 DEFAULT_MODEL_MAX_LENGTH = 2048  # CodeGeeX's context; only informs transformers' warnings
 
@@ -266,12 +268,7 @@ def read_saved(tokenizer_file: Path) -> Tokenizer:
     except Exception as err:  # tokenizers raises plain Exception for malformed files
         raise GeexError(f"{tokenizer_file}: not a readable tokenizer.json ({err})") from None
     config_file = tokenizer_file.parent / CONFIG_FILE
-    config = json.loads(config_file.read_text(encoding="utf-8")) if config_file.is_file() else {}
-    geex = config.get("geex", {})
-    if geex.get("format_version", FORMAT_VERSION) > FORMAT_VERSION:
-        raise GeexError(
-            f"{config_file}: written by a newer Geex (format_version {geex['format_version']})"
-        )
+    config, geex = _read_config(config_file)
     return Tokenizer(
         backend,
         kind=geex.get("kind", "external"),
@@ -280,6 +277,28 @@ def read_saved(tokenizer_file: Path) -> Tokenizer:
         marker_aliases=geex.get("marker_aliases"),
         chat_template=_default_chat_template(config.get("chat_template")),
     )
+
+
+def _read_config(config_file: Path) -> tuple[dict, dict]:
+    """``tokenizer_config.json`` (none: ``{}``) and its ``geex`` section, checked: a damaged
+    file is named, not a traceback."""
+    if not config_file.is_file():
+        return {}, {}
+    try:
+        config = json.loads(config_file.read_text(encoding="utf-8"))
+    except (UnicodeDecodeError, json.JSONDecodeError) as err:
+        raise GeexError(f"{config_file}: not readable JSON ({err})") from None
+    geex = config.get("geex", {}) if isinstance(config, dict) else None
+    if not isinstance(geex, dict):
+        raise GeexError(f"{config_file}: not a tokenizer config (a JSON object with a `geex` one)")
+    version = geex.get("format_version", FORMAT_VERSION)
+    if not isinstance(version, int) or isinstance(version, bool):
+        raise GeexError(
+            f"{config_file}: geex.format_version must be a whole number, got {version!r}"
+        )
+    if version > FORMAT_VERSION:
+        raise GeexError(f"{config_file}: written by a newer Geex (format_version {version})")
+    return config, geex
 
 
 def _default_chat_template(template) -> str | None:
@@ -303,3 +322,12 @@ def _as_int_list(ids: Iterable[int]) -> list[int]:
 
 def _write_json(path: Path, value) -> None:
     atomic_write_text(path, json.dumps(value, indent=2, ensure_ascii=False) + "\n")
+
+
+def check_tokenizer_out(folder: str | os.PathLike) -> None:
+    """Refuse to save a tokenizer alone into a folder that holds more than a tokenizer (a
+    model's or a dataset's): the model's own tokenizer would be replaced, and it would decode
+    its ids into other text. An earlier tokenizer alone is replaced."""
+    claim_output_folder(
+        Path(folder), owned=False, command="geex tokenizer", ignored=TOKENIZER_FILES
+    )

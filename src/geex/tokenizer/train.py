@@ -87,6 +87,8 @@ def train_tokenizer(
     default all); ``length`` is the number of texts, for the progress bar.
     """
     tag_tokens = language_tag_tokens(languages)
+    if not isinstance(min_frequency, int) or min_frequency < 0:
+        raise GeexError(f"min frequency must be an integer >= 0, got {min_frequency!r}")
     minimum = minimum_vocab_size(len(tag_tokens))
     if vocab_size < minimum:
         raise GeexError(
