@@ -2,9 +2,13 @@
 
 from __future__ import annotations
 
+import argparse
 import json
 import math
+import os
 import shutil
+import subprocess
+import sys
 
 import pytest
 
@@ -21,8 +25,8 @@ def generate(model, *flags):
 @pytest.mark.parametrize(
     ("flags", "says"),
     [
-        (["--temperature", "nan"], "temperature must be >= 0 and finite (0 is greedy), got nan"),
-        (["--temperature", "inf"], "temperature must be >= 0 and finite (0 is greedy), got inf"),
+        (["--temperature", "nan"], "temperature must be from 0 (greedy) to 100, got nan"),
+        (["--temperature", "inf"], "temperature must be from 0 (greedy) to 100, got inf"),
         (["-t", "1", "--seed", "1e23"], "seed must be an integer from 0 to"),
         (["--top-k", "many"], "'top_k' must be an integer, got 'many'"),
     ],
@@ -35,7 +39,7 @@ def test_bad_sampling_values_are_one_line_errors(tiny_checkpoint, flags, says):
 def test_eval_refuses_a_nan_temperature_in_one_line(tiny_checkpoint):
     result = run_geex("eval", "embedded", "--model", tiny_checkpoint, "--languages", "python",
                       "--temperature", "nan", "--no-progress")  # fmt: skip
-    assert "--temperature must be >= 0 and finite" in one_line_error(result)
+    assert "--temperature must be from 0 (greedy) to 100" in one_line_error(result)
 
 
 @pytest.mark.parametrize(
@@ -91,13 +95,29 @@ def test_the_largest_seed_is_accepted():
 @pytest.mark.parametrize(
     ("sampling", "says"),
     [
-        (Sampling(temperature=math.inf), "eval.temperature must be >= 0 and finite"),
+        (Sampling(temperature=math.inf), "eval.temperature must be from 0 (greedy) to 100"),
         (Sampling(top_p=math.nan), "eval.top_p must be in (0, 1]"),
         (Sampling(n=3), "eval.n 3 with temperature 0 draws 3 identical greedy completions"),
         (Sampling(max_new_tokens=0), "eval.max_new_tokens must be"),
-        (Sampling(repetition_penalty=-1.0), "eval.repetition_penalty must be > 0"),
+        (Sampling(repetition_penalty=-1.0), "eval.repetition_penalty must be from 0.01 to 100"),
     ],
 )
 def test_eval_sampling_follows_the_decoding_rules_under_its_own_names(sampling, says):
     with pytest.raises(ConfigError, match="^" + says.replace("(", r"\(").replace(")", r"\)")):
         sampling.check(8, name=lambda key: f"eval.{key}")
+
+
+def test_a_prompt_argument_is_taken_as_given():
+    """No escape is rewritten: a C string's \\n in the prompt stays a backslash and an n."""
+    from geex.cli.generate import _read_prompt
+
+    args = argparse.Namespace(prompt='printf("hi\\n");', prompt_file=None)
+    assert _read_prompt(args) == 'printf("hi\\n");'
+
+
+def test_a_prompt_argument_that_is_not_utf8_is_one_line(tiny_checkpoint):
+    command = [sys.executable, "-m", "geex", "generate", "--model", str(tiny_checkpoint),
+               "--device", "cpu", "--prompt", b"def f(\xff):"]  # fmt: skip
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    result = subprocess.run(command, capture_output=True, text=True, env=env, timeout=300)
+    assert "--prompt is not UTF-8 text (byte 0xff at offset 6)" in one_line_error(result)

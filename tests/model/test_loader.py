@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 
 import pytest
 import torch
@@ -12,6 +13,7 @@ from geex.cli import main
 from geex.errors import GeexError
 from geex.model import ModelConfig, build_model
 from geex.model.checkpoint import save_checkpoint
+from geex.model.device import resolve_device
 from geex.model.loader import load_for_inference
 from geex.model.sampling import SamplingConfig
 from geex.serve.completion import complete
@@ -154,3 +156,18 @@ def test_the_dtype_flag_offers_exactly_the_dtypes_the_loader_knows():
     from geex.model.load_options import DTYPE_NAMES
 
     assert set(DTYPE_NAMES) == {"auto", *DTYPES}
+
+
+@pytest.mark.parametrize(
+    ("name", "says"),
+    [
+        ("meta", "Geex runs on cpu, cuda or mps, not 'meta'"),
+        ("mps", "this PyTorch has no Apple GPU (MPS)"),
+        ("gpu", "unknown device 'gpu'"),
+    ],
+)
+def test_a_device_this_machine_lacks_is_one_clear_error(name, says):
+    if name == "mps" and torch.backends.mps.is_available():
+        pytest.skip("this machine has an Apple GPU")
+    with pytest.raises(GeexError, match=re.escape(says)):
+        resolve_device(name)

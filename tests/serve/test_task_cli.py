@@ -2,10 +2,14 @@
 
 from __future__ import annotations
 
+import http.server
 import io
 import os
 import subprocess
 import sys
+import threading
+
+import pytest
 
 from geex.cli import main
 from tests.conftest import free_port
@@ -99,3 +103,42 @@ def test_no_server_is_one_line(capsys, tmp_path):
     port = free_port()  # nothing listens on it once closed
     code, _, err = run(capsys, "ask", "what is a closure?", "--url", f"http://127.0.0.1:{port}")
     assert code == 2 and "cannot reach a server at http://127.0.0.1:" in one_line(err)
+
+
+@pytest.mark.parametrize(
+    ("url", "says"),
+    [
+        ("8000", "--url must be an http:// or https:// URL"),
+        ("http://127.0.0.1:abc", "is not a usable URL: nonnumeric port"),
+        ("http://[::1", "is not a URL: Invalid IPv6 URL"),
+    ],
+)
+def test_a_bad_url_is_one_line(capsys, url, says):
+    code, _, err = run(capsys, "ask", "what is a closure?", "--url", url)
+    assert code == 2 and says in one_line(err)
+
+
+@pytest.mark.parametrize("stream", [True, False])
+def test_a_server_that_is_not_geex_serve_is_one_line(capsys, stream):
+    class Html(http.server.BaseHTTPRequestHandler):
+        def do_POST(self):
+            self.send_response(200)
+            self.send_header("Content-Type", "text/html")
+            self.end_headers()
+            self.wfile.write(b"data: {not json\n" if stream else b"<html></html>")
+
+        def log_message(self, *args):
+            pass
+
+    with http.server.ThreadingHTTPServer(("127.0.0.1", 0), Html) as other:
+        threading.Thread(target=other.serve_forever, daemon=True).start()
+        url = f"http://127.0.0.1:{other.server_address[1]}"
+        flags = [] if stream else ["--no-stream"]
+        code, _, err = run(capsys, "ask", "what is a closure?", "--url", url, *flags)
+        other.shutdown()
+    assert code == 2 and "did not answer as `geex serve` does" in one_line(err)
+
+
+def test_the_openai_base_url_geex_serve_prints_is_taken(capsys, server):  # noqa: F811
+    code, out, _ = run(capsys, "ask", "what is a closure?", "--url", server.url + "/v1/")
+    assert code == 0 and out.strip()

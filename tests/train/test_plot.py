@@ -143,6 +143,9 @@ def test_cli_writes_to_out_and_warns_about_a_half_written_last_line(tmp_path, ca
             r"metrics.jsonl:3 is not a JSON record",
         ),
         (lambda d: write_run(d, [{"step": 0}]), "needs 'step' and 'loss'"),
+        (lambda d: write_run(d, [{"step": 1, "loss": "x"}]), "'loss' must be a number, got 'x'"),
+        (lambda d: write_run(d, [{"step": "a", "loss": 1.0}]), "'step' must be a number"),
+        (lambda d: write_run(d, [{"step": 1, "loss": 1.0, "lr": [1]}]), "'lr' must be a number"),
     ],
 )
 def test_broken_runs_are_refused_with_the_reason(tmp_path, setup, message):

@@ -8,6 +8,9 @@ from __future__ import annotations
 
 import argparse
 import importlib
+import os
+import select
+import signal
 import sys
 
 from geex import __version__
@@ -74,6 +77,22 @@ def environment_fault(err: OSError) -> str | None:
     return None if fault is None else fault + ", then run the command again"
 
 
+def _stdout_closed() -> bool:
+    """Whether stdout is a pipe whose reader has gone (``poll`` reports an error on its write
+    end); if so, stdout is pointed at /dev/null, so that Python's flush at exit does not fail
+    on the closed pipe again."""
+    try:
+        fd = sys.stdout.fileno()
+        poller = select.poll()
+        poller.register(fd, select.POLLOUT)
+        broken = any(events & select.POLLERR for _, events in poller.poll(0))
+    except (OSError, ValueError):  # no file behind stdout (a test's capture)
+        return False
+    if broken:
+        os.dup2(os.open(os.devnull, os.O_WRONLY), fd)
+    return broken
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
@@ -88,6 +107,10 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         print(f"geex {args.command}: interrupted", file=sys.stderr)
         return 130
+    except BrokenPipeError:
+        if not _stdout_closed():
+            raise  # a pipe of Geex's own (to a child process): a bug, so its traceback stays
+        return 128 + signal.SIGPIPE  # the reader left (`| head`), as a shell counts it
     except OSError as err:
         fault = environment_fault(err)
         if fault is None:

@@ -243,9 +243,9 @@ def _run(args: argparse.Namespace, problems, benchmark: str, *, known: bool) -> 
         raise GeexError("--fim-style goes with a model (--model or --hf-model)")
     sampling = _sampling(args) if generating else None
     config = config_from_args(EvalConfig, args)
-    if config.settings.timeout <= 0:
-        raise GeexError("--timeout must be positive")
     if args.limit is not None:
+        if args.limit < 1:
+            raise GeexError(f"--limit must be at least 1 (problems per language), got {args.limit}")
         problems = [p for p in problems if int(p.number) < args.limit]
     all_tasks = _build_tasks(args, problems)
     chosen = {humanevalx_language(name).key for name in args.languages or LANGUAGE_ORDER}

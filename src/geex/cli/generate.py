@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import json
+import os
 import sys
 from pathlib import Path
 
@@ -24,7 +25,11 @@ def register(subparsers) -> None:
     )
     parser.add_argument("--model", required=True, metavar="DIR", help="Geex checkpoint folder")
     prompt = parser.add_mutually_exclusive_group()
-    prompt.add_argument("--prompt", "-p", help="the prompt text (default: read from stdin)")
+    prompt.add_argument(
+        "--prompt",
+        "-p",
+        help="the prompt text, as given (newlines: bash's $'...\\n'; default: read from stdin)",
+    )
     prompt.add_argument("--prompt-file", metavar="FILE", help="read the prompt from FILE")
     parser.add_argument("--language", "-l", help="language of the code, e.g. python, cpp, go")
     parser.add_argument("--no-tag", action="store_true", help="do not add the language tag line")
@@ -41,8 +46,8 @@ def register(subparsers) -> None:
 
 
 def _read_prompt(args: argparse.Namespace) -> str:
-    if args.prompt is not None:
-        return args.prompt.replace("\\n", "\n")
+    if args.prompt is not None:  # as given: a C string's "\\n" stays two characters
+        return _utf8_text(os.fsencode(args.prompt), "--prompt")
     if args.prompt_file:
         try:
             return _utf8_text(

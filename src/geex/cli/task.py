@@ -9,6 +9,7 @@ is streamed to stdout, and only the answer, so that the command works as an edit
 from __future__ import annotations
 
 import argparse
+import http.client
 import json
 import os
 import sys
@@ -147,8 +148,16 @@ def _error_message(err: urllib.error.HTTPError) -> str:
 
 def _run(args: argparse.Namespace) -> int:
     body = task_body(args)
-    url = f"{args.url.rstrip('/')}/v1/tasks/{args.task}"
-    request = urllib.request.Request(url, data=json.dumps(body).encode(), method="POST")
+    # `geex serve` prints its OpenAI base URL (.../v1): the tasks are beside it, not under it.
+    base = args.url.rstrip("/").removesuffix("/v1")
+    if not base.startswith(("http://", "https://")):
+        raise GeexError(f"--url must be an http:// or https:// URL, got {args.url!r}")
+    try:
+        request = urllib.request.Request(
+            f"{base}/v1/tasks/{args.task}", data=json.dumps(body).encode(), method="POST"
+        )
+    except ValueError as err:
+        raise GeexError(f"--url {args.url!r} is not a URL: {err}") from None
     request.add_header("Content-Type", "application/json")
     if args.api_key:
         request.add_header("Authorization", f"Bearer {args.api_key}")
@@ -162,6 +171,14 @@ def _run(args: argparse.Namespace) -> int:
             f"cannot reach a server at {args.url}: {getattr(err.reason, 'strerror', None) or err.reason} "
             "(start one with geex serve, or give --url)"
         ) from None
+    except (UnicodeDecodeError, json.JSONDecodeError, KeyError, TypeError):
+        raise GeexError(
+            f"the server at {args.url} did not answer as `geex serve` does: is it one?"
+        ) from None
+    except (OSError, http.client.IncompleteRead) as err:  # the connection broke mid-answer
+        raise GeexError(f"the connection to {args.url} broke: {err}") from None
+    except (http.client.HTTPException, ValueError) as err:  # a bad port or IPv6 address
+        raise GeexError(f"--url {args.url!r} is not a usable URL: {err}") from None
 
 
 def _stderr_joins_the_answer() -> bool:

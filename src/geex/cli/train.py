@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import argparse
+import logging
 import os
 import sys
 
 from geex.cli.flags import add_config_flags, flag_values, nested
+from geex.errors import GeexError
 from geex.train.config import TrainConfig
 
 
@@ -74,12 +76,24 @@ def _print_final_validation(run_folder) -> None:
 
 
 def _launch(nproc: int) -> int:
-    """Re-run this very command under torchrun with ``nproc`` local processes."""
-    from torch.distributed.run import main as torchrun
+    """Re-run this very command under torchrun with ``nproc`` local processes; the exit
+    status is the first failed process's (each prints its own error)."""
+    from torch.distributed.elastic.multiprocessing.errors import ChildFailedError
+    from torch.distributed.run import get_args_parser, run
 
+    if nproc < 1:
+        raise GeexError(f"--nproc must be >= 1, got {nproc}")
     argv = [a for a in sys.argv[1:] if not a.startswith("--nproc")]
     if "--nproc" in sys.argv:
         i = sys.argv.index("--nproc")
         argv = sys.argv[1:i] + sys.argv[i + 2 :]
-    torchrun(["--standalone", f"--nproc_per_node={nproc}", "-m", "geex", *argv])
+    launch = ["--standalone", f"--nproc_per_node={nproc}", "-m", "geex", *argv]
+    # Each failed process has printed its one-line error; the launcher's log of the same
+    # failure (a line per process, pid and binary) would only bury it.
+    logging.getLogger("torch.distributed.elastic").setLevel(logging.CRITICAL)
+    try:
+        run(get_args_parser().parse_args(launch))
+    except ChildFailedError as failed:
+        _, first = failed.get_first_failure()
+        return first.exitcode if first.exitcode > 0 else 1
     return 0

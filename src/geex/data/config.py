@@ -122,6 +122,12 @@ class DataConfig:
                 raise ConfigError(f"{name.replace('_', ' ')} must be in [0, 1]; got {rate:g}")
         if self.workers < 1 or (self.tasks is not None and self.tasks < 1):
             raise ConfigError("workers and tasks must be at least 1")
+        # Sizes: None is the default; 0 or less would be read as "no limit" or mean nothing.
+        for name in ("tokenizer_sample_bytes", "max_file_bytes", "per_language_bytes",
+                     "shard_tokens", "git_max_repo_bytes", "github_max_repos"):  # fmt: skip
+            value = getattr(self, name)
+            if value is not None and value < 1:
+                raise ConfigError(f"{name.replace('_', ' ')} must be at least 1; got {value}")
         if self.executor == "slurm" and not self.partition:
             raise ConfigError("the slurm executor needs a partition (--partition)")
         if self.tasks is None:

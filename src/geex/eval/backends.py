@@ -268,6 +268,11 @@ def read_samples(
             f"{path}: {len(unknown)} sample(s) name tasks this benchmark does not have "
             f"(e.g. {shown}); check --task and --data"
         )
+    if not samples:
+        raise GeexError(
+            f"{path}: none of its {lines} sample(s) is of a task this run judges: check "
+            "--languages and --limit"
+        )
     seen: set[tuple[str, int]] = set()
     for sample in samples:
         if sample.key in seen:

@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import json
 import logging
+import math
 import os
 import time
 import urllib.error
@@ -55,7 +56,7 @@ class OpenAIBackend:
     ) -> None:
         if not base_url.startswith(("http://", "https://")):
             raise GeexError(f"the endpoint URL {base_url!r} must start with http:// or https://")
-        if concurrency < 1 or retries < 0 or timeout <= 0:
+        if concurrency < 1 or retries < 0 or not 0 < timeout < math.inf:  # NaN too
             raise GeexError("concurrency must be >= 1, retries >= 0 and the timeout positive")
         self.base_url = base_url.rstrip("/")
         self.api_key = api_key

@@ -414,10 +414,13 @@ def convert_codegeex(
     # A file written by export_codegeex remembers what the shapes cannot tell.
     hints = checkpoints[0].get(GEEX_CONFIG_KEY)
     hints = hints if isinstance(hints, Mapping) else {}
+    for name, value in (("n_head", n_head), ("vocab_size", vocab_size)):
+        if value is not None and value < 1:
+            raise GeexError(f"{name} must be at least 1, got {value}")
     config = infer_config(
         tensors,
-        n_head=n_head or hints.get("n_head"),
-        vocab_size=vocab_size or hints.get("vocab_size"),
+        n_head=n_head if n_head is not None else hints.get("n_head"),
+        vocab_size=vocab_size if vocab_size is not None else hints.get("vocab_size"),
     )
     dtype = dtype or reduce(torch.promote_types, {t.dtype for t in tensors.values()})
     source = ", ".join(map(str, files))

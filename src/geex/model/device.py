@@ -17,8 +17,16 @@ def resolve_device(name: str = "auto") -> torch.device:
         device = torch.device(name)
     except RuntimeError:
         raise GeexError(f"unknown device {name!r}; try cpu, cuda or cuda:N") from None
-    if device.type == "cuda" and not torch.cuda.is_available():
-        raise GeexError(f"device {name!r} asked for, but this PyTorch sees no CUDA GPU")
+    if device.type == "cuda":
+        if not torch.cuda.is_available():
+            raise GeexError(f"device {name!r} asked for, but this PyTorch sees no CUDA GPU")
+        if device.index is not None and device.index >= torch.cuda.device_count():
+            count = torch.cuda.device_count()
+            raise GeexError(f"device {name!r} asked for, but this machine has {count} GPU(s)")
+    elif device.type == "mps" and not torch.backends.mps.is_available():
+        raise GeexError(f"device {name!r} asked for, but this PyTorch has no Apple GPU (MPS)")
+    elif device.type not in ("cpu", "cuda", "mps"):
+        raise GeexError(f"Geex runs on cpu, cuda or mps, not {name!r}")
     return device
 
 

@@ -11,6 +11,7 @@ reading a training config stays light.
 from __future__ import annotations
 
 import dataclasses
+import math
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -36,6 +37,16 @@ class OptimConfig:
         True, flags="--no-decay-embeddings", help="no weight decay on the embedding tables"
     )
     grad_clip: float = option(1.0, help="global norm; 0 disables")
+
+    def __post_init__(self) -> None:
+        at_least(self, "optim", lr=0.0, min_lr=0.0, warmup_steps=0, weight_decay=0.0,
+                 grad_clip=0.0)  # fmt: skip
+        if self.decay_steps is not None:
+            at_least(self, "optim", decay_steps=1)
+        if not (isinstance(self.eps, (int, float)) and 0 < self.eps < math.inf):
+            raise ConfigError(f"optim.eps must be > 0, got {self.eps!r}")
+        if len(self.betas) != 2 or not all(0 <= beta < 1 for beta in self.betas):
+            raise ConfigError(f"optim.betas must be two numbers in [0, 1), got {self.betas!r}")
 
 
 @dataclass
@@ -155,6 +166,15 @@ class TrainConfig:
         for name in ("global_batch_tokens", "micro_batch_size", "keep_checkpoints"):
             if getattr(self, name) < 1:
                 raise ConfigError(f"{name} must be >= 1, got {getattr(self, name)}")
+        # A budget of nothing would "finish" at once and save an untrained model.
+        budgets = {k: getattr(self, k) for k in ("max_steps", "max_tokens", "seq_len")}
+        at_least(self, "", **{k: 1 for k, v in budgets.items() if v is not None})
+        if self.max_time is not None and not 0 < self.max_time < math.inf:
+            raise ConfigError(f"max_time must be a number of seconds > 0, got {self.max_time!r}")
+        at_least(self, "", seed=0, eval_every=0, eval_tokens=0, checkpoint_every=0)
+        for name in ("dropout", "lora_dropout"):
+            if not 0 <= getattr(self, name) < 1:
+                raise ConfigError(f"{name} must be in [0, 1), got {getattr(self, name)!r}")
         if self.parallel.tp < 1:
             raise ConfigError(f"parallel.tp must be >= 1, got {self.parallel.tp}")
 
@@ -219,3 +239,12 @@ class TrainConfig:
     @staticmethod
     def read_yaml(path: str | Path) -> dict:
         return read_yaml_fields(path, "train config")
+
+
+def at_least(config, section: str, **lowest) -> None:
+    """Refuse a field below its lowest value (or NaN), named as a config file names it."""
+    for name, low in lowest.items():
+        value = getattr(config, name)
+        if not value >= low:  # NaN compares false
+            where = f"{section}.{name}" if section else name
+            raise ConfigError(f"{where} must be >= {low:g}, got {value!r}")

@@ -63,10 +63,28 @@ def read_run_metrics(run_dir: str | Path) -> list[dict]:
             raise GeexError(f"{path}:{n} is not a JSON record ({err})") from None
         if not isinstance(record, dict) or not {"step", "loss"} <= record.keys():
             raise GeexError(f"{path}:{n} is not a training step: it needs 'step' and 'loss'")
+        wrong = [key for key, value in record.items()
+                 if key in NUMERIC_FIELDS and not _is_number(key, value)]  # fmt: skip
+        if wrong:
+            raise GeexError(f"{path}:{n}: {wrong[0]!r} must be a number, got {record[wrong[0]]!r}")
         records.append(record)
     if not records:
         raise GeexError(f"{path} holds no steps yet")
     return records
+
+
+# The fields the figures read as numbers: "step" a whole one, "loss" any, the others may be
+# null (no MFU on an unknown device).
+NUMERIC_FIELDS = frozenset({"step", "loss", "lr", "grad_norm", "tokens", "tokens_per_s", "mfu",
+                            "loss_scale", "step_time"})  # fmt: skip
+
+
+def _is_number(key: str, value) -> bool:
+    if value is None:
+        return key not in ("step", "loss")
+    if isinstance(value, bool):
+        return False
+    return isinstance(value, int) if key == "step" else isinstance(value, (int, float))
 
 
 def smoothing_window(steps: int) -> int:

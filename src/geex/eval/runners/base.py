@@ -12,8 +12,11 @@ from pathlib import Path
 from typing import ClassVar
 
 from geex.config import option
+from geex.errors import ConfigError
 from geex.eval.sandbox import Limits, RunOutcome, Sandbox
 from geex.eval.verdicts import UNAVAILABLE, Judgement, classify_run, compile_failure
+
+MAX_TIMEOUT_S = 86_400.0
 
 
 @dataclass(frozen=True)
@@ -28,6 +31,15 @@ class RunSettings:
     memory_bytes: int = option(2 << 30, flag=False)
     processes: int = option(256, flag=False)
     naive: bool = option(False, flag=False)
+
+    def __post_init__(self) -> None:
+        # A day is far past any test; NaN or inf would reach the sandbox's integer limits.
+        for name in ("timeout", "compile_timeout"):
+            if not 0 < getattr(self, name) <= MAX_TIMEOUT_S:
+                raise ConfigError(
+                    f"{name} must be seconds > 0 and at most {MAX_TIMEOUT_S:g}, "
+                    f"got {getattr(self, name)!r}"
+                )
 
     def run_limits(self, **overrides) -> Limits:
         limits = Limits(
