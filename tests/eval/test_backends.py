@@ -72,4 +72,7 @@ def test_read_samples_numbers_completions_and_rejects_duplicates(tmp_path):
     with pytest.raises(GeexError, match="twice"):
         read_samples(path, tasks)
     path.write_text(json.dumps({"task_id": "Geex-Rust/0", "generation": "x"}) + "\n")
-    assert read_samples(path, tasks, other_task_ids={"Geex-Rust/0"}) == []
+    # Lines of tasks left out of the run (--languages) are skipped, but all of them is an
+    # error: a run that judges nothing would report an empty table and succeed.
+    with pytest.raises(GeexError, match="none of its 1 sample.s. is of a task this run judges"):
+        read_samples(path, tasks, other_task_ids={"Geex-Rust/0"})
