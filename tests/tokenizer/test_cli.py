@@ -123,3 +123,13 @@ def test_a_reader_that_leaves_early_is_no_traceback(trained_dir):
         stderr = geex_run.stderr.read().decode()
         assert geex_run.wait(timeout=120) == 141, stderr
     assert "Traceback" not in stderr, stderr
+
+
+def test_convert_writes_beside_the_vocabulary_it_converts(trained_dir, tmp_path):
+    """`geex tokenizer convert codegeex-tok --out codegeex-tok`: the source's own folder."""
+    folder = tmp_path / "tok"
+    folder.mkdir()
+    for name in ("tokenizer.json", "tokenizer_config.json", "special_tokens_map.json"):
+        (folder / name).write_bytes((trained_dir / name).read_bytes())
+    (folder / "vocab.json").write_text("{}")  # what a source folder holds besides
+    assert geex("convert {tok} --out {tok}", tok=folder) == 0

@@ -13,6 +13,7 @@ from geex.cli.flags import add_config_flags, config_from_args, flag_values
 from geex.errors import GeexError
 from geex.eval.backends import Sampling
 from geex.eval.evaluator import EvalConfig
+from geex.eval.results import check_results_folder
 from geex.model.load_options import LoadOptions
 
 
@@ -243,6 +244,8 @@ def _run(args: argparse.Namespace, problems, benchmark: str, *, known: bool) -> 
         raise GeexError("--fim-style goes with a model (--model or --hf-model)")
     sampling = _sampling(args) if generating else None
     config = config_from_args(EvalConfig, args)
+    if args.out:  # before a model is loaded and its digests are kept there
+        check_results_folder(Path(args.out))
     if args.limit is not None:
         if args.limit < 1:
             raise GeexError(f"--limit must be at least 1 (problems per language), got {args.limit}")

@@ -171,14 +171,17 @@ def _run(args: argparse.Namespace) -> int:
             f"cannot reach a server at {args.url}: {getattr(err.reason, 'strerror', None) or err.reason} "
             "(start one with geex serve, or give --url)"
         ) from None
-    except (UnicodeDecodeError, json.JSONDecodeError, KeyError, TypeError):
+    except BrokenPipeError:
+        raise  # stdout's reader left (`| head`): geex's own handler ends quietly
+    except http.client.InvalidURL as err:  # a port that is not a number
+        raise GeexError(f"--url {args.url!r} is not a usable URL: {err}") from None
+    except (ConnectionError, TimeoutError, http.client.IncompleteRead) as err:
+        raise GeexError(f"the connection to {args.url} broke: {err}") from None
+    except (UnicodeDecodeError, json.JSONDecodeError, KeyError, TypeError,
+            http.client.HTTPException):  # fmt: skip
         raise GeexError(
             f"the server at {args.url} did not answer as `geex serve` does: is it one?"
         ) from None
-    except (OSError, http.client.IncompleteRead) as err:  # the connection broke mid-answer
-        raise GeexError(f"the connection to {args.url} broke: {err}") from None
-    except (http.client.HTTPException, ValueError) as err:  # a bad port or IPv6 address
-        raise GeexError(f"--url {args.url!r} is not a usable URL: {err}") from None
 
 
 def _stderr_joins_the_answer() -> bool:

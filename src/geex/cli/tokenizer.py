@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import os
 import sys
+from pathlib import Path
 
 from geex.errors import GeexError
 from geex.tokenizer import DEFAULT_VOCAB_SIZE, Tokenizer, load_tokenizer, train_tokenizer
@@ -175,7 +176,10 @@ def describe(tokenizer: Tokenizer) -> list[tuple[str, str]]:
 
 def _convert(args: argparse.Namespace) -> int:
     tokenizer = load_tokenizer(args.tokenizer)
-    check_tokenizer_out(args.out)
+    source = Path(args.tokenizer)
+    source = source if source.is_dir() else source.parent
+    if Path(args.out).resolve() != source.resolve():  # beside its vocab.json is fine
+        check_tokenizer_out(args.out)
     tokenizer.save(args.out)
     print(f"saved {tokenizer.kind} tokenizer ({tokenizer.vocab_size:,} ids) to {args.out}")
     return 0

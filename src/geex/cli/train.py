@@ -48,7 +48,7 @@ STOPPED_EARLY = 3  # exit status of a run stopped by a signal, its checkpoint sa
 
 
 def _train(args: argparse.Namespace) -> int:
-    if args.nproc and "LOCAL_RANK" not in os.environ:
+    if args.nproc is not None and "LOCAL_RANK" not in os.environ:
         return _launch(args.nproc)
     from geex.train.trainer import train
 
@@ -88,12 +88,14 @@ def _launch(nproc: int) -> int:
         i = sys.argv.index("--nproc")
         argv = sys.argv[1:i] + sys.argv[i + 2 :]
     launch = ["--standalone", f"--nproc_per_node={nproc}", "-m", "geex", *argv]
-    # Each failed process has printed its one-line error; the launcher's log of the same
-    # failure (a line per process, pid and binary) would only bury it.
+    # A failed process has printed its one-line error (one killed by a signal is named below);
+    # the launcher's log of the same failure (a line per process, pid and binary) buries it.
     logging.getLogger("torch.distributed.elastic").setLevel(logging.CRITICAL)
     try:
         run(get_args_parser().parse_args(launch))
     except ChildFailedError as failed:
-        _, first = failed.get_first_failure()
-        return first.exitcode if first.exitcode > 0 else 1
+        rank, first = failed.get_first_failure()
+        if first.exitcode < 0:  # killed by a signal (the OOM killer's SIGKILL): it said nothing
+            raise GeexError(f"process {rank} of {nproc} died: {first.message}") from None
+        return first.exitcode
     return 0

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import json
 import os
-from collections.abc import Collection, Iterable
+from collections.abc import Iterable
 from dataclasses import asdict, dataclass, fields
 from pathlib import Path
 
@@ -87,30 +87,26 @@ class ResultsFile:
     def load(self) -> dict[tuple[str, int], SampleResult]:
         """The results already there, by (task_id, completion_id); the last line wins."""
         results: dict[tuple[str, int], SampleResult] = {}
-        if not self.path.exists():
-            return results
-        with self.path.open(encoding="utf-8") as lines:
-            for line in lines:
-                result = _parse_line(line)
-                if result is not None:  # else the line an interruption cut short
-                    results[result.key] = result
+        for line in self._lines():
+            result = _parse_line(line)
+            if result is not None:  # else the line an interruption cut short
+                results[result.key] = result
         return results
 
     def unreadable_lines(self) -> list[int]:
-        """The numbers (from 1) of the lines that hold no result, which :meth:`load` skips;
-        every line, when the file is not text."""
+        """The numbers (from 1) of the lines that hold no result, which :meth:`load` skips."""
         return [number for number, line in enumerate(self._lines(), 1) if _parse_line(line) is None]
 
-    def _lines(self) -> list[str]:
-        """The file's lines as :meth:`load` reads them: split at ``\\n`` only (a generation may
-        hold U+2028, which ``str.splitlines`` would also split at); a line that is not UTF-8
-        is kept as text that holds no result."""
+    def _lines(self) -> list[str | None]:
+        """The file's lines: split at ``\\n`` only (a generation may hold U+2028, which
+        ``str.splitlines`` would also split at); None for a line that is not UTF-8 (cut
+        mid-character by an interruption), which holds no result."""
         if not self.path.exists():
             return []
         raw = self.path.read_bytes().split(b"\n")
         if raw[-1] == b"":
             raw.pop()
-        return [line.decode("utf-8", "replace") for line in raw]
+        return [_decoded(line) for line in raw]
 
     def append(self, result: SampleResult) -> None:
         self.path.parent.mkdir(parents=True, exist_ok=True)
@@ -126,25 +122,27 @@ class ResultsFile:
         os.replace(partial, self.path)
 
 
-def check_results_folder(folder: Path, written: Collection[str]) -> None:
-    """Refuse an output folder that is not an evaluation's: it would be written over.
+def check_results_folder(folder: Path) -> None:
+    """Refuse an output folder that an evaluation would write over but did not make.
 
-    ``written``: the names an evaluation writes there. Any other entry means the folder is
-    someone else's. So is a ``results.jsonl`` line of whole JSON that is no result: another
-    program's data, which a rewrite of the file would drop. A line that is not whole JSON is
-    one an interruption cut short, which the evaluation skips.
+    An evaluation's folder holds its ``results.jsonl``. Without one, a ``report.md``,
+    ``report.html`` or ``summary.json`` there is someone else's, which the reports would
+    replace. Within ``results.jsonl``, a line of whole JSON that is no result is another
+    program's data, which the file's rewrite would drop; a line that is not whole JSON is one
+    an interruption cut short, which is skipped. Files an evaluation does not write (a samples
+    file, a desktop's index) are left alone.
     """
     if folder.exists() and not folder.is_dir():
         raise GeexError(f"{folder} is a file, not a folder: give another --out")
-    if not folder.is_dir():
-        return
-    others = sorted(entry.name for entry in folder.iterdir() if entry.name not in written)
-    if others:
-        raise GeexError(
-            f"{folder} holds {others[0]!r}, which `geex eval` does not write: it is not an "
-            "evaluation's output folder; give another --out"
-        )
     results = ResultsFile(folder / "results.jsonl")
+    if not results.path.is_file():
+        clash = [name for name in REPORTS if (folder / name).exists()]
+        if clash:
+            raise GeexError(
+                f"{folder} holds {clash[0]}, which `geex eval` would write over, and no "
+                "results.jsonl of an earlier evaluation: give another --out"
+            )
+        return
     lines = results._lines()
     for number in results.unreadable_lines():
         if not _whole_json(lines[number - 1]):
@@ -154,7 +152,20 @@ def check_results_folder(folder: Path, written: Collection[str]) -> None:
         )
 
 
-def _whole_json(line: str) -> bool:
+# The files an evaluation writes besides results.jsonl, replacing any there.
+REPORTS = ("report.md", "report.html", "summary.json")
+
+
+def _decoded(line: bytes) -> str | None:
+    try:
+        return line.decode("utf-8")
+    except UnicodeDecodeError:
+        return None
+
+
+def _whole_json(line: str | None) -> bool:
+    if line is None:
+        return False
     try:
         json.loads(line)
     except ValueError:
@@ -162,8 +173,10 @@ def _whole_json(line: str) -> bool:
     return True
 
 
-def _parse_line(line: str) -> SampleResult | None:
+def _parse_line(line: str | None) -> SampleResult | None:
     """The result on one line of the file, or None where the line holds none."""
+    if line is None:
+        return None
     try:
         return SampleResult.from_dict(json.loads(line))
     except (json.JSONDecodeError, TypeError, AttributeError):

@@ -39,10 +39,6 @@ log = logging.getLogger(__name__)
 
 # Where results replaced by a later run go, so that no generation is ever deleted.
 REPLACED = "results.replaced.jsonl"
-# What an evaluation writes in its output folder (``model_digests.json``: the model's digests,
-# :mod:`geex.eval.fingerprint`); anything else there is someone else's.
-EVAL_OUTPUTS = frozenset({"results.jsonl", "results.jsonl.partial", REPLACED, "summary.json",
-                          "report.md", "report.html", "model_digests.json"})  # fmt: skip
 
 SampleSource = Sequence[Sample] | Callable[[set[tuple[str, int]]], Iterable[Sample]]
 
@@ -95,7 +91,7 @@ def evaluate(
     made_by = {t.task_id: generation_fingerprint(generator, t) for t in tasks}
     judged_by = {t.task_id: evaluator.judging_fingerprint(t.problem) for t in tasks}
     if out_dir:
-        check_results_folder(Path(out_dir), EVAL_OUTPUTS)
+        check_results_folder(Path(out_dir))
     results_file = ResultsFile(Path(out_dir) / "results.jsonl") if out_dir else None
     stored = results_file.load() if results_file else {}
     # Lines of other tasks (another --task or --languages) stay in the file untouched.

@@ -106,10 +106,15 @@ class Run:
         return RunResult(self.out, self.state, self.context.missing)
 
     def _owns_out(self) -> bool:
-        """Whether ``--out`` holds an earlier ``geex run``: its ``run.json``, or the ``run.yaml``
-        it writes first (every field of a run file: a user's own run file lists only some)."""
-        if (self.out / "run.json").is_file():
-            return True
+        """Whether ``--out`` holds an earlier ``geex run``: its ``run.json`` (the stages' record),
+        or the ``run.yaml`` it writes first (every field of a run file: a user's own lists only
+        some)."""
+        try:
+            record = json.loads((self.out / "run.json").read_text())
+            if isinstance(record, dict) and "stages" in record:
+                return True
+        except (OSError, UnicodeDecodeError, json.JSONDecodeError):
+            pass
         try:
             written = yaml.safe_load((self.out / "run.yaml").read_text())
         except (OSError, UnicodeDecodeError, yaml.YAMLError):

@@ -27,6 +27,7 @@ import time
 from fastapi import APIRouter
 from fastapi.responses import JSONResponse, Response
 from pydantic import BaseModel, ConfigDict, Field
+from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
 
 from geex.languages import detect_language
@@ -177,7 +178,9 @@ async def infill(state: ServerState, request: Request) -> Response:
                 "fill-in-the-middle tokens",
                 501,
             )
-        prefix = extra_context(body.input_extra) + body.input_prefix + body.prompt
+        # Off the loop: input_extra may be MiBs of other files' text.
+        context = await run_in_threadpool(extra_context, body.input_extra)
+        prefix = context + body.input_prefix + body.prompt
         params = _params(state, body)
         ids = await infill_prompt_ids(state, prefix, body.input_suffix, params.max_tokens)
         if body.n_predict == 0:

@@ -128,7 +128,7 @@ async def tabby_completion(state: ServerState, body: dict, http: Request) -> Res
         request = await run_in_threadpool(parse_request, body, TabbyCompletionRequest)
         segments = request.segments
         language = editor_language(request.language)
-        prefix = with_snippets(segments, language)
+        prefix = await run_in_threadpool(with_snippets, segments, language)  # MiBs of snippets
         params = generation_params(
             state,
             max_tokens=DEFAULT_MAX_TOKENS,
