@@ -29,7 +29,7 @@ from geex.data.embedded import with_embedded_defaults
 from geex.errors import ConfigError
 from geex.eval.backends import Sampling
 from geex.eval.problems import humanevalx_language
-from geex.eval.runners.base import MAX_TIMEOUT_S
+from geex.eval.runners.base import check_timeout
 from geex.pipeline.budget import Budget, parse_budget
 from geex.train.config import TrainConfig
 
@@ -66,11 +66,7 @@ class EvalSettings:
         self.sampling.check(self.batch_size, name=lambda key: f"eval.{key}")
         if self.workers < 1:
             raise ConfigError(f"eval.workers must be >= 1, got {self.workers}")
-        if not 0 < self.timeout <= MAX_TIMEOUT_S:  # NaN too
-            raise ConfigError(
-                f"eval.timeout must be seconds > 0 and at most {MAX_TIMEOUT_S:g}, "
-                f"got {self.timeout!r}"
-            )
+        check_timeout(self.timeout, "eval.timeout")
         self.languages = [humanevalx_language(name).key for name in self.languages]
 
     @property

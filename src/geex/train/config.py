@@ -163,9 +163,7 @@ class TrainConfig:
             raise ConfigError(
                 f"precision must be one of {', '.join(PRECISIONS)}, got {self.precision!r}"
             )
-        for name in ("global_batch_tokens", "micro_batch_size", "keep_checkpoints"):
-            if getattr(self, name) < 1:
-                raise ConfigError(f"{name} must be >= 1, got {getattr(self, name)}")
+        at_least(self, "", global_batch_tokens=1, micro_batch_size=1, keep_checkpoints=1)
         # A budget of nothing would "finish" at once and save an untrained model.
         budgets = {k: getattr(self, k) for k in ("max_steps", "max_tokens", "seq_len")}
         at_least(self, "", **{k: 1 for k, v in budgets.items() if v is not None})

@@ -19,6 +19,15 @@ from geex.eval.verdicts import UNAVAILABLE, Judgement, classify_run, compile_fai
 MAX_TIMEOUT_S = 86_400.0
 
 
+def check_timeout(seconds: float, name: str) -> None:
+    """A judging time limit: a day is far past any test, and NaN or inf would reach the
+    sandbox's integer limits."""
+    if not 0 < seconds <= MAX_TIMEOUT_S:
+        raise ConfigError(
+            f"{name} must be seconds > 0 and at most {MAX_TIMEOUT_S:g}, got {seconds!r}"
+        )
+
+
 @dataclass(frozen=True)
 class RunSettings:
     """Limits for judging; ``naive`` runs the reference harness's way (cold, one process per
@@ -33,13 +42,8 @@ class RunSettings:
     naive: bool = option(False, flag=False)
 
     def __post_init__(self) -> None:
-        # A day is far past any test; NaN or inf would reach the sandbox's integer limits.
-        for name in ("timeout", "compile_timeout"):
-            if not 0 < getattr(self, name) <= MAX_TIMEOUT_S:
-                raise ConfigError(
-                    f"{name} must be seconds > 0 and at most {MAX_TIMEOUT_S:g}, "
-                    f"got {getattr(self, name)!r}"
-                )
+        check_timeout(self.timeout, "timeout")
+        check_timeout(self.compile_timeout, "compile_timeout")
 
     def run_limits(self, **overrides) -> Limits:
         limits = Limits(
