@@ -50,6 +50,27 @@ def test_options_are_checked():
     assert DataConfig(out="x", workers=3).tasks == 3
 
 
+def test_repository_options_without_a_repository_source_are_refused(tmp_path):
+    """--min-stars on a local folder read no stars and kept every file, silently."""
+    tree = write_code_tree(tmp_path / "tree", n_python=1, n_c=1)
+    config = DataConfig(out=str(tmp_path / "out"), sources=[str(tree)], min_stars=100)
+    with pytest.raises(
+        GeexError,
+        match=r"--min-stars applies to git repositories and github: "
+        r"queries only, and no source given is one; leave it out",
+    ):
+        build_stages(config)
+    config = DataConfig(out=str(tmp_path / "out"), sources=[str(tree)], min_stars=100,
+                        repo_metadata=str(tmp_path / "repos.jsonl"))  # fmt: skip
+    with pytest.raises(GeexError, match="--min-stars and --repo-metadata apply to"):
+        build_stages(config)
+    repository = f"file://{tmp_path}/repo.git"  # a git source: the options apply
+    config = DataConfig(out=str(tmp_path / "out"), sources=[str(tree), repository],
+                        git_max_repo_bytes=10**6)  # fmt: skip
+    assert build_stages(config)
+    assert not (tmp_path / "out").exists()
+
+
 def test_slurm_gets_the_same_stages_as_one_dependency_chain(tmp_path):
     tree = write_code_tree(tmp_path / "tree", n_python=1, n_c=1)
     config = DataConfig(

@@ -81,3 +81,13 @@ def test_an_uppercase_run_file_is_read_as_a_run_file(tmp_path):
     path = tmp_path / "LAPTOP.YAML"
     path.write_text("out: from-file\nbudget: 1h\n")
     assert config_from_args(parse([str(path)])).budget == "1h"
+
+
+def test_a_report_of_a_folder_where_nothing_ran_is_refused(tmp_path, capsys):
+    """It wrote an empty report and exited 0, as if the run were done."""
+    out = tmp_path / "run"
+    assert main(["run", "--out", str(out), "--stage", "report"]) == 2
+    err = capsys.readouterr().err
+    assert f"the report stage has nothing to read in {out}" in err
+    assert "run the stages before it first (data, train" in err
+    assert not out.exists()

@@ -9,6 +9,9 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import pytest
+
+from geex.errors import GeexError
 from geex.pipeline import run_config
 from geex.pipeline.budget import Budget
 from geex.pipeline.stage import RunContext, Stage
@@ -79,3 +82,18 @@ def test_a_stage_added_to_the_registry_is_run_recorded_and_then_skipped(tmp_path
     Run(config, registry=registry).run()
     assert not (tmp_path / "run" / "echo.txt").exists()  # recorded as done: not run again
     assert capsys.readouterr().err.count("done before, skipped") == 2
+
+
+def test_a_stage_whose_inputs_nothing_made_is_refused_before_any_work(tmp_path):
+    config = run_config({"out": str(tmp_path / "run")})
+    with pytest.raises(
+        GeexError,
+        match=r"the echo stage has nothing to read in .*: no "
+        r"greeting.txt there; run the stages before it first \(greeting",
+    ):
+        Run(config, registry=(Greeting(), Echo())).run(only=["echo"])
+    assert not (tmp_path / "run").exists()
+
+    Run(config, registry=(Greeting(), Echo())).run(only=["greeting"])  # made by an earlier run
+    Run(config, registry=(Greeting(), Echo())).run(only=["echo"])
+    assert (tmp_path / "run" / "echo.txt").read_text() == "hellohello"

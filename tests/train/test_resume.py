@@ -10,6 +10,7 @@ import os
 import signal
 import subprocess
 import time
+from pathlib import Path
 
 from tests.train.runs import geex_command, losses, run_geex, write_config
 
@@ -73,3 +74,37 @@ def test_sigterm_saves_a_checkpoint_and_the_rerun_finishes(byte_dataset, tmp_pat
     assert (run / "checkpoints" / f"step-{stopped:08d}").is_dir()
     run_geex(*args, "--max-steps", str(stopped + 2))
     assert logged_steps(run) == stopped + 2 and (run / "model" / "model.safetensors").is_file()
+
+
+def _children(pid: int) -> list[int]:
+    """The processes whose parent is ``pid`` (from /proc: Linux only, as the runs are)."""
+    found = []
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue  # it has ended meanwhile
+        if int(fields[1]) == pid:
+            found.append(int(stat.parent.name))
+    return found
+
+
+def test_a_process_killed_under_nproc_is_named_in_one_line(byte_dataset, tmp_path):
+    """The OOM killer's SIGKILL leaves a worker no time to say anything: `--nproc` names it."""
+    config = write_config(tmp_path / "config.yaml", byte_dataset, max_steps=500, checkpoint_every=0)
+    run = tmp_path / "run"
+    args = ["train", "--nproc", "1", "--config", str(config), "--out", str(run), "--no-progress"]
+    process = subprocess.Popen(geex_command(*args), stderr=subprocess.PIPE, text=True)
+    try:
+        wait_for(lambda: logged_steps(run) >= 2)
+        workers = _children(process.pid)
+        assert workers, "no worker process under the launcher"
+        for worker in workers:
+            os.kill(worker, signal.SIGKILL)
+        _, stderr = process.communicate(timeout=120)
+    finally:
+        process.kill()
+        process.wait()
+    assert process.returncode == 2, stderr
+    assert "Traceback" not in stderr and len(stderr.strip().splitlines()) == 1, stderr
+    assert "process 0 of 1 died" in stderr and "SIGKILL" in stderr, stderr

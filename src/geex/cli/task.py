@@ -167,6 +167,8 @@ def _run(args: argparse.Namespace) -> int:
     except urllib.error.HTTPError as err:
         raise GeexError(f"the server answered {err.code}: {_error_message(err)}") from None
     except urllib.error.URLError as err:
+        if isinstance(err.reason, (ConnectionResetError, ConnectionAbortedError)):
+            raise GeexError(f"the connection to {args.url} broke: {err.reason}") from None
         raise GeexError(
             f"cannot reach a server at {args.url}: {getattr(err.reason, 'strerror', None) or err.reason} "
             "(start one with geex serve, or give --url)"
@@ -211,23 +213,29 @@ def _print_whole(response) -> int:
 
 def _print_stream(response) -> int:
     last, ended = "", False
-    for raw in response:
-        line = raw.decode("utf-8").rstrip("\r\n")
-        if not line.startswith("data: ") or line == "data: [DONE]":
-            continue
-        event = json.loads(line.removeprefix("data: "))
-        if "error" in event:
-            sys.stdout.write("\n" if last and not last.endswith("\n") else "")
-            raise GeexError(f"the server failed: {event['error']['message']}")
-        if "text" in event:
-            last = event["text"]
-            sys.stdout.write(last)
-            sys.stdout.flush()
-        elif "finish_reason" in event:
-            ended = True
-            if not last.endswith("\n"):
-                sys.stdout.write("\n")
-            _print_status(event["finish_reason"], event["usage"]["completion_tokens"])
-    if not ended:
-        raise GeexError("the server closed the stream before the answer ended")
+    try:
+        for raw in response:
+            line = raw.decode("utf-8").rstrip("\r\n")
+            if not line.startswith("data: ") or line == "data: [DONE]":
+                continue
+            event = json.loads(line.removeprefix("data: "))
+            if "error" in event:
+                raise GeexError(f"the server failed: {event['error']['message']}")
+            if "text" in event:
+                last = event["text"]
+                sys.stdout.write(last)
+                sys.stdout.flush()
+            elif "finish_reason" in event:
+                ended = True
+                if not last.endswith("\n"):
+                    sys.stdout.write("\n")
+                _print_status(event["finish_reason"], event["usage"]["completion_tokens"])
+        if not ended:
+            raise GeexError("the server closed the stream before the answer ended")
+    except BrokenPipeError:
+        raise  # stdout is gone: nothing more can be written to it
+    except Exception:
+        if last and not last.endswith("\n"):  # the error starts a line of its own
+            sys.stdout.write("\n")
+        raise
     return 0

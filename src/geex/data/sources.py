@@ -107,7 +107,24 @@ def resolve_sources(config: DataConfig) -> list[Source]:
     return [Source("local", str(p)) for p in embedded_sources()]
 
 
+def check_repository_options(config: DataConfig, sources: list[Source]) -> None:
+    """Repository options given for sources that are no repositories are refused: a
+    ``--min-stars`` that reads no stars would keep every file while the user believes the
+    corpus filtered."""
+    given = [flag for flag, value in (("--min-stars", config.min_stars),
+                                      ("--max-repo-bytes", config.git_max_repo_bytes),
+                                      ("--repo-metadata", config.repo_metadata))
+             if value is not None]  # fmt: skip
+    if given and not any(s.kind in ("git", "github") for s in sources):
+        raise GeexError(
+            f"{' and '.join(given)} {'applies' if len(given) == 1 else 'apply'} to git "
+            "repositories and github: queries only, and no source given is one; leave "
+            f"{'it' if len(given) == 1 else 'them'} out, or give repository sources"
+        )
+
+
 def reader_steps(config: DataConfig, sources: list[Source], work: Path) -> list[PipelineStep]:
+    check_repository_options(config, sources)
     max_bytes = config.max_file_bytes or DEFAULT_MAX_BYTES
     steps: list[PipelineStep] = []
     local = [s.spec for s in sources if s.kind == "local"]

@@ -87,8 +87,8 @@ class Run:
 
     def run(self, only: list[str] | None = None) -> RunResult:
         wanted = [s for s in self.registry if not only or s.name in only]
-        self._check(wanted)
         claim_output_folder(self.out, owned=self._owns_out(), command="geex run")
+        self._check(wanted)
         self.out.mkdir(parents=True, exist_ok=True)
         atomic_write_text(self.out / "run.yaml", yaml.safe_dump(self.config.to_dict(),
                                                                  sort_keys=False))  # fmt: skip
@@ -191,10 +191,28 @@ class Run:
             )
         self._check_settings(wanted)  # on every rank: each must stop, or none
         todo = [s for s in wanted if not self.state.done(s.name)]
+        self._check_inputs(todo)
         for stage in self.registry:
             stage.check(self.context, to_run=stage in todo)
         if todo:
             check_disk_space(self.out, sum(stage.disk_bytes(self.context) for stage in todo))
+
+    def _check_inputs(self, todo: list[Stage]) -> None:
+        """A stage left to run whose inputs are not there, and that no stage before it in this
+        run makes, is refused before any work (``--stage report`` on an empty folder wrote an
+        empty report and said it was done)."""
+        made = {path for s in self.registry if self.state.done(s.name) for path in s.writes}
+        for stage in todo:
+            if stage.reads and not any(
+                _within(path, made) or self.context.path(path).exists() for path in stage.reads
+            ):
+                earlier = [s.name for s in self.registry[: self.registry.index(stage)]]
+                raise GeexError(
+                    f"the {stage.name} stage has nothing to read in {self.out}: no "
+                    f"{' or '.join(stage.reads)} there; run the stages before it first "
+                    f"({', '.join(earlier)}: leave out --stage, or add them)"
+                )
+            made |= set(stage.writes)
 
     def _start_overall(self, display) -> threading.Event:
         """The run's own line: wall time spent (earlier invocations' stages included) against
