@@ -15,7 +15,9 @@ Steady state, not the first step: each model first takes ``--settle`` AdamW step
 targets at the preset's learning rate, so its weights have moved as in training. Some
 activations and gradients then underflow to subnormal floats, which x86 cores compute up to
 a hundred times slower; a freshly initialised model has none. ``--flush-denormals`` flushes
-them to zero in the whole process (both models), as ``geex train`` does.
+them to zero in the whole process (both models), as ``geex train`` does;
+``--keep-freed-memory`` keeps freed memory in the process (both models), as ``geex train`` does
+on a CPU (``geex.train.host_memory``; ``host_memory.py`` measures it alone).
 
 The timed repeats alternate (Geex, plain, Geex, plain, ...) so the machine's noise falls on
 both; each side's median is reported. Ratio > 1 means Geex trains faster. On a shared CPU,
@@ -51,6 +53,11 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument(
         "--flush-denormals", action="store_true", help="flush subnormals to zero (both models)"
     )
+    parser.add_argument(
+        "--keep-freed-memory",
+        action="store_true",
+        help="keep freed memory in the process, as geex train does on a CPU (both models)",
+    )
     parser.add_argument("--hf", action="store_true", help="add Hugging Face GPT-2 as a row")
     parser.add_argument(
         "--settle", type=int, default=8, help="untimed steps on random targets per model"
@@ -80,6 +87,10 @@ def main() -> None:
 
         torch.set_flush_denormal(True)
     args = parse_args()
+    if args.keep_freed_memory:
+        from geex.train.host_memory import keep_freed_memory
+
+        assert keep_freed_memory(), "--keep-freed-memory needs glibc"
     run(args)
 
 

@@ -42,6 +42,7 @@ from geex.train.conversations import read_conversations
 from geex.train.data import PackedSamples, document_positions_and_mask, micro_batch_start
 from geex.train.distributed import World, close_world, init_world
 from geex.train.grad_norm import global_norm
+from geex.train.host_memory import keep_freed_memory
 from geex.train.lora import add_lora, lora_config, merge_lora, save_adapter
 from geex.train.monitor import MetricsLog, Progress, matmul_arithmetic, peak_flops
 from geex.train.optim import build_optimizer, learning_rate
@@ -76,7 +77,9 @@ def train(
 ) -> TrainResult:
     """Train into ``config.out``; ``overwrite`` deletes an earlier run there and starts anew.
 
-    Training flushes subnormal floats to zero (:func:`flush_denormals`). The calling thread
+    Training on the CPU keeps freed memory in the process (:func:`keep_freed_memory`: no page
+    faults for each step's new activations), and flushes subnormal floats to zero
+    (:func:`flush_denormals`). The calling thread
     gets its own mode back when training returns, so code run after it in that thread (an
     evaluation, a test, a caller's own arithmetic) sees IEEE subnormals again; threads of
     torch's pool started meanwhile keep flushing them.
@@ -84,6 +87,8 @@ def train(
     flushing_before = calling_thread_flushes_denormals()
     flush_denormals()
     world = init_world(config.device, config.parallel.tp)
+    if world.device.type == "cpu":  # a GPU run's host memory stays as glibc manages it
+        keep_freed_memory()
     try:
         trainer = Trainer(config, world, show_progress=show_progress, overwrite=overwrite)
         with fp32_matmuls(trainer.config.precision, trainer.tf32, world.device):
