@@ -56,13 +56,15 @@ def test_repository_options_without_a_repository_source_are_refused(tmp_path):
     config = DataConfig(out=str(tmp_path / "out"), sources=[str(tree)], min_stars=100)
     with pytest.raises(
         GeexError,
-        match=r"--min-stars applies to git repositories and github: "
+        match=r"--min-stars \(data.min_stars in a run file\) applies to git repositories and github: "
         r"queries only, and no source given is one; leave it out",
     ):
         build_stages(config)
     config = DataConfig(out=str(tmp_path / "out"), sources=[str(tree)], min_stars=100,
                         repo_metadata=str(tmp_path / "repos.jsonl"))  # fmt: skip
-    with pytest.raises(GeexError, match="--min-stars and --repo-metadata apply to"):
+    with pytest.raises(
+        GeexError, match=r"file\) and --repo-metadata \(data.repo_metadata in a run file\) apply to"
+    ):
         build_stages(config)
     repository = f"file://{tmp_path}/repo.git"  # a git source: the options apply
     config = DataConfig(out=str(tmp_path / "out"), sources=[str(tree), repository],

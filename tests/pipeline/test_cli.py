@@ -89,5 +89,13 @@ def test_a_report_of_a_folder_where_nothing_ran_is_refused(tmp_path, capsys):
     assert main(["run", "--out", str(out), "--stage", "report"]) == 2
     err = capsys.readouterr().err
     assert f"the report stage has nothing to read in {out}" in err
-    assert "run the stages before it first (data, train" in err
+    assert "run the stages it needs first (data, train, eval, samples: leave out" in err
     assert not out.exists()
+
+
+def test_a_stage_refused_for_its_inputs_names_only_the_stages_that_make_them(tmp_path, capsys):
+    out = tmp_path / "run"
+    assert main(["run", "--out", str(out), "--stage", "eval"]) == 2
+    assert (
+        "run the stages it needs first (data, train: leave out --stage" in capsys.readouterr().err
+    )

@@ -89,7 +89,7 @@ def test_a_stage_whose_inputs_nothing_made_is_refused_before_any_work(tmp_path):
     with pytest.raises(
         GeexError,
         match=r"the echo stage has nothing to read in .*: no "
-        r"greeting.txt there; run the stages before it first \(greeting",
+        r"greeting.txt there; run the stages it needs first \(greeting:",
     ):
         Run(config, registry=(Greeting(), Echo())).run(only=["echo"])
     assert not (tmp_path / "run").exists()

@@ -10,6 +10,8 @@ import struct
 import subprocess
 import sys
 import threading
+import urllib.error
+import urllib.request
 
 import pytest
 
@@ -154,6 +156,7 @@ def test_a_stream_cut_midway_keeps_the_text_and_says_so_in_one_line(capsys, cut)
         protocol_version = "HTTP/1.1"
 
         def do_POST(self):
+            self.rfile.read(int(self.headers["Content-Length"]))  # unread, a close is a reset
             self.send_response(200)
             self.send_header("Content-Type", "text/event-stream")
             self.send_header("Transfer-Encoding", "chunked")
@@ -183,3 +186,18 @@ def test_a_stream_cut_midway_keeps_the_text_and_says_so_in_one_line(capsys, cut)
         "reset": f"the connection to {url} broke: [Errno 104] Connection reset by peer",
     }
     assert says[cut] in one_line(err)
+
+
+@pytest.mark.parametrize("error", [ConnectionResetError(104, "Connection reset by peer"),
+                                   BrokenPipeError(32, "Broken pipe")])  # fmt: skip
+def test_a_server_gone_while_the_question_is_sent_is_named(capsys, monkeypatch, error):
+    """urllib reports a connection lost while it sends the request as a URLError: the server
+    was reached, so "cannot reach a server" would mislead."""
+
+    def gone(*args, **kwargs):
+        raise urllib.error.URLError(error)
+
+    monkeypatch.setattr(urllib.request, "urlopen", gone)
+    code, _, err = run(capsys, "ask", "what is a closure?", "--url", "http://127.0.0.1:9")
+    assert code == 2
+    assert f"the connection to http://127.0.0.1:9 broke: {error}" in one_line(err)

@@ -5,6 +5,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import signal
@@ -94,7 +95,9 @@ def test_a_process_killed_under_nproc_is_named_in_one_line(byte_dataset, tmp_pat
     config = write_config(tmp_path / "config.yaml", byte_dataset, max_steps=500, checkpoint_every=0)
     run = tmp_path / "run"
     args = ["train", "--nproc", "1", "--config", str(config), "--out", str(run), "--no-progress"]
-    process = subprocess.Popen(geex_command(*args), stderr=subprocess.PIPE, text=True)
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONWARNINGS": "ignore"}  # as run_geex
+    process = subprocess.Popen(geex_command(*args), stderr=subprocess.PIPE, text=True, env=env)
+    workers = []
     try:
         wait_for(lambda: logged_steps(run) >= 2)
         workers = _children(process.pid)
@@ -103,7 +106,9 @@ def test_a_process_killed_under_nproc_is_named_in_one_line(byte_dataset, tmp_pat
             os.kill(worker, signal.SIGKILL)
         _, stderr = process.communicate(timeout=120)
     finally:
-        process.kill()
+        for worker in [process.pid, *workers, *_children(process.pid)]:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(worker, signal.SIGKILL)
         process.wait()
     assert process.returncode == 2, stderr
     assert "Traceback" not in stderr and len(stderr.strip().splitlines()) == 1, stderr

@@ -167,7 +167,8 @@ def _run(args: argparse.Namespace) -> int:
     except urllib.error.HTTPError as err:
         raise GeexError(f"the server answered {err.code}: {_error_message(err)}") from None
     except urllib.error.URLError as err:
-        if isinstance(err.reason, (ConnectionResetError, ConnectionAbortedError)):
+        if isinstance(err.reason, (ConnectionResetError, ConnectionAbortedError, BrokenPipeError)):
+            # lost while the request was sent: the server was reached
             raise GeexError(f"the connection to {args.url} broke: {err.reason}") from None
         raise GeexError(
             f"cannot reach a server at {args.url}: {getattr(err.reason, 'strerror', None) or err.reason} "

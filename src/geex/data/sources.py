@@ -111,10 +111,11 @@ def check_repository_options(config: DataConfig, sources: list[Source]) -> None:
     """Repository options given for sources that are no repositories are refused: a
     ``--min-stars`` that reads no stars would keep every file while the user believes the
     corpus filtered."""
-    given = [flag for flag, value in (("--min-stars", config.min_stars),
-                                      ("--max-repo-bytes", config.git_max_repo_bytes),
-                                      ("--repo-metadata", config.repo_metadata))
-             if value is not None]  # fmt: skip
+    given = [f"--{flag} (data.{field} in a run file)"
+             for flag, field in (("min-stars", "min_stars"),
+                                 ("max-repo-bytes", "git_max_repo_bytes"),
+                                 ("repo-metadata", "repo_metadata"))
+             if getattr(config, field) is not None]  # fmt: skip
     if given and not any(s.kind in ("git", "github") for s in sources):
         raise GeexError(
             f"{' and '.join(given)} {'applies' if len(given) == 1 else 'apply'} to git "

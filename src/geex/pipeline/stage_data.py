@@ -32,7 +32,10 @@ class DataStage(Stage):
 
     def check(self, context: RunContext, *, to_run: bool) -> None:
         if to_run:
+            from geex.data.sources import check_repository_options, resolve_sources
+
             check_sources_readable(context.data.sources)
+            check_repository_options(context.data, resolve_sources(context.data))
             return
         if not context.state.done(self.name):
             return

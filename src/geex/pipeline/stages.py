@@ -206,13 +206,23 @@ class Run:
             if stage.reads and not any(
                 _within(path, made) or self.context.path(path).exists() for path in stage.reads
             ):
-                earlier = [s.name for s in self.registry[: self.registry.index(stage)]]
                 raise GeexError(
                     f"the {stage.name} stage has nothing to read in {self.out}: no "
-                    f"{' or '.join(stage.reads)} there; run the stages before it first "
-                    f"({', '.join(earlier)}: leave out --stage, or add them)"
+                    f"{' or '.join(stage.reads)} there; run the stages it needs first "
+                    f"({', '.join(self._makers_of(stage))}: leave out --stage, or add them)"
                 )
             made |= set(stage.writes)
+
+    def _makers_of(self, stage: Stage) -> list[str]:
+        """The unfinished stages that make what ``stage`` reads, directly or not, in order."""
+        needed, makers = set(stage.reads), []
+        for earlier in reversed(self.registry[: self.registry.index(stage)]):
+            if self.state.done(earlier.name):
+                continue
+            if any(_within(path, set(earlier.writes)) for path in needed):
+                makers.append(earlier.name)
+                needed |= set(earlier.reads)
+        return makers[::-1]
 
     def _start_overall(self, display) -> threading.Event:
         """The run's own line: wall time spent (earlier invocations' stages included) against

@@ -42,7 +42,7 @@ from geex.train.conversations import read_conversations
 from geex.train.data import PackedSamples, document_positions_and_mask, micro_batch_start
 from geex.train.distributed import World, close_world, init_world
 from geex.train.grad_norm import global_norm
-from geex.train.host_memory import keep_freed_memory
+from geex.train.host_memory import give_back_freed_memory, keep_freed_memory
 from geex.train.lora import add_lora, lora_config, merge_lora, save_adapter
 from geex.train.monitor import MetricsLog, Progress, matmul_arithmetic, peak_flops
 from geex.train.optim import build_optimizer, learning_rate
@@ -78,33 +78,42 @@ def train(
     """Train into ``config.out``; ``overwrite`` deletes an earlier run there and starts anew.
 
     Training on the CPU keeps freed memory in the process (:func:`keep_freed_memory`: no page
-    faults for each step's new activations), and flushes subnormal floats to zero
-    (:func:`flush_denormals`). The calling thread
-    gets its own mode back when training returns, so code run after it in that thread (an
-    evaluation, a test, a caller's own arithmetic) sees IEEE subnormals again; threads of
-    torch's pool started meanwhile keep flushing them.
+    faults for each step's new activations) and gives it back when it ends, so what runs next
+    in the process (``geex run``'s evaluation, a test) does not hold training's peak. Training
+    flushes subnormal floats to zero (:func:`flush_denormals`); the calling thread gets its own
+    mode back when training returns, so code run after it in that thread (an evaluation, a
+    test, a caller's own arithmetic) sees IEEE subnormals again; threads of torch's pool
+    started meanwhile keep flushing them.
     """
     flushing_before = calling_thread_flushes_denormals()
     flush_denormals()
     world = init_world(config.device, config.parallel.tp)
-    if world.device.type == "cpu":  # a GPU run's host memory stays as glibc manages it
-        keep_freed_memory()
+    # Not a GPU run's host memory, which stages checkpoints on their way to disk.
+    keeping = world.device.type == "cpu" and keep_freed_memory()
     try:
-        trainer = Trainer(config, world, show_progress=show_progress, overwrite=overwrite)
-        with fp32_matmuls(trainer.config.precision, trainer.tf32, world.device):
-            result = trainer.run()
+        result = _train_on(world, config, show_progress, overwrite)
+        # The trainer's model and optimizer state (DTensors) reach the mesh's process groups
+        # through reference cycles. Left to the collector at interpreter exit, they let gloo's
+        # threads outlive the torn-down group, and a rank now and then aborts after a finished
+        # run ("terminate called without an active exception", about 1 run in 8 on 2 CPU
+        # ranks). Collected here, their memory is free before it is given back below.
+        gc.collect()
     except BaseException:
         close_world(world, finished=False)
         raise
     finally:
         torch.set_flush_denormal(flushing_before)
-    # The trainer's model and optimizer state (DTensors) reach the mesh's process groups
-    # through reference cycles. Left to the collector at interpreter exit, they let gloo's
-    # threads outlive the torn-down group, and a rank now and then aborts after a finished
-    # run ("terminate called without an active exception", about 1 run in 8 on 2 CPU ranks).
-    gc.collect()
+        if keeping:
+            give_back_freed_memory()
     close_world(world, finished=True)
     return result
+
+
+def _train_on(world: World, config: TrainConfig, show_progress: bool, overwrite: bool):
+    """The run itself; the trainer, its model and optimizer are released when it returns."""
+    trainer = Trainer(config, world, show_progress=show_progress, overwrite=overwrite)
+    with fp32_matmuls(trainer.config.precision, trainer.tf32, world.device):
+        return trainer.run()
 
 
 def flush_denormals() -> None:
