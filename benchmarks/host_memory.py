@@ -53,25 +53,15 @@ def child(args: argparse.Namespace) -> None:
     peak memory."""
     import torch
 
-    from geex.model import build_model
-    from geex.presets import model_preset, train_preset
-    from geex.train.config import OptimConfig
+    from geex.presets import model_preset
     from geex.train.host_memory import keep_freed_memory
-    from geex.train.optim import build_optimizer
-    from plain_gpt import PlainGPT, plain_adamw
+    from side_by_side import preset_optim, step_shape, training_side
 
     if args.child == "kept":
         assert keep_freed_memory(), "this C library is not glibc"
     config = model_preset(args.preset)
-    batch, seq = {"tiny": (8, 256)}.get(args.preset, (2, 256))
-    optim = OptimConfig(**train_preset(args.preset).get("optim", {}))
-    torch.manual_seed(0)
-    if args.model == "geex":
-        model = build_model(config, seed=0)
-        optimizer = build_optimizer(model, optim)
-    else:
-        model = PlainGPT(config)
-        optimizer = plain_adamw(model, optim)
+    batch, seq = step_shape(args.preset)
+    model, optimizer = training_side(args.model, config, preset_optim(args.preset), seed=0)
     model.train()
 
     def step() -> None:

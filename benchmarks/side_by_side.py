@@ -1,6 +1,7 @@
 """What both benchmarks share: the GPT-2 twin of a Geex config, interleaved timing, the table.
 
-Not a benchmark itself; ``train_step.py`` and ``decode.py`` import it from beside them.
+Not a benchmark itself; ``train_step.py``, ``host_memory.py`` and ``decode.py`` import it from
+beside them.
 """
 
 from __future__ import annotations
@@ -65,6 +66,34 @@ def gpt2_twin(config: ModelConfig):
     )
     torch.manual_seed(0)
     return GPT2LMHeadModel(hf_config)
+
+
+def step_shape(preset: str) -> tuple[int, int]:
+    """Batch x sequence of one timed training step: 8 x 256 at tiny, 2 x 256 above it."""
+    return {"tiny": (8, 256)}.get(preset, (2, 256))
+
+
+def preset_optim(preset: str):
+    """The AdamW settings ``geex train`` gives ``preset``."""
+    from geex.presets import train_preset
+    from geex.train.config import OptimConfig
+
+    return OptimConfig(**train_preset(preset).get("optim", {}))
+
+
+def training_side(which: str, config: ModelConfig, optim, seed: int):
+    """``(model, optimizer)``: Geex with ``geex train``'s optimizer (``which="geex"``), or the
+    plain GPT with the same AdamW (``"plain"``)."""
+    from geex.model import build_model
+    from geex.train.optim import build_optimizer
+    from plain_gpt import PlainGPT, plain_adamw
+
+    if which == "geex":
+        model = build_model(config, seed=seed)
+        return model, build_optimizer(model, optim)
+    torch.manual_seed(seed)
+    model = PlainGPT(config)
+    return model, plain_adamw(model, optim)
 
 
 def interleaved_times(

@@ -97,11 +97,9 @@ def main() -> None:
 def run(args) -> None:
     import torch
 
-    from geex.model import build_model, flops_per_token
-    from geex.presets import model_preset, train_preset
-    from geex.train.config import OptimConfig
-    from geex.train.optim import build_optimizer
-    from plain_gpt import PlainGPT, plain_adamw
+    from geex.model import flops_per_token
+    from geex.presets import model_preset
+    from plain_gpt import plain_adamw
     from side_by_side import (
         DTYPES,
         gpt2_twin,
@@ -109,17 +107,20 @@ def run(args) -> None:
         machine,
         median,
         paired_ratio,
+        preset_optim,
         print_table,
         spread,
+        step_shape,
+        training_side,
     )
 
     config = model_preset(args.preset)
-    batch, seq = {"tiny": (8, 256)}.get(args.preset, (2, 256))
+    batch, seq = step_shape(args.preset)
     batch, seq = args.batch_size or batch, args.seq_len or seq
     dtype = DTYPES[args.dtype]
     if args.threads:
         torch.set_num_threads(args.threads)
-    optim = OptimConfig(**train_preset(args.preset).get("optim", {}))
+    optim = preset_optim(args.preset)
     torch.manual_seed(args.seed)
 
     def random_batch():
@@ -150,13 +151,10 @@ def run(args) -> None:
         return step
 
     def geex():
-        model = build_model(config, seed=args.seed)
-        return model, build_optimizer(model, optim)
+        return training_side("geex", config, optim, args.seed)
 
     def plain():
-        torch.manual_seed(args.seed)
-        model = PlainGPT(config)
-        return model, plain_adamw(model, optim)
+        return training_side("plain", config, optim, args.seed)
 
     def hf():
         model = gpt2_twin(config)
