@@ -169,6 +169,18 @@ def test_a_rerun_with_other_options_is_refused(packed, code, benchmark):
     assert geex_data(code, "--out", packed, "--tasks", "2", "--dedup", "exact") == 2  # refused
 
 
+def test_a_rerun_keeping_other_languages_is_refused(packed, code, benchmark, capsys):
+    """``--languages`` decides which files are kept: a resume that changes it would mix two
+    corpora, so it is refused like any other option that shapes the output."""
+    done = ["--tasks", "2", "--workers", "2", "--decontaminate", benchmark]
+    capsys.readouterr()
+    assert geex_data(code, "--out", packed, *done, "--languages", "python") == 2
+    assert "other options (languages)" in capsys.readouterr().err
+    record = json.loads((packed / "work" / "config.json").read_text())
+    assert "languages" not in record  # fields recorded later appear only when set
+    assert geex_data(code, "--out", packed, *done) == 0  # so the folder still resumes
+
+
 def test_a_git_repository_and_a_dataset_file_are_sources_too(tmp_path):
     work = tmp_path / "work"
     work.mkdir()

@@ -6,7 +6,7 @@ or code, kept apart from :mod:`geex.data.pipeline` so that reading it imports no
 from __future__ import annotations
 
 import os
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, fields
 from pathlib import Path
 
 from geex.config import comma_list, key_value, megabytes, option
@@ -19,6 +19,9 @@ EXECUTORS = ("local", "slurm", "ray")
 FILTER_NAMES = ("codegeex", "codex", "codeparrot", "starcoder", "none")
 _REPOS, _CLUSTER = "git and GitHub sources", "cluster executors"  # groups of `geex data -h`
 WORK = "work"
+# Fields that decide the output too, recorded only when set: folders written before they were
+# recorded still resume with their defaults, and a resume that changes one is refused.
+LATER_OUTPUT_FIELDS = ("languages", "min_stars", "repo_metadata", "github_max_repos")
 
 
 @dataclass
@@ -168,7 +171,11 @@ class DataConfig:
             "fim_seed",
             "git_max_repo_bytes",
         ]
-        return {k: v for k, v in asdict(self).items() if k in keep}
+        values = asdict(self)
+        recorded = {k: v for k, v in values.items() if k in keep}
+        defaults = {f.name: f.default for f in fields(self)}
+        recorded |= {k: values[k] for k in LATER_OUTPUT_FIELDS if values[k] != defaults[k]}
+        return recorded
 
 
 # --- stages --------------------------------------------------------------------------------

@@ -184,11 +184,9 @@ def prepare_output(config: DataConfig, overwrite: bool = False) -> None:
         out, owned=record.is_file(), command="geex data", overwrite=overwrite
     )
     if earlier:
-        previous = json.loads(record.read_text())
-        if previous != json.loads(json.dumps(fields)):
-            changed = sorted(
-                k for k in fields if previous.get(k) != json.loads(json.dumps(fields)).get(k)
-            )
+        previous, now = json.loads(record.read_text()), json.loads(json.dumps(fields))
+        if previous != now:
+            changed = sorted(k for k in previous.keys() | now.keys() if previous.get(k) != now.get(k))
             raise GeexError(
                 f"{out} holds a run started with other options ({', '.join(changed)}): "
                 "give another --out, or --overwrite to start again"
