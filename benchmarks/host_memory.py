@@ -12,11 +12,14 @@ kernel time they took.
 The sides: Geex's step with glibc's defaults, then kept (the default); ``--model plain``, the
 plain PyTorch GPT of ``train_step.py`` both ways (the setting is the process's, not the
 model's); ``--as-run``, each as it runs: the plain GPT with glibc's defaults, as a PyTorch
-script runs, against Geex's step as ``geex train`` runs it.
+script runs, against Geex's step as ``geex train`` runs it. ``--compile`` compiles both
+sides as ``train_step.py --compile`` does (Geex block by block, the plain GPT whole); the
+compilation falls in the untimed settling steps.
 
     python benchmarks/host_memory.py                       # tiny, 3 rounds
     python benchmarks/host_memory.py --preset small --rounds 3 --settle 3 --steps 6
     python benchmarks/host_memory.py --as-run --preset small --rounds 3 --settle 3 --steps 6
+    python benchmarks/host_memory.py --as-run --compile                     # both compiled
 """
 
 from __future__ import annotations
@@ -41,6 +44,11 @@ def parse_args() -> argparse.Namespace:
         action="store_true",
         help="the plain GPT with glibc's defaults against Geex kept",
     )
+    parser.add_argument(
+        "--compile",
+        action="store_true",
+        help="compile both sides: Geex block by block as geex train does, the plain GPT whole",
+    )
     parser.add_argument("--rounds", type=int, default=3, help="processes per side")
     parser.add_argument("--settle", type=int, default=10, help="untimed steps per process")
     parser.add_argument("--steps", type=int, default=40, help="timed steps per process")
@@ -55,13 +63,17 @@ def child(args: argparse.Namespace) -> None:
 
     from geex.presets import model_preset
     from geex.train.host_memory import keep_freed_memory
-    from side_by_side import preset_optim, step_shape, training_side
+    from side_by_side import compile_blocks, preset_optim, step_shape, training_side
 
     if args.child == "kept":
         assert keep_freed_memory(), "this C library is not glibc"
     config = model_preset(args.preset)
     batch, seq = step_shape(args.preset)
     model, optimizer = training_side(args.model, config, preset_optim(args.preset), seed=0)
+    if args.compile and args.model == "geex":
+        compile_blocks(model)  # as geex train --compile does
+    elif args.compile:
+        model = torch.compile(model)  # as a PyTorch user would
     model.train()
 
     def step() -> None:
@@ -101,7 +113,7 @@ def main() -> None:
         for model, memory in sides:
             command = [sys.executable, __file__, "--child", memory, "--preset", args.preset,
                        "--model", model, "--settle", str(args.settle),
-                       "--steps", str(args.steps)]  # fmt: skip
+                       "--steps", str(args.steps), *(["--compile"] if args.compile else [])]  # fmt: skip
             out = subprocess.run(command, capture_output=True, text=True, check=True,
                                  cwd=Path(__file__).parent).stdout  # fmt: skip
             results[model, memory].append(json.loads(out.strip().splitlines()[-1]))
@@ -119,7 +131,8 @@ def main() -> None:
         for side in sides
     ]
     print_table(
-        f"{args.preset}: {args.steps} steps after {args.settle}, {args.rounds} processes per side",
+        f"{args.preset}{', compiled' if args.compile else ''}: {args.steps} steps after "
+        f"{args.settle}, {args.rounds} processes per side",
         ["model, glibc malloc", "tokens/s", "page faults", "kernel s", "peak MiB", "ratio"],
         rows,
         [machine(), "ratio: the second row's tokens/s over the first's, median of the rounds"],

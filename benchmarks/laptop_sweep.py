@@ -85,6 +85,7 @@ VARIANTS = [
     Variant("lr 1e-3", "lr", train={"optim": {"lr": 1e-3, "min_lr": 1e-4}}, same_cost=True),
     Variant("lr 4e-3", "lr", train={"optim": {"lr": 4e-3, "min_lr": 4e-4}}, same_cost=True),
     Variant("lr 5e-4", "lr", train={"optim": {"lr": 5e-4, "min_lr": 5e-5}}, same_cost=True),
+    Variant("lr 2.5e-4", "lr", train={"optim": {"lr": 2.5e-4, "min_lr": 2.5e-5}}, same_cost=True),
     # combined: the wider shape with the lower learning rate
     Variant(
         "3x384 lr 1e-3",
@@ -94,6 +95,12 @@ VARIANTS = [
     ),
     # seed (default 1234): how far two runs of the same setting land apart
     Variant("seed 2", "seed", train={"seed": 2}, same_cost=True),
+    Variant(
+        "lr 5e-4 seed 2",
+        "seed",
+        same_cost=True,
+        train={"optim": {"lr": 5e-4, "min_lr": 5e-5}, "seed": 2},
+    ),
     Variant(
         "3x384 lr 1e-3 seed 2",
         "seed",

@@ -74,11 +74,12 @@ def step_shape(preset: str) -> tuple[int, int]:
 
 
 def preset_optim(preset: str):
-    """The AdamW settings ``geex train`` gives ``preset``."""
+    """The AdamW settings ``geex train`` gives ``preset``: AdamW even where the preset trains
+    with Muon (tiny), since the step is compared with a plain GPT's under the same optimizer."""
     from geex.presets import train_preset
     from geex.train.config import OptimConfig
 
-    return OptimConfig(**train_preset(preset).get("optim", {}))
+    return OptimConfig(**{**train_preset(preset).get("optim", {}), "optimizer": "adamw"})
 
 
 def training_side(which: str, config: ModelConfig, optim, seed: int):
@@ -94,6 +95,15 @@ def training_side(which: str, config: ModelConfig, optim, seed: int):
     torch.manual_seed(seed)
     model = PlainGPT(config)
     return model, plain_adamw(model, optim)
+
+
+def compile_blocks(model) -> None:
+    """Compile Geex as its trainer does (geex.train.parallel): block by block, in place."""
+    from geex.train.parallel import blocks
+
+    for parent, name, block in blocks(model):
+        block.compile()
+        setattr(parent, name, block)
 
 
 def interleaved_times(

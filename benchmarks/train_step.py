@@ -70,15 +70,6 @@ def parse_args() -> argparse.Namespace:
     return parser.parse_args()
 
 
-def compile_blocks(model) -> None:
-    """Compile Geex as its trainer does (geex.train.parallel): block by block, in place."""
-    from geex.train.parallel import blocks
-
-    for parent, name, block in blocks(model):
-        block.compile()
-        setattr(parent, name, block)
-
-
 def main() -> None:
     # Before anything else touches torch: a thread of the OpenMP pool keeps the floating-point
     # mode it started with, so the flag must be set before the pool exists.
@@ -102,6 +93,7 @@ def run(args) -> None:
     from plain_gpt import plain_adamw
     from side_by_side import (
         DTYPES,
+        compile_blocks,
         gpt2_twin,
         interleaved_times,
         machine,

@@ -45,7 +45,7 @@ from torch.distributed.checkpoint.state_dict import (
 from torch.distributed.tensor import DTensor
 
 from geex.atomic import atomic_write_bytes
-from geex.errors import GeexError
+from geex.errors import ConfigError, GeexError
 from geex.os_faults import describe_os_fault
 from geex.train.compat import check_checkpoint_shapes
 from geex.train.distributed import World
@@ -148,10 +148,14 @@ class CheckpointManager:
 
     # -- resuming ------------------------------------------------------------------------------
 
-    def restore(self, model, optimizer, required_keys=()) -> tuple[Path, dict] | None:
+    def restore(
+        self, model, optimizer, required_keys=(), same: dict | None = None
+    ) -> tuple[Path, dict] | None:
         """Load the newest good checkpoint into ``model`` and ``optimizer``; return it and its
         trainer state, or None when there is none at all.
 
+        ``same`` maps trainer-state keys to ``(this run's value, the value of states saved
+        before the key)``: a checkpoint saved with another value is refused before it loads.
         Newer checkpoints that fail their manifest, lack one of ``required_keys`` in their
         trainer state, hold NaN, or were :meth:`reject`-ed are skipped, each with a warning. If
         every checkpoint is bad the run is refused rather than started over, which would throw
@@ -165,7 +169,7 @@ class CheckpointManager:
             reason = self.rejected.get(path)
             if reason is None:
                 try:
-                    state = self._verified_load(path, model, optimizer, required_keys)
+                    state = self._verified_load(path, model, optimizer, required_keys, same)
                 except UnusableCheckpoint as err:
                     reason = str(err)
                     self._warn(f"checkpoint {path} skipped: {reason}")
@@ -198,7 +202,7 @@ class CheckpointManager:
             self.good = None
         self._warn(f"checkpoint {path} skipped: {reason}")
 
-    def _verified_load(self, path: Path, model, optimizer, required_keys) -> dict:
+    def _verified_load(self, path: Path, model, optimizer, required_keys, same=None) -> dict:
         """Load ``path`` on every rank once its manifest checks out (or it predates manifests).
 
         Raises UnusableCheckpoint for damage (skip it), and anything else (a shape that is not
@@ -215,7 +219,7 @@ class CheckpointManager:
             self._warn(f"checkpoint {path} was {LEGACY_WARNING}")
         problem, failure = None, None
         try:
-            state = self.load(path, model, optimizer, required_keys)
+            state = self.load(path, model, optimizer, required_keys, same)
         except UnusableCheckpoint as err:
             problem = str(err)
         # Every rank must reach the collective below before raising. dcp wraps what a rank
@@ -241,9 +245,15 @@ class CheckpointManager:
         except OSError as err:
             self._warn(f"cannot write {err.filename}: {err.strerror}; {path} stays unverified")
 
-    def load(self, path: Path, model, optimizer, required_keys=()) -> dict:
+    def load(self, path: Path, model, optimizer, required_keys=(), same=None) -> dict:
         """Restore model, optimizer and RNG states; return the trainer state."""
         state = _read_trainer_state(path, required_keys)
+        for key, (mine, before) in (same or {}).items():
+            if state.get(key, before) != mine:
+                raise ConfigError(
+                    f"{path} was trained with {key}={state.get(key, before)}, this run asks "
+                    f"for {mine}: use a new run folder to change it"
+                )
         model_state, optim_state = get_state_dict(model, optimizer)
         try:
             metadata = dcp.FileSystemReader(str(path)).read_metadata()

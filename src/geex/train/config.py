@@ -20,12 +20,21 @@ from geex.errors import ConfigError
 
 # auto: bf16 where the device computes it natively, else fp32 (geex.train.precision)
 PRECISIONS = ("auto", "fp32", "bf16", "fp16")
+# adamw: CodeGeeX's. muon: Muon on the blocks' matmul weights, AdamW on the rest (geex.train.optim)
+OPTIMIZERS = ("adamw", "muon")
 
 
 @dataclass
 class OptimConfig:
-    """AdamW with linear warm-up then cosine decay to a floor, as CodeGeeX trained."""
+    """AdamW with linear warm-up then cosine decay to a floor, as CodeGeeX trained; or Muon
+    for the blocks' matmul weights, with AdamW for the rest (``optimizer: muon``)."""
 
+    optimizer: str = option(
+        "adamw",
+        choices=OPTIMIZERS,
+        help="adamw, or muon: Muon for the blocks' matmul weights (one device or DDP), AdamW "
+        "for embeddings, biases and LayerNorms, at the same lr and weight decay",
+    )
     lr: float = option(3e-4, help="peak learning rate")
     min_lr: float = option(3e-5, help="the floor the cosine decays to")
     warmup_steps: int = 100
@@ -39,6 +48,10 @@ class OptimConfig:
     grad_clip: float = option(1.0, help="global norm; 0 disables")
 
     def __post_init__(self) -> None:
+        if self.optimizer not in OPTIMIZERS:
+            raise ConfigError(
+                f"optim.optimizer must be one of {', '.join(OPTIMIZERS)}, got {self.optimizer!r}"
+            )
         at_least(self, "optim", lr=0.0, min_lr=0.0, warmup_steps=0, weight_decay=0.0,
                  grad_clip=0.0)  # fmt: skip
         if self.decay_steps is not None:
@@ -176,8 +189,13 @@ class TrainConfig:
         if self.parallel.tp < 1:
             raise ConfigError(f"parallel.tp must be >= 1, got {self.parallel.tp}")
 
+    def _muon_conflicts(self) -> list[str]:
+        """What Muon cannot train: weights sharded (tp, fsdp) or LoRA's adapters."""
+        given = {"tp": self.parallel.tp > 1, "fsdp": self.parallel.fsdp, "lora": self.lora > 0}
+        return [name for name, on in given.items() if on]
+
     def check_fine_tuning(self) -> None:
-        """Refuse fine-tuning settings that do not go together; checked when a run starts
+        """Refuse fine-tuning and optimizer settings that do not go together; checked when a run starts
         (like data and out), so that a config may be written in parts."""
         if self.sft and self.data:
             raise ConfigError("give either data (`geex data` shards) or sft (conversations)")
@@ -188,6 +206,12 @@ class TrainConfig:
             raise ConfigError(f"lora is the adapters' rank: >= 1, or 0 for none; got {self.lora}")
         if not self.lora and (self.lora_merge or self.lora_alpha is not None):
             raise ConfigError("lora_merge and lora_alpha need lora (--lora R)")
+        if self.optim.optimizer == "muon" and self._muon_conflicts():
+            raise ConfigError(
+                f"optim.optimizer muon orthogonalises whole weight matrices, so it trains full "
+                f"weights on one device or with DDP, not with {' or '.join(self._muon_conflicts())}"
+                ": leave those out, or use --optimizer adamw"
+            )
         if self.lora and (self.parallel.tp > 1 or self.parallel.fsdp):
             raise ConfigError(
                 "lora trains on one device or with plain data parallel (DDP): the frozen "
@@ -228,7 +252,12 @@ class TrainConfig:
                 merged[key] = {**merged[key], **value}
             else:
                 merged[key] = value
-        return from_dict(cls, merged, where, kind=kind)
+        config = from_dict(cls, merged, where, kind=kind)
+        if "optimizer" not in (fields.get("optim") or {}) and config._muon_conflicts():
+            # The preset's Muon gives way to AdamW where the user shards or adapts the weights;
+            # Muon the user asks for is refused there instead (check_fine_tuning).
+            config.optim.optimizer = "adamw"
+        return config
 
     @classmethod
     def from_yaml(cls, path: str | Path) -> TrainConfig:

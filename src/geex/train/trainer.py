@@ -548,6 +548,7 @@ class Trainer:
             "seq_len": self.seq_len,
             "global_batch": self.global_batch,
             "seed": self.config.seed,
+            "optimizer": self.config.optim.optimizer,
             "scaler": self.scaler.state_dict() if self.scaler else None,
         }
 
@@ -580,7 +581,12 @@ class Trainer:
         )
 
     def _resume(self) -> None:
-        restored = self.checkpoints.restore(self.model, self.optimizer, RESUME_STATE_KEYS)
+        # Each optimizer keeps a state of its own (AdamW's moments, Muon's momentum): a
+        # checkpoint's cannot be taken up by another. States saved before the key were AdamW's.
+        same = {"optimizer": (self.config.optim.optimizer, "adamw")}
+        restored = self.checkpoints.restore(
+            self.model, self.optimizer, RESUME_STATE_KEYS, same=same
+        )
         if restored is None:
             self.metrics.truncate_after(-1)
             return
