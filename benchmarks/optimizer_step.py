@@ -72,7 +72,9 @@ def main() -> None:
                 loss = model(tokens[:, :-1], targets=tokens[:, 1:])
             loss.backward()
             optimizer.step()
-            optimizer.zero_grad(set_to_none=False)  # the gradients stay for optimizer_steps
+            # Zeroed, not freed: the optimizer alone then steps on zero gradients, which costs
+            # what any gradients do.
+            optimizer.zero_grad(set_to_none=False)
 
         for _ in range(args.settle):
             step()

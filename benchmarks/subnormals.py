@@ -22,10 +22,10 @@ from torch.utils._python_dispatch import TorchDispatchMode
 from torch.utils._pytree import tree_flatten
 
 from geex.model import build_model
-from geex.presets import MODEL_PRESETS, model_preset, train_preset
-from geex.train.config import OptimConfig
+from geex.presets import MODEL_PRESETS, model_preset
 from geex.train.optim import build_optimizer
 from plain_gpt import PlainGPT, plain_adamw
+from side_by_side import preset_optim
 
 
 def subnormals_in(tensor: torch.Tensor) -> int:
@@ -64,7 +64,7 @@ def main() -> None:
     parser.add_argument("--seq-len", type=int, default=256)
     args = parser.parse_args()
     config = model_preset(args.preset)
-    optim = OptimConfig(**train_preset(args.preset).get("optim", {}))
+    optim = preset_optim(args.preset)  # AdamW in both, as the step benchmarks compare them
     torch.manual_seed(0)
 
     geex = build_model(config)

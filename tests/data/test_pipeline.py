@@ -176,9 +176,20 @@ def test_a_rerun_keeping_other_languages_is_refused(packed, code, benchmark, cap
     capsys.readouterr()
     assert geex_data(code, "--out", packed, *done, "--languages", "python") == 2
     assert "other options (languages)" in capsys.readouterr().err
-    record = json.loads((packed / "work" / "config.json").read_text())
-    assert "languages" not in record  # fields recorded later appear only when set
-    assert geex_data(code, "--out", packed, *done) == 0  # so the folder still resumes
+    assert geex_data(code, "--out", packed, *done) == 0
+
+
+def test_a_folder_recorded_before_the_later_options_still_resumes(packed, code, benchmark):
+    """Folders written before --languages and the repository options were recorded lack them
+    in their record; they resume, and the record gains them."""
+    done = ["--tasks", "2", "--workers", "2", "--decontaminate", benchmark]
+    path = packed / "work" / "config.json"
+    record = json.loads(path.read_text())
+    later = ("languages", "min_stars", "repo_metadata", "github_max_repos")
+    assert set(later) <= set(record)
+    path.write_text(json.dumps({k: v for k, v in record.items() if k not in later}))
+    assert geex_data(code, "--out", packed, *done) == 0
+    assert json.loads(path.read_text()) == record
 
 
 def test_a_git_repository_and_a_dataset_file_are_sources_too(tmp_path):

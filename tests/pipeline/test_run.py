@@ -15,6 +15,7 @@ import time
 import pytest
 import torch
 
+from geex.data.config import LATER_OUTPUT_FIELDS
 from geex.errors import GeexError
 from geex.pipeline import STAGES, RunInterrupted, run_config, run_pipeline, stage_eval
 from geex.pipeline.stage_eval import EvalStage
@@ -199,6 +200,12 @@ def test_changed_data_or_train_settings_are_refused_and_changed_eval_runs_again(
     other_data = run_config({**config.to_dict(), "data": {**config.data, "dedup": "exact"}})
     with pytest.raises(GeexError, match=r"other data settings \(data.dedup\)"):
         run_pipeline(other_data)
+    # A run made before --languages and the repository options were recorded goes on.
+    state = json.loads((out / "run.json").read_text())
+    for key in LATER_OUTPUT_FIELDS:
+        del state["settings"]["data"][key]
+    (out / "run.json").write_text(json.dumps(state))
+    assert list(run_pipeline(config).state.stages) == list(STAGES)
     trained = (result.out / "train" / "model" / "model.safetensors").stat().st_mtime_ns
     more_tokens = run_config(
         {**config.to_dict(), "eval": {**config.to_dict()["eval"], "max_new_tokens": 16}}

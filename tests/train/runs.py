@@ -26,8 +26,9 @@ def write_config(path: Path, data: Path, **fields) -> Path:
         "eval_every": 0,
         "checkpoint_every": 0,
         # AdamW, not the tiny preset's Muon: runs are compared across layouts, among them tp
-        # and fsdp, which Muon does not train (tests/train/test_muon.py has its own).
-        "optim": {"warmup_steps": 1, "lr": 1e-3, "optimizer": "adamw"},
+        # and fsdp, which Muon does not train (tests/train/test_muon.py has its own). The
+        # schedule is the test's own too, not the preset's.
+        "optim": {"warmup_steps": 1, "lr": 1e-3, "min_lr": 2e-4, "optimizer": "adamw"},
         # Runs are compared across layouts and resumptions to 1e-5: fp32 on every host, not
         # the tiny preset's auto (bf16 on CPUs with AMX or AVX-512 BF16).
         "precision": "fp32",

@@ -56,7 +56,7 @@ def test_muon_trains_and_a_resumed_run_matches_the_uninterrupted_one(byte_datase
     }
     assert losses[whole] == losses[split]  # Muon's momentum came back with the checkpoint
     assert losses[whole][-1] < losses[whole][0]
-    with pytest.raises(ConfigError, match="trained with optimizer=muon, this run asks for adamw"):
+    with pytest.raises(ConfigError, match="optimizer=muon, this run asks for adamw.*back to muon"):
         train(config(byte_dataset, split, max_steps=8), show_progress=False)
 
 
@@ -70,7 +70,10 @@ def test_the_tiny_preset_trains_with_muon_unless_weights_are_sharded_or_adapted(
     asked = TrainConfig.from_dict(
         {"preset": "tiny", "parallel": {"tp": 2}, "optim": {"optimizer": "muon"}}
     )
-    with pytest.raises(ConfigError, match="muon .* not with tp: .* --optimizer adamw"):
+    with pytest.raises(ConfigError, match="muon .* not with tp .*tiny preset.* --optimizer adamw"):
         asked.check_fine_tuning()
+    from_preset = TrainConfig.from_dict({"preset": "1.3b", "optim": OptimConfig(optimizer="muon")})
+    with pytest.raises(ConfigError, match="not with fsdp .*1.3b preset.*parallel.fsdp: false"):
+        from_preset.check_fine_tuning()
     with pytest.raises(ConfigError, match="optim.optimizer must be one of adamw, muon"):
         OptimConfig(optimizer="sgd")

@@ -6,7 +6,7 @@ or code, kept apart from :mod:`geex.data.pipeline` so that reading it imports no
 from __future__ import annotations
 
 import os
-from dataclasses import asdict, dataclass, fields
+from dataclasses import asdict, dataclass
 from pathlib import Path
 
 from geex.config import comma_list, key_value, megabytes, option
@@ -19,8 +19,8 @@ EXECUTORS = ("local", "slurm", "ray")
 FILTER_NAMES = ("codegeex", "codex", "codeparrot", "starcoder", "none")
 _REPOS, _CLUSTER = "git and GitHub sources", "cluster executors"  # groups of `geex data -h`
 WORK = "work"
-# Fields that decide the output too, recorded only when set: folders written before they were
-# recorded still resume with their defaults, and a resume that changes one is refused.
+# Fields that decide the output, recorded since after the others: a record written before
+# lacks them, and is not compared on them (changed_output_fields).
 LATER_OUTPUT_FIELDS = ("languages", "min_stars", "repo_metadata", "github_max_repos")
 
 
@@ -170,12 +170,21 @@ class DataConfig:
             "fim_spm_rate",
             "fim_seed",
             "git_max_repo_bytes",
+            *LATER_OUTPUT_FIELDS,
         ]
-        values = asdict(self)
-        recorded = {k: v for k, v in values.items() if k in keep}
-        defaults = {f.name: f.default for f in fields(self)}
-        recorded |= {k: values[k] for k in LATER_OUTPUT_FIELDS if values[k] != defaults[k]}
-        return recorded
+        return {k: v for k, v in asdict(self).items() if k in keep}
+
+
+def changed_output_fields(previous: dict, now: dict) -> list[str]:
+    """The output fields an earlier run's record and this run's differ in. A field the earlier
+    record lacks because it was written before the field was recorded is not compared: what
+    that run had is unknown, and refusing it would strand every folder made before."""
+    return sorted(
+        key
+        for key in previous.keys() | now.keys()
+        if previous.get(key) != now.get(key)
+        and not (key in LATER_OUTPUT_FIELDS and key not in previous)
+    )
 
 
 # --- stages --------------------------------------------------------------------------------

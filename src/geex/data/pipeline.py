@@ -42,7 +42,7 @@ from datatrove.pipeline.dedup.minhash import MinhashDedupBuckets
 
 from geex.atomic import atomic_write_text
 from geex.data.card import read_card, write_card
-from geex.data.config import DataConfig
+from geex.data.config import DataConfig, changed_output_fields
 from geex.data.decontaminate import Decontaminate
 from geex.data.dedup import (
     DedupSignatures,
@@ -185,8 +185,8 @@ def prepare_output(config: DataConfig, overwrite: bool = False) -> None:
     )
     if earlier:
         previous, now = json.loads(record.read_text()), json.loads(json.dumps(fields))
-        if previous != now:
-            changed = sorted(k for k in previous.keys() | now.keys() if previous.get(k) != now.get(k))
+        changed = changed_output_fields(previous, now)
+        if changed:
             raise GeexError(
                 f"{out} holds a run started with other options ({', '.join(changed)}): "
                 "give another --out, or --overwrite to start again"

@@ -88,6 +88,10 @@ class Stage:
         """What the stage's output depends on, as plain data, to tell a changed run file."""
         return None
 
+    def changed_settings(self, before: dict, now: dict) -> list[str]:
+        """The settings a finished stage ran with (``before``) and this run's differ in."""
+        return sorted(k for k in now.keys() | before.keys() if now.get(k) != before.get(k))
+
     def check(self, context: RunContext, *, to_run: bool) -> None:
         """Checked before any stage runs, so a run fails at once rather than midway."""
 

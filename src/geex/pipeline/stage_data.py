@@ -7,6 +7,7 @@ datatrove is imported inside :meth:`DataStage.run`, so that importing
 
 from __future__ import annotations
 
+from geex.data.config import changed_output_fields
 from geex.pipeline.checks import check_sources_readable, data_disk_bytes
 from geex.pipeline.stage import RunContext, RunInterrupted, Stage
 
@@ -29,6 +30,10 @@ class DataStage(Stage):
         fields = context.data.output_fields()
         fields.pop("decontaminate", None)
         return fields
+
+    def changed_settings(self, before: dict, now: dict) -> list[str]:
+        """As ``geex data`` compares them: options recorded since a run was made are not."""
+        return changed_output_fields(before, now)
 
     def check(self, context: RunContext, *, to_run: bool) -> None:
         if to_run:

@@ -154,11 +154,12 @@ class Run:
         file) or, where redoing it is cheap, started again with every stage reading its output."""
         for stage in self.registry:
             before, now = self.state.settings.get(stage.name), self._settings(stage)
-            if before is None or now is None or before == now:
+            if before is None or now is None:
+                continue
+            changed = stage.changed_settings(before, now)
+            if not changed:
                 continue
             if stage.on_changed_settings == "refuse":
-                changed = sorted(k for k in now.keys() | before.keys()
-                                 if now.get(k) != before.get(k))  # fmt: skip
                 raise GeexError(
                     f"{self.out} was made with other {stage.name} settings "
                     f"({', '.join(f'{stage.name}.{k}' for k in changed)}): give another --out, "

@@ -249,10 +249,11 @@ class CheckpointManager:
         """Restore model, optimizer and RNG states; return the trainer state."""
         state = _read_trainer_state(path, required_keys)
         for key, (mine, before) in (same or {}).items():
-            if state.get(key, before) != mine:
+            theirs = state.get(key, before)
+            if theirs != mine:
                 raise ConfigError(
-                    f"{path} was trained with {key}={state.get(key, before)}, this run asks "
-                    f"for {mine}: use a new run folder to change it"
+                    f"{path} was trained with {key}={theirs}, this run asks for {mine}: use a "
+                    f"new run folder to change it, or set {key} back to {theirs} to resume"
                 )
         model_state, optim_state = get_state_dict(model, optimizer)
         try:

@@ -195,8 +195,8 @@ class TrainConfig:
         return [name for name, on in given.items() if on]
 
     def check_fine_tuning(self) -> None:
-        """Refuse fine-tuning and optimizer settings that do not go together; checked when a run starts
-        (like data and out), so that a config may be written in parts."""
+        """Refuse fine-tuning and optimizer settings that do not go together; checked when a
+        run starts (like data and out), so that a config may be written in parts."""
         if self.sft and self.data:
             raise ConfigError("give either data (`geex data` shards) or sft (conversations)")
         if (self.sft or self.lora) and not self.init_from:
@@ -206,11 +206,14 @@ class TrainConfig:
             raise ConfigError(f"lora is the adapters' rank: >= 1, or 0 for none; got {self.lora}")
         if not self.lora and (self.lora_merge or self.lora_alpha is not None):
             raise ConfigError("lora_merge and lora_alpha need lora (--lora R)")
-        if self.optim.optimizer == "muon" and self._muon_conflicts():
+        conflicts = self._muon_conflicts() if self.optim.optimizer == "muon" else []
+        if conflicts:
             raise ConfigError(
                 f"optim.optimizer muon orthogonalises whole weight matrices, so it trains full "
-                f"weights on one device or with DDP, not with {' or '.join(self._muon_conflicts())}"
-                ": leave those out, or use --optimizer adamw"
+                f"weights on one device or with DDP, not with {' or '.join(conflicts)} (set by "
+                f"you or by the {self.preset} preset; a run file turns them off with "
+                "parallel.tp: 1, parallel.fsdp: false, lora: 0): turn them off, or use "
+                "--optimizer adamw"
             )
         if self.lora and (self.parallel.tp > 1 or self.parallel.fsdp):
             raise ConfigError(
@@ -253,7 +256,9 @@ class TrainConfig:
             else:
                 merged[key] = value
         config = from_dict(cls, merged, where, kind=kind)
-        if "optimizer" not in (fields.get("optim") or {}) and config._muon_conflicts():
+        optim = fields.get("optim")
+        asked = isinstance(optim, OptimConfig) or "optimizer" in (optim or {})
+        if not asked and config._muon_conflicts():
             # The preset's Muon gives way to AdamW where the user shards or adapts the weights;
             # Muon the user asks for is refused there instead (check_fine_tuning).
             config.optim.optimizer = "adamw"

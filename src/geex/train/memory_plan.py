@@ -448,6 +448,8 @@ def _state_rows(counts: ParameterCounts, plan: Plan) -> list[MemoryRow]:
     grads_phase = KEPT if plan.accum > 1 else STEP
     rows = [
         MemoryRow("parameters", nbytes, KEPT, f"fp32, sharded {shards}"),
+        # AdamW's, as every layout that shards runs. Muon (the tiny preset's, on one device or
+        # DDP) keeps one buffer for the matrices instead of two, so this is an upper bound there.
         MemoryRow("optimizer state", 2 * nbytes, KEPT, "AdamW m and v, fp32, same shards"),
         MemoryRow("gradients", nbytes, grads_phase, "fp32, same shards"),
         MemoryRow("optimizer temporaries", nbytes, STEP, "AdamW foreach's sqrt(v)"),

@@ -581,9 +581,15 @@ class Trainer:
         )
 
     def _resume(self) -> None:
-        # Each optimizer keeps a state of its own (AdamW's moments, Muon's momentum): a
-        # checkpoint's cannot be taken up by another. States saved before the key were AdamW's.
-        same = {"optimizer": (self.config.optim.optimizer, "adamw")}
+        # What a run cannot change midway, checked before a checkpoint loads. Each optimizer
+        # keeps a state of its own (AdamW's moments, Muon's momentum) that another cannot take
+        # up; states saved before the optimizer was recorded were AdamW's.
+        same = {
+            "seq_len": (self.seq_len, None),
+            "global_batch": (self.global_batch, None),
+            "seed": (self.config.seed, None),
+            "optimizer": (self.config.optim.optimizer, "adamw"),
+        }
         restored = self.checkpoints.restore(
             self.model, self.optimizer, RESUME_STATE_KEYS, same=same
         )
@@ -592,16 +598,6 @@ class Trainer:
             return
         latest, state = restored
         self.just_resumed = latest
-        for key, mine in (
-            ("seq_len", self.seq_len),
-            ("global_batch", self.global_batch),
-            ("seed", self.config.seed),
-        ):
-            if state[key] != mine:
-                raise ConfigError(
-                    f"{latest} was trained with {key}={state[key]}, this run asks for {mine}: "
-                    f"use a new run folder to change it"
-                )
         self.step = state["step"]
         self.trained_seconds = state.get("trained_seconds", 0.0)
         self.warmup_seconds = state.get("warmup_seconds")
