@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+from collections.abc import Iterable
 
 import torch
 from torch import nn
@@ -41,7 +42,7 @@ def muon_parameters(model: nn.Module) -> list[nn.Parameter]:
 
 
 def parameter_groups(
-    model: nn.Module, config: OptimConfig, leave_out: list[nn.Parameter] = ()
+    model: nn.Module, config: OptimConfig, leave_out: Iterable[nn.Parameter] = ()
 ) -> list[dict]:
     """Weight decay on matmul weights (and embeddings if configured); never on biases or
     LayerNorm parameters, whose scale decay would only fight."""
@@ -82,7 +83,7 @@ def build_optimizer(model: nn.Module, config: OptimConfig) -> torch.optim.Optimi
 
 
 def _adamw(
-    model: nn.Module, config: OptimConfig, leave_out: list[nn.Parameter] = ()
+    model: nn.Module, config: OptimConfig, leave_out: Iterable[nn.Parameter] = ()
 ) -> torch.optim.AdamW:
     # Under tensor parallel alone, sharded weights are DTensors and replicated ones (LayerNorm,
     # embeddings) plain tensors; foreach kernels take one kind at a time, so each gets a group.
