@@ -63,7 +63,13 @@ def child(args: argparse.Namespace) -> None:
 
     from geex.presets import model_preset
     from geex.train.host_memory import keep_freed_memory
-    from side_by_side import compile_blocks, preset_optim, step_shape, training_side
+    from side_by_side import (
+        compile_blocks,
+        preset_optim,
+        random_token_step,
+        step_shape,
+        training_side,
+    )
 
     if args.child == "kept":
         assert keep_freed_memory(), "this C library is not glibc"
@@ -75,14 +81,7 @@ def child(args: argparse.Namespace) -> None:
     elif args.compile:
         model = torch.compile(model)  # as a PyTorch user would
     model.train()
-
-    def step() -> None:
-        tokens = torch.randint(0, config.vocab_size, (batch, seq + 1))
-        loss = model(tokens[:, :-1], targets=tokens[:, 1:])
-        loss.backward()
-        optimizer.step()
-        optimizer.zero_grad(set_to_none=True)
-
+    step = random_token_step(model, optimizer, config.vocab_size, batch, seq)
     for _ in range(args.settle):
         step()
     before, start = resource.getrusage(resource.RUSAGE_SELF), time.perf_counter()

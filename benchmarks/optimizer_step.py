@@ -14,7 +14,6 @@ AdamW's. Muon's gain is in what each token teaches (docs/training.md), not measu
 from __future__ import annotations
 
 import argparse
-import contextlib
 import dataclasses
 
 import torch
@@ -47,6 +46,7 @@ def main() -> None:
         paired_ratio,
         preset_optim,
         print_table,
+        random_token_step,
         spread,
         step_shape,
     )
@@ -55,27 +55,15 @@ def main() -> None:
     batch, seq = step_shape(args.preset)
     adamw = preset_optim(args.preset)
     optims = {"AdamW": adamw, "Muon": dataclasses.replace(adamw, optimizer="muon")}
-    autocast = (
-        torch.autocast("cpu", dtype=DTYPES[args.dtype])
-        if args.dtype != "fp32"
-        else contextlib.nullcontext()
-    )
     steps, optimizer_steps = {}, {}
     for name, optim in optims.items():
         model = build_model(config, seed=0)
         model.train()
         optimizer = build_optimizer(model, optim)
-
-        def step(model=model, optimizer=optimizer) -> None:
-            tokens = torch.randint(0, config.vocab_size, (batch, seq + 1))
-            with autocast:
-                loss = model(tokens[:, :-1], targets=tokens[:, 1:])
-            loss.backward()
-            optimizer.step()
-            # Zeroed, not freed: the optimizer alone then steps on zero gradients, which costs
-            # what any gradients do.
-            optimizer.zero_grad(set_to_none=False)
-
+        # Gradients zeroed, not freed: the optimizer alone then steps on zero gradients, which
+        # costs what any gradients do.
+        step = random_token_step(model, optimizer, config.vocab_size, batch, seq,
+                                 DTYPES[args.dtype], set_to_none=False)  # fmt: skip
         for _ in range(args.settle):
             step()
         steps[name] = step

@@ -106,6 +106,30 @@ def compile_blocks(model) -> None:
         setattr(parent, name, block)
 
 
+def random_token_step(
+    model,
+    optimizer,
+    vocab_size: int,
+    batch: int,
+    seq: int,
+    dtype=torch.float32,
+    *,
+    set_to_none: bool = True,
+) -> Callable[[], None]:
+    """One training step on fresh random tokens (forward under autocast to ``dtype`` unless
+    fp32, backward, optimizer), as ``host_memory.py`` and ``optimizer_step.py`` time it."""
+
+    def step() -> None:
+        tokens = torch.randint(0, vocab_size, (batch, seq + 1))
+        with torch.autocast("cpu", dtype=dtype, enabled=dtype != torch.float32):
+            loss = model(tokens[:, :-1], targets=tokens[:, 1:])
+        loss.backward()
+        optimizer.step()
+        optimizer.zero_grad(set_to_none=set_to_none)
+
+    return step
+
+
 def interleaved_times(
     runs: dict[str, Callable[[], None]], repeats: int, clock: str = "wall"
 ) -> dict[str, list[float]]:
