@@ -82,10 +82,17 @@ VARIANTS = [
     # batch (default 4,096 tokens)
     Variant("batch 2k", "batch", train={"global_batch_tokens": 2048, "micro_batch_size": 8}),
     Variant("batch 8k", "batch", train={"global_batch_tokens": 8192}),
-    # peak learning rate (default 1e-3, with Muon)
+    # peak learning rate (default 2e-3, with Muon); "seed 2" below is the default's second seed
     Variant("lr 5e-4", "lr", train={"optim": {"lr": 5e-4, "min_lr": 5e-5}}, same_cost=True),
-    Variant("lr 2e-3", "lr", train={"optim": {"lr": 2e-3, "min_lr": 2e-4}}, same_cost=True),
+    Variant("lr 1e-3", "lr", train={"optim": {"lr": 1e-3, "min_lr": 1e-4}}, same_cost=True),
+    Variant("lr 4e-3", "lr", train={"optim": {"lr": 4e-3, "min_lr": 4e-4}}, same_cost=True),
     Variant("lr 2.5e-4", "lr", train={"optim": {"lr": 2.5e-4, "min_lr": 2.5e-5}}, same_cost=True),
+    Variant(
+        "lr 4e-3 seed 2",
+        "seed",
+        train={"optim": {"lr": 4e-3, "min_lr": 4e-4}, "seed": 2},
+        same_cost=True,
+    ),
     # optimizer (default: Muon for the hidden matrices, AdamW for the rest): AdamW at the rates
     # docs/training.md compares, the old default (2e-3) among them; AdamW steps faster
     *[
