@@ -44,6 +44,11 @@ def test_a_completion_stopped_midway_does_not_parse(language):
         # Another language's code where this one's is expected.
         ("python", "def f(x):\n    for i := 0; i < x; i++ {\n    }\n"),
         ("go", "func f(x int) int {\n    def g(y):\n        return y\n}\n"),
+        # Blocks Python refuses ("expected an indented block") and tree-sitter-python accepts.
+        ("python", "def f(x):\n    if not None:\n        # a comment\n    # another\n"),
+        ("python", "def f(x):\n    if x:\n    return 1\n"),
+        ("python", "def f(x):\n    for y in x:\n        # the loop's body\n"),
+        ("python", "class A:\n    # nothing\n"),
     ],
 )
 def test_broken_programs_do_not_parse(language, code):
@@ -97,3 +102,21 @@ def test_comments_and_punctuation_alone_wrote_no_code_though_the_program_parses(
     if language == "java":
         statement = "        throw new RuntimeException();\n"
     assert completion_parses(problem, statement + comments)
+
+
+@pytest.mark.parametrize(
+    "code",
+    [
+        "def f(x):\n    if not None:\n        # a comment\n    # another\n",
+        "def f(x):\n    if x:\n    return 1\n",
+        "def f(x):\n    for y in x:\n        # the loop's body\n",
+    ],
+)
+def test_python_blocks_without_a_statement_are_what_python_refuses(code):
+    """The rule follows Python's own parser: these do not compile, and a comment beside a
+    statement in a block is fine."""
+    with pytest.raises(SyntaxError):
+        compile(code, "<completion>", "exec")
+    fine = "def f(x):\n    if x:\n        # a comment\n        return 1\n    return 0\n"
+    compile(fine, "<completion>", "exec")
+    assert parses(fine, "python")

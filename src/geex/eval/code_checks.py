@@ -20,8 +20,9 @@ from geex.eval.tasks import Task
 from geex.languages import get_language
 
 # The parse check's rule, part of the checks' version: results marked under another rule are
-# marked again. 2: a completion of comments or punctuation alone wrote no code.
-PARSE_RULE = "parse-rule-2"
+# marked again. 2: a completion of comments or punctuation alone wrote no code. 3: a Python
+# block without a statement does not parse (tree-sitter-python accepts it; Python does not).
+PARSE_RULE = "parse-rule-3"
 
 
 class CodeChecks:

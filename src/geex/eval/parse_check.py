@@ -24,11 +24,18 @@ completion, outside comments, with a letter or digit in it: a name, a keyword, a
 
 tree-sitter recovers from errors by inserting ERROR nodes (text it could not place) and
 MISSING nodes (a token it assumed, such as an unclosed ``}``); ``Node.has_error`` is true when
-the tree holds either, which is the test here. One grammar gap is bridged: tree-sitter-cpp
-(0.23) parses ``typeid`` of an expression but not of a built-in type, which two HumanEval-X
-canonical solutions use (CPP/22, CPP/137: ``typeid(int)``); such a ``typeid`` is read as
-``typeid`` of an expression of the same shape before parsing. With it, every canonical
-solution of every HumanEval-X language parses (``tests/eval/test_parse_check.py``).
+the tree holds either, which is the test here. Two grammar gaps are bridged:
+
+- tree-sitter-cpp (0.23) parses ``typeid`` of an expression but not of a built-in type, which
+  two HumanEval-X canonical solutions use (CPP/22, CPP/137: ``typeid(int)``); such a ``typeid``
+  is read as ``typeid`` of an expression of the same shape before parsing.
+- tree-sitter-python (0.23) accepts a block with no statement in it, which Python refuses
+  ("expected an indented block"): ``if x:`` followed by comments only, or by a line at the
+  ``if``'s own indentation. A young model writes exactly that (``if not None:`` and then a
+  run of comments), so a Python tree with an empty block does not parse here.
+
+With them, every canonical solution of every HumanEval-X language parses
+(``tests/eval/test_parse_check.py``).
 """
 
 from __future__ import annotations
@@ -81,10 +88,21 @@ def parses(code: str, language_key: str, code_from: int | None = None) -> bool:
     tree = parser(language_key).parse(data)
     if tree.root_node.has_error:
         return False
+    if language_key == "python" and _has_empty_block(tree.root_node):
+        return False
     if code_from is None:
         return True
     start = len(code[:code_from].encode("utf-8", "surrogatepass"))
     return _holds_code(tree.root_node, start, data)
+
+
+def _has_empty_block(node) -> bool:
+    """Whether a Python ``block`` under ``node`` holds no statement (comments are not)."""
+    if node.type == "block" and not any(
+        child.is_named and child.type != "comment" for child in node.children
+    ):
+        return True
+    return any(_has_empty_block(child) for child in node.children)
 
 
 def _holds_code(node, start: int, data: bytes) -> bool:
