@@ -35,8 +35,13 @@ def bwrap() -> Sandbox:
     return working_sandbox("bwrap")
 
 
+# Python's own helper processes, which live as long as the process that started them: the
+# multiprocessing resource tracker that torch.multiprocessing.spawn starts (tests/train).
+PYTHON_HELPERS = ("multiprocessing.resource_tracker", "multiprocessing.forkserver")
+
+
 def living_children() -> list[int]:
-    """Our child processes that are still alive (zombies excluded)."""
+    """Our child processes that are still alive (zombies and Python's helpers excluded)."""
     me = os.getpid()
     children = []
     for entry in os.listdir("/proc"):
@@ -44,9 +49,12 @@ def living_children() -> list[int]:
             try:
                 with open(f"/proc/{entry}/stat") as f:
                     fields = f.read().rpartition(")")[2].split()
+                with open(f"/proc/{entry}/cmdline", "rb") as f:
+                    command = f.read().decode("utf-8", "replace")
             except OSError:
                 continue
-            if int(fields[1]) == me and fields[0] != "Z":
+            helper = any(name in command for name in PYTHON_HELPERS)
+            if int(fields[1]) == me and fields[0] != "Z" and not helper:
                 children.append(int(entry))
     return children
 
