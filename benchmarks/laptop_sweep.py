@@ -13,7 +13,7 @@ and per language the share of its HumanEval-X (or embedded) completions that par
 error and that stay in the prompt's language, with pass@1 beside them.
 
     python benchmarks/laptop_sweep.py --out runs/sweep --humanevalx ../shared/data/humaneval-x
-    python benchmarks/laptop_sweep.py --out runs/sweep --only default lr=4e-3   # some variants
+    python benchmarks/laptop_sweep.py --out runs/sweep --only default 'lr 4e-3'   # some variants
 
 Results go to OUT/sweep.jsonl, one line per variant (a rerun skips the finished ones), and the
 table to OUT/sweep.md. docs/training.md ("The laptop sweep") holds the measured table.

@@ -62,8 +62,8 @@ TRAIN_PRESETS: dict[str, dict] = {
         # at the 4M tokens of a 10-minute run, AdamW at 5e-4 reached 4.3% lower bits per byte
         # on HumanEval-X's programs than at 2e-3 (two seeds each; 1e-3, 2.5e-4 and 4e-3 were
         # worse), Muon at 5e-4 6% lower again, Muon at 1e-3 6.5% lower than that, and Muon at
-        # 2e-3 4-5% lower again (two seeds; 4e-3 was 1.5% lower still but fewer of its
-        # completions parsed and stayed in their language, in both seeds).
+        # 2e-3 3.8% and 5.1% lower again (two seeds; 4e-3 was 1.5% lower still, but no more
+        # of its completions parsed and fewer stayed in their language, in both seeds).
         "global_batch_tokens": 4_096,
         "micro_batch_size": 8,
         "eval_every": 50,

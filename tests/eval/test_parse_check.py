@@ -120,3 +120,13 @@ def test_python_blocks_without_a_statement_are_what_python_refuses(code):
     fine = "def f(x):\n    if x:\n        # a comment\n        return 1\n    return 0\n"
     compile(fine, "<completion>", "exec")
     assert parses(fine, "python")
+
+
+@pytest.mark.parametrize("language", ["python", "javascript"])
+def test_a_completion_nesting_deeper_than_the_recursion_limit_is_checked(language):
+    """A young model loops on ``+ 1`` for hundreds of tokens: a left-nested tree deeper than
+    Python's recursion limit, which the checks walk without recursing."""
+    chain = " + ".join(["1"] * 2000)
+    head = {"python": "def f(a):\n", "javascript": "const f = (a) => {\n"}[language]
+    body = {"python": f"    return {chain}\n", "javascript": f"  return {chain};\n}};\n"}[language]
+    assert parses(head + body, language, code_from=len(head))

@@ -96,23 +96,35 @@ def parses(code: str, language_key: str, code_from: int | None = None) -> bool:
     return _holds_code(tree.root_node, start, data)
 
 
-def _has_empty_block(node) -> bool:
-    """Whether a Python ``block`` under ``node`` holds no statement (comments are not)."""
-    if node.type == "block" and not any(
-        child.is_named and child.type != "comment" for child in node.children
-    ):
-        return True
-    return any(_has_empty_block(child) for child in node.children)
+def _has_empty_block(root) -> bool:
+    """Whether a Python ``block`` in the tree holds no statement (comments are not). The walk
+    keeps its own stack: a looping completion (``1 + 1 + ...``) nests deeper than Python's
+    recursion limit."""
+    stack = [root]
+    while stack:
+        node = stack.pop()
+        if node.type == "block" and not any(
+            child.is_named and child.type != "comment" for child in node.children
+        ):
+            return True
+        stack.extend(node.children)
+    return False
 
 
-def _holds_code(node, start: int, data: bytes) -> bool:
-    """Whether a token from byte ``start`` on, outside comments, has a letter or digit."""
-    if node.end_byte <= start or "comment" in node.type:
-        return False
-    if node.child_count == 0:
-        text = data[max(node.start_byte, start) : node.end_byte].decode("utf-8", "replace")
-        return any(character.isalnum() for character in text)
-    return any(_holds_code(child, start, data) for child in node.children)
+def _holds_code(root, start: int, data: bytes) -> bool:
+    """Whether a token from byte ``start`` on, outside comments, has a letter or digit (an
+    explicit stack, as in :func:`_has_empty_block`)."""
+    stack = [root]
+    while stack:
+        node = stack.pop()
+        if node.end_byte <= start or "comment" in node.type:
+            continue
+        if node.child_count == 0:
+            text = data[max(node.start_byte, start) : node.end_byte].decode("utf-8", "replace")
+            if any(character.isalnum() for character in text):
+                return True
+        stack.extend(node.children)
+    return False
 
 
 def completion_parses(problem: Problem, completion: str) -> bool:
