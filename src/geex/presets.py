@@ -106,6 +106,22 @@ TRAIN_PRESETS: dict[str, dict] = {
 }
 
 
+# Decoding defaults a preset's trained models are saved with, in their generation_config.json;
+# every decoder uses them where the user or the request sets none
+# (geex.model.generation_defaults). tiny: a greedy 10-minute model loops on its likeliest
+# tokens; a penalty of 1.2 on the last 64 tokens had two to three times as many of its
+# completions parse (docs/training.md, "Decoding a young model"). The larger presets set none:
+# a penalty also pushes a good model off the names and brackets code repeats.
+GENERATION_PRESETS: dict[str, dict] = {
+    "tiny": {"repetition_penalty": 1.2},
+}
+
+
+def generation_preset(name: str) -> dict:
+    """The decoding defaults a preset's models are saved with (empty for none)."""
+    return dict(GENERATION_PRESETS.get(name, {}))
+
+
 def train_preset(name: str) -> dict:
     """Training field defaults for a model preset (a deep copy; empty for unknown names)."""
     return copy.deepcopy(TRAIN_PRESETS.get(name, {}))

@@ -12,6 +12,8 @@ import torch
 
 import geex
 from geex.errors import ConfigError, GeexError
+from geex.model.generation_defaults import saved_repetition_penalty
+from geex.presets import generation_preset
 from geex.train.config import TrainConfig
 from geex.train.monitor import read_metrics
 from geex.train.trainer import train
@@ -58,6 +60,16 @@ def test_metrics_have_one_line_per_step_with_throughput_and_validation(byte_data
     assert first["mfu"] is None  # no peak FLOPs are known for a CPU
     assert set(records[1]["val_loss"]) == {"c", "python", "all"}
     assert records[-1]["tokens"] == 4 * 512
+
+
+def test_the_model_is_saved_with_its_presets_decoding_defaults(byte_dataset, tmp_path):
+    """tiny's repetition penalty goes into the model's generation_config.json, for every
+    decoder to use where none is asked for (geex.model.generation_defaults)."""
+    train(config(byte_dataset, tmp_path, max_steps=1, eval_every=0), show_progress=False)
+    assert (
+        saved_repetition_penalty(tmp_path / "model")
+        == generation_preset("tiny")["repetition_penalty"]
+    )
 
 
 def test_a_dataset_without_a_validation_split_trains_and_says_it_cannot_validate(tmp_path, capsys):

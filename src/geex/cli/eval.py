@@ -295,7 +295,7 @@ def _run(args: argparse.Namespace, problems, benchmark: str, *, known: bool) -> 
         if infill:
             title = f"{benchmark}, infilling" + (", canonical middles" if args.canonical else "")
         if generating:
-            title += f", {model_label}, n={sampling.n}, temperature {sampling.temperature:g}"
+            title += f", {model_label}, {sampling.describe()}"
         run = evaluate(
             evaluator, tasks, samples, generator=generator, out_dir=args.out, title=title,
             progress=not args.no_progress and sys.stderr.isatty(), expected_samples=expected,
@@ -353,7 +353,8 @@ def _refuse_sampling_flags(args: argparse.Namespace, generating: bool) -> None:
 
 
 def _sampling(args: argparse.Namespace):
-    sampling = config_from_args(Sampling, args)
+    # A local model's own repetition penalty where none is given (geex.model.generation_defaults)
+    sampling = config_from_args(Sampling, args).with_model_defaults(args.model or args.hf_model)
     sampling.check(args.batch_size, name=lambda key: "--" + key.replace("_", "-"))
     return sampling
 

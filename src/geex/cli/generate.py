@@ -87,6 +87,7 @@ def _generate(args: argparse.Namespace) -> int:
     prompt = _read_prompt(args)
     options = config_from_args(LoadOptions, args)
     loaded = load_for_inference(args.model, **dataclasses.asdict(options))
+    sampling = loaded.sampling(sampling)  # the model's repetition penalty unless one is given
 
     stream = sampling.num_samples == 1 and not args.json
     if stream:

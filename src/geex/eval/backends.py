@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import dataclasses
 import logging
+import os
 import re
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
@@ -86,10 +87,11 @@ class Sampling:
     temperature: float = option(0.0, help="0 = greedy")
     top_p: float = 1.0
     max_new_tokens: int = 512
-    repetition_penalty: float = option(
-        1.0,
+    repetition_penalty: float | None = option(
+        None,
         help=f"make the tokens among the last {REPETITION_WINDOW} less likely by this factor (1 = off, as "
-        "published HumanEval-X figures were made; llama.cpp and Ollama use 1.1)",
+        "published HumanEval-X figures were made; llama.cpp and Ollama use 1.1; default: a local "
+        "model's generation_config.json, else 1)",
     )
     token_healing: bool = option(
         True,
@@ -107,11 +109,33 @@ class Sampling:
             top_p=self.top_p,
             max_new_tokens=self.max_new_tokens,
             num_samples=self.n,
-            repetition_penalty=self.repetition_penalty,
+            repetition_penalty=self.penalty,
             name=lambda field: name("n" if field == "num_samples" else field),
         )
         if batch_size < 1:
             raise ConfigError(f"{name('batch_size')} must be >= 1, got {batch_size}")
+
+    def describe(self) -> str:
+        """The settings as a report's title gives them: "n=1, temperature 0" and any penalty."""
+        text = f"n={self.n}, temperature {self.temperature:g}"
+        return text + (f", repetition penalty {self.penalty:g}" if self.penalty != 1 else "")
+
+    @property
+    def penalty(self) -> float:
+        """The repetition penalty decoding applies (1: none; unset is none)."""
+        return 1.0 if self.repetition_penalty is None else self.repetition_penalty
+
+    def with_model_defaults(self, model_folder: str | os.PathLike | None) -> Sampling:
+        """These settings with a local model folder's repetition penalty where none is set
+        (:mod:`geex.model.generation_defaults`), so that a results file's fingerprint names
+        the penalty the samples were made with; an endpoint's model keeps the server's."""
+        from geex.model.generation_defaults import resolve_penalty, saved_repetition_penalty
+
+        if model_folder is None or not Path(model_folder).is_dir():
+            return self
+        saved = saved_repetition_penalty(model_folder)
+        penalty = resolve_penalty(self.repetition_penalty, saved)
+        return dataclasses.replace(self, repetition_penalty=penalty)
 
 
 class GenerationBackend(Protocol):

@@ -145,7 +145,7 @@ class GeexBackend:
             temperature=sampling.temperature,
             top_p=sampling.top_p,
             num_samples=n,
-            repetition_penalty=sampling.repetition_penalty,
+            repetition_penalty=sampling.penalty,
         )
         cut: dict[int, str] = {}  # row -> its text up to where its stop rule fired
 

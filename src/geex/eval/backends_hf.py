@@ -158,8 +158,9 @@ class HFBackend:
             if sample
             else {}
         )
-        if sampling.repetition_penalty != 1:  # transformers looks at the whole sequence
-            options["repetition_penalty"] = sampling.repetition_penalty
+        # Always given, 1 included: an unset one would be the folder's generation_config.json
+        # even where the user turned it off. Transformers looks at the whole sequence.
+        options["repetition_penalty"] = sampling.penalty
         criteria = _StopRules(self, stops, tails, prompt_length)
         transformers = import_transformers()
         processors = transformers.LogitsProcessorList(

@@ -132,7 +132,7 @@ class OpenAIBackend:
             "top_p": sampling.top_p,
             "n": n,
         }
-        if sampling.repetition_penalty != 1:  # vLLM's and llama.cpp's field, not OpenAI's
+        if sampling.repetition_penalty is not None:  # vLLM's and llama.cpp's, not OpenAI's
             body["repetition_penalty"] = sampling.repetition_penalty
         if suffix is not None:
             body["suffix"] = suffix

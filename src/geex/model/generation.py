@@ -139,7 +139,7 @@ def generate(
     active = list(range(n_prompts * n))  # which output row each batch row feeds
     outputs: list[list[int]] = [[] for _ in active]
     decode_step = _compiled_decode_step if compile_step else _decode_step
-    penalty = sampling.repetition_penalty
+    penalty = sampling.penalty
     if penalty != 1:
         window = min(sampling.repetition_window, longest + max_new)  # none looks further
         recent = torch.where(key_valid[:, :longest], input_ids[rows], -1)[:, -window:]

@@ -7,7 +7,8 @@ carries its own model code (``trust_remote_code=True``)::
     configuration_codegeex.py      copied from geex/model/hf_remote: torch + transformers only,
     modeling_codegeex.py           no geex import
     model.safetensors              or model-0000N-of-0000M.safetensors + .index.json
-    generation_config.json         special tokens; the padded vocabulary rows suppressed
+    generation_config.json         special tokens; the padded vocabulary rows suppressed; the
+                                   model's repetition penalty, if it has one
     tokenizer.json ...             when the Geex folder has a tokenizer
 
 Tensor names are ``transformer.`` + the Geex name; ``lm_head.weight`` is tied to
@@ -39,6 +40,7 @@ from geex.model.checkpoint import (
 from geex.model.codegeex import build_model
 from geex.model.config import ModelConfig
 from geex.model.convert_output import check_apart, config_field, output_folder, tensor_bytes
+from geex.model.generation_defaults import saved_repetition_penalty, write_generation_defaults
 
 REMOTE_CODE_DIR = Path(__file__).parent / "hf_remote"
 REMOTE_CODE_FILES = ("configuration_codegeex.py", "modeling_codegeex.py")
@@ -144,6 +146,9 @@ def export_hf(
         fields = hf_config(config, dtype=saved_dtype, special_token_ids=special)
         atomic_write_text(tmp / "config.json", json.dumps(fields, indent=2) + "\n")
         generation = {k: v for k, v in special.items() if v is not None}
+        penalty = saved_repetition_penalty(geex_dir)  # the model's own decoding default
+        if penalty is not None:
+            generation["repetition_penalty"] = penalty
         if config.padded_vocab_size > config.vocab_size:
             # Padding rows of the embedding are no tokens: never generate them.
             generation["suppress_tokens"] = list(range(config.vocab_size, config.padded_vocab_size))
@@ -208,6 +213,9 @@ def import_hf(
         for name in TOKENIZER_FILES:
             if (hf_dir / name).is_file():
                 shutil.copyfile(hf_dir / name, tmp / name)
+        penalty = saved_repetition_penalty(hf_dir)  # the model's own decoding default, kept
+        if penalty is not None:
+            write_generation_defaults(tmp, {"repetition_penalty": penalty})
     return Path(out_dir)
 
 

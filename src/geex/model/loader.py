@@ -11,6 +11,7 @@ GPU).
 
 from __future__ import annotations
 
+import dataclasses
 import os
 from dataclasses import dataclass
 from pathlib import Path
@@ -23,7 +24,9 @@ from geex.model.checkpoint import load_model, read_config
 from geex.model.codegeex import CodeGeeX
 from geex.model.config import ModelConfig
 from geex.model.device import resolve_device, resolve_dtype
+from geex.model.generation_defaults import resolve_penalty, saved_repetition_penalty
 from geex.model.load_options import check_quantize
+from geex.model.sampling import SamplingConfig
 
 if TYPE_CHECKING:
     from geex.tokenizer import Tokenizer
@@ -39,6 +42,13 @@ class InferenceModel:
     dtype: torch.dtype
     name: str  # the checkpoint folder's name: what a server reports as its model
     quantize: str | None = None  # "int8" when the weights were quantized at load
+    # The folder's generation_config.json penalty (geex.model.generation_defaults); None: none
+    repetition_penalty: float | None = None
+
+    def sampling(self, sampling: SamplingConfig) -> SamplingConfig:
+        """``sampling`` with the model's repetition penalty where it sets none."""
+        penalty = resolve_penalty(sampling.repetition_penalty, self.repetition_penalty)
+        return dataclasses.replace(sampling, repetition_penalty=penalty)
 
 
 def load_for_inference(
@@ -66,6 +76,7 @@ def load_for_inference(
     if not folder.is_dir():
         raise GeexError(f"model {folder} is a file; expected a Geex checkpoint folder")
     config = read_config(folder)
+    penalty = saved_repetition_penalty(folder)  # a bad file fails before any weight is read
     if tokenizer is not None:
         tok = load_tokenizer(tokenizer)
     else:
@@ -88,7 +99,8 @@ def load_for_inference(
         quantize_int8(model, device=where)
     else:
         model = load_model(folder, device=where, dtype=precision)
-    return InferenceModel(model, tok, where, precision, folder.resolve().name, quantize)
+    name = folder.resolve().name
+    return InferenceModel(model, tok, where, precision, name, quantize, penalty)
 
 
 def check_tokenizer_fits(tokenizer: Tokenizer, config: ModelConfig) -> None:

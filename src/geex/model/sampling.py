@@ -62,12 +62,7 @@ def check_sampling(
         raise ConfigError(f"{name('top_p')} must be in (0, 1], got {top_p!r}")
     if not _is_integer(top_k) or top_k < 0:
         raise ConfigError(f"{name('top_k')} must be an integer >= 0 (0 = off), got {top_k!r}")
-    low, high = PENALTY_RANGE
-    if not _is_number(repetition_penalty) or not low <= repetition_penalty <= high:
-        raise ConfigError(
-            f"{name('repetition_penalty')} must be from {low:g} to {high:g} (1 = off, 1.1 is "
-            f"usual), got {repetition_penalty!r}"
-        )
+    check_penalty(repetition_penalty, name("repetition_penalty"))
     for field, value in (
         ("max_new_tokens", max_new_tokens),
         ("num_samples", num_samples),
@@ -84,6 +79,15 @@ def check_sampling(
             f"{name('num_samples')} {num_samples} with temperature {temperature:g} draws "
             f"{num_samples} identical greedy completions (below {GREEDY_BELOW:g} decoding is "
             f"greedy): give {name('temperature')} > 0 (0.8 is usual)"
+        )
+
+
+def check_penalty(value, name: str) -> None:
+    """Refuse a repetition penalty the sampler cannot divide by (:data:`PENALTY_RANGE`)."""
+    low, high = PENALTY_RANGE
+    if not _is_number(value) or not low <= value <= high:
+        raise ConfigError(
+            f"{name} must be from {low:g} to {high:g} (1 = off, 1.1 is usual), got {value!r}"
         )
 
 
@@ -108,10 +112,13 @@ class SamplingConfig:
     seed: int | None = option(
         None, help=f"seed of the sampling, for repeatable samples (0 to {MAX_SEED})"
     )
-    repetition_penalty: float = option(
-        1.0,
+    # None: the model's own (its generation_config.json), which the loader's caller fills in
+    # (geex.model.generation_defaults); decoding a bare model object, None is off.
+    repetition_penalty: float | None = option(
+        None,
         help="divide the score of every token among the last --repetition-window ones by this "
-        "(1 = off; llama.cpp and Ollama use 1.1)",
+        "(1 = off; llama.cpp and Ollama use 1.1; default: the model's generation_config.json, "
+        "else 1)",
     )
     repetition_window: int = option(
         REPETITION_WINDOW,
@@ -126,6 +133,11 @@ class SamplingConfig:
             max_new_tokens=self.max_new_tokens,
             num_samples=self.num_samples,
             seed=self.seed,
-            repetition_penalty=self.repetition_penalty,
+            repetition_penalty=self.penalty,
             repetition_window=self.repetition_window,
         )
+
+    @property
+    def penalty(self) -> float:
+        """The repetition penalty decoding applies (1: none)."""
+        return 1.0 if self.repetition_penalty is None else self.repetition_penalty

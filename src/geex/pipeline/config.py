@@ -57,7 +57,8 @@ class EvalSettings:
     temperature: float = option(0.0, flag=False)  # 0: greedy
     top_p: float = option(0.95, flag=False)
     max_new_tokens: int = option(256, flag=False)
-    repetition_penalty: float = option(1.0, flag=False)  # 1: off
+    # 1: off; none: the trained model's own (its generation_config.json), else off
+    repetition_penalty: float | None = option(None, flag=False)
     batch_size: int = option(8, flag=False)
     workers: int = option(default_factory=lambda: os.cpu_count() or 1, flag=False)
     timeout: float = option(10.0, flag=False)  # seconds for one program's tests

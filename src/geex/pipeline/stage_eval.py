@@ -53,7 +53,7 @@ class EvalStage(Stage):
 
         e = context.config.eval
         backend = GeexBackend.load(context.path(TrainStage.model))
-        sampling = e.sampling
+        sampling = e.sampling.with_model_defaults(context.path(TrainStage.model))
         generator = model_generator("geex", context.path(TrainStage.model), sampling,
                                     tokenizer=None, dtype=loaded_dtype(backend),
                                     cache=context.path(self.folder) / DIGESTS)  # fmt: skip
@@ -72,7 +72,7 @@ class EvalStage(Stage):
                 title = TITLES[benchmark]
                 run = evaluate(
                     evaluator, tasks, samples, generator=generator, out_dir=context.path(self.folder) / benchmark,
-                    title=f"{title}, generation, n={e.n}, temperature {e.temperature:g}",
+                    title=f"{title}, generation, {sampling.describe()}",
                     progress=context.console.is_terminal, expected_samples=len(tasks) * e.n,
                     per_task=e.n,
                     bits_per_byte=reference_bits_per_byte(backend, [t.problem for t in tasks]),

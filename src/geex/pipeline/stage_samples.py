@@ -44,11 +44,13 @@ class SamplesStage(Stage):
         model_dir = context.path(TrainStage.model)
         loaded = load_for_inference(model_dir, device="cpu", dtype="fp32")
         model, tokenizer = loaded.model, loaded.tokenizer
-        sampling = SamplingConfig(
-            max_new_tokens=min(128, model.config.max_seq_len // 2),
-            temperature=SAMPLE_TEMPERATURE,
-            top_p=SAMPLE_TOP_P,
-            seed=SAMPLE_SEED,
+        sampling = loaded.sampling(  # with the model's own repetition penalty, if it has one
+            SamplingConfig(
+                max_new_tokens=min(128, model.config.max_seq_len // 2),
+                temperature=SAMPLE_TEMPERATURE,
+                top_p=SAMPLE_TOP_P,
+                seed=SAMPLE_SEED,
+            )
         )
         samples = []
         for language, prompt in SAMPLE_PROMPTS.items():
@@ -56,19 +58,25 @@ class SamplesStage(Stage):
             text = completion[0].text
             samples.append({"language": language, "prompt": prompt, "completion": text,
                             **check_completion(prompt, text, language)})  # fmt: skip
-        how = {"temperature": sampling.temperature, "top_p": sampling.top_p, "seed": sampling.seed}
+        how = {"temperature": sampling.temperature, "top_p": sampling.top_p, "seed": sampling.seed,
+               "repetition_penalty": sampling.penalty}  # fmt: skip
         record = {"sampling": how, "samples": samples}
         atomic_write_text(context.path(self.record), json.dumps(record, indent=2) + "\n")
         lines = [
             f"# Samples from {model_dir}\n",
             f"Completions after the language tag, sampled at temperature {SAMPLE_TEMPERATURE}, "
-            f"top-p {SAMPLE_TOP_P}, seed {SAMPLE_SEED}.\n",
+            f"top-p {SAMPLE_TOP_P}, seed {SAMPLE_SEED}{penalty_words(sampling.penalty)}.\n",
         ]
         for s in samples:
             lines += [f"## {s['language']} ({sample_marks(s)})\n", "```",
                       s["prompt"] + s["completion"], "```\n"]  # fmt: skip
         atomic_write_text(context.path(self.page), "\n".join(lines))
         return {"samples": str(context.path(self.page))}
+
+
+def penalty_words(penalty: float) -> str:
+    """ ", repetition penalty 1.2" for a penalty, "" for none (1)."""
+    return f", repetition penalty {penalty:g}" if penalty != 1 else ""
 
 
 def sample_marks(sample: dict) -> str:

@@ -175,11 +175,14 @@ def generation_params(
     stop: Sequence[str] = (),
     server_stop: Sequence[str] = (),
     language: Language | None = None,
-    repetition_penalty: float = 1.0,
+    repetition_penalty: float | None = None,
     repetition_window: int = REPETITION_WINDOW,
+    penalty_fallback: float = 1.0,
 ) -> GenerationParams:
     """Sampling settings checked, ``max_tokens`` (none or -1: as many as allowed) capped by
-    the server's limit (:func:`~geex.serve.limits.allowed_max_tokens` says why)."""
+    the server's limit (:func:`~geex.serve.limits.allowed_max_tokens` says why). A request
+    without a ``repetition_penalty`` decodes with the model's own, else ``penalty_fallback``
+    (the protocol's default)."""
     try:
         return GenerationParams(
             max_tokens=allowed_max_tokens(state.limits, max_tokens, cap=True),
@@ -187,7 +190,7 @@ def generation_params(
             top_p=top_p,
             top_k=top_k,
             seed=seed,
-            repetition_penalty=repetition_penalty,
+            repetition_penalty=state.model.penalty(repetition_penalty, penalty_fallback),
             repetition_window=repetition_window,
             stop=tuple(s for s in stop if s),
             server_stop=tuple(server_stop),
@@ -198,9 +201,10 @@ def generation_params(
         raise RequestError(str(err)) from None
 
 
-def repeat_options(penalty: float, last_n: int) -> dict:
+def repeat_options(penalty: float | None, last_n: int) -> dict:
     """``generation_params``' repetition fields from llama.cpp's and Ollama's
-    ``repeat_penalty`` and ``repeat_last_n`` (0: no penalty; -1: the whole context)."""
+    ``repeat_penalty`` (None: the model's or the protocol's) and ``repeat_last_n`` (0: no
+    penalty; -1: the whole context)."""
     if last_n < -1:
         raise RequestError(
             f"repeat_last_n must be -1 (the whole context), 0 (off) or more, got {last_n}"

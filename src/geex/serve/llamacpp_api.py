@@ -14,7 +14,7 @@ the last with ``"stop": true`` and the counts; there is no ``[DONE]``, and a fai
 the first event is an ``error: {...}`` event, as llama.cpp sends it. Errors are
 ``{"error": {"code", "message", "type"}}``; infilling with a model that has no FIM tokens is
 llama.cpp's 501 ``not_supported_error``. Defaults are llama.cpp's (temperature 0.8, top_k 40,
-top_p 0.95; ``n_predict`` -1 runs to the server's token cap, and 0 generates nothing: llama.vim
+top_p 0.95, no repetition penalty unless the model's folder names one; ``n_predict`` -1 runs to the server's token cap, and 0 generates nothing: llama.vim
 sends it to have other files' text read ahead).
 """
 
@@ -71,7 +71,7 @@ class CompletionRequest(BaseModel):
     top_k: int = 40
     top_p: float = 0.95
     seed: int = -1  # -1: a random seed
-    repeat_penalty: float = 1.0
+    repeat_penalty: float | None = None  # none: the model's, else llama.cpp's 1 (off)
     repeat_last_n: int = 64  # 0: no penalty, -1: the whole context
     stop: list[str] = Field(default_factory=list)
     stream: bool = False

@@ -25,6 +25,7 @@ from pathlib import Path
 from typing import Protocol
 
 from geex.errors import GeexError
+from geex.model.generation_defaults import resolve_penalty, saved_repetition_penalty
 from geex.model.load_options import check_quantize
 from geex.serve.chat import (
     PLAIN_CHAT_STOP,
@@ -71,6 +72,13 @@ class ServedModel:
     tokens: PromptTokens = field(repr=False, default=None)
     fim_ids: FimTokenIds | None = field(repr=False, default=None)
     created: int = field(default_factory=lambda: int(time.time()))
+    # The folder's generation_config.json penalty (geex.model.generation_defaults); None: none
+    repetition_penalty: float | None = None
+
+    def penalty(self, asked: float | None, fallback: float = 1.0) -> float:
+        """The repetition penalty a request decodes with: its own, else the model's, else the
+        protocol's default ``fallback`` (1, off; Ollama's is 1.1)."""
+        return resolve_penalty(asked, self.repetition_penalty, fallback)
 
     @property
     def context_length(self) -> int:
@@ -159,6 +167,7 @@ def load_served_model(
         if quantize is not None:
             raise GeexError("--quantize int8 is for Geex checkpoints, not Hugging Face models")
         served = _load_hf(folder, tokenizer, device, dtype, max_slots, trust_remote_code)
+    served.repetition_penalty = saved_repetition_penalty(folder)
     hint = "geex" if kind == "geex" else _config(folder).get("model_type")
     served.fim, served.fim_ids = resolve_fim_style(fim_style, served.tokens.vocab, hint)
     if name is not None:

@@ -10,7 +10,9 @@ Ollama streams by default: one JSON object per line (``application/x-ndjson``), 
 piece of ``response`` (or ``message.content``) and ``"done": false``, then a last one with
 ``"done": true``, the ``done_reason`` and the counts and durations (in nanoseconds). Errors are
 ``{"error": message}``, also as a line of a stream that has begun. Defaults are Ollama's
-(temperature 0.8, top_k 40, top_p 0.9); ``num_predict`` -1 runs to the server's token cap.
+(temperature 0.8, top_k 40, top_p 0.9, repeat_penalty 1.1, this one replaced by the model's
+own where its folder has one, as a Modelfile's PARAMETER replaces it); ``num_predict`` -1 runs
+to the server's token cap.
 A model named other than the served one is a 404, as Ollama answers for a model it lacks;
 ``format``, ``images`` and ``tools`` are refused with a 400 rather than silently ignored.
 """
@@ -53,6 +55,8 @@ log = logging.getLogger("geex.serve.ollama")
 # The Ollama release whose API shapes this module follows (clients gate features on it).
 OLLAMA_API_VERSION = "0.5.0"
 DONE_REASONS = {"stop": "stop", "eos": "stop", "length": "length", "cancelled": "stop"}
+# Ollama's repeat_penalty where neither the request nor the model sets one.
+OLLAMA_REPEAT_PENALTY = 1.1
 
 
 class Options(BaseModel):
@@ -64,7 +68,7 @@ class Options(BaseModel):
     num_predict: int | None = None  # -1 (or none): up to the server's cap
     stop: list[str] = Field(default_factory=list)
     seed: int | None = None  # negative: a random seed, as Ollama takes -1
-    repeat_penalty: float = 1.1
+    repeat_penalty: float | None = None  # none: the model's, else Ollama's 1.1
     repeat_last_n: int = 64  # 0: no penalty, -1: the whole context
 
 
@@ -129,6 +133,10 @@ def unsupported(body: GenerateRequest | ChatRequest) -> None:
         raise RequestError("tools: tool calling is not supported by geex serve")
 
 
+def _parameters(repetition_penalty: float | None) -> str:
+    return "" if repetition_penalty is None else f"repeat_penalty {repetition_penalty:g}"
+
+
 def _params(state: ServerState, options: Options, stop: tuple[str, ...] = ()):
     return generation_params(
         state,
@@ -138,6 +146,7 @@ def _params(state: ServerState, options: Options, stop: tuple[str, ...] = ()):
         top_k=options.top_k,
         seed=options.seed if options.seed is not None and options.seed >= 0 else None,
         **repeat_options(options.repeat_penalty, options.repeat_last_n),
+        penalty_fallback=OLLAMA_REPEAT_PENALTY,
         stop=tuple(options.stop),
         server_stop=stop,
     )
@@ -287,7 +296,8 @@ def router(state: ServerState) -> APIRouter:
         return JSONResponse(
             {
                 "modelfile": "",
-                "parameters": "",
+                # As a Modelfile's PARAMETER lines: the model's own decoding default, if any
+                "parameters": _parameters(state.model.repetition_penalty),
                 "template": state.model.chat_template or "{{ .Prompt }}",
                 "details": _details(state),
                 "model_info": {

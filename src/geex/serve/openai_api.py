@@ -91,8 +91,9 @@ class _Request(BaseModel):
     stream: bool = False
     stream_options: dict[str, Any] | None = None
     seed: int | None = None
-    # vLLM's, not OpenAI's: tokens among the last 64 made less likely (1 = off)
-    repetition_penalty: float = 1.0
+    # vLLM's, not OpenAI's: tokens among the last 64 made less likely (1 = off); none: the
+    # model's own (its generation_config.json, as vLLM), else off
+    repetition_penalty: float | None = None
 
     # Accepted only at values that change nothing.
     presence_penalty: float | None = None

@@ -231,7 +231,7 @@ def _params(
             top_p=body.top_p,
             top_k=body.top_k,
             seed=body.seed,
-            repetition_penalty=body.repetition_penalty,
+            repetition_penalty=state.model.penalty(body.repetition_penalty),
             stop=tuple(body.stop_sequences),
             server_stop=extra_stop,
             language=language,

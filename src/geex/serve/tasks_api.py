@@ -149,6 +149,7 @@ def router(state) -> APIRouter:
                 top_p=options.top_p,
                 top_k=options.top_k,
                 seed=options.seed,
+                repetition_penalty=model.penalty(None),  # the model's own, if it has one
                 # A chat prompt's answer ends where the model's chat ends (OpenAI's chat alike).
                 server_stop=(
                     *prompt.stop,

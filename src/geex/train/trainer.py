@@ -27,8 +27,9 @@ from geex.errors import ConfigError, GeexError
 from geex.model.checkpoint import clean_state_dict, read_config, save_weights
 from geex.model.codegeex import CodeGeeX, build_model, flops_per_token
 from geex.model.config import ModelConfig
+from geex.model.generation_defaults import write_generation_defaults
 from geex.os_faults import describe_os_fault
-from geex.presets import model_preset
+from geex.presets import generation_preset, model_preset
 from geex.tokenizer import load_tokenizer
 from geex.train.checkpoint import CheckpointManager, checkpoint_step
 from geex.train.compat import (
@@ -675,6 +676,7 @@ class Trainer:
             tokenizer=tokenizer,
             metadata={"trained_steps": self.step, "trained_tokens": self._tokens()},
         )
+        write_generation_defaults(self.out / "model", generation_preset(c.preset))
 
     # -- signals -------------------------------------------------------------------------------
 
