@@ -76,3 +76,13 @@ def test_a_blank_sample_is_marked_blank():
 def test_a_sample_with_text_but_no_known_token_is_marked_undecided():
     digits = {"completion": "    42\n", "parses": False, "stays_in_language": None}
     assert sample_marks(digits) == "does not parse, language undecided"
+
+
+def test_how_samples_were_decoded_is_said_in_words():
+    from geex.pipeline.stage_samples import decoding_words
+
+    now = {"temperature": 0.0, "top_p": 1.0, "seed": None, "repetition_penalty": 1.2}
+    assert decoding_words(now) == "greedy, repetition penalty 1.2"
+    assert decoding_words({**now, "repetition_penalty": 1.0}) == "greedy"
+    older = SAMPLES["sampling"]  # an older run's record: sampled, no penalty
+    assert decoding_words(older) == "sampled at temperature 0.8, top-p 0.95, seed 0"

@@ -54,7 +54,11 @@ def test_the_report_holds_every_section_with_real_content(finished_run):
     )
     assert "22.9%" in markdown  # the CodeGeeX-13B reference beside the scores
     assert "def fibonacci(n):" in markdown  # a sample completion
-    assert "sampled at temperature 0.8, top-p 0.95, seed 0" in markdown
+    # Greedy with the tiny preset's own repetition penalty, which the model was saved with.
+    assert "greedy, repetition penalty 1.2" in markdown
+    assert "generation, n=1, temperature 0, repetition penalty 1.2" in markdown  # the eval's
+    exported = json.loads((result.out / "hf" / "generation_config.json").read_text())
+    assert exported["repetition_penalty"] == 1.2
     assert "Python/0: " in markdown  # a judged completion with its verdict
     assert "| pass@1 | parses | stays |" in markdown  # what users see, per language
     assert "*python (" in markdown  # the sample marked: parses or not, stays or not

@@ -32,7 +32,7 @@ from geex.pipeline.report_files import RunFolder
 from geex.pipeline.stage_data import DataStage
 from geex.pipeline.stage_eval import EvalStage
 from geex.pipeline.stage_export import ExportStage
-from geex.pipeline.stage_samples import SamplesStage, penalty_words, sample_marks
+from geex.pipeline.stage_samples import SamplesStage, decoding_words, sample_marks
 from geex.pipeline.stage_train import TrainStage
 from geex.tokenizer import load_tokenizer
 
@@ -414,9 +414,8 @@ def _samples(run: RunFolder) -> Section | None:
     if samples:
         how = record.get("sampling", {})
         section.text(
-            f"Completions of a short prompt per language, sampled at temperature "
-            f"{how.get('temperature')}, top-p {how.get('top_p')}, seed {how.get('seed')}"
-            f"{penalty_words(how.get('repetition_penalty', 1))} (prompt, then the model's text):"
+            f"Completions of a short prompt per language, {decoding_words(how)} (prompt, then "
+            "the model's text):"
         )
     for s in samples:
         marks = sample_marks(s)
