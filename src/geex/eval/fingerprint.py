@@ -179,8 +179,8 @@ def model_generator(
 def _sampling_identity(sampling) -> dict:
     """The sampling settings that shape a text. ``n`` is left out (see above), and so is a
     repetition penalty of 1 (off) or unset: results made before the setting existed keep their
-    fingerprints. A local model's own penalty is filled in before (``Sampling.with_model_defaults``),
-    and its folder's files are hashed besides."""
+    fingerprints. A local model's own penalty is filled in before
+    (``Sampling.with_model_defaults``), and its folder's files are hashed besides."""
     fields = {k: v for k, v in dataclasses.asdict(sampling).items() if k != "n"}
     if fields.get("repetition_penalty") in (None, 1):  # unset: an endpoint's own default
         fields.pop("repetition_penalty", None)

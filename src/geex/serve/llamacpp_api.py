@@ -14,8 +14,9 @@ the last with ``"stop": true`` and the counts; there is no ``[DONE]``, and a fai
 the first event is an ``error: {...}`` event, as llama.cpp sends it. Errors are
 ``{"error": {"code", "message", "type"}}``; infilling with a model that has no FIM tokens is
 llama.cpp's 501 ``not_supported_error``. Defaults are llama.cpp's (temperature 0.8, top_k 40,
-top_p 0.95, no repetition penalty unless the model's folder names one; ``n_predict`` -1 runs to the server's token cap, and 0 generates nothing: llama.vim
-sends it to have other files' text read ahead).
+top_p 0.95, no repetition penalty unless the model's folder names one; ``n_predict`` -1 runs to
+the server's token cap, and 0 generates nothing: llama.vim sends it to have other files' text
+read ahead).
 """
 
 from __future__ import annotations
