@@ -122,6 +122,19 @@ def generation_preset(name: str) -> dict:
     return dict(GENERATION_PRESETS.get(name, {}))
 
 
+def preset_decoding_penalty(name: str, config: ModelConfig) -> float | None:
+    """Preset ``name``'s repetition penalty for a model of ``config``, if it has the preset's
+    shape (vocabulary and context aside): the penalty was measured on that shape only."""
+    preset = MODEL_PRESETS.get(name)
+    if preset is None or _shape(preset) != _shape(config):
+        return None
+    return generation_preset(name).get("repetition_penalty")
+
+
+def _shape(config: ModelConfig) -> tuple[int, int, int, int]:
+    return (config.n_layer, config.d_model, config.n_head, config.d_ffn)
+
+
 def train_preset(name: str) -> dict:
     """Training field defaults for a model preset (a deep copy; empty for unknown names)."""
     return copy.deepcopy(TRAIN_PRESETS.get(name, {}))
@@ -131,11 +144,6 @@ def preset_of_checkpoint(folder) -> str | None:
     """The model preset whose shape a checkpoint has (vocabulary aside), if any."""
     config = read_config(folder)
     for name, preset in MODEL_PRESETS.items():
-        if (preset.n_layer, preset.d_model, preset.n_head, preset.d_ffn) == (
-            config.n_layer,
-            config.d_model,
-            config.n_head,
-            config.d_ffn,
-        ):
+        if _shape(preset) == _shape(config):
             return name
     return None

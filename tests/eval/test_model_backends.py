@@ -109,6 +109,26 @@ def test_hugging_face_export_end_to_end_equals_the_geex_checkpoint(
     assert summary["overall"]["pass@k"] == {"pass@1": 0.0}
 
 
+def test_a_short_context_cuts_prompts_alike_in_both_backends(checkpoint, tmp_path):
+    """A model of 64 positions asked for 512 new tokens: each backend cuts a long prompt from
+    the left to leave the completion half the context, and decodes within the positions the
+    model has (the Hugging Face one ran past them, an IndexError in its embedding)."""
+    required_module("transformers")
+    from geex.eval.backends_hf import HFBackend
+    from geex.model import build_model
+    from geex.model.checkpoint import read_config, save_checkpoint
+
+    config = read_config(checkpoint).replace(max_seq_len=64)
+    short = tmp_path / "short"
+    save_checkpoint(build_model(config, seed=0).eval(), short, tokenizer=load_tokenizer(checkpoint))
+    prompts = [*RAW_PROMPTS, "def long(x):\n" + "    x = x + 1\n" * 40]
+    geex = GeexBackend.load(short, device="cpu").generate(prompts, [NO_STOP] * 4, Sampling())
+    hf_folder = hf_export(short, tmp_path / "hf")
+    hf = HFBackend.load(str(hf_folder), device="cpu", trust_remote_code=True)
+    assert hf.generate(prompts, [NO_STOP] * 4, Sampling()) == geex
+    assert all(row[0] for row in geex)
+
+
 def test_hugging_face_standard_architecture(checkpoint, tmp_path):
     """A GPT-2 folder (no remote code), sampled: n completions per prompt, each cut by its rule."""
     transformers = required_module("transformers")
@@ -220,6 +240,38 @@ def test_retries_after_503_then_succeeds_and_sends_the_key():
     body, headers = endpoint.requests[-1]
     assert headers["Authorization"] == "Bearer sk-test"
     assert (body["model"], body["n"], body["max_tokens"]) == ("m", 2, 512)
+
+
+def test_a_repetition_penalty_is_sent_only_when_asked_for():
+    """Unset, the server chooses (geex serve: the model's own); 1 included when given."""
+    with ScriptedEndpoint([choices]) as endpoint:
+        backend = OpenAIBackend(endpoint.url, "m")
+        for penalty in (None, 1.0, 1.2):
+            backend.generate(["x"], [NO_STOP], Sampling(repetition_penalty=penalty))
+    sent = [body.get("repetition_penalty", "unset") for body, _ in endpoint.requests]
+    assert sent == ["unset", 1.0, 1.2]
+
+
+def test_the_hugging_face_backend_reads_the_models_penalty_and_always_passes_one(
+    checkpoint, tmp_path
+):
+    """A folder's generation_config.json penalty is the model's own; an asked 1 must reach
+    transformers as 1, or its generate() would apply the folder's instead."""
+    required_module("transformers")
+    from geex.eval.backends_hf import HFBackend
+    from geex.model.generation_defaults import save_repetition_penalty
+
+    hf_folder = hf_export(checkpoint, tmp_path / "hf")
+    save_repetition_penalty(hf_folder, 3.0)
+    backend = HFBackend.load(str(hf_folder), device="cpu", trust_remote_code=True)
+    assert backend.repetition_penalty == 3.0
+    plain = Sampling(max_new_tokens=24, repetition_penalty=1.0)
+    own = Sampling(max_new_tokens=24, repetition_penalty=3.0)
+    off_text = backend.generate(RAW_PROMPTS, [NO_STOP] * 3, plain)
+    assert off_text != backend.generate(RAW_PROMPTS, [NO_STOP] * 3, own)
+    save_repetition_penalty(hf_folder, None)
+    bare = HFBackend.load(str(hf_folder), device="cpu", trust_remote_code=True)
+    assert bare.generate(RAW_PROMPTS, [NO_STOP] * 3, plain) == off_text
 
 
 def test_a_server_refusing_n_is_asked_one_completion_at_a_time():

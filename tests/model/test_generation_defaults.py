@@ -15,8 +15,8 @@ from geex.eval.fingerprint import model_generator
 from geex.model.generation_defaults import (
     GENERATION_CONFIG,
     resolve_penalty,
+    save_repetition_penalty,
     saved_repetition_penalty,
-    write_generation_defaults,
 )
 from geex.model.loader import load_for_inference
 from geex.model.sampling import SamplingConfig
@@ -30,7 +30,7 @@ PENALTY = 3.0  # strong enough to change the tiny random model's greedy text
 @pytest.fixture(scope="module")
 def folder(tmp_path_factory):
     folder = save_tiny_model(tmp_path_factory.mktemp("defaults") / "tiny")
-    write_generation_defaults(folder, {"repetition_penalty": PENALTY})
+    save_repetition_penalty(folder, PENALTY)
     return folder
 
 
@@ -40,12 +40,17 @@ def test_a_folder_without_the_file_or_the_field_names_no_penalty(tmp_path):
     assert saved_repetition_penalty(tmp_path) is None
 
 
-def test_writing_keeps_the_fields_already_there(tmp_path):
-    (tmp_path / GENERATION_CONFIG).write_text('{"eos_token_id": 0}')
-    write_generation_defaults(tmp_path, {"repetition_penalty": 1.2})
+def test_saving_keeps_the_other_fields_and_none_removes_the_penalty(tmp_path):
+    (tmp_path / GENERATION_CONFIG).write_text('{"eos_token_id": 0, "repetition_penalty": 2}')
+    save_repetition_penalty(tmp_path, 1.2)
     fields = json.loads((tmp_path / GENERATION_CONFIG).read_text())
     assert fields == {"eos_token_id": 0, "repetition_penalty": 1.2}
-    assert saved_repetition_penalty(tmp_path) == 1.2
+    save_repetition_penalty(tmp_path, None)
+    assert json.loads((tmp_path / GENERATION_CONFIG).read_text()) == {"eos_token_id": 0}
+    (tmp_path / GENERATION_CONFIG).unlink()
+    save_repetition_penalty(tmp_path, 1.2)
+    save_repetition_penalty(tmp_path, None)  # nothing else in it: no file left
+    assert not (tmp_path / GENERATION_CONFIG).exists()
 
 
 @pytest.mark.parametrize(
@@ -98,13 +103,35 @@ def test_geex_generate_uses_the_models_penalty(folder):
     assert own != text("--repetition-penalty", "1")
 
 
-def test_eval_sampling_takes_a_local_models_penalty_into_its_fingerprint(folder, tmp_path):
-    sampling = Sampling().with_model_defaults(folder)
+def test_eval_fills_in_the_models_penalty_and_fingerprints_it(folder):
+    """The fingerprint names the penalty the samples were made with: the model's own when
+    none is given; an endpoint's explicit 1 is kept apart from unset (the server's own)."""
+    from geex.eval.backends_geex import GeexBackend
+
+    backend = GeexBackend.load(folder, device="cpu")
+    assert backend.repetition_penalty == PENALTY
+    sampling = Sampling().with_default_penalty(backend.repetition_penalty)
     assert sampling.repetition_penalty == PENALTY
-    assert Sampling(repetition_penalty=1.0).with_model_defaults(folder).penalty == 1.0
-    assert Sampling().with_model_defaults(tmp_path / "elsewhere").repetition_penalty is None
-    assert Sampling().with_model_defaults(None).repetition_penalty is None  # an endpoint
+    assert Sampling(repetition_penalty=1.0).with_default_penalty(PENALTY).penalty == 1.0
+    assert Sampling().with_default_penalty(None).repetition_penalty is None
     own = model_generator("geex", folder, sampling)["sampling"]
     off = model_generator("geex", folder, Sampling(repetition_penalty=1.0))["sampling"]
-    assert own["repetition_penalty"] == PENALTY and own != off
+    assert own["repetition_penalty"] == PENALTY and "repetition_penalty" not in off
     assert sampling.describe() == f"n=1, temperature 0, repetition penalty {PENALTY:g}"
+    unset = model_generator("openai", "http://x/v1", Sampling())["sampling"]
+    one = model_generator("openai", "http://x/v1", Sampling(repetition_penalty=1.0))["sampling"]
+    assert "repetition_penalty" not in unset and one["repetition_penalty"] == 1.0
+
+
+def test_geex_eval_decodes_with_the_models_penalty(folder, tmp_path):
+    """`geex eval --model` unset, then with 1: the report's title and the texts differ."""
+    from tests.eval.test_resume_fingerprint import geex_eval, lines
+
+    common = ["embedded", "--model", str(folder), "--device", "cpu", "--languages", "python",
+              "--limit", "2", "--max-new-tokens", "16"]  # fmt: skip
+    geex_eval(*common, "--out", str(tmp_path / "own"))
+    geex_eval(*common, "--repetition-penalty", "1", "--out", str(tmp_path / "off"))
+    title = json.loads((tmp_path / "own" / "summary.json").read_text())["title"]
+    assert f"repetition penalty {PENALTY:g}" in title
+    own, off = lines(tmp_path / "own"), lines(tmp_path / "off")
+    assert [r["generation"] for r in own] != [r["generation"] for r in off]

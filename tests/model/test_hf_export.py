@@ -21,8 +21,8 @@ from geex.errors import GeexError  # noqa: E402
 from geex.model import ModelConfig, build_model  # noqa: E402
 from geex.model.checkpoint import load_state_dict, read_config, save_checkpoint  # noqa: E402
 from geex.model.generation_defaults import (  # noqa: E402
+    save_repetition_penalty,
     saved_repetition_penalty,
-    write_generation_defaults,
 )
 from geex.model.hf_export import export_hf, import_hf  # noqa: E402
 from geex.model.loss import lm_loss  # noqa: E402
@@ -169,7 +169,7 @@ def test_from_hf_gives_back_the_same_tensors(folders):
 def test_the_models_repetition_penalty_goes_out_and_comes_back(geex_model, tmp_path):
     """transformers' generate() and geex serve both read it from generation_config.json."""
     save_checkpoint(geex_model, tmp_path / "geex")
-    write_generation_defaults(tmp_path / "geex", {"repetition_penalty": 1.2})
+    save_repetition_penalty(tmp_path / "geex", 1.2)
     export_hf(tmp_path / "geex", tmp_path / "hf")
     assert transformers.GenerationConfig.from_pretrained(tmp_path / "hf").repetition_penalty == 1.2
     import_hf(tmp_path / "hf", tmp_path / "back")

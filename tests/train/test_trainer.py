@@ -12,7 +12,7 @@ import torch
 
 import geex
 from geex.errors import ConfigError, GeexError
-from geex.model.generation_defaults import saved_repetition_penalty
+from geex.model.generation_defaults import save_repetition_penalty, saved_repetition_penalty
 from geex.presets import generation_preset
 from geex.train.config import TrainConfig
 from geex.train.monitor import read_metrics
@@ -62,14 +62,21 @@ def test_metrics_have_one_line_per_step_with_throughput_and_validation(byte_data
     assert records[-1]["tokens"] == 4 * 512
 
 
-def test_the_model_is_saved_with_its_presets_decoding_defaults(byte_dataset, tmp_path):
-    """tiny's repetition penalty goes into the model's generation_config.json, for every
-    decoder to use where none is asked for (geex.model.generation_defaults)."""
-    train(config(byte_dataset, tmp_path, max_steps=1, eval_every=0), show_progress=False)
-    assert (
-        saved_repetition_penalty(tmp_path / "model")
-        == generation_preset("tiny")["repetition_penalty"]
-    )
+def test_the_model_is_saved_with_its_presets_decoding_default(byte_dataset, tmp_path):
+    """tiny's repetition penalty goes into a tiny-shaped model's generation_config.json, for
+    every decoder to use where none is asked for (geex.model.generation_defaults); another
+    shape gets none, and a fine-tuned model keeps its base's."""
+    quick = dict(max_steps=1, eval_every=0)
+    train(config(byte_dataset, tmp_path / "tiny", model={}, **quick), show_progress=False)
+    tiny_penalty = generation_preset("tiny")["repetition_penalty"]
+    assert saved_repetition_penalty(tmp_path / "tiny" / "model") == tiny_penalty
+    train(config(byte_dataset, tmp_path / "other", **quick), show_progress=False)  # SMALL_MODEL
+    assert saved_repetition_penalty(tmp_path / "other" / "model") is None
+    base = tmp_path / "tiny" / "model"
+    save_repetition_penalty(base, 1.05)  # as a user may set it by hand
+    tuned = config(byte_dataset, tmp_path / "tuned", model={}, init_from=str(base), **quick)
+    train(tuned, show_progress=False)
+    assert saved_repetition_penalty(tmp_path / "tuned" / "model") == 1.05
 
 
 def test_a_dataset_without_a_validation_split_trains_and_says_it_cannot_validate(tmp_path, capsys):

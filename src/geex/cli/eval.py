@@ -256,8 +256,8 @@ def _run(args: argparse.Namespace, problems, benchmark: str, *, known: bool) -> 
     if not tasks:
         raise GeexError("no tasks in the chosen languages")
     logging.basicConfig(level=logging.WARNING, format="geex eval: %(message)s")
-    backend, model_label, generator = (
-        _model_backend(args, sampling) if generating else (None, "", None)
+    backend, model_label, generator, sampling = (
+        _model_backend(args, sampling) if generating else (None, "", None, None)
     )
     if infill and generating:
         generator["fim_style"] = _use_fim_style(args, backend, model_label)
@@ -353,15 +353,15 @@ def _refuse_sampling_flags(args: argparse.Namespace, generating: bool) -> None:
 
 
 def _sampling(args: argparse.Namespace):
-    # A local model's own repetition penalty where none is given (geex.model.generation_defaults)
-    sampling = config_from_args(Sampling, args).with_model_defaults(args.model or args.hf_model)
+    sampling = config_from_args(Sampling, args)
     sampling.check(args.batch_size, name=lambda key: "--" + key.replace("_", "-"))
     return sampling
 
 
 def _model_backend(args: argparse.Namespace, sampling):
-    """The backend the arguments name, a label for the report's title, and its identity for
-    the results' fingerprints (``geex.eval.fingerprint``)."""
+    """The backend the arguments name, a label for the report's title, its identity for the
+    results' fingerprints (``geex.eval.fingerprint``), and ``sampling`` with the model's own
+    repetition penalty where none is given (:mod:`geex.model.generation_defaults`)."""
     from geex.eval.fingerprint import loaded_dtype, model_generator
 
     options = config_from_args(LoadOptions, args)
@@ -371,10 +371,11 @@ def _model_backend(args: argparse.Namespace, sampling):
         from geex.eval.backends_geex import GeexBackend
 
         backend = GeexBackend.load(args.model, **dataclasses.asdict(options))
+        sampling = sampling.with_default_penalty(backend.repetition_penalty)
         tokenizer = Path(options.tokenizer) if options.tokenizer else None
         generator = model_generator("geex", args.model, sampling, tokenizer=tokenizer,
                                     dtype=loaded_dtype(backend), cache=_digests(args))  # fmt: skip
-        return backend, f"Geex model {args.model}", generator
+        return backend, f"Geex model {args.model}", generator, sampling
     if args.hf_model:
         from geex.eval.backends_hf import HFBackend
 
@@ -386,9 +387,10 @@ def _model_backend(args: argparse.Namespace, sampling):
             dtype=options.dtype,
             trust_remote_code=args.trust_remote_code,
         )
+        sampling = sampling.with_default_penalty(backend.repetition_penalty)
         generator = model_generator("hf", args.hf_model, sampling, dtype=loaded_dtype(backend),
                                     cache=_digests(args))  # fmt: skip
-        return backend, f"Hugging Face model {args.hf_model}", generator
+        return backend, f"Hugging Face model {args.hf_model}", generator, sampling
     from geex.eval.backends_openai import OpenAIBackend, api_key_from_env
 
     backend = OpenAIBackend(
@@ -399,8 +401,9 @@ def _model_backend(args: argparse.Namespace, sampling):
         retries=args.retries,
         concurrency=args.batch_size,
     )
+    # Unset, the penalty is the server's to choose (geex serve: the model's own).
     generator = model_generator("openai", args.openai_url, sampling, model=backend.model)
-    return backend, f"{backend.model} at {args.openai_url}", generator
+    return backend, f"{backend.model} at {args.openai_url}", generator, sampling
 
 
 def _digests(args: argparse.Namespace) -> Path | None:

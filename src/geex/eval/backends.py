@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import dataclasses
 import logging
-import os
 import re
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
@@ -90,8 +89,8 @@ class Sampling:
     repetition_penalty: float | None = option(
         None,
         help=f"make the tokens among the last {REPETITION_WINDOW} less likely by this factor (1 = off, as "
-        "published HumanEval-X figures were made; llama.cpp and Ollama use 1.1; default: a local "
-        "model's generation_config.json, else 1)",
+        "published HumanEval-X figures were made; llama.cpp and Ollama use 1.1; default: the "
+        "model's generation_config.json, else 1; an endpoint's: the server's)",
     )
     token_healing: bool = option(
         True,
@@ -125,17 +124,44 @@ class Sampling:
         """The repetition penalty decoding applies (1: none; unset is none)."""
         return 1.0 if self.repetition_penalty is None else self.repetition_penalty
 
-    def with_model_defaults(self, model_folder: str | os.PathLike | None) -> Sampling:
-        """These settings with a local model folder's repetition penalty where none is set
-        (:mod:`geex.model.generation_defaults`), so that a results file's fingerprint names
-        the penalty the samples were made with; an endpoint's model keeps the server's."""
-        from geex.model.generation_defaults import resolve_penalty, saved_repetition_penalty
-
-        if model_folder is None or not Path(model_folder).is_dir():
+    def with_default_penalty(self, model_penalty: float | None) -> Sampling:
+        """These settings with the model's own repetition penalty (its
+        ``generation_config.json``: :mod:`geex.model.generation_defaults`) where none is set,
+        so that a results file's fingerprint names the penalty the samples were made with."""
+        if self.repetition_penalty is not None or model_penalty is None:
             return self
-        saved = saved_repetition_penalty(model_folder)
-        penalty = resolve_penalty(self.repetition_penalty, saved)
-        return dataclasses.replace(self, repetition_penalty=penalty)
+        return dataclasses.replace(self, repetition_penalty=model_penalty)
+
+
+class PromptFitter:
+    """Prompts cut to a model's context of ``context`` positions so that the completion gets
+    what it asks for, up to half the context: cut from the left (after the first ``keep``
+    ids, a BOS), since the end of the prompt (the signature) is what the model answers from.
+    A small model still gets to answer; the reference harness does not cut for it. Warns once.
+    """
+
+    def __init__(self, context: int) -> None:
+        self.context = context
+        self._warned = False
+
+    def room(self, max_new_tokens: int) -> int:
+        """The tokens a completion may take: all it asks for, up to half the context."""
+        return min(max_new_tokens, self.context // 2)
+
+    def prompt_budget(self, max_new_tokens: int) -> int:
+        return self.context - self.room(max_new_tokens)
+
+    def fit(self, ids: list[int], max_new_tokens: int, *, keep: int = 0) -> list[int]:
+        limit = self.prompt_budget(max_new_tokens)
+        if len(ids) <= limit:
+            return ids
+        if not self._warned:
+            log.warning(
+                "prompts longer than %d tokens are cut from the left to fit the model's "
+                "context of %d tokens", limit, self.context,
+            )  # fmt: skip
+            self._warned = True
+        return ids[:keep] + ids[len(ids) - (limit - keep) :]
 
 
 class GenerationBackend(Protocol):

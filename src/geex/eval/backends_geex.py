@@ -12,13 +12,10 @@ the evaluation stays light.
 
 from __future__ import annotations
 
-import logging
 import os
 from collections.abc import Sequence
 
-from geex.eval.backends import Sampling, StopRule
-
-logger = logging.getLogger(__name__)
+from geex.eval.backends import PromptFitter, Sampling, StopRule
 
 
 class GeexBackend:
@@ -35,8 +32,10 @@ class GeexBackend:
 
         check_tokenizer_fits(tokenizer, model.config)
         self.model, self.tokenizer = model, tokenizer
-        self._warned = False
+        self.fitter = PromptFitter(model.config.max_seq_len)
         self.fim = self.fim_ids = None  # set by use_fim_style, for infilling
+        # The checkpoint folder's own (geex.model.generation_defaults); set by load
+        self.repetition_penalty: float | None = None
 
     def use_fim_style(self, choice: str = "auto", name: str = "the model") -> str:
         """Infill in the style ``choice`` names ("auto": detected from the vocabulary, as
@@ -66,7 +65,9 @@ class GeexBackend:
         loaded = load_for_inference(
             folder, tokenizer=tokenizer, device=device, dtype=dtype, quantize=quantize
         )
-        return cls(loaded.model, loaded.tokenizer)
+        backend = cls(loaded.model, loaded.tokenizer)
+        backend.repetition_penalty = loaded.repetition_penalty
+        return backend
 
     def generate(
         self, prompts: Sequence[str], stops: Sequence[StopRule], sampling: Sampling
@@ -75,7 +76,9 @@ class GeexBackend:
 
         healer = self.tokenizer if sampling.token_healing else None
         healed = [
-            heal_prompt(healer, self._fit(self.tokenizer.encode(prompt), sampling))
+            heal_prompt(
+                healer, self.fitter.fit(self.tokenizer.encode(prompt), sampling.max_new_tokens)
+            )
             for prompt in prompts
         ]
         return self._decode([h.ids for h in healed], stops, sampling, healed=healed)
@@ -84,14 +87,13 @@ class GeexBackend:
         self, holes: Sequence[tuple[str, str]], stops: Sequence[StopRule], sampling: Sampling
     ) -> list[list[str]]:
         """The middles of (prefix, suffix) holes in the model's FIM style; each ends at the
-        style's end token or its stop rule. The prompt leaves the middle the same room as
-        :meth:`_fit` leaves a completion."""
+        style's end token or its stop rule. The prompt leaves the middle the same room as a
+        completion gets (:class:`~geex.eval.backends.PromptFitter`)."""
         from geex.eval.fim_prompts import fim_prompt_ids
 
         if self.fim is None:
             self.use_fim_style()
-        context = self.model.config.max_seq_len
-        budget = context - min(sampling.max_new_tokens, context // 2)
+        budget = self.fitter.prompt_budget(sampling.max_new_tokens)
         prompt_ids = [
             fim_prompt_ids(
                 self.tokenizer.encode, self.fim, self.fim_ids, prefix, suffix, max_tokens=budget
@@ -174,21 +176,3 @@ class GeexBackend:
             ]
             for p, samples in enumerate(token_ids)
         ]
-
-    def _fit(self, ids: list[int], sampling: Sampling) -> list[int]:
-        """A prompt cut from the left when it would leave the completion less than half the
-        context (or ``max_new_tokens``, if smaller): a small model still gets to answer, from
-        the end of the prompt (the signature), as the reference harness does not do for it."""
-        context = self.model.config.max_seq_len
-        room = min(sampling.max_new_tokens, context // 2)
-        if len(ids) <= context - room:
-            return ids
-        if not self._warned:
-            logger.warning(
-                "prompts longer than %d tokens are cut from the left to fit the model's "
-                "context of %d tokens",
-                context - room,
-                context,
-            )
-            self._warned = True
-        return ids[len(ids) - (context - room) :]

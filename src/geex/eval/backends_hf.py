@@ -17,7 +17,7 @@ from collections.abc import Sequence
 import torch
 
 from geex.errors import GeexError
-from geex.eval.backends import Sampling, StopRule
+from geex.eval.backends import PromptFitter, Sampling, StopRule
 from geex.model.hf_loading import import_transformers, load_causal_lm
 from geex.model.sampling import GREEDY_BELOW
 
@@ -38,6 +38,11 @@ class HFBackend:
         # row which finished before the others.
         self.end_ids = {*eos, tokenizer.eos_token_id, tokenizer.pad_token_id} - {None}
         self.fim = self.fim_ids = None  # set by use_fim_style, for infilling
+        self.fitter = PromptFitter(self._context())
+        # The model's own, from its generation_config.json (transformers' default is 1, off)
+        self.repetition_penalty: float | None = getattr(
+            model.generation_config, "repetition_penalty", None
+        )
 
     def use_fim_style(self, choice: str = "auto", name: str = "the model") -> str:
         """Infill in the style ``choice`` names ("auto": detected from the vocabulary and the
@@ -76,7 +81,10 @@ class HFBackend:
 
         backend = getattr(self.tokenizer, "backend_tokenizer", None)  # fast tokenizers only
         backend = backend if sampling.token_healing else None
-        healed = [heal_prompt(backend, self.tokenizer(prompt)["input_ids"]) for prompt in prompts]
+        healed = [
+            heal_prompt(backend, self.fitter.fit(ids, sampling.max_new_tokens, keep=self._bos(ids)))
+            for ids in map(self._ids, prompts)
+        ]
         return self._decode(self._left_padded([h.ids for h in healed]), stops, sampling, healed)
 
     def infill(
@@ -88,8 +96,7 @@ class HFBackend:
 
         if self.fim is None:
             self.use_fim_style()
-        context = getattr(self.model.config, "max_position_embeddings", None) or 1 << 30
-        budget = max(context - sampling.max_new_tokens, 1)
+        budget = self.fitter.prompt_budget(sampling.max_new_tokens)
         rows = [
             fim_prompt_ids(
                 self.codec.encode_text,
@@ -129,11 +136,19 @@ class HFBackend:
             texts,
             start=start,
             vocab_size=len(self.tokenizer),
-            context=self._scoring_context(),
+            context=self.fitter.context,
             device=next(self.model.parameters()).device,
         )
 
-    def _scoring_context(self) -> int:
+    def _ids(self, prompt: str) -> list[int]:
+        return self.tokenizer(prompt)["input_ids"]
+
+    def _bos(self, ids: list[int]) -> int:
+        """1 where ``ids`` start with the BOS the tokenizer adds (kept when a prompt is cut)."""
+        bos = self.tokenizer.bos_token_id
+        return int(bos is not None and bool(ids) and ids[0] == bos)
+
+    def _context(self) -> int:
         """The positions the model was trained on, under any of the names configs give them;
         without one, the tokenizer's ``model_max_length`` (transformers' placeholder for "no
         limit" is a huge number: then each text is scored whole)."""
@@ -170,7 +185,8 @@ class HFBackend:
             output = self.model.generate(
                 **batch,
                 do_sample=sample,
-                max_new_tokens=sampling.max_new_tokens,
+                # Within the positions the model has (a prompt fills at most its budget)
+                max_new_tokens=min(sampling.max_new_tokens, self.fitter.context - prompt_length),
                 num_return_sequences=sampling.n,
                 pad_token_id=self.tokenizer.pad_token_id,
                 stopping_criteria=transformers.StoppingCriteriaList([criteria]),

@@ -132,7 +132,8 @@ class OpenAIBackend:
             "top_p": sampling.top_p,
             "n": n,
         }
-        if sampling.repetition_penalty is not None:  # vLLM's and llama.cpp's, not OpenAI's
+        # vLLM's field (and geex serve's), not OpenAI's: sent only when asked for, 1 included
+        if sampling.repetition_penalty is not None:
             body["repetition_penalty"] = sampling.repetition_penalty
         if suffix is not None:
             body["suffix"] = suffix

@@ -171,18 +171,20 @@ def model_generator(
     return {
         "source": source,
         "model": path_identity(name, digests) if source != "openai" else {"url": str(name)},
-        "sampling": _sampling_identity(sampling),
+        "sampling": _sampling_identity(sampling, endpoint=source == "openai"),
         **shaped,
     }
 
 
-def _sampling_identity(sampling) -> dict:
+def _sampling_identity(sampling, *, endpoint: bool = False) -> dict:
     """The sampling settings that shape a text. ``n`` is left out (see above), and so is a
     repetition penalty of 1 (off) or unset: results made before the setting existed keep their
-    fingerprints. A local model's own penalty is filled in before
-    (``Sampling.with_model_defaults``), and its folder's files are hashed besides."""
+    fingerprints. A model's own penalty is filled in before (``Sampling.with_default_penalty``).
+    An endpoint (``endpoint``) is sent a penalty of 1 when it is asked for and nothing when it is
+    unset, which may decode otherwise (the server's default), so its 1 is kept."""
     fields = {k: v for k, v in dataclasses.asdict(sampling).items() if k != "n"}
-    if fields.get("repetition_penalty") in (None, 1):  # unset: an endpoint's own default
+    off = (None,) if endpoint else (None, 1)  # an endpoint is sent 1 and decodes otherwise
+    if fields.get("repetition_penalty") in off:  # unset: an endpoint's own default
         fields.pop("repetition_penalty", None)
     return fields
 

@@ -41,16 +41,24 @@ def saved_repetition_penalty(folder: str | os.PathLike) -> float | None:
     return float(value)
 
 
-def write_generation_defaults(folder: str | os.PathLike, fields: dict) -> None:
-    """Add ``fields`` to ``folder``'s ``generation_config.json`` (kept fields stay)."""
-    if not fields:
-        return
+def save_repetition_penalty(folder: str | os.PathLike, penalty: float | None) -> None:
+    """Set ``folder``'s ``repetition_penalty`` (its other fields stay), or remove it (None): a
+    model saved again over an older one keeps no penalty it was not given."""
     path = Path(folder) / GENERATION_CONFIG
-    merged = {**_read(path), **fields}
-    atomic_write_text(path, json.dumps(merged, indent=2) + "\n")
+    fields = _read(path)
+    fields.pop("repetition_penalty", None)
+    if penalty is not None:
+        check_penalty(penalty, "repetition_penalty")
+        fields["repetition_penalty"] = penalty
+    if fields:
+        atomic_write_text(path, json.dumps(fields, indent=2) + "\n")
+    else:
+        path.unlink(missing_ok=True)
 
 
-def resolve_penalty(asked: float | None, model_default: float | None, fallback: float = 1.0):
+def resolve_penalty(
+    asked: float | None, model_default: float | None, fallback: float = 1.0
+) -> float:
     """The penalty to decode with: the one asked for, else the model's, else ``fallback``."""
     if asked is not None:
         return asked

@@ -40,7 +40,7 @@ from geex.model.checkpoint import (
 from geex.model.codegeex import build_model
 from geex.model.config import ModelConfig
 from geex.model.convert_output import check_apart, config_field, output_folder, tensor_bytes
-from geex.model.generation_defaults import saved_repetition_penalty, write_generation_defaults
+from geex.model.generation_defaults import save_repetition_penalty, saved_repetition_penalty
 
 REMOTE_CODE_DIR = Path(__file__).parent / "hf_remote"
 REMOTE_CODE_FILES = ("configuration_codegeex.py", "modeling_codegeex.py")
@@ -215,7 +215,7 @@ def import_hf(
                 shutil.copyfile(hf_dir / name, tmp / name)
         penalty = saved_repetition_penalty(hf_dir)  # the model's own decoding default, kept
         if penalty is not None:
-            write_generation_defaults(tmp, {"repetition_penalty": penalty})
+            save_repetition_penalty(tmp, penalty)
     return Path(out_dir)
 
 

@@ -53,7 +53,7 @@ class EvalStage(Stage):
 
         e = context.config.eval
         backend = GeexBackend.load(context.path(TrainStage.model))
-        sampling = e.sampling.with_model_defaults(context.path(TrainStage.model))
+        sampling = e.sampling.with_default_penalty(backend.repetition_penalty)
         generator = model_generator("geex", context.path(TrainStage.model), sampling,
                                     tokenizer=None, dtype=loaded_dtype(backend),
                                     cache=context.path(self.folder) / DIGESTS)  # fmt: skip

@@ -27,9 +27,9 @@ from geex.errors import ConfigError, GeexError
 from geex.model.checkpoint import clean_state_dict, read_config, save_weights
 from geex.model.codegeex import CodeGeeX, build_model, flops_per_token
 from geex.model.config import ModelConfig
-from geex.model.generation_defaults import write_generation_defaults
+from geex.model.generation_defaults import save_repetition_penalty, saved_repetition_penalty
 from geex.os_faults import describe_os_fault
-from geex.presets import generation_preset, model_preset
+from geex.presets import model_preset, preset_decoding_penalty
 from geex.tokenizer import load_tokenizer
 from geex.train.checkpoint import CheckpointManager, checkpoint_step
 from geex.train.compat import (
@@ -676,7 +676,14 @@ class Trainer:
             tokenizer=tokenizer,
             metadata={"trained_steps": self.step, "trained_tokens": self._tokens()},
         )
-        write_generation_defaults(self.out / "model", generation_preset(c.preset))
+        save_repetition_penalty(self.out / "model", self._repetition_penalty())
+
+    def _repetition_penalty(self) -> float | None:
+        """The decoding default the model is saved with: a fine-tuned model keeps its base's,
+        a model of a preset's own shape gets the preset's (geex.model.generation_defaults)."""
+        if self.config.init_from:
+            return saved_repetition_penalty(self.config.init_from)
+        return preset_decoding_penalty(self.config.preset, self.model_config)
 
     # -- signals -------------------------------------------------------------------------------
 
