@@ -109,7 +109,7 @@ TRAIN_PRESETS: dict[str, dict] = {
 # Decoding defaults a preset's trained models are saved with, in their generation_config.json;
 # every decoder uses them where the user or the request sets none
 # (geex.model.generation_defaults). tiny: a greedy 10-minute model loops on its likeliest
-# tokens; a penalty of 1.2 on the last 64 tokens had two to three times as many of its
+# tokens; a penalty of 1.2 on the last 64 tokens had 1.5 to 2.5 times as many of its
 # completions parse (docs/training.md, "Decoding a young model"). The larger presets set none:
 # a penalty also pushes a good model off the names and brackets code repeats.
 GENERATION_PRESETS: dict[str, dict] = {

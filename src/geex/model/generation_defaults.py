@@ -10,7 +10,7 @@ alike. ``geex serve`` (every protocol), ``geex generate``, ``geex eval`` with a 
 ``geex train`` writes it for the presets that measured one
 (:data:`geex.presets.GENERATION_PRESETS`). A model trained for minutes on a laptop loops on
 its likeliest tokens under greedy decoding (``str, str, str, ...``); a penalty on the last 64
-tokens breaks most loops, and two to three times as many of its completions parse
+tokens breaks most loops, and 1.5 to 2.5 times as many of its completions parse
 (docs/training.md, "Decoding a young model").
 """
 
