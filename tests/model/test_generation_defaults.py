@@ -9,6 +9,7 @@ import json
 
 import pytest
 
+from geex.cli import main as geex_main
 from geex.errors import GeexError
 from geex.eval.backends import Sampling
 from geex.eval.fingerprint import model_generator
@@ -21,7 +22,6 @@ from geex.model.generation_defaults import (
 from geex.model.loader import load_for_inference
 from geex.model.sampling import SamplingConfig
 from geex.presets import GENERATION_PRESETS, generation_preset
-from tests.conftest import run_geex
 from tests.serve.editor_server import save_tiny_model
 
 PENALTY = 3.0  # strong enough to change the tiny random model's greedy text
@@ -91,12 +91,13 @@ def test_a_loaded_model_decodes_with_its_penalty_unless_told_otherwise(folder):
     assert SamplingConfig().penalty == 1.0  # a bare config, no model: off
 
 
-def test_geex_generate_uses_the_models_penalty(folder):
+def test_geex_generate_uses_the_models_penalty(folder, capsys):
     def text(*flags):
-        done = run_geex("generate", "--model", folder, "--device", "cpu", "--prompt",
-                        "def add(a, b):\n", "--max-new-tokens", "16", "--json", *flags)  # fmt: skip
-        assert done.returncode == 0, done.stderr
-        return json.loads(done.stdout.splitlines()[0])["completion"]
+        code = geex_main(["generate", "--model", str(folder), "--device", "cpu", "--prompt",
+                          "def add(a, b):\n", "--max-new-tokens", "16", "--json", *flags])  # fmt: skip
+        out, err = capsys.readouterr()
+        assert code == 0, err
+        return json.loads(out.splitlines()[0])["completion"]
 
     own = text()
     assert own == text("--repetition-penalty", str(PENALTY))
@@ -123,15 +124,17 @@ def test_eval_fills_in_the_models_penalty_and_fingerprints_it(folder):
     assert "repetition_penalty" not in unset and one["repetition_penalty"] == 1.0
 
 
-def test_geex_eval_decodes_with_the_models_penalty(folder, tmp_path):
+def test_geex_eval_decodes_with_the_models_penalty(folder, tmp_path, capsys):
     """`geex eval --model` unset, then with 1: the report's title and the texts differ."""
-    from tests.eval.test_resume_fingerprint import geex_eval, lines
-
-    common = ["embedded", "--model", str(folder), "--device", "cpu", "--languages", "python",
-              "--limit", "2", "--max-new-tokens", "16"]  # fmt: skip
-    geex_eval(*common, "--out", str(tmp_path / "own"))
-    geex_eval(*common, "--repetition-penalty", "1", "--out", str(tmp_path / "off"))
+    common = ["eval", "embedded", "--model", str(folder), "--device", "cpu", "--languages",
+              "python", "--limit", "2", "--max-new-tokens", "16", "--no-progress"]  # fmt: skip
+    for name, flags in (("own", []), ("off", ["--repetition-penalty", "1"])):
+        code = geex_main([*common, *flags, "--out", str(tmp_path / name)])
+        assert code == 0, capsys.readouterr().err
     title = json.loads((tmp_path / "own" / "summary.json").read_text())["title"]
     assert f"repetition penalty {PENALTY:g}" in title
-    own, off = lines(tmp_path / "own"), lines(tmp_path / "off")
-    assert [r["generation"] for r in own] != [r["generation"] for r in off]
+    own, off = (
+        [json.loads(line)["generation"] for line in (tmp_path / name / "results.jsonl").open()]
+        for name in ("own", "off")
+    )
+    assert own != off
