@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import dataclasses
 import difflib
+import json
 import os
 import types
 import typing
@@ -28,7 +29,7 @@ from typing import Any, Literal, Union
 
 import yaml
 
-from geex.errors import ConfigError
+from geex.errors import ConfigError, GeexError
 
 
 @dataclass(frozen=True)
@@ -283,6 +284,18 @@ def read_yaml_fields(path: str | os.PathLike, what: str) -> dict:
             f"the {what} {path} must hold a mapping of fields (name: value), "
             f"got {_describe(type(fields))}"
         )
+    return fields
+
+
+def read_json_object(path: Path) -> dict:
+    """The JSON object in the file ``path`` (a model folder's ``config.json``, its
+    ``generation_config.json``), or a one-line GeexError naming the file."""
+    try:
+        fields = json.loads(path.read_bytes())
+    except (ValueError, UnicodeDecodeError) as err:
+        raise GeexError(f"{path} is not valid JSON: {err}") from None
+    if not isinstance(fields, dict):
+        raise GeexError(f"{path} is not a JSON object")
     return fields
 
 

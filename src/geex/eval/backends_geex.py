@@ -27,15 +27,15 @@ class GeexBackend:
     indentation in the same token.
     """
 
-    def __init__(self, model, tokenizer) -> None:
+    def __init__(self, model, tokenizer, *, repetition_penalty: float | None = None) -> None:
         from geex.model.loader import check_tokenizer_fits
 
         check_tokenizer_fits(tokenizer, model.config)
         self.model, self.tokenizer = model, tokenizer
         self.fitter = PromptFitter(model.config.max_seq_len)
         self.fim = self.fim_ids = None  # set by use_fim_style, for infilling
-        # The checkpoint folder's own (geex.model.generation_defaults); set by load
-        self.repetition_penalty: float | None = None
+        # The checkpoint folder's own (geex.model.generation_defaults)
+        self.repetition_penalty = repetition_penalty
 
     def use_fim_style(self, choice: str = "auto", name: str = "the model") -> str:
         """Infill in the style ``choice`` names ("auto": detected from the vocabulary, as
@@ -65,9 +65,7 @@ class GeexBackend:
         loaded = load_for_inference(
             folder, tokenizer=tokenizer, device=device, dtype=dtype, quantize=quantize
         )
-        backend = cls(loaded.model, loaded.tokenizer)
-        backend.repetition_penalty = loaded.repetition_penalty
-        return backend
+        return cls(loaded.model, loaded.tokenizer, repetition_penalty=loaded.repetition_penalty)
 
     def generate(
         self, prompts: Sequence[str], stops: Sequence[StopRule], sampling: Sampling

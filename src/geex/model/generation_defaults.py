@@ -21,6 +21,7 @@ import os
 from pathlib import Path
 
 from geex.atomic import atomic_write_text
+from geex.config import read_json_object
 from geex.errors import ConfigError, GeexError
 from geex.model.sampling import check_penalty
 
@@ -66,12 +67,4 @@ def resolve_penalty(
 
 
 def _read(path: Path) -> dict:
-    if not path.is_file():
-        return {}
-    try:
-        fields = json.loads(path.read_bytes())
-    except (ValueError, UnicodeDecodeError) as err:
-        raise GeexError(f"{path} is not valid JSON: {err}") from None
-    if not isinstance(fields, dict):
-        raise GeexError(f"{path} is not a JSON object")
-    return fields
+    return read_json_object(path) if path.is_file() else {}

@@ -24,6 +24,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Protocol
 
+from geex.config import read_json_object
 from geex.errors import GeexError
 from geex.model.generation_defaults import resolve_penalty, saved_repetition_penalty
 from geex.model.load_options import check_quantize
@@ -218,13 +219,7 @@ def _config(folder: Path) -> dict:
         raise GeexError(
             f"{folder} has no config.json: not a Geex checkpoint nor a Hugging Face model folder"
         )
-    try:
-        config = json.loads(path.read_bytes())
-    except (ValueError, UnicodeDecodeError) as err:
-        raise GeexError(f"{path} is not valid JSON: {err}") from None
-    if not isinstance(config, dict):
-        raise GeexError(f"{path} is not a JSON object")
-    return config
+    return read_json_object(path)
 
 
 # --- Hugging Face --------------------------------------------------------------------------
