@@ -1,5 +1,6 @@
-"""The samples stage: a sampled completion per language of a short prompt, for the report,
-each marked with whether it parses and stays in its language (``geex.eval.code_checks``).
+"""The samples stage: a completion per language of a short prompt (greedy, with the model's
+own repetition penalty), for the report, each marked with whether it parses and stays in its
+language (``geex.eval.code_checks``).
 
 The model and its tokenizer are loaded, and torch imported, inside :meth:`SamplesStage.run`,
 so that importing :mod:`geex.pipeline` stays light.
@@ -30,7 +31,7 @@ SAMPLE_TEMPERATURE = 0.0
 
 class SamplesStage(Stage):
     name = "samples"
-    description = "a sampled completion per language"
+    description = "a completion per language"
     record = "samples.json"  # for the report
     page = "samples.md"  # for people
     reads = (TrainStage.model,)
