@@ -132,6 +132,7 @@ VARIANTS = [
     # language mix (default: 8 MiB of each of python, c, cpp, go, java, javascript, rust)
     Variant("no C", "languages", data={"languages": [*EVALUATED]}, same_cost=True),
     Variant("4 MiB each", "languages", data={"per_language_mb": 4}, same_cost=True),
+    Variant("Python x2", "languages", data={"language_weight": "python=2"}, same_cost=True),
     # fill-in-the-middle (default 0.5)
     Variant("FIM 0", "fim", data={"fim_rate": 0.0}, same_cost=True),
     Variant("FIM 0.9", "fim", data={"fim_rate": 0.9}, same_cost=True),

@@ -92,6 +92,7 @@ MEANINGFUL = {  # values that must mean something to the config's own checks
     "preset": (["small"], "small"),
     "validation_fraction": (["0.25"], 0.25),
     "fim_spm_rate": (["0.25"], 0.25),  # the sampled 0.5 is its default
+    "language_weights": (["py=2", "--language-weight", "go=0.5"], {"python": 2.0, "go": 0.5}),
     "cors_origins": (["http://a.test", "--cors-origin", "*"], ("http://a.test", "*")),
     "parallel.activation_checkpointing": (["selective-op"], "selective-op"),
 }

@@ -145,6 +145,20 @@ def _fim_lines(fim: dict | None) -> list[str]:
     ]
 
 
+def _weight_lines(options: dict) -> list[str]:
+    """One sentence on the language weights, where any were given."""
+    weights = options.get("language_weights")
+    if not weights:
+        return []
+    listed = ", ".join(f"{language} x{weight:g}" for language, weight in weights.items())
+    return [
+        f"Language weights: {listed}. Each train file of a weighted language is packed that "
+        "many times (a fraction: that share of its files once more); files and bytes below "
+        "count each file once, tokens and fill-in-the-middle layouts every copy.",
+        "",
+    ]
+
+
 def card_markdown(card: dict) -> str:
     t = card["totals"]
     lines = [
@@ -157,6 +171,7 @@ def card_markdown(card: dict) -> str:
         f"({t['train_tokens']:,} train, {t['validation_tokens']:,} validation).",
         "",
         *_fim_lines(card.get("fim")),
+        *_weight_lines(card.get("options", {})),
         "## Languages",
         "",
         "| language | files | bytes | tokens | train tokens | validation tokens |",

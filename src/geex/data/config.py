@@ -5,12 +5,14 @@ or code, kept apart from :mod:`geex.data.pipeline` so that reading it imports no
 
 from __future__ import annotations
 
+import math
 import os
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
 from geex.config import comma_list, key_value, megabytes, option
-from geex.errors import ConfigError
+from geex.errors import ConfigError, GeexError
+from geex.languages import get_language
 
 DEDUP_MODES = ("none", "exact", "near", "both")
 EXECUTORS = ("local", "slurm", "ray")
@@ -21,7 +23,13 @@ _REPOS, _CLUSTER = "git and GitHub sources", "cluster executors"  # groups of `g
 WORK = "work"
 # Fields that decide the output, recorded since after the others: a record written before
 # lacks them, and is not compared on them (changed_output_fields).
-LATER_OUTPUT_FIELDS = ("languages", "min_stars", "repo_metadata", "github_max_repos")
+LATER_OUTPUT_FIELDS = (
+    "languages",
+    "min_stars",
+    "repo_metadata",
+    "github_max_repos",
+    "language_weights",
+)
 
 
 @dataclass
@@ -77,6 +85,16 @@ class DataConfig:
         0.5, metavar="RATE", help="share of those laid out suffix first (SPM; default: 0.5)"
     )
     fim_seed: int = option(0, help="seed of which files are rearranged and where they are cut")
+    language_weights: dict[str, float] = option(
+        default_factory=dict,
+        flags="--language-weight",
+        append=True,
+        parse=key_value,
+        to_field=dict,
+        metavar="LANG=WEIGHT",
+        help="pack a language's train files WEIGHT times: 2 repeats each, 0.5 keeps half "
+        "(repeatable; validation files are never weighted)",
+    )
     git_max_repo_bytes: int | None = option(
         None, flags="--max-repo-bytes", group=_REPOS, help="skip repositories larger on disk"
     )
@@ -123,6 +141,7 @@ class DataConfig:
             rate = getattr(self, name)
             if rate is not None and not 0 <= rate <= 1:
                 raise ConfigError(f"{name.replace('_', ' ')} must be in [0, 1]; got {rate:g}")
+        self.language_weights = _checked_weights(self.language_weights)
         if self.workers < 1 or (self.tasks is not None and self.tasks < 1):
             raise ConfigError("workers and tasks must be at least 1")
         # Sizes: None is the default; 0 or less would be read as "no limit" or mean nothing.
@@ -173,6 +192,26 @@ class DataConfig:
             *LATER_OUTPUT_FIELDS,
         ]
         return {k: v for k, v in asdict(self).items() if k in keep}
+
+
+def _checked_weights(weights: dict[str, float]) -> dict[str, float]:
+    """Weights keyed by language key (``py`` and ``Python`` are ``python``), each a finite
+    number of at least 0."""
+    checked = {}
+    for name, weight in weights.items():
+        try:
+            key = get_language(name).key
+        except GeexError as err:
+            raise ConfigError(f"language weight: {err}") from None
+        number = isinstance(weight, (int, float)) and not isinstance(weight, bool)
+        if not number or not math.isfinite(weight) or weight < 0:
+            raise ConfigError(
+                f"language weight of {name} must be a number of at least 0; got {weight!r}"
+            )
+        if key in checked:
+            raise ConfigError(f"language weight of {key} is given twice ({name!r})")
+        checked[key] = float(weight)
+    return checked
 
 
 def changed_output_fields(previous: dict, now: dict) -> list[str]:

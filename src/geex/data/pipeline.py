@@ -142,6 +142,7 @@ def build_stages(config: DataConfig) -> list[Stage]:
             fim_rate=config.fim_rate,
             fim_spm_rate=config.fim_spm_rate,
             fim_seed=config.fim_seed,
+            language_weights=config.language_weights,
         )
     )
     stages.append(Stage("pack", pack, tasks, "tag, tokenize, pack shards"))

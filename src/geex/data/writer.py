@@ -64,10 +64,29 @@ def split_key(document: Document) -> str:
     return document.id
 
 
+def uniform(key: str) -> float:
+    """A number in [0, 1) drawn from ``key`` alone: the same file draws the same on every run."""
+    digest = hashlib.blake2b(key.encode("utf-8", "surrogatepass"), digest_size=8).digest()
+    return int.from_bytes(digest, "big") / 2**64
+
+
 def is_validation(key: str, fraction: float) -> bool:
     """A stable, uniform choice from the document's identity alone (see :func:`split_key`)."""
-    digest = hashlib.blake2b(key.encode("utf-8", "surrogatepass"), digest_size=8).digest()
-    return int.from_bytes(digest, "big") / 2**64 < fraction
+    return uniform(key) < fraction
+
+
+def train_copies(key: str, weight: float) -> int:
+    """How many times a train file of a language weighted ``weight`` is packed: the whole part
+    of the weight, and one more for the share of files its fraction draws (weight 2.5 packs
+    every file twice and half of them a third time; 0.5 packs half of them once)."""
+    whole = int(weight)
+    return whole + (uniform(f"{key}#weight") < weight - whole)
+
+
+def copy_key(key: str, copy: int) -> str:
+    """The identity of a file's ``copy``-th repeat: its own fill-in-the-middle draw. The first
+    copy keeps the file's key, so a weight of 1 packs what no weight packs."""
+    return key if copy == 0 else f"{key}#{copy}"
 
 
 def cleaned_path(folder: str | os.PathLike, rank: int) -> Path:
@@ -170,6 +189,7 @@ class PackShards(PipelineStep):
         fim_rate: float | None = None,
         fim_spm_rate: float = DEFAULT_FIM_SPM_RATE,
         fim_seed: int = 0,
+        language_weights: dict[str, float] | None = None,
     ):
         super().__init__()
         self.out, self.work = str(out), str(work)
@@ -177,6 +197,14 @@ class PackShards(PipelineStep):
         self.validation_fraction = validation_fraction
         self.shard_tokens = shard_tokens
         self.fim_rate, self.fim_spm_rate, self.fim_seed = fim_rate, fim_spm_rate, fim_seed
+        self.language_weights = dict(language_weights or {})
+
+    def copies(self, doc: Document, split: str) -> int:
+        """How many times ``doc`` goes into its split (validation files: once, unweighted)."""
+        weight = self.language_weights.get(doc.metadata["language"], 1.0)
+        if split == "validation" or weight == 1:
+            return 1
+        return train_copies(split_key(doc), weight)
 
     def run(self, data, rank: int = 0, world_size: int = 1):
         tokenizer = load_tokenizer(self.tokenizer)
@@ -202,17 +230,23 @@ class PackShards(PipelineStep):
 
         def pack(batch: list[Document]) -> None:
             with self.track_time(unit="batch"):
+                # (document, split, copy) for each time a file goes into the shards
+                packed = []
+                for d in batch:
+                    split = (
+                        "validation"
+                        if is_validation(split_key(d), self.validation_fraction)
+                        else "train"
+                    )
+                    packed += [(d, split, copy) for copy in range(self.copies(d, split))]
                 texts = [
-                    TrainingText(d.id, tag_line(d.metadata["language"]), d.text) for d in batch
+                    TrainingText(copy_key(d.id, copy), tag_line(d.metadata["language"]), d.text)
+                    for d, _, copy in packed
                 ]
-                splits = [
-                    "validation"
-                    if is_validation(split_key(d), self.validation_fraction)
-                    else "train"
-                    for d in batch
-                ]
-                encoded = encoder.encode_batch(texts, transform=[s == "train" for s in splits])
-                for doc, split, (ids, layout) in zip(batch, splits, encoded, strict=True):
+                encoded = encoder.encode_batch(
+                    texts, transform=[split == "train" for _, split, _ in packed]
+                )
+                for (doc, split, copy), (ids, layout) in zip(packed, encoded, strict=True):
                     language = doc.metadata["language"]
                     writer.add(ids, language, split)
                     if split == "train":
@@ -221,10 +255,11 @@ class PackShards(PipelineStep):
                     row = counts.setdefault(split, {}).setdefault(
                         language, {"files": 0, "bytes": 0, "tokens": 0}
                     )
-                    row["files"] += 1
-                    row["bytes"] += doc.metadata.get("size_bytes", len(doc.text.encode()))
+                    if copy == 0:  # files and bytes count each file once, tokens every copy
+                        row["files"] += 1
+                        row["bytes"] += doc.metadata.get("size_bytes", len(doc.text.encode()))
+                        self.stat_update("documents")
                     row["tokens"] += len(ids) + 1
-                    self.stat_update("documents")
                     self.stat_update("tokens", value=len(ids) + 1)
 
         for doc in data:
