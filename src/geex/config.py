@@ -330,3 +330,13 @@ def key_value(word: str) -> tuple[str, str]:
     if not sep:
         raise ConfigError(f"wants KEY=VALUE; got {word!r}")
     return key, value
+
+
+def one_value_each(pairs: list[tuple[str, str]]) -> dict[str, str]:
+    """KEY=VALUE words as a dict, refusing a key given twice (the last would win silently)."""
+    values: dict[str, str] = {}
+    for key, value in pairs:
+        if key in values:
+            raise ConfigError(f"{key} is given twice ({values[key]} and {value})")
+        values[key] = value
+    return values

@@ -185,7 +185,7 @@ def test_a_folder_recorded_before_the_later_options_still_resumes(packed, code, 
     done = ["--tasks", "2", "--workers", "2", "--decontaminate", benchmark]
     path = packed / "work" / "config.json"
     record = json.loads(path.read_text())
-    later = ("languages", "min_stars", "repo_metadata", "github_max_repos", "language_weights")
+    later = ("languages", "min_stars", "repo_metadata", "github_max_repos")
     assert set(later) <= set(record)
     path.write_text(json.dumps({k: v for k, v in record.items() if k not in later}))
     assert geex_data(code, "--out", packed, *done) == 0

@@ -67,8 +67,9 @@ def build_card(config, parts: list[dict]) -> dict:
                 )
                 entry["files"] += row["files"]
                 entry["bytes"] += row["bytes"]
-                entry["tokens"] += row["tokens"]
-                entry[f"{split}_tokens"] = entry.get(f"{split}_tokens", 0) + row["tokens"]
+                entry["tokens"] += row["tokens"]  # each file once
+                packed = row.get("packed_tokens", row["tokens"])  # every copy (weights)
+                entry[f"{split}_tokens"] = entry.get(f"{split}_tokens", 0) + packed
     languages = dict(sorted(languages.items(), key=lambda kv: -kv[1]["tokens"]))
     totals = {k: sum(v[k] for v in languages.values()) for k in ("files", "bytes", "tokens")}
     for split in ("train", "validation"):
@@ -153,8 +154,9 @@ def _weight_lines(options: dict) -> list[str]:
     listed = ", ".join(f"{language} x{weight:g}" for language, weight in weights.items())
     return [
         f"Language weights: {listed}. Each train file of a weighted language is packed that "
-        "many times (a fraction: that share of its files once more); files and bytes below "
-        "count each file once, tokens and fill-in-the-middle layouts every copy.",
+        "many times (a fraction: that share of its files once more). Files, bytes and tokens "
+        "count each file once; train tokens and the fill-in-the-middle layouts count every "
+        "copy, as training reads them.",
         "",
     ]
 

@@ -10,7 +10,7 @@ import os
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
-from geex.config import comma_list, key_value, megabytes, option
+from geex.config import comma_list, key_value, megabytes, one_value_each, option
 from geex.errors import ConfigError, GeexError
 from geex.languages import get_language
 
@@ -23,13 +23,13 @@ _REPOS, _CLUSTER = "git and GitHub sources", "cluster executors"  # groups of `g
 WORK = "work"
 # Fields that decide the output, recorded since after the others: a record written before
 # lacks them, and is not compared on them (changed_output_fields).
-LATER_OUTPUT_FIELDS = (
-    "languages",
-    "min_stars",
-    "repo_metadata",
-    "github_max_repos",
-    "language_weights",
-)
+LATER_OUTPUT_FIELDS = ("languages", "min_stars", "repo_metadata", "github_max_repos")
+# Output fields added with a feature: a record written before lacks them, and the folder it
+# describes was made as with this value.
+NEW_OUTPUT_FIELDS = {"language_weights": {}}
+# A language read more often than this is memorised, not learned; the cap also bounds the
+# copies packed per file.
+MAX_LANGUAGE_WEIGHT = 100
 
 
 @dataclass
@@ -90,7 +90,7 @@ class DataConfig:
         flags="--language-weight",
         append=True,
         parse=key_value,
-        to_field=dict,
+        to_field=one_value_each,
         metavar="LANG=WEIGHT",
         help="pack a language's train files WEIGHT times: 2 repeats each, 0.5 keeps half "
         "(repeatable; validation files are never weighted)",
@@ -141,7 +141,7 @@ class DataConfig:
             rate = getattr(self, name)
             if rate is not None and not 0 <= rate <= 1:
                 raise ConfigError(f"{name.replace('_', ' ')} must be in [0, 1]; got {rate:g}")
-        self.language_weights = _checked_weights(self.language_weights)
+        self.language_weights = _checked_weights(self.language_weights, self.languages)
         if self.workers < 1 or (self.tasks is not None and self.tasks < 1):
             raise ConfigError("workers and tasks must be at least 1")
         # Sizes: None is the default; 0 or less would be read as "no limit" or mean nothing.
@@ -190,34 +190,50 @@ class DataConfig:
             "fim_seed",
             "git_max_repo_bytes",
             *LATER_OUTPUT_FIELDS,
+            *NEW_OUTPUT_FIELDS,
         ]
         return {k: v for k, v in asdict(self).items() if k in keep}
 
 
-def _checked_weights(weights: dict[str, float]) -> dict[str, float]:
-    """Weights keyed by language key (``py`` and ``Python`` are ``python``), each a finite
-    number of at least 0."""
+def _checked_weights(weights: dict[str, float], languages: list[str] | None) -> dict[str, float]:
+    """Weights keyed by language key (``py`` and ``Python`` are ``python``), each a number
+    from 0 to :data:`MAX_LANGUAGE_WEIGHT`; a weight of 1 is no weight, and is left out."""
     checked = {}
+    kept = {_language_key(name) for name in languages} if languages is not None else None
     for name, weight in weights.items():
         try:
             key = get_language(name).key
         except GeexError as err:
             raise ConfigError(f"language weight: {err}") from None
         number = isinstance(weight, (int, float)) and not isinstance(weight, bool)
-        if not number or not math.isfinite(weight) or weight < 0:
+        if not number or not math.isfinite(weight) or not 0 <= weight <= MAX_LANGUAGE_WEIGHT:
             raise ConfigError(
-                f"language weight of {name} must be a number of at least 0; got {weight!r}"
+                f"language weight of {name} must be a number from 0 to {MAX_LANGUAGE_WEIGHT}; "
+                f"got {weight!r}"
             )
         if key in checked:
             raise ConfigError(f"language weight of {key} is given twice ({name!r})")
+        if kept is not None and key not in kept:
+            raise ConfigError(
+                f"language weight of {key}: {key} is not among the languages kept "
+                f"({', '.join(languages)})"
+            )
         checked[key] = float(weight)
-    return checked
+    return {key: weight for key, weight in checked.items() if weight != 1}
+
+
+def _language_key(name: str) -> str:
+    try:
+        return get_language(name).key
+    except GeexError:
+        return name  # the reader names an unknown language in --languages itself
 
 
 def changed_output_fields(previous: dict, now: dict) -> list[str]:
     """The output fields an earlier run's record and this run's differ in. A field the earlier
     record lacks because it was written before the field was recorded is not compared: what
     that run had is unknown, and refusing it would strand every folder made before."""
+    previous = {**NEW_OUTPUT_FIELDS, **previous}
     return sorted(
         key
         for key in previous.keys() | now.keys()

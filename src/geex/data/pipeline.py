@@ -169,6 +169,9 @@ class FinishDataset(PipelineStep):
             card = write_card(self.config, parts)
         if not card["totals"]["files"]:
             raise GeexError(f"no file was kept: {Path(self.config.out) / 'card.md'} says why")
+        if self.config.language_weights and not card["totals"]["train_tokens"]:
+            weights = ", ".join(f"{k}={v:g}" for k, v in self.config.language_weights.items())
+            raise GeexError(f"the language weights ({weights}) leave no train file to pack")
         if data:
             yield from data
 

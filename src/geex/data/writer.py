@@ -10,7 +10,8 @@
 - :class:`PackShards` tags each file with its language line, sends it to the train or
   validation split by a hash of its id (with its source folder's name, not where the folder
   lies), rearranges some train files for fill-in-the-middle (:mod:`geex.data.fim`), tokenizes
-  in batches, and appends each to its task's own shard files (``train-<task>-<n>.bin``);
+  in batches, and appends each to its task's own shard files (``train-<task>-<n>.bin``;
+  a weighted language's repeats to ``train-<task>-repeat<k>-<n>.bin``);
   :func:`finish_dataset` lists them all in ``dataset.json``, with the FIM settings the files
   were packed with.
 """
@@ -210,14 +211,21 @@ class PackShards(PipelineStep):
         tokenizer = load_tokenizer(self.tokenizer)
         languages = corpus_languages(Path(self.work) / "cleaned")
         options = {"shard_tokens": self.shard_tokens} if self.shard_tokens else {}
-        writer = ShardWriter(
-            self.out,
-            vocab_size=tokenizer.vocab_size,
-            eod_id=tokenizer.eod_id,
-            languages=languages,
-            shard_prefix=f"{rank:05d}",
-            **options,
-        )
+
+        def shard_writer(prefix: str) -> ShardWriter:
+            return ShardWriter(
+                self.out,
+                vocab_size=tokenizer.vocab_size,
+                eod_id=tokenizer.eod_id,
+                languages=languages,
+                shard_prefix=prefix,
+                **options,
+            )
+
+        writer = shard_writer(f"{rank:05d}")
+        # A weighted file's copy k >= 1 goes to repeats[k], whose shards the manifest lists
+        # after every task's first copies: copies packed side by side would share a window.
+        repeats: dict[int, ShardWriter] = {}
         encoder = FimEncoder(
             tokenizer,
             rate=resolve_fim_rate(self.fim_rate, tokenizer),
@@ -225,41 +233,51 @@ class PackShards(PipelineStep):
             seed=self.fim_seed,
         )
         counts: dict[str, dict[str, dict[str, int]]] = {}
-        layouts = {"plain": 0, "psm": 0, "spm": 0}  # of the train files
+        layouts = {"plain": 0, "psm": 0, "spm": 0}  # of the train files, every copy
         batch: list[Document] = []
 
         def pack(batch: list[Document]) -> None:
             with self.track_time(unit="batch"):
-                # (document, split, copy) for each time a file goes into the shards
-                packed = []
+                # (document, split, copy, number of copies): the first copy is encoded even
+                # when none is packed, so that the card counts every file's tokens once
+                items = []
                 for d in batch:
                     split = (
                         "validation"
                         if is_validation(split_key(d), self.validation_fraction)
                         else "train"
                     )
-                    packed += [(d, split, copy) for copy in range(self.copies(d, split))]
+                    n = self.copies(d, split)
+                    items += [(d, split, copy, n) for copy in range(max(n, 1))]
                 texts = [
                     TrainingText(copy_key(d.id, copy), tag_line(d.metadata["language"]), d.text)
-                    for d, _, copy in packed
+                    for d, _, copy, _ in items
                 ]
                 encoded = encoder.encode_batch(
-                    texts, transform=[split == "train" for _, split, _ in packed]
+                    texts, transform=[split == "train" for _, split, _, _ in items]
                 )
-                for (doc, split, copy), (ids, layout) in zip(packed, encoded, strict=True):
+                for (doc, split, copy, n), (ids, layout) in zip(items, encoded, strict=True):
                     language = doc.metadata["language"]
-                    writer.add(ids, language, split)
+                    row = counts.setdefault(split, {}).setdefault(
+                        language, {"files": 0, "bytes": 0, "tokens": 0, "packed_tokens": 0}
+                    )
+                    if copy == 0:  # files, bytes and tokens count each file once
+                        row["files"] += 1
+                        row["bytes"] += doc.metadata.get("size_bytes", len(doc.text.encode()))
+                        row["tokens"] += len(ids) + 1
+                        self.stat_update("documents")
+                    if copy >= n:
+                        continue  # weighted to no copy: counted, not packed
+                    if copy == 0:
+                        writer.add(ids, language, split)
+                    else:
+                        if copy not in repeats:
+                            repeats[copy] = shard_writer(f"{rank:05d}-repeat{copy}")
+                        repeats[copy].add(ids, language, split)
+                    row["packed_tokens"] += len(ids) + 1
                     if split == "train":
                         layouts[layout] += 1
                         self.stat_update(f"fim_{layout}")
-                    row = counts.setdefault(split, {}).setdefault(
-                        language, {"files": 0, "bytes": 0, "tokens": 0}
-                    )
-                    if copy == 0:  # files and bytes count each file once, tokens every copy
-                        row["files"] += 1
-                        row["bytes"] += doc.metadata.get("size_bytes", len(doc.text.encode()))
-                        self.stat_update("documents")
-                    row["tokens"] += len(ids) + 1
                     self.stat_update("tokens", value=len(ids) + 1)
 
         for doc in data:
@@ -271,6 +289,7 @@ class PackShards(PipelineStep):
         if batch:
             pack(batch)
         part = writer.close_part()
+        part["repeats"] = [repeats[copy].close_part() for copy in sorted(repeats)]
         part["counts"] = counts
         part["fim"] = {
             "rate": encoder.rate,
@@ -282,6 +301,14 @@ class PackShards(PipelineStep):
         path = part_path(self.work, rank)
         path.parent.mkdir(parents=True, exist_ok=True)
         atomic_write_text(path, json.dumps(part, indent=1))
+
+
+def shard_parts(parts: list[dict]) -> list[dict]:
+    """The shard writers' parts in stream order: every task's first copies, then each task's
+    second copies of weighted files, then third, ... (so that copies lie far apart)."""
+    repeats = [part.get("repeats", []) for part in parts]
+    rounds = max(map(len, repeats), default=0)
+    return [*parts, *(r[k] for k in range(rounds) for r in repeats if k < len(r))]
 
 
 def finish_dataset(
@@ -298,7 +325,7 @@ def finish_dataset(
     languages = corpus_languages(Path(work) / "cleaned")
     write_manifest(
         out,
-        parts,
+        shard_parts(parts),
         vocab_size=tokenizer.vocab_size,
         eod_id=tokenizer.eod_id,
         languages=languages,

@@ -205,7 +205,7 @@ def _data(card: dict, folder: Path) -> Section:
         section.text("What each stage removed (files) or redacted (occurrences):")
         section.table(["stage", "block", "reason", "count"], removed)
     if card["languages"]:
-        section.figure("data", _data_png(card), "tokens per language", folder)
+        section.figure("data", _data_png(card), "train tokens per language", folder)
     return section
 
 
@@ -461,7 +461,7 @@ def _data_png(card: dict) -> bytes:
     import matplotlib.pyplot as plt
 
     languages = list(card["languages"])[::-1]
-    tokens = [card["languages"][lang]["tokens"] for lang in languages]
+    tokens = [card["languages"][lang].get("train_tokens", 0) for lang in languages]
     figure, axes = plt.subplots(figsize=(7, 0.35 * len(languages) + 1))
     axes.barh(languages, tokens, color="#1f77b4")
     axes.set_xlabel("tokens")
