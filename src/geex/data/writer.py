@@ -65,7 +65,7 @@ def split_key(document: Document) -> str:
     return document.id
 
 
-def uniform(key: str) -> float:
+def hash_fraction(key: str) -> float:
     """A number in [0, 1) drawn from ``key`` alone: the same file draws the same on every run."""
     digest = hashlib.blake2b(key.encode("utf-8", "surrogatepass"), digest_size=8).digest()
     return int.from_bytes(digest, "big") / 2**64
@@ -73,7 +73,7 @@ def uniform(key: str) -> float:
 
 def is_validation(key: str, fraction: float) -> bool:
     """A stable, uniform choice from the document's identity alone (see :func:`split_key`)."""
-    return uniform(key) < fraction
+    return hash_fraction(key) < fraction
 
 
 def train_copies(key: str, weight: float) -> int:
@@ -81,7 +81,7 @@ def train_copies(key: str, weight: float) -> int:
     of the weight, and one more for the share of files its fraction draws (weight 2.5 packs
     every file twice and half of them a third time; 0.5 packs half of them once)."""
     whole = int(weight)
-    return whole + (uniform(f"{key}#weight") < weight - whole)
+    return whole + (hash_fraction(f"{key}#weight") < weight - whole)
 
 
 def copy_key(key: str, copy: int) -> str:
