@@ -52,27 +52,27 @@ def code(tmp_path_factory) -> Path:
     return write_code_tree(tmp_path_factory.mktemp("src") / "code", n_python=20, n_c=16)
 
 
+def packed_with(code: Path, tmp_path_factory, name: str, *weights: str) -> Path:
+    """``geex data`` of ``code`` with ``--language-weight`` for each of ``weights``."""
+    out = tmp_path_factory.mktemp(name) / "data"
+    flags = [word for weight in weights for word in ("--language-weight", weight)]
+    assert geex_data(code, "--out", out, *flags) == 0
+    return out
+
+
 @pytest.fixture(scope="module")
 def unweighted(code, tmp_path_factory) -> Path:
-    out = tmp_path_factory.mktemp("plain") / "data"
-    assert geex_data(code, "--out", out) == 0
-    return out
+    return packed_with(code, tmp_path_factory, "plain")
 
 
 @pytest.fixture(scope="module")
 def weighted(code, tmp_path_factory) -> Path:
-    out = tmp_path_factory.mktemp("weighted") / "data"
-    weights = ["--language-weight", "py=2", "--language-weight", "C=0"]
-    assert geex_data(code, "--out", out, *weights) == 0
-    return out
+    return packed_with(code, tmp_path_factory, "weighted", "py=2", "C=0")
 
 
 @pytest.fixture(scope="module")
 def fractional(code, tmp_path_factory) -> Path:
-    out = tmp_path_factory.mktemp("fractional") / "data"
-    weights = ["--language-weight", "python=3", "--language-weight", "c=0.5"]
-    assert geex_data(code, "--out", out, *weights) == 0
-    return out
+    return packed_with(code, tmp_path_factory, "fractional", "python=3", "c=0.5")
 
 
 def test_a_weighted_language_packs_each_train_file_that_many_times(unweighted, weighted):

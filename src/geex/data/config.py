@@ -92,8 +92,8 @@ class DataConfig:
         parse=key_value,
         to_field=one_value_each,
         metavar="LANG=WEIGHT",
-        help="pack a language's train files WEIGHT times: 2 repeats each, 0.5 keeps half "
-        "(repeatable; validation files are never weighted)",
+        help="pack each train file of a language WEIGHT times: 2 packs each twice, 0.5 half "
+        "of them once (repeatable; validation files are never weighted)",
     )
     git_max_repo_bytes: int | None = option(
         None, flags="--max-repo-bytes", group=_REPOS, help="skip repositories larger on disk"
