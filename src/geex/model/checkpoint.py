@@ -17,6 +17,8 @@ from __future__ import annotations
 import json
 import math
 import os
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -28,7 +30,7 @@ from geex.atomic import atomic_write, atomic_write_text
 from geex.errors import GeexError
 from geex.model.codegeex import CodeGeeX, build_model
 from geex.model.config import ModelConfig
-from geex.model.convert_output import config_field
+from geex.model.convert_output import config_field, output_folder, tensor_bytes
 
 FORMAT = "geex"
 FORMAT_VERSION = 1
@@ -86,6 +88,45 @@ def save_checkpoint(
         max_shard_bytes=max_shard_bytes,
         metadata=metadata,
     )
+
+
+@contextmanager
+def converted_checkpoint(
+    tensors: dict[str, torch.Tensor],
+    out_dir: str | os.PathLike,
+    *,
+    config: ModelConfig,
+    inputs: Sequence[str | os.PathLike],
+    source: str,
+    metadata: dict,
+    dtype: torch.dtype | None = None,
+    tokenizer=None,
+    overwrite: bool = False,
+) -> Iterator[Path]:
+    """Write weights read from another format as a Geex checkpoint at ``out_dir``.
+
+    The weights are checked before anything is written: finite (in ``dtype``), and of the
+    names and shapes of a model of ``config``, built on the meta device so that a 13B
+    conversion holds one copy of its weights. The block gets the temporary folder with the
+    checkpoint already in it, to add what the source carried (tokenizer files, decoding
+    defaults); it becomes ``out_dir`` when the block ends, under the rules of
+    :func:`geex.model.convert_output.output_folder` (apart from ``inputs``, all at once,
+    replacing only an earlier checkpoint with ``overwrite``).
+    """
+    tensors = finite_weights(tensors, dtype=dtype, source=source)
+    model = build_model(config, device="meta")
+    load_weights(model, tensors, source=source)
+    writing = output_folder(
+        out_dir,
+        inputs=inputs,
+        kind="Geex checkpoint",
+        is_kind=is_geex_checkpoint,
+        needed_bytes=tensor_bytes(tensors),
+        overwrite=overwrite,
+    )
+    with writing as tmp:
+        save_checkpoint(model, tmp, config=config, tokenizer=tokenizer, metadata=metadata)
+        yield tmp
 
 
 def save_weights(

@@ -36,19 +36,15 @@ from safetensors import safe_open
 from geex.atomic import atomic_write
 from geex.errors import GeexError
 from geex.model.checkpoint import (
+    converted_checkpoint,
     finite_weights,
-    is_geex_checkpoint,
     load_state_dict,
-    load_weights,
     read_config,
-    save_checkpoint,
 )
-from geex.model.codegeex import build_model
 from geex.model.config import ModelConfig
 from geex.model.convert_output import (
     check_apart,
     check_free_space,
-    output_folder,
     tensor_bytes,
 )
 from geex.os_faults import describe_os_fault
@@ -423,27 +419,19 @@ def convert_codegeex(
         vocab_size=vocab_size if vocab_size is not None else hints.get("vocab_size"),
     )
     dtype = dtype or reduce(torch.promote_types, {t.dtype for t in tensors.values()})
-    source = ", ".join(map(str, files))
-    model = build_model(config, device="meta")
-    tensors = finite_weights(tensors, dtype=dtype, source=source)
-    load_weights(model, tensors, source=source)
     origin = {"format": "codegeex", "files": [str(f) for f in files]}
-    writing = output_folder(
+    with converted_checkpoint(
+        tensors,
         out_dir,
+        config=config,
         inputs=[*sources, *files],
-        kind="Geex checkpoint",
-        is_kind=is_geex_checkpoint,
-        needed_bytes=tensor_bytes(tensors),
+        source=", ".join(map(str, files)),
+        metadata={"converted_from": origin},
+        dtype=dtype,
+        tokenizer=loaded_tokenizer,
         overwrite=overwrite,
-    )
-    with writing as tmp:
-        save_checkpoint(
-            model,
-            tmp,
-            config=config,
-            tokenizer=loaded_tokenizer,
-            metadata={"converted_from": origin},
-        )
+    ):
+        pass  # the checkpoint, its tokenizer included, is all a CodeGeeX file gives
     return Path(out_dir)
 
 

@@ -29,15 +29,12 @@ import torch
 from geex.atomic import atomic_write_text
 from geex.errors import GeexError
 from geex.model.checkpoint import (
+    converted_checkpoint,
     finite_weights,
-    is_geex_checkpoint,
     load_state_dict,
-    load_weights,
     read_config,
-    save_checkpoint,
     write_safetensors,
 )
-from geex.model.codegeex import build_model
 from geex.model.config import ModelConfig
 from geex.model.convert_output import check_apart, config_field, output_folder, tensor_bytes
 from geex.model.generation_defaults import save_repetition_penalty, saved_repetition_penalty
@@ -192,24 +189,16 @@ def import_hf(
     if unexpected:
         raise GeexError(f"{hf_dir}: unexpected tensors {', '.join(unexpected[:5])}")
     tensors = {name.removeprefix(HF_PREFIX): t for name, t in hf_tensors.items()}
-    tensors = finite_weights(tensors, dtype=dtype, source=str(hf_dir))
-    model = build_model(config, device="meta")
-    load_weights(model, tensors, source=str(hf_dir))
-    writing = output_folder(
+    with converted_checkpoint(
+        tensors,
         out_dir,
+        config=config,
         inputs=[hf_dir],
-        kind="Geex checkpoint",
-        is_kind=is_geex_checkpoint,
-        needed_bytes=tensor_bytes(tensors),
+        source=str(hf_dir),
+        metadata={"converted_from": {"format": "hf", "folder": str(hf_dir)}},
+        dtype=dtype,
         overwrite=overwrite,
-    )
-    with writing as tmp:
-        save_checkpoint(
-            model,
-            tmp,
-            config=config,
-            metadata={"converted_from": {"format": "hf", "folder": str(hf_dir)}},
-        )
+    ) as tmp:
         for name in TOKENIZER_FILES:
             if (hf_dir / name).is_file():
                 shutil.copyfile(hf_dir / name, tmp / name)
