@@ -133,9 +133,19 @@ VARIANTS = [
     Variant("no C", "languages", data={"languages": [*EVALUATED]}, same_cost=True),
     Variant("4 MiB each", "languages", data={"per_language_mb": 4}, same_cost=True),
     Variant("Python x2", "languages", data={"language_weight": "python=2"}, same_cost=True),
+    Variant("Python x3", "languages", data={"language_weight": "python=3"}, same_cost=True),
+    Variant(
+        "Python x2 seed 2",
+        "seed",
+        data={"language_weight": "python=2"},
+        train={"seed": 2},
+        same_cost=True,
+    ),
     # fill-in-the-middle (default 0.5)
     Variant("FIM 0", "fim", data={"fim_rate": 0.0}, same_cost=True),
+    Variant("FIM 0.25", "fim", data={"fim_rate": 0.25}, same_cost=True),
     Variant("FIM 0.9", "fim", data={"fim_rate": 0.9}, same_cost=True),
+    Variant("FIM 0 seed 2", "seed", data={"fim_rate": 0.0}, train={"seed": 2}, same_cost=True),
     # precision (default auto: bf16 autocast on CPUs with AMX or AVX-512 BF16, fp32 elsewhere)
     Variant("fp32", "precision", train={"precision": "fp32"}),
 ]
