@@ -11,7 +11,7 @@ from safetensors.torch import load_file
 import geex
 from geex.errors import GeexError
 from geex.model import ModelConfig, build_model
-from geex.model.checkpoint import save_checkpoint
+from geex.model.checkpoint import converted_checkpoint, save_checkpoint
 
 CONFIG = ModelConfig(n_layer=2, n_head=4, d_model=64, max_seq_len=32, vocab_size=100)
 
@@ -90,3 +90,33 @@ def test_a_failed_save_leaves_the_previous_checkpoint_intact(model, tmp_path, mo
         save_checkpoint(build_model(CONFIG, seed=1), tmp_path)
     assert (tmp_path / "model.safetensors").read_bytes() == before
     assert sorted(p.name for p in tmp_path.iterdir()) == ["config.json", "model.safetensors"]
+
+
+def test_a_converted_checkpoint_is_written_whole_or_not_at_all(model, tmp_path):
+    source = tmp_path / "source"
+    source.mkdir()
+
+    def convert(tensors, out, **metadata):
+        return converted_checkpoint(
+            tensors, out, config=CONFIG, inputs=[source], source="test", metadata=metadata
+        )
+
+    tensors = {name: t.clone() for name, t in model.state_dict().items()}
+    out = tmp_path / "out"
+    failing = pytest.raises(RuntimeError, match="copying the tokenizer failed")
+    with failing, convert(tensors, out) as tmp:
+        assert (tmp / "config.json").is_file()  # the checkpoint is in before the block
+        raise RuntimeError("copying the tokenizer failed")
+    assert not out.exists() and list(tmp_path.iterdir()) == [source]
+
+    with convert(tensors, out, converted_from="x"):
+        pass
+    ids = torch.randint(0, 100, (2, 11))
+    assert torch.equal(geex.load_model(out)(ids), model(ids))
+    assert json.loads((out / "config.json").read_text())["converted_from"] == "x"
+
+    tensors["layers.0.attention.query.weight"] = torch.zeros(3, 3)
+    misfit = pytest.raises(GeexError, match="weights in test do not fit the model")
+    with misfit, convert(tensors, tmp_path / "other"):
+        pass
+    assert not (tmp_path / "other").exists()
