@@ -15,7 +15,7 @@ CONFIG = ModelConfig(n_layer=2, n_head=4, d_model=64, max_seq_len=32, vocab_size
 
 
 def relative_error(actual: torch.Tensor, expected: torch.Tensor) -> float:
-    return float((actual - expected).abs().max() / expected.abs().max())
+    return float(((actual - expected).abs().max() / expected.abs().max()).detach())
 
 
 def head_problem(seed=0, rows=96, width=48, vocab=500):
@@ -57,7 +57,7 @@ def test_fused_head_loss_under_bf16_autocast_stays_near_fp32():
 
 
 def norm_error(actual: torch.Tensor, expected: torch.Tensor) -> float:
-    return float((actual - expected).norm() / expected.norm())
+    return float(((actual - expected).norm() / expected.norm()).detach())
 
 
 def scaled_fp16_grads(loss_of, inputs, loss_scale=2.0**16):
