@@ -48,12 +48,12 @@ def test_held_out_accuracy_on_humanevalx(humanevalx):
     per_language = len(odd) // 6
     assert per_language == 82
     for key in HUMANEVALX_KEYS:
-        assert left[key] <= 0.08 * per_language, (key, left[key])  # measured: 1 to 5 of 82
-    assert sum(left.values()) <= 0.04 * len(odd)  # measured: 16 of 492
+        assert left[key] <= 0.08 * per_language, (key, left[key])  # measured: 0 to 4 of 82
+    assert sum(left.values()) <= 0.025 * len(odd)  # measured: 7 of 492
 
     rng = random.Random(0)
     python = [p for p in odd if p.language.key == "python"]
-    for other_key, floor in (("go", 0.75), ("cpp", 0.8)):  # measured: 84% and 89%
+    for other_key, floor in (("go", 0.8), ("cpp", 0.9)):  # measured: 87% and 95%
         fragments = [p for p in odd if p.language.key == other_key]
         found = sum(identifier.stays(_splice(p, fragments, rng), "python") is False for p in python)
         assert found >= floor * len(python), (other_key, found)
@@ -61,9 +61,9 @@ def test_held_out_accuracy_on_humanevalx(humanevalx):
 
 def test_the_embedded_set_alone_tells_whole_programs_apart(humanevalx):
     """What ``geex run`` uses (no benchmark folder): the likeliest language of whole held-out
-    programs, most of them right (measured: 803 of 984; JavaScript, whose embedded problems
-    have no semicolons, the worst at 103 of 164), and few taken to leave their language
-    (measured: 61 of 984, JavaScript 20)."""
+    programs, most of them right (measured: 823 of 984; JavaScript, whose embedded problems
+    have no semicolons, the worst at 108 of 164), and few taken to leave their language
+    (measured: 24 of 984, Rust 10, JavaScript 4)."""
     identifier = embedded_identifier()
     right = Counter(p.language.key for p in humanevalx
                     if identifier.identify(p.canonical_solution) == p.language.key)  # fmt: skip
@@ -71,8 +71,8 @@ def test_the_embedded_set_alone_tells_whole_programs_apart(humanevalx):
     assert right["javascript"] >= 0.6 * len(humanevalx) / 6
     left = Counter(p.language.key for p in humanevalx
                    if identifier.stays(p.canonical_solution, p.language.key) is False)  # fmt: skip
-    assert sum(left.values()) <= 0.08 * len(humanevalx)
-    assert left["javascript"] <= 0.15 * len(humanevalx) / 6
+    assert sum(left.values()) <= 0.04 * len(humanevalx)
+    assert max(left.values()) <= 0.1 * len(humanevalx) / 6
 
 
 def test_a_python_completion_that_turns_into_go_leaves_python():
@@ -100,8 +100,9 @@ def test_a_blank_completion_is_undecided_and_a_short_ambiguous_one_stays():
 
 
 def test_held_out_embedded_canonical_solutions_stay():
-    """Each embedded problem judged by an identifier trained without it (measured: 7 of 60
-    taken to leave, at most 2 a language)."""
+    """Each embedded problem judged by an identifier trained without it (measured: 8 of 60
+    taken to leave, at most 3 a language; 7, at most 2, before a window counted each of
+    its features once)."""
     embedded = load_embedded()
     left = Counter()
     for problem in embedded:
@@ -110,7 +111,7 @@ def test_held_out_embedded_canonical_solutions_stay():
         if not identifier.stays(problem.canonical_solution, problem.language.key):
             left[problem.language.key] += 1
     assert sum(left.values()) <= 0.15 * len(embedded), left
-    assert max(left.values(), default=0) <= 2, left
+    assert max(left.values(), default=0) <= 3, left
 
 
 def test_comments_are_prose_and_preprocessor_lines_are_cpp():
@@ -132,3 +133,20 @@ def test_a_python_comment_that_reads_like_a_directive_is_a_comment():
     assert line_tokens("x = a # include b") == ["NAME", "=", "NAME", "COMMENT#"]
     assert line_tokens("#include <vector>") == ["#include", "<", "NAME", ">"]
     assert line_tokens("  #define N 10") == ["#define", "NAME"]
+
+
+def test_a_completion_that_loops_on_one_token_stays_in_its_language():
+    """A young model's loop repeats a token until the length limit. Each feature of a window
+    counts once, so a loop is one piece of evidence and does not outweigh the prompt's
+    language (counted every time, each of these three was taken to leave, Go and Python for
+    Java by over 100 nats)."""
+    identifier = embedded_identifier()
+    go = "\tif len(" + "f." * 60 + "f) > 0 {\n"
+    python = "        self._file = self._file" + ".file" * 40 + "\n"
+    javascript = "  if (text === 'a') {\n    return 'b'\n      ' ? " + "'string' : " * 30 + "\n"
+    assert identifier.stays(go, "go") is True
+    assert identifier.stays(python, "python") is True
+    assert identifier.stays(javascript, "javascript") is True
+    # Lines of another language's shape, repeated, still leave.
+    loop = "    for (int i = 0; i < n; i++) {\n" * 8
+    assert identifier.stays("    x = 1\n" + loop, "python") is False
