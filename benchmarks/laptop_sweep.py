@@ -32,6 +32,7 @@ from pathlib import Path
 
 import yaml
 
+from geex.presets import generation_preset
 from geex.train.monitor import final_validation, read_metrics
 
 # Tokens the default trains in `geex run --budget 10m` on a quiet 2-core machine, times each
@@ -238,8 +239,11 @@ def evaluate(args, variant: Variant, model: Path) -> Path:
         which = ["humanevalx", "--data", str(args.humanevalx), "--limit", str(args.limit)]
     else:
         which = ["embedded"]
+    # Every variant decoded as the default's model is (greedy with tiny's repetition penalty):
+    # a model of another shape is saved without one (geex.model.generation_defaults).
+    penalty = generation_preset("tiny")["repetition_penalty"]
     command = [args.geex, "eval", *which, "--model", str(model), "--out", str(out),
-               "--no-progress"]  # fmt: skip
+               "--repetition-penalty", str(penalty), "--no-progress"]  # fmt: skip
     run(command, args.out / "logs" / f"eval-{_slug(variant.name)}.log")
     return out
 
