@@ -24,9 +24,8 @@ import sys
 from collections import Counter
 from pathlib import Path
 
-from geex.eval import language_id
-from geex.eval.language_id import LanguageIdentifier, identifier_for, windows
-from geex.eval.problems import load_problems
+from geex.eval.language_id import LanguageIdentifier, identifier_for, training_texts, windows
+from geex.eval.problems import load_embedded, load_problems
 
 
 class EveryRepeatCounted(LanguageIdentifier):
@@ -37,7 +36,7 @@ class EveryRepeatCounted(LanguageIdentifier):
     @classmethod
     def for_problems(cls, problems) -> EveryRepeatCounted:
         """Trained on what :func:`identifier_for` trains Geex's on."""
-        texts = language_id.training_texts([*language_id.load_embedded(), *problems])
+        texts = training_texts([*load_embedded(), *problems])
         counts: dict[str, Counter] = {}
         for key, code in texts:
             counts.setdefault(key, Counter()).update(f for w in windows(code) for f in w)
