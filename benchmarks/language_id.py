@@ -10,7 +10,8 @@ trained on: each file's language is known from its name) and counts
   are judged to leave, as a completion that wanders off and back.
 
 Side by side: Geex's identifier, and the same classifier counting every repeat of a feature in
-a window at the margin of 14 nats it used before (the baseline).
+a window at the margin of 14 nats it used before, with no directive deciding alone (the
+baseline).
 
     python benchmarks/language_id.py --data runs/geex/data --humanevalx ../humaneval-x
 """
@@ -29,11 +30,12 @@ from geex.eval.problems import load_embedded, load_problems
 
 
 class EveryRepeatCounted(LanguageIdentifier):
-    """The identifier before features were counted once per window: each repeat counts, and
-    another language must win a window by 14 nats."""
+    """The identifier before features were counted once per window: each repeat counts,
+    another language must win a window by 14 nats, and no directive decides alone."""
 
     evidence = staticmethod(list)
     margin = 14.0
+    directives_decide = False
 
 
 def code_chunks(data: Path, languages, per_language: int, lines: int, seed: int) -> dict:
