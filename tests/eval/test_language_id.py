@@ -133,14 +133,16 @@ def test_a_python_comment_that_reads_like_a_directive_is_a_comment():
     assert line_tokens("x = a # include b") == ["NAME", "=", "NAME", "COMMENT#"]
     assert line_tokens("#include <vector>") == ["#include", "<", "NAME", ">"]
     assert line_tokens("  #define N 10") == ["#define", "NAME"]
-    assert line_tokens("#if X > 1") == ["#if", "NAME", ">"]
+    assert line_tokens("#if X > 1") == ["COMMENT#"]  # read as a comment: Python writes "#if x:"
+    for line in ("#[derive(Debug)]", "#![allow(unused)]", "#!/usr/bin/env node", "#x = 1;"):
+        assert line_tokens(line) == ["COMMENT#"], line  # Rust attributes, shebangs, JS fields
 
 
 def test_preprocessor_lines_leave_every_language_but_cpp_and_python():
     """A young model answers a Rust signature with C headers. The embedded set's C++ has
     ``#include`` alone, so ``#ifndef`` and ``#define`` weigh nothing by the counts; only
     C++'s grammar has them, so they make a window leave any other language, except Python,
-    where ``#`` opens a comment and such a line may be prose."""
+    where ``#`` opens a comment and such a line may be one."""
     identifier = embedded_identifier()
     header = "#ifndef _X_INT32\n#define _X_INT32 0x00\n#define _X_INT64 0x00\n#endif\n"
     body = {"rust": "    let x = 1;\n", "go": "\tx := 1\n", "java": "        int x = 1;\n",
@@ -149,7 +151,7 @@ def test_preprocessor_lines_leave_every_language_but_cpp_and_python():
         assert identifier.stays(code, key) is True, key
         assert identifier.stays(code + header, key) is False, key
     assert identifier.stays("    int x = 1;\n" + header, "cpp") is True
-    python = "    x = 1\n    #if present, return true, else return false\n    return x\n"
+    python = "    x = 1\n    #define the base case\n    return x\n"
     assert identifier.stays(python, "python") is True
 
 

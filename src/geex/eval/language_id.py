@@ -5,8 +5,9 @@ A young model wanders: a Python prompt continued with a few lines of Go or C++. 
 need not be a whole program, so the classifier looks at windows of consecutive lines
 (:data:`WINDOW` features each) and says a completion *leaves* its language when the log
 likelihood of some window under another language exceeds that under the prompt's language by
-more than :data:`MARGIN` nats. The prompt's language thus wins every window that is ambiguous
-(``return x;`` is C++, Java and JavaScript alike): leaving needs evidence.
+more than :data:`MARGIN` nats, or some window holds a preprocessor directive its language
+cannot (below). The prompt's language thus wins every window that is ambiguous (``return x;``
+is C++, Java and JavaScript alike): leaving needs evidence.
 
 Features are what tells languages apart whatever the program does (Linguist's tokenizer
 likewise drops string contents and numbers):
@@ -29,20 +30,23 @@ limit (``f.f.f.f``, ``"string", "string", ...``), and counted every time, a
 feature that leans a little towards another language outweighed the whole window by a hundred
 nats or more.
 
-One feature decides by itself: a preprocessor directive (``#define``, ``#ifndef``), which of
-the six grammars only C++'s has, makes its window leave any other language but Python (where
-``#`` opens a comment, so ``#if present, ...`` may be prose). By the counts it weighs little:
-the C++ the identifier learns from has ``#include`` and hardly another directive, so a young
-model's answer to a Rust signature in C header lines (``#ifndef _X_INT32``, ``#define X
-0x00`` again and again) had no known feature and stayed.
+One feature decides by itself: a preprocessor directive that, of the six grammars, only C++'s
+has as a token (``#include``, ``#define``, ``#ifdef``, ``#ifndef``, ``#endif``; ``#undef`` and
+``#pragma`` are no token of it, and ``#if``, ``#else`` are read as comments) makes its window
+leave any other language but Python (where ``#`` opens a comment, so such a line may be a
+comment). By the counts it weighs little: the C++ the identifier learns from has ``#include``
+and hardly another directive, so a young model's answer to a Rust signature in C header lines
+(``#ifndef _X_INT32``, ``#define X 0x00`` again and again) had no known feature and stayed.
+Lines are read one by one, so a directive inside a block comment or a string of many lines
+decides too: Go's cgo preambles (C in a ``/* */`` comment) leave.
 
 Trained (add-half smoothing) on the prompts and canonical solutions of Geex's embedded set and
 of the problems being evaluated: its verdicts, and so the shares ``geex eval`` reports,
 compare between runs of the same problems (the same folder, ``--task`` and ``--languages``);
 each stored verdict carries the identifier's :meth:`LanguageIdentifier.fingerprint`, and a
-resumed run makes again those of another. A completion with no token at all (blank), or none
-the identifier knows, is *undecided*: ``None``, left out of the share that stays, and counted
-apart.
+resumed run makes again those of another. A completion with no token at all (blank) is
+*undecided*: ``None``, left out of the share that stays, and counted apart. One whose tokens
+the identifier never saw has no evidence against its language, and stays.
 
 Measured (``tests/eval/test_language_id.py``, HumanEval-X, 164 problems per language),
 trained on the embedded set and the even-numbered problems, tested on the 82 odd-numbered
@@ -94,7 +98,7 @@ FEATURES_VERSION = 4
 _TOKEN = re.compile(
     r"""
     (?P<string>"(?:\\.|[^"\\\n])*"|'(?:\\.|[^'\\\n])*'|`[^`]*`)
-    |(?P<directive>^\s*\#(?:include|define|undef|if|ifn?def|elif|else|endif|pragma)\b)
+    |(?P<directive>^\s*\#(?:include|define|undef|ifn?def|endif|pragma)\b)
     |(?P<comment>//|/\*|\#)
     |(?P<word>[A-Za-z_][A-Za-z_0-9]*!?)
     |(?P<number>\d[\w.]*)
@@ -220,11 +224,14 @@ class LanguageIdentifier:
         self._denominator = {k: sum(c.values()) + SMOOTHING * size for k, c in self.counts.items()}
 
     def fingerprint(self) -> str:
-        """What its verdicts follow from: the feature format and the training counts."""
+        """What its verdicts follow from: the feature format, the rules of judging (the
+        margin, which directives decide where) and the training counts."""
         counts = {key: sorted(c.items()) for key, c in sorted(self.counts.items())}
-        text = json.dumps(
-            [FEATURES_VERSION, WINDOW, self.margin, self.directives_decide, SMOOTHING, counts]
-        )
+        directives = {d: sorted(keys) for d, keys in sorted(directive_languages().items())}
+        if not self.directives_decide:
+            directives = {}
+        rules = [self.margin, directives, sorted(HASH_COMMENT_LANGUAGES), SMOOTHING]
+        text = json.dumps([FEATURES_VERSION, WINDOW, rules, counts])
         return hashlib.sha256(text.encode("utf-8")).hexdigest()[:16]
 
     @property
@@ -249,8 +256,9 @@ class LanguageIdentifier:
         return max(scores, key=scores.__getitem__)
 
     def stays(self, completion: str, language_key: str) -> bool | None:
-        """Whether no window of ``completion`` is clearly another language's; None when it
-        has no token (a blank completion), or ``language_key`` is unknown here."""
+        """Whether no window of ``completion`` is clearly another language's (by the scores,
+        or by a directive its language cannot hold); None when it has no token (a blank
+        completion), or ``language_key`` is unknown here."""
         if language_key not in self.counts:
             return None
         parts = windows(completion)
@@ -271,8 +279,8 @@ class LanguageIdentifier:
 def foreign_directive(window: list[str], language_key: str) -> bool:
     """Whether ``window`` holds a preprocessor directive that ``language_key``'s grammar
     does not have (``#define`` in a Rust completion). Never in a language whose comments
-    ``#`` opens: there a line that reads like a directive may be prose (``#if present, ...``)
-    or code commented out (``#if prefix:``), as in 8 of 595 Python files of a ``geex run``."""
+    ``#`` opens: there a line that reads like a directive may be a comment
+    (``#define the base case``)."""
     if language_key in HASH_COMMENT_LANGUAGES:
         return False
     owners = directive_languages()
