@@ -227,9 +227,9 @@ class LanguageIdentifier:
         """What its verdicts follow from: the feature format, the rules of judging (the
         margin, which directives decide where) and the training counts."""
         counts = {key: sorted(c.items()) for key, c in sorted(self.counts.items())}
-        directives = {d: sorted(keys) for d, keys in sorted(directive_languages().items())}
-        if not self.directives_decide:
-            directives = {}
+        directives = {
+            d: sorted(keys) for d, keys in sorted(directive_languages().items())
+        } if self.directives_decide else {}  # fmt: skip
         rules = [self.margin, directives, sorted(HASH_COMMENT_LANGUAGES), SMOOTHING]
         text = json.dumps([FEATURES_VERSION, WINDOW, rules, counts])
         return hashlib.sha256(text.encode("utf-8")).hexdigest()[:16]
